@@ -1,0 +1,15 @@
+//! Generates the etcd v3 API and rustcd's internal records from `proto/`, with the vendored protoc.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let proto_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let files = ["rpc.proto", "kv.proto", "auth.proto", "v3lock.proto", "v3election.proto", "internal.proto"];
+    let protos: Vec<_> = files.iter().map(|f| proto_dir.join(f)).collect();
+    let mut config = prost_build::Config::new();
+    config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+    config.bytes(["."]);
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_with_config(config, &protos, &[proto_dir])?;
+    Ok(())
+}
