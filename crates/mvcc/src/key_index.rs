@@ -1,0 +1,224 @@
+//! The in-memory key index: for every key, its generations of revisions (etcd's `keyIndex`).
+//!
+//! A generation runs from a key's creation to its deletion (tombstone). The index maps a key
+//! and a read revision to the revision whose value is visible then; values live in the backend.
+
+use std::collections::{BTreeMap, HashSet};
+use std::ops::Bound;
+
+use crate::key_range::KeyRange;
+use crate::revision::Revision;
+
+#[derive(Clone, Debug, Default)]
+struct Generation {
+    /// Version of the key at the last revision of this generation.
+    ver: i64,
+    created: Revision,
+    revs: Vec<Revision>,
+}
+
+/// What the index knows of a key at a revision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyAt {
+    pub modified: Revision,
+    pub created: Revision,
+    pub version: i64,
+}
+
+#[derive(Clone, Debug, Default)]
+struct KeyIndex {
+    generations: Vec<Generation>,
+}
+
+impl KeyIndex {
+    fn put(&mut self, rev: Revision, version: i64) {
+        if self.generations.is_empty() {
+            self.generations.push(Generation::default());
+        }
+        let Some(g) = self.generations.last_mut() else { return };
+        if g.revs.is_empty() {
+            g.created = rev;
+        }
+        g.revs.push(rev);
+        g.ver = version;
+    }
+
+    /// Records a deletion; false when the key is not live.
+    fn tombstone(&mut self, rev: Revision) -> bool {
+        match self.generations.last() {
+            Some(g) if !g.revs.is_empty() => {}
+            _ => return false,
+        }
+        if let Some(g) = self.generations.last_mut() {
+            g.revs.push(rev);
+            g.ver += 1;
+        }
+        self.generations.push(Generation::default());
+        true
+    }
+
+    fn find_generation(&self, rev: i64) -> Option<&Generation> {
+        let last = self.generations.len().checked_sub(1)?;
+        for (i, g) in self.generations.iter().enumerate().rev() {
+            let (Some(first), Some(tomb)) = (g.revs.first(), g.revs.last()) else { continue };
+            if i != last && tomb.main <= rev {
+                return None;
+            }
+            if first.main <= rev {
+                return Some(g);
+            }
+        }
+        None
+    }
+
+    fn get(&self, rev: i64) -> Option<KeyAt> {
+        let g = self.find_generation(rev)?;
+        let n = g.revs.iter().rposition(|r| r.main <= rev)?;
+        Some(KeyAt {
+            modified: g.revs[n],
+            created: g.created,
+            version: g.ver - (g.revs.len() - n - 1) as i64,
+        })
+    }
+
+    /// Drops what a compaction at `at` makes unreachable; records kept revisions in `keep`.
+    fn compact(&mut self, at: i64, keep: &mut HashSet<Revision>) {
+        let mut gen_idx = 0;
+        while gen_idx + 1 < self.generations.len() {
+            match self.generations[gen_idx].revs.last() {
+                Some(tomb) if tomb.main > at => break,
+                _ => gen_idx += 1,
+            }
+        }
+        let last = self.generations.len() - 1;
+        let g = &mut self.generations[gen_idx];
+        if let Some(idx) = g.revs.iter().rposition(|r| r.main <= at) {
+            keep.insert(g.revs[idx]);
+            g.revs.drain(..idx);
+            if g.revs.len() == 1 && gen_idx != last {
+                keep.remove(&g.revs[0]);
+                gen_idx += 1;
+            }
+        }
+        self.generations.drain(..gen_idx);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.generations.len() == 1 && self.generations[0].revs.is_empty()
+    }
+}
+
+/// The index of all keys (etcd's `treeIndex`).
+#[derive(Debug, Default)]
+pub struct TreeIndex {
+    keys: BTreeMap<Vec<u8>, KeyIndex>,
+}
+
+impl TreeIndex {
+    pub fn put(&mut self, key: &[u8], rev: Revision, version: i64) {
+        match self.keys.get_mut(key) {
+            Some(ki) => ki.put(rev, version),
+            None => {
+                let mut ki = KeyIndex::default();
+                ki.put(rev, version);
+                self.keys.insert(key.to_vec(), ki);
+            }
+        }
+    }
+
+    /// Records a deletion of a live key; false when it is not live.
+    pub fn tombstone(&mut self, key: &[u8], rev: Revision) -> bool {
+        self.keys.get_mut(key).is_some_and(|ki| ki.tombstone(rev))
+    }
+
+    pub fn get(&self, key: &[u8], rev: i64) -> Option<KeyAt> {
+        self.keys.get(key)?.get(rev)
+    }
+
+    /// Visits the keys of `range` live at `rev`, in key order, until `f` returns false.
+    pub fn visit(&self, range: &KeyRange, rev: i64, mut f: impl FnMut(&[u8], KeyAt) -> bool) {
+        if range.is_empty() {
+            return;
+        }
+        if let KeyRange::Single(k) = range {
+            if let Some(at) = self.get(k, rev) {
+                f(k, at);
+            }
+            return;
+        }
+        let (start, end) = range.bounds();
+        let upper = match &end {
+            Some(e) => Bound::Excluded(e.as_slice()),
+            None => Bound::Unbounded,
+        };
+        let iter = self
+            .keys
+            .range::<[u8], _>((Bound::Included(start.as_slice()), upper));
+        for (k, ki) in iter {
+            if let Some(at) = ki.get(rev)
+                && !f(k, at)
+            {
+                return;
+            }
+        }
+    }
+
+    /// Compacts every key at `at`; returns the revisions at or below `at` that stay readable.
+    pub fn compact(&mut self, at: i64) -> HashSet<Revision> {
+        let mut keep = HashSet::new();
+        self.keys.retain(|_, ki| {
+            ki.compact(at, &mut keep);
+            !ki.is_empty()
+        });
+        keep
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(main: i64) -> Revision {
+        Revision::new(main, 0)
+    }
+
+    #[test]
+    fn generations_and_tombstones() {
+        let mut t = TreeIndex::default();
+        t.put(b"a", r(2), 1);
+        t.put(b"a", r(4), 2);
+        assert!(t.tombstone(b"a", r(6)));
+        t.put(b"a", r(8), 1);
+        assert_eq!(t.get(b"a", 1), None);
+        assert_eq!(t.get(b"a", 3).map(|k| k.modified), Some(r(2)));
+        assert_eq!(t.get(b"a", 5).map(|k| (k.modified, k.version)), Some((r(4), 2)));
+        assert_eq!(t.get(b"a", 6), None);
+        assert_eq!(t.get(b"a", 7), None);
+        let at = t.get(b"a", 9).unwrap();
+        assert_eq!((at.modified, at.created, at.version), (r(8), r(8), 1));
+        assert!(!t.tombstone(b"b", r(9)));
+    }
+
+    #[test]
+    fn compaction_keeps_latest_visible() {
+        let mut t = TreeIndex::default();
+        t.put(b"a", r(2), 1);
+        t.put(b"a", r(3), 2);
+        t.put(b"b", r(4), 1);
+        assert!(t.tombstone(b"b", r(5)));
+        let keep = t.compact(4);
+        assert!(keep.contains(&r(3)) && keep.contains(&r(4)) && !keep.contains(&r(2)));
+        assert_eq!(t.get(b"a", 4).map(|k| k.version), Some(2));
+        let keep = t.compact(5);
+        assert!(!keep.contains(&r(5)));
+        assert_eq!(t.len(), 1);
+    }
+}

@@ -1,0 +1,23 @@
+//! rustcd-mvcc: the revisioned key space (etcd's `mvcc` package).
+//!
+//! Owns the key index ([`key_index::TreeIndex`]), the redb backend file, write transactions
+//! ([`WriteTxn`]) that apply Put/DeleteRange/Txn/Compact exactly as etcd does, reads
+//! ([`KvStore::range`]), the change history that watchers catch up from ([`KvStore::history`])
+//! and the watcher hub ([`watch::WatchHub`]). It knows nothing of raft, the network or leases
+//! beyond asking whether a lease id exists. Start with [`KvStore`].
+
+pub mod crc32c;
+mod error;
+pub mod key_index;
+pub mod key_range;
+mod range;
+pub mod revision;
+mod store;
+mod txn;
+pub mod watch;
+
+pub use error::{Error, Result};
+pub use key_range::KeyRange;
+pub use revision::Revision;
+pub use store::{Committed, KvStore};
+pub use txn::WriteTxn;

@@ -1,0 +1,275 @@
+//! The revisioned key-value store: redb backend + in-memory key index (etcd's `kvstore`).
+//!
+//! One writer at a time (the apply task) runs a [`WriteTxn`] under the state's write lock and
+//! commits it before readers can see the new revision; readers take the read lock only long
+//! enough to resolve revisions and open a backend snapshot.
+
+use std::path::{Path, PathBuf};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use prost::Message;
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use rustcd_api::etcdserverpb::{RangeRequest, RangeResponse};
+use rustcd_api::mvccpb::{Event, KeyValue};
+
+use crate::error::{Error, Result};
+use crate::key_index::TreeIndex;
+use crate::range::{self, ReadState};
+use crate::revision::Revision;
+use crate::txn::WriteTxn;
+
+/// Every revision of every key: revision key -> encoded `mvccpb.KeyValue`.
+pub(crate) const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("key");
+/// Store and server metadata: consistent index, compaction, membership, leases.
+pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+const META_CONSISTENT_INDEX: &str = "consistent_index";
+const META_COMPACT_REV: &str = "finished_compact_rev";
+
+/// The store's view of itself, guarded by one lock.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub index: TreeIndex,
+    pub current_rev: i64,
+    pub compact_rev: i64,
+    pub consistent_index: u64,
+}
+
+impl State {
+    pub(crate) fn read_state(&self) -> ReadState<'_> {
+        ReadState { index: &self.index, current_rev: self.current_rev, compact_rev: self.compact_rev }
+    }
+}
+
+/// The key-value store. Cheap to share behind an `Arc`.
+pub struct KvStore {
+    db: Database,
+    path: PathBuf,
+    state: RwLock<State>,
+}
+
+/// Outcome of a committed write batch.
+pub struct Committed<R> {
+    pub value: R,
+    /// Every change of the batch in revision order, each with its previous value.
+    pub events: Vec<Event>,
+    /// Store revision after the batch.
+    pub revision: i64,
+}
+
+fn u64_meta(v: Option<redb::AccessGuard<'_, &'static [u8]>>) -> Option<u64> {
+    let v = v?;
+    Some(u64::from_be_bytes(v.value().try_into().ok()?))
+}
+
+impl KvStore {
+    /// Opens (or creates) the backend file and rebuilds the key index from it.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let db = Database::create(&path)?;
+        let tx = db.begin_write()?;
+        tx.open_table(KV)?;
+        tx.open_table(META)?;
+        tx.commit()?;
+        let state = Self::restore(&db)?;
+        Ok(KvStore { db, path, state: RwLock::new(state) })
+    }
+
+    fn restore(db: &Database) -> Result<State> {
+        let tx = db.begin_read()?;
+        let meta = tx.open_table(META)?;
+        let consistent_index = u64_meta(meta.get(META_CONSISTENT_INDEX)?).unwrap_or(0);
+        let compact_rev = u64_meta(meta.get(META_COMPACT_REV)?).map(|v| v as i64).unwrap_or(-1);
+        let kv = tx.open_table(KV)?;
+        let mut index = TreeIndex::default();
+        let mut current_rev = 1;
+        for item in kv.iter()? {
+            let (k, v) = item?;
+            let (rev, tombstone) = Revision::from_key(k.value())
+                .ok_or_else(|| Error::Corrupt("malformed revision key".into()))?;
+            let stored = KeyValue::decode(v.value()).map_err(|e| Error::Corrupt(e.to_string()))?;
+            if tombstone {
+                index.tombstone(&stored.key, rev);
+            } else {
+                index.put(&stored.key, rev, stored.version);
+            }
+            current_rev = rev.main;
+        }
+        current_rev = current_rev.max(compact_rev);
+        Ok(State { index, current_rev, compact_rev, consistent_index })
+    }
+
+    fn read_lock(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_lock(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Serves a Range at the latest committed state.
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
+        let st = self.read_lock();
+        // Open the backend snapshot while holding the lock: it then holds every revision the
+        // index names, and a later compaction cannot take them away.
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(KV)?;
+        range::range(&st.read_state(), &table, req)
+    }
+
+    pub fn current_rev(&self) -> i64 {
+        self.read_lock().current_rev
+    }
+
+    pub fn compact_rev(&self) -> i64 {
+        self.read_lock().compact_rev
+    }
+
+    /// Index of the last raft entry applied to this store.
+    pub fn consistent_index(&self) -> u64 {
+        self.read_lock().consistent_index
+    }
+
+    /// Number of live keys.
+    pub fn key_count(&self) -> usize {
+        self.read_lock().index.len()
+    }
+
+    /// Runs one batch of writes as a single backend transaction and commits it.
+    ///
+    /// `durable` forces the commit to disk; otherwise it becomes durable with a later durable
+    /// commit (the raft log holds what a crash would lose, and the consistent index says where
+    /// to replay from). `lease_exists` answers whether a lease id is granted.
+    pub fn write<R>(
+        &self,
+        durable: bool,
+        lease_exists: &dyn Fn(i64) -> bool,
+        f: impl FnOnce(&mut WriteTxn) -> R,
+    ) -> Result<Committed<R>> {
+        let mut st = self.write_lock();
+        let mut tx = self.db.begin_write()?;
+        if !durable {
+            tx.set_durability(Durability::None)?;
+        }
+        let (value, events, consistent_index) = {
+            let mut kv = tx.open_table(KV)?;
+            let mut meta = tx.open_table(META)?;
+            let mut w = WriteTxn::new(&mut st, &mut kv, &mut meta, lease_exists);
+            let value = f(&mut w);
+            let (events, ci) = w.finish()?;
+            (value, events, ci)
+        };
+        tx.commit()?;
+        if let Some(ci) = consistent_index {
+            st.consistent_index = ci;
+        }
+        Ok(Committed { value, events, revision: st.current_rev })
+    }
+
+    /// Forces everything committed so far onto disk.
+    pub fn sync(&self) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Changes with revisions in `[from, to]`, in order, at most `limit` whole revisions, and
+    /// the revision they reach (`to`, or less when the limit cut them). No `prev_kv` is set.
+    pub fn history(&self, from: i64, to: i64, limit: usize) -> Result<(Vec<Event>, i64)> {
+        let st = self.read_lock();
+        if from <= st.compact_rev {
+            return Err(Error::Compacted);
+        }
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(KV)?;
+        drop(st);
+        let lo = Revision::new(from, 0).lower_key();
+        let hi = Revision::new(to + 1, 0).lower_key();
+        let mut events = Vec::new();
+        let mut revs_seen = 0usize;
+        let mut last_main = 0;
+        for item in table.range(lo.as_slice()..hi.as_slice())? {
+            let (k, v) = item?;
+            let Some((rev, tombstone)) = Revision::from_key(k.value()) else { continue };
+            if rev.main != last_main {
+                if revs_seen == limit {
+                    return Ok((events, last_main));
+                }
+                revs_seen += 1;
+                last_main = rev.main;
+            }
+            let kv = KeyValue::decode(v.value()).map_err(|e| Error::Corrupt(e.to_string()))?;
+            let r#type = if tombstone { 1 } else { 0 };
+            events.push(Event { r#type, kv: Some(kv), prev_kv: None });
+        }
+        Ok((events, to))
+    }
+
+    /// The value of `key` as of revision `rev`, if any and still stored.
+    pub fn get_at(&self, key: &[u8], rev: i64) -> Result<Option<KeyValue>> {
+        let st = self.read_lock();
+        if rev <= st.compact_rev {
+            return Ok(None);
+        }
+        let Some(at) = st.index.get(key, rev) else { return Ok(None) };
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(KV)?;
+        drop(st);
+        Ok(Some(range::load(&table, at.modified)?))
+    }
+
+    /// Reads a metadata record.
+    pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let tx = self.db.begin_read()?;
+        let meta = tx.open_table(META)?;
+        Ok(meta.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    /// File size and the part of it in use, in bytes.
+    pub fn db_size(&self) -> (i64, i64) {
+        let total = std::fs::metadata(&self.path).map(|m| m.len() as i64).unwrap_or(0);
+        let in_use = self
+            .db
+            .begin_write()
+            .ok()
+            .and_then(|tx| {
+                let s = tx.stats().ok()?;
+                let used = s.allocated_pages() as i64 * s.page_size() as i64;
+                tx.abort().ok()?;
+                Some(used)
+            })
+            .unwrap_or(total);
+        (total, in_use.min(total))
+    }
+
+    /// crc32c over every stored revision up to `rev` (for HashKV): equal stores give equal hashes.
+    pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64, i64)> {
+        let st = self.read_lock();
+        let rev = if rev <= 0 { st.current_rev } else { rev };
+        if rev > st.current_rev {
+            return Err(Error::FutureRev);
+        }
+        if rev < st.compact_rev {
+            return Err(Error::Compacted);
+        }
+        let compact_rev = st.compact_rev;
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(KV)?;
+        drop(st);
+        let hi = Revision::new(rev + 1, 0).lower_key();
+        let mut h = crate::crc32c::Crc32c::new();
+        for item in table.range(..hi.as_slice())? {
+            let (k, v) = item?;
+            h.update(k.value());
+            h.update(v.value());
+        }
+        Ok((h.finish(), compact_rev.max(0), rev))
+    }
+
+    pub(crate) fn encode_u64(v: u64) -> [u8; 8] {
+        v.to_be_bytes()
+    }
+
+    pub(crate) const META_CONSISTENT_INDEX: &'static str = META_CONSISTENT_INDEX;
+    pub(crate) const META_COMPACT_REV: &'static str = META_COMPACT_REV;
+}

@@ -1,0 +1,214 @@
+//! The watcher hub (etcd's `watchableStore`): synced watchers get each commit's events as it
+//! happens; a watcher that starts in the past or falls behind is *unsynced* and catches up from
+//! the backend's history, so a slow watcher never holds up a write.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rustcd_api::mvccpb::Event;
+use tokio::sync::mpsc;
+
+use crate::error::Error;
+use crate::key_range::KeyRange;
+use crate::store::KvStore;
+
+/// Identifies a watcher in the hub.
+pub type WatcherKey = u64;
+
+/// What the hub delivers to a watch stream.
+#[derive(Debug, Clone)]
+pub struct WatchEvent {
+    pub key: WatcherKey,
+    pub watch_id: i64,
+    pub events: Vec<Event>,
+    /// Non-zero: the watcher's start was compacted away; it has been removed.
+    pub compact_revision: i64,
+    /// Store revision the batch brings the watcher to.
+    pub revision: i64,
+}
+
+/// What a client asked to watch.
+#[derive(Debug, Clone)]
+pub struct WatchSpec {
+    pub range: KeyRange,
+    pub start_rev: i64,
+    pub no_put: bool,
+    pub no_delete: bool,
+    pub prev_kv: bool,
+    pub watch_id: i64,
+}
+
+struct Watcher {
+    spec: WatchSpec,
+    next_rev: i64,
+    synced: bool,
+    tx: mpsc::Sender<WatchEvent>,
+}
+
+impl Watcher {
+    fn wants(&self, ev: &Event) -> bool {
+        let Some(kv) = &ev.kv else { return false };
+        if kv.mod_revision < self.next_rev || !self.spec.range.contains(&kv.key) {
+            return false;
+        }
+        let is_put = ev.r#type == 0;
+        !(is_put && self.spec.no_put || !is_put && self.spec.no_delete)
+    }
+
+    fn select(&self, events: &[Event]) -> Vec<Event> {
+        events
+            .iter()
+            .filter(|e| self.wants(e))
+            .map(|e| {
+                let mut e = e.clone();
+                if !self.spec.prev_kv {
+                    e.prev_kv = None;
+                }
+                e
+            })
+            .collect()
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    watchers: HashMap<WatcherKey, Watcher>,
+    next_key: WatcherKey,
+}
+
+/// All watchers of one member.
+pub struct WatchHub {
+    store: Arc<KvStore>,
+    inner: Mutex<Inner>,
+}
+
+/// Revisions read from history per catch-up round and watcher.
+const CATCH_UP_REVS: usize = 1000;
+
+impl WatchHub {
+    pub fn new(store: Arc<KvStore>) -> Self {
+        WatchHub { store, inner: Mutex::new(Inner::default()) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a watcher whose batches go to `tx`; returns its key and the current revision.
+    pub fn watch(&self, spec: WatchSpec, tx: mpsc::Sender<WatchEvent>) -> (WatcherKey, i64) {
+        let mut inner = self.lock();
+        let current = self.store.current_rev();
+        let (next_rev, synced) = if spec.start_rev <= 0 || spec.start_rev > current {
+            (spec.start_rev.max(current + 1), true)
+        } else {
+            (spec.start_rev, false)
+        };
+        inner.next_key += 1;
+        let key = inner.next_key;
+        inner.watchers.insert(key, Watcher { spec, next_rev, synced, tx });
+        (key, current)
+    }
+
+    pub fn cancel(&self, key: WatcherKey) -> bool {
+        self.lock().watchers.remove(&key).is_some()
+    }
+
+    /// Number of watchers not yet caught up.
+    pub fn unsynced(&self) -> usize {
+        self.lock().watchers.values().filter(|w| !w.synced).count()
+    }
+
+    /// Delivers a commit's events (all at revisions up to `rev`) to synced watchers. A watcher
+    /// whose stream is full becomes unsynced and later catches up from the backend.
+    pub fn notify(&self, events: &[Event], rev: i64) {
+        if events.is_empty() {
+            return;
+        }
+        let mut inner = self.lock();
+        for (key, w) in inner.watchers.iter_mut() {
+            if !w.synced {
+                continue;
+            }
+            let mine = w.select(events);
+            let Some(first) = mine.first().and_then(|e| e.kv.as_ref()).map(|kv| kv.mod_revision) else {
+                w.next_rev = w.next_rev.max(rev + 1);
+                continue;
+            };
+            let batch = WatchEvent { key: *key, watch_id: w.spec.watch_id, events: mine, compact_revision: 0, revision: rev };
+            match w.tx.try_send(batch) {
+                Ok(()) => w.next_rev = rev + 1,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    w.synced = false;
+                    w.next_rev = first;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => w.synced = false,
+            }
+        }
+        inner.watchers.retain(|_, w| !w.tx.is_closed());
+    }
+
+    /// One catch-up round for every unsynced watcher; returns how many are still behind.
+    pub fn sync_round(&self) -> usize {
+        let pending: Vec<(WatcherKey, WatchSpec, i64)> = {
+            let inner = self.lock();
+            inner
+                .watchers
+                .iter()
+                .filter(|(_, w)| !w.synced && w.tx.capacity() > 0)
+                .map(|(k, w)| (*k, w.spec.clone(), w.next_rev))
+                .collect()
+        };
+        for (key, spec, from) in pending {
+            self.catch_up(key, &spec, from);
+        }
+        self.unsynced()
+    }
+
+    fn catch_up(&self, key: WatcherKey, spec: &WatchSpec, from: i64) {
+        let to = self.store.current_rev();
+        let (history, reached) = match self.store.history(from, to, CATCH_UP_REVS) {
+            Ok(h) => h,
+            Err(Error::Compacted) => {
+                let mut inner = self.lock();
+                if let Some(w) = inner.watchers.remove(&key) {
+                    let ev = WatchEvent {
+                        key,
+                        watch_id: spec.watch_id,
+                        events: vec![],
+                        compact_revision: self.store.compact_rev(),
+                        revision: to,
+                    };
+                    let _ = w.tx.try_send(ev);
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "watch catch-up read failed");
+                return;
+            }
+        };
+        let mut inner = self.lock();
+        let current = self.store.current_rev();
+        let Some(w) = inner.watchers.get_mut(&key) else { return };
+        if w.synced || w.next_rev != from {
+            return;
+        }
+        let mut mine = w.select(&history);
+        if spec.prev_kv {
+            for e in &mut mine {
+                if let Some(kv) = &e.kv {
+                    e.prev_kv = self.store.get_at(&kv.key, kv.mod_revision - 1).ok().flatten();
+                }
+            }
+        }
+        if !mine.is_empty() {
+            let batch = WatchEvent { key, watch_id: w.spec.watch_id, events: mine, compact_revision: 0, revision: reached };
+            if w.tx.try_send(batch).is_err() {
+                return;
+            }
+        }
+        w.next_rev = reached + 1;
+        // Synced only when nothing was committed since `reached`: later commits notify it.
+        w.synced = reached >= current;
+    }
+}
