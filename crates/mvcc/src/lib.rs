@@ -21,3 +21,6 @@ pub use key_range::KeyRange;
 pub use revision::Revision;
 pub use store::{Committed, KvStore};
 pub use txn::WriteTxn;
+
+#[cfg(test)]
+mod model_tests;
