@@ -1,0 +1,256 @@
+//! The raft log on disk: raft-engine behind raft-rs's `Storage` trait.
+//!
+//! Holds entries, the hard state, the conf state and the truncation point (index and term of
+//! the last entry compacted away). Every `append` that the raft task marks `sync` is fsynced
+//! before it returns: that is what makes an entry acknowledged.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use protobuf::Message as _;
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
+use raft::{GetEntriesContext, RaftState, StorageError};
+use raft_engine::{Config, Engine, LogBatch, MessageExt, ReadableSize};
+
+use crate::error::{Error, Result};
+
+/// raft-engine's view of a raft-rs entry.
+#[derive(Clone)]
+pub struct EntryExt;
+
+impl MessageExt for EntryExt {
+    type Entry = Entry;
+    fn index(e: &Entry) -> u64 {
+        e.index
+    }
+}
+
+/// The one raft group rustcd keeps in the engine.
+const GROUP: u64 = 1;
+const KEY_HARD_STATE: &[u8] = b"hard_state";
+const KEY_CONF_STATE: &[u8] = b"conf_state";
+const KEY_TRUNCATED: &[u8] = b"truncated";
+
+/// The persistent raft log.
+pub struct LogStore {
+    engine: Arc<Engine>,
+    hard_state: HardState,
+    conf_state: ConfState,
+    /// Index and term of the last compacted entry (0, 0 when nothing was compacted).
+    truncated: (u64, u64),
+}
+
+impl LogStore {
+    /// Opens the log in `dir` (recovering from its files; a torn tail is truncated).
+    pub fn open(dir: &Path) -> Result<Self> {
+        let cfg = Config {
+            dir: dir.to_string_lossy().into_owned(),
+            target_file_size: ReadableSize::mb(64),
+            purge_threshold: ReadableSize::mb(256),
+            recovery_mode: raft_engine::RecoveryMode::TolerateTailCorruption,
+            ..Default::default()
+        };
+        let engine = Arc::new(Engine::open(cfg)?);
+        let hard_state = engine.get_message::<HardState>(GROUP, KEY_HARD_STATE)?.unwrap_or_default();
+        let conf_state = engine.get_message::<ConfState>(GROUP, KEY_CONF_STATE)?.unwrap_or_default();
+        let truncated = match engine.get(GROUP, KEY_TRUNCATED) {
+            Some(v) if v.len() == 16 => {
+                let mut a = [0u8; 8];
+                let mut b = [0u8; 8];
+                a.copy_from_slice(&v[..8]);
+                b.copy_from_slice(&v[8..]);
+                (u64::from_be_bytes(a), u64::from_be_bytes(b))
+            }
+            Some(_) => return Err(Error::Corrupt("truncation record".into())),
+            None => (0, 0),
+        };
+        Ok(LogStore { engine, hard_state, conf_state, truncated })
+    }
+
+    /// True when nothing was ever written: the member is new.
+    pub fn is_empty(&self) -> bool {
+        self.conf_state.voters.is_empty() && self.conf_state.learners.is_empty() && self.hard_state.term == 0
+    }
+
+    pub fn hard_state(&self) -> &HardState {
+        &self.hard_state
+    }
+
+    pub fn conf_state(&self) -> &ConfState {
+        &self.conf_state
+    }
+
+    /// Persists new entries (replacing any conflicting tail) and hard state in one write.
+    pub fn append(&mut self, entries: &[Entry], hs: Option<&HardState>, sync: bool) -> Result<()> {
+        let mut batch = LogBatch::default();
+        if !entries.is_empty() {
+            batch.add_entries::<EntryExt>(GROUP, entries)?;
+        }
+        if let Some(hs) = hs {
+            batch.put_message(GROUP, KEY_HARD_STATE.to_vec(), hs)?;
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.engine.write(&mut batch, sync)?;
+        if let Some(hs) = hs {
+            self.hard_state = hs.clone();
+        }
+        Ok(())
+    }
+
+    /// Records a new commit index.
+    pub fn set_commit(&mut self, commit: u64) -> Result<()> {
+        let mut hs = self.hard_state.clone();
+        hs.commit = commit;
+        self.append(&[], Some(&hs), false)
+    }
+
+    pub fn set_conf_state(&mut self, cs: ConfState) -> Result<()> {
+        let mut batch = LogBatch::default();
+        batch.put_message(GROUP, KEY_CONF_STATE.to_vec(), &cs)?;
+        self.engine.write(&mut batch, true)?;
+        self.conf_state = cs;
+        Ok(())
+    }
+
+    /// Drops entries up to and including `index`, which must be applied and durable elsewhere.
+    pub fn compact(&mut self, index: u64) -> Result<()> {
+        if index <= self.truncated.0 || index > self.last_index_inner() {
+            return Ok(());
+        }
+        let term = self.term_inner(index)?;
+        let mut v = index.to_be_bytes().to_vec();
+        v.extend_from_slice(&term.to_be_bytes());
+        let mut batch = LogBatch::default();
+        batch.put(GROUP, KEY_TRUNCATED.to_vec(), v)?;
+        self.engine.write(&mut batch, true)?;
+        self.truncated = (index, term);
+        self.engine.compact_to(GROUP, index + 1);
+        self.engine.purge_expired_files()?;
+        Ok(())
+    }
+
+    fn first_index_inner(&self) -> u64 {
+        self.engine.first_index(GROUP).unwrap_or(self.truncated.0 + 1).max(self.truncated.0 + 1)
+    }
+
+    fn last_index_inner(&self) -> u64 {
+        self.engine.last_index(GROUP).unwrap_or(self.truncated.0).max(self.truncated.0)
+    }
+
+    fn term_inner(&self, idx: u64) -> Result<u64> {
+        if idx == self.truncated.0 {
+            return Ok(self.truncated.1);
+        }
+        match self.engine.get_entry::<EntryExt>(GROUP, idx)? {
+            Some(e) => Ok(e.term),
+            None => Err(Error::Corrupt(format!("raft log entry {idx} missing"))),
+        }
+    }
+}
+
+fn storage_err(e: impl std::fmt::Display) -> raft::Error {
+    raft::Error::Store(StorageError::Other(e.to_string().into()))
+}
+
+impl raft::Storage for LogStore {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        Ok(RaftState::new(self.hard_state.clone(), self.conf_state.clone()))
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _ctx: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        if low <= self.truncated.0 {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if high > self.last_index_inner() + 1 {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        let mut out = Vec::with_capacity((high - low) as usize);
+        let max = max_size.into().map(|m| m as usize);
+        self.engine
+            .fetch_entries_to::<EntryExt>(GROUP, low, high, max, &mut out)
+            .map_err(storage_err)?;
+        if out.is_empty() && high > low {
+            out.truncate(0);
+            // raft-engine returns at least one entry when any exist; none means a gap.
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        Ok(out)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        if idx == self.truncated.0 {
+            return Ok(self.truncated.1);
+        }
+        if idx < self.truncated.0 {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if idx > self.last_index_inner() {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        self.term_inner(idx).map_err(storage_err)
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(self.first_index_inner())
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(self.last_index_inner())
+    }
+
+    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable))
+    }
+}
+
+/// Encodes an entry's bytes length; used to keep batches bounded.
+pub fn entry_size(e: &Entry) -> usize {
+    e.compute_size() as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::Storage;
+
+    fn entry(index: u64, term: u64) -> Entry {
+        let mut e = Entry::default();
+        e.index = index;
+        e.term = term;
+        e.data = vec![index as u8].into();
+        e
+    }
+
+    #[test]
+    fn append_reopen_compact() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut s = LogStore::open(dir.path()).unwrap();
+            assert!(s.is_empty());
+            let mut hs = HardState::default();
+            hs.term = 2;
+            hs.commit = 3;
+            s.append(&[entry(1, 1), entry(2, 1), entry(3, 2)], Some(&hs), true).unwrap();
+            // A conflicting tail replaces what follows it.
+            s.append(&[entry(3, 3), entry(4, 3)], None, true).unwrap();
+        }
+        let mut s = LogStore::open(dir.path()).unwrap();
+        assert_eq!(s.hard_state().term, 2);
+        assert_eq!((s.first_index().unwrap(), s.last_index().unwrap()), (1, 4));
+        assert_eq!(s.term(3).unwrap(), 3);
+        s.compact(2).unwrap();
+        assert_eq!(s.first_index().unwrap(), 3);
+        assert_eq!(s.term(2).unwrap(), 1);
+        assert!(s.entries(2, 4, None, GetEntriesContext::empty(false)).is_err());
+        let got = s.entries(3, 5, None, GetEntriesContext::empty(false)).unwrap();
+        assert_eq!(got.iter().map(|e| e.term).collect::<Vec<_>>(), vec![3, 3]);
+    }
+}

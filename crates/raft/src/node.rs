@@ -1,0 +1,232 @@
+//! The raft task: one thread owns the `RawNode` and the log. Per `Ready` it sends messages,
+//! appends entries and hard state with one fsync (group commit for every proposal batched in
+//! it), and hands committed entries and read states to the apply side.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use raft::eraftpb::{ConfState, Entry, Message};
+use raft::{RawNode, ReadState, StateRole};
+
+use crate::error::{Error, Result};
+use crate::log_store::LogStore;
+
+/// How a member's raft is set up.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub id: u64,
+    /// Voters of a new cluster; ignored when the log already holds a configuration.
+    pub initial_voters: Vec<u64>,
+    pub dir: PathBuf,
+    pub tick: Duration,
+    pub election_tick: usize,
+    pub heartbeat_tick: usize,
+    /// Last index applied to the state machine (the backend's consistent index).
+    pub applied: u64,
+}
+
+/// What the raft task is asked to do.
+pub enum Input {
+    Propose(Vec<u8>, tokio::sync::oneshot::Sender<Result<()>>),
+    ReadIndex(Vec<u8>),
+    Step(Message),
+    /// The state machine applied (durably) up to this index: the log before it may go.
+    Compact(u64),
+    TransferLeader(u64),
+}
+
+/// What the raft task hands to the apply side, in order.
+pub enum Output {
+    Committed(Vec<Entry>),
+    ReadStates(Vec<ReadState>),
+}
+
+/// Live facts about the node, readable from any thread.
+#[derive(Default, Debug)]
+pub struct NodeStatus {
+    pub leader: AtomicU64,
+    pub term: AtomicU64,
+    pub commit: AtomicU64,
+    pub last_index: AtomicU64,
+    pub is_leader: AtomicBool,
+}
+
+/// Handle to the raft task.
+pub struct RaftNode {
+    tx: mpsc::Sender<Input>,
+    pub status: Arc<NodeStatus>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Sends outgoing raft messages to peers.
+pub type Transport = Box<dyn FnMut(Vec<Message>) + Send>;
+
+impl RaftNode {
+    /// Opens the log, builds the `RawNode` and starts the raft thread.
+    pub fn start(cfg: NodeConfig, out: mpsc::SyncSender<Output>, transport: Transport) -> Result<Self> {
+        let mut store = LogStore::open(&cfg.dir)?;
+        if store.is_empty() {
+            let mut cs = ConfState::default();
+            cs.voters = cfg.initial_voters.clone();
+            store.set_conf_state(cs)?;
+        }
+        let single_voter = store.conf_state().voters == vec![cfg.id];
+        let raft_cfg = raft::Config {
+            id: cfg.id,
+            election_tick: cfg.election_tick,
+            heartbeat_tick: cfg.heartbeat_tick,
+            applied: cfg.applied.min(store.hard_state().commit),
+            max_size_per_msg: 1024 * 1024,
+            max_inflight_msgs: 256,
+            check_quorum: true,
+            pre_vote: true,
+            ..Default::default()
+        };
+        raft_cfg.validate()?;
+        let logger = crate::slog_bridge::logger();
+        let mut node = RawNode::new(&raft_cfg, store, &logger)?;
+        if single_voter {
+            // Like etcd, a lone voter does not wait out an election timeout.
+            node.campaign()?;
+        }
+        let status = Arc::new(NodeStatus::default());
+        let (tx, rx) = mpsc::channel();
+        let mut task = Task { node, rx, out, transport, status: status.clone(), tick: cfg.tick };
+        let thread = std::thread::Builder::new()
+            .name("raft".into())
+            .spawn(move || {
+                if let Err(e) = task.run() {
+                    tracing::error!(error = %e, "raft task stopped");
+                }
+            })
+            .map_err(|e| Error::Corrupt(format!("cannot start raft thread: {e}")))?;
+        Ok(RaftNode { tx, status, thread: Some(thread) })
+    }
+
+    pub fn sender(&self) -> mpsc::Sender<Input> {
+        self.tx.clone()
+    }
+
+    /// Stops the raft thread and waits for it.
+    pub fn stop(mut self) {
+        let (tx, _) = mpsc::channel();
+        self.tx = tx;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Task {
+    node: RawNode<LogStore>,
+    rx: mpsc::Receiver<Input>,
+    out: mpsc::SyncSender<Output>,
+    transport: Transport,
+    status: Arc<NodeStatus>,
+    tick: Duration,
+}
+
+/// Most inputs taken in one round before handling the Ready they produce.
+const MAX_BATCH: usize = 4096;
+
+impl Task {
+    fn run(&mut self) -> Result<()> {
+        let mut next_tick = Instant::now() + self.tick;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(wait) {
+                Ok(input) => {
+                    self.handle(input);
+                    for _ in 0..MAX_BATCH {
+                        match self.rx.try_recv() {
+                            Ok(input) => self.handle(input),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+            }
+            if Instant::now() >= next_tick {
+                self.node.tick();
+                next_tick += self.tick;
+            }
+            self.on_ready()?;
+        }
+    }
+
+    fn handle(&mut self, input: Input) {
+        match input {
+            Input::Propose(data, done) => {
+                let r = self.node.propose(vec![], data).map_err(Error::from);
+                let _ = done.send(r);
+            }
+            Input::ReadIndex(ctx) => self.node.read_index(ctx),
+            Input::Step(m) => {
+                if let Err(e) = self.node.step(m) {
+                    tracing::debug!(error = %e, "raft step ignored a message");
+                }
+            }
+            Input::Compact(index) => {
+                if let Err(e) = self.node.mut_store().compact(index) {
+                    tracing::warn!(error = %e, "raft log compaction failed");
+                }
+            }
+            Input::TransferLeader(to) => self.node.transfer_leader(to),
+        }
+    }
+
+    fn send_out(&self, o: Output) -> Result<()> {
+        self.out.send(o).map_err(|_| Error::Stopped)
+    }
+
+    fn on_ready(&mut self) -> Result<()> {
+        if !self.node.has_ready() {
+            return Ok(());
+        }
+        let mut rd = self.node.ready();
+        if !rd.messages().is_empty() {
+            (self.transport)(rd.take_messages());
+        }
+        if let Some(ss) = rd.ss() {
+            self.status.leader.store(ss.leader_id, Ordering::Relaxed);
+            self.status.is_leader.store(ss.raft_state == StateRole::Leader, Ordering::Relaxed);
+        }
+        let committed = rd.take_committed_entries();
+        if !committed.is_empty() {
+            self.send_out(Output::Committed(committed))?;
+        }
+        let hs = rd.hs().cloned();
+        let must_sync = rd.must_sync();
+        self.node.mut_store().append(rd.entries(), hs.as_ref(), must_sync)?;
+        if let Some(hs) = &hs {
+            self.status.term.store(hs.term, Ordering::Relaxed);
+            self.status.commit.store(hs.commit, Ordering::Relaxed);
+        }
+        if !rd.persisted_messages().is_empty() {
+            (self.transport)(rd.take_persisted_messages());
+        }
+        if !rd.read_states().is_empty() {
+            self.send_out(Output::ReadStates(rd.take_read_states()))?;
+        }
+        let mut light = self.node.advance(rd);
+        if let Some(commit) = light.commit_index() {
+            self.node.mut_store().set_commit(commit)?;
+            self.status.commit.store(commit, Ordering::Relaxed);
+        }
+        if !light.messages().is_empty() {
+            (self.transport)(light.take_messages());
+        }
+        let committed = light.take_committed_entries();
+        if !committed.is_empty() {
+            self.send_out(Output::Committed(committed))?;
+        }
+        self.node.advance_apply();
+        let last = raft::Storage::last_index(self.node.store()).unwrap_or(0);
+        self.status.last_index.store(last, Ordering::Relaxed);
+        Ok(())
+    }
+}
