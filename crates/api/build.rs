@@ -2,7 +2,14 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = ["rpc.proto", "kv.proto", "auth.proto", "v3lock.proto", "v3election.proto", "internal.proto"];
+    let files = [
+        "rpc.proto",
+        "kv.proto",
+        "auth.proto",
+        "v3lock.proto",
+        "v3election.proto",
+        "internal.proto",
+    ];
     let protos: Vec<_> = files.iter().map(|f| proto_dir.join(f)).collect();
     let mut config = prost_build::Config::new();
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);

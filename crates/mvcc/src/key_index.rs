@@ -35,7 +35,9 @@ impl KeyIndex {
         if self.generations.is_empty() {
             self.generations.push(Generation::default());
         }
-        let Some(g) = self.generations.last_mut() else { return };
+        let Some(g) = self.generations.last_mut() else {
+            return;
+        };
         if g.revs.is_empty() {
             g.created = rev;
         }
@@ -60,7 +62,9 @@ impl KeyIndex {
     fn find_generation(&self, rev: i64) -> Option<&Generation> {
         let last = self.generations.len().checked_sub(1)?;
         for (i, g) in self.generations.iter().enumerate().rev() {
-            let (Some(first), Some(tomb)) = (g.revs.first(), g.revs.last()) else { continue };
+            let (Some(first), Some(tomb)) = (g.revs.first(), g.revs.last()) else {
+                continue;
+            };
             if i != last && tomb.main <= rev {
                 return None;
             }
@@ -199,7 +203,10 @@ mod tests {
         t.put(b"a", r(8), 1);
         assert_eq!(t.get(b"a", 1), None);
         assert_eq!(t.get(b"a", 3).map(|k| k.modified), Some(r(2)));
-        assert_eq!(t.get(b"a", 5).map(|k| (k.modified, k.version)), Some((r(4), 2)));
+        assert_eq!(
+            t.get(b"a", 5).map(|k| (k.modified, k.version)),
+            Some((r(4), 2))
+        );
         assert_eq!(t.get(b"a", 6), None);
         assert_eq!(t.get(b"a", 7), None);
         let at = t.get(b"a", 9).unwrap();

@@ -44,7 +44,10 @@ struct Model {
 impl Model {
     fn new() -> Self {
         // Revision 1 is the empty store, as in etcd.
-        Model { history: vec![BTreeMap::new(), BTreeMap::new()], compacted: -1 }
+        Model {
+            history: vec![BTreeMap::new(), BTreeMap::new()],
+            compacted: -1,
+        }
     }
     fn rev(&self) -> i64 {
         self.history.len() as i64 - 1
@@ -57,7 +60,14 @@ impl Model {
             Some(kv) => (kv.create_revision, kv.version + 1),
             None => (rev, 1),
         };
-        let kv = KeyValue { key: k.clone().into(), value: vec![v].into(), create_revision, mod_revision: rev, version, lease: 0 };
+        let kv = KeyValue {
+            key: k.clone().into(),
+            value: vec![v].into(),
+            create_revision,
+            mod_revision: rev,
+            version,
+            lease: 0,
+        };
         next.insert(k, kv);
     }
     fn apply(&mut self, op: &Op) {
@@ -107,9 +117,13 @@ impl Model {
 fn run(store: &KvStore, op: &Op) {
     let no_leases = |_: i64| false;
     let r = store.write(false, &no_leases, |w| match op {
-        Op::Put(k, v) => {
-            w.put(&PutRequest { key: key(*k).into(), value: vec![*v].into(), ..Default::default() }).map(|_| ())
-        }
+        Op::Put(k, v) => w
+            .put(&PutRequest {
+                key: key(*k).into(),
+                value: vec![*v].into(),
+                ..Default::default()
+            })
+            .map(|_| ()),
         Op::Delete(k, end) => w
             .delete_range(&DeleteRangeRequest {
                 key: key(*k).into(),
@@ -125,12 +139,23 @@ fn run(store: &KvStore, op: &Op) {
                 target_union: Some(TargetUnion::Version(*v)),
                 range_end: Default::default(),
             };
-            let put = PutRequest { key: key(*k).into(), value: vec![*x].into(), ..Default::default() };
-            let del = DeleteRangeRequest { key: key(*o).into(), ..Default::default() };
+            let put = PutRequest {
+                key: key(*k).into(),
+                value: vec![*x].into(),
+                ..Default::default()
+            };
+            let del = DeleteRangeRequest {
+                key: key(*o).into(),
+                ..Default::default()
+            };
             w.txn(&TxnRequest {
                 compare: vec![cmp],
-                success: vec![RequestOp { request: Some(Request::RequestPut(put)) }],
-                failure: vec![RequestOp { request: Some(Request::RequestDeleteRange(del)) }],
+                success: vec![RequestOp {
+                    request: Some(Request::RequestPut(put)),
+                }],
+                failure: vec![RequestOp {
+                    request: Some(Request::RequestDeleteRange(del)),
+                }],
             })
             .map(|_| ())
         }
@@ -142,11 +167,20 @@ fn run(store: &KvStore, op: &Op) {
 fn check(store: &KvStore, model: &Model) {
     assert_eq!(store.current_rev(), model.rev());
     for rev in 1..=model.rev() {
-        let req = RangeRequest { key: vec![0].into(), range_end: vec![0].into(), revision: rev, ..Default::default() };
+        let req = RangeRequest {
+            key: vec![0].into(),
+            range_end: vec![0].into(),
+            revision: rev,
+            ..Default::default()
+        };
         match store.range(&req) {
             Err(Error::Compacted) => assert!(rev < model.compacted, "rev {rev} wrongly compacted"),
             Ok(resp) => {
-                assert!(rev >= model.compacted, "rev {rev} readable below compaction {}", model.compacted);
+                assert!(
+                    rev >= model.compacted,
+                    "rev {rev} readable below compaction {}",
+                    model.compacted
+                );
                 let want: Vec<_> = model.at(rev).values().cloned().collect();
                 assert_eq!(resp.kvs, want, "at revision {rev}");
                 assert_eq!(resp.count, want.len() as i64);
@@ -154,7 +188,11 @@ fn check(store: &KvStore, model: &Model) {
             Err(e) => panic!("unexpected error {e}"),
         }
     }
-    let future = RangeRequest { key: key(0).into(), revision: model.rev() + 1, ..Default::default() };
+    let future = RangeRequest {
+        key: key(0).into(),
+        revision: model.rev() + 1,
+        ..Default::default()
+    };
     assert!(matches!(store.range(&future), Err(Error::FutureRev)));
 }
 
@@ -186,14 +224,25 @@ fn limit_sort_and_count() {
     for (i, k) in ["c", "a", "b"].iter().enumerate() {
         run(&store, &Op::Put(k.as_bytes()[0] - b'a', i as u8));
     }
-    let mut req = RangeRequest { key: b"a".to_vec().into(), range_end: b"z".to_vec().into(), limit: 2, ..Default::default() };
+    let mut req = RangeRequest {
+        key: b"a".to_vec().into(),
+        range_end: b"z".to_vec().into(),
+        limit: 2,
+        ..Default::default()
+    };
     let resp = store.range(&req).unwrap();
     assert_eq!((resp.kvs.len(), resp.more, resp.count), (2, true, 3));
     assert_eq!(resp.kvs[0].key.as_ref(), b"a");
     req.sort_target = 3; // MOD
     req.sort_order = 2; // DESCEND
     let resp = store.range(&req).unwrap();
-    assert_eq!(resp.kvs.iter().map(|kv| kv.key.to_vec()).collect::<Vec<_>>(), vec![b"b".to_vec(), b"a".to_vec()]);
+    assert_eq!(
+        resp.kvs
+            .iter()
+            .map(|kv| kv.key.to_vec())
+            .collect::<Vec<_>>(),
+        vec![b"b".to_vec(), b"a".to_vec()]
+    );
     req.count_only = true;
     let resp = store.range(&req).unwrap();
     assert_eq!((resp.kvs.len(), resp.count), (0, 3));

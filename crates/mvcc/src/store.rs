@@ -37,7 +37,11 @@ pub(crate) struct State {
 
 impl State {
     pub(crate) fn read_state(&self) -> ReadState<'_> {
-        ReadState { index: &self.index, current_rev: self.current_rev, compact_rev: self.compact_rev }
+        ReadState {
+            index: &self.index,
+            current_rev: self.current_rev,
+            compact_rev: self.compact_rev,
+        }
     }
 }
 
@@ -72,14 +76,20 @@ impl KvStore {
         tx.open_table(META)?;
         tx.commit()?;
         let state = Self::restore(&db)?;
-        Ok(KvStore { db, path, state: RwLock::new(state) })
+        Ok(KvStore {
+            db,
+            path,
+            state: RwLock::new(state),
+        })
     }
 
     fn restore(db: &Database) -> Result<State> {
         let tx = db.begin_read()?;
         let meta = tx.open_table(META)?;
         let consistent_index = u64_meta(meta.get(META_CONSISTENT_INDEX)?).unwrap_or(0);
-        let compact_rev = u64_meta(meta.get(META_COMPACT_REV)?).map(|v| v as i64).unwrap_or(-1);
+        let compact_rev = u64_meta(meta.get(META_COMPACT_REV)?)
+            .map(|v| v as i64)
+            .unwrap_or(-1);
         let kv = tx.open_table(KV)?;
         let mut index = TreeIndex::default();
         let mut current_rev = 1;
@@ -96,7 +106,12 @@ impl KvStore {
             current_rev = rev.main;
         }
         current_rev = current_rev.max(compact_rev);
-        Ok(State { index, current_rev, compact_rev, consistent_index })
+        Ok(State {
+            index,
+            current_rev,
+            compact_rev,
+            consistent_index,
+        })
     }
 
     fn read_lock(&self) -> RwLockReadGuard<'_, State> {
@@ -163,7 +178,11 @@ impl KvStore {
         if let Some(ci) = consistent_index {
             st.consistent_index = ci;
         }
-        Ok(Committed { value, events, revision: st.current_rev })
+        Ok(Committed {
+            value,
+            events,
+            revision: st.current_rev,
+        })
     }
 
     /// Forces everything committed so far onto disk.
@@ -190,7 +209,9 @@ impl KvStore {
         let mut last_main = 0;
         for item in table.range(lo.as_slice()..hi.as_slice())? {
             let (k, v) = item?;
-            let Some((rev, tombstone)) = Revision::from_key(k.value()) else { continue };
+            let Some((rev, tombstone)) = Revision::from_key(k.value()) else {
+                continue;
+            };
             if rev.main != last_main {
                 if revs_seen == limit {
                     return Ok((events, last_main));
@@ -200,7 +221,11 @@ impl KvStore {
             }
             let kv = KeyValue::decode(v.value()).map_err(|e| Error::Corrupt(e.to_string()))?;
             let r#type = if tombstone { 1 } else { 0 };
-            events.push(Event { r#type, kv: Some(kv), prev_kv: None });
+            events.push(Event {
+                r#type,
+                kv: Some(kv),
+                prev_kv: None,
+            });
         }
         Ok((events, to))
     }
@@ -211,7 +236,9 @@ impl KvStore {
         if rev <= st.compact_rev {
             return Ok(None);
         }
-        let Some(at) = st.index.get(key, rev) else { return Ok(None) };
+        let Some(at) = st.index.get(key, rev) else {
+            return Ok(None);
+        };
         let tx = self.db.begin_read()?;
         let table = tx.open_table(KV)?;
         drop(st);
@@ -227,7 +254,9 @@ impl KvStore {
 
     /// File size and the part of it in use, in bytes.
     pub fn db_size(&self) -> (i64, i64) {
-        let total = std::fs::metadata(&self.path).map(|m| m.len() as i64).unwrap_or(0);
+        let total = std::fs::metadata(&self.path)
+            .map(|m| m.len() as i64)
+            .unwrap_or(0);
         let in_use = self
             .db
             .begin_write()

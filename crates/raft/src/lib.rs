@@ -11,5 +11,5 @@ mod slog_bridge;
 
 pub use error::{Error, Result};
 pub use node::{Input, NodeConfig, NodeStatus, Output, RaftNode, Transport};
-pub use raft::eraftpb;
 pub use raft::ReadState;
+pub use raft::eraftpb;

@@ -51,8 +51,12 @@ impl LogStore {
             ..Default::default()
         };
         let engine = Arc::new(Engine::open(cfg)?);
-        let hard_state = engine.get_message::<HardState>(GROUP, KEY_HARD_STATE)?.unwrap_or_default();
-        let conf_state = engine.get_message::<ConfState>(GROUP, KEY_CONF_STATE)?.unwrap_or_default();
+        let hard_state = engine
+            .get_message::<HardState>(GROUP, KEY_HARD_STATE)?
+            .unwrap_or_default();
+        let conf_state = engine
+            .get_message::<ConfState>(GROUP, KEY_CONF_STATE)?
+            .unwrap_or_default();
         let truncated = match engine.get(GROUP, KEY_TRUNCATED) {
             Some(v) if v.len() == 16 => {
                 let mut a = [0u8; 8];
@@ -64,12 +68,19 @@ impl LogStore {
             Some(_) => return Err(Error::Corrupt("truncation record".into())),
             None => (0, 0),
         };
-        Ok(LogStore { engine, hard_state, conf_state, truncated })
+        Ok(LogStore {
+            engine,
+            hard_state,
+            conf_state,
+            truncated,
+        })
     }
 
     /// True when nothing was ever written: the member is new.
     pub fn is_empty(&self) -> bool {
-        self.conf_state.voters.is_empty() && self.conf_state.learners.is_empty() && self.hard_state.term == 0
+        self.conf_state.voters.is_empty()
+            && self.conf_state.learners.is_empty()
+            && self.hard_state.term == 0
     }
 
     pub fn hard_state(&self) -> &HardState {
@@ -132,11 +143,17 @@ impl LogStore {
     }
 
     fn first_index_inner(&self) -> u64 {
-        self.engine.first_index(GROUP).unwrap_or(self.truncated.0 + 1).max(self.truncated.0 + 1)
+        self.engine
+            .first_index(GROUP)
+            .unwrap_or(self.truncated.0 + 1)
+            .max(self.truncated.0 + 1)
     }
 
     fn last_index_inner(&self) -> u64 {
-        self.engine.last_index(GROUP).unwrap_or(self.truncated.0).max(self.truncated.0)
+        self.engine
+            .last_index(GROUP)
+            .unwrap_or(self.truncated.0)
+            .max(self.truncated.0)
     }
 
     fn term_inner(&self, idx: u64) -> Result<u64> {
@@ -156,7 +173,10 @@ fn storage_err(e: impl std::fmt::Display) -> raft::Error {
 
 impl raft::Storage for LogStore {
     fn initial_state(&self) -> raft::Result<RaftState> {
-        Ok(RaftState::new(self.hard_state.clone(), self.conf_state.clone()))
+        Ok(RaftState::new(
+            self.hard_state.clone(),
+            self.conf_state.clone(),
+        ))
     }
 
     fn entries(
@@ -207,7 +227,9 @@ impl raft::Storage for LogStore {
     }
 
     fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable))
+        Err(raft::Error::Store(
+            StorageError::SnapshotTemporarilyUnavailable,
+        ))
     }
 }
 
@@ -222,11 +244,12 @@ mod tests {
     use raft::Storage;
 
     fn entry(index: u64, term: u64) -> Entry {
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = term;
-        e.data = vec![index as u8].into();
-        e
+        Entry {
+            index,
+            term,
+            data: vec![index as u8].into(),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -235,10 +258,13 @@ mod tests {
         {
             let mut s = LogStore::open(dir.path()).unwrap();
             assert!(s.is_empty());
-            let mut hs = HardState::default();
-            hs.term = 2;
-            hs.commit = 3;
-            s.append(&[entry(1, 1), entry(2, 1), entry(3, 2)], Some(&hs), true).unwrap();
+            let hs = HardState {
+                term: 2,
+                commit: 3,
+                ..Default::default()
+            };
+            s.append(&[entry(1, 1), entry(2, 1), entry(3, 2)], Some(&hs), true)
+                .unwrap();
             // A conflicting tail replaces what follows it.
             s.append(&[entry(3, 3), entry(4, 3)], None, true).unwrap();
         }
@@ -249,8 +275,13 @@ mod tests {
         s.compact(2).unwrap();
         assert_eq!(s.first_index().unwrap(), 3);
         assert_eq!(s.term(2).unwrap(), 1);
-        assert!(s.entries(2, 4, None, GetEntriesContext::empty(false)).is_err());
-        let got = s.entries(3, 5, None, GetEntriesContext::empty(false)).unwrap();
+        assert!(
+            s.entries(2, 4, None, GetEntriesContext::empty(false))
+                .is_err()
+        );
+        let got = s
+            .entries(3, 5, None, GetEntriesContext::empty(false))
+            .unwrap();
         assert_eq!(got.iter().map(|e| e.term).collect::<Vec<_>>(), vec![3, 3]);
     }
 }

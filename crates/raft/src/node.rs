@@ -66,11 +66,17 @@ pub type Transport = Box<dyn FnMut(Vec<Message>) + Send>;
 
 impl RaftNode {
     /// Opens the log, builds the `RawNode` and starts the raft thread.
-    pub fn start(cfg: NodeConfig, out: mpsc::SyncSender<Output>, transport: Transport) -> Result<Self> {
+    pub fn start(
+        cfg: NodeConfig,
+        out: mpsc::SyncSender<Output>,
+        transport: Transport,
+    ) -> Result<Self> {
         let mut store = LogStore::open(&cfg.dir)?;
         if store.is_empty() {
-            let mut cs = ConfState::default();
-            cs.voters = cfg.initial_voters.clone();
+            let cs = ConfState {
+                voters: cfg.initial_voters.clone(),
+                ..Default::default()
+            };
             store.set_conf_state(cs)?;
         }
         let single_voter = store.conf_state().voters == vec![cfg.id];
@@ -94,7 +100,14 @@ impl RaftNode {
         }
         let status = Arc::new(NodeStatus::default());
         let (tx, rx) = mpsc::channel();
-        let mut task = Task { node, rx, out, transport, status: status.clone(), tick: cfg.tick };
+        let mut task = Task {
+            node,
+            rx,
+            out,
+            transport,
+            status: status.clone(),
+            tick: cfg.tick,
+        };
         let thread = std::thread::Builder::new()
             .name("raft".into())
             .spawn(move || {
@@ -103,7 +116,11 @@ impl RaftNode {
                 }
             })
             .map_err(|e| Error::Corrupt(format!("cannot start raft thread: {e}")))?;
-        Ok(RaftNode { tx, status, thread: Some(thread) })
+        Ok(RaftNode {
+            tx,
+            status,
+            thread: Some(thread),
+        })
     }
 
     pub fn sender(&self) -> mpsc::Sender<Input> {
@@ -193,7 +210,9 @@ impl Task {
         }
         if let Some(ss) = rd.ss() {
             self.status.leader.store(ss.leader_id, Ordering::Relaxed);
-            self.status.is_leader.store(ss.raft_state == StateRole::Leader, Ordering::Relaxed);
+            self.status
+                .is_leader
+                .store(ss.raft_state == StateRole::Leader, Ordering::Relaxed);
         }
         let committed = rd.take_committed_entries();
         if !committed.is_empty() {
@@ -201,7 +220,9 @@ impl Task {
         }
         let hs = rd.hs().cloned();
         let must_sync = rd.must_sync();
-        self.node.mut_store().append(rd.entries(), hs.as_ref(), must_sync)?;
+        self.node
+            .mut_store()
+            .append(rd.entries(), hs.as_ref(), must_sync)?;
         if let Some(hs) = &hs {
             self.status.term.store(hs.term, Ordering::Relaxed);
             self.status.commit.store(hs.commit, Ordering::Relaxed);

@@ -1,0 +1,160 @@
+//! The apply thread: applies committed raft entries to the MVCC store in order, one backend
+//! transaction per batch, then notifies watchers and fires the proposers' waiters. It also
+//! answers read-index rounds and decides when the backend is made durable and the raft log
+//! compacted (every `--snapshot-count` entries, keeping etcd's 5000 catch-up entries).
+
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use prost::Message;
+use rustcd_api::etcdserverpb::{CompactionResponse, DeleteRangeResponse, PutResponse, TxnResponse};
+use rustcd_api::rustcdpb::{InternalRequest, internal_request::Request as Op};
+use rustcd_mvcc::watch::WatchHub;
+use rustcd_mvcc::{KvStore, WriteTxn};
+use rustcd_raft::eraftpb::{Entry, EntryType};
+use rustcd_raft::{Input, Output};
+use tokio::sync::watch;
+use tonic::Status;
+
+use crate::error::rpc;
+use crate::server::{ReadWaiters, Waiters};
+
+/// The result of applying one proposal.
+#[derive(Debug)]
+pub enum Applied {
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+    Compaction(CompactionResponse),
+}
+
+/// Entries kept in the raft log behind the applied index for slow followers (etcd's value).
+const CATCH_UP_ENTRIES: u64 = 5000;
+/// Longest time a backend commit stays non-durable.
+const SYNC_INTERVAL: Duration = Duration::from_millis(100);
+
+pub struct Applier {
+    pub store: Arc<KvStore>,
+    pub hub: Arc<WatchHub>,
+    pub waiters: Arc<Waiters>,
+    pub read_waiters: Arc<ReadWaiters>,
+    pub applied: watch::Sender<u64>,
+    pub raft_tx: mpsc::Sender<Input>,
+    pub snapshot_count: u64,
+}
+
+impl Applier {
+    /// Runs until the raft side hangs up; makes the backend durable on the way out.
+    pub fn run(self, rx: mpsc::Receiver<Output>) {
+        let mut last_sync = Instant::now();
+        let mut dirty = false;
+        let mut compacted = 0u64;
+        loop {
+            match rx.recv_timeout(SYNC_INTERVAL) {
+                Ok(Output::Committed(entries)) => {
+                    self.apply_entries(&entries);
+                    dirty = true;
+                }
+                Ok(Output::ReadStates(states)) => {
+                    let mut w = self.read_waiters.lock().unwrap_or_else(|p| p.into_inner());
+                    for rs in states {
+                        let Ok(ctx) = <[u8; 8]>::try_from(rs.request_ctx.as_slice()) else {
+                            continue;
+                        };
+                        if let Some(tx) = w.remove(&u64::from_be_bytes(ctx)) {
+                            let _ = tx.send(rs.index);
+                        }
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            if dirty && last_sync.elapsed() >= SYNC_INTERVAL {
+                match self.store.sync() {
+                    Ok(()) => {
+                        dirty = false;
+                        last_sync = Instant::now();
+                        let durable = self.store.consistent_index();
+                        if durable > compacted + self.snapshot_count + CATCH_UP_ENTRIES {
+                            compacted = durable - CATCH_UP_ENTRIES;
+                            let _ = self.raft_tx.send(Input::Compact(compacted));
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "backend sync failed"),
+                }
+            }
+        }
+        if let Err(e) = self.store.sync() {
+            tracing::error!(error = %e, "backend sync on shutdown failed");
+        }
+    }
+
+    fn apply_entries(&self, entries: &[Entry]) {
+        let Some(last) = entries.last().map(|e| e.index) else {
+            return;
+        };
+        let from = self.store.consistent_index();
+        let no_leases = |_: i64| false;
+        let committed = self.store.write(false, &no_leases, |w| {
+            let mut results = Vec::new();
+            for e in entries.iter().filter(|e| e.index > from) {
+                if e.get_entry_type() != EntryType::EntryNormal || e.data.is_empty() {
+                    continue;
+                }
+                match InternalRequest::decode(e.data.as_ref()) {
+                    Ok(req) => results.push((req.id, apply_one(w, req.request))),
+                    Err(err) => tracing::error!(index = e.index, error = %err, "undecodable raft entry skipped"),
+                }
+            }
+            w.set_consistent_index(last);
+            results
+        });
+        match committed {
+            Ok(c) => {
+                self.hub.notify(&c.events, c.revision);
+                let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+                for (id, r) in c.value {
+                    if let Some(tx) = waiters.remove(&id) {
+                        let _ = tx.send(r);
+                    }
+                }
+                drop(waiters);
+                self.applied.send_replace(last);
+            }
+            Err(e) => {
+                // The raft log still holds these entries; a restart replays them.
+                tracing::error!(error = %e, "applying committed entries failed; stopping apply");
+                std::process::exit(1);
+            }
+        }
+    }
+}
+
+fn apply_one(w: &mut WriteTxn, op: Option<Op>) -> Result<Applied, Status> {
+    match op {
+        Some(Op::Put(p)) => w.put(&p).map(Applied::Put).map_err(rpc::from_mvcc),
+        Some(Op::DeleteRange(d)) => w
+            .delete_range(&d)
+            .map(Applied::DeleteRange)
+            .map_err(rpc::from_mvcc),
+        Some(Op::Txn(t)) => w.txn(&t).map(Applied::Txn).map_err(rpc::from_mvcc),
+        Some(Op::Compaction(c)) => w
+            .compact(c.revision)
+            .map(|rev| {
+                Applied::Compaction(CompactionResponse {
+                    header: Some(header(rev)),
+                })
+            })
+            .map_err(rpc::from_mvcc),
+        Some(Op::LeaseGrant(_) | Op::LeaseRevoke(_) | Op::LeaseCheckpoint(_)) | None => {
+            Err(Status::unimplemented("lease requests are not applied yet"))
+        }
+    }
+}
+
+fn header(revision: i64) -> rustcd_api::etcdserverpb::ResponseHeader {
+    rustcd_api::etcdserverpb::ResponseHeader {
+        revision,
+        ..Default::default()
+    }
+}

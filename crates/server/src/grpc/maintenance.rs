@@ -1,0 +1,105 @@
+//! The Maintenance service: Status, HashKV and Alarm; the rest answers `Unimplemented` until built.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use rustcd_api::etcdserverpb::maintenance_server::Maintenance;
+use rustcd_api::etcdserverpb::*;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::error::rpc;
+use crate::server::EtcdServer;
+
+pub struct MaintenanceService(pub Arc<EtcdServer>);
+
+type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Maintenance for MaintenanceService {
+    type SnapshotStream = SnapshotStream;
+
+    async fn alarm(&self, _req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        // No alarm is ever raised yet (quota and corruption checks are not built).
+        let rev = self.0.store.current_rev();
+        Ok(Response::new(AlarmResponse {
+            header: self.0.header(rev),
+            alarms: vec![],
+        }))
+    }
+
+    async fn status(
+        &self,
+        _req: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
+        let s = &self.0;
+        let (db_size, db_size_in_use) = s.store.db_size();
+        let st = &s.raft_status;
+        Ok(Response::new(StatusResponse {
+            header: s.header(s.store.current_rev()),
+            version: rustcd_api::ETCD_VERSION.to_string(),
+            db_size,
+            leader: st.leader.load(Ordering::Relaxed),
+            raft_index: st.commit.load(Ordering::Relaxed),
+            raft_term: st.term.load(Ordering::Relaxed),
+            raft_applied_index: *s.applied.borrow(),
+            errors: vec![],
+            db_size_in_use,
+            is_learner: false,
+        }))
+    }
+
+    async fn defragment(
+        &self,
+        _req: Request<DefragmentRequest>,
+    ) -> Result<Response<DefragmentResponse>, Status> {
+        Err(Status::unimplemented("defragment is not implemented yet"))
+    }
+
+    async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        let (hash, _, rev) = self.0.store.hash_kv(0).map_err(rpc::from_mvcc)?;
+        Ok(Response::new(HashResponse {
+            header: self.0.header(rev),
+            hash,
+        }))
+    }
+
+    async fn hash_kv(
+        &self,
+        req: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
+        let (hash, compact_revision, hash_revision) = self
+            .0
+            .store
+            .hash_kv(req.into_inner().revision)
+            .map_err(rpc::from_mvcc)?;
+        Ok(Response::new(HashKvResponse {
+            header: self.0.header(self.0.store.current_rev()),
+            hash,
+            compact_revision,
+            hash_revision,
+        }))
+    }
+
+    async fn snapshot(
+        &self,
+        _req: Request<SnapshotRequest>,
+    ) -> Result<Response<SnapshotStream>, Status> {
+        Err(Status::unimplemented("snapshot is not implemented yet"))
+    }
+
+    async fn move_leader(
+        &self,
+        _req: Request<MoveLeaderRequest>,
+    ) -> Result<Response<MoveLeaderResponse>, Status> {
+        Err(Status::unimplemented("move-leader is not implemented yet"))
+    }
+
+    async fn downgrade(
+        &self,
+        _req: Request<DowngradeRequest>,
+    ) -> Result<Response<DowngradeResponse>, Status> {
+        Err(Status::unimplemented("downgrade is not implemented yet"))
+    }
+}

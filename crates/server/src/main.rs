@@ -1,0 +1,69 @@
+//! `etcd`: the rustcd server binary, with etcd's flags.
+
+use clap::Parser;
+use rustcd_server::config::{Config, Flags};
+
+fn main() {
+    let flags = Flags::parse();
+    if flags.version {
+        println!("etcd Version: {}", rustcd_api::ETCD_VERSION);
+        println!("rustcd Version: {}", rustcd_api::RUSTCD_VERSION);
+        println!(
+            "Go OS/Arch: {}/{}",
+            std::env::consts::OS,
+            if std::env::consts::ARCH == "x86_64" {
+                "amd64"
+            } else {
+                std::env::consts::ARCH
+            }
+        );
+        return;
+    }
+    let cfg = match Config::load(flags) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("etcd: {e}");
+            std::process::exit(1);
+        }
+    };
+    rustcd_server::logging::init(&cfg.raw.log_level);
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("etcd: cannot start runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = rt.block_on(async move {
+        let running = match rustcd_server::start(cfg).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "failed to start");
+                eprintln!("etcd: {e}");
+                return 1;
+            }
+        };
+        wait_for_signal().await;
+        tracing::info!("received signal; shutting down");
+        tokio::task::spawn_blocking(move || running.stop())
+            .await
+            .ok();
+        0
+    });
+    std::process::exit(code);
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

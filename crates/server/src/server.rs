@@ -1,0 +1,215 @@
+//! The etcd server core: propose-and-wait, linearizable reads, and the shared state the gRPC
+//! services read. The raft thread owns raft; the apply thread (see [`crate::apply`]) owns the
+//! MVCC write path; this struct only sends them messages and waits for answers.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prost::Message;
+use rustcd_api::etcdserverpb::{Member, ResponseHeader};
+use rustcd_api::rustcdpb::{InternalRequest, internal_request::Request as InternalOp};
+use rustcd_mvcc::KvStore;
+use rustcd_mvcc::watch::WatchHub;
+use rustcd_raft::{Input, NodeStatus};
+use tokio::sync::{oneshot, watch};
+use tonic::Status;
+
+use crate::apply::Applied;
+use crate::config::Config;
+use crate::error::rpc;
+
+/// Waiters for proposals, keyed by request id; the apply thread fires them.
+pub type Waiters = Mutex<HashMap<u64, oneshot::Sender<Result<Applied, Status>>>>;
+/// Waiters for read-index rounds, keyed by round id.
+pub type ReadWaiters = Mutex<HashMap<u64, oneshot::Sender<u64>>>;
+
+pub struct EtcdServer {
+    pub cfg: Config,
+    pub member_id: u64,
+    pub cluster_id: u64,
+    pub members: Vec<Member>,
+    pub store: Arc<KvStore>,
+    pub hub: Arc<WatchHub>,
+    pub raft_status: Arc<NodeStatus>,
+    raft_tx: Mutex<mpsc::Sender<Input>>,
+    pub waiters: Arc<Waiters>,
+    pub read_waiters: Arc<ReadWaiters>,
+    /// Last applied raft index.
+    pub applied: watch::Receiver<u64>,
+    next_id: AtomicU64,
+    read_tx: tokio::sync::mpsc::UnboundedSender<oneshot::Sender<Result<(), Status>>>,
+}
+
+/// Time a proposal or read may wait before `etcdserver: request timed out`.
+fn request_timeout(cfg: &Config) -> Duration {
+    Duration::from_secs(5) + Duration::from_millis(2 * cfg.raw.election_timeout)
+}
+
+pub struct Parts {
+    pub cfg: Config,
+    pub member_id: u64,
+    pub cluster_id: u64,
+    pub members: Vec<Member>,
+    pub store: Arc<KvStore>,
+    pub hub: Arc<WatchHub>,
+    pub raft_status: Arc<NodeStatus>,
+    pub raft_tx: mpsc::Sender<Input>,
+    pub waiters: Arc<Waiters>,
+    pub read_waiters: Arc<ReadWaiters>,
+    pub applied: watch::Receiver<u64>,
+}
+
+impl EtcdServer {
+    /// Builds the server and starts its linearizable read loop.
+    pub fn new(p: Parts) -> Arc<Self> {
+        let (read_tx, read_rx) = tokio::sync::mpsc::unbounded_channel();
+        // etcd's request ids: member id prefix, then time, then a counter.
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64;
+        let start = ((p.member_id & 0xffff) << 48) | ((ms & 0xff_ffff_ffff) << 8);
+        let s = Arc::new(EtcdServer {
+            cfg: p.cfg,
+            member_id: p.member_id,
+            cluster_id: p.cluster_id,
+            members: p.members,
+            store: p.store,
+            hub: p.hub,
+            raft_status: p.raft_status,
+            raft_tx: Mutex::new(p.raft_tx),
+            waiters: p.waiters,
+            read_waiters: p.read_waiters,
+            applied: p.applied,
+            next_id: AtomicU64::new(start),
+            read_tx,
+        });
+        tokio::spawn(read_loop(s.clone(), read_rx));
+        s
+    }
+
+    pub fn header(&self, revision: i64) -> Option<ResponseHeader> {
+        Some(ResponseHeader {
+            cluster_id: self.cluster_id,
+            member_id: self.member_id,
+            revision,
+            raft_term: self.raft_status.term.load(Ordering::Relaxed),
+        })
+    }
+
+    fn send_raft(&self, input: Input) -> Result<(), Status> {
+        let tx = self.raft_tx.lock().unwrap_or_else(|p| p.into_inner());
+        tx.send(input).map_err(|_| rpc::stopped())
+    }
+
+    /// Proposes a write through raft and waits for the apply thread's result.
+    pub async fn propose(&self, op: InternalOp) -> Result<Applied, Status> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let data = InternalRequest {
+            id,
+            request: Some(op),
+        }
+        .encode_to_vec();
+        if data.len() as u64 > self.cfg.raw.max_request_bytes {
+            return Err(rpc::request_too_large());
+        }
+        let (tx, rx) = oneshot::channel();
+        self.lock_waiters().insert(id, tx);
+        let (ack_tx, ack_rx) = oneshot::channel();
+        let sent = self.send_raft(Input::Propose(data, ack_tx));
+        let accepted = match sent {
+            Ok(()) => ack_rx
+                .await
+                .map_err(|_| rpc::stopped())
+                .and_then(|r| r.map_err(|_| rpc::no_leader())),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = accepted {
+            self.lock_waiters().remove(&id);
+            return Err(e);
+        }
+        match tokio::time::timeout(request_timeout(&self.cfg), rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(rpc::stopped()),
+            Err(_) => {
+                self.lock_waiters().remove(&id);
+                Err(rpc::timeout())
+            }
+        }
+    }
+
+    fn lock_waiters(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Result<Applied, Status>>>> {
+        self.waiters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until this member has applied everything committed before the call (ReadIndex).
+    pub async fn linearizable_barrier(&self) -> Result<(), Status> {
+        let (tx, rx) = oneshot::channel();
+        self.read_tx.send(tx).map_err(|_| rpc::stopped())?;
+        rx.await.map_err(|_| rpc::stopped())?
+    }
+
+    pub fn leader(&self) -> u64 {
+        self.raft_status.leader.load(Ordering::Relaxed)
+    }
+}
+
+/// etcd's linearizable read loop: every read waiting when a round starts shares its ReadIndex.
+async fn read_loop(
+    s: Arc<EtcdServer>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<oneshot::Sender<Result<(), Status>>>,
+) {
+    let mut round: u64 = 0;
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+        }
+        round += 1;
+        let result = read_index_round(&s, round).await;
+        for w in batch {
+            let _ = w.send(result.clone());
+        }
+    }
+}
+
+async fn read_index_round(s: &EtcdServer, round: u64) -> Result<(), Status> {
+    let (tx, rx) = oneshot::channel();
+    s.read_waiters
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(round, tx);
+    let deadline = request_timeout(&s.cfg);
+    let r = async {
+        // Without a leader raft drops the request: retry until one answers or time runs out.
+        let mut rx = rx;
+        loop {
+            s.send_raft(Input::ReadIndex(round.to_be_bytes().to_vec()))?;
+            tokio::select! {
+                idx = &mut rx => return idx.map_err(|_| rpc::stopped()),
+                _ = tokio::time::sleep(Duration::from_millis(s.cfg.raw.election_timeout.max(100))) => {}
+            }
+        }
+    };
+    let index = match tokio::time::timeout(deadline, r).await {
+        Ok(r) => r?,
+        Err(_) => {
+            s.read_waiters
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&round);
+            return Err(rpc::timeout());
+        }
+    };
+    let mut applied = s.applied.clone();
+    let wait = applied.wait_for(|a| *a >= index);
+    match tokio::time::timeout(deadline, wait).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(_)) => Err(rpc::stopped()),
+        Err(_) => Err(rpc::timeout()),
+    }
+}
