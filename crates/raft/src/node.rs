@@ -8,7 +8,7 @@ use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use raft::eraftpb::{ConfState, Entry, Message};
+use raft::eraftpb::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Message};
 use raft::{RawNode, ReadState, StateRole};
 
 use crate::error::{Error, Result};
@@ -18,8 +18,9 @@ use crate::log_store::LogStore;
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
     pub id: u64,
-    /// Voters of a new cluster; ignored when the log already holds a configuration.
-    pub initial_voters: Vec<u64>,
+    /// Members of a new cluster (id, opaque context); ignored when the log already holds a
+    /// configuration. As etcd does, each becomes a committed AddNode entry of term 1.
+    pub bootstrap: Vec<(u64, Vec<u8>)>,
     pub dir: PathBuf,
     pub tick: Duration,
     pub election_tick: usize,
@@ -36,6 +37,8 @@ pub enum Input {
     /// The state machine applied (durably) up to this index: the log before it may go.
     Compact(u64),
     TransferLeader(u64),
+    /// Ends the raft thread.
+    Stop,
 }
 
 /// What the raft task hands to the apply side, in order.
@@ -72,19 +75,18 @@ impl RaftNode {
         transport: Transport,
     ) -> Result<Self> {
         let mut store = LogStore::open(&cfg.dir)?;
+        let mut applied = cfg.applied.min(store.hard_state().commit);
         if store.is_empty() {
-            let cs = ConfState {
-                voters: cfg.initial_voters.clone(),
-                ..Default::default()
-            };
-            store.set_conf_state(cs)?;
+            bootstrap(&mut store, &cfg.bootstrap)?;
+            // The bootstrap entries are already in the conf state: nothing to apply from them.
+            applied = cfg.bootstrap.len() as u64;
         }
         let single_voter = store.conf_state().voters == vec![cfg.id];
         let raft_cfg = raft::Config {
             id: cfg.id,
             election_tick: cfg.election_tick,
             heartbeat_tick: cfg.heartbeat_tick,
-            applied: cfg.applied.min(store.hard_state().commit),
+            applied,
             max_size_per_msg: 1024 * 1024,
             max_inflight_msgs: 256,
             check_quorum: true,
@@ -129,12 +131,47 @@ impl RaftNode {
 
     /// Stops the raft thread and waits for it.
     pub fn stop(mut self) {
-        let (tx, _) = mpsc::channel();
-        self.tx = tx;
+        let _ = self.tx.send(Input::Stop);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
+}
+
+/// Writes a new member's initial log: one committed AddNode entry per member at term 1, so the
+/// first election makes term 2 and the log indexes line up with etcd's.
+fn bootstrap(store: &mut LogStore, members: &[(u64, Vec<u8>)]) -> Result<()> {
+    use protobuf::Message as _;
+    let mut entries = Vec::with_capacity(members.len());
+    for (i, (id, ctx)) in members.iter().enumerate() {
+        let cc = ConfChange {
+            change_type: ConfChangeType::AddNode,
+            node_id: *id,
+            context: ctx.clone().into(),
+            ..Default::default()
+        };
+        let data = cc
+            .write_to_bytes()
+            .map_err(|e| Error::Corrupt(e.to_string()))?;
+        entries.push(Entry {
+            entry_type: EntryType::EntryConfChange,
+            term: 1,
+            index: i as u64 + 1,
+            data: data.into(),
+            ..Default::default()
+        });
+    }
+    let hs = HardState {
+        term: 1,
+        commit: entries.len() as u64,
+        ..Default::default()
+    };
+    store.append(&entries, Some(&hs), true)?;
+    let cs = ConfState {
+        voters: members.iter().map(|m| m.0).collect(),
+        ..Default::default()
+    };
+    store.set_conf_state(cs)
 }
 
 struct Task {
@@ -156,10 +193,16 @@ impl Task {
             let wait = next_tick.saturating_duration_since(Instant::now());
             match self.rx.recv_timeout(wait) {
                 Ok(input) => {
-                    self.handle(input);
+                    if !self.handle(input) {
+                        return Ok(());
+                    }
                     for _ in 0..MAX_BATCH {
                         match self.rx.try_recv() {
-                            Ok(input) => self.handle(input),
+                            Ok(input) => {
+                                if !self.handle(input) {
+                                    return Ok(());
+                                }
+                            }
                             Err(_) => break,
                         }
                     }
@@ -175,8 +218,10 @@ impl Task {
         }
     }
 
-    fn handle(&mut self, input: Input) {
+    /// Handles one input; false when asked to stop.
+    fn handle(&mut self, input: Input) -> bool {
         match input {
+            Input::Stop => return false,
             Input::Propose(data, done) => {
                 let r = self.node.propose(vec![], data).map_err(Error::from);
                 let _ = done.send(r);
@@ -194,6 +239,7 @@ impl Task {
             }
             Input::TransferLeader(to) => self.node.transfer_leader(to),
         }
+        true
     }
 
     fn send_out(&self, o: Output) -> Result<()> {

@@ -18,11 +18,13 @@ pub mod validate;
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
+use prost::Message;
 use rustcd_api::etcdserverpb::Member;
 use rustcd_api::etcdserverpb::cluster_server::ClusterServer;
 use rustcd_api::etcdserverpb::kv_server::KvServer;
 use rustcd_api::etcdserverpb::maintenance_server::MaintenanceServer;
 use rustcd_api::etcdserverpb::watch_server::WatchServer;
+use rustcd_api::rustcdpb::StoredMember;
 use rustcd_mvcc::KvStore;
 use rustcd_mvcc::watch::WatchHub;
 use rustcd_raft::{NodeConfig, RaftNode};
@@ -90,7 +92,10 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
     let (out_tx, out_rx) = mpsc::sync_channel(1024);
     let node_cfg = NodeConfig {
         id: member_id,
-        initial_voters: members.iter().map(|m| m.id).collect(),
+        bootstrap: members
+            .iter()
+            .map(|m| (m.id, stored_member(m).encode_to_vec()))
+            .collect(),
         dir: member_dir.join("raft"),
         tick: Duration::from_millis(cfg.raw.heartbeat_interval),
         election_tick: (cfg.raw.election_timeout / cfg.raw.heartbeat_interval) as usize,
@@ -143,6 +148,16 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
         raft,
         apply_thread,
     })
+}
+
+fn stored_member(m: &Member) -> StoredMember {
+    StoredMember {
+        id: m.id,
+        name: m.name.clone(),
+        peer_urls: m.peer_ur_ls.clone(),
+        client_urls: vec![],
+        is_learner: m.is_learner,
+    }
 }
 
 /// Catches unsynced watchers up from the backend, off the write path.
