@@ -1,0 +1,434 @@
+//! rustcd-tests: the one harness every process-level test uses.
+//!
+//! [`Cluster::start`] runs real `etcd` processes (ours, or the real etcd for side-by-side
+//! runs) on free loopback ports with their own data dirs; [`Cluster::etcdctl`] runs the real
+//! `etcdctl`; [`wait_for`] polls a condition with a deadline. Dropping a cluster kills every
+//! process it started and removes its directories; when the test failed, member logs are
+//! printed first.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub use tempfile::TempDir;
+
+/// Which server binary a cluster runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Server {
+    Rustcd,
+    /// The real etcd from Debian's `etcd-server` package.
+    Etcd,
+}
+
+/// Path of a binary built from this workspace (`etcd`, `etcdctl`...), next to the test's.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join(name);
+    assert!(
+        bin.exists(),
+        "{} not built: run `cargo build --bins` first (the test command does)",
+        bin.display()
+    );
+    bin
+}
+
+/// The real etcd tools, installed by the test command when missing.
+pub const REAL_ETCDCTL: &str = "/usr/bin/etcdctl";
+pub const REAL_ETCD: &str = "/usr/bin/etcd";
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    l.local_addr().expect("local addr").port()
+}
+
+/// Polls `f` until it returns `Some`, or panics with `what` after `deadline`.
+pub fn wait_for<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < end,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One member process.
+pub struct Member {
+    pub name: String,
+    pub client_port: u16,
+    pub peer_port: u16,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    pub extra_args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Member {
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.client_port)
+    }
+    pub fn client_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+    pub fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer_port)
+    }
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+/// A set of member processes of one kind, on loopback.
+pub struct Cluster {
+    pub server: Server,
+    pub members: Vec<Member>,
+    dir: TempDir,
+    initial_cluster: String,
+}
+
+impl Cluster {
+    /// Starts `n` members of rustcd and waits until they serve.
+    pub fn start(n: usize) -> Cluster {
+        Self::start_with(Server::Rustcd, n, &[])
+    }
+
+    /// Starts `n` members of `server` with extra flags for every member.
+    pub fn start_with(server: Server, n: usize, extra: &[&str]) -> Cluster {
+        let dir = tempfile::Builder::new()
+            .prefix("rustcd-test-")
+            .tempdir()
+            .expect("temp dir");
+        let mut members = Vec::new();
+        for i in 0..n {
+            let name = format!("m{i}");
+            members.push(Member {
+                data_dir: dir.path().join(format!("{name}.etcd")),
+                log: dir.path().join(format!("{name}.log")),
+                name,
+                client_port: free_port(),
+                peer_port: free_port(),
+                extra_args: extra.iter().map(|s| s.to_string()).collect(),
+                child: None,
+            });
+        }
+        let initial_cluster = members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url()))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut c = Cluster {
+            server,
+            members,
+            dir,
+            initial_cluster,
+        };
+        for i in 0..n {
+            c.spawn(i);
+        }
+        for i in 0..n {
+            c.wait_ready(i);
+        }
+        c
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn binary(&self) -> PathBuf {
+        match self.server {
+            Server::Rustcd => workspace_bin("etcd"),
+            Server::Etcd => PathBuf::from(REAL_ETCD),
+        }
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let bin = self.binary();
+        let m = &mut self.members[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&m.log)
+            .expect("open member log");
+        let log2 = log.try_clone().expect("clone log handle");
+        let mut cmd = Command::new(bin);
+        cmd.arg("--name")
+            .arg(&m.name)
+            .arg("--data-dir")
+            .arg(&m.data_dir)
+            .arg("--listen-client-urls")
+            .arg(m.client_url())
+            .arg("--advertise-client-urls")
+            .arg(m.client_url())
+            .arg("--listen-peer-urls")
+            .arg(m.peer_url())
+            .arg("--initial-advertise-peer-urls")
+            .arg(m.peer_url())
+            .arg("--initial-cluster")
+            .arg(&self.initial_cluster)
+            .args(&m.extra_args)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2);
+        if self.server == Server::Etcd {
+            cmd.args(["--logger", "zap"]);
+        }
+        m.child = Some(cmd.spawn().expect("spawn member"));
+    }
+
+    /// Waits until member `i` answers a serializable read.
+    pub fn wait_ready(&self, i: usize) {
+        let ep = self.members[i].endpoint();
+        wait_for(
+            &format!("member {i} to serve"),
+            Duration::from_secs(20),
+            || {
+                let out = etcdctl(
+                    &[&ep],
+                    &[
+                        "get",
+                        "x",
+                        "--consistency=s",
+                        "--dial-timeout=300ms",
+                        "--command-timeout=1s",
+                    ],
+                );
+                out.status.success().then_some(())
+            },
+        );
+    }
+
+    /// Waits until a linearizable write succeeds through member `i` (a leader exists).
+    pub fn wait_writable(&self, i: usize) {
+        let ep = self.members[i].endpoint();
+        wait_for("a writable cluster", Duration::from_secs(20), || {
+            let out = etcdctl(
+                &[&ep],
+                &["put", "__harness_probe", "1", "--command-timeout=2s"],
+            );
+            out.status.success().then_some(())
+        });
+    }
+
+    /// Sends `signal` to member `i`; for SIGKILL/SIGTERM/SIGINT waits for it to exit.
+    pub fn kill(&mut self, i: usize, signal: i32) {
+        let m = &mut self.members[i];
+        let Some(child) = m.child.as_mut() else {
+            return;
+        };
+        // SAFETY: kill(2) on a pid we spawned and have not reaped.
+        unsafe {
+            libc::kill(child.id() as i32, signal);
+        }
+        if signal == libc::SIGKILL || signal == libc::SIGTERM || signal == libc::SIGINT {
+            let _ = child.wait();
+            m.child = None;
+        }
+    }
+
+    /// Restarts a stopped member with the same flags and waits until it serves.
+    pub fn restart(&mut self, i: usize) {
+        assert!(
+            self.members[i].child.is_none(),
+            "member {i} is still running"
+        );
+        self.spawn(i);
+        self.wait_ready(i);
+    }
+
+    /// All client endpoints, `host:port`.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.endpoint()).collect()
+    }
+
+    /// Runs the real etcdctl against member `i`.
+    pub fn etcdctl(&self, i: usize, args: &[&str]) -> Output {
+        etcdctl(&[&self.members[i].endpoint()], args)
+    }
+
+    /// Runs the real etcdctl against member `i` with `stdin` as input.
+    pub fn etcdctl_stdin(&self, i: usize, args: &[&str], stdin: &str) -> Output {
+        use std::io::Write;
+        let mut child = Command::new(REAL_ETCDCTL)
+            .arg(format!("--endpoints={}", self.members[i].endpoint()))
+            .args(args)
+            .env("ETCDCTL_API", "3")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn etcdctl");
+        if let Some(mut s) = child.stdin.take() {
+            s.write_all(stdin.as_bytes()).expect("write etcdctl stdin");
+        }
+        child.wait_with_output().expect("etcdctl output")
+    }
+
+    fn dump_logs(&self) {
+        for m in &self.members {
+            let text = std::fs::read_to_string(&m.log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            eprintln!("---- log of {} ({}) ----", m.name, m.log.display());
+            for l in tail.into_iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dump_logs();
+        }
+        for m in &mut self.members {
+            if let Some(mut c) = m.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+/// Runs the real etcdctl with `--endpoints`.
+pub fn etcdctl(endpoints: &[&str], args: &[&str]) -> Output {
+    Command::new(REAL_ETCDCTL)
+        .arg(format!("--endpoints={}", endpoints.join(",")))
+        .args(args)
+        .env("ETCDCTL_API", "3")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run etcdctl (is etcd-client installed?)")
+}
+
+/// stdout as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The `Error: ...` lines of stderr (etcdctl's client-side retry logs are left out).
+pub fn error_lines(o: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .filter(|l| l.starts_with("Error:"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A gRPC channel to `endpoint` (`host:port`).
+pub async fn channel(endpoint: &str) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{endpoint}"))
+        .expect("endpoint")
+        .connect_timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .expect("connect")
+}
+
+/// Replaces the values that differ between fresh clusters (cluster and member IDs) with `<id>`.
+pub fn mask_ids(text: &str) -> String {
+    let mut out = text.to_string();
+    for key in [
+        "\"cluster_id\":",
+        "\"member_id\":",
+        "\"ClusterID\" : ",
+        "\"MemberID\" : ",
+    ] {
+        let mut result = String::with_capacity(out.len());
+        let mut rest = out.as_str();
+        while let Some(pos) = rest.find(key) {
+            result.push_str(&rest[..pos + key.len()]);
+            rest = &rest[pos + key.len()..];
+            let digits = rest.chars().take_while(|c| c.is_ascii_digit()).count();
+            result.push_str("<id>");
+            rest = &rest[digits..];
+        }
+        result.push_str(rest);
+        out = result;
+    }
+    out
+}
+
+/// What a command printed, as a parity test compares it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Printed {
+    pub stdout: String,
+    pub errors: Vec<String>,
+    pub code: Option<i32>,
+}
+
+impl Printed {
+    pub fn of(o: &Output) -> Printed {
+        Printed {
+            stdout: mask_ids(&stdout(o)),
+            errors: error_lines(o),
+            code: o.status.code(),
+        }
+    }
+}
+
+/// Runs `etcdctl watch ...` until its stdout has `lines` lines (or it exits), then stops it.
+pub fn etcdctl_watch(endpoint: &str, args: &[&str], lines: usize, deadline: Duration) -> Printed {
+    use std::io::Read;
+    let out_path = std::env::temp_dir().join(format!(
+        "rustcd-watch-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
+    let out_file = std::fs::File::create(&out_path).expect("watch output file");
+    let mut child = Command::new(REAL_ETCDCTL)
+        .arg(format!("--endpoints={endpoint}"))
+        .args(args)
+        .env("ETCDCTL_API", "3")
+        .stdin(Stdio::null())
+        .stdout(out_file)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn etcdctl watch");
+    let end = Instant::now() + deadline;
+    let mut code = None;
+    loop {
+        let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+        if text.lines().count() >= lines {
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            code = status.code();
+            break;
+        }
+        if Instant::now() > end {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if code.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&out_path);
+    Printed {
+        stdout: mask_ids(&text),
+        errors: err
+            .lines()
+            .filter(|l| l.starts_with("Error:"))
+            .map(str::to_string)
+            .collect(),
+        code,
+    }
+}
