@@ -187,7 +187,10 @@ async fn serve_clients(cfg: &Config, s: Arc<EtcdServer>) -> Result<(), ServerErr
         grpc::maintenance::MaintenanceService(s.clone()),
     ))
     .add_service(ClusterServer::new(grpc::cluster::ClusterService(s.clone())));
-    let router = routes.into_axum_router().merge(http::routes(s));
+    let router = routes
+        .into_axum_router()
+        .layer(axum::middleware::map_response(grpc::size_limit::rewrite))
+        .merge(http::routes(s));
     for url in &cfg.listen_client_urls {
         let listener = tokio::net::TcpListener::bind(url.host_port())
             .await

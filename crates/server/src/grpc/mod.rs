@@ -4,4 +4,5 @@
 pub mod cluster;
 pub mod kv;
 pub mod maintenance;
+pub mod size_limit;
 pub mod watch;
