@@ -11,6 +11,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "internal.proto",
     ];
     let protos: Vec<_> = files.iter().map(|f| proto_dir.join(f)).collect();
+    for p in &protos {
+        println!("cargo:rerun-if-changed={}", p.display());
+    }
     let mut config = prost_build::Config::new();
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
     config.bytes(["."]);

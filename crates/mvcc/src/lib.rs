@@ -12,6 +12,7 @@ pub mod key_index;
 pub mod key_range;
 mod range;
 pub mod revision;
+mod snapshot;
 mod store;
 mod txn;
 pub mod watch;

@@ -75,7 +75,7 @@ impl KvStore {
         tx.open_table(KV)?;
         tx.open_table(META)?;
         tx.commit()?;
-        let state = Self::restore(&db)?;
+        let state = Self::load_state(&db)?;
         Ok(KvStore {
             db,
             path,
@@ -83,7 +83,7 @@ impl KvStore {
         })
     }
 
-    fn restore(db: &Database) -> Result<State> {
+    fn load_state(db: &Database) -> Result<State> {
         let tx = db.begin_read()?;
         let meta = tx.open_table(META)?;
         let consistent_index = u64_meta(meta.get(META_CONSISTENT_INDEX)?).unwrap_or(0);
@@ -183,6 +183,39 @@ impl KvStore {
             events,
             revision: st.current_rev,
         })
+    }
+
+    /// A read snapshot of the backend and the consistent index it holds.
+    pub(crate) fn read_txn_with_index(&self) -> Result<(redb::ReadTransaction, u64)> {
+        let st = self.read_lock();
+        let tx = self.db.begin_read()?;
+        Ok((tx, st.consistent_index))
+    }
+
+    /// Replaces the whole store with a snapshot's contents (see [`KvStore::snapshot`]); the
+    /// new state is durable when this returns.
+    pub fn restore(&self, data: &[u8]) -> Result<()> {
+        let records = crate::snapshot::parse(data)?;
+        let mut st = self.write_lock();
+        let tx = self.db.begin_write()?;
+        tx.delete_table(KV)?;
+        tx.delete_table(META)?;
+        {
+            let mut kv = tx.open_table(KV)?;
+            let mut meta = tx.open_table(META)?;
+            for r in &records {
+                if r.table == crate::snapshot::SNAP_TABLE_KV {
+                    kv.insert(r.key, r.value)?;
+                } else {
+                    let k =
+                        std::str::from_utf8(r.key).map_err(|e| Error::Corrupt(e.to_string()))?;
+                    meta.insert(k, r.value)?;
+                }
+            }
+        }
+        tx.commit()?;
+        *st = Self::load_state(&self.db)?;
+        Ok(())
     }
 
     /// Forces everything committed so far onto disk.

@@ -124,6 +124,14 @@ impl WatchHub {
         self.lock().watchers.remove(&key).is_some()
     }
 
+    /// Moves every watcher to the unsynced set (after the store was replaced by a snapshot,
+    /// events were not delivered one by one): each catches up from the new backend.
+    pub fn resync_all(&self) {
+        for w in self.lock().watchers.values_mut() {
+            w.synced = false;
+        }
+    }
+
     /// Number of watchers not yet caught up.
     pub fn unsynced(&self) -> usize {
         self.lock().watchers.values().filter(|w| !w.synced).count()

@@ -31,8 +31,12 @@ const KEY_HARD_STATE: &[u8] = b"hard_state";
 const KEY_CONF_STATE: &[u8] = b"conf_state";
 const KEY_TRUNCATED: &[u8] = b"truncated";
 
+/// Takes a snapshot of the state machine: its data and the raft index it reflects.
+pub type SnapshotSource = Box<dyn Fn() -> std::result::Result<(Vec<u8>, u64), String> + Send>;
+
 /// The persistent raft log.
 pub struct LogStore {
+    snapshot_source: Option<SnapshotSource>,
     engine: Arc<Engine>,
     hard_state: HardState,
     conf_state: ConfState,
@@ -69,11 +73,37 @@ impl LogStore {
             None => (0, 0),
         };
         Ok(LogStore {
+            snapshot_source: None,
             engine,
             hard_state,
             conf_state,
             truncated,
         })
+    }
+
+    pub fn set_snapshot_source(&mut self, f: SnapshotSource) {
+        self.snapshot_source = Some(f);
+    }
+
+    /// Replaces the whole log with a snapshot's position: every entry goes, the snapshot's
+    /// index and term become the truncation point, its configuration the conf state.
+    pub fn apply_snapshot(&mut self, snap: &Snapshot) -> Result<()> {
+        let meta = snap.get_metadata();
+        let mut hs = self.hard_state.clone();
+        hs.commit = hs.commit.max(meta.index);
+        hs.term = hs.term.max(meta.term);
+        let mut v = meta.index.to_be_bytes().to_vec();
+        v.extend_from_slice(&meta.term.to_be_bytes());
+        let mut batch = LogBatch::default();
+        batch.add_command(GROUP, raft_engine::Command::Clean);
+        batch.put_message(GROUP, KEY_HARD_STATE.to_vec(), &hs)?;
+        batch.put_message(GROUP, KEY_CONF_STATE.to_vec(), meta.get_conf_state())?;
+        batch.put(GROUP, KEY_TRUNCATED.to_vec(), v)?;
+        self.engine.write(&mut batch, true)?;
+        self.hard_state = hs;
+        self.conf_state = meta.get_conf_state().clone();
+        self.truncated = (meta.index, meta.term);
+        Ok(())
     }
 
     /// True when nothing was ever written: the member is new.

@@ -8,11 +8,14 @@ use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use protobuf::Message as _;
 use raft::eraftpb::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Message};
-use raft::{RawNode, ReadState, StateRole};
+use raft::{RawNode, ReadState, SnapshotStatus, StateRole};
+use rustcd_api::rustcdpb::StoredMember;
 
 use crate::error::{Error, Result};
-use crate::log_store::LogStore;
+use crate::log_store::{LogStore, SnapshotSource};
+use crate::transport::PeerTransport;
 
 /// How a member's raft is set up.
 #[derive(Clone, Debug)]
@@ -37,6 +40,13 @@ pub enum Input {
     /// The state machine applied (durably) up to this index: the log before it may go.
     Compact(u64),
     TransferLeader(u64),
+    ProposeConfChange(ConfChange, tokio::sync::oneshot::Sender<Result<()>>),
+    /// The transport could not reach this peer.
+    Unreachable(u64),
+    /// Outcome of sending a snapshot to this peer.
+    SnapshotStatus(u64, bool),
+    /// A leader hands leadership to its most up-to-date voter (before a graceful stop).
+    StepDown,
     /// Ends the raft thread.
     Stop,
 }
@@ -45,6 +55,11 @@ pub enum Input {
 pub enum Output {
     Committed(Vec<Entry>),
     ReadStates(Vec<ReadState>),
+    /// Replace the state machine with this snapshot of another member's, taken at `index`.
+    Snapshot {
+        data: Vec<u8>,
+        index: u64,
+    },
 }
 
 /// Live facts about the node, readable from any thread.
@@ -55,6 +70,7 @@ pub struct NodeStatus {
     pub commit: AtomicU64,
     pub last_index: AtomicU64,
     pub is_leader: AtomicBool,
+    pub is_learner: AtomicBool,
 }
 
 /// Handle to the raft task.
@@ -64,19 +80,18 @@ pub struct RaftNode {
     thread: Option<JoinHandle<()>>,
 }
 
-/// Sends outgoing raft messages to peers.
-pub type Transport = Box<dyn FnMut(Vec<Message>) + Send>;
-
 impl RaftNode {
     /// Opens the log, builds the `RawNode` and starts the raft thread.
     pub fn start(
         cfg: NodeConfig,
         out: mpsc::SyncSender<Output>,
-        transport: Transport,
+        transport: Arc<PeerTransport>,
+        snapshot_source: SnapshotSource,
     ) -> Result<Self> {
         let mut store = LogStore::open(&cfg.dir)?;
+        store.set_snapshot_source(snapshot_source);
         let mut applied = cfg.applied.min(store.hard_state().commit);
-        if store.is_empty() {
+        if store.is_empty() && !cfg.bootstrap.is_empty() {
             bootstrap(&mut store, &cfg.bootstrap)?;
             // The bootstrap entries are already in the conf state: nothing to apply from them.
             applied = cfg.bootstrap.len() as u64;
@@ -102,6 +117,7 @@ impl RaftNode {
         }
         let status = Arc::new(NodeStatus::default());
         let (tx, rx) = mpsc::channel();
+        transport.set_raft(tx.clone());
         let mut task = Task {
             node,
             rx,
@@ -141,7 +157,6 @@ impl RaftNode {
 /// Writes a new member's initial log: one committed AddNode entry per member at term 1, so the
 /// first election makes term 2 and the log indexes line up with etcd's.
 fn bootstrap(store: &mut LogStore, members: &[(u64, Vec<u8>)]) -> Result<()> {
-    use protobuf::Message as _;
     let mut entries = Vec::with_capacity(members.len());
     for (i, (id, ctx)) in members.iter().enumerate() {
         let cc = ConfChange {
@@ -178,7 +193,7 @@ struct Task {
     node: RawNode<LogStore>,
     rx: mpsc::Receiver<Input>,
     out: mpsc::SyncSender<Output>,
-    transport: Transport,
+    transport: Arc<PeerTransport>,
     status: Arc<NodeStatus>,
     tick: Duration,
 }
@@ -238,6 +253,36 @@ impl Task {
                 }
             }
             Input::TransferLeader(to) => self.node.transfer_leader(to),
+            Input::ProposeConfChange(cc, done) => {
+                let r = self
+                    .node
+                    .propose_conf_change(vec![], cc)
+                    .map_err(Error::from);
+                let _ = done.send(r);
+            }
+            Input::Unreachable(id) => self.node.report_unreachable(id),
+            Input::StepDown => {
+                if self.node.raft.state == StateRole::Leader {
+                    let me = self.node.raft.id;
+                    let voters = self.node.raft.prs().conf().voters().ids();
+                    let best = voters
+                        .iter()
+                        .filter(|id| *id != me)
+                        .filter_map(|id| self.node.raft.prs().get(id).map(|p| (p.matched, id)))
+                        .max();
+                    if let Some((_, to)) = best {
+                        self.node.transfer_leader(to);
+                    }
+                }
+            }
+            Input::SnapshotStatus(id, ok) => {
+                let status = if ok {
+                    SnapshotStatus::Finish
+                } else {
+                    SnapshotStatus::Failure
+                };
+                self.node.report_snapshot(id, status);
+            }
         }
         true
     }
@@ -252,7 +297,7 @@ impl Task {
         }
         let mut rd = self.node.ready();
         if !rd.messages().is_empty() {
-            (self.transport)(rd.take_messages());
+            self.transport.send(rd.take_messages());
         }
         if let Some(ss) = rd.ss() {
             self.status.leader.store(ss.leader_id, Ordering::Relaxed);
@@ -260,10 +305,17 @@ impl Task {
                 .is_leader
                 .store(ss.raft_state == StateRole::Leader, Ordering::Relaxed);
         }
-        let committed = rd.take_committed_entries();
-        if !committed.is_empty() {
-            self.send_out(Output::Committed(committed))?;
+        if !rd.snapshot().is_empty() {
+            let snap = rd.snapshot().clone();
+            self.node.mut_store().apply_snapshot(&snap)?;
+            let index = snap.get_metadata().index;
+            self.send_out(Output::Snapshot {
+                data: snap.get_data().to_vec(),
+                index,
+            })?;
         }
+        let committed = rd.take_committed_entries();
+        self.hand_out(committed)?;
         let hs = rd.hs().cloned();
         let must_sync = rd.must_sync();
         self.node
@@ -274,7 +326,7 @@ impl Task {
             self.status.commit.store(hs.commit, Ordering::Relaxed);
         }
         if !rd.persisted_messages().is_empty() {
-            (self.transport)(rd.take_persisted_messages());
+            self.transport.send(rd.take_persisted_messages());
         }
         if !rd.read_states().is_empty() {
             self.send_out(Output::ReadStates(rd.take_read_states()))?;
@@ -285,15 +337,57 @@ impl Task {
             self.status.commit.store(commit, Ordering::Relaxed);
         }
         if !light.messages().is_empty() {
-            (self.transport)(light.take_messages());
+            self.transport.send(light.take_messages());
         }
         let committed = light.take_committed_entries();
-        if !committed.is_empty() {
-            self.send_out(Output::Committed(committed))?;
-        }
+        self.hand_out(committed)?;
         self.node.advance_apply();
         let last = raft::Storage::last_index(self.node.store()).unwrap_or(0);
         self.status.last_index.store(last, Ordering::Relaxed);
+        let learner = self
+            .node
+            .raft
+            .prs()
+            .conf()
+            .learners()
+            .contains(&self.node.raft.id);
+        self.status.is_learner.store(learner, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Applies committed configuration changes to raft (and the transport), then hands every
+    /// committed entry to the apply side.
+    fn hand_out(&mut self, committed: Vec<Entry>) -> Result<()> {
+        if committed.is_empty() {
+            return Ok(());
+        }
+        for e in committed
+            .iter()
+            .filter(|e| e.get_entry_type() == EntryType::EntryConfChange)
+        {
+            let Ok(cc) = ConfChange::parse_from_bytes(&e.data) else {
+                tracing::error!(index = e.index, "undecodable conf change entry");
+                continue;
+            };
+            match self.node.apply_conf_change(&cc) {
+                Ok(cs) => {
+                    self.node.mut_store().set_conf_state(cs)?;
+                    self.transport_follow_change(&cc);
+                }
+                Err(err) => tracing::warn!(error = %err, "conf change not applied"),
+            }
+        }
+        self.send_out(Output::Committed(committed))
+    }
+
+    fn transport_follow_change(&self, cc: &ConfChange) {
+        match cc.get_change_type() {
+            ConfChangeType::RemoveNode => self.transport.remove_peer(cc.node_id),
+            _ => {
+                if let Ok(m) = <StoredMember as prost::Message>::decode(cc.context.as_ref()) {
+                    self.transport.upsert_peer(cc.node_id, m.peer_urls);
+                }
+            }
+        }
     }
 }

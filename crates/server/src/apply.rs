@@ -7,16 +7,19 @@ use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use prost::Message;
+use protobuf::Message as _;
+use rustcd_api::etcdserverpb::Member;
 use rustcd_api::etcdserverpb::{CompactionResponse, DeleteRangeResponse, PutResponse, TxnResponse};
 use rustcd_api::rustcdpb::{InternalRequest, internal_request::Request as Op};
 use rustcd_mvcc::watch::WatchHub;
 use rustcd_mvcc::{KvStore, WriteTxn};
-use rustcd_raft::eraftpb::{Entry, EntryType};
-use rustcd_raft::{Input, Output};
+use rustcd_raft::eraftpb::{ConfChange, Entry, EntryType};
+use rustcd_raft::{Input, Output, PeerTransport};
 use tokio::sync::watch;
 use tonic::Status;
 
 use crate::error::rpc;
+use crate::membership::{Change, Membership};
 use crate::server::{ReadWaiters, Waiters};
 
 /// The result of applying one proposal.
@@ -26,6 +29,8 @@ pub enum Applied {
     DeleteRange(DeleteRangeResponse),
     Txn(TxnResponse),
     Compaction(CompactionResponse),
+    /// A membership change or published attributes: the member list after it.
+    Members(Vec<Member>),
 }
 
 /// Entries kept in the raft log behind the applied index for slow followers (etcd's value).
@@ -34,6 +39,9 @@ const CATCH_UP_ENTRIES: u64 = 5000;
 const SYNC_INTERVAL: Duration = Duration::from_millis(100);
 
 pub struct Applier {
+    pub member_id: u64,
+    pub membership: Arc<Membership>,
+    pub transport: Arc<PeerTransport>,
     pub store: Arc<KvStore>,
     pub hub: Arc<WatchHub>,
     pub waiters: Arc<Waiters>,
@@ -55,6 +63,7 @@ impl Applier {
                     self.apply_entries(&entries);
                     dirty = true;
                 }
+                Ok(Output::Snapshot { data, index }) => self.apply_snapshot(&data, index),
                 Ok(Output::ReadStates(states)) => {
                     let mut w = self.read_waiters.lock().unwrap_or_else(|p| p.into_inner());
                     for rs in states {
@@ -89,21 +98,54 @@ impl Applier {
         }
     }
 
+    fn apply_snapshot(&self, data: &[u8], index: u64) {
+        if let Err(e) = self.store.restore(data) {
+            tracing::error!(error = %e, "cannot apply the snapshot received from the leader");
+            std::process::exit(1);
+        }
+        self.membership.reload(&self.store);
+        for m in self.membership.stored() {
+            self.transport.upsert_peer(m.id, m.peer_urls);
+        }
+        self.hub.resync_all();
+        tracing::info!(
+            index,
+            revision = self.store.current_rev(),
+            "applied snapshot from leader"
+        );
+        self.applied.send_replace(index);
+    }
+
     fn apply_entries(&self, entries: &[Entry]) {
         let Some(last) = entries.last().map(|e| e.index) else {
             return;
         };
         let from = self.store.consistent_index();
         let no_leases = |_: i64| false;
+        let mut removed_self = false;
         let committed = self.store.write(false, &no_leases, |w| {
             let mut results = Vec::new();
             for e in entries.iter().filter(|e| e.index > from) {
-                if e.get_entry_type() != EntryType::EntryNormal || e.data.is_empty() {
-                    continue;
-                }
-                match InternalRequest::decode(e.data.as_ref()) {
-                    Ok(req) => results.push((req.id, apply_one(w, req.request))),
-                    Err(err) => tracing::error!(index = e.index, error = %err, "undecodable raft entry skipped"),
+                match e.get_entry_type() {
+                    EntryType::EntryConfChange => {
+                        let Ok(cc) = ConfChange::parse_from_bytes(&e.data) else {
+                            tracing::error!(index = e.index, "undecodable conf change entry skipped");
+                            continue;
+                        };
+                        if let Change::Removed(id) = self.membership.apply_conf_change(&cc, w) {
+                            removed_self |= id == self.member_id;
+                        }
+                        results.push((cc.id, Ok(Applied::Members(self.membership.list()))));
+                    }
+                    EntryType::EntryNormal if !e.data.is_empty() => match InternalRequest::decode(e.data.as_ref()) {
+                        Ok(InternalRequest { id, request: Some(Op::MemberAttributes(a)) }) => {
+                            self.membership.apply_attributes(&a, w);
+                            results.push((id, Ok(Applied::Members(self.membership.list()))));
+                        }
+                        Ok(req) => results.push((req.id, apply_one(w, req.request))),
+                        Err(err) => tracing::error!(index = e.index, error = %err, "undecodable raft entry skipped"),
+                    },
+                    _ => {}
                 }
             }
             w.set_consistent_index(last);
@@ -123,9 +165,16 @@ impl Applier {
             }
             Err(e) => {
                 // The raft log still holds these entries; a restart replays them.
-                tracing::error!(error = %e, "applying committed entries failed; stopping apply");
+                tracing::error!(error = %e, "applying committed entries failed; stopping");
                 std::process::exit(1);
             }
+        }
+        if removed_self {
+            let _ = self.store.sync();
+            tracing::warn!(
+                "the member has been permanently removed from the cluster; the data-dir used by this member must be removed"
+            );
+            std::process::exit(0);
         }
     }
 }
@@ -146,9 +195,13 @@ fn apply_one(w: &mut WriteTxn, op: Option<Op>) -> Result<Applied, Status> {
                 })
             })
             .map_err(rpc::from_mvcc),
-        Some(Op::LeaseGrant(_) | Op::LeaseRevoke(_) | Op::LeaseCheckpoint(_)) | None => {
-            Err(Status::unimplemented("lease requests are not applied yet"))
-        }
+        Some(
+            Op::LeaseGrant(_)
+            | Op::LeaseRevoke(_)
+            | Op::LeaseCheckpoint(_)
+            | Op::MemberAttributes(_),
+        )
+        | None => Err(Status::unimplemented("lease requests are not applied yet")),
     }
 }
 

@@ -8,30 +8,33 @@ pub mod apply;
 pub mod config;
 pub mod error;
 pub mod grpc;
+pub mod h2_authority;
 pub mod http;
 pub mod ids;
 pub mod logging;
+pub mod membership;
 pub mod server;
 pub mod url;
 pub mod validate;
 
+use std::path::Path;
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use prost::Message;
-use rustcd_api::etcdserverpb::Member;
 use rustcd_api::etcdserverpb::cluster_server::ClusterServer;
 use rustcd_api::etcdserverpb::kv_server::KvServer;
 use rustcd_api::etcdserverpb::maintenance_server::MaintenanceServer;
 use rustcd_api::etcdserverpb::watch_server::WatchServer;
-use rustcd_api::rustcdpb::StoredMember;
+use rustcd_api::rustcdpb::{MemberAttributes, StoredMember, StoredMembers};
 use rustcd_mvcc::KvStore;
 use rustcd_mvcc::watch::WatchHub;
-use rustcd_raft::{NodeConfig, RaftNode};
+use rustcd_raft::{NodeConfig, PeerService, PeerTransport, RaftNode};
 
 use crate::apply::Applier;
 use crate::config::Config;
 use crate::error::ServerError;
+use crate::membership::Membership;
 use crate::server::{EtcdServer, Parts};
 
 /// gRPC framing allowance above `--max-request-bytes`, as etcd's.
@@ -45,76 +48,219 @@ pub struct Running {
 }
 
 impl Running {
-    /// Stops raft, lets the apply thread finish (it makes the backend durable), and returns.
+    /// etcd's graceful stop: a leader first hands leadership to its most up-to-date follower
+    /// (so clients see a new leader at once), then raft stops and the apply thread finishes,
+    /// making the backend durable.
     pub fn stop(self) {
+        let s = &self.server;
+        let is_leader = s
+            .raft_status
+            .is_leader
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if is_leader && s.membership.list().len() > 1 {
+            let _ = self.raft.sender().send(rustcd_raft::Input::StepDown);
+            let deadline =
+                std::time::Instant::now() + Duration::from_millis(s.cfg.raw.election_timeout * 2);
+            while std::time::Instant::now() < deadline && s.leader() == s.member_id {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            tracing::info!(new_leader = %format!("{:x}", s.leader()), "leadership transferred before stop");
+        }
         self.raft.stop();
         let _ = self.apply_thread.join();
     }
 }
 
-/// Opens the data dir, starts raft, the apply thread and the client listeners.
+/// Who this member is and what cluster it belongs to.
+struct Identity {
+    member_id: u64,
+    cluster_id: u64,
+    members: Vec<StoredMember>,
+    /// Bootstrap a new raft log with these members (new cluster, first start).
+    bootstrap: bool,
+}
+
+const IDENTITY_FILE: &str = "identity";
+
+/// Finds this member's identity: from its data dir on restart, from the initial cluster for
+/// a new one, or from the existing members' answer when joining.
+async fn identify(
+    cfg: &Config,
+    member_dir: &Path,
+    store: &KvStore,
+) -> Result<Identity, ServerError> {
+    let path = member_dir.join(IDENTITY_FILE);
+    let token = &cfg.raw.initial_cluster_token;
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let mut parts = text.split_whitespace().map(|x| u64::from_str_radix(x, 16));
+        let (Some(Ok(member_id)), Some(Ok(cluster_id))) = (parts.next(), parts.next()) else {
+            return Err(ServerError::DataDir(format!(
+                "{}: malformed identity file",
+                path.display()
+            )));
+        };
+        let members = Membership::load(store)
+            .map(|m| m.members)
+            .unwrap_or_else(|| initial_members(cfg, token));
+        return Ok(Identity {
+            member_id,
+            cluster_id,
+            members,
+            bootstrap: false,
+        });
+    }
+    let id = if cfg.raw.initial_cluster_state == "existing" {
+        join_existing(cfg).await?
+    } else {
+        let members = initial_members(cfg, token);
+        let member_id = members
+            .iter()
+            .find(|m| m.name == cfg.raw.name)
+            .map(|m| m.id)
+            .unwrap_or(0);
+        let cluster_id = ids::cluster_id(&members.iter().map(|m| m.id).collect::<Vec<_>>());
+        Identity {
+            member_id,
+            cluster_id,
+            members,
+            bootstrap: true,
+        }
+    };
+    write_identity(&path, id.member_id, id.cluster_id)?;
+    Ok(id)
+}
+
+fn write_identity(path: &Path, member_id: u64, cluster_id: u64) -> Result<(), ServerError> {
+    use std::io::Write;
+    let err = |e: std::io::Error| ServerError::DataDir(format!("{}: {e}", path.display()));
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(err)?;
+    writeln!(f, "{member_id:x} {cluster_id:x}").map_err(err)?;
+    f.sync_all().map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+fn initial_members(cfg: &Config, token: &str) -> Vec<StoredMember> {
+    cfg.initial_cluster
+        .iter()
+        .map(|m| StoredMember {
+            id: ids::member_id(&m.peer_urls, token),
+            name: m.name.clone(),
+            peer_urls: m.peer_urls.clone(),
+            client_urls: vec![],
+            is_learner: false,
+        })
+        .collect()
+}
+
+/// Asks the other members for the member list and finds this member in it by peer URLs.
+async fn join_existing(cfg: &Config) -> Result<Identity, ServerError> {
+    let mut mine = cfg.advertise_peer_urls.clone();
+    mine.sort();
+    for m in cfg
+        .initial_cluster
+        .iter()
+        .filter(|m| m.name != cfg.raw.name)
+    {
+        for url in &m.peer_urls {
+            let Ok(ep) = tonic::transport::Endpoint::from_shared(url.clone()) else {
+                continue;
+            };
+            let Ok(ch) = ep.connect_timeout(Duration::from_secs(2)).connect().await else {
+                continue;
+            };
+            let mut client = rustcd_api::rustcdpb::peer_client::PeerClient::new(ch);
+            let Ok(resp) = client
+                .members(rustcd_api::rustcdpb::PeerMembersRequest {})
+                .await
+            else {
+                continue;
+            };
+            let resp = resp.into_inner();
+            let found = resp.members.iter().find(|x| {
+                let mut urls = x.peer_urls.clone();
+                urls.sort();
+                urls == mine
+            });
+            return match found {
+                Some(me) => Ok(Identity {
+                    member_id: me.id,
+                    cluster_id: resp.cluster_id,
+                    members: resp.members.clone(),
+                    bootstrap: false,
+                }),
+                None => Err(ServerError::Config(format!(
+                    "error validating peerURLs: member count is unequal or this member's peer URLs {mine:?} were not added to the cluster (use 'etcdctl member add' first)"
+                ))),
+            };
+        }
+    }
+    Err(ServerError::Config("cannot fetch cluster info from peer urls: could not retrieve cluster information from the given URLs".into()))
+}
+
+/// Opens the data dir, starts raft, the apply thread, the peer and client listeners.
 pub async fn start(cfg: Config) -> Result<Running, ServerError> {
     let member_dir = cfg.data_dir.join("member");
     let snap_dir = member_dir.join("snap");
     std::fs::create_dir_all(&snap_dir)
         .map_err(|e| ServerError::DataDir(format!("{}: {e}", snap_dir.display())))?;
-    let token = &cfg.raw.initial_cluster_token;
-    let members: Vec<Member> = cfg
-        .initial_cluster
-        .iter()
-        .map(|m| Member {
-            id: ids::member_id(&m.peer_urls, token),
-            name: m.name.clone(),
-            peer_ur_ls: m.peer_urls.clone(),
-            client_ur_ls: if m.name == cfg.raw.name {
-                cfg.advertise_client_urls.clone()
-            } else {
-                vec![]
-            },
-            is_learner: false,
-        })
-        .collect();
-    let member_id = members
-        .iter()
-        .find(|m| m.name == cfg.raw.name)
-        .map(|m| m.id)
-        .unwrap_or(0);
-    let cluster_id = ids::cluster_id(&members.iter().map(|m| m.id).collect::<Vec<_>>());
+    let store = Arc::new(KvStore::open(snap_dir.join("db"))?);
+    let id = identify(&cfg, &member_dir, &store).await?;
+    let (member_id, cluster_id) = (id.member_id, id.cluster_id);
     tracing::info!(
         name = %cfg.raw.name, data_dir = %cfg.data_dir.display(),
         member_id = %format!("{member_id:x}"), cluster_id = %format!("{cluster_id:x}"),
         "starting an etcd server"
     );
+    let membership = Arc::new(Membership::new(StoredMembers {
+        members: id.members.clone(),
+        removed: vec![],
+    }));
+    if membership.is_removed(member_id) {
+        return Err(ServerError::Config(
+            "the member has been permanently removed from the cluster".into(),
+        ));
+    }
+    let transport = PeerTransport::new(cluster_id, member_id, tokio::runtime::Handle::current());
+    for m in &id.members {
+        transport.upsert_peer(m.id, m.peer_urls.clone());
+    }
 
-    let store = Arc::new(KvStore::open(snap_dir.join("db"))?);
     let hub = Arc::new(WatchHub::new(store.clone()));
     let consistent_index = store.consistent_index();
     let (out_tx, out_rx) = mpsc::sync_channel(1024);
     let node_cfg = NodeConfig {
         id: member_id,
-        bootstrap: members
-            .iter()
-            .map(|m| (m.id, stored_member(m).encode_to_vec()))
-            .collect(),
+        bootstrap: if id.bootstrap {
+            id.members
+                .iter()
+                .map(|m| (m.id, m.encode_to_vec()))
+                .collect()
+        } else {
+            vec![]
+        },
         dir: member_dir.join("raft"),
         tick: Duration::from_millis(cfg.raw.heartbeat_interval),
         election_tick: (cfg.raw.election_timeout / cfg.raw.heartbeat_interval) as usize,
         heartbeat_tick: 1,
         applied: consistent_index,
     };
-    let transport: rustcd_raft::Transport = Box::new(|msgs| {
-        if !msgs.is_empty() {
-            tracing::debug!(
-                count = msgs.len(),
-                "no peer transport yet: raft messages dropped"
-            );
-        }
-    });
-    let raft = RaftNode::start(node_cfg, out_tx, transport)?;
+    let snap_store = store.clone();
+    let snapshot_source = Box::new(move || snap_store.snapshot().map_err(|e| e.to_string()));
+    let raft = RaftNode::start(node_cfg, out_tx, transport.clone(), snapshot_source)?;
     let (applied_tx, applied_rx) = tokio::sync::watch::channel(consistent_index);
     let waiters = Arc::new(Default::default());
     let read_waiters = Arc::new(Default::default());
     let applier = Applier {
+        member_id,
+        membership: membership.clone(),
+        transport: transport.clone(),
         store: store.clone(),
         hub: hub.clone(),
         waiters: Arc::clone(&waiters),
@@ -129,11 +275,20 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
         .map_err(|e| ServerError::DataDir(format!("cannot start apply thread: {e}")))?;
     start_watch_sync(hub.clone());
 
+    let members_fn: rustcd_raft::MembersFn = {
+        let membership = membership.clone();
+        Arc::new(move || membership.stored())
+    };
+    serve_peers(
+        &cfg,
+        PeerService::server(cluster_id, raft.sender(), members_fn),
+    )
+    .await?;
     let server = EtcdServer::new(Parts {
         cfg: cfg.clone(),
         member_id,
         cluster_id,
-        members,
+        membership,
         store,
         hub,
         raft_status: raft.status.clone(),
@@ -143,6 +298,7 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
         applied: applied_rx,
     });
     serve_clients(&cfg, server.clone()).await?;
+    tokio::spawn(publish(server.clone()));
     Ok(Running {
         server,
         raft,
@@ -150,14 +306,61 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
     })
 }
 
-fn stored_member(m: &Member) -> StoredMember {
-    StoredMember {
-        id: m.id,
-        name: m.name.clone(),
-        peer_urls: m.peer_ur_ls.clone(),
-        client_urls: vec![],
-        is_learner: m.is_learner,
+/// etcd's publish: once a leader exists, this member's name and client URLs go through raft.
+async fn publish(s: Arc<EtcdServer>) {
+    let attrs = MemberAttributes {
+        id: s.member_id,
+        name: s.cfg.raw.name.clone(),
+        client_urls: s.cfg.advertise_client_urls.clone(),
+    };
+    loop {
+        if s.leader() != 0 {
+            match s
+                .propose(
+                    rustcd_api::rustcdpb::internal_request::Request::MemberAttributes(
+                        attrs.clone(),
+                    ),
+                )
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(local_member_id = %format!("{:x}", s.member_id), "published local member to cluster through raft");
+                    return;
+                }
+                Err(e) => tracing::debug!(error = %e, "publish failed; retrying"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+async fn serve_peers<S>(cfg: &Config, svc: S) -> Result<(), ServerError>
+where
+    S: tonic::server::NamedService
+        + tower_service::Service<
+            axum::http::Request<tonic::body::Body>,
+            Response = axum::http::Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let router = tonic::service::Routes::new(svc).into_axum_router();
+    for url in &cfg.listen_peer_urls {
+        let listener = tokio::net::TcpListener::bind(url.host_port())
+            .await
+            .map_err(|e| ServerError::Listen(url.to_string(), e))?;
+        tracing::info!(address = %url.host_port(), "serving peer traffic");
+        let router = router.clone();
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::error!(error = %e, "peer listener stopped");
+            }
+        });
+    }
+    Ok(())
 }
 
 /// Catches unsynced watchers up from the backend, off the write path.
@@ -198,7 +401,7 @@ async fn serve_clients(cfg: &Config, s: Arc<EtcdServer>) -> Result<(), ServerErr
         tracing::info!(address = %url.host_port(), "serving client traffic insecurely; this is strongly discouraged!");
         let router = router.clone();
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, router).await {
+            if let Err(e) = axum::serve(h2_authority::FixingListener(listener), router).await {
                 tracing::error!(error = %e, "client listener stopped");
             }
         });

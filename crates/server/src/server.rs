@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prost::Message;
-use rustcd_api::etcdserverpb::{Member, ResponseHeader};
+use rustcd_api::etcdserverpb::ResponseHeader;
 use rustcd_api::rustcdpb::{InternalRequest, internal_request::Request as InternalOp};
 use rustcd_mvcc::KvStore;
 use rustcd_mvcc::watch::WatchHub;
@@ -19,6 +19,7 @@ use tonic::Status;
 use crate::apply::Applied;
 use crate::config::Config;
 use crate::error::rpc;
+use crate::membership::Membership;
 
 /// Waiters for proposals, keyed by request id; the apply thread fires them.
 pub type Waiters = Mutex<HashMap<u64, oneshot::Sender<Result<Applied, Status>>>>;
@@ -29,7 +30,7 @@ pub struct EtcdServer {
     pub cfg: Config,
     pub member_id: u64,
     pub cluster_id: u64,
-    pub members: Vec<Member>,
+    pub membership: Arc<Membership>,
     pub store: Arc<KvStore>,
     pub hub: Arc<WatchHub>,
     pub raft_status: Arc<NodeStatus>,
@@ -51,7 +52,7 @@ pub struct Parts {
     pub cfg: Config,
     pub member_id: u64,
     pub cluster_id: u64,
-    pub members: Vec<Member>,
+    pub membership: Arc<Membership>,
     pub store: Arc<KvStore>,
     pub hub: Arc<WatchHub>,
     pub raft_status: Arc<NodeStatus>,
@@ -75,7 +76,7 @@ impl EtcdServer {
             cfg: p.cfg,
             member_id: p.member_id,
             cluster_id: p.cluster_id,
-            members: p.members,
+            membership: p.membership,
             store: p.store,
             hub: p.hub,
             raft_status: p.raft_status,

@@ -45,7 +45,7 @@ impl Cluster for ClusterService {
         let rev = self.0.store.current_rev();
         Ok(Response::new(MemberListResponse {
             header: self.0.header(rev),
-            members: self.0.members.clone(),
+            members: self.0.membership.list(),
         }))
     }
 

@@ -1,0 +1,368 @@
+//! The peer transport: raft messages streamed to every other member over gRPC on the peer
+//! URLs, one stream per peer and direction, batched, reconnecting with backoff. Snapshot
+//! messages travel on a stream of their own, in chunks.
+//!
+//! Sending never blocks the raft thread: a peer whose queue is full loses messages, which
+//! raft tolerates (it retries), and is reported unreachable.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, mpsc as std_mpsc};
+use std::time::Duration;
+
+use protobuf::Message as _;
+use raft::eraftpb::{Message, MessageType};
+use rustcd_api::rustcdpb::peer_client::PeerClient;
+use rustcd_api::rustcdpb::peer_server::{Peer, PeerServer};
+use rustcd_api::rustcdpb::{
+    PeerAck, PeerMembersRequest, PeerMembersResponse, RaftBatch, SnapshotChunk, StoredMember,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::node::Input;
+
+/// Messages queued per peer before new ones are dropped.
+const PEER_QUEUE: usize = 4096;
+/// Most messages in one batch on the wire.
+const MAX_BATCH: usize = 512;
+/// Snapshot data per chunk.
+const CHUNK: usize = 1024 * 1024;
+/// Largest peer message accepted (raft entries are bounded by max_size_per_msg, 1 MiB).
+const MAX_PEER_MESSAGE: usize = 64 * 1024 * 1024;
+
+struct PeerHandle {
+    urls: Vec<String>,
+    tx: mpsc::Sender<Message>,
+}
+
+/// Sends raft messages to the other members.
+pub struct PeerTransport {
+    cluster_id: u64,
+    id: u64,
+    runtime: tokio::runtime::Handle,
+    raft_tx: Mutex<Option<std_mpsc::Sender<Input>>>,
+    peers: Mutex<HashMap<u64, PeerHandle>>,
+}
+
+impl PeerTransport {
+    pub fn new(cluster_id: u64, id: u64, runtime: tokio::runtime::Handle) -> Arc<Self> {
+        Arc::new(PeerTransport {
+            cluster_id,
+            id,
+            runtime,
+            raft_tx: Mutex::new(None),
+            peers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Where reports about unreachable peers and snapshot outcomes go.
+    pub fn set_raft(&self, tx: std_mpsc::Sender<Input>) {
+        *self.raft_tx.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+    }
+
+    fn report(&self, input: Input) {
+        if let Some(tx) = self
+            .raft_tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            let _ = tx.send(input);
+        }
+    }
+
+    /// Adds a peer or changes its URLs (the member itself is ignored).
+    pub fn upsert_peer(self: &Arc<Self>, id: u64, urls: Vec<String>) {
+        if id == self.id || urls.is_empty() {
+            return;
+        }
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        if peers.get(&id).is_some_and(|p| p.urls == urls) {
+            return;
+        }
+        let (tx, rx) = mpsc::channel(PEER_QUEUE);
+        peers.insert(
+            id,
+            PeerHandle {
+                urls: urls.clone(),
+                tx,
+            },
+        );
+        let me = self.clone();
+        self.runtime
+            .spawn(async move { me.peer_loop(id, urls, rx).await });
+    }
+
+    pub fn remove_peer(&self, id: u64) {
+        self.peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+    }
+
+    /// Queues messages for their peers; never blocks.
+    pub fn send(&self, msgs: Vec<Message>) {
+        let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut unreachable = Vec::new();
+        for m in msgs {
+            let to = m.to;
+            match peers.get(&to) {
+                Some(p) => {
+                    if p.tx.try_send(m).is_err() {
+                        unreachable.push(to);
+                    }
+                }
+                None => tracing::debug!(to = %format!("{to:x}"), "message to unknown peer dropped"),
+            }
+        }
+        drop(peers);
+        unreachable.dedup();
+        for id in unreachable {
+            self.report(Input::Unreachable(id));
+        }
+    }
+
+    async fn connect(&self, urls: &[String]) -> Option<PeerClient<tonic::transport::Channel>> {
+        for url in urls {
+            let Ok(ep) = tonic::transport::Endpoint::from_shared(url.clone()) else {
+                continue;
+            };
+            let ep = ep.connect_timeout(Duration::from_secs(1)).tcp_nodelay(true);
+            if let Ok(ch) = ep.connect().await {
+                return Some(
+                    PeerClient::new(ch)
+                        .max_decoding_message_size(MAX_PEER_MESSAGE)
+                        .max_encoding_message_size(MAX_PEER_MESSAGE),
+                );
+            }
+        }
+        None
+    }
+
+    async fn peer_loop(
+        self: Arc<Self>,
+        id: u64,
+        urls: Vec<String>,
+        mut rx: mpsc::Receiver<Message>,
+    ) {
+        let mut backoff = Duration::from_millis(50);
+        let mut logged_down = false;
+        loop {
+            let Some(client) = self.connect(&urls).await else {
+                if !logged_down {
+                    tracing::warn!(remote_peer_id = %format!("{id:x}"), "peer is unreachable; retrying");
+                    logged_down = true;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                // Messages queued meanwhile are stale: raft resends what matters.
+                let mut dropped = false;
+                while let Ok(m) = rx.try_recv() {
+                    dropped = true;
+                    if m.get_msg_type() == MessageType::MsgSnapshot {
+                        self.report(Input::SnapshotStatus(id, false));
+                    }
+                }
+                if dropped {
+                    self.report(Input::Unreachable(id));
+                }
+                if self.is_removed(id) {
+                    return;
+                }
+                continue;
+            };
+            if logged_down {
+                tracing::info!(remote_peer_id = %format!("{id:x}"), "peer became active");
+                logged_down = false;
+            }
+            backoff = Duration::from_millis(50);
+            if !self.stream_to(id, client, &mut rx).await {
+                return;
+            }
+            self.report(Input::Unreachable(id));
+        }
+    }
+
+    fn is_removed(&self, id: u64) -> bool {
+        !self
+            .peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&id)
+    }
+
+    /// Streams batches to a connected peer until the stream breaks (true) or the peer is
+    /// removed (false).
+    async fn stream_to(
+        &self,
+        id: u64,
+        client: PeerClient<tonic::transport::Channel>,
+        rx: &mut mpsc::Receiver<Message>,
+    ) -> bool {
+        let (btx, brx) = mpsc::channel::<RaftBatch>(64);
+        let mut c = client.clone();
+        let mut call = tokio::spawn(async move { c.raft(ReceiverStream::new(brx)).await });
+        loop {
+            tokio::select! {
+                m = rx.recv() => {
+                    let Some(m) = m else { return false };
+                    let mut batch = RaftBatch { cluster_id: self.cluster_id, from: self.id, messages: Vec::new() };
+                    let mut next = Some(m);
+                    while let Some(m) = next.take() {
+                        if m.get_msg_type() == MessageType::MsgSnapshot {
+                            self.send_snapshot(id, client.clone(), m);
+                        } else if let Ok(bytes) = m.write_to_bytes() {
+                            batch.messages.push(bytes.into());
+                        }
+                        if batch.messages.len() < MAX_BATCH {
+                            next = rx.try_recv().ok();
+                        }
+                    }
+                    if !batch.messages.is_empty() && btx.send(batch).await.is_err() {
+                        return true;
+                    }
+                }
+                r = &mut call => {
+                    match r {
+                        Ok(Err(status)) if status.code() == tonic::Code::FailedPrecondition => {
+                            tracing::error!(remote_peer_id = %format!("{id:x}"), error = %status.message(), "request sent was ignored by remote peer");
+                        }
+                        Ok(Err(status)) => tracing::debug!(error = %status, "peer stream ended"),
+                        _ => {}
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    return true;
+                }
+            }
+        }
+    }
+
+    fn send_snapshot(
+        &self,
+        id: u64,
+        mut client: PeerClient<tonic::transport::Channel>,
+        mut m: Message,
+    ) {
+        let data = m.mut_snapshot().take_data();
+        let Ok(header) = m.write_to_bytes() else {
+            return;
+        };
+        let (cluster_id, from) = (self.cluster_id, self.id);
+        let raft_tx = self
+            .raft_tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        self.runtime.spawn(async move {
+            let mut chunks = Vec::new();
+            let mut first = true;
+            for part in data.chunks(CHUNK).chain(data.is_empty().then_some(&[][..])) {
+                let message = if first { header.clone().into() } else { Default::default() };
+                first = false;
+                chunks.push(SnapshotChunk { cluster_id, from, message, data: part.to_vec().into() });
+            }
+            let size = data.len();
+            let ok = client.snapshot(tokio_stream::iter(chunks)).await.is_ok();
+            tracing::info!(remote_peer_id = %format!("{id:x}"), bytes = size, ok, "sent database snapshot");
+            if let Some(tx) = raft_tx {
+                let _ = tx.send(Input::SnapshotStatus(id, ok));
+            }
+        });
+    }
+}
+
+/// Answers a peer's request for the member list (used to join an existing cluster).
+pub type MembersFn = Arc<dyn Fn() -> Vec<StoredMember> + Send + Sync>;
+
+/// The receiving side: steps incoming messages into the local raft.
+pub struct PeerService {
+    cluster_id: u64,
+    raft_tx: Mutex<std_mpsc::Sender<Input>>,
+    members: MembersFn,
+}
+
+impl PeerService {
+    pub fn server(
+        cluster_id: u64,
+        raft_tx: std_mpsc::Sender<Input>,
+        members: MembersFn,
+    ) -> PeerServer<PeerService> {
+        PeerServer::new(PeerService {
+            cluster_id,
+            raft_tx: Mutex::new(raft_tx),
+            members,
+        })
+        .max_decoding_message_size(MAX_PEER_MESSAGE)
+        .max_encoding_message_size(MAX_PEER_MESSAGE)
+    }
+
+    fn check_cluster(&self, cluster_id: u64) -> Result<(), Status> {
+        if cluster_id != self.cluster_id {
+            tracing::warn!(local = %format!("{:x}", self.cluster_id), remote = %format!("{cluster_id:x}"), "request cluster ID mismatch");
+            return Err(Status::failed_precondition(format!(
+                "cluster ID mismatch: local {:x}, remote {cluster_id:x}",
+                self.cluster_id
+            )));
+        }
+        Ok(())
+    }
+
+    fn step(&self, m: Message) -> Result<(), Status> {
+        let tx = self.raft_tx.lock().unwrap_or_else(|p| p.into_inner());
+        tx.send(Input::Step(m))
+            .map_err(|_| Status::unavailable("etcdserver: server stopped"))
+    }
+}
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    async fn raft(&self, req: Request<Streaming<RaftBatch>>) -> Result<Response<PeerAck>, Status> {
+        let mut stream = req.into_inner();
+        while let Some(batch) = stream.message().await? {
+            self.check_cluster(batch.cluster_id)?;
+            for bytes in batch.messages {
+                match Message::parse_from_bytes(&bytes) {
+                    Ok(m) => self.step(m)?,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "undecodable raft message from peer dropped")
+                    }
+                }
+            }
+        }
+        Ok(Response::new(PeerAck {}))
+    }
+
+    async fn snapshot(
+        &self,
+        req: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<PeerAck>, Status> {
+        let mut stream = req.into_inner();
+        let mut header: Option<Message> = None;
+        let mut data = Vec::new();
+        while let Some(chunk) = stream.message().await? {
+            self.check_cluster(chunk.cluster_id)?;
+            if header.is_none() {
+                let m = Message::parse_from_bytes(&chunk.message)
+                    .map_err(|e| Status::invalid_argument(format!("bad snapshot message: {e}")))?;
+                header = Some(m);
+            }
+            data.extend_from_slice(&chunk.data);
+        }
+        let mut m = header.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
+        tracing::info!(bytes = data.len(), "received database snapshot");
+        m.mut_snapshot().set_data(data.into());
+        self.step(m)?;
+        Ok(Response::new(PeerAck {}))
+    }
+
+    async fn members(
+        &self,
+        _req: Request<PeerMembersRequest>,
+    ) -> Result<Response<PeerMembersResponse>, Status> {
+        Ok(Response::new(PeerMembersResponse {
+            cluster_id: self.cluster_id,
+            members: (self.members)(),
+        }))
+    }
+}

@@ -1,0 +1,143 @@
+//! Cluster membership (etcd's `membership.RaftCluster`): members with their names and URLs,
+//! changed only by applying committed raft entries and stored in the backend with them, so
+//! that a snapshot carries it and a restart finds it.
+
+use std::sync::RwLock;
+
+use prost::Message;
+use rustcd_api::etcdserverpb::Member;
+use rustcd_api::rustcdpb::{MemberAttributes, StoredMember, StoredMembers};
+use rustcd_mvcc::{KvStore, WriteTxn};
+use rustcd_raft::eraftpb::{ConfChange, ConfChangeType};
+
+const META_MEMBERS: &str = "members";
+
+pub struct Membership {
+    inner: RwLock<StoredMembers>,
+}
+
+/// What applying a conf change did to the member list.
+pub enum Change {
+    Added(StoredMember),
+    Removed(u64),
+    Promoted(u64),
+    Ignored,
+}
+
+impl Membership {
+    /// The membership stored in the backend, if any.
+    pub fn load(store: &KvStore) -> Option<StoredMembers> {
+        let bytes = store.meta(META_MEMBERS).ok().flatten()?;
+        StoredMembers::decode(bytes.as_slice()).ok()
+    }
+
+    pub fn new(initial: StoredMembers) -> Self {
+        Membership {
+            inner: RwLock::new(initial),
+        }
+    }
+
+    /// Re-reads the membership after the backend was replaced by a snapshot.
+    pub fn reload(&self, store: &KvStore) {
+        if let Some(m) = Self::load(store) {
+            *self.write() = m;
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, StoredMembers> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, StoredMembers> {
+        self.inner.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn stored(&self) -> Vec<StoredMember> {
+        self.read().members.clone()
+    }
+
+    pub fn get(&self, id: u64) -> Option<StoredMember> {
+        self.read().members.iter().find(|m| m.id == id).cloned()
+    }
+
+    pub fn is_removed(&self, id: u64) -> bool {
+        self.read().removed.contains(&id)
+    }
+
+    /// Members as the API returns them, ordered by ID as etcd orders them.
+    pub fn list(&self) -> Vec<Member> {
+        let mut out: Vec<Member> = self.read().members.iter().map(to_api).collect();
+        out.sort_by_key(|m| m.id);
+        out
+    }
+
+    fn save(&self, w: &mut WriteTxn, m: &StoredMembers) {
+        w.put_meta(META_MEMBERS, &m.encode_to_vec());
+    }
+
+    /// Applies a committed configuration change inside the apply batch.
+    pub fn apply_conf_change(&self, cc: &ConfChange, w: &mut WriteTxn) -> Change {
+        let ctx = StoredMember::decode(cc.context.as_ref()).unwrap_or_default();
+        let mut m = self.write();
+        let change = match cc.get_change_type() {
+            ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
+                let learner = cc.get_change_type() == ConfChangeType::AddLearnerNode;
+                match m.members.iter_mut().find(|x| x.id == cc.node_id) {
+                    Some(existing) if existing.is_learner && !learner => {
+                        existing.is_learner = false;
+                        Change::Promoted(cc.node_id)
+                    }
+                    Some(_) => Change::Ignored,
+                    None => {
+                        let member = StoredMember {
+                            id: cc.node_id,
+                            is_learner: learner,
+                            ..ctx
+                        };
+                        m.members.push(member.clone());
+                        Change::Added(member)
+                    }
+                }
+            }
+            ConfChangeType::RemoveNode => {
+                let before = m.members.len();
+                m.members.retain(|x| x.id != cc.node_id);
+                if !m.removed.contains(&cc.node_id) {
+                    m.removed.push(cc.node_id);
+                }
+                if m.members.len() < before {
+                    Change::Removed(cc.node_id)
+                } else {
+                    Change::Ignored
+                }
+            }
+        };
+        let snapshot = m.clone();
+        drop(m);
+        self.save(w, &snapshot);
+        change
+    }
+
+    /// Applies a member's published name and client URLs.
+    pub fn apply_attributes(&self, a: &MemberAttributes, w: &mut WriteTxn) {
+        let mut m = self.write();
+        let Some(member) = m.members.iter_mut().find(|x| x.id == a.id) else {
+            return;
+        };
+        member.name = a.name.clone();
+        member.client_urls = a.client_urls.clone();
+        let snapshot = m.clone();
+        drop(m);
+        self.save(w, &snapshot);
+    }
+}
+
+pub fn to_api(m: &StoredMember) -> Member {
+    Member {
+        id: m.id,
+        name: m.name.clone(),
+        peer_ur_ls: m.peer_urls.clone(),
+        client_ur_ls: m.client_urls.clone(),
+        is_learner: m.is_learner,
+    }
+}
