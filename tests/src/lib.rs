@@ -63,6 +63,10 @@ pub fn wait_for<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option
 /// One member process.
 pub struct Member {
     pub name: String,
+    /// Loopback address the member listens on.
+    pub host: String,
+    /// When set, the member starts with only `--config-file` (the seed walkthrough's way).
+    pub config_file: Option<PathBuf>,
     pub client_port: u16,
     pub peer_port: u16,
     pub data_dir: PathBuf,
@@ -73,13 +77,13 @@ pub struct Member {
 
 impl Member {
     pub fn endpoint(&self) -> String {
-        format!("127.0.0.1:{}", self.client_port)
+        format!("{}:{}", self.host, self.client_port)
     }
     pub fn client_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        format!("http://{}:{}", self.host, self.client_port)
     }
     pub fn peer_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.peer_port)
+        format!("http://{}:{}", self.host, self.peer_port)
     }
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
@@ -113,6 +117,8 @@ impl Cluster {
         for i in 0..n {
             let name = format!("m{i}");
             members.push(Member {
+                host: "127.0.0.1".into(),
+                config_file: None,
                 data_dir: dir.path().join(format!("{name}.etcd")),
                 log: dir.path().join(format!("{name}.log")),
                 name,
@@ -132,6 +138,42 @@ impl Cluster {
             members,
             dir,
             initial_cluster,
+        };
+        for i in 0..n {
+            c.spawn(i);
+        }
+        for i in 0..n {
+            c.wait_ready(i);
+        }
+        c
+    }
+
+    /// Starts rustcd members each from its YAML config file, as the seed walkthrough does.
+    /// `members` gives each one's name, host, client port and peer port, matching the files.
+    pub fn start_from_configs(
+        dir: TempDir,
+        members: Vec<(String, String, u16, u16, PathBuf)>,
+    ) -> Cluster {
+        let members: Vec<Member> = members
+            .into_iter()
+            .map(|(name, host, client_port, peer_port, cfg)| Member {
+                data_dir: dir.path().join(format!("{name}.etcd")),
+                log: dir.path().join(format!("{name}.log")),
+                name,
+                host,
+                config_file: Some(cfg),
+                client_port,
+                peer_port,
+                extra_args: vec![],
+                child: None,
+            })
+            .collect();
+        let n = members.len();
+        let mut c = Cluster {
+            server: Server::Rustcd,
+            members,
+            dir,
+            initial_cluster: String::new(),
         };
         for i in 0..n {
             c.spawn(i);
@@ -163,6 +205,15 @@ impl Cluster {
             .expect("open member log");
         let log2 = log.try_clone().expect("clone log handle");
         let mut cmd = Command::new(bin);
+        if let Some(cfg) = &m.config_file {
+            cmd.arg("--config-file")
+                .arg(cfg)
+                .stdin(Stdio::null())
+                .stdout(log)
+                .stderr(log2);
+            m.child = Some(cmd.spawn().expect("spawn member"));
+            return;
+        }
         cmd.arg("--name")
             .arg(&m.name)
             .arg("--data-dir")
@@ -431,4 +482,91 @@ pub fn etcdctl_watch(endpoint: &str, args: &[&str], lines: usize, deadline: Dura
             .collect(),
         code,
     }
+}
+
+/// A live member's view: leader flag and raft term, read with `etcdctl endpoint status`.
+pub fn endpoint_status(endpoint_url: &str) -> Option<(bool, u64, String)> {
+    let out = etcdctl(
+        &[endpoint_url],
+        &["endpoint", "status", "-w", "json", "--command-timeout=2s"],
+    );
+    if !out.status.success() {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).ok()?;
+    let st = &v[0]["Status"];
+    let leader = st["leader"].as_u64()?;
+    let me = st["header"]["member_id"].as_u64()?;
+    Some((
+        leader == me && leader != 0,
+        st["raftTerm"].as_u64()?,
+        format!("{leader:x}"),
+    ))
+}
+
+/// Parses `etcdctl endpoint status -w table` rows: (endpoint, id, is leader, raft term).
+pub fn parse_status_table(text: &str) -> Vec<(String, String, bool, u64)> {
+    text.lines()
+        .filter(|l| l.starts_with("| http") || l.starts_with("| 127"))
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split('|').map(str::trim).collect();
+            // | ENDPOINT | ID | VERSION | DB SIZE | IS LEADER | IS LEARNER | RAFT TERM | ...
+            Some((
+                cols[1].to_string(),
+                cols[2].to_string(),
+                cols[5] == "true",
+                cols[7].parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// Every key-value under `prefix` on the member at `endpoint`, read locally (serializable).
+pub async fn local_kvs(
+    endpoint: &str,
+    prefix: &[u8],
+) -> Result<(i64, Vec<(Vec<u8>, Vec<u8>)>), tonic::Status> {
+    use rustcd_api::etcdserverpb::RangeRequest;
+    use rustcd_api::etcdserverpb::kv_client::KvClient;
+    let mut kv = KvClient::new(channel(endpoint).await);
+    let resp = kv
+        .range(RangeRequest {
+            key: prefix.to_vec().into(),
+            range_end: prefix_end(prefix).into(),
+            serializable: true,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let rev = resp.header.map(|h| h.revision).unwrap_or(0);
+    Ok((
+        rev,
+        resp.kvs
+            .into_iter()
+            .map(|kv| (kv.key.to_vec(), kv.value.to_vec()))
+            .collect(),
+    ))
+}
+
+/// etcd's prefix end: the key with its last byte below 0xff incremented.
+pub fn prefix_end(p: &[u8]) -> Vec<u8> {
+    let mut end = p.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+/// HashKV of the member at `endpoint` at `revision`.
+pub async fn hash_kv(endpoint: &str, revision: i64) -> Result<u32, tonic::Status> {
+    use rustcd_api::etcdserverpb::HashKvRequest;
+    use rustcd_api::etcdserverpb::maintenance_client::MaintenanceClient;
+    let mut m = MaintenanceClient::new(channel(endpoint).await);
+    Ok(m.hash_kv(HashKvRequest { revision })
+        .await?
+        .into_inner()
+        .hash)
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rustcd_api::etcdserverpb::kv_client::KvClient;
 use rustcd_api::etcdserverpb::{PutRequest, RangeRequest};
-use rustcd_tests::{Cluster, channel};
+use rustcd_tests::{Cluster, channel, prefix_end};
 
 const WRITERS: usize = 8;
 
@@ -124,16 +124,4 @@ async fn kill9_during_write_load_loses_no_acknowledged_write() {
         .await
         .expect("write after restart");
     }
-}
-
-/// etcd's prefix end: the key with its last byte below 0xff incremented.
-pub fn prefix_end(p: &[u8]) -> Vec<u8> {
-    let mut end = p.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
 }
