@@ -570,3 +570,130 @@ pub async fn hash_kv(endpoint: &str, revision: i64) -> Result<u32, tonic::Status
         .into_inner()
         .hash)
 }
+
+/// Writes acknowledged by the cluster: key -> value.
+pub type Acked = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>;
+
+/// Starts `writers` tasks that put `prefix/w<i>/<n>` keys, each trying the members in turn
+/// until one acknowledges; every acknowledged write is recorded. Stops when `stop` is set.
+pub fn start_writers(
+    endpoints: Vec<String>,
+    prefix: &str,
+    writers: usize,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (Acked, Vec<tokio::task::JoinHandle<()>>) {
+    use rustcd_api::etcdserverpb::PutRequest;
+    use rustcd_api::etcdserverpb::kv_client::KvClient;
+    use std::sync::atomic::Ordering;
+    let acked: Acked = Default::default();
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let (endpoints, acked, stop, prefix) = (
+            endpoints.clone(),
+            acked.clone(),
+            stop.clone(),
+            prefix.to_string(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            let mut target = w % endpoints.len();
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let key = format!("{prefix}/w{w}/{n}");
+                let put = PutRequest {
+                    key: key.clone().into_bytes().into(),
+                    value: n.to_string().into_bytes().into(),
+                    ..Default::default()
+                };
+                let ep = tonic::transport::Endpoint::from_shared(format!(
+                    "http://{}",
+                    endpoints[target]
+                ))
+                .expect("endpoint")
+                .connect_timeout(Duration::from_millis(500))
+                .timeout(Duration::from_secs(3));
+                let ok = match ep.connect().await {
+                    Ok(ch) => KvClient::new(ch).put(put).await.is_ok(),
+                    Err(_) => false,
+                };
+                if ok {
+                    acked.lock().expect("acked lock").insert(key, n.to_string());
+                } else {
+                    target = (target + 1) % endpoints.len();
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }));
+    }
+    (acked, tasks)
+}
+
+/// Checks that every running member holds every acknowledged write under `prefix`, and that
+/// all of them have the same revision and the same HashKV there.
+pub async fn verify_cluster(c: &Cluster, acked: &Acked, prefix: &str) {
+    let acked = acked.lock().expect("acked lock").clone();
+    let running: Vec<String> = c
+        .members
+        .iter()
+        .filter(|m| m.is_running())
+        .map(|m| m.endpoint())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut states = Vec::new();
+    loop {
+        states.clear();
+        for ep in &running {
+            if let Ok(s) = local_kvs(ep, prefix.as_bytes()).await {
+                states.push(s);
+            }
+        }
+        let same = states.len() == running.len() && states.iter().all(|s| s.0 == states[0].0);
+        if same {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "members did not converge: revisions {:?}",
+            states.iter().map(|s| s.0).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for (ep, (rev, kvs)) in running.iter().zip(&states) {
+        let stored: std::collections::HashMap<String, String> = kvs
+            .iter()
+            .map(|(k, v)| {
+                (
+                    String::from_utf8_lossy(k).into_owned(),
+                    String::from_utf8_lossy(v).into_owned(),
+                )
+            })
+            .collect();
+        let lost: Vec<_> = acked
+            .iter()
+            .filter(|(k, v)| stored.get(*k) != Some(v))
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "{ep} at revision {rev} lost {} of {} acknowledged writes, e.g. {:?}",
+            lost.len(),
+            acked.len(),
+            lost.first()
+        );
+    }
+    let rev = states[0].0;
+    let mut hashes = Vec::new();
+    for ep in &running {
+        hashes.push(hash_kv(ep, rev).await.expect("hashkv"));
+    }
+    assert!(
+        hashes.iter().all(|h| *h == hashes[0]),
+        "HashKV differs at revision {rev}: {hashes:?}"
+    );
+}
+
+/// Index of the current leader, found through any running member.
+pub fn leader_index(c: &Cluster) -> Option<usize> {
+    c.members
+        .iter()
+        .position(|m| m.is_running() && endpoint_status(&m.endpoint()).is_some_and(|s| s.0))
+}

@@ -256,10 +256,27 @@ impl raft::Storage for LogStore {
         Ok(self.last_index_inner())
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        Err(raft::Error::Store(
-            StorageError::SnapshotTemporarilyUnavailable,
-        ))
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        let Some(source) = &self.snapshot_source else {
+            return Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            ));
+        };
+        let (data, index) = source().map_err(storage_err)?;
+        if index < request_index {
+            return Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            ));
+        }
+        let term = self.term_inner(index).map_err(storage_err)?;
+        let mut snap = Snapshot::default();
+        snap.set_data(data.into());
+        let meta = snap.mut_metadata();
+        meta.index = index;
+        meta.term = term;
+        meta.set_conf_state(self.conf_state.clone());
+        tracing::info!(to = %format!("{to:x}"), index, term, bytes = snap.get_data().len(), "snapshot taken for a peer");
+        Ok(snap)
     }
 }
 

@@ -116,6 +116,10 @@ impl RaftNode {
             node.campaign()?;
         }
         let status = Arc::new(NodeStatus::default());
+        status.term.store(node.raft.term, Ordering::Relaxed);
+        status
+            .commit
+            .store(node.raft.raft_log.committed, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel();
         transport.set_raft(tx.clone());
         let mut task = Task {

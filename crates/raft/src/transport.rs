@@ -219,6 +219,7 @@ impl PeerTransport {
                             next = rx.try_recv().ok();
                         }
                     }
+                    tracing::trace!(to = %format!("{id:x}"), count = batch.messages.len(), "raft batch sent");
                     if !batch.messages.is_empty() && btx.send(batch).await.is_err() {
                         return true;
                     }
@@ -320,6 +321,7 @@ impl Peer for PeerService {
     async fn raft(&self, req: Request<Streaming<RaftBatch>>) -> Result<Response<PeerAck>, Status> {
         let mut stream = req.into_inner();
         while let Some(batch) = stream.message().await? {
+            tracing::trace!(from = %format!("{:x}", batch.from), count = batch.messages.len(), "raft batch received");
             self.check_cluster(batch.cluster_id)?;
             for bytes in batch.messages {
                 match Message::parse_from_bytes(&bytes) {

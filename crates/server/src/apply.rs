@@ -33,8 +33,6 @@ pub enum Applied {
     Members(Vec<Member>),
 }
 
-/// Entries kept in the raft log behind the applied index for slow followers (etcd's value).
-const CATCH_UP_ENTRIES: u64 = 5000;
 /// Longest time a backend commit stays non-durable.
 const SYNC_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -49,6 +47,8 @@ pub struct Applier {
     pub applied: watch::Sender<u64>,
     pub raft_tx: mpsc::Sender<Input>,
     pub snapshot_count: u64,
+    /// Entries kept in the raft log behind the applied index for slow followers.
+    pub catch_up_entries: u64,
 }
 
 impl Applier {
@@ -84,8 +84,8 @@ impl Applier {
                         dirty = false;
                         last_sync = Instant::now();
                         let durable = self.store.consistent_index();
-                        if durable > compacted + self.snapshot_count + CATCH_UP_ENTRIES {
-                            compacted = durable - CATCH_UP_ENTRIES;
+                        if durable > compacted + self.snapshot_count + self.catch_up_entries {
+                            compacted = durable - self.catch_up_entries;
                             let _ = self.raft_tx.send(Input::Compact(compacted));
                         }
                     }

@@ -102,6 +102,13 @@ pub struct FileConfig {
     /// Currently only supports 'zap' for structured logging.
     #[arg(long, env = "ETCD_LOGGER", default_value = "zap")]
     pub logger: String,
+    /// Number of entries for a slow follower to catch up after compacting the raft storage entries.
+    #[arg(
+        long,
+        env = "ETCD_EXPERIMENTAL_SNAPSHOT_CATCHUP_ENTRIES",
+        default_value_t = 5000
+    )]
+    pub experimental_snapshot_catchup_entries: u64,
     /// Strict reconfiguration check.
     #[arg(long, env = "ETCD_STRICT_RECONFIG_CHECK", default_value_t = true, action = clap::ArgAction::Set)]
     pub strict_reconfig_check: bool,

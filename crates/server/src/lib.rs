@@ -268,6 +268,7 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
         applied: applied_tx,
         raft_tx: raft.sender(),
         snapshot_count: cfg.raw.snapshot_count,
+        catch_up_entries: cfg.raw.experimental_snapshot_catchup_entries,
     };
     let apply_thread = std::thread::Builder::new()
         .name("apply".into())

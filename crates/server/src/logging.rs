@@ -117,9 +117,11 @@ pub fn init(level: &str) {
         "error" | "panic" | "fatal" | "dpanic" => "error",
         _ => "info",
     };
-    let filter = tracing_subscriber::EnvFilter::new(format!(
-        "{level},raft=warn,h2=warn,hyper=warn,tower=warn"
-    ));
+    // RUSTCD_LOG (an EnvFilter directive) overrides the level, for debugging.
+    let directives = std::env::var("RUSTCD_LOG").unwrap_or_else(|_| {
+        format!("{level},raft=warn,raft_engine=warn,h2=warn,hyper=warn,tower=warn")
+    });
+    let filter = tracing_subscriber::EnvFilter::new(directives);
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

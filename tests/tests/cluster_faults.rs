@@ -1,0 +1,133 @@
+//! Faults on real 3- and 5-member clusters under write load: SIGKILL of the leader (again and
+//! again), of a minority, of everyone; a follower down past several snapshots. After each,
+//! every acknowledged write is on every member and HashKV agrees.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rustcd_tests::{Cluster, Server, leader_index, start_writers, verify_cluster, wait_for};
+
+const SIGKILL: i32 = libc::SIGKILL;
+
+async fn progress(acked: &rustcd_tests::Acked, more: usize) {
+    let target = acked.lock().unwrap().len() + more;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.lock().unwrap().len() < target {
+        assert!(
+            Instant::now() < deadline,
+            "writes stalled at {}",
+            acked.lock().unwrap().len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn stop_writers(stop: &AtomicBool, tasks: Vec<tokio::task::JoinHandle<()>>) {
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+async fn leader_kills(n: usize) {
+    let mut c = Cluster::start(n);
+    c.wait_writable(0);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (acked, tasks) = start_writers(c.endpoints(), "k", 8, stop.clone());
+    for _ in 0..3 {
+        progress(&acked, 200).await;
+        let leader = wait_for("a leader", Duration::from_secs(10), || leader_index(&c));
+        let killed = Instant::now();
+        c.kill(leader, SIGKILL);
+        let new_leader = wait_for("a new leader", Duration::from_secs(10), || leader_index(&c));
+        eprintln!(
+            "{n} members: leader {leader} killed, member {new_leader} leads after {:?}",
+            killed.elapsed()
+        );
+        progress(&acked, 100).await;
+        c.restart(leader);
+    }
+    progress(&acked, 100).await;
+    stop_writers(&stop, tasks).await;
+    verify_cluster(&c, &acked, "k").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_3_leader_sigkill_under_load() {
+    leader_kills(3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_5_leader_sigkill_under_load() {
+    leader_kills(5).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_5_minority_killed_then_back() {
+    let mut c = Cluster::start(5);
+    c.wait_writable(0);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (acked, tasks) = start_writers(c.endpoints(), "m", 8, stop.clone());
+    progress(&acked, 200).await;
+    let leader = wait_for("a leader", Duration::from_secs(10), || leader_index(&c));
+    let victims: Vec<usize> = (0..5).filter(|i| *i != leader).take(2).collect();
+    for v in &victims {
+        c.kill(*v, SIGKILL);
+    }
+    progress(&acked, 300).await;
+    for v in &victims {
+        c.restart(*v);
+    }
+    progress(&acked, 100).await;
+    stop_writers(&stop, tasks).await;
+    verify_cluster(&c, &acked, "m").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_3_all_killed_then_restarted() {
+    let mut c = Cluster::start(3);
+    c.wait_writable(0);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (acked, tasks) = start_writers(c.endpoints(), "a", 8, stop.clone());
+    progress(&acked, 300).await;
+    for i in 0..3 {
+        c.kill(i, SIGKILL);
+    }
+    stop_writers(&stop, tasks).await;
+    for i in 0..3 {
+        c.restart(i);
+    }
+    c.wait_writable(0);
+    verify_cluster(&c, &acked, "a").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_3_follower_down_past_snapshots_catches_up() {
+    let flags = [
+        "--snapshot-count",
+        "100",
+        "--experimental-snapshot-catchup-entries",
+        "50",
+    ];
+    let mut c = Cluster::start_with(Server::Rustcd, 3, &flags);
+    c.wait_writable(0);
+    let leader = wait_for("a leader", Duration::from_secs(10), || leader_index(&c));
+    let follower = (leader + 1) % 3;
+    c.kill(follower, SIGKILL);
+    let stop = Arc::new(AtomicBool::new(false));
+    let live: Vec<String> = (0..3)
+        .filter(|i| *i != follower)
+        .map(|i| c.members[i].endpoint())
+        .collect();
+    let (acked, tasks) = start_writers(live, "s", 8, stop.clone());
+    progress(&acked, 1000).await;
+    stop_writers(&stop, tasks).await;
+    c.restart(follower);
+    verify_cluster(&c, &acked, "s").await;
+    let log = std::fs::read_to_string(&c.members[follower].log).expect("follower log");
+    assert!(
+        log.contains("applied snapshot from leader"),
+        "the follower should have been brought up by a snapshot"
+    );
+}
