@@ -2,14 +2,7 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = [
-        "rpc.proto",
-        "kv.proto",
-        "auth.proto",
-        "v3lock.proto",
-        "v3election.proto",
-        "internal.proto",
-    ];
+    let files = ["rpc.proto", "kv.proto", "auth.proto", "v3lock.proto", "v3election.proto", "internal.proto"];
     let protos: Vec<_> = files.iter().map(|f| proto_dir.join(f)).collect();
     for p in &protos {
         println!("cargo:rerun-if-changed={}", p.display());
@@ -17,9 +10,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = prost_build::Config::new();
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
     config.bytes(["."]);
-    tonic_prost_build::configure()
-        .build_client(true)
-        .build_server(true)
-        .compile_with_config(config, &protos, &[proto_dir])?;
+    tonic_prost_build::configure().build_client(true).build_server(true).compile_with_config(
+        config,
+        &protos,
+        &[proto_dir],
+    )?;
     Ok(())
 }

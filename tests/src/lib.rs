@@ -27,11 +27,7 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     // target/<profile>/deps/<test> -> target/<profile>/<name>
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let bin = dir.join(name);
-    assert!(
-        bin.exists(),
-        "{} not built: run `cargo build --bins` first (the test command does)",
-        bin.display()
-    );
+    assert!(bin.exists(), "{} not built: run `cargo build --bins` first (the test command does)", bin.display());
     bin
 }
 
@@ -52,10 +48,7 @@ pub fn wait_for<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option
         if let Some(v) = f() {
             return v;
         }
-        assert!(
-            Instant::now() < end,
-            "timed out after {deadline:?} waiting for {what}"
-        );
+        assert!(Instant::now() < end, "timed out after {deadline:?} waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -109,10 +102,7 @@ impl Cluster {
 
     /// Starts `n` members of `server` with extra flags for every member.
     pub fn start_with(server: Server, n: usize, extra: &[&str]) -> Cluster {
-        let dir = tempfile::Builder::new()
-            .prefix("rustcd-test-")
-            .tempdir()
-            .expect("temp dir");
+        let dir = tempfile::Builder::new().prefix("rustcd-test-").tempdir().expect("temp dir");
         let mut members = Vec::new();
         for i in 0..n {
             let name = format!("m{i}");
@@ -128,17 +118,9 @@ impl Cluster {
                 child: None,
             });
         }
-        let initial_cluster = members
-            .iter()
-            .map(|m| format!("{}={}", m.name, m.peer_url()))
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut c = Cluster {
-            server,
-            members,
-            dir,
-            initial_cluster,
-        };
+        let initial_cluster =
+            members.iter().map(|m| format!("{}={}", m.name, m.peer_url())).collect::<Vec<_>>().join(",");
+        let mut c = Cluster { server, members, dir, initial_cluster };
         for i in 0..n {
             c.spawn(i);
         }
@@ -150,10 +132,7 @@ impl Cluster {
 
     /// Starts rustcd members each from its YAML config file, as the seed walkthrough does.
     /// `members` gives each one's name, host, client port and peer port, matching the files.
-    pub fn start_from_configs(
-        dir: TempDir,
-        members: Vec<(String, String, u16, u16, PathBuf)>,
-    ) -> Cluster {
+    pub fn start_from_configs(dir: TempDir, members: Vec<(String, String, u16, u16, PathBuf)>) -> Cluster {
         let members: Vec<Member> = members
             .into_iter()
             .map(|(name, host, client_port, peer_port, cfg)| Member {
@@ -169,12 +148,7 @@ impl Cluster {
             })
             .collect();
         let n = members.len();
-        let mut c = Cluster {
-            server: Server::Rustcd,
-            members,
-            dir,
-            initial_cluster: String::new(),
-        };
+        let mut c = Cluster { server: Server::Rustcd, members, dir, initial_cluster: String::new() };
         for i in 0..n {
             c.spawn(i);
         }
@@ -198,19 +172,11 @@ impl Cluster {
     fn spawn(&mut self, i: usize) {
         let bin = self.binary();
         let m = &mut self.members[i];
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&m.log)
-            .expect("open member log");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&m.log).expect("open member log");
         let log2 = log.try_clone().expect("clone log handle");
         let mut cmd = Command::new(bin);
         if let Some(cfg) = &m.config_file {
-            cmd.arg("--config-file")
-                .arg(cfg)
-                .stdin(Stdio::null())
-                .stdout(log)
-                .stderr(log2);
+            cmd.arg("--config-file").arg(cfg).stdin(Stdio::null()).stdout(log).stderr(log2);
             m.child = Some(cmd.spawn().expect("spawn member"));
             return;
         }
@@ -241,33 +207,17 @@ impl Cluster {
     /// Waits until member `i` answers a serializable read.
     pub fn wait_ready(&self, i: usize) {
         let ep = self.members[i].endpoint();
-        wait_for(
-            &format!("member {i} to serve"),
-            Duration::from_secs(20),
-            || {
-                let out = etcdctl(
-                    &[&ep],
-                    &[
-                        "get",
-                        "x",
-                        "--consistency=s",
-                        "--dial-timeout=300ms",
-                        "--command-timeout=1s",
-                    ],
-                );
-                out.status.success().then_some(())
-            },
-        );
+        wait_for(&format!("member {i} to serve"), Duration::from_secs(20), || {
+            let out = etcdctl(&[&ep], &["get", "x", "--consistency=s", "--dial-timeout=300ms", "--command-timeout=1s"]);
+            out.status.success().then_some(())
+        });
     }
 
     /// Waits until a linearizable write succeeds through member `i` (a leader exists).
     pub fn wait_writable(&self, i: usize) {
         let ep = self.members[i].endpoint();
         wait_for("a writable cluster", Duration::from_secs(20), || {
-            let out = etcdctl(
-                &[&ep],
-                &["put", "__harness_probe", "1", "--command-timeout=2s"],
-            );
+            let out = etcdctl(&[&ep], &["put", "__harness_probe", "1", "--command-timeout=2s"]);
             out.status.success().then_some(())
         });
     }
@@ -290,10 +240,7 @@ impl Cluster {
 
     /// Restarts a stopped member with the same flags and waits until it serves.
     pub fn restart(&mut self, i: usize) {
-        assert!(
-            self.members[i].child.is_none(),
-            "member {i} is still running"
-        );
+        assert!(self.members[i].child.is_none(), "member {i} is still running");
         self.spawn(i);
         self.wait_ready(i);
     }
@@ -370,11 +317,7 @@ pub fn stdout(o: &Output) -> String {
 
 /// The `Error: ...` lines of stderr (etcdctl's client-side retry logs are left out).
 pub fn error_lines(o: &Output) -> Vec<String> {
-    String::from_utf8_lossy(&o.stderr)
-        .lines()
-        .filter(|l| l.starts_with("Error:"))
-        .map(str::to_string)
-        .collect()
+    String::from_utf8_lossy(&o.stderr).lines().filter(|l| l.starts_with("Error:")).map(str::to_string).collect()
 }
 
 /// A gRPC channel to `endpoint` (`host:port`).
@@ -390,12 +333,7 @@ pub async fn channel(endpoint: &str) -> tonic::transport::Channel {
 /// Replaces the values that differ between fresh clusters (cluster and member IDs) with `<id>`.
 pub fn mask_ids(text: &str) -> String {
     let mut out = text.to_string();
-    for key in [
-        "\"cluster_id\":",
-        "\"member_id\":",
-        "\"ClusterID\" : ",
-        "\"MemberID\" : ",
-    ] {
+    for key in ["\"cluster_id\":", "\"member_id\":", "\"ClusterID\" : ", "\"MemberID\" : "] {
         let mut result = String::with_capacity(out.len());
         let mut rest = out.as_str();
         while let Some(pos) = rest.find(key) {
@@ -421,22 +359,14 @@ pub struct Printed {
 
 impl Printed {
     pub fn of(o: &Output) -> Printed {
-        Printed {
-            stdout: mask_ids(&stdout(o)),
-            errors: error_lines(o),
-            code: o.status.code(),
-        }
+        Printed { stdout: mask_ids(&stdout(o)), errors: error_lines(o), code: o.status.code() }
     }
 }
 
 /// Runs `etcdctl watch ...` until its stdout has `lines` lines (or it exits), then stops it.
 pub fn etcdctl_watch(endpoint: &str, args: &[&str], lines: usize, deadline: Duration) -> Printed {
     use std::io::Read;
-    let out_path = std::env::temp_dir().join(format!(
-        "rustcd-watch-{}-{}",
-        std::process::id(),
-        free_port()
-    ));
+    let out_path = std::env::temp_dir().join(format!("rustcd-watch-{}-{}", std::process::id(), free_port()));
     let out_file = std::fs::File::create(&out_path).expect("watch output file");
     let mut child = Command::new(REAL_ETCDCTL)
         .arg(format!("--endpoints={endpoint}"))
@@ -475,21 +405,14 @@ pub fn etcdctl_watch(endpoint: &str, args: &[&str], lines: usize, deadline: Dura
     let _ = std::fs::remove_file(&out_path);
     Printed {
         stdout: mask_ids(&text),
-        errors: err
-            .lines()
-            .filter(|l| l.starts_with("Error:"))
-            .map(str::to_string)
-            .collect(),
+        errors: err.lines().filter(|l| l.starts_with("Error:")).map(str::to_string).collect(),
         code,
     }
 }
 
 /// A live member's view: leader flag and raft term, read with `etcdctl endpoint status`.
 pub fn endpoint_status(endpoint_url: &str) -> Option<(bool, u64, String)> {
-    let out = etcdctl(
-        &[endpoint_url],
-        &["endpoint", "status", "-w", "json", "--command-timeout=2s"],
-    );
+    let out = etcdctl(&[endpoint_url], &["endpoint", "status", "-w", "json", "--command-timeout=2s"]);
     if !out.status.success() {
         return None;
     }
@@ -497,11 +420,7 @@ pub fn endpoint_status(endpoint_url: &str) -> Option<(bool, u64, String)> {
     let st = &v[0]["Status"];
     let leader = st["leader"].as_u64()?;
     let me = st["header"]["member_id"].as_u64()?;
-    Some((
-        leader == me && leader != 0,
-        st["raftTerm"].as_u64()?,
-        format!("{leader:x}"),
-    ))
+    Some((leader == me && leader != 0, st["raftTerm"].as_u64()?, format!("{leader:x}")))
 }
 
 /// Parses `etcdctl endpoint status -w table` rows: (endpoint, id, is leader, raft term).
@@ -511,21 +430,13 @@ pub fn parse_status_table(text: &str) -> Vec<(String, String, bool, u64)> {
         .filter_map(|l| {
             let cols: Vec<&str> = l.split('|').map(str::trim).collect();
             // | ENDPOINT | ID | VERSION | DB SIZE | IS LEADER | IS LEARNER | RAFT TERM | ...
-            Some((
-                cols[1].to_string(),
-                cols[2].to_string(),
-                cols[5] == "true",
-                cols[7].parse().ok()?,
-            ))
+            Some((cols[1].to_string(), cols[2].to_string(), cols[5] == "true", cols[7].parse().ok()?))
         })
         .collect()
 }
 
 /// Every key-value under `prefix` on the member at `endpoint`, read locally (serializable).
-pub async fn local_kvs(
-    endpoint: &str,
-    prefix: &[u8],
-) -> Result<(i64, Vec<(Vec<u8>, Vec<u8>)>), tonic::Status> {
+pub async fn local_kvs(endpoint: &str, prefix: &[u8]) -> Result<(i64, Vec<(Vec<u8>, Vec<u8>)>), tonic::Status> {
     use rustcd_api::etcdserverpb::RangeRequest;
     use rustcd_api::etcdserverpb::kv_client::KvClient;
     let mut kv = KvClient::new(channel(endpoint).await);
@@ -539,13 +450,7 @@ pub async fn local_kvs(
         .await?
         .into_inner();
     let rev = resp.header.map(|h| h.revision).unwrap_or(0);
-    Ok((
-        rev,
-        resp.kvs
-            .into_iter()
-            .map(|kv| (kv.key.to_vec(), kv.value.to_vec()))
-            .collect(),
-    ))
+    Ok((rev, resp.kvs.into_iter().map(|kv| (kv.key.to_vec(), kv.value.to_vec())).collect()))
 }
 
 /// etcd's prefix end: the key with its last byte below 0xff incremented.
@@ -565,10 +470,7 @@ pub async fn hash_kv(endpoint: &str, revision: i64) -> Result<u32, tonic::Status
     use rustcd_api::etcdserverpb::HashKvRequest;
     use rustcd_api::etcdserverpb::maintenance_client::MaintenanceClient;
     let mut m = MaintenanceClient::new(channel(endpoint).await);
-    Ok(m.hash_kv(HashKvRequest { revision })
-        .await?
-        .into_inner()
-        .hash)
+    Ok(m.hash_kv(HashKvRequest { revision }).await?.into_inner().hash)
 }
 
 /// Writes acknowledged by the cluster: key -> value.
@@ -588,12 +490,7 @@ pub fn start_writers(
     let acked: Acked = Default::default();
     let mut tasks = Vec::new();
     for w in 0..writers {
-        let (endpoints, acked, stop, prefix) = (
-            endpoints.clone(),
-            acked.clone(),
-            stop.clone(),
-            prefix.to_string(),
-        );
+        let (endpoints, acked, stop, prefix) = (endpoints.clone(), acked.clone(), stop.clone(), prefix.to_string());
         tasks.push(tokio::spawn(async move {
             let mut n = 0u64;
             let mut target = w % endpoints.len();
@@ -605,13 +502,10 @@ pub fn start_writers(
                     value: n.to_string().into_bytes().into(),
                     ..Default::default()
                 };
-                let ep = tonic::transport::Endpoint::from_shared(format!(
-                    "http://{}",
-                    endpoints[target]
-                ))
-                .expect("endpoint")
-                .connect_timeout(Duration::from_millis(500))
-                .timeout(Duration::from_secs(3));
+                let ep = tonic::transport::Endpoint::from_shared(format!("http://{}", endpoints[target]))
+                    .expect("endpoint")
+                    .connect_timeout(Duration::from_millis(500))
+                    .timeout(Duration::from_secs(3));
                 let ok = match ep.connect().await {
                     Ok(ch) => KvClient::new(ch).put(put).await.is_ok(),
                     Err(_) => false,
@@ -632,12 +526,7 @@ pub fn start_writers(
 /// all of them have the same revision and the same HashKV there.
 pub async fn verify_cluster(c: &Cluster, acked: &Acked, prefix: &str) {
     let acked = acked.lock().expect("acked lock").clone();
-    let running: Vec<String> = c
-        .members
-        .iter()
-        .filter(|m| m.is_running())
-        .map(|m| m.endpoint())
-        .collect();
+    let running: Vec<String> = c.members.iter().filter(|m| m.is_running()).map(|m| m.endpoint()).collect();
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut states = Vec::new();
     loop {
@@ -661,17 +550,9 @@ pub async fn verify_cluster(c: &Cluster, acked: &Acked, prefix: &str) {
     for (ep, (rev, kvs)) in running.iter().zip(&states) {
         let stored: std::collections::HashMap<String, String> = kvs
             .iter()
-            .map(|(k, v)| {
-                (
-                    String::from_utf8_lossy(k).into_owned(),
-                    String::from_utf8_lossy(v).into_owned(),
-                )
-            })
+            .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), String::from_utf8_lossy(v).into_owned()))
             .collect();
-        let lost: Vec<_> = acked
-            .iter()
-            .filter(|(k, v)| stored.get(*k) != Some(v))
-            .collect();
+        let lost: Vec<_> = acked.iter().filter(|(k, v)| stored.get(*k) != Some(v)).collect();
         assert!(
             lost.is_empty(),
             "{ep} at revision {rev} lost {} of {} acknowledged writes, e.g. {:?}",
@@ -685,15 +566,10 @@ pub async fn verify_cluster(c: &Cluster, acked: &Acked, prefix: &str) {
     for ep in &running {
         hashes.push(hash_kv(ep, rev).await.expect("hashkv"));
     }
-    assert!(
-        hashes.iter().all(|h| *h == hashes[0]),
-        "HashKV differs at revision {rev}: {hashes:?}"
-    );
+    assert!(hashes.iter().all(|h| *h == hashes[0]), "HashKV differs at revision {rev}: {hashes:?}");
 }
 
 /// Index of the current leader, found through any running member.
 pub fn leader_index(c: &Cluster) -> Option<usize> {
-    c.members
-        .iter()
-        .position(|m| m.is_running() && endpoint_status(&m.endpoint()).is_some_and(|s| s.0))
+    c.members.iter().position(|m| m.is_running() && endpoint_status(&m.endpoint()).is_some_and(|s| s.0))
 }

@@ -14,11 +14,7 @@ async fn progress(acked: &rustcd_tests::Acked, more: usize) {
     let target = acked.lock().unwrap().len() + more;
     let deadline = Instant::now() + Duration::from_secs(60);
     while acked.lock().unwrap().len() < target {
-        assert!(
-            Instant::now() < deadline,
-            "writes stalled at {}",
-            acked.lock().unwrap().len()
-        );
+        assert!(Instant::now() < deadline, "writes stalled at {}", acked.lock().unwrap().len());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -41,10 +37,7 @@ async fn leader_kills(n: usize) {
         let killed = Instant::now();
         c.kill(leader, SIGKILL);
         let new_leader = wait_for("a new leader", Duration::from_secs(10), || leader_index(&c));
-        eprintln!(
-            "{n} members: leader {leader} killed, member {new_leader} leads after {:?}",
-            killed.elapsed()
-        );
+        eprintln!("{n} members: leader {leader} killed, member {new_leader} leads after {:?}", killed.elapsed());
         progress(&acked, 100).await;
         c.restart(leader);
     }
@@ -104,30 +97,19 @@ async fn cluster_3_all_killed_then_restarted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_3_follower_down_past_snapshots_catches_up() {
-    let flags = [
-        "--snapshot-count",
-        "100",
-        "--experimental-snapshot-catchup-entries",
-        "50",
-    ];
+    let flags = ["--snapshot-count", "100", "--experimental-snapshot-catchup-entries", "50"];
     let mut c = Cluster::start_with(Server::Rustcd, 3, &flags);
     c.wait_writable(0);
     let leader = wait_for("a leader", Duration::from_secs(10), || leader_index(&c));
     let follower = (leader + 1) % 3;
     c.kill(follower, SIGKILL);
     let stop = Arc::new(AtomicBool::new(false));
-    let live: Vec<String> = (0..3)
-        .filter(|i| *i != follower)
-        .map(|i| c.members[i].endpoint())
-        .collect();
+    let live: Vec<String> = (0..3).filter(|i| *i != follower).map(|i| c.members[i].endpoint()).collect();
     let (acked, tasks) = start_writers(live, "s", 8, stop.clone());
     progress(&acked, 1000).await;
     stop_writers(&stop, tasks).await;
     c.restart(follower);
     verify_cluster(&c, &acked, "s").await;
     let log = std::fs::read_to_string(&c.members[follower].log).expect("follower log");
-    assert!(
-        log.contains("applied snapshot from leader"),
-        "the follower should have been brought up by a snapshot"
-    );
+    assert!(log.contains("applied snapshot from leader"), "the follower should have been brought up by a snapshot");
 }

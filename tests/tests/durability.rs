@@ -51,11 +51,7 @@ async fn kill9_during_write_load_loses_no_acknowledged_write() {
             let _ = t.await;
         }
         let acked = acked.lock().unwrap().clone();
-        assert!(
-            acked.len() >= 500,
-            "the load made too little progress: {}",
-            acked.len()
-        );
+        assert!(acked.len() >= 500, "the load made too little progress: {}", acked.len());
         c.restart(0);
 
         let mut kv = KvClient::new(channel(&ep).await);
@@ -64,25 +60,13 @@ async fn kill9_during_write_load_loses_no_acknowledged_write() {
             range_end: prefix_end(prefix.as_bytes()).into(),
             ..Default::default()
         };
-        let got = kv
-            .range(range(format!("r{round}/w")))
-            .await
-            .expect("range after restart")
-            .into_inner();
+        let got = kv.range(range(format!("r{round}/w"))).await.expect("range after restart").into_inner();
         let stored: HashMap<String, String> = got
             .kvs
             .iter()
-            .map(|kv| {
-                (
-                    String::from_utf8_lossy(&kv.key).into_owned(),
-                    String::from_utf8_lossy(&kv.value).into_owned(),
-                )
-            })
+            .map(|kv| (String::from_utf8_lossy(&kv.key).into_owned(), String::from_utf8_lossy(&kv.value).into_owned()))
             .collect();
-        let lost: Vec<_> = acked
-            .iter()
-            .filter(|(k, v)| stored.get(*k) != Some(&v.to_string()))
-            .collect();
+        let lost: Vec<_> = acked.iter().filter(|(k, v)| stored.get(*k) != Some(&v.to_string())).collect();
         assert!(
             lost.is_empty(),
             "round {round}: {} of {} acknowledged writes lost, e.g. {:?}",
@@ -91,17 +75,10 @@ async fn kill9_during_write_load_loses_no_acknowledged_write() {
             lost.first()
         );
         // Each writer's `last` key holds at least its last acknowledged value.
-        let lasts = kv
-            .range(range(format!("r{round}/last/")))
-            .await
-            .expect("range lasts")
-            .into_inner();
+        let lasts = kv.range(range(format!("r{round}/last/"))).await.expect("range lasts").into_inner();
         for w in 0..WRITERS {
-            let max_acked = acked
-                .iter()
-                .filter(|(k, _)| k.starts_with(&format!("r{round}/w{w}/")))
-                .map(|(_, v)| *v)
-                .max();
+            let max_acked =
+                acked.iter().filter(|(k, _)| k.starts_with(&format!("r{round}/w{w}/"))).map(|(_, v)| *v).max();
             let Some(max_acked) = max_acked else { continue };
             let key = format!("r{round}/last/{w}");
             let v: u64 = lasts
@@ -110,18 +87,11 @@ async fn kill9_during_write_load_loses_no_acknowledged_write() {
                 .find(|kv| kv.key.as_ref() == key.as_bytes())
                 .and_then(|kv| String::from_utf8_lossy(&kv.value).parse().ok())
                 .unwrap_or(0);
-            assert!(
-                v >= max_acked,
-                "{key} = {v} but {max_acked} was acknowledged"
-            );
+            assert!(v >= max_acked, "{key} = {v} but {max_acked} was acknowledged");
         }
         // And the member still takes writes.
-        kv.put(PutRequest {
-            key: b"after".to_vec().into(),
-            value: b"1".to_vec().into(),
-            ..Default::default()
-        })
-        .await
-        .expect("write after restart");
+        kv.put(PutRequest { key: b"after".to_vec().into(), value: b"1".to_vec().into(), ..Default::default() })
+            .await
+            .expect("write after restart");
     }
 }

@@ -15,8 +15,7 @@ enum Step {
 }
 use Step::*;
 
-const TXN_SUCCESS: &str =
-    "value(\"foo\") = \"bar2\"\n\nput txnkey yes\nget foo\n\nput txnkey no\n\n";
+const TXN_SUCCESS: &str = "value(\"foo\") = \"bar2\"\n\nput txnkey yes\nget foo\n\nput txnkey no\n\n";
 const TXN_FAILURE: &str = "mod(\"foo\") > \"100\"\n\nput txnkey yes\n\ndel txnkey\nget txnkey\n\n";
 
 fn session() -> Vec<Step> {
@@ -36,30 +35,10 @@ fn session() -> Vec<Step> {
         Ctl(&["get", "foo", "--prefix", "--keys-only"]),
         Ctl(&["get", "foo", "--prefix", "--limit", "2"]),
         Ctl(&["get", "foo", "--prefix", "--limit", "2", "-w", "json"]),
-        Ctl(&[
-            "get",
-            "foo",
-            "--prefix",
-            "--sort-by=MODIFY",
-            "--order=DESCEND",
-        ]),
+        Ctl(&["get", "foo", "--prefix", "--sort-by=MODIFY", "--order=DESCEND"]),
         Ctl(&["get", "foo", "--prefix", "--sort-by=VERSION"]),
-        Ctl(&[
-            "get",
-            "foo",
-            "--prefix",
-            "--sort-by=VALUE",
-            "--order=DESCEND",
-        ]),
-        Ctl(&[
-            "get",
-            "foo",
-            "--prefix",
-            "--sort-by=CREATE",
-            "--order=ASCEND",
-            "-w",
-            "json",
-        ]),
+        Ctl(&["get", "foo", "--prefix", "--sort-by=VALUE", "--order=DESCEND"]),
+        Ctl(&["get", "foo", "--prefix", "--sort-by=CREATE", "--order=ASCEND", "-w", "json"]),
         Ctl(&["get", "foo", "--prefix", "--order=DESCEND", "--limit", "1"]),
         Ctl(&["get", "foo", "--rev=2"]),
         Ctl(&["get", "foo/", "--from-key"]),
@@ -99,14 +78,10 @@ fn run_session(server: Server) -> Vec<(String, Printed)> {
         .into_iter()
         .map(|step| match step {
             Ctl(args) => (args.join(" "), Printed::of(&c.etcdctl(0, args))),
-            CtlStdin(args, input) => (
-                format!("{} <<< {input:?}", args.join(" ")),
-                Printed::of(&c.etcdctl_stdin(0, args, input)),
-            ),
-            Watch(args, lines) => (
-                args.join(" "),
-                etcdctl_watch(&ep, args, lines, Duration::from_secs(10)),
-            ),
+            CtlStdin(args, input) => {
+                (format!("{} <<< {input:?}", args.join(" ")), Printed::of(&c.etcdctl_stdin(0, args, input)))
+            }
+            Watch(args, lines) => (args.join(" "), etcdctl_watch(&ep, args, lines, Duration::from_secs(10))),
         })
         .collect()
 }
@@ -121,17 +96,9 @@ fn etcdctl_prints_the_same_against_rustcd_and_etcd() {
             diffs.push(format!("$ etcdctl {cmd}\n  rustcd: {a:?}\n  etcd:   {b:?}"));
         }
     }
-    assert!(
-        diffs.is_empty(),
-        "{} of {} commands differ:\n{}",
-        diffs.len(),
-        ours.len(),
-        diffs.join("\n")
-    );
+    assert!(diffs.is_empty(), "{} of {} commands differ:\n{}", diffs.len(), ours.len(), diffs.join("\n"));
     // The session really exercised the server: values, errors and watch events are there.
     let all: String = ours.iter().map(|(_, p)| p.stdout.clone()).collect();
     assert!(all.contains("bar2") && all.contains("PUT") && all.contains("DELETE"));
-    assert!(ours.iter().any(
-        |(_, p)| p.errors == ["Error: etcdserver: mvcc: required revision has been compacted"]
-    ));
+    assert!(ours.iter().any(|(_, p)| p.errors == ["Error: etcdserver: mvcc: required revision has been compacted"]));
 }

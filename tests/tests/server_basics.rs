@@ -10,11 +10,7 @@ use rustcd_tests::{Cluster, etcdctl, free_port, stdout, wait_for, workspace_bin}
 
 fn http_get(port: u16, path: &str) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .expect("write");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").expect("write");
     let mut out = String::new();
     s.read_to_string(&mut out).expect("read");
     out
@@ -22,10 +18,7 @@ fn http_get(port: u16, path: &str) -> String {
 
 #[test]
 fn version_flag_names_the_etcd_api_and_rustcd() {
-    let out = Command::new(workspace_bin("etcd"))
-        .arg("--version")
-        .output()
-        .expect("run etcd --version");
+    let out = Command::new(workspace_bin("etcd")).arg("--version").output().expect("run etcd --version");
     let text = stdout(&out);
     assert!(out.status.success());
     assert!(text.starts_with("etcd Version: 3.5."), "{text}");
@@ -39,42 +32,20 @@ fn health_version_status_and_member_list() {
     let port = c.members[0].client_port;
     let health = http_get(port, "/health");
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
-    assert!(
-        health.ends_with(r#"{"health":"true","reason":""}"#),
-        "{health}"
-    );
+    assert!(health.ends_with(r#"{"health":"true","reason":""}"#), "{health}");
     let version = http_get(port, "/version");
-    assert!(
-        version.contains(r#""etcdserver":"3.5."#) && version.contains(r#""etcdcluster":"3.5."#),
-        "{version}"
-    );
+    assert!(version.contains(r#""etcdserver":"3.5."#) && version.contains(r#""etcdcluster":"3.5."#), "{version}");
 
     let status = stdout(&c.etcdctl(0, &["endpoint", "status", "-w", "json"]));
     let v: serde_json::Value = serde_json::from_str(&status).expect("status json");
     let st = &v[0]["Status"];
-    assert_eq!(
-        st["leader"], st["header"]["member_id"],
-        "a lone member leads: {status}"
-    );
-    assert_eq!(
-        st["raftTerm"], 2,
-        "first election after bootstrap is term 2, as etcd: {status}"
-    );
-    assert!(
-        st["dbSize"].as_i64().unwrap_or(0) > 0 && st["raftIndex"] == st["raftAppliedIndex"],
-        "{status}"
-    );
+    assert_eq!(st["leader"], st["header"]["member_id"], "a lone member leads: {status}");
+    assert_eq!(st["raftTerm"], 2, "first election after bootstrap is term 2, as etcd: {status}");
+    assert!(st["dbSize"].as_i64().unwrap_or(0) > 0 && st["raftIndex"] == st["raftAppliedIndex"], "{status}");
 
     let members = stdout(&c.etcdctl(0, &["member", "list"]));
     let m = &c.members[0];
-    assert!(
-        members.ends_with(&format!(
-            ", started, m0, {}, {}, false\n",
-            m.peer_url(),
-            m.client_url()
-        )),
-        "{members}"
-    );
+    assert!(members.ends_with(&format!(", started, m0, {}, {}, false\n", m.peer_url(), m.client_url())), "{members}");
 }
 
 #[test]
@@ -95,16 +66,9 @@ fn config_file_and_env_vars_are_honoured_and_logs_are_json() {
         .spawn()
         .expect("spawn");
     let ep = format!("127.0.0.1:{client}");
-    wait_for(
-        "the configured member to serve",
-        Duration::from_secs(20),
-        || {
-            etcdctl(&[&ep], &["put", "a", "b"])
-                .status
-                .success()
-                .then_some(())
-        },
-    );
+    wait_for("the configured member to serve", Duration::from_secs(20), || {
+        etcdctl(&[&ep], &["put", "a", "b"]).status.success().then_some(())
+    });
     let members = stdout(&etcdctl(&[&ep], &["member", "list"]));
     let _ = child.kill();
     let _ = child.wait();

@@ -21,27 +21,12 @@ async fn stalled_watcher_misses_nothing_and_blocks_no_write() {
 
     let (req_tx, req_rx) = tokio::sync::mpsc::channel(4);
     let mut watch = WatchClient::new(ch.clone());
-    let create = WatchCreateRequest {
-        key: b"s/".to_vec().into(),
-        range_end: b"s0".to_vec().into(),
-        ..Default::default()
-    };
-    req_tx
-        .send(WatchRequest {
-            request_union: Some(RequestUnion::CreateRequest(create)),
-        })
-        .await
-        .unwrap();
-    let mut stream = watch
-        .watch(tokio_stream::wrappers::ReceiverStream::new(req_rx))
-        .await
-        .expect("open watch")
-        .into_inner();
-    let created = stream
-        .next()
-        .await
-        .expect("created reply")
-        .expect("created ok");
+    let create =
+        WatchCreateRequest { key: b"s/".to_vec().into(), range_end: b"s0".to_vec().into(), ..Default::default() };
+    req_tx.send(WatchRequest { request_union: Some(RequestUnion::CreateRequest(create)) }).await.unwrap();
+    let mut stream =
+        watch.watch(tokio_stream::wrappers::ReceiverStream::new(req_rx)).await.expect("open watch").into_inner();
+    let created = stream.next().await.expect("created reply").expect("created ok");
     assert!(created.created);
     let start_rev = created.header.as_ref().map(|h| h.revision).unwrap_or(0);
 
@@ -80,11 +65,7 @@ async fn stalled_watcher_misses_nothing_and_blocks_no_write() {
         assert!(!resp.canceled, "watch canceled: {}", resp.cancel_reason);
         for ev in resp.events {
             let kv = ev.kv.expect("event kv");
-            assert_eq!(
-                kv.mod_revision,
-                last_rev + 1,
-                "events must be consecutive revisions"
-            );
+            assert_eq!(kv.mod_revision, last_rev + 1, "events must be consecutive revisions");
             last_rev = kv.mod_revision;
             seen += 1;
         }

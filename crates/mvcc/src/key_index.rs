@@ -78,11 +78,7 @@ impl KeyIndex {
     fn get(&self, rev: i64) -> Option<KeyAt> {
         let g = self.find_generation(rev)?;
         let n = g.revs.iter().rposition(|r| r.main <= rev)?;
-        Some(KeyAt {
-            modified: g.revs[n],
-            created: g.created,
-            version: g.ver - (g.revs.len() - n - 1) as i64,
-        })
+        Some(KeyAt { modified: g.revs[n], created: g.created, version: g.ver - (g.revs.len() - n - 1) as i64 })
     }
 
     /// Drops what a compaction at `at` makes unreachable; records kept revisions in `keep`.
@@ -155,9 +151,7 @@ impl TreeIndex {
             Some(e) => Bound::Excluded(e.as_slice()),
             None => Bound::Unbounded,
         };
-        let iter = self
-            .keys
-            .range::<[u8], _>((Bound::Included(start.as_slice()), upper));
+        let iter = self.keys.range::<[u8], _>((Bound::Included(start.as_slice()), upper));
         for (k, ki) in iter {
             if let Some(at) = ki.get(rev)
                 && !f(k, at)
@@ -203,10 +197,7 @@ mod tests {
         t.put(b"a", r(8), 1);
         assert_eq!(t.get(b"a", 1), None);
         assert_eq!(t.get(b"a", 3).map(|k| k.modified), Some(r(2)));
-        assert_eq!(
-            t.get(b"a", 5).map(|k| (k.modified, k.version)),
-            Some((r(4), 2))
-        );
+        assert_eq!(t.get(b"a", 5).map(|k| (k.modified, k.version)), Some((r(4), 2)));
         assert_eq!(t.get(b"a", 6), None);
         assert_eq!(t.get(b"a", 7), None);
         let at = t.get(b"a", 9).unwrap();

@@ -6,9 +6,7 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 use rustcd_api::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use rustcd_api::etcdserverpb::request_op::Request;
-use rustcd_api::etcdserverpb::{
-    Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
-};
+use rustcd_api::etcdserverpb::{Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest};
 use rustcd_api::mvccpb::KeyValue;
 
 use crate::{Error, KvStore};
@@ -44,10 +42,7 @@ struct Model {
 impl Model {
     fn new() -> Self {
         // Revision 1 is the empty store, as in etcd.
-        Model {
-            history: vec![BTreeMap::new(), BTreeMap::new()],
-            compacted: -1,
-        }
+        Model { history: vec![BTreeMap::new(), BTreeMap::new()], compacted: -1 }
     }
     fn rev(&self) -> i64 {
         self.history.len() as i64 - 1
@@ -117,13 +112,9 @@ impl Model {
 fn run(store: &KvStore, op: &Op) {
     let no_leases = |_: i64| false;
     let r = store.write(false, &no_leases, |w| match op {
-        Op::Put(k, v) => w
-            .put(&PutRequest {
-                key: key(*k).into(),
-                value: vec![*v].into(),
-                ..Default::default()
-            })
-            .map(|_| ()),
+        Op::Put(k, v) => {
+            w.put(&PutRequest { key: key(*k).into(), value: vec![*v].into(), ..Default::default() }).map(|_| ())
+        }
         Op::Delete(k, end) => w
             .delete_range(&DeleteRangeRequest {
                 key: key(*k).into(),
@@ -139,23 +130,12 @@ fn run(store: &KvStore, op: &Op) {
                 target_union: Some(TargetUnion::Version(*v)),
                 range_end: Default::default(),
             };
-            let put = PutRequest {
-                key: key(*k).into(),
-                value: vec![*x].into(),
-                ..Default::default()
-            };
-            let del = DeleteRangeRequest {
-                key: key(*o).into(),
-                ..Default::default()
-            };
+            let put = PutRequest { key: key(*k).into(), value: vec![*x].into(), ..Default::default() };
+            let del = DeleteRangeRequest { key: key(*o).into(), ..Default::default() };
             w.txn(&TxnRequest {
                 compare: vec![cmp],
-                success: vec![RequestOp {
-                    request: Some(Request::RequestPut(put)),
-                }],
-                failure: vec![RequestOp {
-                    request: Some(Request::RequestDeleteRange(del)),
-                }],
+                success: vec![RequestOp { request: Some(Request::RequestPut(put)) }],
+                failure: vec![RequestOp { request: Some(Request::RequestDeleteRange(del)) }],
             })
             .map(|_| ())
         }
@@ -167,20 +147,11 @@ fn run(store: &KvStore, op: &Op) {
 fn check(store: &KvStore, model: &Model) {
     assert_eq!(store.current_rev(), model.rev());
     for rev in 1..=model.rev() {
-        let req = RangeRequest {
-            key: vec![0].into(),
-            range_end: vec![0].into(),
-            revision: rev,
-            ..Default::default()
-        };
+        let req = RangeRequest { key: vec![0].into(), range_end: vec![0].into(), revision: rev, ..Default::default() };
         match store.range(&req) {
             Err(Error::Compacted) => assert!(rev < model.compacted, "rev {rev} wrongly compacted"),
             Ok(resp) => {
-                assert!(
-                    rev >= model.compacted,
-                    "rev {rev} readable below compaction {}",
-                    model.compacted
-                );
+                assert!(rev >= model.compacted, "rev {rev} readable below compaction {}", model.compacted);
                 let want: Vec<_> = model.at(rev).values().cloned().collect();
                 assert_eq!(resp.kvs, want, "at revision {rev}");
                 assert_eq!(resp.count, want.len() as i64);
@@ -188,11 +159,7 @@ fn check(store: &KvStore, model: &Model) {
             Err(e) => panic!("unexpected error {e}"),
         }
     }
-    let future = RangeRequest {
-        key: key(0).into(),
-        revision: model.rev() + 1,
-        ..Default::default()
-    };
+    let future = RangeRequest { key: key(0).into(), revision: model.rev() + 1, ..Default::default() };
     assert!(matches!(store.range(&future), Err(Error::FutureRev)));
 }
 
@@ -224,25 +191,15 @@ fn limit_sort_and_count() {
     for (i, k) in ["c", "a", "b"].iter().enumerate() {
         run(&store, &Op::Put(k.as_bytes()[0] - b'a', i as u8));
     }
-    let mut req = RangeRequest {
-        key: b"a".to_vec().into(),
-        range_end: b"z".to_vec().into(),
-        limit: 2,
-        ..Default::default()
-    };
+    let mut req =
+        RangeRequest { key: b"a".to_vec().into(), range_end: b"z".to_vec().into(), limit: 2, ..Default::default() };
     let resp = store.range(&req).unwrap();
     assert_eq!((resp.kvs.len(), resp.more, resp.count), (2, true, 3));
     assert_eq!(resp.kvs[0].key.as_ref(), b"a");
     req.sort_target = 3; // MOD
     req.sort_order = 2; // DESCEND
     let resp = store.range(&req).unwrap();
-    assert_eq!(
-        resp.kvs
-            .iter()
-            .map(|kv| kv.key.to_vec())
-            .collect::<Vec<_>>(),
-        vec![b"b".to_vec(), b"a".to_vec()]
-    );
+    assert_eq!(resp.kvs.iter().map(|kv| kv.key.to_vec()).collect::<Vec<_>>(), vec![b"b".to_vec(), b"a".to_vec()]);
     req.count_only = true;
     let resp = store.range(&req).unwrap();
     assert_eq!((resp.kvs.len(), resp.count), (0, 3));

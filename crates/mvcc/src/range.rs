@@ -36,11 +36,7 @@ pub(crate) fn read_rev(st: &ReadState, requested: i64) -> Result<i64> {
     if requested > st.current_rev {
         return Err(Error::FutureRev);
     }
-    let rev = if requested <= 0 {
-        st.current_rev
-    } else {
-        requested
-    };
+    let rev = if requested <= 0 { st.current_rev } else { requested };
     if rev < st.compact_rev {
         return Err(Error::Compacted);
     }
@@ -48,29 +44,17 @@ pub(crate) fn read_rev(st: &ReadState, requested: i64) -> Result<i64> {
 }
 
 /// Serves one Range request; the header's revision is the store's current revision.
-pub(crate) fn range(
-    st: &ReadState,
-    table: &impl RevTable,
-    r: &RangeRequest,
-) -> Result<RangeResponse> {
+pub(crate) fn range(st: &ReadState, table: &impl RevTable, r: &RangeRequest) -> Result<RangeResponse> {
     let rev = read_rev(st, r.revision)?;
     let krange = KeyRange::new(&r.key, &r.range_end);
-    let header = Some(ResponseHeader {
-        revision: st.current_rev,
-        ..Default::default()
-    });
+    let header = Some(ResponseHeader { revision: st.current_rev, ..Default::default() });
     let mut count = 0i64;
     if r.count_only {
         st.index.visit(&krange, rev, |_, _| {
             count += 1;
             true
         });
-        return Ok(RangeResponse {
-            header,
-            kvs: vec![],
-            more: false,
-            count,
-        });
+        return Ok(RangeResponse { header, kvs: vec![], more: false, count });
     }
     let filtered = r.sort_order != SortOrder::None as i32
         || r.min_mod_revision != 0
@@ -78,11 +62,7 @@ pub(crate) fn range(
         || r.min_create_revision != 0
         || r.max_create_revision != 0;
     // Fetch one extra to learn `more`; with filters or sorting fetch all and cut afterwards.
-    let fetch = if filtered || r.limit <= 0 {
-        usize::MAX
-    } else {
-        r.limit as usize + 1
-    };
+    let fetch = if filtered || r.limit <= 0 { usize::MAX } else { r.limit as usize + 1 };
     let mut revs = Vec::new();
     st.index.visit(&krange, rev, |_, at| {
         count += 1;
@@ -113,12 +93,7 @@ pub(crate) fn range(
             kv.value = Default::default();
         }
     }
-    Ok(RangeResponse {
-        header,
-        kvs,
-        more,
-        count,
-    })
+    Ok(RangeResponse { header, kvs, more, count })
 }
 
 fn sort(kvs: &mut [KeyValue], r: &RangeRequest) {

@@ -94,12 +94,8 @@ mod tests {
         let a = KvStore::open(dir.path().join("a")).unwrap();
         let none = |_: i64| false;
         a.write(false, &none, |w| {
-            w.put(&PutRequest {
-                key: b"k".to_vec().into(),
-                value: b"v".to_vec().into(),
-                ..Default::default()
-            })
-            .unwrap();
+            w.put(&PutRequest { key: b"k".to_vec().into(), value: b"v".to_vec().into(), ..Default::default() })
+                .unwrap();
             w.set_consistent_index(7);
         })
         .unwrap();
@@ -107,22 +103,13 @@ mod tests {
         assert_eq!(index, 7);
         let b = KvStore::open(dir.path().join("b")).unwrap();
         b.write(false, &none, |w| {
-            w.put(&PutRequest {
-                key: b"old".to_vec().into(),
-                ..Default::default()
-            })
-            .unwrap();
+            w.put(&PutRequest { key: b"old".to_vec().into(), ..Default::default() }).unwrap();
         })
         .unwrap();
         b.restore(&data).unwrap();
         assert_eq!((b.current_rev(), b.consistent_index()), (2, 7));
-        let all = b
-            .range(&RangeRequest {
-                key: vec![0].into(),
-                range_end: vec![0].into(),
-                ..Default::default()
-            })
-            .unwrap();
+        let all =
+            b.range(&RangeRequest { key: vec![0].into(), range_end: vec![0].into(), ..Default::default() }).unwrap();
         assert_eq!(all.kvs.len(), 1);
         assert_eq!(all.kvs[0].key.as_ref(), b"k");
         assert!(b.restore(b"garbage").is_err());

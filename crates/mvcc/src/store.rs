@@ -37,11 +37,7 @@ pub(crate) struct State {
 
 impl State {
     pub(crate) fn read_state(&self) -> ReadState<'_> {
-        ReadState {
-            index: &self.index,
-            current_rev: self.current_rev,
-            compact_rev: self.compact_rev,
-        }
+        ReadState { index: &self.index, current_rev: self.current_rev, compact_rev: self.compact_rev }
     }
 }
 
@@ -76,27 +72,21 @@ impl KvStore {
         tx.open_table(META)?;
         tx.commit()?;
         let state = Self::load_state(&db)?;
-        Ok(KvStore {
-            db,
-            path,
-            state: RwLock::new(state),
-        })
+        Ok(KvStore { db, path, state: RwLock::new(state) })
     }
 
     fn load_state(db: &Database) -> Result<State> {
         let tx = db.begin_read()?;
         let meta = tx.open_table(META)?;
         let consistent_index = u64_meta(meta.get(META_CONSISTENT_INDEX)?).unwrap_or(0);
-        let compact_rev = u64_meta(meta.get(META_COMPACT_REV)?)
-            .map(|v| v as i64)
-            .unwrap_or(-1);
+        let compact_rev = u64_meta(meta.get(META_COMPACT_REV)?).map(|v| v as i64).unwrap_or(-1);
         let kv = tx.open_table(KV)?;
         let mut index = TreeIndex::default();
         let mut current_rev = 1;
         for item in kv.iter()? {
             let (k, v) = item?;
-            let (rev, tombstone) = Revision::from_key(k.value())
-                .ok_or_else(|| Error::Corrupt("malformed revision key".into()))?;
+            let (rev, tombstone) =
+                Revision::from_key(k.value()).ok_or_else(|| Error::Corrupt("malformed revision key".into()))?;
             let stored = KeyValue::decode(v.value()).map_err(|e| Error::Corrupt(e.to_string()))?;
             if tombstone {
                 index.tombstone(&stored.key, rev);
@@ -106,12 +96,7 @@ impl KvStore {
             current_rev = rev.main;
         }
         current_rev = current_rev.max(compact_rev);
-        Ok(State {
-            index,
-            current_rev,
-            compact_rev,
-            consistent_index,
-        })
+        Ok(State { index, current_rev, compact_rev, consistent_index })
     }
 
     fn read_lock(&self) -> RwLockReadGuard<'_, State> {
@@ -178,11 +163,7 @@ impl KvStore {
         if let Some(ci) = consistent_index {
             st.consistent_index = ci;
         }
-        Ok(Committed {
-            value,
-            events,
-            revision: st.current_rev,
-        })
+        Ok(Committed { value, events, revision: st.current_rev })
     }
 
     /// A read snapshot of the backend and the consistent index it holds.
@@ -207,8 +188,7 @@ impl KvStore {
                 if r.table == crate::snapshot::SNAP_TABLE_KV {
                     kv.insert(r.key, r.value)?;
                 } else {
-                    let k =
-                        std::str::from_utf8(r.key).map_err(|e| Error::Corrupt(e.to_string()))?;
+                    let k = std::str::from_utf8(r.key).map_err(|e| Error::Corrupt(e.to_string()))?;
                     meta.insert(k, r.value)?;
                 }
             }
@@ -254,11 +234,7 @@ impl KvStore {
             }
             let kv = KeyValue::decode(v.value()).map_err(|e| Error::Corrupt(e.to_string()))?;
             let r#type = if tombstone { 1 } else { 0 };
-            events.push(Event {
-                r#type,
-                kv: Some(kv),
-                prev_kv: None,
-            });
+            events.push(Event { r#type, kv: Some(kv), prev_kv: None });
         }
         Ok((events, to))
     }
@@ -287,9 +263,7 @@ impl KvStore {
 
     /// File size and the part of it in use, in bytes.
     pub fn db_size(&self) -> (i64, i64) {
-        let total = std::fs::metadata(&self.path)
-            .map(|m| m.len() as i64)
-            .unwrap_or(0);
+        let total = std::fs::metadata(&self.path).map(|m| m.len() as i64).unwrap_or(0);
         let in_use = self
             .db
             .begin_write()

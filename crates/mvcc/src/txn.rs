@@ -11,8 +11,8 @@ use rustcd_api::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnio
 use rustcd_api::etcdserverpb::request_op::Request;
 use rustcd_api::etcdserverpb::response_op::Response;
 use rustcd_api::etcdserverpb::{
-    Compare, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest,
-    RangeResponse, RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
+    Compare, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp,
+    ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
 };
 use rustcd_api::mvccpb::{Event, KeyValue};
 
@@ -42,16 +42,7 @@ impl<'a, 't> WriteTxn<'a, 't> {
         meta: &'a mut Table<'t, &'static str, &'static [u8]>,
         lease_exists: &'a dyn Fn(i64) -> bool,
     ) -> Self {
-        WriteTxn {
-            st,
-            kv,
-            meta,
-            lease_exists,
-            events: Vec::new(),
-            sub: 0,
-            consistent_index: None,
-            error: None,
-        }
+        WriteTxn { st, kv, meta, lease_exists, events: Vec::new(), sub: 0, consistent_index: None, error: None }
     }
 
     /// Ends the batch; a backend failure seen by any operation fails the whole batch.
@@ -65,10 +56,7 @@ impl<'a, 't> WriteTxn<'a, 't> {
     /// Records the raft index (and term) of the entry this batch applies up to.
     pub fn set_consistent_index(&mut self, index: u64) {
         let v = KvStore::encode_u64(index);
-        let r = self
-            .meta
-            .insert(KvStore::META_CONSISTENT_INDEX, v.as_slice())
-            .map(|_| ());
+        let r = self.meta.insert(KvStore::META_CONSISTENT_INDEX, v.as_slice()).map(|_| ());
         self.note(r.map_err(Error::from));
         self.consistent_index = Some(index);
     }
@@ -102,10 +90,7 @@ impl<'a, 't> WriteTxn<'a, 't> {
     }
 
     fn header(rev: i64) -> Option<ResponseHeader> {
-        Some(ResponseHeader {
-            revision: rev,
-            ..Default::default()
-        })
+        Some(ResponseHeader { revision: rev, ..Default::default() })
     }
 
     /// Keeps the first backend error; later calls in the batch see it via `finish`.
@@ -133,9 +118,7 @@ impl<'a, 't> WriteTxn<'a, 't> {
     }
 
     fn check_put(&self, p: &PutRequest) -> Result<()> {
-        if (p.ignore_value || p.ignore_lease)
-            && self.st.index.get(&p.key, self.read_rev()).is_none()
-        {
+        if (p.ignore_value || p.ignore_lease) && self.st.index.get(&p.key, self.read_rev()).is_none() {
             return Err(Error::KeyNotFound);
         }
         if p.lease != 0 && !(self.lease_exists)(p.lease) {
@@ -160,28 +143,13 @@ impl<'a, 't> WriteTxn<'a, 't> {
             (Some(kv), true) => kv.lease,
             _ => p.lease,
         };
-        let kv = KeyValue {
-            key: p.key.clone(),
-            create_revision,
-            mod_revision: main,
-            version,
-            value,
-            lease,
-        };
-        self.kv
-            .insert(rev.to_key(false).as_slice(), kv.encode_to_vec().as_slice())?;
+        let kv = KeyValue { key: p.key.clone(), create_revision, mod_revision: main, version, value, lease };
+        self.kv.insert(rev.to_key(false).as_slice(), kv.encode_to_vec().as_slice())?;
         self.st.index.put(&p.key, rev, version);
         self.sub += 1;
         let prev_kv = if p.prev_kv { prev.clone() } else { None };
-        self.events.push(Event {
-            r#type: 0,
-            kv: Some(kv),
-            prev_kv: prev,
-        });
-        Ok(PutResponse {
-            header: None,
-            prev_kv,
-        })
+        self.events.push(Event { r#type: 0, kv: Some(kv), prev_kv: prev });
+        Ok(PutResponse { header: None, prev_kv })
     }
 
     fn delete_inner(&mut self, d: &DeleteRangeRequest) -> Result<DeleteRangeResponse> {
@@ -196,37 +164,20 @@ impl<'a, 't> WriteTxn<'a, 't> {
         for (key, modified) in &keys {
             let prev = self.load(*modified)?;
             let rev = Revision::new(main, self.sub);
-            let tomb = KeyValue {
-                key: key.clone().into(),
-                mod_revision: main,
-                ..Default::default()
-            };
-            self.kv
-                .insert(rev.to_key(true).as_slice(), tomb.encode_to_vec().as_slice())?;
+            let tomb = KeyValue { key: key.clone().into(), mod_revision: main, ..Default::default() };
+            self.kv.insert(rev.to_key(true).as_slice(), tomb.encode_to_vec().as_slice())?;
             self.st.index.tombstone(key, rev);
             self.sub += 1;
             if d.prev_kv {
                 prev_kvs.push(prev.clone());
             }
-            self.events.push(Event {
-                r#type: 1,
-                kv: Some(tomb),
-                prev_kv: Some(prev),
-            });
+            self.events.push(Event { r#type: 1, kv: Some(tomb), prev_kv: Some(prev) });
         }
-        Ok(DeleteRangeResponse {
-            header: None,
-            deleted: keys.len() as i64,
-            prev_kvs,
-        })
+        Ok(DeleteRangeResponse { header: None, deleted: keys.len() as i64, prev_kvs })
     }
 
     fn range_inner(&self, r: &RangeRequest) -> Result<RangeResponse> {
-        let st = ReadState {
-            index: &self.st.index,
-            current_rev: self.read_rev(),
-            compact_rev: self.st.compact_rev,
-        };
+        let st = ReadState { index: &self.st.index, current_rev: self.read_rev(), compact_rev: self.st.compact_rev };
         range::range(&st, &*self.kv, r)
     }
 
@@ -235,9 +186,7 @@ impl<'a, 't> WriteTxn<'a, 't> {
         self.check_put(p)?;
         let r = self.put_inner(p);
         let rev = self.end_op();
-        let mut resp = self
-            .note(r)
-            .ok_or_else(|| Error::Backend("write failed".into()))?;
+        let mut resp = self.note(r).ok_or_else(|| Error::Backend("write failed".into()))?;
         resp.header = Self::header(rev);
         Ok(resp)
     }
@@ -246,9 +195,7 @@ impl<'a, 't> WriteTxn<'a, 't> {
     pub fn delete_range(&mut self, d: &DeleteRangeRequest) -> Result<DeleteRangeResponse> {
         let r = self.delete_inner(d);
         let rev = self.end_op();
-        let mut resp = self
-            .note(r)
-            .ok_or_else(|| Error::Backend("write failed".into()))?;
+        let mut resp = self.note(r).ok_or_else(|| Error::Backend("write failed".into()))?;
         resp.header = Self::header(rev);
         Ok(resp)
     }
@@ -260,14 +207,8 @@ impl<'a, 't> WriteTxn<'a, 't> {
         self.check_ops(ops)?;
         let r = self.exec_ops(ops);
         let rev = self.end_op();
-        let responses = self
-            .note(r)
-            .ok_or_else(|| Error::Backend("write failed".into()))?;
-        Ok(TxnResponse {
-            header: Self::header(rev),
-            succeeded,
-            responses,
-        })
+        let responses = self.note(r).ok_or_else(|| Error::Backend("write failed".into()))?;
+        Ok(TxnResponse { header: Self::header(rev), succeeded, responses })
     }
 
     /// etcd checks a branch before running any of it: lease and key existence, read revisions.
@@ -297,22 +238,13 @@ impl<'a, 't> WriteTxn<'a, 't> {
         let mut out = Vec::with_capacity(ops.len());
         for op in ops {
             let response = match &op.request {
-                Some(Request::RequestRange(r)) => {
-                    Some(Response::ResponseRange(self.range_inner(r)?))
-                }
+                Some(Request::RequestRange(r)) => Some(Response::ResponseRange(self.range_inner(r)?)),
                 Some(Request::RequestPut(p)) => Some(Response::ResponsePut(self.put_inner(p)?)),
-                Some(Request::RequestDeleteRange(d)) => {
-                    Some(Response::ResponseDeleteRange(self.delete_inner(d)?))
-                }
+                Some(Request::RequestDeleteRange(d)) => Some(Response::ResponseDeleteRange(self.delete_inner(d)?)),
                 Some(Request::RequestTxn(t)) => {
                     let succeeded = self.compares_hold(&t.compare)?;
-                    let responses =
-                        self.exec_ops(if succeeded { &t.success } else { &t.failure })?;
-                    Some(Response::ResponseTxn(TxnResponse {
-                        header: None,
-                        succeeded,
-                        responses,
-                    }))
+                    let responses = self.exec_ops(if succeeded { &t.success } else { &t.failure })?;
+                    Some(Response::ResponseTxn(TxnResponse { header: None, succeeded, responses }))
                 }
                 None => None,
             };
@@ -368,16 +300,11 @@ impl<'a, 't> WriteTxn<'a, 't> {
         }
         let keep: HashSet<Revision> = self.st.index.compact(rev);
         let hi = Revision::new(rev + 1, 0).lower_key();
-        let r = self.kv.retain_in(..hi.as_slice(), |k, _| {
-            Revision::from_key(k).is_none_or(|(r, _)| keep.contains(&r))
-        });
+        let r = self.kv.retain_in(..hi.as_slice(), |k, _| Revision::from_key(k).is_none_or(|(r, _)| keep.contains(&r)));
         self.note(r.map_err(Error::from));
         self.st.compact_rev = rev;
         let v = KvStore::encode_u64(rev as u64);
-        let r = self
-            .meta
-            .insert(KvStore::META_COMPACT_REV, v.as_slice())
-            .map(|_| ());
+        let r = self.meta.insert(KvStore::META_COMPACT_REV, v.as_slice()).map(|_| ());
         self.note(r.map_err(Error::from));
         Ok(self.st.current_rev)
     }

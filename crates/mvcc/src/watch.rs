@@ -87,10 +87,7 @@ const CATCH_UP_REVS: usize = 1000;
 
 impl WatchHub {
     pub fn new(store: Arc<KvStore>) -> Self {
-        WatchHub {
-            store,
-            inner: Mutex::new(Inner::default()),
-        }
+        WatchHub { store, inner: Mutex::new(Inner::default()) }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -108,15 +105,7 @@ impl WatchHub {
         };
         inner.next_key += 1;
         let key = inner.next_key;
-        inner.watchers.insert(
-            key,
-            Watcher {
-                spec,
-                next_rev,
-                synced,
-                tx,
-            },
-        );
+        inner.watchers.insert(key, Watcher { spec, next_rev, synced, tx });
         (key, current)
     }
 
@@ -149,21 +138,12 @@ impl WatchHub {
                 continue;
             }
             let mine = w.select(events);
-            let Some(first) = mine
-                .first()
-                .and_then(|e| e.kv.as_ref())
-                .map(|kv| kv.mod_revision)
-            else {
+            let Some(first) = mine.first().and_then(|e| e.kv.as_ref()).map(|kv| kv.mod_revision) else {
                 w.next_rev = w.next_rev.max(rev + 1);
                 continue;
             };
-            let batch = WatchEvent {
-                key: *key,
-                watch_id: w.spec.watch_id,
-                events: mine,
-                compact_revision: 0,
-                revision: rev,
-            };
+            let batch =
+                WatchEvent { key: *key, watch_id: w.spec.watch_id, events: mine, compact_revision: 0, revision: rev };
             match w.tx.try_send(batch) {
                 Ok(()) => w.next_rev = rev + 1,
                 Err(mpsc::error::TrySendError::Full(_)) => {
@@ -228,22 +208,13 @@ impl WatchHub {
         if spec.prev_kv {
             for e in &mut mine {
                 if let Some(kv) = &e.kv {
-                    e.prev_kv = self
-                        .store
-                        .get_at(&kv.key, kv.mod_revision - 1)
-                        .ok()
-                        .flatten();
+                    e.prev_kv = self.store.get_at(&kv.key, kv.mod_revision - 1).ok().flatten();
                 }
             }
         }
         if !mine.is_empty() {
-            let batch = WatchEvent {
-                key,
-                watch_id: w.spec.watch_id,
-                events: mine,
-                compact_revision: 0,
-                revision: reached,
-            };
+            let batch =
+                WatchEvent { key, watch_id: w.spec.watch_id, events: mine, compact_revision: 0, revision: reached };
             if w.tx.try_send(batch).is_err() {
                 return;
             }

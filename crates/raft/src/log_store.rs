@@ -55,12 +55,8 @@ impl LogStore {
             ..Default::default()
         };
         let engine = Arc::new(Engine::open(cfg)?);
-        let hard_state = engine
-            .get_message::<HardState>(GROUP, KEY_HARD_STATE)?
-            .unwrap_or_default();
-        let conf_state = engine
-            .get_message::<ConfState>(GROUP, KEY_CONF_STATE)?
-            .unwrap_or_default();
+        let hard_state = engine.get_message::<HardState>(GROUP, KEY_HARD_STATE)?.unwrap_or_default();
+        let conf_state = engine.get_message::<ConfState>(GROUP, KEY_CONF_STATE)?.unwrap_or_default();
         let truncated = match engine.get(GROUP, KEY_TRUNCATED) {
             Some(v) if v.len() == 16 => {
                 let mut a = [0u8; 8];
@@ -72,13 +68,7 @@ impl LogStore {
             Some(_) => return Err(Error::Corrupt("truncation record".into())),
             None => (0, 0),
         };
-        Ok(LogStore {
-            snapshot_source: None,
-            engine,
-            hard_state,
-            conf_state,
-            truncated,
-        })
+        Ok(LogStore { snapshot_source: None, engine, hard_state, conf_state, truncated })
     }
 
     pub fn set_snapshot_source(&mut self, f: SnapshotSource) {
@@ -108,9 +98,7 @@ impl LogStore {
 
     /// True when nothing was ever written: the member is new.
     pub fn is_empty(&self) -> bool {
-        self.conf_state.voters.is_empty()
-            && self.conf_state.learners.is_empty()
-            && self.hard_state.term == 0
+        self.conf_state.voters.is_empty() && self.conf_state.learners.is_empty() && self.hard_state.term == 0
     }
 
     pub fn hard_state(&self) -> &HardState {
@@ -173,17 +161,11 @@ impl LogStore {
     }
 
     fn first_index_inner(&self) -> u64 {
-        self.engine
-            .first_index(GROUP)
-            .unwrap_or(self.truncated.0 + 1)
-            .max(self.truncated.0 + 1)
+        self.engine.first_index(GROUP).unwrap_or(self.truncated.0 + 1).max(self.truncated.0 + 1)
     }
 
     fn last_index_inner(&self) -> u64 {
-        self.engine
-            .last_index(GROUP)
-            .unwrap_or(self.truncated.0)
-            .max(self.truncated.0)
+        self.engine.last_index(GROUP).unwrap_or(self.truncated.0).max(self.truncated.0)
     }
 
     fn term_inner(&self, idx: u64) -> Result<u64> {
@@ -203,10 +185,7 @@ fn storage_err(e: impl std::fmt::Display) -> raft::Error {
 
 impl raft::Storage for LogStore {
     fn initial_state(&self) -> raft::Result<RaftState> {
-        Ok(RaftState::new(
-            self.hard_state.clone(),
-            self.conf_state.clone(),
-        ))
+        Ok(RaftState::new(self.hard_state.clone(), self.conf_state.clone()))
     }
 
     fn entries(
@@ -224,9 +203,7 @@ impl raft::Storage for LogStore {
         }
         let mut out = Vec::with_capacity((high - low) as usize);
         let max = max_size.into().map(|m| m as usize);
-        self.engine
-            .fetch_entries_to::<EntryExt>(GROUP, low, high, max, &mut out)
-            .map_err(storage_err)?;
+        self.engine.fetch_entries_to::<EntryExt>(GROUP, low, high, max, &mut out).map_err(storage_err)?;
         if out.is_empty() && high > low {
             out.truncate(0);
             // raft-engine returns at least one entry when any exist; none means a gap.
@@ -258,15 +235,11 @@ impl raft::Storage for LogStore {
 
     fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
         let Some(source) = &self.snapshot_source else {
-            return Err(raft::Error::Store(
-                StorageError::SnapshotTemporarilyUnavailable,
-            ));
+            return Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
         };
         let (data, index) = source().map_err(storage_err)?;
         if index < request_index {
-            return Err(raft::Error::Store(
-                StorageError::SnapshotTemporarilyUnavailable,
-            ));
+            return Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
         }
         let term = self.term_inner(index).map_err(storage_err)?;
         let mut snap = Snapshot::default();
@@ -291,12 +264,7 @@ mod tests {
     use raft::Storage;
 
     fn entry(index: u64, term: u64) -> Entry {
-        Entry {
-            index,
-            term,
-            data: vec![index as u8].into(),
-            ..Default::default()
-        }
+        Entry { index, term, data: vec![index as u8].into(), ..Default::default() }
     }
 
     #[test]
@@ -305,13 +273,8 @@ mod tests {
         {
             let mut s = LogStore::open(dir.path()).unwrap();
             assert!(s.is_empty());
-            let hs = HardState {
-                term: 2,
-                commit: 3,
-                ..Default::default()
-            };
-            s.append(&[entry(1, 1), entry(2, 1), entry(3, 2)], Some(&hs), true)
-                .unwrap();
+            let hs = HardState { term: 2, commit: 3, ..Default::default() };
+            s.append(&[entry(1, 1), entry(2, 1), entry(3, 2)], Some(&hs), true).unwrap();
             // A conflicting tail replaces what follows it.
             s.append(&[entry(3, 3), entry(4, 3)], None, true).unwrap();
         }
@@ -322,13 +285,8 @@ mod tests {
         s.compact(2).unwrap();
         assert_eq!(s.first_index().unwrap(), 3);
         assert_eq!(s.term(2).unwrap(), 1);
-        assert!(
-            s.entries(2, 4, None, GetEntriesContext::empty(false))
-                .is_err()
-        );
-        let got = s
-            .entries(3, 5, None, GetEntriesContext::empty(false))
-            .unwrap();
+        assert!(s.entries(2, 4, None, GetEntriesContext::empty(false)).is_err());
+        let got = s.entries(3, 5, None, GetEntriesContext::empty(false)).unwrap();
         assert_eq!(got.iter().map(|e| e.term).collect::<Vec<_>>(), vec![3, 3]);
     }
 }

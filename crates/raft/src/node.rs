@@ -45,6 +45,8 @@ pub enum Input {
     Unreachable(u64),
     /// Outcome of sending a snapshot to this peer.
     SnapshotStatus(u64, bool),
+    /// On a leader: the commit index and every peer's matched index; `None` elsewhere.
+    Progress(tokio::sync::oneshot::Sender<Option<(u64, Vec<(u64, u64)>)>>),
     /// A leader hands leadership to its most up-to-date voter (before a graceful stop).
     StepDown,
     /// Ends the raft thread.
@@ -117,19 +119,10 @@ impl RaftNode {
         }
         let status = Arc::new(NodeStatus::default());
         status.term.store(node.raft.term, Ordering::Relaxed);
-        status
-            .commit
-            .store(node.raft.raft_log.committed, Ordering::Relaxed);
+        status.commit.store(node.raft.raft_log.committed, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel();
         transport.set_raft(tx.clone());
-        let mut task = Task {
-            node,
-            rx,
-            out,
-            transport,
-            status: status.clone(),
-            tick: cfg.tick,
-        };
+        let mut task = Task { node, rx, out, transport, status: status.clone(), tick: cfg.tick };
         let thread = std::thread::Builder::new()
             .name("raft".into())
             .spawn(move || {
@@ -138,11 +131,7 @@ impl RaftNode {
                 }
             })
             .map_err(|e| Error::Corrupt(format!("cannot start raft thread: {e}")))?;
-        Ok(RaftNode {
-            tx,
-            status,
-            thread: Some(thread),
-        })
+        Ok(RaftNode { tx, status, thread: Some(thread) })
     }
 
     pub fn sender(&self) -> mpsc::Sender<Input> {
@@ -169,9 +158,7 @@ fn bootstrap(store: &mut LogStore, members: &[(u64, Vec<u8>)]) -> Result<()> {
             context: ctx.clone().into(),
             ..Default::default()
         };
-        let data = cc
-            .write_to_bytes()
-            .map_err(|e| Error::Corrupt(e.to_string()))?;
+        let data = cc.write_to_bytes().map_err(|e| Error::Corrupt(e.to_string()))?;
         entries.push(Entry {
             entry_type: EntryType::EntryConfChange,
             term: 1,
@@ -180,16 +167,9 @@ fn bootstrap(store: &mut LogStore, members: &[(u64, Vec<u8>)]) -> Result<()> {
             ..Default::default()
         });
     }
-    let hs = HardState {
-        term: 1,
-        commit: entries.len() as u64,
-        ..Default::default()
-    };
+    let hs = HardState { term: 1, commit: entries.len() as u64, ..Default::default() };
     store.append(&entries, Some(&hs), true)?;
-    let cs = ConfState {
-        voters: members.iter().map(|m| m.0).collect(),
-        ..Default::default()
-    };
+    let cs = ConfState { voters: members.iter().map(|m| m.0).collect(), ..Default::default() };
     store.set_conf_state(cs)
 }
 
@@ -258,13 +238,18 @@ impl Task {
             }
             Input::TransferLeader(to) => self.node.transfer_leader(to),
             Input::ProposeConfChange(cc, done) => {
-                let r = self
-                    .node
-                    .propose_conf_change(vec![], cc)
-                    .map_err(Error::from);
+                let r = self.node.propose_conf_change(vec![], cc).map_err(Error::from);
                 let _ = done.send(r);
             }
             Input::Unreachable(id) => self.node.report_unreachable(id),
+            Input::Progress(done) => {
+                let raft = &self.node.raft;
+                let answer = (raft.state == StateRole::Leader).then(|| {
+                    let matched = raft.prs().iter().map(|(id, p)| (*id, p.matched)).collect();
+                    (raft.raft_log.committed, matched)
+                });
+                let _ = done.send(answer);
+            }
             Input::StepDown => {
                 if self.node.raft.state == StateRole::Leader {
                     let me = self.node.raft.id;
@@ -280,11 +265,7 @@ impl Task {
                 }
             }
             Input::SnapshotStatus(id, ok) => {
-                let status = if ok {
-                    SnapshotStatus::Finish
-                } else {
-                    SnapshotStatus::Failure
-                };
+                let status = if ok { SnapshotStatus::Finish } else { SnapshotStatus::Failure };
                 self.node.report_snapshot(id, status);
             }
         }
@@ -305,26 +286,19 @@ impl Task {
         }
         if let Some(ss) = rd.ss() {
             self.status.leader.store(ss.leader_id, Ordering::Relaxed);
-            self.status
-                .is_leader
-                .store(ss.raft_state == StateRole::Leader, Ordering::Relaxed);
+            self.status.is_leader.store(ss.raft_state == StateRole::Leader, Ordering::Relaxed);
         }
         if !rd.snapshot().is_empty() {
             let snap = rd.snapshot().clone();
             self.node.mut_store().apply_snapshot(&snap)?;
             let index = snap.get_metadata().index;
-            self.send_out(Output::Snapshot {
-                data: snap.get_data().to_vec(),
-                index,
-            })?;
+            self.send_out(Output::Snapshot { data: snap.get_data().to_vec(), index })?;
         }
         let committed = rd.take_committed_entries();
         self.hand_out(committed)?;
         let hs = rd.hs().cloned();
         let must_sync = rd.must_sync();
-        self.node
-            .mut_store()
-            .append(rd.entries(), hs.as_ref(), must_sync)?;
+        self.node.mut_store().append(rd.entries(), hs.as_ref(), must_sync)?;
         if let Some(hs) = &hs {
             self.status.term.store(hs.term, Ordering::Relaxed);
             self.status.commit.store(hs.commit, Ordering::Relaxed);
@@ -348,13 +322,7 @@ impl Task {
         self.node.advance_apply();
         let last = raft::Storage::last_index(self.node.store()).unwrap_or(0);
         self.status.last_index.store(last, Ordering::Relaxed);
-        let learner = self
-            .node
-            .raft
-            .prs()
-            .conf()
-            .learners()
-            .contains(&self.node.raft.id);
+        let learner = self.node.raft.prs().conf().learners().contains(&self.node.raft.id);
         self.status.is_learner.store(learner, Ordering::Relaxed);
         Ok(())
     }
@@ -365,10 +333,7 @@ impl Task {
         if committed.is_empty() {
             return Ok(());
         }
-        for e in committed
-            .iter()
-            .filter(|e| e.get_entry_type() == EntryType::EntryConfChange)
-        {
+        for e in committed.iter().filter(|e| e.get_entry_type() == EntryType::EntryConfChange) {
             let Ok(cc) = ConfChange::parse_from_bytes(&e.data) else {
                 tracing::error!(index = e.index, "undecodable conf change entry");
                 continue;

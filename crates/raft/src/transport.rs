@@ -13,9 +13,7 @@ use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
 use rustcd_api::rustcdpb::peer_client::PeerClient;
 use rustcd_api::rustcdpb::peer_server::{Peer, PeerServer};
-use rustcd_api::rustcdpb::{
-    PeerAck, PeerMembersRequest, PeerMembersResponse, RaftBatch, SnapshotChunk, StoredMember,
-};
+use rustcd_api::rustcdpb::{PeerAck, PeerMembersRequest, PeerMembersResponse, RaftBatch, SnapshotChunk, StoredMember};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -62,12 +60,7 @@ impl PeerTransport {
     }
 
     fn report(&self, input: Input) {
-        if let Some(tx) = self
-            .raft_tx
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-        {
+        if let Some(tx) = self.raft_tx.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             let _ = tx.send(input);
         }
     }
@@ -82,23 +75,13 @@ impl PeerTransport {
             return;
         }
         let (tx, rx) = mpsc::channel(PEER_QUEUE);
-        peers.insert(
-            id,
-            PeerHandle {
-                urls: urls.clone(),
-                tx,
-            },
-        );
+        peers.insert(id, PeerHandle { urls: urls.clone(), tx });
         let me = self.clone();
-        self.runtime
-            .spawn(async move { me.peer_loop(id, urls, rx).await });
+        self.runtime.spawn(async move { me.peer_loop(id, urls, rx).await });
     }
 
     pub fn remove_peer(&self, id: u64) {
-        self.peers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
+        self.peers.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
     }
 
     /// Queues messages for their peers; never blocks.
@@ -140,12 +123,7 @@ impl PeerTransport {
         None
     }
 
-    async fn peer_loop(
-        self: Arc<Self>,
-        id: u64,
-        urls: Vec<String>,
-        mut rx: mpsc::Receiver<Message>,
-    ) {
+    async fn peer_loop(self: Arc<Self>, id: u64, urls: Vec<String>, mut rx: mpsc::Receiver<Message>) {
         let mut backoff = Duration::from_millis(50);
         let mut logged_down = false;
         loop {
@@ -185,11 +163,7 @@ impl PeerTransport {
     }
 
     fn is_removed(&self, id: u64) -> bool {
-        !self
-            .peers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(&id)
+        !self.peers.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&id)
     }
 
     /// Streams batches to a connected peer until the stream breaks (true) or the peer is
@@ -239,22 +213,13 @@ impl PeerTransport {
         }
     }
 
-    fn send_snapshot(
-        &self,
-        id: u64,
-        mut client: PeerClient<tonic::transport::Channel>,
-        mut m: Message,
-    ) {
+    fn send_snapshot(&self, id: u64, mut client: PeerClient<tonic::transport::Channel>, mut m: Message) {
         let data = m.mut_snapshot().take_data();
         let Ok(header) = m.write_to_bytes() else {
             return;
         };
         let (cluster_id, from) = (self.cluster_id, self.id);
-        let raft_tx = self
-            .raft_tx
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let raft_tx = self.raft_tx.lock().unwrap_or_else(|p| p.into_inner()).clone();
         self.runtime.spawn(async move {
             let mut chunks = Vec::new();
             let mut first = true;
@@ -284,18 +249,10 @@ pub struct PeerService {
 }
 
 impl PeerService {
-    pub fn server(
-        cluster_id: u64,
-        raft_tx: std_mpsc::Sender<Input>,
-        members: MembersFn,
-    ) -> PeerServer<PeerService> {
-        PeerServer::new(PeerService {
-            cluster_id,
-            raft_tx: Mutex::new(raft_tx),
-            members,
-        })
-        .max_decoding_message_size(MAX_PEER_MESSAGE)
-        .max_encoding_message_size(MAX_PEER_MESSAGE)
+    pub fn server(cluster_id: u64, raft_tx: std_mpsc::Sender<Input>, members: MembersFn) -> PeerServer<PeerService> {
+        PeerServer::new(PeerService { cluster_id, raft_tx: Mutex::new(raft_tx), members })
+            .max_decoding_message_size(MAX_PEER_MESSAGE)
+            .max_encoding_message_size(MAX_PEER_MESSAGE)
     }
 
     fn check_cluster(&self, cluster_id: u64) -> Result<(), Status> {
@@ -311,8 +268,7 @@ impl PeerService {
 
     fn step(&self, m: Message) -> Result<(), Status> {
         let tx = self.raft_tx.lock().unwrap_or_else(|p| p.into_inner());
-        tx.send(Input::Step(m))
-            .map_err(|_| Status::unavailable("etcdserver: server stopped"))
+        tx.send(Input::Step(m)).map_err(|_| Status::unavailable("etcdserver: server stopped"))
     }
 }
 
@@ -335,10 +291,7 @@ impl Peer for PeerService {
         Ok(Response::new(PeerAck {}))
     }
 
-    async fn snapshot(
-        &self,
-        req: Request<Streaming<SnapshotChunk>>,
-    ) -> Result<Response<PeerAck>, Status> {
+    async fn snapshot(&self, req: Request<Streaming<SnapshotChunk>>) -> Result<Response<PeerAck>, Status> {
         let mut stream = req.into_inner();
         let mut header: Option<Message> = None;
         let mut data = Vec::new();
@@ -358,13 +311,7 @@ impl Peer for PeerService {
         Ok(Response::new(PeerAck {}))
     }
 
-    async fn members(
-        &self,
-        _req: Request<PeerMembersRequest>,
-    ) -> Result<Response<PeerMembersResponse>, Status> {
-        Ok(Response::new(PeerMembersResponse {
-            cluster_id: self.cluster_id,
-            members: (self.members)(),
-        }))
+    async fn members(&self, _req: Request<PeerMembersRequest>) -> Result<Response<PeerMembersResponse>, Status> {
+        Ok(Response::new(PeerMembersResponse { cluster_id: self.cluster_id, members: (self.members)() }))
     }
 }

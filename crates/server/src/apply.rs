@@ -108,11 +108,7 @@ impl Applier {
             self.transport.upsert_peer(m.id, m.peer_urls);
         }
         self.hub.resync_all();
-        tracing::info!(
-            index,
-            revision = self.store.current_rev(),
-            "applied snapshot from leader"
-        );
+        tracing::info!(index, revision = self.store.current_rev(), "applied snapshot from leader");
         self.applied.send_replace(index);
     }
 
@@ -138,6 +134,12 @@ impl Applier {
                         results.push((cc.id, Ok(Applied::Members(self.membership.list()))));
                     }
                     EntryType::EntryNormal if !e.data.is_empty() => match InternalRequest::decode(e.data.as_ref()) {
+                        Ok(InternalRequest { id, request: Some(Op::MemberUpdate(u)) }) => {
+                            if let Some(m) = self.membership.apply_update(u.id, u.peer_ur_ls, w) {
+                                self.transport.upsert_peer(m.id, m.peer_urls);
+                            }
+                            results.push((id, Ok(Applied::Members(self.membership.list()))));
+                        }
                         Ok(InternalRequest { id, request: Some(Op::MemberAttributes(a)) }) => {
                             self.membership.apply_attributes(&a, w);
                             results.push((id, Ok(Applied::Members(self.membership.list()))));
@@ -182,32 +184,23 @@ impl Applier {
 fn apply_one(w: &mut WriteTxn, op: Option<Op>) -> Result<Applied, Status> {
     match op {
         Some(Op::Put(p)) => w.put(&p).map(Applied::Put).map_err(rpc::from_mvcc),
-        Some(Op::DeleteRange(d)) => w
-            .delete_range(&d)
-            .map(Applied::DeleteRange)
-            .map_err(rpc::from_mvcc),
+        Some(Op::DeleteRange(d)) => w.delete_range(&d).map(Applied::DeleteRange).map_err(rpc::from_mvcc),
         Some(Op::Txn(t)) => w.txn(&t).map(Applied::Txn).map_err(rpc::from_mvcc),
         Some(Op::Compaction(c)) => w
             .compact(c.revision)
-            .map(|rev| {
-                Applied::Compaction(CompactionResponse {
-                    header: Some(header(rev)),
-                })
-            })
+            .map(|rev| Applied::Compaction(CompactionResponse { header: Some(header(rev)) }))
             .map_err(rpc::from_mvcc),
         Some(
             Op::LeaseGrant(_)
             | Op::LeaseRevoke(_)
             | Op::LeaseCheckpoint(_)
-            | Op::MemberAttributes(_),
+            | Op::MemberAttributes(_)
+            | Op::MemberUpdate(_),
         )
         | None => Err(Status::unimplemented("lease requests are not applied yet")),
     }
 }
 
 fn header(revision: i64) -> rustcd_api::etcdserverpb::ResponseHeader {
-    rustcd_api::etcdserverpb::ResponseHeader {
-        revision,
-        ..Default::default()
-    }
+    rustcd_api::etcdserverpb::ResponseHeader { revision, ..Default::default() }
 }

@@ -38,42 +38,22 @@ pub struct FileConfig {
     #[arg(long, env = "ETCD_DATA_DIR", default_value = "")]
     pub data_dir: String,
     /// List of URLs to listen on for client traffic.
-    #[arg(
-        long,
-        env = "ETCD_LISTEN_CLIENT_URLS",
-        default_value = "http://localhost:2379"
-    )]
+    #[arg(long, env = "ETCD_LISTEN_CLIENT_URLS", default_value = "http://localhost:2379")]
     pub listen_client_urls: String,
     /// List of this member's client URLs to advertise to the public.
-    #[arg(
-        long,
-        env = "ETCD_ADVERTISE_CLIENT_URLS",
-        default_value = "http://localhost:2379"
-    )]
+    #[arg(long, env = "ETCD_ADVERTISE_CLIENT_URLS", default_value = "http://localhost:2379")]
     pub advertise_client_urls: String,
     /// List of URLs to listen on for peer traffic.
-    #[arg(
-        long,
-        env = "ETCD_LISTEN_PEER_URLS",
-        default_value = "http://localhost:2380"
-    )]
+    #[arg(long, env = "ETCD_LISTEN_PEER_URLS", default_value = "http://localhost:2380")]
     pub listen_peer_urls: String,
     /// List of this member's peer URLs to advertise to the rest of the cluster.
-    #[arg(
-        long,
-        env = "ETCD_INITIAL_ADVERTISE_PEER_URLS",
-        default_value = "http://localhost:2380"
-    )]
+    #[arg(long, env = "ETCD_INITIAL_ADVERTISE_PEER_URLS", default_value = "http://localhost:2380")]
     pub initial_advertise_peer_urls: String,
     /// Initial cluster configuration for bootstrapping (`name=peerURL,...`).
     #[arg(long, env = "ETCD_INITIAL_CLUSTER", default_value = "")]
     pub initial_cluster: String,
     /// Initial cluster token for the etcd cluster during bootstrap.
-    #[arg(
-        long,
-        env = "ETCD_INITIAL_CLUSTER_TOKEN",
-        default_value = "etcd-cluster"
-    )]
+    #[arg(long, env = "ETCD_INITIAL_CLUSTER_TOKEN", default_value = "etcd-cluster")]
     pub initial_cluster_token: String,
     /// Initial cluster state ('new' or 'existing').
     #[arg(long, env = "ETCD_INITIAL_CLUSTER_STATE", default_value = "new")]
@@ -103,11 +83,7 @@ pub struct FileConfig {
     #[arg(long, env = "ETCD_LOGGER", default_value = "zap")]
     pub logger: String,
     /// Number of entries for a slow follower to catch up after compacting the raft storage entries.
-    #[arg(
-        long,
-        env = "ETCD_EXPERIMENTAL_SNAPSHOT_CATCHUP_ENTRIES",
-        default_value_t = 5000
-    )]
+    #[arg(long, env = "ETCD_EXPERIMENTAL_SNAPSHOT_CATCHUP_ENTRIES", default_value_t = 5000)]
     pub experimental_snapshot_catchup_entries: u64,
     /// Strict reconfiguration check.
     #[arg(long, env = "ETCD_STRICT_RECONFIG_CHECK", default_value_t = true, action = clap::ArgAction::Set)]
@@ -141,10 +117,7 @@ pub struct Config {
 }
 
 fn split_list(s: &str) -> Vec<String> {
-    s.split(',')
-        .map(|x| x.trim().to_string())
-        .filter(|x| !x.is_empty())
-        .collect()
+    s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect()
 }
 
 impl Config {
@@ -152,12 +125,10 @@ impl Config {
     pub fn load(flags: Flags) -> Result<Config, ServerError> {
         let raw = match &flags.config_file {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    ServerError::Config(format!("cannot read config file {}: {e}", path.display()))
-                })?;
-                serde_yaml::from_str::<FileConfig>(&text).map_err(|e| {
-                    ServerError::Config(format!("cannot parse config file {}: {e}", path.display()))
-                })?
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ServerError::Config(format!("cannot read config file {}: {e}", path.display())))?;
+                serde_yaml::from_str::<FileConfig>(&text)
+                    .map_err(|e| ServerError::Config(format!("cannot parse config file {}: {e}", path.display())))?
             }
             None => flags.cfg,
         };
@@ -165,18 +136,11 @@ impl Config {
     }
 
     pub fn from_raw(raw: FileConfig) -> Result<Config, ServerError> {
-        let data_dir = if raw.data_dir.is_empty() {
-            format!("{}.etcd", raw.name)
-        } else {
-            raw.data_dir.clone()
-        };
+        let data_dir = if raw.data_dir.is_empty() { format!("{}.etcd", raw.name) } else { raw.data_dir.clone() };
         let parse_urls = |s: &str, what: &str| -> Result<Vec<Url>, ServerError> {
             split_list(s)
                 .iter()
-                .map(|u| {
-                    Url::parse(u)
-                        .map_err(|e| ServerError::Config(format!("invalid {what} {u:?}: {e}")))
-                })
+                .map(|u| Url::parse(u).map_err(|e| ServerError::Config(format!("invalid {what} {u:?}: {e}"))))
                 .collect()
         };
         let listen_client_urls = parse_urls(&raw.listen_client_urls, "listen-client-urls")?;
@@ -184,10 +148,7 @@ impl Config {
         let advertise_client_urls = split_list(&raw.advertise_client_urls);
         let advertise_peer_urls = split_list(&raw.initial_advertise_peer_urls);
         let initial_cluster = if raw.initial_cluster.is_empty() {
-            vec![InitialMember {
-                name: raw.name.clone(),
-                peer_urls: advertise_peer_urls.clone(),
-            }]
+            vec![InitialMember { name: raw.name.clone(), peer_urls: advertise_peer_urls.clone() }]
         } else {
             parse_initial_cluster(&raw.initial_cluster)?
         };
@@ -226,19 +187,12 @@ pub fn parse_initial_cluster(s: &str) -> Result<Vec<InitialMember>, ServerError>
     let mut out: Vec<InitialMember> = Vec::new();
     for part in split_list(s) {
         let Some((name, url)) = part.split_once('=') else {
-            return Err(ServerError::Config(format!(
-                "invalid initial-cluster entry {part:?}"
-            )));
+            return Err(ServerError::Config(format!("invalid initial-cluster entry {part:?}")));
         };
-        Url::parse(url).map_err(|e| {
-            ServerError::Config(format!("invalid initial-cluster URL {url:?}: {e}"))
-        })?;
+        Url::parse(url).map_err(|e| ServerError::Config(format!("invalid initial-cluster URL {url:?}: {e}")))?;
         match out.iter_mut().find(|m| m.name == name) {
             Some(m) => m.peer_urls.push(url.to_string()),
-            None => out.push(InitialMember {
-                name: name.to_string(),
-                peer_urls: vec![url.to_string()],
-            }),
+            None => out.push(InitialMember { name: name.to_string(), peer_urls: vec![url.to_string()] }),
         }
     }
     Ok(out)
@@ -255,15 +209,9 @@ mod tests {
         assert_eq!(c.listen_client_urls[0].port, 2379);
         assert_eq!(
             c.initial_cluster,
-            vec![InitialMember {
-                name: "default".into(),
-                peer_urls: vec!["http://localhost:2380".into()]
-            }]
+            vec![InitialMember { name: "default".into(), peer_urls: vec!["http://localhost:2380".into()] }]
         );
-        assert_eq!(
-            (c.raw.max_request_bytes, c.raw.max_txn_ops),
-            (1_572_864, 128)
-        );
+        assert_eq!((c.raw.max_request_bytes, c.raw.max_txn_ops), (1_572_864, 128));
     }
 
     #[test]

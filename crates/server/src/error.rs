@@ -48,6 +48,15 @@ pub mod rpc {
         member_not_found => NotFound, "etcdserver: member not found";
         not_capable => Unavailable, "etcdserver: not capable";
         leader_changed => Unavailable, "etcdserver: leader changed";
+        peer_url_exist => FailedPrecondition, "etcdserver: Peer URLs already exists";
+        member_exist => FailedPrecondition, "etcdserver: member ID already exist";
+        unhealthy => Unavailable, "etcdserver: unhealthy cluster";
+        member_not_learner => FailedPrecondition, "etcdserver: can only promote a learner member";
+        learner_not_ready => FailedPrecondition, "etcdserver: can only promote a learner member which is in sync with leader";
+        too_many_learners => FailedPrecondition, "etcdserver: too many learner members in cluster";
+        not_leader => FailedPrecondition, "etcdserver: not leader";
+        bad_leader_transferee => FailedPrecondition, "etcdserver: bad leader transferee";
+        leader_transfer_timeout => Unavailable, "etcdserver: request timed out, leader transfer took too long";
     }
 
     /// Maps a store error to etcd's client error.

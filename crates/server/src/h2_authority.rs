@@ -92,8 +92,7 @@ impl<S> AuthorityFix<S> {
                     if self.inbuf.len() < 9 {
                         return Ok(());
                     }
-                    let len = u32::from_be_bytes([0, self.inbuf[0], self.inbuf[1], self.inbuf[2]])
-                        as usize;
+                    let len = u32::from_be_bytes([0, self.inbuf[0], self.inbuf[1], self.inbuf[2]]) as usize;
                     if self.inbuf.len() < 9 + len {
                         return Ok(());
                     }
@@ -119,21 +118,14 @@ impl<S> AuthorityFix<S> {
                     p = &p[1..p.len() - pad];
                 }
                 let priority = if flags & FLAG_PRIORITY != 0 {
-                    let pr: [u8; 5] = p
-                        .get(..5)
-                        .and_then(|x| x.try_into().ok())
-                        .ok_or_else(|| bad("short priority"))?;
+                    let pr: [u8; 5] =
+                        p.get(..5).and_then(|x| x.try_into().ok()).ok_or_else(|| bad("short priority"))?;
                     p = &p[5..];
                     Some(pr)
                 } else {
                     None
                 };
-                self.pending = Some(Pending {
-                    stream,
-                    flags,
-                    priority,
-                    block: p.to_vec(),
-                });
+                self.pending = Some(Pending { stream, flags, priority, block: p.to_vec() });
                 if flags & FLAG_END_HEADERS != 0 {
                     self.finish_block()?;
                 }
@@ -164,17 +156,10 @@ impl<S> AuthorityFix<S> {
         let Some(p) = self.pending.take() else {
             return Ok(());
         };
-        let headers = self
-            .decoder
-            .decode(&p.block)
-            .map_err(|e| bad(&format!("HPACK: {e:?}")))?;
+        let headers = self.decoder.decode(&p.block).map_err(|e| bad(&format!("HPACK: {e:?}")))?;
         let mut block = Vec::with_capacity(p.block.len() + 64);
         for (name, value) in &headers {
-            let value: &[u8] = if name.as_slice() == b":authority" {
-                strip_scheme(value)
-            } else {
-                value
-            };
+            let value: &[u8] = if name.as_slice() == b":authority" { strip_scheme(value) } else { value };
             // Literal header field without indexing, new name (RFC 7541 6.2.2).
             block.push(0);
             encode_str(&mut block, name);
@@ -183,20 +168,12 @@ impl<S> AuthorityFix<S> {
         let mut first = true;
         let mut rest = block.as_slice();
         loop {
-            let room = if first && p.priority.is_some() {
-                MAX_FRAME - 5
-            } else {
-                MAX_FRAME
-            };
+            let room = if first && p.priority.is_some() { MAX_FRAME - 5 } else { MAX_FRAME };
             let take = rest.len().min(room);
             let (chunk, tail) = rest.split_at(take);
             let last = tail.is_empty();
             let mut flags = if last { FLAG_END_HEADERS } else { 0 };
-            let kind = if first {
-                FRAME_HEADERS
-            } else {
-                FRAME_CONTINUATION
-            };
+            let kind = if first { FRAME_HEADERS } else { FRAME_CONTINUATION };
             let mut body_len = chunk.len();
             if first {
                 flags |= p.flags & FLAG_END_STREAM;
@@ -205,8 +182,7 @@ impl<S> AuthorityFix<S> {
                     body_len += 5;
                 }
             }
-            self.outbuf
-                .extend_from_slice(&(body_len as u32).to_be_bytes()[1..]);
+            self.outbuf.extend_from_slice(&(body_len as u32).to_be_bytes()[1..]);
             self.outbuf.push(kind);
             self.outbuf.push(flags);
             self.outbuf.extend_from_slice(&p.stream.to_be_bytes());
@@ -262,11 +238,7 @@ fn encode_str(out: &mut Vec<u8>, s: &[u8]) {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for AuthorityFix<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
         loop {
             if this.out_pos < this.outbuf.len() {
@@ -304,11 +276,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for AuthorityFix<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for AuthorityFix<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -369,21 +337,11 @@ mod tests {
     #[test]
     fn header_blocks_are_rewritten() {
         let mut enc = hpack::Encoder::new();
-        let headers: Vec<(&[u8], &[u8])> = vec![
-            (b":method", b"POST"),
-            (b":authority", b"http://127.0.0.1:1"),
-            (b":path", b"/x"),
-        ];
+        let headers: Vec<(&[u8], &[u8])> =
+            vec![(b":method", b"POST"), (b":authority", b"http://127.0.0.1:1"), (b":path", b"/x")];
         let block = enc.encode(headers.clone());
         let mut frame = (block.len() as u32).to_be_bytes()[1..].to_vec();
-        frame.extend_from_slice(&[
-            FRAME_HEADERS,
-            FLAG_END_HEADERS | FLAG_END_STREAM,
-            0,
-            0,
-            0,
-            1,
-        ]);
+        frame.extend_from_slice(&[FRAME_HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 0, 0, 0, 1]);
         frame.extend_from_slice(&block);
         let mut fix = AuthorityFix::new(());
         fix.inbuf.extend_from_slice(PREFACE);
@@ -393,9 +351,6 @@ mod tests {
         assert_eq!(out[3], FRAME_HEADERS);
         assert_eq!(out[4], FLAG_END_HEADERS | FLAG_END_STREAM);
         let decoded = hpack::Decoder::new().decode(&out[9..]).unwrap();
-        assert_eq!(
-            decoded[1],
-            (b":authority".to_vec(), b"127.0.0.1:1".to_vec())
-        );
+        assert_eq!(decoded[1], (b":authority".to_vec(), b"127.0.0.1:1".to_vec()));
     }
 }

@@ -12,10 +12,7 @@ use serde_json::json;
 use crate::server::EtcdServer;
 
 pub fn routes(s: Arc<EtcdServer>) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route("/version", get(version))
-        .with_state(s)
+    Router::new().route("/health", get(health)).route("/version", get(version)).with_state(s)
 }
 
 /// etcd's `/health`: healthy when a leader exists and a linearizable read completes.
@@ -29,18 +26,11 @@ async fn health(State(s): State<Arc<EtcdServer>>) -> (StatusCode, String) {
         }
     };
     match reason {
-        None => (
-            StatusCode::OK,
-            json!({"health": "true", "reason": ""}).to_string(),
-        ),
-        Some(r) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({"health": "false", "reason": r}).to_string(),
-        ),
+        None => (StatusCode::OK, json!({"health": "true", "reason": ""}).to_string()),
+        Some(r) => (StatusCode::SERVICE_UNAVAILABLE, json!({"health": "false", "reason": r}).to_string()),
     }
 }
 
 async fn version() -> String {
-    json!({"etcdserver": rustcd_api::ETCD_VERSION, "etcdcluster": rustcd_api::ETCD_CLUSTER_VERSION})
-        .to_string()
+    json!({"etcdserver": rustcd_api::ETCD_VERSION, "etcdcluster": rustcd_api::ETCD_CLUSTER_VERSION}).to_string()
 }

@@ -53,14 +53,10 @@ impl Running {
     /// making the backend durable.
     pub fn stop(self) {
         let s = &self.server;
-        let is_leader = s
-            .raft_status
-            .is_leader
-            .load(std::sync::atomic::Ordering::Relaxed);
+        let is_leader = s.raft_status.is_leader.load(std::sync::atomic::Ordering::Relaxed);
         if is_leader && s.membership.list().len() > 1 {
             let _ = self.raft.sender().send(rustcd_raft::Input::StepDown);
-            let deadline =
-                std::time::Instant::now() + Duration::from_millis(s.cfg.raw.election_timeout * 2);
+            let deadline = std::time::Instant::now() + Duration::from_millis(s.cfg.raw.election_timeout * 2);
             while std::time::Instant::now() < deadline && s.leader() == s.member_id {
                 std::thread::sleep(Duration::from_millis(10));
             }
@@ -84,47 +80,24 @@ const IDENTITY_FILE: &str = "identity";
 
 /// Finds this member's identity: from its data dir on restart, from the initial cluster for
 /// a new one, or from the existing members' answer when joining.
-async fn identify(
-    cfg: &Config,
-    member_dir: &Path,
-    store: &KvStore,
-) -> Result<Identity, ServerError> {
+async fn identify(cfg: &Config, member_dir: &Path, store: &KvStore) -> Result<Identity, ServerError> {
     let path = member_dir.join(IDENTITY_FILE);
     let token = &cfg.raw.initial_cluster_token;
     if let Ok(text) = std::fs::read_to_string(&path) {
         let mut parts = text.split_whitespace().map(|x| u64::from_str_radix(x, 16));
         let (Some(Ok(member_id)), Some(Ok(cluster_id))) = (parts.next(), parts.next()) else {
-            return Err(ServerError::DataDir(format!(
-                "{}: malformed identity file",
-                path.display()
-            )));
+            return Err(ServerError::DataDir(format!("{}: malformed identity file", path.display())));
         };
-        let members = Membership::load(store)
-            .map(|m| m.members)
-            .unwrap_or_else(|| initial_members(cfg, token));
-        return Ok(Identity {
-            member_id,
-            cluster_id,
-            members,
-            bootstrap: false,
-        });
+        let members = Membership::load(store).map(|m| m.members).unwrap_or_else(|| initial_members(cfg, token));
+        return Ok(Identity { member_id, cluster_id, members, bootstrap: false });
     }
     let id = if cfg.raw.initial_cluster_state == "existing" {
         join_existing(cfg).await?
     } else {
         let members = initial_members(cfg, token);
-        let member_id = members
-            .iter()
-            .find(|m| m.name == cfg.raw.name)
-            .map(|m| m.id)
-            .unwrap_or(0);
+        let member_id = members.iter().find(|m| m.name == cfg.raw.name).map(|m| m.id).unwrap_or(0);
         let cluster_id = ids::cluster_id(&members.iter().map(|m| m.id).collect::<Vec<_>>());
-        Identity {
-            member_id,
-            cluster_id,
-            members,
-            bootstrap: true,
-        }
+        Identity { member_id, cluster_id, members, bootstrap: true }
     };
     write_identity(&path, id.member_id, id.cluster_id)?;
     Ok(id)
@@ -139,9 +112,7 @@ fn write_identity(path: &Path, member_id: u64, cluster_id: u64) -> Result<(), Se
     f.sync_all().map_err(err)?;
     std::fs::rename(&tmp, path).map_err(err)?;
     if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(err)?;
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(err)?;
     }
     Ok(())
 }
@@ -163,11 +134,7 @@ fn initial_members(cfg: &Config, token: &str) -> Vec<StoredMember> {
 async fn join_existing(cfg: &Config) -> Result<Identity, ServerError> {
     let mut mine = cfg.advertise_peer_urls.clone();
     mine.sort();
-    for m in cfg
-        .initial_cluster
-        .iter()
-        .filter(|m| m.name != cfg.raw.name)
-    {
+    for m in cfg.initial_cluster.iter().filter(|m| m.name != cfg.raw.name) {
         for url in &m.peer_urls {
             let Ok(ep) = tonic::transport::Endpoint::from_shared(url.clone()) else {
                 continue;
@@ -176,10 +143,7 @@ async fn join_existing(cfg: &Config) -> Result<Identity, ServerError> {
                 continue;
             };
             let mut client = rustcd_api::rustcdpb::peer_client::PeerClient::new(ch);
-            let Ok(resp) = client
-                .members(rustcd_api::rustcdpb::PeerMembersRequest {})
-                .await
-            else {
+            let Ok(resp) = client.members(rustcd_api::rustcdpb::PeerMembersRequest {}).await else {
                 continue;
             };
             let resp = resp.into_inner();
@@ -201,15 +165,16 @@ async fn join_existing(cfg: &Config) -> Result<Identity, ServerError> {
             };
         }
     }
-    Err(ServerError::Config("cannot fetch cluster info from peer urls: could not retrieve cluster information from the given URLs".into()))
+    Err(ServerError::Config(
+        "cannot fetch cluster info from peer urls: could not retrieve cluster information from the given URLs".into(),
+    ))
 }
 
 /// Opens the data dir, starts raft, the apply thread, the peer and client listeners.
 pub async fn start(cfg: Config) -> Result<Running, ServerError> {
     let member_dir = cfg.data_dir.join("member");
     let snap_dir = member_dir.join("snap");
-    std::fs::create_dir_all(&snap_dir)
-        .map_err(|e| ServerError::DataDir(format!("{}: {e}", snap_dir.display())))?;
+    std::fs::create_dir_all(&snap_dir).map_err(|e| ServerError::DataDir(format!("{}: {e}", snap_dir.display())))?;
     let store = Arc::new(KvStore::open(snap_dir.join("db"))?);
     let id = identify(&cfg, &member_dir, &store).await?;
     let (member_id, cluster_id) = (id.member_id, id.cluster_id);
@@ -218,14 +183,9 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
         member_id = %format!("{member_id:x}"), cluster_id = %format!("{cluster_id:x}"),
         "starting an etcd server"
     );
-    let membership = Arc::new(Membership::new(StoredMembers {
-        members: id.members.clone(),
-        removed: vec![],
-    }));
+    let membership = Arc::new(Membership::new(StoredMembers { members: id.members.clone(), removed: vec![] }));
     if membership.is_removed(member_id) {
-        return Err(ServerError::Config(
-            "the member has been permanently removed from the cluster".into(),
-        ));
+        return Err(ServerError::Config("the member has been permanently removed from the cluster".into()));
     }
     let transport = PeerTransport::new(cluster_id, member_id, tokio::runtime::Handle::current());
     for m in &id.members {
@@ -237,14 +197,7 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
     let (out_tx, out_rx) = mpsc::sync_channel(1024);
     let node_cfg = NodeConfig {
         id: member_id,
-        bootstrap: if id.bootstrap {
-            id.members
-                .iter()
-                .map(|m| (m.id, m.encode_to_vec()))
-                .collect()
-        } else {
-            vec![]
-        },
+        bootstrap: if id.bootstrap { id.members.iter().map(|m| (m.id, m.encode_to_vec())).collect() } else { vec![] },
         dir: member_dir.join("raft"),
         tick: Duration::from_millis(cfg.raw.heartbeat_interval),
         election_tick: (cfg.raw.election_timeout / cfg.raw.heartbeat_interval) as usize,
@@ -280,11 +233,7 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
         let membership = membership.clone();
         Arc::new(move || membership.stored())
     };
-    serve_peers(
-        &cfg,
-        PeerService::server(cluster_id, raft.sender(), members_fn),
-    )
-    .await?;
+    serve_peers(&cfg, PeerService::server(cluster_id, raft.sender(), members_fn)).await?;
     let server = EtcdServer::new(Parts {
         cfg: cfg.clone(),
         member_id,
@@ -300,11 +249,7 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
     });
     serve_clients(&cfg, server.clone()).await?;
     tokio::spawn(publish(server.clone()));
-    Ok(Running {
-        server,
-        raft,
-        apply_thread,
-    })
+    Ok(Running { server, raft, apply_thread })
 }
 
 /// etcd's publish: once a leader exists, this member's name and client URLs go through raft.
@@ -316,14 +261,7 @@ async fn publish(s: Arc<EtcdServer>) {
     };
     loop {
         if s.leader() != 0 {
-            match s
-                .propose(
-                    rustcd_api::rustcdpb::internal_request::Request::MemberAttributes(
-                        attrs.clone(),
-                    ),
-                )
-                .await
-            {
+            match s.propose(rustcd_api::rustcdpb::internal_request::Request::MemberAttributes(attrs.clone())).await {
                 Ok(_) => {
                     tracing::info!(local_member_id = %format!("{:x}", s.member_id), "published local member to cluster through raft");
                     return;
@@ -368,29 +306,22 @@ where
 fn start_watch_sync(hub: Arc<WatchHub>) {
     let weak = Arc::downgrade(&hub);
     drop(hub);
-    let _ = std::thread::Builder::new()
-        .name("watch-sync".into())
-        .spawn(move || {
-            while let Some(hub) = weak.upgrade() {
-                let behind = hub.sync_round();
-                drop(hub);
-                std::thread::sleep(Duration::from_millis(if behind > 0 { 5 } else { 50 }));
-            }
-        });
+    let _ = std::thread::Builder::new().name("watch-sync".into()).spawn(move || {
+        while let Some(hub) = weak.upgrade() {
+            let behind = hub.sync_round();
+            drop(hub);
+            std::thread::sleep(Duration::from_millis(if behind > 0 { 5 } else { 50 }));
+        }
+    });
 }
 
 async fn serve_clients(cfg: &Config, s: Arc<EtcdServer>) -> Result<(), ServerError> {
     let max = cfg.raw.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
-    let routes = tonic::service::Routes::new(
-        KvServer::new(grpc::kv::KvService(s.clone())).max_decoding_message_size(max),
-    )
-    .add_service(
-        WatchServer::new(grpc::watch::WatchService(s.clone())).max_decoding_message_size(max),
-    )
-    .add_service(MaintenanceServer::new(
-        grpc::maintenance::MaintenanceService(s.clone()),
-    ))
-    .add_service(ClusterServer::new(grpc::cluster::ClusterService(s.clone())));
+    let routes =
+        tonic::service::Routes::new(KvServer::new(grpc::kv::KvService(s.clone())).max_decoding_message_size(max))
+            .add_service(WatchServer::new(grpc::watch::WatchService(s.clone())).max_decoding_message_size(max))
+            .add_service(MaintenanceServer::new(grpc::maintenance::MaintenanceService(s.clone())))
+            .add_service(ClusterServer::new(grpc::cluster::ClusterService(s.clone())));
     let router = routes
         .into_axum_router()
         .layer(axum::middleware::map_response(grpc::size_limit::rewrite))

@@ -79,29 +79,17 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(
-        &self,
-        _ctx: &FmtContext<'_, S, N>,
-        mut w: Writer<'_>,
-        event: &Event<'_>,
-    ) -> fmt::Result {
+    fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut w: Writer<'_>, event: &Event<'_>) -> fmt::Result {
         let meta = event.metadata();
         let mut fields = Fields::default();
         event.record(&mut fields);
         let mut out = Map::new();
-        out.insert(
-            "level".into(),
-            Value::String(meta.level().as_str().to_ascii_lowercase()),
-        );
+        out.insert("level".into(), Value::String(meta.level().as_str().to_ascii_lowercase()));
         out.insert("ts".into(), Value::String(timestamp(SystemTime::now())));
         let file = meta.file().unwrap_or("?");
         let short = file.rsplit("/src/").next().unwrap_or(file);
-        let caller = format!(
-            "{}/{}:{}",
-            meta.target().split("::").next().unwrap_or(""),
-            short,
-            meta.line().unwrap_or(0)
-        );
+        let caller =
+            format!("{}/{}:{}", meta.target().split("::").next().unwrap_or(""), short, meta.line().unwrap_or(0));
         out.insert("caller".into(), Value::String(caller));
         out.insert("msg".into(), Value::String(fields.msg));
         out.extend(fields.map);
@@ -118,15 +106,11 @@ pub fn init(level: &str) {
         _ => "info",
     };
     // RUSTCD_LOG (an EnvFilter directive) overrides the level, for debugging.
-    let directives = std::env::var("RUSTCD_LOG").unwrap_or_else(|_| {
-        format!("{level},raft=warn,raft_engine=warn,h2=warn,hyper=warn,tower=warn")
-    });
+    let directives = std::env::var("RUSTCD_LOG")
+        .unwrap_or_else(|_| format!("{level},raft=warn,raft_engine=warn,h2=warn,hyper=warn,tower=warn"));
     let filter = tracing_subscriber::EnvFilter::new(directives);
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .event_format(ZapJson)
-        .try_init();
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).event_format(ZapJson).try_init();
 }
 
 #[cfg(test)]

@@ -11,11 +11,7 @@ fn main() {
         println!(
             "Go OS/Arch: {}/{}",
             std::env::consts::OS,
-            if std::env::consts::ARCH == "x86_64" {
-                "amd64"
-            } else {
-                std::env::consts::ARCH
-            }
+            if std::env::consts::ARCH == "x86_64" { "amd64" } else { std::env::consts::ARCH }
         );
         return;
     }
@@ -45,9 +41,7 @@ fn main() {
         };
         wait_for_signal().await;
         tracing::info!("received signal; shutting down");
-        tokio::task::spawn_blocking(move || running.stop())
-            .await
-            .ok();
+        tokio::task::spawn_blocking(move || running.stop()).await.ok();
         0
     });
     std::process::exit(code);
@@ -55,10 +49,7 @@ fn main() {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         std::future::pending::<()>().await;
         return;
     };

@@ -32,9 +32,7 @@ impl Membership {
     }
 
     pub fn new(initial: StoredMembers) -> Self {
-        Membership {
-            inner: RwLock::new(initial),
-        }
+        Membership { inner: RwLock::new(initial) }
     }
 
     /// Re-reads the membership after the backend was replaced by a snapshot.
@@ -89,11 +87,7 @@ impl Membership {
                     }
                     Some(_) => Change::Ignored,
                     None => {
-                        let member = StoredMember {
-                            id: cc.node_id,
-                            is_learner: learner,
-                            ..ctx
-                        };
+                        let member = StoredMember { id: cc.node_id, is_learner: learner, ..ctx };
                         m.members.push(member.clone());
                         Change::Added(member)
                     }
@@ -105,17 +99,25 @@ impl Membership {
                 if !m.removed.contains(&cc.node_id) {
                     m.removed.push(cc.node_id);
                 }
-                if m.members.len() < before {
-                    Change::Removed(cc.node_id)
-                } else {
-                    Change::Ignored
-                }
+                if m.members.len() < before { Change::Removed(cc.node_id) } else { Change::Ignored }
             }
         };
         let snapshot = m.clone();
         drop(m);
         self.save(w, &snapshot);
         change
+    }
+
+    /// Applies new peer URLs of a member (MemberUpdate).
+    pub fn apply_update(&self, id: u64, peer_urls: Vec<String>, w: &mut WriteTxn) -> Option<StoredMember> {
+        let mut m = self.write();
+        let member = m.members.iter_mut().find(|x| x.id == id)?;
+        member.peer_urls = peer_urls;
+        let updated = member.clone();
+        let snapshot = m.clone();
+        drop(m);
+        self.save(w, &snapshot);
+        Some(updated)
     }
 
     /// Applies a member's published name and client URLs.

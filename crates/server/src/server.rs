@@ -67,10 +67,7 @@ impl EtcdServer {
     pub fn new(p: Parts) -> Arc<Self> {
         let (read_tx, read_rx) = tokio::sync::mpsc::unbounded_channel();
         // etcd's request ids: member id prefix, then time, then a counter.
-        let ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis() as u64;
+        let ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
         let start = ((p.member_id & 0xffff) << 48) | ((ms & 0xff_ffff_ffff) << 8);
         let s = Arc::new(EtcdServer {
             cfg: p.cfg,
@@ -108,11 +105,7 @@ impl EtcdServer {
     /// Proposes a write through raft and waits for the apply thread's result.
     pub async fn propose(&self, op: InternalOp) -> Result<Applied, Status> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let data = InternalRequest {
-            id,
-            request: Some(op),
-        }
-        .encode_to_vec();
+        let data = InternalRequest { id, request: Some(op) }.encode_to_vec();
         if data.len() as u64 > self.cfg.raw.max_request_bytes {
             return Err(rpc::request_too_large());
         }
@@ -121,10 +114,7 @@ impl EtcdServer {
         let (ack_tx, ack_rx) = oneshot::channel();
         let sent = self.send_raft(Input::Propose(data, ack_tx));
         let accepted = match sent {
-            Ok(()) => ack_rx
-                .await
-                .map_err(|_| rpc::stopped())
-                .and_then(|r| r.map_err(|_| rpc::no_leader())),
+            Ok(()) => ack_rx.await.map_err(|_| rpc::stopped()).and_then(|r| r.map_err(|_| rpc::no_leader())),
             Err(e) => Err(e),
         };
         if let Err(e) = accepted {
@@ -141,10 +131,45 @@ impl EtcdServer {
         }
     }
 
-    fn lock_waiters(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Result<Applied, Status>>>> {
+    fn lock_waiters(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Result<Applied, Status>>>> {
         self.waiters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Proposes a membership change through raft and waits until it is applied.
+    pub async fn propose_conf_change(&self, mut cc: rustcd_raft::eraftpb::ConfChange) -> Result<Applied, Status> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        cc.id = id;
+        let (tx, rx) = oneshot::channel();
+        self.lock_waiters().insert(id, tx);
+        let (ack_tx, ack_rx) = oneshot::channel();
+        let accepted = match self.send_raft(Input::ProposeConfChange(cc, ack_tx)) {
+            Ok(()) => ack_rx.await.map_err(|_| rpc::stopped()).and_then(|r| r.map_err(|_| rpc::no_leader())),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = accepted {
+            self.lock_waiters().remove(&id);
+            return Err(e);
+        }
+        match tokio::time::timeout(request_timeout(&self.cfg), rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(rpc::stopped()),
+            Err(_) => {
+                self.lock_waiters().remove(&id);
+                Err(rpc::timeout())
+            }
+        }
+    }
+
+    /// On the leader: its commit index and every member's matched index.
+    pub async fn leader_progress(&self) -> Result<Option<(u64, Vec<(u64, u64)>)>, Status> {
+        let (tx, rx) = oneshot::channel();
+        self.send_raft(Input::Progress(tx))?;
+        rx.await.map_err(|_| rpc::stopped())
+    }
+
+    /// Asks raft to hand leadership to `to`.
+    pub fn transfer_leader(&self, to: u64) -> Result<(), Status> {
+        self.send_raft(Input::TransferLeader(to))
     }
 
     /// Waits until this member has applied everything committed before the call (ReadIndex).
@@ -180,10 +205,7 @@ async fn read_loop(
 
 async fn read_index_round(s: &EtcdServer, round: u64) -> Result<(), Status> {
     let (tx, rx) = oneshot::channel();
-    s.read_waiters
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(round, tx);
+    s.read_waiters.lock().unwrap_or_else(|p| p.into_inner()).insert(round, tx);
     let deadline = request_timeout(&s.cfg);
     let r = async {
         // Without a leader raft drops the request: retry until one answers or time runs out.
@@ -199,10 +221,7 @@ async fn read_index_round(s: &EtcdServer, round: u64) -> Result<(), Status> {
     let index = match tokio::time::timeout(deadline, r).await {
         Ok(r) => r?,
         Err(_) => {
-            s.read_waiters
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&round);
+            s.read_waiters.lock().unwrap_or_else(|p| p.into_inner()).remove(&round);
             return Err(rpc::timeout());
         }
     };

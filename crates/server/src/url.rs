@@ -17,20 +17,15 @@ impl Url {
         }
         let rest = rest.trim_end_matches('/');
         let (host, port) = match rest.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
-                h.trim_start_matches('[').trim_end_matches(']'),
-                p.parse::<u16>().map_err(|e| e.to_string())?,
-            ),
+            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+                (h.trim_start_matches('[').trim_end_matches(']'), p.parse::<u16>().map_err(|e| e.to_string())?)
+            }
             _ => return Err("missing port".into()),
         };
         if host.is_empty() {
             return Err("missing host".into());
         }
-        Ok(Url {
-            scheme: scheme.to_string(),
-            host: host.to_string(),
-            port,
-        })
+        Ok(Url { scheme: scheme.to_string(), host: host.to_string(), port })
     }
 
     /// `host:port`, resolvable by the standard library.

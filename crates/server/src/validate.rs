@@ -4,9 +4,7 @@
 use std::collections::HashSet;
 
 use rustcd_api::etcdserverpb::request_op::Request;
-use rustcd_api::etcdserverpb::{
-    DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
-};
+use rustcd_api::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest};
 use rustcd_mvcc::KeyRange;
 use tonic::Status;
 
@@ -118,10 +116,7 @@ mod tests {
 
     fn put_op(k: &str) -> RequestOp {
         RequestOp {
-            request: Some(Request::RequestPut(PutRequest {
-                key: k.as_bytes().to_vec().into(),
-                ..Default::default()
-            })),
+            request: Some(Request::RequestPut(PutRequest { key: k.as_bytes().to_vec().into(), ..Default::default() })),
         }
     }
     fn del_op(k: &str, end: &str) -> RequestOp {
@@ -136,16 +131,7 @@ mod tests {
 
     #[test]
     fn duplicate_keys_are_refused() {
-        let t = |ops: Vec<RequestOp>| {
-            txn(
-                &TxnRequest {
-                    compare: vec![],
-                    success: ops,
-                    failure: vec![],
-                },
-                128,
-            )
-        };
+        let t = |ops: Vec<RequestOp>| txn(&TxnRequest { compare: vec![], success: ops, failure: vec![] }, 128);
         assert!(t(vec![put_op("a"), put_op("b")]).is_ok());
         assert_eq!(
             t(vec![put_op("a"), put_op("a")]).unwrap_err().message(),
@@ -163,9 +149,6 @@ mod tests {
         assert!(t(vec![nested.clone()]).is_ok());
         assert!(t(vec![nested, put_op("x")]).is_err());
         let many = (0..129).map(|i| put_op(&i.to_string())).collect();
-        assert_eq!(
-            t(many).unwrap_err().message(),
-            "etcdserver: too many operations in txn request"
-        );
+        assert_eq!(t(many).unwrap_err().message(), "etcdserver: too many operations in txn request");
     }
 }

@@ -1,60 +1,149 @@
-//! The Cluster service: MemberList from the bootstrap configuration; membership changes
-//! answer `Unimplemented` until the cluster issue builds them.
+//! The Cluster service: member list, add (also as learner), remove, update and promote, with
+//! etcd's safety checks; every change goes through raft as a configuration change.
 
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
+use prost::Message;
 use rustcd_api::etcdserverpb::cluster_server::Cluster;
 use rustcd_api::etcdserverpb::*;
+use rustcd_api::rustcdpb::StoredMember;
+use rustcd_api::rustcdpb::internal_request::Request as Op;
+use rustcd_raft::eraftpb::{ConfChange, ConfChangeType};
 use tonic::{Request, Response, Status};
 
+use crate::apply::Applied;
+use crate::error::rpc;
+use crate::membership::to_api;
 use crate::server::EtcdServer;
+use crate::url::Url;
 
 pub struct ClusterService(pub Arc<EtcdServer>);
 
+/// Most learners a cluster may have (etcd's limit).
+const MAX_LEARNERS: usize = 1;
+
+impl ClusterService {
+    fn members_of(&self, applied: Applied) -> Result<Vec<Member>, Status> {
+        match applied {
+            Applied::Members(m) => Ok(m),
+            _ => Err(Status::internal("etcdserver: unexpected apply result")),
+        }
+    }
+
+    fn header(&self) -> Option<ResponseHeader> {
+        self.0.header(self.0.store.current_rev())
+    }
+
+    /// Members that published their attributes (etcd's "started" members).
+    fn started_voters(&self, except: Option<u64>) -> (usize, usize) {
+        let all = self.0.membership.stored();
+        let voters: Vec<&StoredMember> = all.iter().filter(|m| !m.is_learner && Some(m.id) != except).collect();
+        (voters.iter().filter(|m| !m.name.is_empty()).count(), voters.len())
+    }
+
+    fn check_strict(&self, ok: bool) -> Result<(), Status> {
+        if self.0.cfg.raw.strict_reconfig_check && !ok { Err(rpc::unhealthy()) } else { Ok(()) }
+    }
+}
+
 #[tonic::async_trait]
 impl Cluster for ClusterService {
-    async fn member_add(
-        &self,
-        _req: Request<MemberAddRequest>,
-    ) -> Result<Response<MemberAddResponse>, Status> {
-        Err(Status::unimplemented("member add is not implemented yet"))
+    async fn member_add(&self, req: Request<MemberAddRequest>) -> Result<Response<MemberAddResponse>, Status> {
+        let r = req.into_inner();
+        for u in &r.peer_ur_ls {
+            Url::parse(u).map_err(|e| Status::invalid_argument(format!("etcdserver: invalid peer URL {u:?}: {e}")))?;
+        }
+        let existing = self.0.membership.stored();
+        if existing.iter().any(|m| m.peer_urls.iter().any(|u| r.peer_ur_ls.contains(u))) {
+            return Err(rpc::peer_url_exist());
+        }
+        if r.is_learner {
+            if existing.iter().filter(|m| m.is_learner).count() >= MAX_LEARNERS {
+                return Err(rpc::too_many_learners());
+            }
+        } else {
+            // Adding a voter must leave enough started voters for the larger quorum.
+            let (started, voters) = self.started_voters(None);
+            self.check_strict(started >= (voters + 1) / 2 + 1)?;
+        }
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let id = crate::ids::member_id(&r.peer_ur_ls, &now.to_string());
+        if existing.iter().any(|m| m.id == id) || self.0.membership.is_removed(id) {
+            return Err(rpc::member_exist());
+        }
+        let member = StoredMember {
+            id,
+            name: String::new(),
+            peer_urls: r.peer_ur_ls.clone(),
+            client_urls: vec![],
+            is_learner: r.is_learner,
+        };
+        let cc = ConfChange {
+            change_type: if r.is_learner { ConfChangeType::AddLearnerNode } else { ConfChangeType::AddNode },
+            node_id: id,
+            context: member.encode_to_vec().into(),
+            ..Default::default()
+        };
+        let members = self.members_of(self.0.propose_conf_change(cc).await?)?;
+        Ok(Response::new(MemberAddResponse { header: self.header(), member: Some(to_api(&member)), members }))
     }
 
-    async fn member_remove(
-        &self,
-        _req: Request<MemberRemoveRequest>,
-    ) -> Result<Response<MemberRemoveResponse>, Status> {
-        Err(Status::unimplemented(
-            "member remove is not implemented yet",
-        ))
+    async fn member_remove(&self, req: Request<MemberRemoveRequest>) -> Result<Response<MemberRemoveResponse>, Status> {
+        let id = req.into_inner().id;
+        let Some(m) = self.0.membership.get(id) else { return Err(rpc::member_not_found()) };
+        if !m.is_learner {
+            // What remains must still have a quorum of started voters.
+            let (started, voters) = self.started_voters(Some(id));
+            self.check_strict(started >= voters / 2 + 1)?;
+        }
+        let cc = ConfChange { change_type: ConfChangeType::RemoveNode, node_id: id, ..Default::default() };
+        let members = self.members_of(self.0.propose_conf_change(cc).await?)?;
+        Ok(Response::new(MemberRemoveResponse { header: self.header(), members }))
     }
 
-    async fn member_update(
-        &self,
-        _req: Request<MemberUpdateRequest>,
-    ) -> Result<Response<MemberUpdateResponse>, Status> {
-        Err(Status::unimplemented(
-            "member update is not implemented yet",
-        ))
+    async fn member_update(&self, req: Request<MemberUpdateRequest>) -> Result<Response<MemberUpdateResponse>, Status> {
+        let r = req.into_inner();
+        if self.0.membership.get(r.id).is_none() {
+            return Err(rpc::member_not_found());
+        }
+        for u in &r.peer_ur_ls {
+            Url::parse(u).map_err(|e| Status::invalid_argument(format!("etcdserver: invalid peer URL {u:?}: {e}")))?;
+        }
+        let others = self.0.membership.stored();
+        if others.iter().filter(|m| m.id != r.id).any(|m| m.peer_urls.iter().any(|u| r.peer_ur_ls.contains(u))) {
+            return Err(rpc::peer_url_exist());
+        }
+        let members = self.members_of(self.0.propose(Op::MemberUpdate(r)).await?)?;
+        Ok(Response::new(MemberUpdateResponse { header: self.header(), members }))
     }
 
-    async fn member_list(
-        &self,
-        _req: Request<MemberListRequest>,
-    ) -> Result<Response<MemberListResponse>, Status> {
-        let rev = self.0.store.current_rev();
-        Ok(Response::new(MemberListResponse {
-            header: self.0.header(rev),
-            members: self.0.membership.list(),
-        }))
+    async fn member_list(&self, req: Request<MemberListRequest>) -> Result<Response<MemberListResponse>, Status> {
+        if req.into_inner().linearizable {
+            self.0.linearizable_barrier().await?;
+        }
+        Ok(Response::new(MemberListResponse { header: self.header(), members: self.0.membership.list() }))
     }
 
     async fn member_promote(
         &self,
-        _req: Request<MemberPromoteRequest>,
+        req: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
-        Err(Status::unimplemented(
-            "member promote is not implemented yet",
-        ))
+        let id = req.into_inner().id;
+        let Some(m) = self.0.membership.get(id) else { return Err(rpc::member_not_found()) };
+        if !m.is_learner {
+            return Err(rpc::member_not_learner());
+        }
+        let Some((commit, matched)) = self.0.leader_progress().await? else {
+            return Err(rpc::not_leader());
+        };
+        // etcd's readiness rule: the learner has at least 90% of the leader's committed log.
+        let learner_match = matched.iter().find(|(pid, _)| *pid == id).map(|(_, m)| *m).unwrap_or(0);
+        if (learner_match as f64) < commit as f64 * 0.9 {
+            return Err(rpc::learner_not_ready());
+        }
+        let cc = ConfChange { change_type: ConfChangeType::AddNode, node_id: id, ..Default::default() };
+        let members = self.members_of(self.0.propose_conf_change(cc).await?)?;
+        Ok(Response::new(MemberPromoteResponse { header: self.header(), members }))
     }
 }

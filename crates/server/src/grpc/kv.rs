@@ -6,8 +6,8 @@ use std::sync::Arc;
 use rustcd_api::etcdserverpb::kv_server::Kv;
 use rustcd_api::etcdserverpb::request_op::Request as ReqOp;
 use rustcd_api::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
-    PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, TxnRequest, TxnResponse,
 };
 use rustcd_api::rustcdpb::internal_request::Request as Op;
 use tonic::{Request, Response, Status};
@@ -25,14 +25,11 @@ fn unexpected() -> Status {
 
 /// A txn with only reads needs no proposal (etcd serves it from the read path).
 fn is_read_only(t: &TxnRequest) -> bool {
-    t.success
-        .iter()
-        .chain(&t.failure)
-        .all(|op| match &op.request {
-            Some(ReqOp::RequestRange(_)) => true,
-            Some(ReqOp::RequestTxn(inner)) => is_read_only(inner),
-            _ => false,
-        })
+    t.success.iter().chain(&t.failure).all(|op| match &op.request {
+        Some(ReqOp::RequestRange(_)) => true,
+        Some(ReqOp::RequestTxn(inner)) => is_read_only(inner),
+        _ => false,
+    })
 }
 
 #[tonic::async_trait]
@@ -60,10 +57,7 @@ impl Kv for KvService {
         }
     }
 
-    async fn delete_range(
-        &self,
-        req: Request<DeleteRangeRequest>,
-    ) -> Result<Response<DeleteRangeResponse>, Status> {
+    async fn delete_range(&self, req: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
         let d = req.into_inner();
         validate::delete_range(&d)?;
         match self.0.propose(Op::DeleteRange(d)).await? {
@@ -83,11 +77,7 @@ impl Kv for KvService {
             let no_leases = |_: i64| false;
             // A read-only txn runs in a write batch that changes nothing, so that it sees one
             // consistent revision; it commits no revision.
-            let c = self
-                .0
-                .store
-                .write(false, &no_leases, |w| w.txn(&t))
-                .map_err(rpc::from_mvcc)?;
+            let c = self.0.store.write(false, &no_leases, |w| w.txn(&t)).map_err(rpc::from_mvcc)?;
             Applied::Txn(c.value.map_err(rpc::from_mvcc)?)
         } else {
             self.0.propose(Op::Txn(t)).await?
@@ -101,10 +91,7 @@ impl Kv for KvService {
         }
     }
 
-    async fn compact(
-        &self,
-        req: Request<CompactionRequest>,
-    ) -> Result<Response<CompactionResponse>, Status> {
+    async fn compact(&self, req: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
         match self.0.propose(Op::Compaction(req.into_inner())).await? {
             Applied::Compaction(mut resp) => {
                 resp.header = self.0.header(resp.header.map(|h| h.revision).unwrap_or(0));

@@ -23,16 +23,10 @@ impl Maintenance for MaintenanceService {
     async fn alarm(&self, _req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
         // No alarm is ever raised yet (quota and corruption checks are not built).
         let rev = self.0.store.current_rev();
-        Ok(Response::new(AlarmResponse {
-            header: self.0.header(rev),
-            alarms: vec![],
-        }))
+        Ok(Response::new(AlarmResponse { header: self.0.header(rev), alarms: vec![] }))
     }
 
-    async fn status(
-        &self,
-        _req: Request<StatusRequest>,
-    ) -> Result<Response<StatusResponse>, Status> {
+    async fn status(&self, _req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         let s = &self.0;
         let (db_size, db_size_in_use) = s.store.db_size();
         let st = &s.raft_status;
@@ -46,34 +40,22 @@ impl Maintenance for MaintenanceService {
             raft_applied_index: *s.applied.borrow(),
             errors: vec![],
             db_size_in_use,
-            is_learner: false,
+            is_learner: st.is_learner.load(Ordering::Relaxed),
         }))
     }
 
-    async fn defragment(
-        &self,
-        _req: Request<DefragmentRequest>,
-    ) -> Result<Response<DefragmentResponse>, Status> {
+    async fn defragment(&self, _req: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
         Err(Status::unimplemented("defragment is not implemented yet"))
     }
 
     async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
         let (hash, _, rev) = self.0.store.hash_kv(0).map_err(rpc::from_mvcc)?;
-        Ok(Response::new(HashResponse {
-            header: self.0.header(rev),
-            hash,
-        }))
+        Ok(Response::new(HashResponse { header: self.0.header(rev), hash }))
     }
 
-    async fn hash_kv(
-        &self,
-        req: Request<HashKvRequest>,
-    ) -> Result<Response<HashKvResponse>, Status> {
-        let (hash, compact_revision, hash_revision) = self
-            .0
-            .store
-            .hash_kv(req.into_inner().revision)
-            .map_err(rpc::from_mvcc)?;
+    async fn hash_kv(&self, req: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+        let (hash, compact_revision, hash_revision) =
+            self.0.store.hash_kv(req.into_inner().revision).map_err(rpc::from_mvcc)?;
         Ok(Response::new(HashKvResponse {
             header: self.0.header(self.0.store.current_rev()),
             hash,
@@ -82,24 +64,34 @@ impl Maintenance for MaintenanceService {
         }))
     }
 
-    async fn snapshot(
-        &self,
-        _req: Request<SnapshotRequest>,
-    ) -> Result<Response<SnapshotStream>, Status> {
+    async fn snapshot(&self, _req: Request<SnapshotRequest>) -> Result<Response<SnapshotStream>, Status> {
         Err(Status::unimplemented("snapshot is not implemented yet"))
     }
 
-    async fn move_leader(
-        &self,
-        _req: Request<MoveLeaderRequest>,
-    ) -> Result<Response<MoveLeaderResponse>, Status> {
-        Err(Status::unimplemented("move-leader is not implemented yet"))
+    async fn move_leader(&self, req: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
+        let target = req.into_inner().target_id;
+        let s = &self.0;
+        if s.leader() != s.member_id {
+            return Err(rpc::not_leader());
+        }
+        match s.membership.get(target) {
+            Some(m) if !m.is_learner => {}
+            _ => return Err(rpc::bad_leader_transferee()),
+        }
+        if target != s.member_id {
+            s.transfer_leader(target)?;
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(s.cfg.raw.election_timeout * 2);
+            while s.leader() != target {
+                if tokio::time::Instant::now() > deadline {
+                    return Err(rpc::leader_transfer_timeout());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+        Ok(Response::new(MoveLeaderResponse { header: s.header(s.store.current_rev()) }))
     }
 
-    async fn downgrade(
-        &self,
-        _req: Request<DowngradeRequest>,
-    ) -> Result<Response<DowngradeResponse>, Status> {
+    async fn downgrade(&self, _req: Request<DowngradeRequest>) -> Result<Response<DowngradeResponse>, Status> {
         Err(Status::unimplemented("downgrade is not implemented yet"))
     }
 }

@@ -12,19 +12,13 @@ pub async fn rewrite<B>(mut resp: Response<B>) -> Response<B> {
     if h.get("grpc-status").and_then(|v| v.to_str().ok()) != Some("11") {
         return resp;
     }
-    let Some(msg) = h
-        .get("grpc-message")
-        .and_then(|v| v.to_str().ok())
-        .map(percent_decode)
-    else {
+    let Some(msg) = h.get("grpc-message").and_then(|v| v.to_str().ok()).map(percent_decode) else {
         return resp;
     };
     let Some(rest) = msg.strip_prefix(TONIC_PREFIX) else {
         return resp;
     };
-    let mut numbers = rest
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|s| !s.is_empty());
+    let mut numbers = rest.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty());
     let (Some(found), Some(limit)) = (numbers.next(), numbers.next()) else {
         return resp;
     };
@@ -44,9 +38,7 @@ fn percent_decode(s: &str) -> String {
     while i < b.len() {
         if b[i] == b'%'
             && i + 2 < b.len()
-            && let Some(v) = std::str::from_utf8(&b[i + 1..i + 3])
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            && let Some(v) = std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok())
         {
             out.push(v);
             i += 3;
@@ -60,13 +52,7 @@ fn percent_decode(s: &str) -> String {
 
 fn percent_encode(s: &str) -> String {
     s.bytes()
-        .map(|c| {
-            if (0x20..0x7f).contains(&c) && c != b'%' {
-                (c as char).to_string()
-            } else {
-                format!("%{c:02X}")
-            }
-        })
+        .map(|c| if (0x20..0x7f).contains(&c) && c != b'%' { (c as char).to_string() } else { format!("%{c:02X}") })
         .collect()
 }
 

@@ -30,18 +30,10 @@ type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Se
 impl Watch for WatchService {
     type WatchStream = WatchStream;
 
-    async fn watch(
-        &self,
-        req: Request<Streaming<WatchRequest>>,
-    ) -> Result<Response<WatchStream>, Status> {
+    async fn watch(&self, req: Request<Streaming<WatchRequest>>) -> Result<Response<WatchStream>, Status> {
         let incoming = req.into_inner();
         let (out_tx, out_rx) = mpsc::channel(STREAM_BUFFER);
-        let session = Session {
-            s: self.0.clone(),
-            watchers: HashMap::new(),
-            next_id: 0,
-            out: out_tx,
-        };
+        let session = Session { s: self.0.clone(), watchers: HashMap::new(), next_id: 0, out: out_tx };
         tokio::spawn(session.run(incoming));
         Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
     }
@@ -103,23 +95,14 @@ impl Session {
             }
             Some(RequestUnion::ProgressRequest(_)) => {
                 let rev = self.s.store.current_rev();
-                self.send(WatchResponse {
-                    header: self.s.header(rev),
-                    watch_id: -1,
-                    ..Default::default()
-                })
-                .await
+                self.send(WatchResponse { header: self.s.header(rev), watch_id: -1, ..Default::default() }).await
             }
             None => true,
         }
     }
 
     async fn create(&mut self, c: WatchCreateRequest, ev_tx: &mpsc::Sender<WatchEvent>) -> bool {
-        let watch_id = if c.watch_id != 0 {
-            c.watch_id
-        } else {
-            self.fresh_id()
-        };
+        let watch_id = if c.watch_id != 0 { c.watch_id } else { self.fresh_id() };
         if self.watchers.contains_key(&watch_id) {
             let rev = self.s.store.current_rev();
             return self
@@ -143,13 +126,7 @@ impl Session {
         };
         let (key, rev) = self.s.hub.watch(spec, ev_tx.clone());
         self.watchers.insert(watch_id, key);
-        self.send(WatchResponse {
-            header: self.s.header(rev),
-            watch_id,
-            created: true,
-            ..Default::default()
-        })
-        .await
+        self.send(WatchResponse { header: self.s.header(rev), watch_id, created: true, ..Default::default() }).await
     }
 
     fn fresh_id(&mut self) -> i64 {
