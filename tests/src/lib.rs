@@ -60,6 +60,8 @@ pub struct Member {
     pub host: String,
     /// When set, the member starts with only `--config-file` (the seed walkthrough's way).
     pub config_file: Option<PathBuf>,
+    /// A member joining later: its own `--initial-cluster`, started with state `existing`.
+    pub joining_cluster: Option<String>,
     pub client_port: u16,
     pub peer_port: u16,
     pub data_dir: PathBuf,
@@ -109,6 +111,7 @@ impl Cluster {
             members.push(Member {
                 host: "127.0.0.1".into(),
                 config_file: None,
+                joining_cluster: None,
                 data_dir: dir.path().join(format!("{name}.etcd")),
                 log: dir.path().join(format!("{name}.log")),
                 name,
@@ -141,6 +144,7 @@ impl Cluster {
                 name,
                 host,
                 config_file: Some(cfg),
+                joining_cluster: None,
                 client_port,
                 peer_port,
                 extra_args: vec![],
@@ -193,7 +197,8 @@ impl Cluster {
             .arg("--initial-advertise-peer-urls")
             .arg(m.peer_url())
             .arg("--initial-cluster")
-            .arg(&self.initial_cluster)
+            .arg(m.joining_cluster.as_ref().unwrap_or(&self.initial_cluster))
+            .args(if m.joining_cluster.is_some() { &["--initial-cluster-state", "existing"][..] } else { &[] })
             .args(&m.extra_args)
             .stdin(Stdio::null())
             .stdout(log)
@@ -220,6 +225,35 @@ impl Cluster {
             let out = etcdctl(&[&ep], &["put", "__harness_probe", "1", "--command-timeout=2s"]);
             out.status.success().then_some(())
         });
+    }
+
+    /// A new member's name and peer URL, to `member add` before [`Cluster::start_joining`].
+    pub fn plan_member(&mut self, name: &str) -> (usize, String) {
+        let i = self.members.len();
+        let mut current: Vec<String> =
+            self.members.iter().filter(|m| m.is_running()).map(|m| format!("{}={}", m.name, m.peer_url())).collect();
+        let m = Member {
+            name: name.to_string(),
+            host: "127.0.0.1".into(),
+            config_file: None,
+            joining_cluster: None,
+            client_port: free_port(),
+            peer_port: free_port(),
+            data_dir: self.dir.path().join(format!("{name}.etcd")),
+            log: self.dir.path().join(format!("{name}.log")),
+            extra_args: self.members.first().map(|m| m.extra_args.clone()).unwrap_or_default(),
+            child: None,
+        };
+        current.push(format!("{}={}", m.name, m.peer_url()));
+        let url = m.peer_url();
+        self.members.push(Member { joining_cluster: Some(current.join(",")), ..m });
+        (i, url)
+    }
+
+    /// Starts a planned member (after `member add`) and waits until it serves.
+    pub fn start_joining(&mut self, i: usize) {
+        self.spawn(i);
+        self.wait_ready(i);
     }
 
     /// Sends `signal` to member `i`; for SIGKILL/SIGTERM/SIGINT waits for it to exit.

@@ -46,12 +46,15 @@ pub enum Input {
     /// Outcome of sending a snapshot to this peer.
     SnapshotStatus(u64, bool),
     /// On a leader: the commit index and every peer's matched index; `None` elsewhere.
-    Progress(tokio::sync::oneshot::Sender<Option<(u64, Vec<(u64, u64)>)>>),
+    Progress(tokio::sync::oneshot::Sender<Option<LeaderProgress>>),
     /// A leader hands leadership to its most up-to-date voter (before a graceful stop).
     StepDown,
     /// Ends the raft thread.
     Stop,
 }
+
+/// A leader's commit index and each member's (id, matched index).
+pub type LeaderProgress = (u64, Vec<(u64, u64)>);
 
 /// What the raft task hands to the apply side, in order.
 pub enum Output {

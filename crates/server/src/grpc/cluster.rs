@@ -42,6 +42,18 @@ impl ClusterService {
         (voters.iter().filter(|m| !m.name.is_empty()).count(), voters.len())
     }
 
+    async fn forward_promote(&self, id: u64) -> Result<Response<MemberPromoteResponse>, Status> {
+        let leader = self.0.leader();
+        let urls = self.0.membership.get(leader).map(|m| m.client_urls).unwrap_or_default();
+        for url in urls {
+            let Ok(ep) = tonic::transport::Endpoint::from_shared(url) else { continue };
+            let Ok(ch) = ep.connect_timeout(std::time::Duration::from_secs(1)).connect().await else { continue };
+            let mut client = rustcd_api::etcdserverpb::cluster_client::ClusterClient::new(ch);
+            return client.member_promote(MemberPromoteRequest { id }).await;
+        }
+        Err(rpc::no_leader())
+    }
+
     fn check_strict(&self, ok: bool) -> Result<(), Status> {
         if self.0.cfg.raw.strict_reconfig_check && !ok { Err(rpc::unhealthy()) } else { Ok(()) }
     }
@@ -135,7 +147,8 @@ impl Cluster for ClusterService {
             return Err(rpc::member_not_learner());
         }
         let Some((commit, matched)) = self.0.leader_progress().await? else {
-            return Err(rpc::not_leader());
+            // Only the leader knows how far the learner is: etcd forwards promotions to it.
+            return self.forward_promote(id).await;
         };
         // etcd's readiness rule: the learner has at least 90% of the leader's committed log.
         let learner_match = matched.iter().find(|(pid, _)| *pid == id).map(|(_, m)| *m).unwrap_or(0);

@@ -80,7 +80,8 @@ impl Maintenance for MaintenanceService {
         }
         if target != s.member_id {
             s.transfer_leader(target)?;
-            let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(s.cfg.raw.election_timeout * 2);
+            let deadline =
+                tokio::time::Instant::now() + std::time::Duration::from_millis(s.cfg.raw.election_timeout * 2);
             while s.leader() != target {
                 if tokio::time::Instant::now() > deadline {
                     return Err(rpc::leader_transfer_timeout());
