@@ -20,6 +20,11 @@ use crate::url::Url;
 
 pub struct ClusterService(pub Arc<EtcdServer>);
 
+/// Votes needed among `voters`.
+fn quorum(voters: usize) -> usize {
+    voters / 2 + 1
+}
+
 /// Most learners a cluster may have (etcd's limit).
 const MAX_LEARNERS: usize = 1;
 
@@ -77,7 +82,7 @@ impl Cluster for ClusterService {
         } else {
             // Adding a voter must leave enough started voters for the larger quorum.
             let (started, voters) = self.started_voters(None);
-            self.check_strict(started >= (voters + 1) / 2 + 1)?;
+            self.check_strict(started >= quorum(voters + 1))?;
         }
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
         let id = crate::ids::member_id(&r.peer_ur_ls, &now.to_string());
@@ -107,7 +112,7 @@ impl Cluster for ClusterService {
         if !m.is_learner {
             // What remains must still have a quorum of started voters.
             let (started, voters) = self.started_voters(Some(id));
-            self.check_strict(started >= voters / 2 + 1)?;
+            self.check_strict(started >= quorum(voters))?;
         }
         let cc = ConfChange { change_type: ConfChangeType::RemoveNode, node_id: id, ..Default::default() };
         let members = self.members_of(self.0.propose_conf_change(cc).await?)?;
