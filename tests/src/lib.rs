@@ -24,9 +24,12 @@ pub enum Server {
 /// Path of a binary built from this workspace (`etcd`, `etcdctl`...), next to the test's.
 pub fn workspace_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = dir.join(name);
+    // A test runs from target/<profile>/deps/, a tool such as rustcd-bench from target/<profile>/.
+    let here = exe.parent().expect("executable dir");
+    let bin = [here.join(name), here.parent().map(|d| d.join(name)).unwrap_or_default()]
+        .into_iter()
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| here.join(name));
     assert!(bin.exists(), "{} not built: run `cargo build --bins` first (the test command does)", bin.display());
     bin
 }

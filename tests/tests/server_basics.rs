@@ -43,9 +43,12 @@ fn health_version_status_and_member_list() {
     assert_eq!(st["raftTerm"], 2, "first election after bootstrap is term 2, as etcd: {status}");
     assert!(st["dbSize"].as_i64().unwrap_or(0) > 0 && st["raftIndex"] == st["raftAppliedIndex"], "{status}");
 
-    let members = stdout(&c.etcdctl(0, &["member", "list"]));
+    // The member publishes its client URLs through raft right after it starts.
     let m = &c.members[0];
-    assert!(members.ends_with(&format!(", started, m0, {}, {}, false\n", m.peer_url(), m.client_url())), "{members}");
+    let line = format!(", started, m0, {}, {}, false\n", m.peer_url(), m.client_url());
+    wait_for("the member's published client URLs", Duration::from_secs(10), || {
+        stdout(&c.etcdctl(0, &["member", "list"])).ends_with(&line).then_some(())
+    });
 }
 
 #[test]
