@@ -261,6 +261,21 @@ impl KvStore {
         Ok(meta.get(key)?.map(|v| v.value().to_vec()))
     }
 
+    /// Metadata records whose key starts with `prefix`, in key order.
+    pub fn meta_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let tx = self.db.begin_read()?;
+        let meta = tx.open_table(META)?;
+        let mut out = Vec::new();
+        for item in meta.range(prefix..)? {
+            let (k, v) = item?;
+            if !k.value().starts_with(prefix) {
+                break;
+            }
+            out.push((k.value().to_string(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
     /// File size and the part of it in use, in bytes.
     pub fn db_size(&self) -> (i64, i64) {
         let total = std::fs::metadata(&self.path).map(|m| m.len() as i64).unwrap_or(0);

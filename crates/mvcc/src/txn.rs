@@ -76,6 +76,11 @@ impl<'a, 't> WriteTxn<'a, 't> {
         self.st.current_rev
     }
 
+    /// Every change made so far in this batch, in order.
+    pub fn events(&self) -> &[Event] {
+        &self.events
+    }
+
     /// Revision the current operation's reads see: its own changes included.
     fn read_rev(&self) -> i64 {
         self.st.current_rev + if self.sub > 0 { 1 } else { 0 }

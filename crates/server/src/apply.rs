@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use prost::Message;
 use protobuf::Message as _;
 use rustcd_api::etcdserverpb::Member;
-use rustcd_api::etcdserverpb::{CompactionResponse, DeleteRangeResponse, PutResponse, TxnResponse};
+use rustcd_api::etcdserverpb::{
+    CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse, TxnResponse,
+};
 use rustcd_api::rustcdpb::{InternalRequest, internal_request::Request as Op};
 use rustcd_mvcc::watch::WatchHub;
 use rustcd_mvcc::{KvStore, WriteTxn};
@@ -19,6 +21,7 @@ use tokio::sync::watch;
 use tonic::Status;
 
 use crate::error::rpc;
+use crate::lease::{self, SharedLessor};
 use crate::membership::{Change, Membership};
 use crate::server::{ReadWaiters, Waiters};
 
@@ -31,6 +34,9 @@ pub enum Applied {
     Compaction(CompactionResponse),
     /// A membership change or published attributes: the member list after it.
     Members(Vec<Member>),
+    LeaseGrant(LeaseGrantResponse),
+    LeaseRevoke(LeaseRevokeResponse),
+    LeaseCheckpoint,
 }
 
 /// Longest time a backend commit stays non-durable.
@@ -38,6 +44,7 @@ const SYNC_INTERVAL: Duration = Duration::from_millis(100);
 
 pub struct Applier {
     pub member_id: u64,
+    pub lessor: SharedLessor,
     pub membership: Arc<Membership>,
     pub transport: Arc<PeerTransport>,
     pub store: Arc<KvStore>,
@@ -104,6 +111,10 @@ impl Applier {
             std::process::exit(1);
         }
         self.membership.reload(&self.store);
+        if let Err(e) = lease::restore(&self.store, &self.lessor) {
+            tracing::error!(error = %e, "cannot restore leases from the snapshot");
+            std::process::exit(1);
+        }
         for m in self.membership.stored() {
             self.transport.upsert_peer(m.id, m.peer_urls);
         }
@@ -117,9 +128,9 @@ impl Applier {
             return;
         };
         let from = self.store.consistent_index();
-        let no_leases = |_: i64| false;
+        let lease_exists = |id: i64| lease::lock(&self.lessor).contains(id);
         let mut removed_self = false;
-        let committed = self.store.write(false, &no_leases, |w| {
+        let committed = self.store.write(false, &lease_exists, |w| {
             let mut results = Vec::new();
             for e in entries.iter().filter(|e| e.index > from) {
                 match e.get_entry_type() {
@@ -144,7 +155,7 @@ impl Applier {
                             self.membership.apply_attributes(&a, w);
                             results.push((id, Ok(Applied::Members(self.membership.list()))));
                         }
-                        Ok(req) => results.push((req.id, apply_one(w, req.request))),
+                        Ok(req) => results.push((req.id, apply_one(w, &self.lessor, req.request))),
                         Err(err) => tracing::error!(index = e.index, error = %err, "undecodable raft entry skipped"),
                     },
                     _ => {}
@@ -181,7 +192,18 @@ impl Applier {
     }
 }
 
-fn apply_one(w: &mut WriteTxn, op: Option<Op>) -> Result<Applied, Status> {
+/// Applies one client request; the events it makes move keys between leases.
+fn apply_one(w: &mut WriteTxn, lessor: &SharedLessor, op: Option<Op>) -> Result<Applied, Status> {
+    let before = w.events().len();
+    let r = apply_request(w, lessor, op);
+    let events = &w.events()[before..];
+    if !events.is_empty() {
+        lease::lock(lessor).apply_events(events);
+    }
+    r
+}
+
+fn apply_request(w: &mut WriteTxn, lessor: &SharedLessor, op: Option<Op>) -> Result<Applied, Status> {
     match op {
         Some(Op::Put(p)) => w.put(&p).map(Applied::Put).map_err(rpc::from_mvcc),
         Some(Op::DeleteRange(d)) => w.delete_range(&d).map(Applied::DeleteRange).map_err(rpc::from_mvcc),
@@ -190,14 +212,13 @@ fn apply_one(w: &mut WriteTxn, op: Option<Op>) -> Result<Applied, Status> {
             .compact(c.revision)
             .map(|rev| Applied::Compaction(CompactionResponse { header: Some(header(rev)) }))
             .map_err(rpc::from_mvcc),
-        Some(
-            Op::LeaseGrant(_)
-            | Op::LeaseRevoke(_)
-            | Op::LeaseCheckpoint(_)
-            | Op::MemberAttributes(_)
-            | Op::MemberUpdate(_),
-        )
-        | None => Err(Status::unimplemented("lease requests are not applied yet")),
+        Some(Op::LeaseGrant(g)) => lease::apply_grant(w, lessor, &g),
+        Some(Op::LeaseRevoke(r)) => lease::apply_revoke(w, lessor, &r),
+        Some(Op::LeaseCheckpoint(c)) => lease::apply_checkpoint(w, lessor, &c),
+        // Membership requests are applied by the caller.
+        Some(Op::MemberAttributes(_) | Op::MemberUpdate(_)) | None => {
+            Err(Status::internal("etcdserver: unexpected request in apply"))
+        }
     }
 }
 

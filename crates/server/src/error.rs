@@ -48,6 +48,8 @@ pub mod rpc {
         member_not_found => NotFound, "etcdserver: member not found";
         not_capable => Unavailable, "etcdserver: not capable";
         leader_changed => Unavailable, "etcdserver: leader changed";
+        lease_exist => FailedPrecondition, "etcdserver: lease already exists";
+        lease_ttl_too_large => OutOfRange, "etcdserver: too large lease TTL";
         peer_url_exist => FailedPrecondition, "etcdserver: Peer URLs already exists";
         member_exist => FailedPrecondition, "etcdserver: member ID already exist";
         unhealthy => Unavailable, "etcdserver: unhealthy cluster";

@@ -11,6 +11,7 @@ pub mod grpc;
 pub mod h2_authority;
 pub mod http;
 pub mod ids;
+pub mod lease;
 pub mod logging;
 pub mod membership;
 pub mod server;
@@ -24,6 +25,7 @@ use std::time::Duration;
 use prost::Message;
 use rustcd_api::etcdserverpb::cluster_server::ClusterServer;
 use rustcd_api::etcdserverpb::kv_server::KvServer;
+use rustcd_api::etcdserverpb::lease_server::LeaseServer;
 use rustcd_api::etcdserverpb::maintenance_server::MaintenanceServer;
 use rustcd_api::etcdserverpb::watch_server::WatchServer;
 use rustcd_api::rustcdpb::{MemberAttributes, StoredMember, StoredMembers};
@@ -192,6 +194,9 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
         transport.upsert_peer(m.id, m.peer_urls.clone());
     }
 
+    let lessor: lease::SharedLessor =
+        Arc::new(std::sync::Mutex::new(rustcd_lease::Lessor::new(lease::min_ttl(cfg.raw.election_timeout))));
+    lease::restore(&store, &lessor)?;
     let hub = Arc::new(WatchHub::new(store.clone()));
     let consistent_index = store.consistent_index();
     let (out_tx, out_rx) = mpsc::sync_channel(1024);
@@ -212,6 +217,7 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
     let read_waiters = Arc::new(Default::default());
     let applier = Applier {
         member_id,
+        lessor: lessor.clone(),
         membership: membership.clone(),
         transport: transport.clone(),
         store: store.clone(),
@@ -239,6 +245,7 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
         member_id,
         cluster_id,
         membership,
+        lessor,
         store,
         hub,
         raft_status: raft.status.clone(),
@@ -249,6 +256,7 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
     });
     serve_clients(&cfg, server.clone()).await?;
     tokio::spawn(publish(server.clone()));
+    tokio::spawn(lease::expiry_loop(server.clone()));
     Ok(Running { server, raft, apply_thread })
 }
 
@@ -320,6 +328,7 @@ async fn serve_clients(cfg: &Config, s: Arc<EtcdServer>) -> Result<(), ServerErr
     let routes =
         tonic::service::Routes::new(KvServer::new(grpc::kv::KvService(s.clone())).max_decoding_message_size(max))
             .add_service(WatchServer::new(grpc::watch::WatchService(s.clone())).max_decoding_message_size(max))
+            .add_service(LeaseServer::new(grpc::lease::LeaseService(s.clone())))
             .add_service(MaintenanceServer::new(grpc::maintenance::MaintenanceService(s.clone())))
             .add_service(ClusterServer::new(grpc::cluster::ClusterService(s.clone())));
     let router = routes

@@ -19,6 +19,7 @@ use tonic::Status;
 use crate::apply::Applied;
 use crate::config::Config;
 use crate::error::rpc;
+use crate::lease::SharedLessor;
 use crate::membership::Membership;
 
 /// Waiters for proposals, keyed by request id; the apply thread fires them.
@@ -31,6 +32,7 @@ pub struct EtcdServer {
     pub member_id: u64,
     pub cluster_id: u64,
     pub membership: Arc<Membership>,
+    pub lessor: SharedLessor,
     pub store: Arc<KvStore>,
     pub hub: Arc<WatchHub>,
     pub raft_status: Arc<NodeStatus>,
@@ -53,6 +55,7 @@ pub struct Parts {
     pub member_id: u64,
     pub cluster_id: u64,
     pub membership: Arc<Membership>,
+    pub lessor: SharedLessor,
     pub store: Arc<KvStore>,
     pub hub: Arc<WatchHub>,
     pub raft_status: Arc<NodeStatus>,
@@ -74,6 +77,7 @@ impl EtcdServer {
             member_id: p.member_id,
             cluster_id: p.cluster_id,
             membership: p.membership,
+            lessor: p.lessor,
             store: p.store,
             hub: p.hub,
             raft_status: p.raft_status,
@@ -133,6 +137,11 @@ impl EtcdServer {
 
     fn lock_waiters(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Result<Applied, Status>>>> {
         self.waiters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A new lease ID, as etcd makes them: from the request id generator, positive.
+    pub fn fresh_lease_id(&self) -> i64 {
+        (self.next_id.fetch_add(1, Ordering::Relaxed) & (i64::MAX as u64)) as i64
     }
 
     /// Proposes a membership change through raft and waits until it is applied.

@@ -1,0 +1,145 @@
+//! The Lease service. Grant and revoke go through raft; keep-alive and time-to-live are
+//! answered by the leader (the primary lessor), and a follower forwards them to it.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rustcd_api::etcdserverpb::lease_client::LeaseClient;
+use rustcd_api::etcdserverpb::lease_server::Lease;
+use rustcd_api::etcdserverpb::*;
+use rustcd_api::rustcdpb::internal_request::Request as Op;
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::apply::Applied;
+use crate::error::rpc;
+use crate::lease;
+use crate::server::EtcdServer;
+
+pub struct LeaseService(pub Arc<EtcdServer>);
+
+type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
+
+impl LeaseService {
+    fn header(&self) -> Option<ResponseHeader> {
+        self.0.header(self.0.store.current_rev())
+    }
+
+    async fn leader_client(&self) -> Result<LeaseClient<tonic::transport::Channel>, Status> {
+        let leader = self.0.leader();
+        if leader == 0 {
+            return Err(rpc::no_leader());
+        }
+        let urls = self.0.membership.get(leader).map(|m| m.client_urls).unwrap_or_default();
+        for url in urls {
+            let Ok(ep) = tonic::transport::Endpoint::from_shared(url) else { continue };
+            if let Ok(ch) = ep.connect_timeout(std::time::Duration::from_secs(1)).connect().await {
+                return Ok(LeaseClient::new(ch));
+            }
+        }
+        Err(rpc::no_leader())
+    }
+
+    /// Renews on the primary, or asks the leader to.
+    async fn keep_alive_once(&self, id: i64) -> Result<LeaseKeepAliveResponse, Status> {
+        let renewed = {
+            let mut l = lease::lock(&self.0.lessor);
+            l.is_primary().then(|| l.renew(id, Instant::now()))
+        };
+        match renewed {
+            Some(Ok(ttl)) => Ok(LeaseKeepAliveResponse { header: self.header(), id, ttl }),
+            // etcd answers an unknown lease with TTL 0.
+            Some(Err(_)) => Ok(LeaseKeepAliveResponse { header: self.header(), id, ttl: 0 }),
+            None => {
+                let mut client = self.leader_client().await?;
+                let (tx, rx) = mpsc::channel(1);
+                let _ = tx.send(LeaseKeepAliveRequest { id }).await;
+                let mut stream = client.lease_keep_alive(ReceiverStream::new(rx)).await?.into_inner();
+                stream.message().await?.ok_or_else(rpc::no_leader)
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Lease for LeaseService {
+    type LeaseKeepAliveStream = KeepAliveStream;
+
+    async fn lease_grant(&self, req: Request<LeaseGrantRequest>) -> Result<Response<LeaseGrantResponse>, Status> {
+        let mut r = req.into_inner();
+        if r.ttl > rustcd_lease::MAX_LEASE_TTL {
+            return Err(rpc::lease_ttl_too_large());
+        }
+        if r.id == 0 {
+            r.id = self.0.fresh_lease_id();
+        }
+        match self.0.propose(Op::LeaseGrant(r)).await? {
+            Applied::LeaseGrant(mut resp) => {
+                resp.header = self.header();
+                Ok(Response::new(resp))
+            }
+            _ => Err(Status::internal("etcdserver: unexpected apply result")),
+        }
+    }
+
+    async fn lease_revoke(&self, req: Request<LeaseRevokeRequest>) -> Result<Response<LeaseRevokeResponse>, Status> {
+        match self.0.propose(Op::LeaseRevoke(req.into_inner())).await? {
+            Applied::LeaseRevoke(_) => Ok(Response::new(LeaseRevokeResponse { header: self.header() })),
+            _ => Err(Status::internal("etcdserver: unexpected apply result")),
+        }
+    }
+
+    async fn lease_keep_alive(
+        &self,
+        req: Request<Streaming<LeaseKeepAliveRequest>>,
+    ) -> Result<Response<KeepAliveStream>, Status> {
+        let mut incoming = req.into_inner();
+        let (tx, rx) = mpsc::channel(16);
+        let svc = LeaseService(self.0.clone());
+        tokio::spawn(async move {
+            while let Ok(Some(r)) = incoming.message().await {
+                let resp = svc.keep_alive_once(r.id).await;
+                if tx.send(resp).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        req: Request<LeaseTimeToLiveRequest>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        let r = req.into_inner();
+        let local = {
+            let l = lease::lock(&self.0.lessor);
+            l.is_primary().then(|| {
+                l.get(r.id).map(|lease| LeaseTimeToLiveResponse {
+                    header: None,
+                    id: r.id,
+                    ttl: lease.remaining(Instant::now()),
+                    granted_ttl: lease.ttl,
+                    keys: if r.keys { lease.keys.iter().map(|k| k.clone().into()).collect() } else { vec![] },
+                })
+            })
+        };
+        let mut resp = match local {
+            Some(Some(resp)) => resp,
+            // etcd answers an unknown lease with TTL -1.
+            Some(None) => LeaseTimeToLiveResponse { id: r.id, ttl: -1, ..Default::default() },
+            None => return self.leader_client().await?.lease_time_to_live(r).await,
+        };
+        resp.header = self.header();
+        Ok(Response::new(resp))
+    }
+
+    async fn lease_leases(&self, _req: Request<LeaseLeasesRequest>) -> Result<Response<LeaseLeasesResponse>, Status> {
+        self.0.linearizable_barrier().await?;
+        let leases = lease::lock(&self.0.lessor).ids().into_iter().map(|id| LeaseStatus { id }).collect();
+        Ok(Response::new(LeaseLeasesResponse { header: self.header(), leases }))
+    }
+}
