@@ -5,6 +5,7 @@
 //! [`server::EtcdServer`] and [`apply::Applier`].
 
 pub mod apply;
+pub mod concurrency;
 pub mod config;
 pub mod error;
 pub mod grpc;
@@ -29,6 +30,8 @@ use rustcd_api::etcdserverpb::lease_server::LeaseServer;
 use rustcd_api::etcdserverpb::maintenance_server::MaintenanceServer;
 use rustcd_api::etcdserverpb::watch_server::WatchServer;
 use rustcd_api::rustcdpb::{MemberAttributes, StoredMember, StoredMembers};
+use rustcd_api::v3electionpb::election_server::ElectionServer;
+use rustcd_api::v3lockpb::lock_server::LockServer;
 use rustcd_mvcc::KvStore;
 use rustcd_mvcc::watch::WatchHub;
 use rustcd_raft::{NodeConfig, PeerService, PeerTransport, RaftNode};
@@ -329,6 +332,8 @@ async fn serve_clients(cfg: &Config, s: Arc<EtcdServer>) -> Result<(), ServerErr
         tonic::service::Routes::new(KvServer::new(grpc::kv::KvService(s.clone())).max_decoding_message_size(max))
             .add_service(WatchServer::new(grpc::watch::WatchService(s.clone())).max_decoding_message_size(max))
             .add_service(LeaseServer::new(grpc::lease::LeaseService(s.clone())))
+            .add_service(LockServer::new(grpc::lock::LockService(s.clone())))
+            .add_service(ElectionServer::new(grpc::election::ElectionService(s.clone())))
             .add_service(MaintenanceServer::new(grpc::maintenance::MaintenanceService(s.clone())))
             .add_service(ClusterServer::new(grpc::cluster::ClusterService(s.clone())));
     let router = routes

@@ -2,8 +2,10 @@
 //! registered: the router answers their calls with `Unimplemented`.
 
 pub mod cluster;
+pub mod election;
 pub mod kv;
 pub mod lease;
+pub mod lock;
 pub mod maintenance;
 pub mod size_limit;
 pub mod watch;

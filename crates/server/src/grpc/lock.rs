@@ -1,0 +1,43 @@
+//! The Lock service (etcd's `v3lock`): a lock is a key `name/<lease>` on the caller's lease;
+//! the holder is the oldest such key; Lock returns once every older key is gone.
+
+use std::sync::Arc;
+
+use rustcd_api::v3lockpb::lock_server::Lock;
+use rustcd_api::v3lockpb::{LockRequest, LockResponse, UnlockRequest, UnlockResponse};
+use tonic::{Request, Response, Status};
+
+use crate::concurrency as cc;
+use crate::server::EtcdServer;
+
+pub struct LockService(pub Arc<EtcdServer>);
+
+#[tonic::async_trait]
+impl Lock for LockService {
+    async fn lock(&self, req: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
+        let r = req.into_inner();
+        let s = &self.0;
+        let mut prefix = r.name.to_vec();
+        prefix.push(b'/');
+        let mut key = prefix.clone();
+        key.extend_from_slice(format!("{:x}", r.lease).as_bytes());
+        let (my_rev, _, _) = cc::create_key(s, &key, b"", r.lease).await?;
+        cc::wait_older_gone(s, &prefix, my_rev).await?;
+        if !cc::still_held(s, &key, my_rev).await? {
+            return Err(Status::unknown("concurrency: session expired"));
+        }
+        let rev = s.store.current_rev();
+        Ok(Response::new(LockResponse { header: cc::header(s, rev), key: key.into() }))
+    }
+
+    async fn unlock(&self, req: Request<UnlockRequest>) -> Result<Response<UnlockResponse>, Status> {
+        let key = req.into_inner().key;
+        let d = rustcd_api::etcdserverpb::DeleteRangeRequest { key, ..Default::default() };
+        let resp = match self.0.propose(rustcd_api::rustcdpb::internal_request::Request::DeleteRange(d)).await? {
+            crate::apply::Applied::DeleteRange(resp) => resp,
+            _ => return Err(Status::internal("etcdserver: unexpected apply result")),
+        };
+        let rev = resp.header.map(|h| h.revision).unwrap_or(0);
+        Ok(Response::new(UnlockResponse { header: cc::header(&self.0, rev) }))
+    }
+}
