@@ -74,3 +74,65 @@ async fn stalled_watcher_misses_nothing_and_blocks_no_write() {
     eprintln!("{WRITES} writes took {write_time:?} with a stalled watcher");
     drop(c);
 }
+
+/// Opens a watch stream with one create request; returns the stream after its `created` reply.
+async fn open_watch(
+    ch: tonic::transport::Channel,
+    create: WatchCreateRequest,
+) -> (tokio::sync::mpsc::Sender<WatchRequest>, tonic::Streaming<rustcd_api::etcdserverpb::WatchResponse>) {
+    let (req_tx, req_rx) = tokio::sync::mpsc::channel(4);
+    req_tx.send(WatchRequest { request_union: Some(RequestUnion::CreateRequest(create)) }).await.unwrap();
+    let mut stream = WatchClient::new(ch)
+        .watch(tokio_stream::wrappers::ReceiverStream::new(req_rx))
+        .await
+        .expect("open watch")
+        .into_inner();
+    let created = stream.next().await.expect("created reply").expect("created ok");
+    assert!(created.created);
+    (req_tx, stream)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_notifications_and_fragments() {
+    let c = rustcd_tests::Cluster::start_with(
+        rustcd_tests::Server::Rustcd,
+        1,
+        &["--experimental-watch-progress-notify-interval", "300ms"],
+    );
+    let ch = channel(&c.members[0].endpoint()).await;
+    let mut kv = KvClient::new(ch.clone());
+    // Three values of 700 KB: together past --max-request-bytes (1.5 MiB).
+    for k in ["f1", "f2", "f3"] {
+        let put =
+            PutRequest { key: k.as_bytes().to_vec().into(), value: vec![b'x'; 700_000].into(), ..Default::default() };
+        kv.put(put).await.expect("put");
+    }
+
+    // An idle watcher with progress_notify learns the current revision.
+    let idle = WatchCreateRequest { key: b"idle".to_vec().into(), progress_notify: true, ..Default::default() };
+    let (_keep, mut stream) = open_watch(ch.clone(), idle).await;
+    let resp = tokio::time::timeout(Duration::from_secs(5), stream.next()).await.expect("a progress notification");
+    let resp = resp.expect("stream open").expect("response");
+    assert!(resp.events.is_empty() && !resp.canceled);
+    assert_eq!(resp.header.expect("header").revision, 4);
+
+    // A watcher that accepts fragments gets the history in pieces, the last unflagged.
+    let frag = WatchCreateRequest {
+        key: b"f".to_vec().into(),
+        range_end: b"g".to_vec().into(),
+        start_revision: 1,
+        fragment: true,
+        ..Default::default()
+    };
+    let (_keep2, mut stream) = open_watch(ch.clone(), frag).await;
+    let mut flags = Vec::new();
+    let mut events = 0;
+    while events < 3 {
+        let resp = tokio::time::timeout(Duration::from_secs(5), stream.next()).await.expect("events").unwrap().unwrap();
+        events += resp.events.len();
+        flags.push(resp.fragment);
+    }
+    assert!(flags.len() > 1, "history over the limit comes in fragments: {flags:?}");
+    assert_eq!(flags.last(), Some(&false));
+    assert!(flags[..flags.len() - 1].iter().all(|f| *f));
+}

@@ -2,7 +2,10 @@
 //! `etcd-server`) in one run and prints both figures and their ratio.
 //!
 //! Built so far: `failover` (SIGKILL or SIGTERM the leader of a 3-member cluster, time until
-//! the first successful put through a surviving member).
+//! the first successful put through a surviving member) and `compare` (put and range load on
+//! 1- and 3-member clusters: throughput, latency, server CPU per request, RSS).
+
+mod load;
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +23,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// The comparison table: each row run against rustcd, then etcd, with the ratio.
+    Compare {
+        /// Requests per row.
+        #[arg(long, default_value_t = 20_000)]
+        total: usize,
+        #[arg(long, default_value_t = 8)]
+        key_size: usize,
+        #[arg(long, default_value_t = 256)]
+        val_size: usize,
+        #[arg(long, default_value_t = 100_000)]
+        key_space_size: usize,
+    },
     /// Leader failover: kill the leader, time until a put succeeds again.
     Failover {
         /// Members per cluster.
@@ -37,6 +52,9 @@ enum Cmd {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     match Cli::parse().cmd {
+        Cmd::Compare { total, key_size, val_size, key_space_size } => {
+            compare(total, key_size, val_size, key_space_size).await;
+        }
         Cmd::Failover { members, rounds, signal } => {
             let sig = if signal == "term" { libc::SIGTERM } else { libc::SIGKILL };
             let ours = failover(Server::Rustcd, members, rounds, sig).await;
@@ -48,6 +66,72 @@ async fn main() {
             }
             println!("ratio rustcd/etcd (median): {:.2}", ours[ours.len() / 2] / theirs[theirs.len() / 2]);
         }
+    }
+}
+
+/// One row of the comparison: cluster size and load shape.
+struct Row {
+    name: &'static str,
+    members: usize,
+    workload: load::Workload,
+    clients: usize,
+    conns: usize,
+}
+
+async fn compare(total: usize, key_size: usize, val_size: usize, key_space: usize) {
+    use load::Workload::{Put, Range};
+    let rows = [
+        Row { name: "3 nodes, put, 1000 clients / 100 conns", members: 3, workload: Put, clients: 1000, conns: 100 },
+        Row { name: "3 nodes, put, 1 client", members: 3, workload: Put, clients: 1, conns: 1 },
+        Row { name: "3 nodes, linearizable range, 100 clients", members: 3, workload: Range, clients: 100, conns: 10 },
+        Row { name: "1 node, put, 1000 clients", members: 1, workload: Put, clients: 1000, conns: 100 },
+    ];
+    println!(
+        "{:<42} {:>12} {:>12} {:>7} | {:>13} {:>13} | {:>9} {:>9} | {:>8} {:>8}",
+        "workload",
+        "rustcd req/s",
+        "etcd req/s",
+        "ratio",
+        "p50/p99 ms",
+        "etcd",
+        "cpu us/rq",
+        "etcd cpu",
+        "rss MiB",
+        "etcd rss"
+    );
+    for row in rows {
+        // One client cannot finish the full total quickly; keep its run short.
+        let total = if row.clients == 1 { total / 10 } else { total };
+        let p = load::Params {
+            workload: row.workload,
+            clients: row.clients,
+            conns: row.conns,
+            total,
+            key_size,
+            val_size,
+            key_space,
+        };
+        let mut reports = Vec::new();
+        for server in [Server::Rustcd, Server::Etcd] {
+            let c = Cluster::start_with(server, row.members, &[]);
+            c.wait_writable(0);
+            reports.push(load::run(&c, &p).await);
+        }
+        let (a, b) = (&reports[0], &reports[1]);
+        println!(
+            "{:<42} {:>12.0} {:>12.0} {:>7.2} | {:>13} {:>13} | {:>9.0} {:>9.0} | {:>8.1} {:>8.1}{}",
+            row.name,
+            a.requests_per_sec,
+            b.requests_per_sec,
+            a.requests_per_sec / b.requests_per_sec,
+            format!("{:.2}/{:.2}", a.p50_ms, a.p99_ms),
+            format!("{:.2}/{:.2}", b.p50_ms, b.p99_ms),
+            a.cpu_us_per_req,
+            b.cpu_us_per_req,
+            a.rss_mib,
+            b.rss_mib,
+            if a.errors + b.errors > 0 { format!("  errors {}/{}", a.errors, b.errors) } else { String::new() }
+        );
     }
 }
 

@@ -82,6 +82,9 @@ pub struct FileConfig {
     /// Currently only supports 'zap' for structured logging.
     #[arg(long, env = "ETCD_LOGGER", default_value = "zap")]
     pub logger: String,
+    /// Duration of periodic watch progress notifications.
+    #[arg(long, env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m")]
+    pub experimental_watch_progress_notify_interval: String,
     /// Number of entries for a slow follower to catch up after compacting the raft storage entries.
     #[arg(long, env = "ETCD_EXPERIMENTAL_SNAPSHOT_CATCHUP_ENTRIES", default_value_t = 5000)]
     pub experimental_snapshot_catchup_entries: u64,
@@ -114,6 +117,7 @@ pub struct Config {
     pub listen_peer_urls: Vec<Url>,
     pub advertise_peer_urls: Vec<String>,
     pub initial_cluster: Vec<InitialMember>,
+    pub watch_progress_notify_interval: std::time::Duration,
 }
 
 fn split_list(s: &str) -> Vec<String> {
@@ -170,7 +174,16 @@ impl Config {
                 raw.election_timeout, raw.heartbeat_interval
             )));
         }
+        let watch_progress_notify_interval = parse_duration(&raw.experimental_watch_progress_notify_interval)
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                ServerError::Config(format!(
+                    "invalid duration {:?} for --experimental-watch-progress-notify-interval",
+                    raw.experimental_watch_progress_notify_interval
+                ))
+            })?;
         Ok(Config {
+            watch_progress_notify_interval,
             data_dir: PathBuf::from(data_dir),
             listen_client_urls,
             advertise_client_urls,
@@ -180,6 +193,33 @@ impl Config {
             raw,
         })
     }
+}
+
+/// Parses a Go-style duration: `10m`, `5s`, `250ms`, `1h`, `1m30s`.
+pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
+    let mut total = std::time::Duration::ZERO;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(rest.len());
+        let n: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let secs = match &rest[..unit_len] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 0.001,
+            "us" | "µs" => 0.000_001,
+            "ns" => 0.000_000_001,
+            _ => return None,
+        };
+        total += std::time::Duration::from_secs_f64(n * secs);
+        rest = &rest[unit_len..];
+    }
+    Some(total)
 }
 
 /// Parses `name=url,name=url2,...`; a name may appear with several URLs.
@@ -212,6 +252,14 @@ mod tests {
             vec![InitialMember { name: "default".into(), peer_urls: vec!["http://localhost:2380".into()] }]
         );
         assert_eq!((c.raw.max_request_bytes, c.raw.max_txn_ops), (1_572_864, 128));
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_duration("10m"), Some(std::time::Duration::from_secs(600)));
+        assert_eq!(parse_duration("1m30s"), Some(std::time::Duration::from_secs(90)));
+        assert_eq!(parse_duration("250ms"), Some(std::time::Duration::from_millis(250)));
+        assert_eq!(parse_duration("ten"), None);
     }
 
     #[test]

@@ -24,6 +24,7 @@ use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use prost::Message;
+use rustcd_api::etcdserverpb::auth_server::AuthServer;
 use rustcd_api::etcdserverpb::cluster_server::ClusterServer;
 use rustcd_api::etcdserverpb::kv_server::KvServer;
 use rustcd_api::etcdserverpb::lease_server::LeaseServer;
@@ -332,6 +333,7 @@ async fn serve_clients(cfg: &Config, s: Arc<EtcdServer>) -> Result<(), ServerErr
         tonic::service::Routes::new(KvServer::new(grpc::kv::KvService(s.clone())).max_decoding_message_size(max))
             .add_service(WatchServer::new(grpc::watch::WatchService(s.clone())).max_decoding_message_size(max))
             .add_service(LeaseServer::new(grpc::lease::LeaseService(s.clone())))
+            .add_service(AuthServer::new(grpc::auth::AuthService(s.clone())))
             .add_service(LockServer::new(grpc::lock::LockService(s.clone())))
             .add_service(ElectionServer::new(grpc::election::ElectionService(s.clone())))
             .add_service(MaintenanceServer::new(grpc::maintenance::MaintenanceService(s.clone())))

@@ -1,6 +1,7 @@
-//! gRPC services, one file each. Services not built yet (Lease, Auth, Lock, Election) are not
-//! registered: the router answers their calls with `Unimplemented`.
+//! gRPC services, one file each: every etcd v3 service is registered (KV, Watch, Lease,
+//! Cluster, Maintenance, Auth, Lock, Election); RPCs not built yet answer `Unimplemented`.
 
+pub mod auth;
 pub mod cluster;
 pub mod election;
 pub mod kv;

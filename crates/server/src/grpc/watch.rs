@@ -39,10 +39,21 @@ impl Watch for WatchService {
     }
 }
 
+/// One watcher of a stream.
+struct Watching {
+    key: WatcherKey,
+    /// Split responses larger than `--max-request-bytes` (the client asked for fragments).
+    fragment: bool,
+    /// Send an empty response with the current revision when idle for a progress interval.
+    progress_notify: bool,
+    /// Events were sent since the last progress tick.
+    active: bool,
+}
+
 struct Session {
     s: Arc<EtcdServer>,
-    /// Client watch id -> hub key.
-    watchers: HashMap<i64, WatcherKey>,
+    /// Client watch id -> its watcher.
+    watchers: HashMap<i64, Watching>,
     next_id: i64,
     out: mpsc::Sender<Result<WatchResponse, Status>>,
 }
@@ -50,8 +61,15 @@ struct Session {
 impl Session {
     async fn run(mut self, mut incoming: Streaming<WatchRequest>) {
         let (ev_tx, mut ev_rx) = mpsc::channel::<WatchEvent>(STREAM_BUFFER);
+        let every = self.s.cfg.watch_progress_notify_interval;
+        let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
             tokio::select! {
+                _ = progress.tick() => {
+                    if !self.progress_notify().await {
+                        break;
+                    }
+                }
                 msg = incoming.message() => match msg {
                     Ok(Some(req)) => {
                         if !self.handle(req, &ev_tx).await {
@@ -67,9 +85,25 @@ impl Session {
                 }
             }
         }
-        for key in self.watchers.values() {
-            self.s.hub.cancel(*key);
+        for w in self.watchers.values() {
+            self.s.hub.cancel(w.key);
         }
+    }
+
+    /// etcd's progress notification: idle watchers that asked for it learn the revision.
+    async fn progress_notify(&mut self) -> bool {
+        let rev = self.s.store.current_rev();
+        let idle: Vec<i64> =
+            self.watchers.iter().filter(|(_, w)| w.progress_notify && !w.active).map(|(id, _)| *id).collect();
+        for w in self.watchers.values_mut() {
+            w.active = false;
+        }
+        for watch_id in idle {
+            if !self.send(WatchResponse { header: self.s.header(rev), watch_id, ..Default::default() }).await {
+                return false;
+            }
+        }
+        true
     }
 
     async fn send(&self, resp: WatchResponse) -> bool {
@@ -80,10 +114,10 @@ impl Session {
         match req.request_union {
             Some(RequestUnion::CreateRequest(c)) => self.create(c, ev_tx).await,
             Some(RequestUnion::CancelRequest(c)) => {
-                let Some(key) = self.watchers.remove(&c.watch_id) else {
+                let Some(w) = self.watchers.remove(&c.watch_id) else {
                     return true;
                 };
-                self.s.hub.cancel(key);
+                self.s.hub.cancel(w.key);
                 let rev = self.s.store.current_rev();
                 self.send(WatchResponse {
                     header: self.s.header(rev),
@@ -125,7 +159,10 @@ impl Session {
             watch_id,
         };
         let (key, rev) = self.s.hub.watch(spec, ev_tx.clone());
-        self.watchers.insert(watch_id, key);
+        self.watchers.insert(
+            watch_id,
+            Watching { key, fragment: c.fragment, progress_notify: c.progress_notify, active: false },
+        );
         self.send(WatchResponse { header: self.s.header(rev), watch_id, created: true, ..Default::default() }).await
     }
 
@@ -140,21 +177,70 @@ impl Session {
 
     async fn forward(&mut self, ev: WatchEvent) -> bool {
         // A batch for a watcher cancelled meanwhile is dropped.
-        if self.watchers.get(&ev.watch_id) != Some(&ev.key) {
+        let Some(w) = self.watchers.get_mut(&ev.watch_id).filter(|w| w.key == ev.key) else {
             return true;
-        }
+        };
+        w.active = true;
+        let fragment = w.fragment;
         let canceled = ev.compact_revision != 0;
         if canceled {
             self.watchers.remove(&ev.watch_id);
         }
-        self.send(WatchResponse {
-            header: self.s.header(ev.revision),
-            watch_id: ev.watch_id,
-            canceled,
-            compact_revision: ev.compact_revision,
-            events: ev.events,
+        let header = self.s.header(ev.revision);
+        let limit = self.s.cfg.raw.max_request_bytes as usize;
+        let parts = if fragment { fragments(ev.events, limit) } else { vec![ev.events] };
+        let last = parts.len() - 1;
+        for (i, events) in parts.into_iter().enumerate() {
+            let resp = WatchResponse {
+                header,
+                watch_id: ev.watch_id,
+                canceled,
+                compact_revision: ev.compact_revision,
+                fragment: i < last,
+                events,
+                ..Default::default()
+            };
+            if !self.send(resp).await {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Splits events into groups of at most `limit` encoded bytes (a single larger event keeps a
+/// group of its own), as etcd fragments large watch responses.
+fn fragments(events: Vec<rustcd_api::mvccpb::Event>, limit: usize) -> Vec<Vec<rustcd_api::mvccpb::Event>> {
+    use prost::Message;
+    let mut out: Vec<Vec<rustcd_api::mvccpb::Event>> = vec![Vec::new()];
+    let mut size = 0;
+    for e in events {
+        let n = e.encoded_len();
+        if size + n > limit && !out.last().is_some_and(|g| g.is_empty()) {
+            out.push(Vec::new());
+            size = 0;
+        }
+        size += n;
+        if let Some(g) = out.last_mut() {
+            g.push(e);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use rustcd_api::mvccpb::{Event, KeyValue};
+
+    #[test]
+    fn large_batches_are_fragmented() {
+        let ev = |n: usize| Event {
+            kv: Some(KeyValue { value: vec![0; n].into(), ..Default::default() }),
             ..Default::default()
-        })
-        .await
+        };
+        let parts = super::fragments(vec![ev(600), ev(600), ev(2000), ev(10)], 1000);
+        assert_eq!(parts.iter().map(|p| p.len()).collect::<Vec<_>>(), vec![1, 1, 1, 1]);
+        let parts = super::fragments(vec![ev(100), ev(100), ev(100)], 1000);
+        assert_eq!(parts.len(), 1);
     }
 }

@@ -1,0 +1,157 @@
+//! Load workloads (etcd's `tools/benchmark` counterparts): many clients over a few
+//! connections, each request timed, and the servers' CPU time and memory sampled around it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use rustcd_api::etcdserverpb::kv_client::KvClient;
+use rustcd_api::etcdserverpb::{PutRequest, RangeRequest};
+use rustcd_tests::Cluster;
+
+/// What a workload sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    Put,
+    /// Linearizable single-key reads.
+    Range,
+}
+
+#[derive(Clone, Debug)]
+pub struct Params {
+    pub workload: Workload,
+    pub clients: usize,
+    pub conns: usize,
+    pub total: usize,
+    pub key_size: usize,
+    pub val_size: usize,
+    pub key_space: usize,
+}
+
+/// One run's figures.
+#[derive(Debug, Default, Clone)]
+pub struct Report {
+    pub requests_per_sec: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub errors: usize,
+    /// Server CPU time (user + system, all members) per request, microseconds.
+    pub cpu_us_per_req: f64,
+    /// Largest member RSS after the run, MiB.
+    pub rss_mib: f64,
+}
+
+fn key(i: usize, size: usize) -> Vec<u8> {
+    let mut k = format!("{i:0size$}").into_bytes();
+    k.truncate(size.max(1));
+    k
+}
+
+/// user + system CPU seconds and RSS bytes of a process, from /proc.
+fn proc_usage(pid: u32) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses.
+    let after = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = 100.0; // sysconf(_SC_CLK_TCK) on Linux
+    let cpu = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let rss_pages = f.get(21).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (cpu / ticks, rss_pages * 4096.0)
+}
+
+fn cluster_usage(c: &Cluster) -> (f64, f64) {
+    let mut cpu = 0.0;
+    let mut rss: f64 = 0.0;
+    for m in &c.members {
+        if let Some(pid) = m.pid() {
+            let (c, r) = proc_usage(pid);
+            cpu += c;
+            rss = rss.max(r);
+        }
+    }
+    (cpu, rss)
+}
+
+/// Runs the workload against the cluster's members (connections spread over them).
+pub async fn run(c: &Cluster, p: &Params) -> Report {
+    let endpoints = c.endpoints();
+    if p.workload == Workload::Range {
+        // Something to read.
+        let mut kv = KvClient::new(rustcd_tests::channel(&endpoints[0]).await);
+        for i in 0..p.key_space.min(1000) {
+            let put = PutRequest {
+                key: key(i, p.key_size).into(),
+                value: vec![b'v'; p.val_size].into(),
+                ..Default::default()
+            };
+            let _ = kv.put(put).await;
+        }
+    }
+    let mut channels = Vec::new();
+    for i in 0..p.conns {
+        channels.push(rustcd_tests::channel(&endpoints[i % endpoints.len()]).await);
+    }
+    let (cpu0, _) = cluster_usage(c);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..p.clients {
+        let mut kv = KvClient::new(channels[i % channels.len()].clone());
+        let (next, p) = (next.clone(), p.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0;
+            let value: bytes::Bytes = vec![b'v'; p.val_size].into();
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= p.total {
+                    return (lat, errors);
+                }
+                let k = key((n * 7919) % p.key_space.max(1), p.key_size);
+                let t = Instant::now();
+                let ok = match p.workload {
+                    Workload::Put => {
+                        kv.put(PutRequest { key: k.into(), value: value.clone(), ..Default::default() }).await.is_ok()
+                    }
+                    Workload::Range => kv
+                        .range(RangeRequest {
+                            key: key(n % p.key_space.min(1000), p.key_size).into(),
+                            ..Default::default()
+                        })
+                        .await
+                        .is_ok(),
+                };
+                if ok {
+                    lat.push(t.elapsed());
+                } else {
+                    errors += 1;
+                }
+            }
+        }));
+    }
+    let mut lat: Vec<Duration> = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        if let Ok((l, e)) = t.await {
+            lat.extend(l);
+            errors += e;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let (cpu1, rss) = cluster_usage(c);
+    lat.sort_unstable();
+    let pct = |q: f64| {
+        lat.get(((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1)))
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .unwrap_or(0.0)
+    };
+    Report {
+        requests_per_sec: p.total as f64 / elapsed,
+        p50_ms: pct(0.5),
+        p99_ms: pct(0.99),
+        errors,
+        cpu_us_per_req: (cpu1 - cpu0) * 1e6 / p.total as f64,
+        rss_mib: rss / (1024.0 * 1024.0),
+    }
+}
