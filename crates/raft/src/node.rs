@@ -61,9 +61,11 @@ pub enum Output {
     Committed(Vec<Entry>),
     ReadStates(Vec<ReadState>),
     /// Replace the state machine with this snapshot of another member's, taken at `index`.
+    /// The apply side answers on `done` once the snapshot is durable.
     Snapshot {
         data: Vec<u8>,
         index: u64,
+        done: mpsc::SyncSender<()>,
     },
 }
 
@@ -293,9 +295,13 @@ impl Task {
         }
         if !rd.snapshot().is_empty() {
             let snap = rd.snapshot().clone();
-            self.node.mut_store().apply_snapshot(&snap)?;
             let index = snap.get_metadata().index;
-            self.send_out(Output::Snapshot { data: snap.get_data().to_vec(), index })?;
+            // The state machine takes the snapshot (durably) before the log forgets what it
+            // replaces: a crash in between must not leave a gap between the two.
+            let (done, restored) = mpsc::sync_channel(1);
+            self.send_out(Output::Snapshot { data: snap.get_data().to_vec(), index, done })?;
+            restored.recv().map_err(|_| Error::Stopped)?;
+            self.node.mut_store().apply_snapshot(&snap)?;
         }
         let committed = rd.take_committed_entries();
         self.hand_out(committed)?;

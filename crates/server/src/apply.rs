@@ -70,7 +70,10 @@ impl Applier {
                     self.apply_entries(&entries);
                     dirty = true;
                 }
-                Ok(Output::Snapshot { data, index }) => self.apply_snapshot(&data, index),
+                Ok(Output::Snapshot { data, index, done }) => {
+                    self.apply_snapshot(&data, index);
+                    let _ = done.send(());
+                }
                 Ok(Output::ReadStates(states)) => {
                     let mut w = self.read_waiters.lock().unwrap_or_else(|p| p.into_inner());
                     for rs in states {
