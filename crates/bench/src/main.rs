@@ -34,6 +34,9 @@ enum Cmd {
         val_size: usize,
         #[arg(long, default_value_t = 100_000)]
         key_space_size: usize,
+        /// Run only the rows whose name contains this text.
+        #[arg(long, default_value = "")]
+        only: String,
     },
     /// Leader failover: kill the leader, time until a put succeeds again.
     Failover {
@@ -52,8 +55,8 @@ enum Cmd {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     match Cli::parse().cmd {
-        Cmd::Compare { total, key_size, val_size, key_space_size } => {
-            compare(total, key_size, val_size, key_space_size).await;
+        Cmd::Compare { total, key_size, val_size, key_space_size, only } => {
+            compare(total, key_size, val_size, key_space_size, &only).await;
         }
         Cmd::Failover { members, rounds, signal } => {
             let sig = if signal == "term" { libc::SIGTERM } else { libc::SIGKILL };
@@ -78,7 +81,7 @@ struct Row {
     conns: usize,
 }
 
-async fn compare(total: usize, key_size: usize, val_size: usize, key_space: usize) {
+async fn compare(total: usize, key_size: usize, val_size: usize, key_space: usize, only: &str) {
     use load::Workload::{Put, Range};
     let rows = [
         Row { name: "3 nodes, put, 1000 clients / 100 conns", members: 3, workload: Put, clients: 1000, conns: 100 },
@@ -99,7 +102,7 @@ async fn compare(total: usize, key_size: usize, val_size: usize, key_space: usiz
         "rss MiB",
         "etcd rss"
     );
-    for row in rows {
+    for row in rows.into_iter().filter(|r| r.name.contains(only)) {
         // One client cannot finish the full total quickly; keep its run short.
         let total = if row.clients == 1 { total / 10 } else { total };
         let p = load::Params {

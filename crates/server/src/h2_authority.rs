@@ -4,9 +4,12 @@
 //! rewrites inbound HTTP/2 header blocks so `:authority` is a plain `host:port` before `h2`
 //! sees them; everything else passes through unchanged.
 //!
-//! Header blocks are HPACK-decoded (with the `hpack` crate: its Huffman tables are the
-//! reason for the dependency) and re-encoded as literals without indexing, so the server's
-//! decoder table stays empty and the client's encoder state is mirrored by our decoder.
+//! The first header block of a connection is HPACK-decoded (with the `hpack` crate: its
+//! Huffman tables are the reason for the dependency). If its `:authority` is fine, the block
+//! goes on untouched and the connection becomes a plain pass-through: grpc-go sends one
+//! authority per connection. Otherwise every block of the connection is decoded and
+//! re-encoded as literals without indexing, so the server's decoder table stays empty and the
+//! client's encoder state is mirrored by our decoder.
 
 use std::io;
 use std::pin::Pin;
@@ -35,6 +38,8 @@ enum Mode {
 
 /// A header block being collected across HEADERS and CONTINUATION frames.
 struct Pending {
+    /// The frames as received, to pass on untouched when no rewrite is needed.
+    raw: Vec<u8>,
     stream: u32,
     flags: u8,
     priority: Option<[u8; 5]>,
@@ -50,6 +55,8 @@ pub struct AuthorityFix<S> {
     out_pos: usize,
     decoder: hpack::Decoder<'static>,
     pending: Option<Pending>,
+    /// This connection's authority needs rewriting (decided by its first header block).
+    rewriting: bool,
     eof: bool,
 }
 
@@ -63,6 +70,7 @@ impl<S> AuthorityFix<S> {
             out_pos: 0,
             decoder: hpack::Decoder::new(),
             pending: None,
+            rewriting: false,
             eof: false,
         }
     }
@@ -73,6 +81,9 @@ impl<S> AuthorityFix<S> {
             match self.mode {
                 Mode::Detect => {
                     let n = self.inbuf.len().min(PREFACE.len());
+                    if n == 0 {
+                        return Ok(());
+                    }
                     if self.inbuf[..n] != PREFACE[..n] {
                         self.mode = Mode::Passthrough;
                         continue;
@@ -89,6 +100,9 @@ impl<S> AuthorityFix<S> {
                     return Ok(());
                 }
                 Mode::Http2 => {
+                    if self.pending.is_none() && self.inbuf.is_empty() {
+                        return Ok(());
+                    }
                     if self.inbuf.len() < 9 {
                         return Ok(());
                     }
@@ -125,7 +139,7 @@ impl<S> AuthorityFix<S> {
                 } else {
                     None
                 };
-                self.pending = Some(Pending { stream, flags, priority, block: p.to_vec() });
+                self.pending = Some(Pending { raw: frame.to_vec(), stream, flags, priority, block: p.to_vec() });
                 if flags & FLAG_END_HEADERS != 0 {
                     self.finish_block()?;
                 }
@@ -138,6 +152,7 @@ impl<S> AuthorityFix<S> {
                     return Err(bad("bad CONTINUATION"));
                 }
                 pending.block.extend_from_slice(payload);
+                pending.raw.extend_from_slice(frame);
                 if flags & FLAG_END_HEADERS != 0 {
                     self.finish_block()?;
                 }
@@ -157,6 +172,15 @@ impl<S> AuthorityFix<S> {
             return Ok(());
         };
         let headers = self.decoder.decode(&p.block).map_err(|e| bad(&format!("HPACK: {e:?}")))?;
+        let bad_authority =
+            headers.iter().any(|(n, v)| n.as_slice() == b":authority" && strip_scheme(v) != v.as_slice());
+        if !self.rewriting && !bad_authority {
+            self.outbuf.extend_from_slice(&p.raw);
+            self.outbuf.append(&mut self.inbuf);
+            self.mode = Mode::Passthrough;
+            return Ok(());
+        }
+        self.rewriting = true;
         let mut block = Vec::with_capacity(p.block.len() + 64);
         for (name, value) in &headers {
             let value: &[u8] = if name.as_slice() == b":authority" { strip_scheme(value) } else { value };
@@ -253,6 +277,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for AuthorityFix<S> {
             }
             if this.eof {
                 return Poll::Ready(Ok(()));
+            }
+            if matches!(this.mode, Mode::Passthrough) && this.inbuf.is_empty() {
+                return Pin::new(&mut this.inner).poll_read(cx, buf);
             }
             let mut tmp = [0u8; 16 * 1024];
             let mut rb = ReadBuf::new(&mut tmp);
@@ -352,5 +379,31 @@ mod tests {
         assert_eq!(out[4], FLAG_END_HEADERS | FLAG_END_STREAM);
         let decoded = hpack::Decoder::new().decode(&out[9..]).unwrap();
         assert_eq!(decoded[1], (b":authority".to_vec(), b"127.0.0.1:1".to_vec()));
+
+        // The client's second block refers to its dynamic table; it is rewritten too.
+        let block2 = enc.encode(headers);
+        let mut frame2 = (block2.len() as u32).to_be_bytes()[1..].to_vec();
+        frame2.extend_from_slice(&[FRAME_HEADERS, FLAG_END_HEADERS, 0, 0, 0, 3]);
+        frame2.extend_from_slice(&block2);
+        let before = fix.outbuf.len();
+        fix.inbuf.extend_from_slice(&frame2);
+        fix.process().unwrap();
+        let decoded = hpack::Decoder::new().decode(&fix.outbuf[before + 9..]).unwrap();
+        assert_eq!(decoded[1], (b":authority".to_vec(), b"127.0.0.1:1".to_vec()));
+    }
+
+    #[test]
+    fn good_authority_passes_through_untouched() {
+        let block = hpack::Encoder::new().encode(vec![(&b":authority"[..], &b"localhost:2379"[..])]);
+        let mut input = PREFACE.to_vec();
+        input.extend_from_slice(&(block.len() as u32).to_be_bytes()[1..]);
+        input.extend_from_slice(&[FRAME_HEADERS, FLAG_END_HEADERS, 0, 0, 0, 1]);
+        input.extend_from_slice(&block);
+        input.extend_from_slice(b"\x00\x00\x00\x00rest");
+        let mut fix = AuthorityFix::new(());
+        fix.inbuf.extend_from_slice(&input);
+        fix.process().unwrap();
+        assert_eq!(fix.outbuf, input);
+        assert!(matches!(fix.mode, Mode::Passthrough));
     }
 }

@@ -36,7 +36,7 @@ pub struct EtcdServer {
     pub store: Arc<KvStore>,
     pub hub: Arc<WatchHub>,
     pub raft_status: Arc<NodeStatus>,
-    raft_tx: Mutex<mpsc::Sender<Input>>,
+    raft_tx: mpsc::Sender<Input>,
     pub waiters: Arc<Waiters>,
     pub read_waiters: Arc<ReadWaiters>,
     /// Last applied raft index.
@@ -81,7 +81,7 @@ impl EtcdServer {
             store: p.store,
             hub: p.hub,
             raft_status: p.raft_status,
-            raft_tx: Mutex::new(p.raft_tx),
+            raft_tx: p.raft_tx,
             waiters: p.waiters,
             read_waiters: p.read_waiters,
             applied: p.applied,
@@ -102,8 +102,7 @@ impl EtcdServer {
     }
 
     fn send_raft(&self, input: Input) -> Result<(), Status> {
-        let tx = self.raft_tx.lock().unwrap_or_else(|p| p.into_inner());
-        tx.send(input).map_err(|_| rpc::stopped())
+        self.raft_tx.send(input).map_err(|_| rpc::stopped())
     }
 
     /// Proposes a write through raft and waits for the apply thread's result.
