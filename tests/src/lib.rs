@@ -610,3 +610,21 @@ pub async fn verify_cluster(c: &Cluster, acked: &Acked, prefix: &str) {
 pub fn leader_index(c: &Cluster) -> Option<usize> {
     c.members.iter().position(|m| m.is_running() && endpoint_status(&m.endpoint()).is_some_and(|s| s.0))
 }
+
+/// The lease ID in `etcdctl lease grant` output ("lease 694d7a6b0f2a4c0a granted with TTL(5s)").
+pub fn lease_id(out: &Output) -> String {
+    stdout(out).split_whitespace().nth(1).expect("lease id in etcdctl output").to_string()
+}
+
+/// Starts a long-running etcdctl (keep-alive, lock holder, campaigner) with output discarded.
+pub fn spawn_etcdctl(endpoints: &str, args: &[&str]) -> Child {
+    Command::new(REAL_ETCDCTL)
+        .arg(format!("--endpoints={endpoints}"))
+        .args(args)
+        .env("ETCDCTL_API", "3")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn etcdctl")
+}

@@ -7,11 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use rustcd_tests::{Cluster, REAL_ETCDCTL, etcdctl, etcdctl_watch, leader_index, stdout, wait_for};
-
-fn lease_id(out: &std::process::Output) -> String {
-    stdout(out).split_whitespace().nth(1).expect("lease id").to_string()
-}
+use rustcd_tests::{
+    Cluster, REAL_ETCDCTL, etcdctl, etcdctl_watch, leader_index, lease_id, spawn_etcdctl, stdout, wait_for,
+};
 
 #[test]
 fn cluster_leases_survive_leader_kill() {
@@ -24,12 +22,7 @@ fn cluster_leases_survive_leader_kill() {
     etcdctl(&eps, &["put", "short", "v", &format!("--lease={short}")]);
     let kept = lease_id(&etcdctl(&eps, &["lease", "grant", "3"]));
     etcdctl(&eps, &["put", "kept", "v", &format!("--lease={kept}")]);
-    let mut keeper = Command::new(REAL_ETCDCTL)
-        .args([&format!("--endpoints={all}"), "lease", "keep-alive", &kept])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("keep-alive");
+    let mut keeper = spawn_etcdctl(&all, &["lease", "keep-alive", &kept]);
 
     std::thread::sleep(Duration::from_millis(1500));
     let leader = wait_for("a leader", Duration::from_secs(10), || leader_index(&c));
@@ -68,14 +61,7 @@ fn cluster_lock_and_election_across_leader_kill() {
     let obs_eps = all.clone();
     let observer =
         std::thread::spawn(move || etcdctl_watch(&obs_eps, &["elect", "-l", "job"], 4, Duration::from_secs(60)));
-    let campaign = |who: &str| {
-        Command::new(REAL_ETCDCTL)
-            .args([&format!("--endpoints={all}"), "elect", "job", who])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("campaigner")
-    };
+    let campaign = |who: &str| spawn_etcdctl(&all, &["elect", "job", who]);
     let mut alice = campaign("alice");
     wait_for("alice to lead", Duration::from_secs(10), || {
         stdout(&etcdctl(&[&all], &["get", "job/", "--prefix"])).contains("alice").then_some(())

@@ -5,12 +5,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rustcd_tests::{Cluster, REAL_ETCDCTL, etcdctl_watch, stdout, wait_for};
-
-fn lease_id(out: &std::process::Output) -> String {
-    // "lease 694d7a6b0f2a4c0a granted with TTL(5s)"
-    stdout(out).split_whitespace().nth(1).expect("lease id").to_string()
-}
+use rustcd_tests::{Cluster, REAL_ETCDCTL, etcdctl_watch, lease_id, spawn_etcdctl, stdout, wait_for};
 
 #[test]
 fn lease_expiry_keepalive_timetolive_and_revoke() {
@@ -21,12 +16,7 @@ fn lease_expiry_keepalive_timetolive_and_revoke() {
     assert_eq!(stdout(&c.etcdctl(0, &["put", "short", "v", &format!("--lease={id}")])), "OK\n");
     let kept = lease_id(&c.etcdctl(0, &["lease", "grant", "5"]));
     c.etcdctl(0, &["put", "kept", "v", &format!("--lease={kept}")]);
-    let mut keeper = Command::new(REAL_ETCDCTL)
-        .args([&format!("--endpoints={}", c.members[0].endpoint()), "lease", "keep-alive", &kept])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("keep-alive");
+    let mut keeper = spawn_etcdctl(&c.members[0].endpoint(), &["lease", "keep-alive", &kept]);
 
     let ttl = stdout(&c.etcdctl(0, &["lease", "timetolive", &id, "--keys"]));
     assert!(ttl.starts_with(&format!("lease {id} granted with TTL(5s), remaining(")), "{ttl}");
@@ -86,12 +76,7 @@ fn killed_holder_releases_the_lock_when_its_lease_expires() {
     let c = Cluster::start(1);
     c.wait_writable(0);
     let ep = c.members[0].endpoint();
-    let mut holder = Command::new(REAL_ETCDCTL)
-        .args([&format!("--endpoints={ep}"), "lock", "--ttl=3", "held", "sleep", "600"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("holder");
+    let mut holder = spawn_etcdctl(&ep, &["lock", "--ttl=3", "held", "sleep", "600"]);
     wait_for("the holder to take the lock", Duration::from_secs(10), || {
         stdout(&c.etcdctl(0, &["get", "held/", "--prefix", "--keys-only"])).contains("held/").then_some(())
     });
@@ -118,14 +103,7 @@ fn election_observers_follow_campaigners() {
     let obs_ep = ep.clone();
     let observer =
         std::thread::spawn(move || etcdctl_watch(&obs_ep, &["elect", "-l", "job"], 4, Duration::from_secs(20)));
-    let campaign = |who: &str| {
-        Command::new(REAL_ETCDCTL)
-            .args([&format!("--endpoints={ep}"), "elect", "job", who])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("campaigner")
-    };
+    let campaign = |who: &str| spawn_etcdctl(&ep, &["elect", "job", who]);
     let mut alice = campaign("alice");
     wait_for("alice to lead", Duration::from_secs(10), || {
         stdout(&c.etcdctl(0, &["get", "job/", "--prefix"])).contains("alice").then_some(())

@@ -299,15 +299,21 @@ where
     S::Future: Send + 'static,
 {
     let router = tonic::service::Routes::new(svc).into_axum_router();
-    for url in &cfg.listen_peer_urls {
+    serve_on(&cfg.listen_peer_urls, router, "serving peer traffic").await
+}
+
+/// Binds every URL and serves `router` on it (gRPC and HTTP/1 on one port), each connection
+/// through the `:authority` fix.
+async fn serve_on(urls: &[url::Url], router: axum::Router, what: &'static str) -> Result<(), ServerError> {
+    for url in urls {
         let listener = tokio::net::TcpListener::bind(url.host_port())
             .await
             .map_err(|e| ServerError::Listen(url.to_string(), e))?;
-        tracing::info!(address = %url.host_port(), "serving peer traffic");
+        tracing::info!(address = %url.host_port(), "{what}");
         let router = router.clone();
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, router).await {
-                tracing::error!(error = %e, "peer listener stopped");
+            if let Err(e) = axum::serve(h2_authority::FixingListener(listener), router).await {
+                tracing::error!(error = %e, "listener stopped");
             }
         });
     }
@@ -342,18 +348,8 @@ async fn serve_clients(cfg: &Config, s: Arc<EtcdServer>) -> Result<(), ServerErr
         .into_axum_router()
         .layer(axum::middleware::map_response(grpc::size_limit::rewrite))
         .merge(http::routes(s));
-    for url in &cfg.listen_client_urls {
-        let listener = tokio::net::TcpListener::bind(url.host_port())
-            .await
-            .map_err(|e| ServerError::Listen(url.to_string(), e))?;
-        tracing::info!(address = %url.host_port(), "serving client traffic insecurely; this is strongly discouraged!");
-        let router = router.clone();
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(h2_authority::FixingListener(listener), router).await {
-                tracing::error!(error = %e, "client listener stopped");
-            }
-        });
-    }
+    serve_on(&cfg.listen_client_urls, router, "serving client traffic insecurely; this is strongly discouraged!")
+        .await?;
     tracing::info!("ready to serve client requests");
     Ok(())
 }

@@ -112,11 +112,20 @@ impl EtcdServer {
         if data.len() as u64 > self.cfg.raw.max_request_bytes {
             return Err(rpc::request_too_large());
         }
+        self.propose_and_wait(id, |ack| Input::Propose(data, ack)).await
+    }
+
+    /// Registers a waiter for `id`, hands raft the input `make` builds, and waits until the
+    /// apply thread answers (or the proposal is refused, or time runs out).
+    async fn propose_and_wait(
+        &self,
+        id: u64,
+        make: impl FnOnce(oneshot::Sender<rustcd_raft::Result<()>>) -> Input,
+    ) -> Result<Applied, Status> {
         let (tx, rx) = oneshot::channel();
         self.lock_waiters().insert(id, tx);
         let (ack_tx, ack_rx) = oneshot::channel();
-        let sent = self.send_raft(Input::Propose(data, ack_tx));
-        let accepted = match sent {
+        let accepted = match self.send_raft(make(ack_tx)) {
             Ok(()) => ack_rx.await.map_err(|_| rpc::stopped()).and_then(|r| r.map_err(|_| rpc::no_leader())),
             Err(e) => Err(e),
         };
@@ -147,25 +156,7 @@ impl EtcdServer {
     pub async fn propose_conf_change(&self, mut cc: rustcd_raft::eraftpb::ConfChange) -> Result<Applied, Status> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         cc.id = id;
-        let (tx, rx) = oneshot::channel();
-        self.lock_waiters().insert(id, tx);
-        let (ack_tx, ack_rx) = oneshot::channel();
-        let accepted = match self.send_raft(Input::ProposeConfChange(cc, ack_tx)) {
-            Ok(()) => ack_rx.await.map_err(|_| rpc::stopped()).and_then(|r| r.map_err(|_| rpc::no_leader())),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = accepted {
-            self.lock_waiters().remove(&id);
-            return Err(e);
-        }
-        match tokio::time::timeout(request_timeout(&self.cfg), rx).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(rpc::stopped()),
-            Err(_) => {
-                self.lock_waiters().remove(&id);
-                Err(rpc::timeout())
-            }
-        }
+        self.propose_and_wait(id, |ack| Input::ProposeConfChange(cc, ack)).await
     }
 
     /// On the leader: its commit index and every member's matched index.
