@@ -60,22 +60,26 @@ fn proc_usage(pid: u32) -> (f64, f64) {
     (cpu / ticks, rss_pages * 4096.0)
 }
 
-fn cluster_usage(c: &Cluster) -> (f64, f64) {
+fn usage(pids: &[u32]) -> (f64, f64) {
     let mut cpu = 0.0;
     let mut rss: f64 = 0.0;
-    for m in &c.members {
-        if let Some(pid) = m.pid() {
-            let (c, r) = proc_usage(pid);
-            cpu += c;
-            rss = rss.max(r);
-        }
+    for pid in pids {
+        let (c, r) = proc_usage(*pid);
+        cpu += c;
+        rss = rss.max(r);
     }
     (cpu, rss)
 }
 
-/// Runs the workload against the cluster's members (connections spread over them).
+/// Runs the workload against a cluster the harness started.
 pub async fn run(c: &Cluster, p: &Params) -> Report {
-    let endpoints = c.endpoints();
+    let pids: Vec<u32> = c.members.iter().filter_map(|m| m.pid()).collect();
+    run_on(&c.endpoints(), &pids, p).await
+}
+
+/// Runs the workload against `endpoints` (connections spread over them); `pids` are the
+/// server processes whose CPU time and RSS are sampled (none for a remote cluster).
+pub async fn run_on(endpoints: &[String], pids: &[u32], p: &Params) -> Report {
     if p.workload == Workload::Range {
         // Something to read.
         let mut kv = KvClient::new(rustcd_tests::channel(&endpoints[0]).await);
@@ -92,7 +96,7 @@ pub async fn run(c: &Cluster, p: &Params) -> Report {
     for i in 0..p.conns {
         channels.push(rustcd_tests::channel(&endpoints[i % endpoints.len()]).await);
     }
-    let (cpu0, _) = cluster_usage(c);
+    let (cpu0, _) = usage(pids);
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -139,7 +143,7 @@ pub async fn run(c: &Cluster, p: &Params) -> Report {
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let (cpu1, rss) = cluster_usage(c);
+    let (cpu1, rss) = usage(pids);
     lat.sort_unstable();
     let pct = |q: f64| {
         lat.get(((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1)))

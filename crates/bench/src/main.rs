@@ -21,8 +21,31 @@ struct Cli {
     cmd: Cmd,
 }
 
+#[derive(clap::Args, Clone)]
+struct LoadFlags {
+    /// Comma-separated `host:port` endpoints of a running cluster.
+    #[arg(long, default_value = "127.0.0.1:2379", value_delimiter = ',')]
+    endpoints: Vec<String>,
+    #[arg(long, default_value_t = 1)]
+    clients: usize,
+    #[arg(long, default_value_t = 1)]
+    conns: usize,
+    #[arg(long, default_value_t = 10_000)]
+    total: usize,
+    #[arg(long, default_value_t = 8)]
+    key_size: usize,
+    #[arg(long, default_value_t = 256)]
+    val_size: usize,
+    #[arg(long, default_value_t = 100_000)]
+    key_space_size: usize,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
+    /// Puts against a running cluster (etcd's `benchmark put`).
+    Put(LoadFlags),
+    /// Linearizable single-key ranges against a running cluster (etcd's `benchmark range`).
+    Range(LoadFlags),
     /// The comparison table: each row run against rustcd, then etcd, with the ratio.
     Compare {
         /// Requests per row.
@@ -55,6 +78,8 @@ enum Cmd {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     match Cli::parse().cmd {
+        Cmd::Put(f) => load_once(f, load::Workload::Put).await,
+        Cmd::Range(f) => load_once(f, load::Workload::Range).await,
         Cmd::Compare { total, key_size, val_size, key_space_size, only } => {
             compare(total, key_size, val_size, key_space_size, &only).await;
         }
@@ -70,6 +95,20 @@ async fn main() {
             println!("ratio rustcd/etcd (median): {:.2}", ours[ours.len() / 2] / theirs[theirs.len() / 2]);
         }
     }
+}
+
+async fn load_once(f: LoadFlags, workload: load::Workload) {
+    let p = load::Params {
+        workload,
+        clients: f.clients,
+        conns: f.conns,
+        total: f.total,
+        key_size: f.key_size,
+        val_size: f.val_size,
+        key_space: f.key_space_size,
+    };
+    let r = load::run_on(&f.endpoints, &[], &p).await;
+    println!("{:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors", r.requests_per_sec, r.p50_ms, r.p99_ms, r.errors);
 }
 
 /// One row of the comparison: cluster size and load shape.

@@ -39,6 +39,8 @@ pub enum Applied {
     LeaseCheckpoint,
 }
 
+/// Most entries applied in one backend transaction.
+const MAX_APPLY_BATCH: usize = 8192;
 /// Longest time a backend commit stays non-durable.
 const SYNC_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -64,9 +66,25 @@ impl Applier {
         let mut last_sync = Instant::now();
         let mut dirty = false;
         let mut compacted = 0u64;
+        let mut held: Option<Output> = None;
         loop {
-            match rx.recv_timeout(SYNC_INTERVAL) {
-                Ok(Output::Committed(entries)) => {
+            let next = match held.take() {
+                Some(o) => Ok(o),
+                None => rx.recv_timeout(SYNC_INTERVAL),
+            };
+            match next {
+                Ok(Output::Committed(mut entries)) => {
+                    // Entries already waiting join this batch: one backend commit for all.
+                    while entries.len() < MAX_APPLY_BATCH {
+                        match rx.try_recv() {
+                            Ok(Output::Committed(more)) => entries.extend(more),
+                            Ok(other) => {
+                                held = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
                     self.apply_entries(&entries);
                     dirty = true;
                 }
