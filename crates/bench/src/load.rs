@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rustcd_api::etcdserverpb::kv_client::KvClient;
-use rustcd_api::etcdserverpb::{PutRequest, RangeRequest};
+use rustcd_api::etcdserverpb::request_op::Request as ReqOp;
+use rustcd_api::etcdserverpb::{PutRequest, RangeRequest, RequestOp, TxnRequest};
 use rustcd_tests::Cluster;
 
 /// What a workload sends.
@@ -15,6 +16,8 @@ pub enum Workload {
     Put,
     /// Linearizable single-key reads.
     Range,
+    /// Txns of this many puts of distinct keys each (etcd's `txn-put`).
+    TxnPut(usize),
 }
 
 #[derive(Clone, Debug)]
@@ -117,6 +120,18 @@ pub async fn run_on(endpoints: &[String], pids: &[u32], p: &Params) -> Report {
                 let ok = match p.workload {
                     Workload::Put => {
                         kv.put(PutRequest { key: k.into(), value: value.clone(), ..Default::default() }).await.is_ok()
+                    }
+                    Workload::TxnPut(ops) => {
+                        let success = (0..ops)
+                            .map(|i| RequestOp {
+                                request: Some(ReqOp::RequestPut(PutRequest {
+                                    key: key(n * ops + i, p.key_size).into(),
+                                    value: value.clone(),
+                                    ..Default::default()
+                                })),
+                            })
+                            .collect();
+                        kv.txn(TxnRequest { compare: vec![], success, failure: vec![] }).await.is_ok()
                     }
                     Workload::Range => kv
                         .range(RangeRequest {

@@ -60,6 +60,12 @@ enum Cmd {
         /// Run only the rows whose name contains this text.
         #[arg(long, default_value = "")]
         only: String,
+        /// Keys loaded before the restart measurement (0 skips it).
+        #[arg(long, default_value_t = 1_000_000)]
+        restart_keys: usize,
+        /// Puts before the RSS measurement on 3 members (0 skips it).
+        #[arg(long, default_value_t = 100_000)]
+        rss_puts: usize,
     },
     /// Leader failover: kill the leader, time until a put succeeds again.
     Failover {
@@ -80,8 +86,14 @@ async fn main() {
     match Cli::parse().cmd {
         Cmd::Put(f) => load_once(f, load::Workload::Put).await,
         Cmd::Range(f) => load_once(f, load::Workload::Range).await,
-        Cmd::Compare { total, key_size, val_size, key_space_size, only } => {
+        Cmd::Compare { total, key_size, val_size, key_space_size, only, restart_keys, rss_puts } => {
             compare(total, key_size, val_size, key_space_size, &only).await;
+            if rss_puts > 0 {
+                rss_after_puts(rss_puts, key_size, val_size).await;
+            }
+            if restart_keys > 0 {
+                restart_time(restart_keys, key_size.max(8), val_size).await;
+            }
         }
         Cmd::Failover { members, rounds, signal } => {
             let sig = if signal == "term" { libc::SIGTERM } else { libc::SIGKILL };
@@ -175,6 +187,65 @@ async fn compare(total: usize, key_size: usize, val_size: usize, key_space: usiz
             if a.errors + b.errors > 0 { format!("  errors {}/{}", a.errors, b.errors) } else { String::new() }
         );
     }
+}
+
+/// RSS of each member of a 3-member cluster after `puts` puts (1000 clients), both servers.
+async fn rss_after_puts(puts: usize, key_size: usize, val_size: usize) {
+    let p = load::Params {
+        workload: load::Workload::Put,
+        clients: 1000,
+        conns: 100,
+        total: puts,
+        key_size,
+        val_size,
+        key_space: puts,
+    };
+    let mut rss = Vec::new();
+    for server in [Server::Rustcd, Server::Etcd] {
+        let c = Cluster::start_with(server, 3, &[]);
+        c.wait_writable(0);
+        rss.push(load::run(&c, &p).await.rss_mib);
+    }
+    println!(
+        "max member RSS after {puts} puts, 3 members: rustcd {:.1} MiB, etcd {:.1} MiB, ratio {:.2}",
+        rss[0],
+        rss[1],
+        rss[0] / rss[1]
+    );
+}
+
+/// One member loaded with `keys` keys, stopped gracefully, started again: time until its first
+/// served read.
+async fn restart_time(keys: usize, key_size: usize, val_size: usize) {
+    const OPS: usize = 100;
+    let p = load::Params {
+        workload: load::Workload::TxnPut(OPS),
+        clients: 100,
+        conns: 10,
+        total: keys.div_ceil(OPS),
+        key_size: key_size.max(keys.to_string().len()),
+        val_size,
+        key_space: keys,
+    };
+    let mut times = Vec::new();
+    for server in [Server::Rustcd, Server::Etcd] {
+        let mut c = Cluster::start_with(server, 1, &[]);
+        c.wait_writable(0);
+        let r = load::run(&c, &p).await;
+        c.kill(0, libc::SIGTERM);
+        let started = Instant::now();
+        c.restart(0);
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+        if r.errors > 0 {
+            println!("({} failed txns while loading)", r.errors);
+        }
+    }
+    println!(
+        "restart with {keys} keys to first served read, 1 member: rustcd {:.0} ms, etcd {:.0} ms, ratio {:.2}",
+        times[0],
+        times[1],
+        times[0] / times[1]
+    );
 }
 
 /// Sorted failover times in milliseconds.
