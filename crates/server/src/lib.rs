@@ -11,6 +11,7 @@ pub mod error;
 pub mod grpc;
 pub mod h2_authority;
 pub mod http;
+pub mod identity;
 pub mod ids;
 pub mod lease;
 pub mod logging;
@@ -30,7 +31,7 @@ use rustcd_api::etcdserverpb::kv_server::KvServer;
 use rustcd_api::etcdserverpb::lease_server::LeaseServer;
 use rustcd_api::etcdserverpb::maintenance_server::MaintenanceServer;
 use rustcd_api::etcdserverpb::watch_server::WatchServer;
-use rustcd_api::rustcdpb::{MemberAttributes, StoredMember, StoredMembers};
+use rustcd_api::rustcdpb::{MemberAttributes, StoredMembers};
 use rustcd_api::v3electionpb::election_server::ElectionServer;
 use rustcd_api::v3lockpb::lock_server::LockServer;
 use rustcd_mvcc::KvStore;
@@ -73,107 +74,17 @@ impl Running {
     }
 }
 
-/// Who this member is and what cluster it belongs to.
-struct Identity {
-    member_id: u64,
-    cluster_id: u64,
-    members: Vec<StoredMember>,
-    /// Bootstrap a new raft log with these members (new cluster, first start).
-    bootstrap: bool,
-}
-
-const IDENTITY_FILE: &str = "identity";
-
-/// Finds this member's identity: from its data dir on restart, from the initial cluster for
-/// a new one, or from the existing members' answer when joining.
-async fn identify(cfg: &Config, member_dir: &Path, store: &KvStore) -> Result<Identity, ServerError> {
-    let path = member_dir.join(IDENTITY_FILE);
-    let token = &cfg.raw.initial_cluster_token;
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        let mut parts = text.split_whitespace().map(|x| u64::from_str_radix(x, 16));
-        let (Some(Ok(member_id)), Some(Ok(cluster_id))) = (parts.next(), parts.next()) else {
-            return Err(ServerError::DataDir(format!("{}: malformed identity file", path.display())));
-        };
-        let members = Membership::load(store).map(|m| m.members).unwrap_or_else(|| initial_members(cfg, token));
-        return Ok(Identity { member_id, cluster_id, members, bootstrap: false });
+/// The raft node's settings: etcd's ticks, and the bootstrap members of a new cluster.
+fn raft_config(cfg: &Config, id: &identity::Identity, member_dir: &Path, applied: u64) -> NodeConfig {
+    NodeConfig {
+        id: id.member_id,
+        bootstrap: if id.bootstrap { id.members.iter().map(|m| (m.id, m.encode_to_vec())).collect() } else { vec![] },
+        dir: member_dir.join("raft"),
+        tick: Duration::from_millis(cfg.raw.heartbeat_interval),
+        election_tick: (cfg.raw.election_timeout / cfg.raw.heartbeat_interval) as usize,
+        heartbeat_tick: 1,
+        applied,
     }
-    let id = if cfg.raw.initial_cluster_state == "existing" {
-        join_existing(cfg).await?
-    } else {
-        let members = initial_members(cfg, token);
-        let member_id = members.iter().find(|m| m.name == cfg.raw.name).map(|m| m.id).unwrap_or(0);
-        let cluster_id = ids::cluster_id(&members.iter().map(|m| m.id).collect::<Vec<_>>());
-        Identity { member_id, cluster_id, members, bootstrap: true }
-    };
-    write_identity(&path, id.member_id, id.cluster_id)?;
-    Ok(id)
-}
-
-fn write_identity(path: &Path, member_id: u64, cluster_id: u64) -> Result<(), ServerError> {
-    use std::io::Write;
-    let err = |e: std::io::Error| ServerError::DataDir(format!("{}: {e}", path.display()));
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(err)?;
-    writeln!(f, "{member_id:x} {cluster_id:x}").map_err(err)?;
-    f.sync_all().map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(err)?;
-    }
-    Ok(())
-}
-
-fn initial_members(cfg: &Config, token: &str) -> Vec<StoredMember> {
-    cfg.initial_cluster
-        .iter()
-        .map(|m| StoredMember {
-            id: ids::member_id(&m.peer_urls, token),
-            name: m.name.clone(),
-            peer_urls: m.peer_urls.clone(),
-            client_urls: vec![],
-            is_learner: false,
-        })
-        .collect()
-}
-
-/// Asks the other members for the member list and finds this member in it by peer URLs.
-async fn join_existing(cfg: &Config) -> Result<Identity, ServerError> {
-    let mut mine = cfg.advertise_peer_urls.clone();
-    mine.sort();
-    for m in cfg.initial_cluster.iter().filter(|m| m.name != cfg.raw.name) {
-        for url in &m.peer_urls {
-            let Ok(ep) = tonic::transport::Endpoint::from_shared(url.clone()) else {
-                continue;
-            };
-            let Ok(ch) = ep.connect_timeout(Duration::from_secs(2)).connect().await else {
-                continue;
-            };
-            let mut client = rustcd_api::rustcdpb::peer_client::PeerClient::new(ch);
-            let Ok(resp) = client.members(rustcd_api::rustcdpb::PeerMembersRequest {}).await else {
-                continue;
-            };
-            let resp = resp.into_inner();
-            let found = resp.members.iter().find(|x| {
-                let mut urls = x.peer_urls.clone();
-                urls.sort();
-                urls == mine
-            });
-            return match found {
-                Some(me) => Ok(Identity {
-                    member_id: me.id,
-                    cluster_id: resp.cluster_id,
-                    members: resp.members.clone(),
-                    bootstrap: false,
-                }),
-                None => Err(ServerError::Config(format!(
-                    "error validating peerURLs: member count is unequal or this member's peer URLs {mine:?} were not added to the cluster (use 'etcdctl member add' first)"
-                ))),
-            };
-        }
-    }
-    Err(ServerError::Config(
-        "cannot fetch cluster info from peer urls: could not retrieve cluster information from the given URLs".into(),
-    ))
 }
 
 /// Opens the data dir, starts raft, the apply thread, the peer and client listeners.
@@ -182,7 +93,7 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
     let snap_dir = member_dir.join("snap");
     std::fs::create_dir_all(&snap_dir).map_err(|e| ServerError::DataDir(format!("{}: {e}", snap_dir.display())))?;
     let store = Arc::new(KvStore::open(snap_dir.join("db"))?);
-    let id = identify(&cfg, &member_dir, &store).await?;
+    let id = identity::identify(&cfg, &member_dir, &store).await?;
     let (member_id, cluster_id) = (id.member_id, id.cluster_id);
     tracing::info!(
         name = %cfg.raw.name, data_dir = %cfg.data_dir.display(),
@@ -204,15 +115,7 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
     let hub = Arc::new(WatchHub::new(store.clone()));
     let consistent_index = store.consistent_index();
     let (out_tx, out_rx) = mpsc::sync_channel(1024);
-    let node_cfg = NodeConfig {
-        id: member_id,
-        bootstrap: if id.bootstrap { id.members.iter().map(|m| (m.id, m.encode_to_vec())).collect() } else { vec![] },
-        dir: member_dir.join("raft"),
-        tick: Duration::from_millis(cfg.raw.heartbeat_interval),
-        election_tick: (cfg.raw.election_timeout / cfg.raw.heartbeat_interval) as usize,
-        heartbeat_tick: 1,
-        applied: consistent_index,
-    };
+    let node_cfg = raft_config(&cfg, &id, &member_dir, consistent_index);
     let snap_store = store.clone();
     let snapshot_source = Box::new(move || snap_store.snapshot().map_err(|e| e.to_string()));
     let raft = RaftNode::start(node_cfg, out_tx, transport.clone(), snapshot_source)?;

@@ -1,0 +1,117 @@
+//! A member's identity: its member ID and its cluster's ID, decided once (from the initial
+//! cluster for a new member, from the existing members' answer when joining) and kept in
+//! `member/identity`, so that a restart never re-derives them.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rustcd_api::rustcdpb::StoredMember;
+use rustcd_mvcc::KvStore;
+
+use crate::config::Config;
+use crate::error::ServerError;
+use crate::ids;
+use crate::membership::Membership;
+
+/// Who this member is and what cluster it belongs to.
+pub struct Identity {
+    pub member_id: u64,
+    pub cluster_id: u64,
+    pub members: Vec<StoredMember>,
+    /// Bootstrap a new raft log with these members (new cluster, first start).
+    pub bootstrap: bool,
+}
+
+const IDENTITY_FILE: &str = "identity";
+
+/// Finds this member's identity: from its data dir on restart, from the initial cluster for
+/// a new one, or from the existing members' answer when joining.
+pub async fn identify(cfg: &Config, member_dir: &Path, store: &KvStore) -> Result<Identity, ServerError> {
+    let path = member_dir.join(IDENTITY_FILE);
+    let token = &cfg.raw.initial_cluster_token;
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let mut parts = text.split_whitespace().map(|x| u64::from_str_radix(x, 16));
+        let (Some(Ok(member_id)), Some(Ok(cluster_id))) = (parts.next(), parts.next()) else {
+            return Err(ServerError::DataDir(format!("{}: malformed identity file", path.display())));
+        };
+        let members = Membership::load(store).map(|m| m.members).unwrap_or_else(|| initial_members(cfg, token));
+        return Ok(Identity { member_id, cluster_id, members, bootstrap: false });
+    }
+    let id = if cfg.raw.initial_cluster_state == "existing" {
+        join_existing(cfg).await?
+    } else {
+        let members = initial_members(cfg, token);
+        let member_id = members.iter().find(|m| m.name == cfg.raw.name).map(|m| m.id).unwrap_or(0);
+        let cluster_id = ids::cluster_id(&members.iter().map(|m| m.id).collect::<Vec<_>>());
+        Identity { member_id, cluster_id, members, bootstrap: true }
+    };
+    write_identity(&path, id.member_id, id.cluster_id)?;
+    Ok(id)
+}
+
+fn write_identity(path: &Path, member_id: u64, cluster_id: u64) -> Result<(), ServerError> {
+    use std::io::Write;
+    let err = |e: std::io::Error| ServerError::DataDir(format!("{}: {e}", path.display()));
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(err)?;
+    writeln!(f, "{member_id:x} {cluster_id:x}").map_err(err)?;
+    f.sync_all().map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(err)?;
+    }
+    Ok(())
+}
+
+fn initial_members(cfg: &Config, token: &str) -> Vec<StoredMember> {
+    cfg.initial_cluster
+        .iter()
+        .map(|m| StoredMember {
+            id: ids::member_id(&m.peer_urls, token),
+            name: m.name.clone(),
+            peer_urls: m.peer_urls.clone(),
+            client_urls: vec![],
+            is_learner: false,
+        })
+        .collect()
+}
+
+/// Asks the other members for the member list and finds this member in it by peer URLs.
+async fn join_existing(cfg: &Config) -> Result<Identity, ServerError> {
+    let mut mine = cfg.advertise_peer_urls.clone();
+    mine.sort();
+    for m in cfg.initial_cluster.iter().filter(|m| m.name != cfg.raw.name) {
+        for url in &m.peer_urls {
+            let Ok(ep) = tonic::transport::Endpoint::from_shared(url.clone()) else {
+                continue;
+            };
+            let Ok(ch) = ep.connect_timeout(Duration::from_secs(2)).connect().await else {
+                continue;
+            };
+            let mut client = rustcd_api::rustcdpb::peer_client::PeerClient::new(ch);
+            let Ok(resp) = client.members(rustcd_api::rustcdpb::PeerMembersRequest {}).await else {
+                continue;
+            };
+            let resp = resp.into_inner();
+            let found = resp.members.iter().find(|x| {
+                let mut urls = x.peer_urls.clone();
+                urls.sort();
+                urls == mine
+            });
+            return match found {
+                Some(me) => Ok(Identity {
+                    member_id: me.id,
+                    cluster_id: resp.cluster_id,
+                    members: resp.members.clone(),
+                    bootstrap: false,
+                }),
+                None => Err(ServerError::Config(format!(
+                    "error validating peerURLs: member count is unequal or this member's peer URLs {mine:?} were not added to the cluster (use 'etcdctl member add' first)"
+                ))),
+            };
+        }
+    }
+    Err(ServerError::Config(
+        "cannot fetch cluster info from peer urls: could not retrieve cluster information from the given URLs".into(),
+    ))
+}
