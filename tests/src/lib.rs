@@ -38,6 +38,43 @@ pub fn workspace_bin(name: &str) -> PathBuf {
 pub const REAL_ETCDCTL: &str = "/usr/bin/etcdctl";
 pub const REAL_ETCD: &str = "/usr/bin/etcd";
 
+/// Which etcdctl a test drives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ctl {
+    /// The real etcdctl from Debian's `etcd-client` package.
+    Real,
+    /// rustcd's `etcdctl`, built from this workspace.
+    Ours,
+}
+
+impl Ctl {
+    /// `etcdctl --endpoints=...` with stdin closed, ready for arguments.
+    pub fn command(self, endpoints: &str) -> Command {
+        let bin = match self {
+            Ctl::Real => PathBuf::from(REAL_ETCDCTL),
+            Ctl::Ours => workspace_bin("etcdctl"),
+        };
+        let mut cmd = Command::new(bin);
+        cmd.arg(format!("--endpoints={endpoints}")).env("ETCDCTL_API", "3").stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `args`, feeding `stdin` when given.
+    pub fn run(self, endpoints: &str, args: &[&str], stdin: Option<&str>) -> Output {
+        use std::io::Write;
+        let mut cmd = self.command(endpoints);
+        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+        if stdin.is_some() {
+            cmd.stdin(Stdio::piped());
+        }
+        let mut child = cmd.spawn().expect("spawn etcdctl (is etcd-client installed? are the bins built?)");
+        if let (Some(mut s), Some(input)) = (child.stdin.take(), stdin) {
+            s.write_all(input.as_bytes()).expect("write etcdctl stdin");
+        }
+        child.wait_with_output().expect("etcdctl output")
+    }
+}
+
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
@@ -294,20 +331,7 @@ impl Cluster {
 
     /// Runs the real etcdctl against member `i` with `stdin` as input.
     pub fn etcdctl_stdin(&self, i: usize, args: &[&str], stdin: &str) -> Output {
-        use std::io::Write;
-        let mut child = Command::new(REAL_ETCDCTL)
-            .arg(format!("--endpoints={}", self.members[i].endpoint()))
-            .args(args)
-            .env("ETCDCTL_API", "3")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn etcdctl");
-        if let Some(mut s) = child.stdin.take() {
-            s.write_all(stdin.as_bytes()).expect("write etcdctl stdin");
-        }
-        child.wait_with_output().expect("etcdctl output")
+        Ctl::Real.run(&self.members[i].endpoint(), args, Some(stdin))
     }
 
     fn dump_logs(&self) {
@@ -338,13 +362,7 @@ impl Drop for Cluster {
 
 /// Runs the real etcdctl with `--endpoints`.
 pub fn etcdctl(endpoints: &[&str], args: &[&str]) -> Output {
-    Command::new(REAL_ETCDCTL)
-        .arg(format!("--endpoints={}", endpoints.join(",")))
-        .args(args)
-        .env("ETCDCTL_API", "3")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run etcdctl (is etcd-client installed?)")
+    Ctl::Real.run(&endpoints.join(","), args, None)
 }
 
 /// stdout as text.
@@ -402,18 +420,16 @@ impl Printed {
 
 /// Runs `etcdctl watch ...` until its stdout has `lines` lines (or it exits), then stops it.
 pub fn etcdctl_watch(endpoint: &str, args: &[&str], lines: usize, deadline: Duration) -> Printed {
+    ctl_watch(Ctl::Real, endpoint, args, lines, deadline)
+}
+
+/// [`etcdctl_watch`] with the etcdctl of choice.
+pub fn ctl_watch(ctl: Ctl, endpoint: &str, args: &[&str], lines: usize, deadline: Duration) -> Printed {
     use std::io::Read;
     let out_path = std::env::temp_dir().join(format!("rustcd-watch-{}-{}", std::process::id(), free_port()));
     let out_file = std::fs::File::create(&out_path).expect("watch output file");
-    let mut child = Command::new(REAL_ETCDCTL)
-        .arg(format!("--endpoints={endpoint}"))
-        .args(args)
-        .env("ETCDCTL_API", "3")
-        .stdin(Stdio::null())
-        .stdout(out_file)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn etcdctl watch");
+    let mut child =
+        ctl.command(endpoint).args(args).stdout(out_file).stderr(Stdio::piped()).spawn().expect("spawn etcdctl watch");
     let end = Instant::now() + deadline;
     let mut code = None;
     loop {

@@ -1,0 +1,378 @@
+//! `etcdctl member ...`, `endpoint status|health|hashkv` and `move-leader`: commands that talk
+//! to each member on its own.
+
+use std::time::Instant;
+
+use clap::Subcommand;
+use rustcd_api::etcdserverpb::{
+    HashKvRequest, Member, MemberAddRequest, MemberListRequest, MemberPromoteRequest, MemberRemoveRequest,
+    MemberUpdateRequest, MoveLeaderRequest, RangeRequest, StatusRequest, StatusResponse,
+};
+use rustcd_client::Client;
+
+use crate::json::{Obj, go_duration, human_bytes, string};
+use crate::print::{Format, header_json, member_json, table};
+use crate::{CtlError, Ctx};
+
+#[derive(Subcommand, Debug)]
+pub enum MemberCmd {
+    /// Adds a member into the cluster
+    Add {
+        /// comma separated peer URLs for the new member.
+        #[arg(long = "peer-urls", default_value = "")]
+        peer_urls: String,
+        /// indicates if the new member is raft learner
+        #[arg(long)]
+        learner: bool,
+        args: Vec<String>,
+    },
+    /// Removes a member from the cluster
+    Remove { args: Vec<String> },
+    /// Updates a member in the cluster
+    Update {
+        /// comma separated peer URLs for the updated member.
+        #[arg(long = "peer-urls", default_value = "")]
+        peer_urls: String,
+        args: Vec<String>,
+    },
+    /// Lists all members in the cluster
+    List,
+    /// Promotes a non-voting member in the cluster
+    Promote { args: Vec<String> },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EndpointCmd {
+    /// Checks the healthiness of endpoints specified in `--endpoints` flag
+    Health {
+        /// use all endpoints from the cluster member list
+        #[arg(long)]
+        cluster: bool,
+    },
+    /// Prints out the status of endpoints specified in `--endpoints` flag
+    Status {
+        /// use all endpoints from the cluster member list
+        #[arg(long)]
+        cluster: bool,
+    },
+    /// Prints the KV history hash for each endpoint in --endpoints
+    Hashkv {
+        /// use all endpoints from the cluster member list
+        #[arg(long)]
+        cluster: bool,
+        /// maximum revision to hash (default: all revisions)
+        #[arg(long, default_value_t = 0)]
+        rev: i64,
+    },
+}
+
+fn member_id(args: &[String]) -> Result<u64, CtlError> {
+    let [id] = args else { return Err(CtlError::bad_args("member ID is not provided")) };
+    u64::from_str_radix(id, 16).map_err(|_| {
+        CtlError::bad_args(&format!(
+            "bad member ID arg (strconv.ParseUint: parsing {id:?}: invalid syntax), expecting ID in Hex"
+        ))
+    })
+}
+
+fn urls(s: &str) -> Vec<String> {
+    s.split(',').filter(|u| !u.is_empty()).map(str::to_string).collect()
+}
+
+fn member_row(m: &Member) -> Vec<String> {
+    let status = if m.name.is_empty() { "unstarted" } else { "started" };
+    vec![
+        format!("{:x}", m.id),
+        status.to_string(),
+        m.name.clone(),
+        m.peer_ur_ls.join(","),
+        m.client_ur_ls.join(","),
+        m.is_learner.to_string(),
+    ]
+}
+
+pub async fn member(ctx: &Ctx, cmd: MemberCmd) -> Result<(), CtlError> {
+    let c = ctx.client().await?;
+    let mut cluster = c.cluster();
+    match cmd {
+        MemberCmd::List => {
+            let r = ctx.call(cluster.member_list(MemberListRequest { linearizable: false })).await?;
+            match ctx.format {
+                Format::Json => {
+                    let o = Obj::new()
+                        .obj("header", r.header.as_ref().map(header_json))
+                        .list("members", r.members.iter().map(member_json).collect());
+                    println!("{}", o.end());
+                }
+                Format::Table => {
+                    let rows: Vec<Vec<String>> = r.members.iter().map(member_row).collect();
+                    let headers = ["ID", "STATUS", "NAME", "PEER ADDRS", "CLIENT ADDRS", "IS LEARNER"];
+                    print!("{}", table(&headers, &rows));
+                }
+                _ => r.members.iter().for_each(|m| println!("{}", member_row(m).join(", "))),
+            }
+        }
+        MemberCmd::Add { peer_urls, learner, args } => {
+            let [name] = args.as_slice() else { return Err(CtlError::bad_args("member name not provided")) };
+            let peers = urls(&peer_urls);
+            if peers.is_empty() {
+                return Err(CtlError::bad_args("member peer urls not provided"));
+            }
+            let req = MemberAddRequest { peer_ur_ls: peers.clone(), is_learner: learner };
+            let r = ctx.call(cluster.member_add(req)).await?;
+            let m = r.member.clone().unwrap_or_default();
+            let cid = r.header.as_ref().map_or(0, |h| h.cluster_id);
+            if ctx.format == Format::Json {
+                let o = Obj::new()
+                    .obj("header", r.header.as_ref().map(header_json))
+                    .obj("member", Some(member_json(&m)))
+                    .list("members", r.members.iter().map(member_json).collect());
+                println!("{}", o.end());
+                return Ok(());
+            }
+            println!("Member {:16x} added to cluster {cid:16x}", m.id);
+            let mut conf = Vec::new();
+            for x in &r.members {
+                let n = if x.id == m.id { name.clone() } else { x.name.clone() };
+                conf.extend(x.peer_ur_ls.iter().map(|u| format!("{n}={u}")));
+            }
+            println!();
+            println!("ETCD_NAME={}", crate::json::quote(name.as_bytes()));
+            println!("ETCD_INITIAL_CLUSTER={}", crate::json::quote(conf.join(",").as_bytes()));
+            println!("ETCD_INITIAL_ADVERTISE_PEER_URLS={}", crate::json::quote(peers.join(",").as_bytes()));
+            println!("ETCD_INITIAL_CLUSTER_STATE=\"existing\"");
+        }
+        MemberCmd::Remove { args } => {
+            let id = member_id(&args)?;
+            let r = ctx.call(cluster.member_remove(MemberRemoveRequest { id })).await?;
+            let cid = r.header.as_ref().map_or(0, |h| h.cluster_id);
+            println!("Member {id:16x} removed from cluster {cid:16x}");
+        }
+        MemberCmd::Update { peer_urls, args } => {
+            let id = member_id(&args)?;
+            let r = ctx.call(cluster.member_update(MemberUpdateRequest { id, peer_ur_ls: urls(&peer_urls) })).await?;
+            let cid = r.header.as_ref().map_or(0, |h| h.cluster_id);
+            println!("Member {id:16x} updated in cluster {cid:16x}");
+        }
+        MemberCmd::Promote { args } => {
+            let id = member_id(&args)?;
+            let r = ctx.call(cluster.member_promote(MemberPromoteRequest { id })).await?;
+            let cid = r.header.as_ref().map_or(0, |h| h.cluster_id);
+            println!("Member {id:16x} promoted in cluster {cid:16x}");
+        }
+    }
+    Ok(())
+}
+
+/// `--endpoints`, or with `--cluster` every member's client URLs.
+async fn endpoints(ctx: &Ctx, cluster: bool) -> Result<Vec<String>, CtlError> {
+    if !cluster {
+        return Ok(ctx.config.endpoints.clone());
+    }
+    let c = ctx.client().await?;
+    let r = ctx.call(c.cluster().member_list(MemberListRequest { linearizable: false })).await?;
+    Ok(r.members.iter().flat_map(|m| m.client_ur_ls.clone()).collect())
+}
+
+async fn one(ctx: &Ctx, ep: &str) -> Result<Client, CtlError> {
+    Ok(Client::connect_one(ep, ctx.config.dial_timeout).await?)
+}
+
+async fn status_of(ctx: &Ctx, ep: &str) -> Result<StatusResponse, CtlError> {
+    let c = one(ctx, ep).await?;
+    ctx.call(c.maintenance().status(StatusRequest {})).await
+}
+
+fn status_json(s: &StatusResponse) -> String {
+    Obj::new()
+        .obj("header", s.header.as_ref().map(header_json))
+        .str("version", &s.version)
+        .int("dbSize", s.db_size)
+        .int("leader", s.leader)
+        .int("raftIndex", s.raft_index)
+        .int("raftTerm", s.raft_term)
+        .int("raftAppliedIndex", s.raft_applied_index)
+        .list("errors", s.errors.iter().map(|e| string(e)).collect())
+        .int("dbSizeInUse", s.db_size_in_use)
+        .bool("isLearner", s.is_learner)
+        .end()
+}
+
+fn status_row(ep: &str, s: &StatusResponse) -> Vec<String> {
+    let id = s.header.as_ref().map_or(0, |h| h.member_id);
+    vec![
+        ep.to_string(),
+        format!("{id:x}"),
+        s.version.clone(),
+        human_bytes(s.db_size.max(0) as u64),
+        (s.leader == id).to_string(),
+        s.is_learner.to_string(),
+        s.raft_term.to_string(),
+        s.raft_index.to_string(),
+        s.raft_applied_index.to_string(),
+        s.errors.join(", "),
+    ]
+}
+
+pub async fn endpoint(ctx: &Ctx, cmd: EndpointCmd) -> Result<(), CtlError> {
+    match cmd {
+        EndpointCmd::Status { cluster } => {
+            let mut ok = Vec::new();
+            let mut failed = false;
+            for ep in endpoints(ctx, cluster).await? {
+                match status_of(ctx, &ep).await {
+                    Ok(s) => ok.push((ep, s)),
+                    Err(e) => {
+                        eprintln!("Failed to get the status of endpoint {ep} ({})", e.msg);
+                        failed = true;
+                    }
+                }
+            }
+            match ctx.format {
+                Format::Json => {
+                    let items: Vec<String> = ok
+                        .iter()
+                        .map(|(ep, s)| Obj::new().raw("Endpoint", &string(ep)).raw("Status", &status_json(s)).end())
+                        .collect();
+                    println!("[{}]", items.join(","));
+                }
+                Format::Table => {
+                    let headers = [
+                        "ENDPOINT",
+                        "ID",
+                        "VERSION",
+                        "DB SIZE",
+                        "IS LEADER",
+                        "IS LEARNER",
+                        "RAFT TERM",
+                        "RAFT INDEX",
+                        "RAFT APPLIED INDEX",
+                        "ERRORS",
+                    ];
+                    let rows: Vec<Vec<String>> = ok.iter().map(|(ep, s)| status_row(ep, s)).collect();
+                    print!("{}", table(&headers, &rows));
+                }
+                _ => ok.iter().for_each(|(ep, s)| println!("{}", status_row(ep, s).join(", "))),
+            }
+            if failed {
+                return Err(CtlError::new(1, "").silent());
+            }
+        }
+        EndpointCmd::Health { cluster } => {
+            let mut rows = Vec::new();
+            for ep in endpoints(ctx, cluster).await? {
+                let start = Instant::now();
+                let res = match one(ctx, &ep).await {
+                    Ok(c) => {
+                        let get = RangeRequest { key: b"health".to_vec().into(), ..Default::default() };
+                        match ctx.call(c.kv().range(get)).await {
+                            Ok(_) => Ok(()),
+                            Err(e) if e.msg.contains("permission denied") => Ok(()),
+                            Err(e) => Err(e.msg),
+                        }
+                    }
+                    Err(e) => Err(e.msg),
+                };
+                rows.push((ep, res, go_duration(start.elapsed())));
+            }
+            let unhealthy = rows.iter().any(|(_, r, _)| r.is_err());
+            match ctx.format {
+                Format::Json => {
+                    let items: Vec<String> = rows
+                        .iter()
+                        .map(|(ep, r, took)| {
+                            Obj::new()
+                                .raw("endpoint", &string(ep))
+                                .raw("health", &r.is_ok().to_string())
+                                .raw("took", &string(took))
+                                .str("error", r.as_ref().err().map_or("", |e| e))
+                                .end()
+                        })
+                        .collect();
+                    println!("[{}]", items.join(","));
+                }
+                Format::Table => {
+                    let rows: Vec<Vec<String>> = rows
+                        .iter()
+                        .map(|(ep, r, took)| {
+                            let err = r.as_ref().err().cloned().unwrap_or_default();
+                            vec![ep.clone(), r.is_ok().to_string(), took.clone(), err]
+                        })
+                        .collect();
+                    print!("{}", table(&["ENDPOINT", "HEALTH", "TOOK", "ERROR"], &rows));
+                }
+                _ => {
+                    for (ep, r, took) in &rows {
+                        match r {
+                            Ok(()) => eprintln!("{ep} is healthy: successfully committed proposal: took = {took}"),
+                            Err(e) => eprintln!("{ep} is unhealthy: failed to commit proposal: {e}"),
+                        }
+                    }
+                }
+            }
+            if unhealthy {
+                return Err(CtlError::new(1, "unhealthy cluster"));
+            }
+        }
+        EndpointCmd::Hashkv { cluster, rev } => {
+            let mut ok = Vec::new();
+            let mut failed = false;
+            for ep in endpoints(ctx, cluster).await? {
+                let res = match one(ctx, &ep).await {
+                    Ok(c) => ctx.call(c.maintenance().hash_kv(HashKvRequest { revision: rev })).await,
+                    Err(e) => Err(e),
+                };
+                match res {
+                    Ok(r) => ok.push((ep, r)),
+                    Err(e) => {
+                        eprintln!("Failed to get the hash of endpoint {ep} ({})", e.msg);
+                        failed = true;
+                    }
+                }
+            }
+            match ctx.format {
+                Format::Json => {
+                    let items: Vec<String> = ok
+                        .iter()
+                        .map(|(ep, r)| {
+                            let h = Obj::new()
+                                .obj("header", r.header.as_ref().map(header_json))
+                                .int("hash", r.hash)
+                                .int("compact_revision", r.compact_revision)
+                                .end();
+                            Obj::new().raw("Endpoint", &string(ep)).raw("HashKV", &h).end()
+                        })
+                        .collect();
+                    println!("[{}]", items.join(","));
+                }
+                Format::Table => {
+                    let rows: Vec<Vec<String>> =
+                        ok.iter().map(|(ep, r)| vec![ep.clone(), r.hash.to_string()]).collect();
+                    print!("{}", table(&["ENDPOINT", "HASH"], &rows));
+                }
+                _ => ok.iter().for_each(|(ep, r)| println!("{ep}, {}", r.hash)),
+            }
+            if failed {
+                return Err(CtlError::new(1, "").silent());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Finds the leader among `--endpoints` and asks it to hand leadership to `target`.
+pub async fn move_leader(ctx: &Ctx, target: &str) -> Result<(), CtlError> {
+    let target_id = u64::from_str_radix(target, 16)
+        .map_err(|_| CtlError::bad_args(&format!("strconv.ParseUint: parsing {target:?}: invalid syntax")))?;
+    for ep in &ctx.config.endpoints {
+        let c = one(ctx, ep).await?;
+        let s = ctx.call(c.maintenance().status(StatusRequest {})).await?;
+        let id = s.header.as_ref().map_or(0, |h| h.member_id);
+        if id == s.leader {
+            ctx.call(c.maintenance().move_leader(MoveLeaderRequest { target_id })).await?;
+            println!("Leadership transferred from {id:x} to {target_id:x}");
+            return Ok(());
+        }
+    }
+    Err(CtlError::bad_args(&format!("no leader endpoint given at [{}]", ctx.config.endpoints.join(" "))))
+}

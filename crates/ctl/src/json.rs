@@ -1,0 +1,205 @@
+//! Text encodings etcdctl inherits from Go: `encoding/json` of protobuf structs (field order,
+//! `omitempty`, bytes as base64), `%q` quoting, humanized byte sizes and `time.Duration` strings.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+/// A JSON object written field by field, the way Go's `encoding/json` writes a struct.
+#[derive(Default)]
+pub struct Obj {
+    out: String,
+}
+
+impl Obj {
+    pub fn new() -> Obj {
+        Obj::default()
+    }
+
+    fn key(&mut self, name: &str) {
+        self.out.push(if self.out.is_empty() { '{' } else { ',' });
+        let _ = write!(self.out, "\"{name}\":");
+    }
+
+    /// A field written whether or not it is zero.
+    pub fn raw(mut self, name: &str, json: &str) -> Obj {
+        self.key(name);
+        self.out.push_str(json);
+        self
+    }
+
+    /// An integer field with `omitempty`.
+    pub fn int(self, name: &str, v: impl Into<i128>) -> Obj {
+        let v = v.into();
+        if v == 0 { self } else { self.raw(name, &v.to_string()) }
+    }
+
+    pub fn bool(self, name: &str, v: bool) -> Obj {
+        if v { self.raw(name, "true") } else { self }
+    }
+
+    pub fn str(self, name: &str, v: &str) -> Obj {
+        if v.is_empty() { self } else { self.raw(name, &string(v)) }
+    }
+
+    pub fn bytes(self, name: &str, v: &[u8]) -> Obj {
+        if v.is_empty() { self } else { self.raw(name, &format!("\"{}\"", base64(v))) }
+    }
+
+    /// A message field (`omitempty` on a pointer: only absent ones are left out).
+    pub fn obj(self, name: &str, v: Option<String>) -> Obj {
+        match v {
+            Some(json) => self.raw(name, &json),
+            None => self,
+        }
+    }
+
+    /// A repeated field, left out when empty.
+    pub fn list(self, name: &str, items: Vec<String>) -> Obj {
+        if items.is_empty() { self } else { self.raw(name, &format!("[{}]", items.join(","))) }
+    }
+
+    pub fn end(mut self) -> String {
+        if self.out.is_empty() {
+            return "{}".to_string();
+        }
+        self.out.push('}');
+        self.out
+    }
+}
+
+/// A JSON string as Go writes it (HTML-sensitive characters escaped too).
+pub fn string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Standard base64 with padding.
+pub fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Go's `%q` of a byte string.
+pub fn quote(data: &[u8]) -> String {
+    let mut out = String::from("\"");
+    for chunk in data.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '\x07' => out.push_str("\\a"),
+                '\x08' => out.push_str("\\b"),
+                '\x0c' => out.push_str("\\f"),
+                '\x0b' => out.push_str("\\v"),
+                c if (c as u32) < 0x20 || c == '\x7f' => {
+                    let _ = write!(out, "\\x{:02x}", c as u32);
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// go-humanize's `Bytes`: SI units, one decimal below 10.
+pub fn human_bytes(n: u64) -> String {
+    if n < 10 {
+        return format!("{n} B");
+    }
+    const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
+    let e = ((n as f64).ln() / 1000f64.ln()).floor() as usize;
+    let e = e.min(UNITS.len() - 1);
+    let val = ((n as f64) / 1000f64.powi(e as i32) * 10.0 + 0.5).floor() / 10.0;
+    if val < 10.0 { format!("{val:.1} {}", UNITS[e]) } else { format!("{val:.0} {}", UNITS[e]) }
+}
+
+/// Go's `time.Duration.String()`.
+pub fn go_duration(d: Duration) -> String {
+    let ns = d.as_nanos();
+    if ns == 0 {
+        return "0s".into();
+    }
+    let trim = |whole: u128, frac: u128, digits: usize, unit: &str| {
+        let mut f = format!("{frac:0digits$}");
+        while f.ends_with('0') {
+            f.pop();
+        }
+        if f.is_empty() { format!("{whole}{unit}") } else { format!("{whole}.{f}{unit}") }
+    };
+    if ns < 1_000 {
+        format!("{ns}ns")
+    } else if ns < 1_000_000 {
+        trim(ns / 1_000, ns % 1_000, 3, "µs")
+    } else if ns < 1_000_000_000 {
+        trim(ns / 1_000_000, ns % 1_000_000, 6, "ms")
+    } else {
+        let secs = ns / 1_000_000_000;
+        let frac = ns % 1_000_000_000;
+        let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
+        let s = trim(s, frac, 9, "s");
+        match (h, m) {
+            (0, 0) => s,
+            (0, m) => format!("{m}m{s}"),
+            (h, m) => format!("{h}h{m}m{s}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodings_match_go() {
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"bar2"), "YmFyMg==");
+        assert_eq!(base64(b"ab"), "YWI=");
+        assert_eq!(human_bytes(20480), "20 kB");
+        assert_eq!(human_bytes(25000), "25 kB");
+        assert_eq!(human_bytes(1_500_000), "1.5 MB");
+        assert_eq!(human_bytes(5), "5 B");
+        assert_eq!(go_duration(Duration::from_nanos(6_458_500)), "6.4585ms");
+        assert_eq!(go_duration(Duration::from_nanos(772_423)), "772.423µs");
+        assert_eq!(go_duration(Duration::from_millis(61_500)), "1m1.5s");
+        assert_eq!(quote(b"a\"b\n\xff"), "\"a\\\"b\\n\\xff\"");
+        assert_eq!(string("<a>"), "\"\\u003ca\\u003e\"");
+        assert_eq!(Obj::new().int("a", 0).int("b", 2u64).str("c", "x").end(), "{\"b\":2,\"c\":\"x\"}");
+    }
+}
