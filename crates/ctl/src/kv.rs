@@ -122,19 +122,26 @@ fn key_range(key: &str, end: Option<&str>, prefix: bool, from_key: bool) -> (Vec
     (k, end.map(|e| e.as_bytes().to_vec()).unwrap_or_default())
 }
 
-pub fn range_request(a: &GetArgs) -> Result<RangeRequest, CtlError> {
-    if a.args.is_empty() || a.args.len() > 2 {
-        return Err(CtlError::bad_args("get command needs one argument as key and an optional argument as range_end"));
-    }
-    if a.prefix && a.from_key {
-        return Err(CtlError::bad_args("`--prefix` and `--from-key` cannot be set at the same time, choose one"));
-    }
-    if a.args.len() > 1 && (a.prefix || a.from_key) {
-        let flag = if a.prefix { "prefix" } else { "from-key" };
+/// `key [range_end]` with `--prefix`/`--from-key`, checked as etcdctl's get and del do.
+fn check_range_args(cmd: &str, args: &[String], prefix: bool, from_key: bool) -> Result<(), CtlError> {
+    if args.is_empty() || args.len() > 2 {
         return Err(CtlError::bad_args(&format!(
-            "too many arguments, only accept one argument when `--{flag}` is set"
+            "{cmd} command needs one argument as key and an optional argument as range_end"
         )));
     }
+    if prefix && from_key {
+        return Err(CtlError::bad_args("`--prefix` and `--from-key` cannot be set at the same time, choose one"));
+    }
+    if args.len() > 1 && (prefix || from_key) {
+        return Err(CtlError::bad_args(
+            "too many arguments, only accept one argument when `--prefix` or `--from-key` is set",
+        ));
+    }
+    Ok(())
+}
+
+pub fn range_request(a: &GetArgs) -> Result<RangeRequest, CtlError> {
+    check_range_args("get", &a.args, a.prefix, a.from_key)?;
     let serializable = match a.consistency.as_str() {
         "l" => false,
         "s" => true,
@@ -213,18 +220,7 @@ fn go_parse_err(e: &std::num::ParseIntError) -> &'static str {
 }
 
 pub fn delete_request(a: &DelArgs) -> Result<DeleteRangeRequest, CtlError> {
-    if a.args.is_empty() || a.args.len() > 2 {
-        return Err(CtlError::bad_args("del command needs one argument as key and an optional argument as range_end"));
-    }
-    if a.prefix && a.from_key {
-        return Err(CtlError::bad_args("`--prefix` and `--from-key` cannot be set at the same time, choose one"));
-    }
-    if a.args.len() > 1 && (a.prefix || a.from_key) {
-        let flag = if a.prefix { "prefix" } else { "from-key" };
-        return Err(CtlError::bad_args(&format!(
-            "too many arguments, only accept one argument when `--{flag}` is set"
-        )));
-    }
+    check_range_args("del", &a.args, a.prefix, a.from_key)?;
     let (key, range_end) = key_range(&a.args[0], a.args.get(1).map(String::as_str), a.prefix, a.from_key);
     Ok(DeleteRangeRequest { key: key.into(), range_end: range_end.into(), prev_kv: a.prev_kv })
 }
@@ -235,7 +231,7 @@ pub fn compaction_revision(a: &CompactionArgs) -> Result<i64, CtlError> {
     }
     a.args[0]
         .parse()
-        .map_err(|_| CtlError::bad_args(&format!("strconv.ParseInt: parsing {:?}: invalid syntax", a.args[0])))
+        .map_err(|_| CtlError::new(1, &format!("strconv.ParseInt: parsing {:?}: invalid syntax", a.args[0])))
 }
 
 /// One operation line of a txn (`put k v`, `get k --prefix`, `del k`), parsed as its command.

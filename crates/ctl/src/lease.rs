@@ -72,7 +72,10 @@ pub async fn run(ctx: &Ctx, cmd: LeaseCmd) -> Result<(), CtlError> {
         LeaseCmd::Revoke { args } => {
             let id = lease_id(&args, "lease revoke")?;
             let c = ctx.client().await?;
-            let r = ctx.call(c.lease().lease_revoke(LeaseRevokeRequest { id })).await?;
+            let r = ctx
+                .call(c.lease().lease_revoke(LeaseRevokeRequest { id }))
+                .await
+                .map_err(|e| CtlError::new(e.code, &format!("failed to revoke lease ({})", e.msg)))?;
             if json {
                 println!("{}", Obj::new().obj("header", r.header.as_ref().map(header_json)).end());
             } else {

@@ -1,0 +1,88 @@
+//! rustcd's etcdctl prints what the real etcdctl prints, run one after the other against the
+//! same three-member rustcd cluster: the member, endpoint, lease and error paths the
+//! single-node parity session does not reach. Lease IDs and timings are masked; everything else
+//! must match byte for byte.
+
+use rustcd_tests::{Cluster, Ctl, Printed, lease_id, stdout};
+
+/// Masks what legitimately differs between two runs: lease IDs.
+fn mask(mut p: Printed, leases: &[String]) -> Printed {
+    for id in leases {
+        p.stdout = p.stdout.replace(id.as_str(), "<lease>");
+    }
+    p
+}
+
+/// Runs `args` with both etcdctls and returns a description when they differ.
+fn compare(endpoints: &str, args: &[&str], stdin: Option<&str>, leases: &[String]) -> Option<String> {
+    let real = mask(Printed::of(&Ctl::Real.run(endpoints, args, stdin)), leases);
+    let ours = mask(Printed::of(&Ctl::Ours.run(endpoints, args, stdin)), leases);
+    (real != ours).then(|| format!("$ etcdctl {}\n  ours: {ours:?}\n  real: {real:?}", args.join(" ")))
+}
+
+#[test]
+fn cluster_our_etcdctl_prints_what_the_real_one_prints() {
+    let c = Cluster::start(3);
+    c.wait_writable(0);
+    let all = c.endpoints().join(",");
+    let first = c.members[0].endpoint();
+    let mut diffs = Vec::new();
+    let mut check = |eps: &str, args: &[&str], stdin: Option<&str>, leases: &[String]| {
+        diffs.extend(compare(eps, args, stdin, leases));
+    };
+
+    // Members and endpoints, before any write moves the raft index.
+    for w in ["simple", "json", "table"] {
+        check(&all, &["member", "list", "-w", w], None, &[]);
+        check(&all, &["endpoint", "status", "-w", w], None, &[]);
+        check(&first, &["endpoint", "status", "--cluster", "-w", w], None, &[]);
+        check(&all, &["endpoint", "hashkv", "-w", w], None, &[]);
+    }
+    check(&all, &["endpoint", "health"], None, &[]);
+    check(&first, &["member", "remove", "1234"], None, &[]);
+    check(&first, &["member", "promote", "zz"], None, &[]);
+    check(&first, &["move-leader", "1234"], None, &[]);
+
+    // Reads of keys (writes change revisions, so the single-node parity session covers them).
+    assert!(Ctl::Real.run(&first, &["put", "k1", "v1"], None).status.success());
+    check(&first, &["get", "k1", "--hex"], None, &[]);
+    check(&first, &["get", "k", "--prefix", "--consistency=s", "-w", "fields"], None, &[]);
+    check(&first, &["txn", "-w", "fields"], Some("version(\"k1\") = \"1\"\n\nget k1\n\n\n"), &[]);
+
+    // Leases: grant (IDs masked), time-to-live with keys, list, revoke, and a missing lease.
+    let granted = Ctl::Real.run(&first, &["lease", "grant", "300"], None);
+    let id = lease_id(&granted);
+    check(&first, &["put", "leased", "v", &format!("--lease={id}")], None, &[]);
+    check(&first, &["lease", "timetolive", &id, "--keys"], None, &[]);
+    check(&first, &["lease", "timetolive", &id, "-w", "json"], None, &[]);
+    check(&first, &["lease", "list"], None, &[]);
+    check(&first, &["lease", "revoke", "1234"], None, &[]);
+    check(&first, &["lease", "timetolive", "1234"], None, &[]);
+    let ours = Ctl::Ours.run(&first, &["lease", "grant", "60"], None);
+    let real = Ctl::Real.run(&first, &["lease", "grant", "60"], None);
+    let leases = vec![lease_id(&ours), lease_id(&real)];
+    assert_eq!(stdout(&ours).replace(&leases[0], "<lease>"), stdout(&real).replace(&leases[1], "<lease>"));
+    diffs.extend(compare(&first, &["lease", "keep-alive", "--once", &leases[0]], None, &leases));
+    let real = Printed::of(&Ctl::Real.run(&first, &["lease", "revoke", &leases[1]], None));
+    let ours = Printed::of(&Ctl::Ours.run(&first, &["lease", "revoke", &leases[0]], None));
+    assert_eq!(mask(ours, &leases), mask(real, &leases));
+
+    // Bad input: etcdctl's own errors and exit codes, and the server's.
+    let mut check = |args: &[&str]| diffs.extend(compare(&first, args, None, &[]));
+    check(&["get"]);
+    check(&["put"]);
+    check(&["put", "k", "v", "--lease=zz"]);
+    check(&["put", "", "v"]);
+    check(&["del", "a", "b", "--prefix"]);
+    check(&["get", "a", "b", "--prefix"]);
+    check(&["get", "a", "b", "--from-key"]);
+    check(&["get", "a", "--prefix", "--from-key"]);
+    check(&["get", "a", "--consistency=x"]);
+    check(&["get", "a", "--sort-by=COLOR"]);
+    check(&["compaction", "abc"]);
+    check(&["compaction", "100000"]);
+    check(&["watch", "k1", "--rev=1", "-w", "table"]);
+    check(&["lease", "grant", "abc"]);
+
+    assert!(diffs.is_empty(), "{} commands differ:\n{}", diffs.len(), diffs.join("\n"));
+}
