@@ -48,13 +48,17 @@ pub enum Ctl {
 }
 
 impl Ctl {
-    /// `etcdctl --endpoints=...` with stdin closed, ready for arguments.
-    pub fn command(self, endpoints: &str) -> Command {
-        let bin = match self {
+    /// Path of the binary.
+    pub fn path(self) -> PathBuf {
+        match self {
             Ctl::Real => PathBuf::from(REAL_ETCDCTL),
             Ctl::Ours => workspace_bin("etcdctl"),
-        };
-        let mut cmd = Command::new(bin);
+        }
+    }
+
+    /// `etcdctl --endpoints=...` with stdin closed, ready for arguments.
+    pub fn command(self, endpoints: &str) -> Command {
+        let mut cmd = Command::new(self.path());
         cmd.arg(format!("--endpoints={endpoints}")).env("ETCDCTL_API", "3").stdin(Stdio::null());
         cmd
     }
@@ -72,6 +76,11 @@ impl Ctl {
             s.write_all(input.as_bytes()).expect("write etcdctl stdin");
         }
         child.wait_with_output().expect("etcdctl output")
+    }
+
+    /// Starts a long-running etcdctl (keep-alive, lock holder, campaigner) with output discarded.
+    pub fn spawn(self, endpoints: &str, args: &[&str]) -> Child {
+        self.command(endpoints).args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn etcdctl")
     }
 }
 
@@ -634,13 +643,5 @@ pub fn lease_id(out: &Output) -> String {
 
 /// Starts a long-running etcdctl (keep-alive, lock holder, campaigner) with output discarded.
 pub fn spawn_etcdctl(endpoints: &str, args: &[&str]) -> Child {
-    Command::new(REAL_ETCDCTL)
-        .arg(format!("--endpoints={endpoints}"))
-        .args(args)
-        .env("ETCDCTL_API", "3")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn etcdctl")
+    Ctl::Real.spawn(endpoints, args)
 }

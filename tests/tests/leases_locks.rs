@@ -1,62 +1,97 @@
-//! Leases, locks and elections with the real etcdctl on one member: expiry within 5-7 s, keep-alive,
-//! time-to-live output, revoke; mutual exclusion over 200 lock rounds; a killed holder's lock
-//! freed by its lease; election observers following campaigners.
+//! Leases, locks and elections on one member, each scenario run with the real etcdctl and with
+//! ours: expiry within 5-7 s, keep-alive, time-to-live output, revoke; mutual exclusion over 200
+//! lock rounds; a killed holder's lock freed by its lease; election observers following
+//! campaigners.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use rustcd_tests::{Cluster, REAL_ETCDCTL, etcdctl_watch, lease_id, spawn_etcdctl, stdout, wait_for};
+use rustcd_tests::{Cluster, Ctl, ctl_watch, lease_id, stdout, wait_for};
 
-#[test]
-fn lease_expiry_keepalive_timetolive_and_revoke() {
+/// One test per scenario and etcdctl.
+macro_rules! with_both_etcdctls {
+    ($scenario:ident, $real:ident, $ours:ident) => {
+        #[test]
+        fn $real() {
+            $scenario(Ctl::Real);
+        }
+        #[test]
+        fn $ours() {
+            $scenario(Ctl::Ours);
+        }
+    };
+}
+
+with_both_etcdctls!(
+    lease_expiry,
+    lease_expiry_keepalive_timetolive_and_revoke,
+    our_etcdctl_lease_expiry_keepalive_timetolive_and_revoke
+);
+with_both_etcdctls!(
+    lock_exclusion,
+    lock_gives_mutual_exclusion_over_200_rounds,
+    our_etcdctl_lock_gives_mutual_exclusion
+);
+with_both_etcdctls!(
+    killed_holder,
+    killed_holder_releases_the_lock_when_its_lease_expires,
+    our_etcdctl_killed_holder_releases_the_lock
+);
+with_both_etcdctls!(election, election_observers_follow_campaigners, our_etcdctl_election_observers_follow_campaigners);
+
+fn lease_expiry(ctl: Ctl) {
     let c = Cluster::start(1);
     c.wait_writable(0);
+    let ep = c.members[0].endpoint();
+    let run = |args: &[&str]| ctl.run(&ep, args, None);
     let granted = Instant::now();
-    let id = lease_id(&c.etcdctl(0, &["lease", "grant", "5"]));
-    assert_eq!(stdout(&c.etcdctl(0, &["put", "short", "v", &format!("--lease={id}")])), "OK\n");
-    let kept = lease_id(&c.etcdctl(0, &["lease", "grant", "5"]));
-    c.etcdctl(0, &["put", "kept", "v", &format!("--lease={kept}")]);
-    let mut keeper = spawn_etcdctl(&c.members[0].endpoint(), &["lease", "keep-alive", &kept]);
+    let id = lease_id(&run(&["lease", "grant", "5"]));
+    assert_eq!(stdout(&run(&["put", "short", "v", &format!("--lease={id}")])), "OK\n");
+    let kept = lease_id(&run(&["lease", "grant", "5"]));
+    run(&["put", "kept", "v", &format!("--lease={kept}")]);
+    let mut keeper = ctl.spawn(&ep, &["lease", "keep-alive", &kept]);
 
-    let ttl = stdout(&c.etcdctl(0, &["lease", "timetolive", &id, "--keys"]));
+    let ttl = stdout(&run(&["lease", "timetolive", &id, "--keys"]));
     assert!(ttl.starts_with(&format!("lease {id} granted with TTL(5s), remaining(")), "{ttl}");
     assert!(ttl.ends_with("s), attached keys([short])\n"), "{ttl}");
 
     let gone = wait_for("the leased key to expire", Duration::from_secs(10), || {
-        stdout(&c.etcdctl(0, &["get", "short"])).is_empty().then(|| granted.elapsed())
+        stdout(&run(&["get", "short"])).is_empty().then(|| granted.elapsed())
     });
     assert!(gone >= Duration::from_secs(5) && gone <= Duration::from_secs(7), "expired after {gone:?}");
-    assert_eq!(stdout(&c.etcdctl(0, &["lease", "timetolive", &id])), format!("lease {id} already expired\n"));
-    assert_eq!(stdout(&c.etcdctl(0, &["get", "kept", "--print-value-only"])), "v\n", "kept alive");
+    assert_eq!(stdout(&run(&["lease", "timetolive", &id])), format!("lease {id} already expired\n"));
+    assert_eq!(stdout(&run(&["get", "kept", "--print-value-only"])), "v\n", "kept alive");
     let _ = keeper.kill();
     let _ = keeper.wait();
 
-    let many = lease_id(&c.etcdctl(0, &["lease", "grant", "100"]));
+    let many = lease_id(&run(&["lease", "grant", "100"]));
     for k in ["r1", "r2", "r3"] {
-        c.etcdctl(0, &["put", k, "v", &format!("--lease={many}")]);
+        run(&["put", k, "v", &format!("--lease={many}")]);
     }
-    assert_eq!(stdout(&c.etcdctl(0, &["lease", "revoke", &many])), format!("lease {many} revoked\n"));
-    assert_eq!(stdout(&c.etcdctl(0, &["get", "r", "--prefix"])), "");
-    let list = stdout(&c.etcdctl(0, &["lease", "list"]));
+    assert_eq!(stdout(&run(&["lease", "revoke", &many])), format!("lease {many} revoked\n"));
+    assert_eq!(stdout(&run(&["get", "r", "--prefix"])), "");
+    let list = stdout(&run(&["lease", "list"]));
     assert!(list.starts_with("found ") && !list.contains(&many), "{list}");
 }
 
-#[test]
-fn lock_gives_mutual_exclusion_over_200_rounds() {
+fn lock_exclusion(ctl: Ctl) {
     let c = Cluster::start(1);
     c.wait_writable(0);
     let ep = c.members[0].endpoint();
     c.etcdctl(0, &["put", "counter", "0"]);
+    let bin = ctl.path();
+    let bin = bin.display();
     let critical = format!(
-        "v=$({REAL_ETCDCTL} --endpoints={ep} get counter --print-value-only) && {REAL_ETCDCTL} --endpoints={ep} put counter $((v+1)) >/dev/null"
+        "v=$({bin} --endpoints={ep} get counter --print-value-only) && {bin} --endpoints={ep} put counter $((v+1)) >/dev/null"
     );
     let workers: Vec<_> = (0..10)
         .map(|_| {
             let (ep, critical) = (ep.clone(), critical.clone());
             std::thread::spawn(move || {
                 for _ in 0..20 {
-                    let st = Command::new(REAL_ETCDCTL)
-                        .args([&format!("--endpoints={ep}"), "lock", "counter-lock", "--", "sh", "-c", &critical])
+                    let st = ctl
+                        .command(&ep)
+                        .args(["lock", "counter-lock", "--", "sh", "-c", &critical])
                         .stdout(Stdio::null())
                         .status()
                         .expect("etcdctl lock");
@@ -71,12 +106,11 @@ fn lock_gives_mutual_exclusion_over_200_rounds() {
     assert_eq!(stdout(&c.etcdctl(0, &["get", "counter", "--print-value-only"])), "200\n", "no update lost");
 }
 
-#[test]
-fn killed_holder_releases_the_lock_when_its_lease_expires() {
+fn killed_holder(ctl: Ctl) {
     let c = Cluster::start(1);
     c.wait_writable(0);
     let ep = c.members[0].endpoint();
-    let mut holder = spawn_etcdctl(&ep, &["lock", "--ttl=3", "held", "sleep", "600"]);
+    let mut holder = ctl.spawn(&ep, &["lock", "--ttl=3", "held", "sleep", "600"]);
     wait_for("the holder to take the lock", Duration::from_secs(10), || {
         stdout(&c.etcdctl(0, &["get", "held/", "--prefix", "--keys-only"])).contains("held/").then_some(())
     });
@@ -86,24 +120,20 @@ fn killed_holder_releases_the_lock_when_its_lease_expires() {
         libc::kill(holder.id() as i32, libc::SIGKILL);
     }
     let _ = holder.wait();
-    let out = Command::new(REAL_ETCDCTL)
-        .args([&format!("--endpoints={ep}"), "lock", "held", "echo", "acquired"])
-        .output()
-        .expect("second holder");
+    let out = ctl.run(&ep, &["lock", "held", "echo", "acquired"], None);
     let waited = killed.elapsed();
     assert_eq!(stdout(&out), "acquired\n");
     assert!(waited >= Duration::from_secs(2) && waited < Duration::from_secs(8), "lock freed after {waited:?}");
 }
 
-#[test]
-fn election_observers_follow_campaigners() {
+fn election(ctl: Ctl) {
     let c = Cluster::start(1);
     c.wait_writable(0);
     let ep = c.members[0].endpoint();
     let obs_ep = ep.clone();
     let observer =
-        std::thread::spawn(move || etcdctl_watch(&obs_ep, &["elect", "-l", "job"], 4, Duration::from_secs(20)));
-    let campaign = |who: &str| spawn_etcdctl(&ep, &["elect", "job", who]);
+        std::thread::spawn(move || ctl_watch(ctl, &obs_ep, &["elect", "-l", "job"], 4, Duration::from_secs(20)));
+    let campaign = |who: &str| ctl.spawn(&ep, &["elect", "job", who]);
     let mut alice = campaign("alice");
     wait_for("alice to lead", Duration::from_secs(10), || {
         stdout(&c.etcdctl(0, &["get", "job/", "--prefix"])).contains("alice").then_some(())

@@ -9,6 +9,7 @@ mod json;
 mod kv;
 mod lease;
 mod print;
+mod session;
 mod watch;
 
 use std::process::ExitCode;
@@ -128,6 +129,10 @@ enum Command {
     /// Endpoint related commands
     #[command(subcommand)]
     Endpoint(cluster::EndpointCmd),
+    /// Acquires a named lock
+    Lock(session::LockArgs),
+    /// Observes and participates in leader election
+    Elect(session::ElectArgs),
     /// Transfers leadership to another etcd cluster member.
     MoveLeader { target: String },
     /// Prints the version of etcdctl
@@ -239,6 +244,8 @@ async fn run(cli: Cli) -> Result<(), CtlError> {
         Command::Lease(cmd) => lease::run(&ctx, cmd).await?,
         Command::Member(cmd) => cluster::member(&ctx, cmd).await?,
         Command::Endpoint(cmd) => cluster::endpoint(&ctx, cmd).await?,
+        Command::Lock(a) => session::lock(&ctx, a).await?,
+        Command::Elect(a) => session::elect(&ctx, a).await?,
         Command::MoveLeader { target } => cluster::move_leader(&ctx, &target).await?,
     }
     Ok(())
