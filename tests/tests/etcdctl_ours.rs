@@ -84,5 +84,25 @@ fn cluster_our_etcdctl_prints_what_the_real_one_prints() {
     check(&["watch", "k1", "--rev=1", "-w", "table"]);
     check(&["lease", "grant", "abc"]);
 
+    // Maintenance and auth: what exists prints the same; what the server lacks, the same error.
+    for args in [
+        &["alarm", "list"][..],
+        &["alarm", "disarm"],
+        &["defrag"],
+        &["auth", "enable"],
+        &["user", "list"],
+        &["user", "add", "u1:pw"],
+        &["user", "get", "u1"],
+        &["user", "grant-role", "u1", "r1"],
+        &["role", "list"],
+        &["role", "add", "r1"],
+        &["role", "get", "r1"],
+        &["role", "grant-permission", "r1", "readwrite", "k", "--prefix"],
+        &["role", "grant-permission", "r1", "bogus", "k"],
+        &["user", "add"],
+    ] {
+        check(args);
+    }
+
     assert!(diffs.is_empty(), "{} commands differ:\n{}", diffs.len(), diffs.join("\n"));
 }

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use rustcd_api::etcdserverpb::auth_client::AuthClient;
 use rustcd_api::etcdserverpb::cluster_client::ClusterClient;
 use rustcd_api::etcdserverpb::kv_client::KvClient;
 use rustcd_api::etcdserverpb::lease_client::LeaseClient;
@@ -80,6 +81,9 @@ impl Client {
     }
     pub fn maintenance(&self) -> MaintenanceClient<Channel> {
         MaintenanceClient::new(self.channel.clone())
+    }
+    pub fn auth(&self) -> AuthClient<Channel> {
+        AuthClient::new(self.channel.clone())
     }
     pub fn lock(&self) -> LockClient<Channel> {
         LockClient::new(self.channel.clone())

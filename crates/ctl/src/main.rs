@@ -4,6 +4,8 @@
 //! responses into text (`print`, `json`). It must not know how servers work: everything it
 //! learns comes through the etcd v3 API.
 
+mod admin;
+mod auth;
 mod cluster;
 mod json;
 mod kv;
@@ -48,14 +50,39 @@ impl CtlError {
 }
 
 impl From<tonic::Status> for CtlError {
+    /// etcd's own errors (all `etcdserver: ...`) print as their text, as clientv3 turns them back
+    /// into typed errors; any other status prints as Go's gRPC `rpc error: ...`.
     fn from(s: tonic::Status) -> CtlError {
         let msg = match s.code() {
-            tonic::Code::DeadlineExceeded | tonic::Code::Unavailable if !s.message().starts_with("etcdserver:") => {
-                "context deadline exceeded".to_string()
-            }
-            _ => s.message().to_string(),
+            _ if s.message().starts_with("etcdserver: ") => s.message().to_string(),
+            tonic::Code::DeadlineExceeded | tonic::Code::Unavailable => "context deadline exceeded".to_string(),
+            code => format!("rpc error: code = {} desc = {}", go_code_name(code), s.message()),
         };
         CtlError::new(1, &msg)
+    }
+}
+
+/// grpc-go's name for a status code.
+fn go_code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "Canceled",
+        Unknown => "Unknown",
+        InvalidArgument => "InvalidArgument",
+        DeadlineExceeded => "DeadlineExceeded",
+        NotFound => "NotFound",
+        AlreadyExists => "AlreadyExists",
+        PermissionDenied => "PermissionDenied",
+        ResourceExhausted => "ResourceExhausted",
+        FailedPrecondition => "FailedPrecondition",
+        Aborted => "Aborted",
+        OutOfRange => "OutOfRange",
+        Unimplemented => "Unimplemented",
+        Internal => "Internal",
+        Unavailable => "Unavailable",
+        DataLoss => "DataLoss",
+        Unauthenticated => "Unauthenticated",
     }
 }
 
@@ -129,6 +156,23 @@ enum Command {
     /// Endpoint related commands
     #[command(subcommand)]
     Endpoint(cluster::EndpointCmd),
+    /// Alarm related commands
+    #[command(subcommand)]
+    Alarm(admin::AlarmCmd),
+    /// Defragments the storage of the etcd members with given endpoints
+    Defrag,
+    /// Manages etcd node snapshots
+    #[command(subcommand)]
+    Snapshot(admin::SnapshotCmd),
+    /// Enable or disable authentication
+    #[command(subcommand)]
+    Auth(auth::AuthCmd),
+    /// User related commands
+    #[command(subcommand)]
+    User(auth::UserCmd),
+    /// Role related commands
+    #[command(subcommand)]
+    Role(auth::RoleCmd),
     /// Acquires a named lock
     Lock(session::LockArgs),
     /// Observes and participates in leader election
@@ -244,6 +288,12 @@ async fn run(cli: Cli) -> Result<(), CtlError> {
         Command::Lease(cmd) => lease::run(&ctx, cmd).await?,
         Command::Member(cmd) => cluster::member(&ctx, cmd).await?,
         Command::Endpoint(cmd) => cluster::endpoint(&ctx, cmd).await?,
+        Command::Alarm(cmd) => admin::alarm(&ctx, cmd).await?,
+        Command::Defrag => admin::defrag(&ctx).await?,
+        Command::Snapshot(cmd) => admin::snapshot(&ctx, cmd).await?,
+        Command::Auth(cmd) => auth::auth(&ctx, cmd).await?,
+        Command::User(cmd) => auth::user(&ctx, cmd).await?,
+        Command::Role(cmd) => auth::role(&ctx, cmd).await?,
         Command::Lock(a) => session::lock(&ctx, a).await?,
         Command::Elect(a) => session::elect(&ctx, a).await?,
         Command::MoveLeader { target } => cluster::move_leader(&ctx, &target).await?,

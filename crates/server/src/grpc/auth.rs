@@ -13,7 +13,7 @@ use crate::server::EtcdServer;
 pub struct AuthService(pub Arc<EtcdServer>);
 
 fn not_built() -> Status {
-    Status::unimplemented("etcdserver: auth is not implemented yet")
+    Status::unimplemented("auth is not implemented yet")
 }
 
 /// The whole impl is made by one macro so that `async_trait` sees every method.

@@ -1,0 +1,318 @@
+//! `etcdctl auth`, `user` and `role`: the Auth service's commands.
+
+use std::io::BufRead;
+
+use clap::Subcommand;
+use rustcd_api::authpb::{Permission, UserAddOptions};
+use rustcd_api::etcdserverpb::*;
+
+use crate::kv::prefix_end;
+use crate::{CtlError, Ctx};
+
+#[derive(Subcommand, Debug)]
+pub enum AuthCmd {
+    /// Disables authentication
+    Disable,
+    /// Enables authentication
+    Enable,
+    /// Returns authentication status
+    Status,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCmd {
+    /// Adds a new user
+    Add {
+        /// Read password from stdin instead of interactive terminal
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+        interactive: bool,
+        /// Create a user without password (CN based auth only)
+        #[arg(long = "new-user-password", default_value = "")]
+        new_user_password: String,
+        /// Create a user without password (CN based auth only)
+        #[arg(long = "no-password")]
+        no_password: bool,
+        args: Vec<String>,
+    },
+    /// Deletes a user
+    Delete { args: Vec<String> },
+    /// Gets detailed information of a user
+    Get {
+        /// Show permissions of roles granted to the user
+        #[arg(long)]
+        detail: bool,
+        args: Vec<String>,
+    },
+    /// Lists all users
+    List,
+    /// Changes password of user
+    Passwd {
+        /// If true, read password from stdin instead of interactive terminal
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+        interactive: bool,
+        args: Vec<String>,
+    },
+    /// Grants a role to a user
+    GrantRole { args: Vec<String> },
+    /// Revokes a role from a user
+    RevokeRole { args: Vec<String> },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RoleCmd {
+    /// Adds a new role
+    Add { args: Vec<String> },
+    /// Deletes a role
+    Delete { args: Vec<String> },
+    /// Gets detailed information of a role
+    Get { args: Vec<String> },
+    /// Lists all roles
+    List,
+    /// Grants a key to a role
+    GrantPermission {
+        /// grant a prefix permission
+        #[arg(long)]
+        prefix: bool,
+        /// grant a permission of keys that are greater than or equal to the given key using byte compare
+        #[arg(long = "from-key")]
+        from_key: bool,
+        args: Vec<String>,
+    },
+    /// Revokes a key from a role
+    RevokePermission {
+        /// revoke a prefix permission
+        #[arg(long)]
+        prefix: bool,
+        /// revoke a permission of keys that are greater than or equal to the given key using byte compare
+        #[arg(long = "from-key")]
+        from_key: bool,
+        args: Vec<String>,
+    },
+}
+
+pub async fn auth(ctx: &Ctx, cmd: AuthCmd) -> Result<(), CtlError> {
+    let c = ctx.client().await?;
+    let mut a = c.auth();
+    match cmd {
+        AuthCmd::Enable => {
+            ctx.call(a.auth_enable(AuthEnableRequest {})).await?;
+            println!("Authentication Enabled");
+        }
+        AuthCmd::Disable => {
+            ctx.call(a.auth_disable(AuthDisableRequest {})).await?;
+            println!("Authentication Disabled");
+        }
+        AuthCmd::Status => {
+            let r = ctx.call(a.auth_status(AuthStatusRequest {})).await?;
+            println!("Authentication Status: {}", r.enabled);
+            println!("AuthRevision: {}", r.auth_revision);
+        }
+    }
+    Ok(())
+}
+
+fn one<'a>(args: &'a [String], msg: &str) -> Result<&'a str, CtlError> {
+    match args {
+        [x] => Ok(x),
+        _ => Err(CtlError::bad_args(msg)),
+    }
+}
+
+fn two<'a>(args: &'a [String], msg: &str) -> Result<(&'a str, &'a str), CtlError> {
+    match args {
+        [x, y] => Ok((x, y)),
+        _ => Err(CtlError::bad_args(msg)),
+    }
+}
+
+/// One line of stdin after `prompt` on stderr.
+fn read_password(prompt: &str) -> Result<String, CtlError> {
+    eprint!("{prompt}");
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).map_err(|e| CtlError::new(1, &e.to_string()))?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
+/// A new password for `name`: typed twice when interactive, one line of stdin otherwise.
+fn password_for(name: &str, interactive: bool) -> Result<String, CtlError> {
+    if !interactive {
+        return read_password("");
+    }
+    let p = read_password(&format!("Password of {name}: "))?;
+    let again = read_password(&format!("Type password of {name} again for confirmation: "))?;
+    if again != p {
+        return Err(CtlError::bad_args("given passwords are different"));
+    }
+    Ok(p)
+}
+
+pub async fn user(ctx: &Ctx, cmd: UserCmd) -> Result<(), CtlError> {
+    let c = ctx.client().await?;
+    let mut a = c.auth();
+    match cmd {
+        UserCmd::Add { interactive, new_user_password, no_password, args } => {
+            let spec = one(&args, "user add command requires user name as its argument")?;
+            let (name, password) = match spec.split_once(':') {
+                Some((n, p)) => (n.to_string(), p.to_string()),
+                None if no_password => (spec.to_string(), String::new()),
+                None if !new_user_password.is_empty() => (spec.to_string(), new_user_password),
+                None => (spec.to_string(), password_for(spec, interactive)?),
+            };
+            let options = Some(UserAddOptions { no_password });
+            ctx.call(a.user_add(AuthUserAddRequest { name: name.clone(), password, options, ..Default::default() }))
+                .await?;
+            println!("User {name} created");
+        }
+        UserCmd::Delete { args } => {
+            let name = one(&args, "user delete command requires user name as its argument")?;
+            ctx.call(a.user_delete(AuthUserDeleteRequest { name: name.to_string() })).await?;
+            println!("User {name} deleted");
+        }
+        UserCmd::Get { detail, args } => {
+            let name = one(&args, "user get command requires user name as its argument")?;
+            let r = ctx.call(a.user_get(AuthUserGetRequest { name: name.to_string() })).await?;
+            println!("User: {name}");
+            if !detail {
+                println!("Roles: {}", r.roles.join(" "));
+            } else {
+                for role in &r.roles {
+                    let perms = ctx.call(a.role_get(AuthRoleGetRequest { role: role.clone() })).await?;
+                    print_role(role, &perms.perm);
+                }
+            }
+        }
+        UserCmd::List => {
+            let r = ctx.call(a.user_list(AuthUserListRequest {})).await?;
+            r.users.iter().for_each(|u| println!("{u}"));
+        }
+        UserCmd::Passwd { interactive, args } => {
+            let name = one(&args, "user passwd command requires user name as its argument")?;
+            let password = password_for(name, interactive)?;
+            ctx.call(a.user_change_password(AuthUserChangePasswordRequest {
+                name: name.to_string(),
+                password,
+                ..Default::default()
+            }))
+            .await?;
+            println!("Password updated");
+        }
+        UserCmd::GrantRole { args } => {
+            let (user, role) = two(&args, "user grant command requires user name and role name as its argument")?;
+            let req = AuthUserGrantRoleRequest { user: user.to_string(), role: role.to_string() };
+            ctx.call(a.user_grant_role(req)).await?;
+            println!("Role {role} is granted to user {user}");
+        }
+        UserCmd::RevokeRole { args } => {
+            let (name, role) = two(&args, "user revoke-role requires user name and role name as its argument")?;
+            let req = AuthUserRevokeRoleRequest { name: name.to_string(), role: role.to_string() };
+            ctx.call(a.user_revoke_role(req)).await?;
+            println!("Role {role} is revoked from user {name}");
+        }
+    }
+    Ok(())
+}
+
+fn print_role(role: &str, perms: &[Permission]) {
+    println!("Role {role}");
+    for (title, types) in [("KV Read:", [0, 2]), ("KV Write:", [1, 2])] {
+        println!("{title}");
+        for p in perms.iter().filter(|p| types.contains(&p.perm_type)) {
+            let key = String::from_utf8_lossy(&p.key);
+            if p.range_end.is_empty() {
+                println!("\t{key}");
+                continue;
+            }
+            let end = String::from_utf8_lossy(&p.range_end);
+            let mut line =
+                if &p.range_end[..] != b"\0" { format!("\t[{key}, {end})") } else { format!("\t[{key}, <open ended>") };
+            if !p.key.is_empty() && prefix_end(&p.key) == p.range_end {
+                line.push_str(&format!(" (prefix {key})"));
+            }
+            println!("{line}");
+        }
+    }
+}
+
+/// `key [range_end]` with `--prefix`/`--from-key` as a permission's key range.
+fn perm_range(key: &str, end: Option<&String>, prefix: bool, from_key: bool) -> Result<(Vec<u8>, Vec<u8>), CtlError> {
+    if prefix && from_key {
+        return Err(CtlError::bad_args("--from-key and --prefix flags are mutually exclusive"));
+    }
+    let k = key.as_bytes().to_vec();
+    Ok(match (end, prefix, from_key) {
+        (Some(_), true, _) | (Some(_), _, true) => {
+            return Err(CtlError::bad_args("unexpected endkey argument with --prefix or --from-key"));
+        }
+        (Some(e), _, _) => (k, e.as_bytes().to_vec()),
+        (None, true, _) if k.is_empty() => (vec![0], vec![0]),
+        (None, true, _) => (k.clone(), prefix_end(&k)),
+        (None, _, true) => (if k.is_empty() { vec![0] } else { k }, vec![0]),
+        (None, false, false) => (k, Vec::new()),
+    })
+}
+
+pub async fn role(ctx: &Ctx, cmd: RoleCmd) -> Result<(), CtlError> {
+    let c = ctx.client().await?;
+    let mut a = c.auth();
+    match cmd {
+        RoleCmd::Add { args } => {
+            let name = one(&args, "role add command requires role name as its argument")?;
+            ctx.call(a.role_add(AuthRoleAddRequest { name: name.to_string() })).await?;
+            println!("Role {name} created");
+        }
+        RoleCmd::Delete { args } => {
+            let role = one(&args, "role delete command requires role name as its argument")?;
+            ctx.call(a.role_delete(AuthRoleDeleteRequest { role: role.to_string() })).await?;
+            println!("Role {role} deleted");
+        }
+        RoleCmd::Get { args } => {
+            let role = one(&args, "role get command requires role name as its argument")?;
+            let r = ctx.call(a.role_get(AuthRoleGetRequest { role: role.to_string() })).await?;
+            print_role(role, &r.perm);
+        }
+        RoleCmd::List => {
+            let r = ctx.call(a.role_list(AuthRoleListRequest {})).await?;
+            r.roles.iter().for_each(|x| println!("{x}"));
+        }
+        RoleCmd::GrantPermission { prefix, from_key, args } => {
+            if args.len() < 3 || args.len() > 4 {
+                return Err(CtlError::bad_args(
+                    "role grant command requires role name, permission type, and key [endkey] as its argument",
+                ));
+            }
+            let perm_type = match args[1].to_uppercase().as_str() {
+                "READ" => 0,
+                "WRITE" => 1,
+                "READWRITE" => 2,
+                _ => return Err(CtlError::bad_args(&format!("invalid permission type: {}", args[1]))),
+            };
+            let (key, range_end) = perm_range(&args[2], args.get(3), prefix, from_key)?;
+            let perm = Some(Permission { perm_type, key: key.into(), range_end: range_end.into() });
+            ctx.call(a.role_grant_permission(AuthRoleGrantPermissionRequest { name: args[0].clone(), perm })).await?;
+            println!("Role {} updated", args[0]);
+        }
+        RoleCmd::RevokePermission { prefix, from_key, args } => {
+            if args.len() < 2 || args.len() > 3 {
+                return Err(CtlError::bad_args(
+                    "role revoke-permission command requires role name and key [endkey] as its argument",
+                ));
+            }
+            let (key, range_end) = perm_range(&args[1], args.get(2), prefix, from_key)?;
+            let (k, e) = (String::from_utf8_lossy(&key).into_owned(), String::from_utf8_lossy(&range_end).into_owned());
+            let req = AuthRoleRevokePermissionRequest {
+                role: args[0].clone(),
+                key: key.clone().into(),
+                range_end: range_end.clone().into(),
+            };
+            ctx.call(a.role_revoke_permission(req)).await?;
+            if range_end.is_empty() {
+                println!("Permission of key {k} is revoked from role {}", args[0]);
+            } else if range_end != b"\0" {
+                println!("Permission of range [{k}, {e}) is revoked from role {}", args[0]);
+            } else {
+                println!("Permission of range [{k}, <open ended> is revoked from role {}", args[0]);
+            }
+        }
+    }
+    Ok(())
+}
