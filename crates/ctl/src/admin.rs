@@ -22,9 +22,52 @@ pub enum SnapshotCmd {
     /// Stores an etcd node backend snapshot to a given file
     Save { args: Vec<String> },
     /// Gets backend snapshot status of a given file
+    #[command(
+        long_about = "When --write-out is set to simple, this command prints out comma-separated status lists for each endpoint.
+The items in the lists are hash, revision, total keys, total size."
+    )]
     Status { args: Vec<String> },
     /// Restores an etcd member snapshot to an etcd directory
-    Restore { args: Vec<String> },
+    Restore(RestoreArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RestoreArgs {
+    /// Path to the data directory
+    #[arg(long = "data-dir", default_value = "")]
+    pub data_dir: String,
+    /// Path to the WAL directory (use --data-dir if none given)
+    #[arg(long = "wal-dir", default_value = "")]
+    pub wal_dir: String,
+    /// Initial cluster configuration for restore bootstrap
+    #[arg(long = "initial-cluster", default_value = "default=http://localhost:2380")]
+    pub initial_cluster: String,
+    /// Initial cluster token for the etcd cluster during restore bootstrap
+    #[arg(long = "initial-cluster-token", default_value = "etcd-cluster")]
+    pub initial_cluster_token: String,
+    /// List of this member's peer URLs to advertise to the rest of the cluster
+    #[arg(long = "initial-advertise-peer-urls", default_value = "http://localhost:2380")]
+    pub initial_advertise_peer_urls: String,
+    /// Human-readable name for this member
+    #[arg(long, default_value = "default")]
+    pub name: String,
+    /// Ignore snapshot integrity hash value (required if copied from data directory)
+    #[arg(long = "skip-hash-check")]
+    pub skip_hash_check: bool,
+    pub args: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DefragArgs {
+    /// use all endpoints from the cluster member list
+    #[arg(long)]
+    pub cluster: bool,
+    #[arg(
+        long = "data-dir",
+        default_value = "",
+        help = "Optional. If present, defragments a data directory not in use by etcd."
+    )]
+    pub data_dir: String,
 }
 
 const ALARM_NAMES: [&str; 3] = ["NONE", "NOSPACE", "CORRUPT"];
@@ -53,9 +96,14 @@ pub async fn alarm(ctx: &Ctx, cmd: AlarmCmd) -> Result<(), CtlError> {
 }
 
 /// Defragments each endpoint in turn, as etcdctl does.
-pub async fn defrag(ctx: &Ctx) -> Result<(), CtlError> {
+pub async fn defrag(ctx: &Ctx, a: DefragArgs) -> Result<(), CtlError> {
+    if !a.data_dir.is_empty() {
+        return Err(CtlError::bad_feature(
+            "defragmenting a data directory offline is not supported by this etcdctl yet",
+        ));
+    }
     let mut failed = false;
-    for ep in &ctx.config.endpoints {
+    for ep in &crate::cluster::endpoints(ctx, a.cluster).await? {
         let res = match rustcd_client::Client::connect_one(ep, ctx.config.dial_timeout).await {
             Ok(c) => ctx.call(c.maintenance().defragment(DefragmentRequest {})).await.map(|_| ()),
             Err(e) => Err(e.into()),

@@ -26,7 +26,7 @@ pub enum UserCmd {
         /// Read password from stdin instead of interactive terminal
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
         interactive: bool,
-        /// Create a user without password (CN based auth only)
+        /// Supply password from the command line flag
         #[arg(long = "new-user-password", default_value = "")]
         new_user_password: String,
         /// Create a user without password (CN based auth only)

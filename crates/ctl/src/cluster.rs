@@ -18,8 +18,7 @@ use crate::{CtlError, Ctx};
 pub enum MemberCmd {
     /// Adds a member into the cluster
     Add {
-        /// comma separated peer URLs for the new member.
-        #[arg(long = "peer-urls", default_value = "")]
+        #[arg(long = "peer-urls", default_value = "", help = "comma separated peer URLs for the new member.")]
         peer_urls: String,
         /// indicates if the new member is raft learner
         #[arg(long)]
@@ -30,36 +29,42 @@ pub enum MemberCmd {
     Remove { args: Vec<String> },
     /// Updates a member in the cluster
     Update {
-        /// comma separated peer URLs for the updated member.
-        #[arg(long = "peer-urls", default_value = "")]
+        #[arg(long = "peer-urls", default_value = "", help = "comma separated peer URLs for the updated member.")]
         peer_urls: String,
         args: Vec<String>,
     },
     /// Lists all members in the cluster
+    #[command(
+        long_about = "When --write-out is set to simple, this command prints out comma-separated member lists for each endpoint.
+The items in the lists are ID, Status, Name, Peer Addrs, Client Addrs, Is Learner."
+    )]
     List,
     /// Promotes a non-voting member in the cluster
+    #[command(long_about = "Promotes a non-voting learner member to a voting one in the cluster.")]
     Promote { args: Vec<String> },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct EndpointArgs {
+    /// use all endpoints from the cluster member list
+    #[arg(long, global = true)]
+    pub cluster: bool,
+    #[command(subcommand)]
+    pub cmd: EndpointCmd,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum EndpointCmd {
     /// Checks the healthiness of endpoints specified in `--endpoints` flag
-    Health {
-        /// use all endpoints from the cluster member list
-        #[arg(long)]
-        cluster: bool,
-    },
+    Health,
     /// Prints out the status of endpoints specified in `--endpoints` flag
-    Status {
-        /// use all endpoints from the cluster member list
-        #[arg(long)]
-        cluster: bool,
-    },
+    #[command(
+        long_about = "When --write-out is set to simple, this command prints out comma-separated status lists for each endpoint.
+The items in the lists are endpoint, ID, version, db size, is leader, is learner, raft term, raft index, raft applied index, errors."
+    )]
+    Status,
     /// Prints the KV history hash for each endpoint in --endpoints
     Hashkv {
-        /// use all endpoints from the cluster member list
-        #[arg(long)]
-        cluster: bool,
         /// maximum revision to hash (default: all revisions)
         #[arg(long, default_value_t = 0)]
         rev: i64,
@@ -165,7 +170,7 @@ pub async fn member(ctx: &Ctx, cmd: MemberCmd) -> Result<(), CtlError> {
 }
 
 /// `--endpoints`, or with `--cluster` every member's client URLs.
-async fn endpoints(ctx: &Ctx, cluster: bool) -> Result<Vec<String>, CtlError> {
+pub async fn endpoints(ctx: &Ctx, cluster: bool) -> Result<Vec<String>, CtlError> {
     if !cluster {
         return Ok(ctx.config.endpoints.clone());
     }
@@ -214,9 +219,9 @@ fn status_row(ep: &str, s: &StatusResponse) -> Vec<String> {
     ]
 }
 
-pub async fn endpoint(ctx: &Ctx, cmd: EndpointCmd) -> Result<(), CtlError> {
+pub async fn endpoint(ctx: &Ctx, cluster: bool, cmd: EndpointCmd) -> Result<(), CtlError> {
     match cmd {
-        EndpointCmd::Status { cluster } => {
+        EndpointCmd::Status => {
             let mut ok = Vec::new();
             let mut failed = false;
             for ep in endpoints(ctx, cluster).await? {
@@ -258,7 +263,7 @@ pub async fn endpoint(ctx: &Ctx, cmd: EndpointCmd) -> Result<(), CtlError> {
                 return Err(CtlError::new(1, "").silent());
             }
         }
-        EndpointCmd::Health { cluster } => {
+        EndpointCmd::Health => {
             let mut rows = Vec::new();
             for ep in endpoints(ctx, cluster).await? {
                 let start = Instant::now();
@@ -314,7 +319,7 @@ pub async fn endpoint(ctx: &Ctx, cmd: EndpointCmd) -> Result<(), CtlError> {
                 return Err(CtlError::new(1, "unhealthy cluster"));
             }
         }
-        EndpointCmd::Hashkv { cluster, rev } => {
+        EndpointCmd::Hashkv { rev } => {
             let mut ok = Vec::new();
             let mut failed = false;
             for ep in endpoints(ctx, cluster).await? {
@@ -361,7 +366,8 @@ pub async fn endpoint(ctx: &Ctx, cmd: EndpointCmd) -> Result<(), CtlError> {
 }
 
 /// Finds the leader among `--endpoints` and asks it to hand leadership to `target`.
-pub async fn move_leader(ctx: &Ctx, target: &str) -> Result<(), CtlError> {
+pub async fn move_leader(ctx: &Ctx, args: &[String]) -> Result<(), CtlError> {
+    let [target] = args else { return Err(CtlError::bad_args("move-leader command needs 1 argument")) };
     let target_id = u64::from_str_radix(target, 16)
         .map_err(|_| CtlError::bad_args(&format!("strconv.ParseUint: parsing {target:?}: invalid syntax")))?;
     for ep in &ctx.config.endpoints {

@@ -6,10 +6,14 @@
 
 mod admin;
 mod auth;
+mod check;
+mod cli;
 mod cluster;
+mod help;
 mod json;
 mod kv;
 mod lease;
+mod mirror;
 mod print;
 mod session;
 mod watch;
@@ -17,7 +21,8 @@ mod watch;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser};
+use cli::{Cli, Command};
 use rustcd_api::etcdserverpb::{CompactionRequest, TxnRequest};
 use rustcd_client::{Client, Config};
 
@@ -92,97 +97,6 @@ impl From<rustcd_client::Error> for CtlError {
     }
 }
 
-/// A simple command line client for etcd3.
-#[derive(Parser, Debug)]
-#[command(name = "etcdctl", disable_version_flag = true)]
-struct Cli {
-    /// gRPC endpoints
-    #[arg(long, global = true, env = "ETCDCTL_ENDPOINTS", default_value = "127.0.0.1:2379", value_delimiter = ',')]
-    endpoints: Vec<String>,
-    /// set the output format (fields, json, protobuf, simple, table)
-    #[arg(short = 'w', long = "write-out", global = true, env = "ETCDCTL_WRITE_OUT", default_value = "simple")]
-    write_out: String,
-    /// print byte strings as hex encoded strings
-    #[arg(long, global = true, env = "ETCDCTL_HEX")]
-    hex: bool,
-    /// dial timeout for client connections
-    #[arg(long = "dial-timeout", global = true, env = "ETCDCTL_DIAL_TIMEOUT", default_value = "2s")]
-    dial_timeout: String,
-    /// timeout for short running command (excluding dial timeout)
-    #[arg(long = "command-timeout", global = true, env = "ETCDCTL_COMMAND_TIMEOUT", default_value = "5s")]
-    command_timeout: String,
-    /// keepalive time for client connections
-    #[arg(long = "keepalive-time", global = true, default_value = "2s")]
-    keepalive_time: String,
-    /// keepalive timeout for client connections
-    #[arg(long = "keepalive-timeout", global = true, default_value = "6s")]
-    keepalive_timeout: String,
-    /// enable client-side debug logging
-    #[arg(long, global = true)]
-    debug: bool,
-    /// username[:password] for authentication (prompt if password is not supplied)
-    #[arg(long, global = true, env = "ETCDCTL_USER")]
-    user: Option<String>,
-    /// password for authentication (if this option is used, --user option shouldn't include password)
-    #[arg(long, global = true, env = "ETCDCTL_PASSWORD")]
-    password: Option<String>,
-    /// disable transport security for client connections
-    #[arg(long = "insecure-transport", global = true, default_value_t = true)]
-    insecure_transport: bool,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Gets the key or a range of keys
-    Get(kv::GetArgs),
-    /// Puts the given key into the store
-    Put(kv::PutArgs),
-    /// Removes the specified key or range of keys [key, range_end)
-    Del(kv::DelArgs),
-    /// Txn processes all the requests in one transaction
-    Txn(kv::TxnArgs),
-    /// Compacts the event history in etcd
-    Compaction(kv::CompactionArgs),
-    /// Watches events stream on keys or prefixes
-    Watch(watch::WatchArgs),
-    /// Lease related commands
-    #[command(subcommand)]
-    Lease(lease::LeaseCmd),
-    /// Membership related commands
-    #[command(subcommand)]
-    Member(cluster::MemberCmd),
-    /// Endpoint related commands
-    #[command(subcommand)]
-    Endpoint(cluster::EndpointCmd),
-    /// Alarm related commands
-    #[command(subcommand)]
-    Alarm(admin::AlarmCmd),
-    /// Defragments the storage of the etcd members with given endpoints
-    Defrag,
-    /// Manages etcd node snapshots
-    #[command(subcommand)]
-    Snapshot(admin::SnapshotCmd),
-    /// Enable or disable authentication
-    #[command(subcommand)]
-    Auth(auth::AuthCmd),
-    /// User related commands
-    #[command(subcommand)]
-    User(auth::UserCmd),
-    /// Role related commands
-    #[command(subcommand)]
-    Role(auth::RoleCmd),
-    /// Acquires a named lock
-    Lock(session::LockArgs),
-    /// Observes and participates in leader election
-    Elect(session::ElectArgs),
-    /// Transfers leadership to another etcd cluster member.
-    MoveLeader { target: String },
-    /// Prints the version of etcdctl
-    Version,
-}
-
 /// Go's `time.ParseDuration` for the forms etcdctl's flags take (`2s`, `500ms`, `1m30s`).
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let mut total = 0f64;
@@ -237,6 +151,12 @@ async fn run(cli: Cli) -> Result<(), CtlError> {
         Some(f) => f,
         None => return Err(CtlError::bad_feature(&format!("unknown output format {:?}", cli.write_out))),
     };
+    if !cli.cacert.is_empty() || !cli.cert.is_empty() || !cli.key.is_empty() || !cli.insecure_transport {
+        return Err(CtlError::bad_feature("TLS is not supported by this etcdctl yet"));
+    }
+    if !cli.discovery_srv.is_empty() {
+        return Err(CtlError::bad_feature("DNS discovery is not supported by this etcdctl yet"));
+    }
     let duration = |s: &str| parse_duration(s).ok_or_else(|| CtlError::bad_args(&format!("invalid duration {s:?}")));
     let ctx = Ctx {
         config: Config { endpoints: cli.endpoints.clone(), dial_timeout: duration(&cli.dial_timeout)? },
@@ -287,27 +207,77 @@ async fn run(cli: Cli) -> Result<(), CtlError> {
         Command::Watch(a) => watch::run(&ctx, a).await?,
         Command::Lease(cmd) => lease::run(&ctx, cmd).await?,
         Command::Member(cmd) => cluster::member(&ctx, cmd).await?,
-        Command::Endpoint(cmd) => cluster::endpoint(&ctx, cmd).await?,
+        Command::Endpoint(a) => cluster::endpoint(&ctx, a.cluster, a.cmd).await?,
         Command::Alarm(cmd) => admin::alarm(&ctx, cmd).await?,
-        Command::Defrag => admin::defrag(&ctx).await?,
+        Command::Defrag(a) => admin::defrag(&ctx, a).await?,
         Command::Snapshot(cmd) => admin::snapshot(&ctx, cmd).await?,
         Command::Auth(cmd) => auth::auth(&ctx, cmd).await?,
         Command::User(cmd) => auth::user(&ctx, cmd).await?,
         Command::Role(cmd) => auth::role(&ctx, cmd).await?,
         Command::Lock(a) => session::lock(&ctx, a).await?,
         Command::Elect(a) => session::elect(&ctx, a).await?,
-        Command::MoveLeader { target } => cluster::move_leader(&ctx, &target).await?,
+        Command::MoveLeader { args } => cluster::move_leader(&ctx, &args).await?,
+        Command::Check(cmd) => check::run(&ctx, cmd).await?,
+        Command::MakeMirror(a) => mirror::run(&ctx, a).await?,
+        Command::Help { .. } => {}
+        Command::Completion(cmd) => print!("{}", help::completion(&Cli::command(), cmd)),
     }
     Ok(())
 }
 
 /// `3.5` for `3.5.0`.
-fn api_version() -> String {
+pub fn api_version() -> String {
     rustcd_api::ETCD_VERSION.splitn(3, '.').take(2).collect::<Vec<_>>().join(".")
 }
 
+/// The words of a command line that are not flags or flag values (global flags such as
+/// `-w json` take the next word unless written `--flag=value`).
+fn positional(args: &[String]) -> Vec<String> {
+    let root = Cli::command();
+    let takes_value = |flag: &str| {
+        root.get_arguments().any(|a| {
+            let named = a.get_long().is_some_and(|l| flag == format!("--{l}"))
+                || a.get_short().is_some_and(|s| flag == format!("-{s}"));
+            named
+                && matches!(a.get_action(), clap::ArgAction::Set | clap::ArgAction::Append)
+                && a.get_num_args().is_none_or(|n| n.min_values() > 0)
+        })
+    };
+    let mut words = Vec::new();
+    let mut skip_next = false;
+    for a in args {
+        if std::mem::take(&mut skip_next) {
+            continue;
+        }
+        if a.starts_with('-') {
+            skip_next = !a.contains('=') && takes_value(a);
+        } else {
+            words.push(a.clone());
+        }
+    }
+    words
+}
+
+/// The command path a `--help`/`-h` (or `help ...`) asks about, when it does.
+fn help_request(argv: &[String]) -> Option<Vec<String>> {
+    let args: Vec<String> = argv.iter().skip(1).take_while(|a| *a != "--").cloned().collect();
+    let words = positional(&args);
+    let asks = args.iter().any(|a| a == "-h" || a == "--help");
+    match words.first().map(String::as_str) {
+        None if !asks => (args.is_empty() || words.is_empty()).then(Vec::new),
+        Some("help") if asks => Some(vec!["help".to_string()]),
+        Some("help") => Some(words[1..].to_vec()),
+        _ => asks.then_some(words),
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let argv: Vec<String> = std::env::args().collect();
+    if let Some(path) = help_request(&argv) {
+        print!("{}", help::render(&Cli::command(), &path));
+        return ExitCode::SUCCESS;
+    }
+    let cli = Cli::parse_from(&argv);
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

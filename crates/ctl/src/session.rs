@@ -33,9 +33,6 @@ pub struct ElectArgs {
     /// observation mode
     #[arg(short, long)]
     pub listen: bool,
-    /// timeout for session
-    #[arg(long, default_value_t = 60)]
-    pub ttl: i64,
     pub args: Vec<String>,
 }
 
@@ -137,6 +134,9 @@ pub async fn lock(ctx: &Ctx, a: LockArgs) -> Result<(), CtlError> {
     result
 }
 
+/// The session TTL of a campaign, clientv3's default.
+const ELECTION_TTL: i64 = 60;
+
 pub async fn elect(ctx: &Ctx, a: ElectArgs) -> Result<(), CtlError> {
     let c = ctx.client().await?;
     if a.listen {
@@ -161,7 +161,7 @@ pub async fn elect(ctx: &Ctx, a: ElectArgs) -> Result<(), CtlError> {
     let [name, proposal] = a.args.as_slice() else {
         return Err(CtlError::bad_args("elect takes one election name argument and one proposal argument"));
     };
-    let mut session = Session::start(ctx, &c, a.ttl).await?;
+    let mut session = Session::start(ctx, &c, ELECTION_TTL).await?;
     let req = CampaignRequest {
         name: name.clone().into_bytes().into(),
         lease: session.lease,
