@@ -1,0 +1,65 @@
+//! Our etcdctl's longer-running tools against rustcd: `check perf` and `check datascale` pass
+//! etcd's own thresholds and clean up after themselves; `make-mirror` copies a prefix and then
+//! follows every change.
+
+use std::time::Duration;
+
+use rustcd_tests::{Cluster, Ctl, stdout, wait_for};
+
+#[test]
+fn check_datascale_and_perf_pass_and_clean_up() {
+    let c = Cluster::start(1);
+    c.wait_writable(0);
+    let ep = c.members[0].endpoint();
+
+    let out = Ctl::Ours.run(&ep, &["check", "datascale", "--auto-compact"], None);
+    let text = stdout(&out);
+    assert!(out.status.success(), "datascale failed: {text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.starts_with(
+        "Start data scale check for work load [10000 key-value pairs, 1024 bytes per key-value, 50 concurrent clients]."
+    ));
+    assert!(text.contains("PASS: Approximate system memory used : "), "{text}");
+    assert!(text.contains("Compacted with revision "), "{text}");
+
+    let out = Ctl::Ours.run(&ep, &["check", "perf"], None);
+    let text = stdout(&out);
+    assert!(out.status.success(), "perf failed: {text}");
+    for line in ["PASS: Throughput is ", "PASS: Slowest request took ", "PASS: Stddev is "] {
+        assert!(text.contains(line), "{line:?} missing from {text}");
+    }
+    assert!(text.ends_with("\nPASS\n"), "{text}");
+
+    // Nothing is left behind, and a busy prefix is refused.
+    let left = Ctl::Ours.run(&ep, &["get", "/etcdctl-check", "--prefix", "--keys-only"], None);
+    assert_eq!(stdout(&left), "");
+    assert!(Ctl::Ours.run(&ep, &["put", "/etcdctl-check-perf/x", "v"], None).status.success());
+    let refused = Ctl::Ours.run(&ep, &["check", "perf"], None);
+    assert_eq!(refused.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("prefix \"/etcdctl-check-perf/\" has keys"), "{err}");
+}
+
+#[test]
+fn make_mirror_copies_a_prefix_then_follows_changes() {
+    let src = Cluster::start(1);
+    let dst = Cluster::start(1);
+    src.wait_writable(0);
+    dst.wait_writable(0);
+    let (s, d) = (src.members[0].endpoint(), dst.members[0].endpoint());
+    for (k, v) in [("app/a", "1"), ("app/b", "2"), ("other", "x")] {
+        assert!(Ctl::Ours.run(&s, &["put", k, v], None).status.success());
+    }
+    let mut mirror = Ctl::Ours.spawn(&s, &["make-mirror", "--prefix=app/", "--dest-prefix=copy/", &d]);
+    let get_all = || stdout(&Ctl::Ours.run(&d, &["get", "copy/", "--prefix"], None));
+    wait_for("the base copy", Duration::from_secs(10), || (get_all() == "copy/a\n1\ncopy/b\n2\n").then_some(()));
+
+    Ctl::Ours.run(&s, &["put", "app/c", "3"], None);
+    Ctl::Ours.run(&s, &["del", "app/a"], None);
+    Ctl::Ours.run(&s, &["txn"], Some("\nput app/b 22\nput app/d 4\n\n\n"));
+    Ctl::Ours.run(&s, &["put", "other", "y"], None);
+    wait_for("the changes to follow", Duration::from_secs(10), || {
+        (get_all() == "copy/b\n22\ncopy/c\n3\ncopy/d\n4\n").then_some(())
+    });
+    let _ = mirror.kill();
+    let _ = mirror.wait();
+}
