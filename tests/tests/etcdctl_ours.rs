@@ -1,9 +1,10 @@
 //! rustcd's etcdctl prints what the real etcdctl prints, run one after the other against the
-//! same three-member rustcd cluster: the member, endpoint, lease and error paths the
-//! single-node parity session does not reach. Lease IDs and timings are masked; everything else
-//! must match byte for byte.
+//! same three-member cluster, once of rustcd and once of the real etcd: the member, endpoint,
+//! lease, auth and error paths the single-node parity session does not reach. Lease IDs are
+//! masked; commands that change state run with a name of their own per etcdctl, masked too.
+//! Everything else must match byte for byte.
 
-use rustcd_tests::{Cluster, Ctl, Printed, lease_id, stdout};
+use rustcd_tests::{Cluster, Ctl, Printed, Server, lease_id, stdout};
 
 /// Masks what legitimately differs between two runs: lease IDs.
 fn mask(mut p: Printed, leases: &[String]) -> Printed {
@@ -20,9 +21,32 @@ fn compare(endpoints: &str, args: &[&str], stdin: Option<&str>, leases: &[String
     (real != ours).then(|| format!("$ etcdctl {}\n  ours: {ours:?}\n  real: {real:?}", args.join(" ")))
 }
 
+/// Runs `template` (with `{}` standing for a name of each etcdctl's own) with both etcdctls.
+fn compare_named(endpoints: &str, template: &[&str]) -> Option<String> {
+    let run = |ctl: Ctl, name: &str| {
+        let args: Vec<String> = template.iter().map(|a| a.replace("{}", name)).collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut p = Printed::of(&ctl.run(endpoints, &args, None));
+        p.stdout = p.stdout.replace(name, "<name>");
+        p.errors = p.errors.iter().map(|e| e.replace(name, "<name>")).collect();
+        p
+    };
+    let (real, ours) = (run(Ctl::Real, "real"), run(Ctl::Ours, "ours"));
+    (real != ours).then(|| format!("$ etcdctl {}\n  ours: {ours:?}\n  real: {real:?}", template.join(" ")))
+}
+
 #[test]
-fn cluster_our_etcdctl_prints_what_the_real_one_prints() {
-    let c = Cluster::start(3);
+fn cluster_our_etcdctl_prints_what_the_real_one_prints_on_rustcd() {
+    compare_all(Server::Rustcd);
+}
+
+#[test]
+fn cluster_our_etcdctl_prints_what_the_real_one_prints_on_etcd() {
+    compare_all(Server::Etcd);
+}
+
+fn compare_all(server: Server) {
+    let c = Cluster::start_with(server, 3, &[]);
     c.wait_writable(0);
     let all = c.endpoints().join(",");
     let first = c.members[0].endpoint();
@@ -85,24 +109,30 @@ fn cluster_our_etcdctl_prints_what_the_real_one_prints() {
     check(&["lease", "grant", "abc"]);
 
     // Maintenance and auth: what exists prints the same; what the server lacks, the same error.
-    for args in [
-        &["alarm", "list"][..],
-        &["alarm", "disarm"],
-        &["defrag"],
-        &["auth", "enable"],
-        &["user", "list"],
-        &["user", "add", "u1:pw"],
-        &["user", "get", "u1"],
-        &["user", "grant-role", "u1", "r1"],
-        &["role", "list"],
-        &["role", "add", "r1"],
-        &["role", "get", "r1"],
-        &["role", "grant-permission", "r1", "readwrite", "k", "--prefix"],
-        &["role", "grant-permission", "r1", "bogus", "k"],
-        &["user", "add"],
-    ] {
+    for args in [&["alarm", "list"][..], &["alarm", "disarm"], &["defrag"], &["auth", "enable"], &["user", "add"]] {
         check(args);
     }
+    for template in [
+        &["user", "add", "u-{}:pw"][..],
+        &["user", "add", "u-{}:pw"],
+        &["role", "add", "r-{}"],
+        &["role", "grant-permission", "r-{}", "readwrite", "k", "--prefix"],
+        &["role", "grant-permission", "r-{}", "read", "a", "b"],
+        &["role", "grant-permission", "r-{}", "bogus", "k"],
+        &["role", "get", "r-{}"],
+        &["user", "grant-role", "u-{}", "r-{}"],
+        &["user", "get", "u-{}"],
+        &["user", "get", "u-{}", "--detail"],
+        &["role", "revoke-permission", "r-{}", "a", "b"],
+        &["user", "revoke-role", "u-{}", "r-{}"],
+        &["role", "delete", "r-{}"],
+        &["user", "delete", "u-{}"],
+        &["user", "delete", "u-{}"],
+    ] {
+        diffs.extend(compare_named(&first, template));
+    }
+    let snapshot = c.dir().join("snap-{}.db").display().to_string();
+    diffs.extend(compare_named(&first, &["snapshot", "save", &snapshot]));
 
-    assert!(diffs.is_empty(), "{} commands differ:\n{}", diffs.len(), diffs.join("\n"));
+    assert!(diffs.is_empty(), "{server:?}: {} commands differ:\n{}", diffs.len(), diffs.join("\n"));
 }

@@ -132,13 +132,16 @@ pub async fn snapshot(ctx: &Ctx, cmd: SnapshotCmd) -> Result<(), CtlError> {
                 )));
             }
             let c = ctx.client().await?;
-            let mut stream = c.maintenance().snapshot(SnapshotRequest {}).await?.into_inner();
+            // etcdctl exits with ExitInterrupted (5) when the snapshot cannot be saved.
+            let interrupted = |e: CtlError| CtlError { code: 5, ..e };
+            let mut stream =
+                c.maintenance().snapshot(SnapshotRequest {}).await.map_err(|e| interrupted(e.into()))?.into_inner();
             let partial = format!("{path}.part");
-            let io = |e: std::io::Error| CtlError::new(1, &format!("could not write snapshot {partial}: {e}"));
+            let io = |e: std::io::Error| CtlError::new(5, &format!("could not write snapshot {partial}: {e}"));
             let mut file = tokio::fs::File::create(&partial).await.map_err(io)?;
             let mut size = 0u64;
             while let Some(chunk) = stream.next().await {
-                let chunk = chunk?;
+                let chunk = chunk.map_err(|e| interrupted(e.into()))?;
                 size += chunk.blob.len() as u64;
                 file.write_all(&chunk.blob).await.map_err(io)?;
             }

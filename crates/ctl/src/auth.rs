@@ -176,6 +176,7 @@ pub async fn user(ctx: &Ctx, cmd: UserCmd) -> Result<(), CtlError> {
                 println!("Roles: {}", r.roles.join(" "));
             } else {
                 for role in &r.roles {
+                    println!();
                     let perms = ctx.call(a.role_get(AuthRoleGetRequest { role: role.clone() })).await?;
                     print_role(role, &perms.perm);
                 }
