@@ -1,11 +1,12 @@
 //! rustcd-client: an async etcd v3 client over the generated API.
 //!
 //! Owns connecting (several endpoints, the first that answers wins, the next on failure) and
-//! per-request timeouts. It knows nothing of output formats or command lines (that is
+//! authenticating (a user's token sent with every request, as clientv3 does). It knows nothing of output formats or command lines (that is
 //! `etcdctl`'s job) and nothing of servers. Start with [`Client::connect`].
 
 use std::time::Duration;
 
+use rustcd_api::etcdserverpb::AuthenticateRequest;
 use rustcd_api::etcdserverpb::auth_client::AuthClient;
 use rustcd_api::etcdserverpb::cluster_client::ClusterClient;
 use rustcd_api::etcdserverpb::kv_client::KvClient;
@@ -14,6 +15,8 @@ use rustcd_api::etcdserverpb::maintenance_client::MaintenanceClient;
 use rustcd_api::etcdserverpb::watch_client::WatchClient;
 use rustcd_api::v3electionpb::election_client::ElectionClient;
 use rustcd_api::v3lockpb::lock_client::LockClient;
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +26,9 @@ pub enum Error {
     Unreachable,
     #[error("invalid endpoint {0:?}")]
     BadEndpoint(String),
+    /// The server refused the request (e.g. authentication failed).
+    #[error("{}", .0.message())]
+    Status(#[from] tonic::Status),
 }
 
 /// How to reach a cluster.
@@ -31,13 +37,32 @@ pub struct Config {
     /// `host:port` or `http://host:port`.
     pub endpoints: Vec<String>,
     pub dial_timeout: Duration,
+    /// User name and password to authenticate with, if any.
+    pub credentials: Option<(String, String)>,
 }
+
+/// Adds the auth token, when there is one, to every request.
+#[derive(Clone)]
+pub struct Token(Option<MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Token {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(t) = &self.0 {
+            req.metadata_mut().insert("token", t.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// A channel that carries the auth token.
+pub type Authed = InterceptedService<Channel, Token>;
 
 /// A connection to one member, with a client per service.
 #[derive(Clone)]
 pub struct Client {
     pub endpoint: String,
     channel: Channel,
+    token: Token,
 }
 
 /// `http://host:port` for a `host:port` or URL endpoint.
@@ -49,46 +74,65 @@ impl Client {
     /// Connects to the first endpoint that answers.
     pub async fn connect(cfg: &Config) -> Result<Client, Error> {
         for ep in &cfg.endpoints {
-            if let Ok(c) = Self::connect_one(ep, cfg.dial_timeout).await {
-                return Ok(c);
+            match Self::connect_one(ep, cfg).await {
+                Ok(c) => return Ok(c),
+                Err(Error::Status(s)) => return Err(Error::Status(s)),
+                Err(_) => continue,
             }
         }
         Err(Error::Unreachable)
     }
 
-    /// Connects to exactly this endpoint.
-    pub async fn connect_one(ep: &str, dial_timeout: Duration) -> Result<Client, Error> {
+    /// Connects to exactly this endpoint, authenticating when credentials are given. A server
+    /// without authentication enabled is used without a token, as clientv3 does.
+    pub async fn connect_one(ep: &str, cfg: &Config) -> Result<Client, Error> {
         let url = endpoint_url(ep);
         let endpoint = Endpoint::from_shared(url).map_err(|_| Error::BadEndpoint(ep.to_string()))?;
-        let channel = tokio::time::timeout(dial_timeout, endpoint.connect_timeout(dial_timeout).connect())
+        let channel = tokio::time::timeout(cfg.dial_timeout, endpoint.connect_timeout(cfg.dial_timeout).connect())
             .await
             .map_err(|_| Error::Unreachable)?
             .map_err(|_| Error::Unreachable)?;
-        Ok(Client { endpoint: ep.to_string(), channel })
+        let mut client = Client { endpoint: ep.to_string(), channel, token: Token(None) };
+        if let Some((name, password)) = &cfg.credentials {
+            let req = AuthenticateRequest { name: name.clone(), password: password.clone() };
+            match AuthClient::new(client.channel.clone()).authenticate(req).await {
+                Ok(r) => {
+                    let token = r.into_inner().token;
+                    let value = token.parse().map_err(|_| tonic::Status::internal("auth token is not ASCII"))?;
+                    client.token = Token(Some(value));
+                }
+                Err(s) if s.message() == "etcdserver: authentication is not enabled" => {}
+                Err(s) => return Err(Error::Status(s)),
+            }
+        }
+        Ok(client)
     }
 
-    pub fn kv(&self) -> KvClient<Channel> {
-        KvClient::new(self.channel.clone())
+    fn authed(&self) -> Authed {
+        InterceptedService::new(self.channel.clone(), self.token.clone())
     }
-    pub fn watch(&self) -> WatchClient<Channel> {
-        WatchClient::new(self.channel.clone())
+    pub fn kv(&self) -> KvClient<Authed> {
+        KvClient::new(self.authed())
     }
-    pub fn lease(&self) -> LeaseClient<Channel> {
-        LeaseClient::new(self.channel.clone())
+    pub fn watch(&self) -> WatchClient<Authed> {
+        WatchClient::new(self.authed())
     }
-    pub fn cluster(&self) -> ClusterClient<Channel> {
-        ClusterClient::new(self.channel.clone())
+    pub fn lease(&self) -> LeaseClient<Authed> {
+        LeaseClient::new(self.authed())
     }
-    pub fn maintenance(&self) -> MaintenanceClient<Channel> {
-        MaintenanceClient::new(self.channel.clone())
+    pub fn cluster(&self) -> ClusterClient<Authed> {
+        ClusterClient::new(self.authed())
     }
-    pub fn auth(&self) -> AuthClient<Channel> {
-        AuthClient::new(self.channel.clone())
+    pub fn maintenance(&self) -> MaintenanceClient<Authed> {
+        MaintenanceClient::new(self.authed())
     }
-    pub fn lock(&self) -> LockClient<Channel> {
-        LockClient::new(self.channel.clone())
+    pub fn auth(&self) -> AuthClient<Authed> {
+        AuthClient::new(self.authed())
     }
-    pub fn election(&self) -> ElectionClient<Channel> {
-        ElectionClient::new(self.channel.clone())
+    pub fn lock(&self) -> LockClient<Authed> {
+        LockClient::new(self.authed())
+    }
+    pub fn election(&self) -> ElectionClient<Authed> {
+        ElectionClient::new(self.authed())
     }
 }

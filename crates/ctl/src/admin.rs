@@ -104,7 +104,7 @@ pub async fn defrag(ctx: &Ctx, a: DefragArgs) -> Result<(), CtlError> {
     }
     let mut failed = false;
     for ep in &crate::cluster::endpoints(ctx, a.cluster).await? {
-        let res = match rustcd_client::Client::connect_one(ep, ctx.config.dial_timeout).await {
+        let res = match rustcd_client::Client::connect_one(ep, &ctx.config).await {
             Ok(c) => ctx.call(c.maintenance().defragment(DefragmentRequest {})).await.map(|_| ()),
             Err(e) => Err(e.into()),
         };

@@ -238,7 +238,7 @@ async fn clean_up(ctx: &Ctx, c: &Client, a: &CheckArgs) -> Result<(), CtlError> 
     }
     if a.auto_defrag {
         for ep in &ctx.config.endpoints {
-            let one = Client::connect_one(ep, ctx.config.dial_timeout).await?;
+            let one = Client::connect_one(ep, &ctx.config).await?;
             match ctx.call(one.maintenance().defragment(DefragmentRequest {})).await {
                 Ok(_) => println!("Defragmented {ep:?}"),
                 Err(e) => eprintln!("Failed to defragment etcd member[{ep}] ({})", e.msg),

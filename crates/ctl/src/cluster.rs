@@ -180,7 +180,7 @@ pub async fn endpoints(ctx: &Ctx, cluster: bool) -> Result<Vec<String>, CtlError
 }
 
 async fn one(ctx: &Ctx, ep: &str) -> Result<Client, CtlError> {
-    Ok(Client::connect_one(ep, ctx.config.dial_timeout).await?)
+    Ok(Client::connect_one(ep, &ctx.config).await?)
 }
 
 async fn status_of(ctx: &Ctx, ep: &str) -> Result<StatusResponse, CtlError> {

@@ -93,7 +93,11 @@ fn go_code_name(code: tonic::Code) -> &'static str {
 
 impl From<rustcd_client::Error> for CtlError {
     fn from(e: rustcd_client::Error) -> CtlError {
-        CtlError::new(1, &e.to_string())
+        match e {
+            // Failing to set up the client (authentication) is etcdctl's ExitBadConnection.
+            rustcd_client::Error::Status(s) => CtlError { code: 2, ..s.into() },
+            e => CtlError::new(1, &e.to_string()),
+        }
     }
 }
 
@@ -119,6 +123,30 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         rest = &rest[u..];
     }
     Some(Duration::from_secs_f64(total))
+}
+
+/// `--user name[:password]` and `--password`, as etcdctl reads them (a missing password is
+/// read from stdin after a `Password: ` prompt).
+fn credentials(user: &str, password: &str) -> Result<Option<(String, String)>, CtlError> {
+    if user.is_empty() {
+        if !password.is_empty() {
+            return Err(CtlError::bad_args("username is empty"));
+        }
+        return Ok(None);
+    }
+    if !password.is_empty() {
+        if user.contains(':') {
+            return Err(CtlError::bad_args("--user option shouldn't include password when --password is set"));
+        }
+        return Ok(Some((user.to_string(), password.to_string())));
+    }
+    if let Some((name, pw)) = user.split_once(':') {
+        return Ok(Some((name.to_string(), pw.to_string())));
+    }
+    eprint!("Password: ");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).map_err(|e| CtlError::bad_args(&format!("failed to read password: {e}")))?;
+    Ok(Some((user.to_string(), line.trim_end_matches(['\n', '\r']).to_string())))
 }
 
 /// What every command needs: how to reach the cluster and how to print.
@@ -159,7 +187,11 @@ async fn run(cli: Cli) -> Result<(), CtlError> {
     }
     let duration = |s: &str| parse_duration(s).ok_or_else(|| CtlError::bad_args(&format!("invalid duration {s:?}")));
     let ctx = Ctx {
-        config: Config { endpoints: cli.endpoints.clone(), dial_timeout: duration(&cli.dial_timeout)? },
+        config: Config {
+            endpoints: cli.endpoints.clone(),
+            dial_timeout: duration(&cli.dial_timeout)?,
+            credentials: credentials(&cli.user, &cli.password)?,
+        },
         command_timeout: duration(&cli.command_timeout)?,
         format,
         style: KvStyle { hex: cli.hex, value_only: false },

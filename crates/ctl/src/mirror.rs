@@ -74,7 +74,8 @@ pub async fn run(ctx: &Ctx, a: MirrorArgs) -> Result<(), CtlError> {
     let src = ctx.client().await?;
     let dst = Client::connect(&rustcd_client::Config {
         endpoints: vec![dest.clone()],
-        dial_timeout: ctx.config.dial_timeout,
+        credentials: None,
+        ..ctx.config.clone()
     })
     .await?;
     let total = Arc::new(AtomicU64::new(0));
