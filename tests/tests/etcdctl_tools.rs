@@ -63,3 +63,43 @@ fn make_mirror_copies_a_prefix_then_follows_changes() {
     let _ = mirror.kill();
     let _ = mirror.wait();
 }
+
+/// `watch -i`: watchers added from stdin lines, progress on request, the end of stdin ends it.
+/// Run with both etcdctls so the expectations are the real one's.
+#[test]
+fn interactive_watch_reads_commands_from_stdin() {
+    use std::io::Write;
+    let c = Cluster::start(1);
+    c.wait_writable(0);
+    let ep = c.members[0].endpoint();
+    for ctl in [Ctl::Real, Ctl::Ours] {
+        let out_path = c.dir().join(format!("iwatch-{ctl:?}.out"));
+        let out = std::fs::File::create(&out_path).expect("output file");
+        let mut child = ctl
+            .command(&ep)
+            .args(["watch", "-i"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(out)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn etcdctl watch -i");
+        let mut input = child.stdin.take().expect("stdin");
+        writeln!(input, "watch iw --prefix --prev-kv").expect("write");
+        writeln!(input, "frob").expect("write");
+        let key = format!("iw/{ctl:?}");
+        wait_for("the interactive watcher to see a put", Duration::from_secs(10), || {
+            Ctl::Ours.run(&ep, &["put", &key, "v"], None);
+            std::fs::read_to_string(&out_path).unwrap_or_default().contains(&format!("PUT\n{key}\nv\n")).then_some(())
+        });
+        writeln!(input, "progress").expect("write");
+        wait_for("a progress notification", Duration::from_secs(10), || {
+            std::fs::read_to_string(&out_path).unwrap_or_default().contains("progress notify: ").then_some(())
+        });
+        drop(input);
+        let done = child.wait_with_output().expect("etcdctl exits at the end of stdin");
+        let err = String::from_utf8_lossy(&done.stderr);
+        assert_eq!(done.status.code(), Some(3), "{ctl:?}: {err}");
+        assert!(err.contains("Invalid command frob (only support watch)"), "{ctl:?}: {err}");
+        assert!(err.contains("Error: Error reading watch request line: EOF"), "{ctl:?}: {err}");
+    }
+}

@@ -244,7 +244,7 @@ enum OpLine {
 }
 
 /// Splits a line into words, honouring double and single quotes (etcdctl's `Argify`).
-fn argify(line: &str) -> Vec<String> {
+pub fn argify(line: &str) -> Vec<String> {
     let mut words = Vec::new();
     let mut cur = String::new();
     let mut quote: Option<char> = None;

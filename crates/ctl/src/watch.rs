@@ -1,13 +1,18 @@
-//! `etcdctl watch`: one watcher on a key, a range or a prefix, printing each response; with
-//! `-- cmd args` it runs the command for every event, as etcdctl's exec form does.
+//! `etcdctl watch`: watchers on keys, ranges or prefixes over one watch stream, printing each
+//! response; with `-- cmd args` it runs the command for every event; with `-i` it reads
+//! `watch ...` and `progress` lines from stdin, as etcdctl's interactive mode does.
 
-use clap::Args;
+use std::collections::HashMap;
+
+use clap::{Args, Parser};
 use rustcd_api::etcdserverpb::watch_request::RequestUnion;
-use rustcd_api::etcdserverpb::{WatchCreateRequest, WatchRequest};
+use rustcd_api::etcdserverpb::{WatchCreateRequest, WatchProgressRequest, WatchRequest, WatchResponse};
+use tokio::io::AsyncBufReadExt;
+use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::kv::prefix_end;
+use crate::kv::{argify, prefix_end};
 use crate::{CtlError, Ctx, print};
 
 #[derive(Args, Debug, Clone)]
@@ -34,11 +39,16 @@ pub struct WatchArgs {
     pub exec: Vec<String>,
 }
 
-pub async fn run(ctx: &Ctx, a: WatchArgs) -> Result<(), CtlError> {
-    if a.interactive {
-        return Err(CtlError::bad_feature("interactive watch is not supported by this etcdctl yet"));
-    }
-    let (keys, exec) = (&a.args, &a.exec);
+/// One `watch ...` line of interactive mode.
+#[derive(Parser, Debug)]
+#[command(no_binary_name = true)]
+enum Line {
+    Watch(WatchArgs),
+}
+
+/// The create request for `key [range_end]` with the flags.
+fn create_request(a: &WatchArgs) -> Result<WatchCreateRequest, CtlError> {
+    let keys = &a.args;
     if keys.is_empty() || keys.len() > 2 {
         return Err(CtlError::bad_args(
             "watch in non-interactive mode requires one or two arguments as key or prefix, with range end",
@@ -55,42 +65,56 @@ pub async fn run(ctx: &Ctx, a: WatchArgs) -> Result<(), CtlError> {
         (false, None) => Vec::new(),
     };
     let key = if a.prefix && key.is_empty() { vec![0] } else { key };
-    let create = WatchCreateRequest {
+    Ok(WatchCreateRequest {
         key: key.into(),
         range_end: range_end.into(),
         start_revision: a.rev,
         prev_kv: a.prev_kv,
         progress_notify: a.progress_notify,
         ..Default::default()
-    };
+    })
+}
+
+fn create(req: WatchCreateRequest) -> WatchRequest {
+    WatchRequest { request_union: Some(RequestUnion::CreateRequest(req)) }
+}
+
+/// Prints one response; false once the server canceled the watcher.
+fn show(ctx: &Ctx, resp: &WatchResponse, exec: &[String]) -> Result<bool, CtlError> {
+    if resp.canceled {
+        let why = if resp.compact_revision > 0 {
+            "etcdserver: mvcc: required revision has been compacted".to_string()
+        } else {
+            resp.cancel_reason.clone()
+        };
+        eprintln!("watch was canceled ({why})");
+    } else if resp.events.is_empty() {
+        println!("progress notify: {}", resp.header.as_ref().map_or(0, |h| h.revision));
+    }
+    ctx.format.check_kv()?;
+    let (h, events) = (&resp.header, &resp.events);
+    print!("{}", print::watch(ctx.format, h, events, resp.compact_revision, resp.canceled, ctx.style));
+    if !exec.is_empty() {
+        run_exec(exec, events);
+    }
+    Ok(!resp.canceled)
+}
+
+pub async fn run(ctx: &Ctx, a: WatchArgs) -> Result<(), CtlError> {
+    if a.interactive {
+        return interactive(ctx).await;
+    }
+    let req = create_request(&a)?;
     let client = ctx.client().await?;
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    let _ = tx.send(WatchRequest { request_union: Some(RequestUnion::CreateRequest(create)) }).await;
+    let (tx, rx) = mpsc::channel(4);
+    let _ = tx.send(create(req)).await;
     let mut stream = client.watch().watch(ReceiverStream::new(rx)).await?.into_inner();
     while let Some(resp) = stream.next().await {
         let resp = resp?;
         if resp.created && !resp.canceled {
             continue;
         }
-        if resp.canceled {
-            let why = if resp.compact_revision > 0 {
-                "etcdserver: mvcc: required revision has been compacted".to_string()
-            } else {
-                resp.cancel_reason.clone()
-            };
-            eprintln!("watch was canceled ({why})");
-        } else if resp.events.is_empty() {
-            println!("progress notify: {}", resp.header.as_ref().map_or(0, |h| h.revision));
-        }
-        ctx.format.check_kv()?;
-        print!(
-            "{}",
-            print::watch(ctx.format, &resp.header, &resp.events, resp.compact_revision, resp.canceled, ctx.style)
-        );
-        if !exec.is_empty() {
-            run_exec(exec, &resp.events)?;
-        }
-        if resp.canceled {
+        if !show(ctx, &resp, &a.exec)? {
             break;
         }
     }
@@ -98,14 +122,66 @@ pub async fn run(ctx: &Ctx, a: WatchArgs) -> Result<(), CtlError> {
     Err(CtlError::new(5, "watch is canceled by the server"))
 }
 
+/// Interactive mode: each `watch ...` line adds a watcher to the stream, `progress` asks for a
+/// progress notification; the session ends with stdin.
+async fn interactive(ctx: &Ctx) -> Result<(), CtlError> {
+    let client = ctx.client().await?;
+    let (tx, rx) = mpsc::channel(16);
+    let mut stream = client.watch().watch(ReceiverStream::new(rx)).await?.into_inner();
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    // Exec commands by watch id, and those of watchers whose creation is not yet confirmed.
+    let mut exec: HashMap<i64, Vec<String>> = HashMap::new();
+    let mut pending: std::collections::VecDeque<Vec<String>> = Default::default();
+    loop {
+        tokio::select! {
+            line = lines.next_line() => {
+                let line = match line {
+                    Ok(Some(l)) => l,
+                    Ok(None) => return Err(CtlError::new(3, "Error reading watch request line: EOF")),
+                    Err(e) => return Err(CtlError::new(3, &format!("Error reading watch request line: {e}"))),
+                };
+                let words = argify(&line);
+                match words.first().map(String::as_str) {
+                    Some("watch") => match Line::try_parse_from(&words).map_err(|e| e.to_string()).and_then(|Line::Watch(a)| {
+                        create_request(&a).map(|r| (r, a.exec)).map_err(|e| e.msg)
+                    }) {
+                        Ok((req, cmd)) => {
+                            pending.push_back(cmd);
+                            let _ = tx.send(create(req)).await;
+                        }
+                        Err(e) => eprintln!("Invalid command {line} ({})", e.lines().next().unwrap_or_default()),
+                    },
+                    Some("progress") => {
+                        let req = WatchRequest { request_union: Some(RequestUnion::ProgressRequest(WatchProgressRequest {})) };
+                        let _ = tx.send(req).await;
+                    }
+                    Some(_) => eprintln!("Invalid command {line} (only support watch)"),
+                    None => eprintln!("Invalid command: {line} (watch and progress supported)"),
+                }
+            }
+            resp = stream.next() => {
+                let Some(resp) = resp else { return Err(CtlError::new(5, "watch is canceled by the server")) };
+                let resp = resp?;
+                if resp.created {
+                    exec.insert(resp.watch_id, pending.pop_front().unwrap_or_default());
+                    if !resp.canceled {
+                        continue;
+                    }
+                }
+                let cmd = exec.get(&resp.watch_id).cloned().unwrap_or_default();
+                show(ctx, &resp, &cmd)?;
+            }
+        }
+    }
+}
+
 /// Runs the exec form's command once per event with etcdctl's `ETCD_WATCH_*` variables.
-fn run_exec(cmd: &[String], events: &[rustcd_api::mvccpb::Event]) -> Result<(), CtlError> {
+fn run_exec(cmd: &[String], events: &[rustcd_api::mvccpb::Event]) {
     for e in events {
         let kv = e.kv.clone().unwrap_or_default();
-        let rev = kv.mod_revision.to_string();
         let status = std::process::Command::new(&cmd[0])
             .args(&cmd[1..])
-            .env("ETCD_WATCH_REVISION", rev)
+            .env("ETCD_WATCH_REVISION", kv.mod_revision.to_string())
             .env("ETCD_WATCH_EVENT_TYPE", if e.r#type == 1 { "DELETE" } else { "PUT" })
             .env("ETCD_WATCH_KEY", String::from_utf8_lossy(&kv.key).as_ref())
             .env("ETCD_WATCH_VALUE", String::from_utf8_lossy(&kv.value).as_ref())
@@ -114,5 +190,4 @@ fn run_exec(cmd: &[String], events: &[rustcd_api::mvccpb::Event]) -> Result<(), 
             eprintln!("command {cmd:?} error ({err})");
         }
     }
-    Ok(())
 }
