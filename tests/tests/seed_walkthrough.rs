@@ -1,9 +1,10 @@
 //! The user's walkthrough (`shared/seed/etcd-assignment.txt`), parts C, D and E, with our
-//! `etcd` and the real `etcdctl`, as printed there: only the data dirs differ.
+//! `etcd`, as printed there (only the data dirs differ), once with the real `etcdctl` and once
+//! with ours.
 
 use std::time::{Duration, Instant};
 
-use rustcd_tests::{Cluster, etcdctl, etcdctl_watch, parse_status_table, stdout, wait_for};
+use rustcd_tests::{Cluster, Ctl, ctl_watch, parse_status_table, stdout, wait_for};
 
 const NODES: [(&str, u16, u16); 3] = [("etcd-1", 2369, 2390), ("etcd-2", 2359, 2391), ("etcd-3", 2389, 2392)];
 
@@ -13,14 +14,23 @@ fn config(name: &str, client: u16, peer: u16, data_dir: &str) -> String {
     )
 }
 
-fn status_table(client: u16) -> Vec<(String, String, bool, u64)> {
+fn status_table(ctl: Ctl, client: u16) -> Vec<(String, String, bool, u64)> {
     let url = format!("http://127.0.0.2:{client}");
-    let out = etcdctl(&[&url], &["endpoint", "status", "--write-out=table"]);
+    let out = ctl.run(&url, &["endpoint", "status", "--write-out=table"], None);
     parse_status_table(&stdout(&out))
 }
 
 #[test]
 fn cluster_seed_walkthrough_parts_c_d_e() {
+    walkthrough(Ctl::Real);
+}
+
+#[test]
+fn cluster_seed_walkthrough_with_our_etcdctl() {
+    walkthrough(Ctl::Ours);
+}
+
+fn walkthrough(ctl: Ctl) {
     let dir = rustcd_tests::TempDir::new().expect("temp dir");
     let mut members = Vec::new();
     for (i, (name, client, peer)) in NODES.iter().enumerate() {
@@ -34,25 +44,25 @@ fn cluster_seed_walkthrough_parts_c_d_e() {
     // Part C on the cluster: put, get, watch, change, delete.
     c.wait_writable(0);
     let ep = "localhost:2369";
-    assert_eq!(stdout(&etcdctl(&[ep], &["put", "srn", "pes1ug21csxxx"])), "OK\n");
-    assert_eq!(stdout(&etcdctl(&[ep], &["get", "srn"])), "srn\npes1ug21csxxx\n");
+    assert_eq!(stdout(&ctl.run(ep, &["put", "srn", "pes1ug21csxxx"], None)), "OK\n");
+    assert_eq!(stdout(&ctl.run(ep, &["get", "srn"], None)), "srn\npes1ug21csxxx\n");
     // The seed starts `watch srn` before the changes; starting it from the next revision
     // makes that order hold however long the watcher takes to connect.
-    let json = stdout(&etcdctl(&[ep], &["get", "srn", "-w", "json"]));
+    let json = stdout(&ctl.run(ep, &["get", "srn", "-w", "json"], None));
     let rev = serde_json::from_str::<serde_json::Value>(&json).expect("get json")["header"]["revision"]
         .as_i64()
         .expect("revision");
     let from = format!("--rev={}", rev + 1);
     let watcher = std::thread::spawn(move || {
-        etcdctl_watch("localhost:2359", &["watch", "srn", &from], 6, Duration::from_secs(15))
+        ctl_watch(ctl, "localhost:2359", &["watch", "srn", &from], 6, Duration::from_secs(15))
     });
-    assert_eq!(stdout(&etcdctl(&["localhost:2389"], &["put", "srn", "pes1ug21csxxx_your_name"])), "OK\n");
-    assert_eq!(stdout(&etcdctl(&[ep], &["del", "srn"])), "1\n");
+    assert_eq!(stdout(&ctl.run("localhost:2389", &["put", "srn", "pes1ug21csxxx_your_name"], None)), "OK\n");
+    assert_eq!(stdout(&ctl.run(ep, &["del", "srn"], None)), "1\n");
     let watched = watcher.join().expect("watch thread");
     assert_eq!(watched.stdout, "PUT\nsrn\npes1ug21csxxx_your_name\nDELETE\nsrn\n\n");
 
     // Part D/E: every endpoint's status table; one leader, one term.
-    let tables: Vec<_> = NODES.iter().map(|(_, client, _)| status_table(*client)).collect();
+    let tables: Vec<_> = NODES.iter().map(|(_, client, _)| status_table(ctl, *client)).collect();
     let rows: Vec<_> = tables.iter().map(|t| t.first().cloned().expect("a status row")).collect();
     assert_eq!(rows.iter().filter(|r| r.2).count(), 1, "exactly one leader: {rows:?}");
     assert!(rows.iter().all(|r| r.3 == rows[0].3), "one term: {rows:?}");
@@ -66,7 +76,7 @@ fn cluster_seed_walkthrough_parts_c_d_e() {
     c.kill(leader, libc::SIGINT);
     let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
     let new_rows = wait_for("a new leader", Duration::from_secs(10), || {
-        let rows: Vec<_> = others.iter().filter_map(|i| status_table(NODES[*i].1).first().cloned()).collect();
+        let rows: Vec<_> = others.iter().filter_map(|i| status_table(ctl, NODES[*i].1).first().cloned()).collect();
         (rows.len() == 2 && rows.iter().filter(|r| r.2).count() == 1).then_some(rows)
     });
     let took = stopped.elapsed();
@@ -76,7 +86,7 @@ fn cluster_seed_walkthrough_parts_c_d_e() {
     // The stopped member comes back as a follower.
     c.restart(leader);
     wait_for("the old leader to rejoin", Duration::from_secs(10), || {
-        let t = status_table(NODES[leader].1);
+        let t = status_table(ctl, NODES[leader].1);
         t.first().filter(|r| !r.2 && r.3 >= new_rows[0].3).map(|_| ())
     });
 }
