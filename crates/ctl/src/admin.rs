@@ -2,11 +2,12 @@
 
 use clap::Subcommand;
 use rustcd_api::etcdserverpb::alarm_request::AlarmAction;
-use rustcd_api::etcdserverpb::{AlarmRequest, DefragmentRequest, SnapshotRequest};
+use rustcd_api::etcdserverpb::{AlarmRequest, AlarmResponse, DefragmentRequest, SnapshotRequest};
 use tokio::io::AsyncWriteExt;
 use tokio_stream::StreamExt;
 
-use crate::json::human_bytes;
+use crate::json::{Obj, human_bytes};
+use crate::print::{emit, with_header};
 use crate::{CtlError, Ctx};
 
 #[derive(Subcommand, Debug)]
@@ -77,10 +78,10 @@ pub async fn alarm(ctx: &Ctx, cmd: AlarmCmd) -> Result<(), CtlError> {
     let mut m = c.maintenance();
     let list = ctx.call(m.alarm(AlarmRequest { action: AlarmAction::Get as i32, ..Default::default() })).await?;
     let shown = match cmd {
-        AlarmCmd::List => list.alarms,
+        AlarmCmd::List => list.alarms.clone(),
         AlarmCmd::Disarm => {
             let mut disarmed = Vec::new();
-            for a in list.alarms {
+            for a in list.alarms.clone() {
                 let req =
                     AlarmRequest { action: AlarmAction::Deactivate as i32, member_id: a.member_id, alarm: a.alarm };
                 disarmed.extend(ctx.call(m.alarm(req)).await?.alarms);
@@ -88,10 +89,22 @@ pub async fn alarm(ctx: &Ctx, cmd: AlarmCmd) -> Result<(), CtlError> {
             disarmed
         }
     };
-    for a in shown {
-        let name = ALARM_NAMES.get(a.alarm as usize).copied().unwrap_or("UNKNOWN");
-        println!("memberID:{} alarm:{name} ", a.member_id);
-    }
+    let text = || {
+        shown
+            .iter()
+            .map(|a| {
+                let name = ALARM_NAMES.get(a.alarm as usize).copied().unwrap_or("UNKNOWN");
+                format!("memberID:{} alarm:{name} \n", a.member_id)
+            })
+            .collect()
+    };
+    let json = || {
+        let alarms =
+            shown.iter().map(|a| Obj::new().int("memberID", a.member_id).int("alarm", a.alarm).end()).collect();
+        with_header(&list.header, |o| o.list("alarms", alarms))
+    };
+    let resp = AlarmResponse { header: list.header, alarms: shown.clone() };
+    emit(ctx.format, &resp, json, text);
     Ok(())
 }
 

@@ -6,7 +6,9 @@ use clap::Subcommand;
 use rustcd_api::authpb::{Permission, UserAddOptions};
 use rustcd_api::etcdserverpb::*;
 
+use crate::json::{Obj, base64, string};
 use crate::kv::prefix_end;
+use crate::print::{emit, with_header};
 use crate::{CtlError, Ctx};
 
 #[derive(Subcommand, Debug)]
@@ -95,17 +97,19 @@ pub async fn auth(ctx: &Ctx, cmd: AuthCmd) -> Result<(), CtlError> {
     let mut a = c.auth();
     match cmd {
         AuthCmd::Enable => {
-            ctx.call(a.auth_enable(AuthEnableRequest {})).await?;
-            println!("Authentication Enabled");
+            let r = ctx.call(a.auth_enable(AuthEnableRequest {})).await?;
+            emit(ctx.format, &r, || with_header(&r.header, |o| o), || "Authentication Enabled\n".into());
         }
         AuthCmd::Disable => {
-            ctx.call(a.auth_disable(AuthDisableRequest {})).await?;
-            println!("Authentication Disabled");
+            let r = ctx.call(a.auth_disable(AuthDisableRequest {})).await?;
+            emit(ctx.format, &r, || with_header(&r.header, |o| o), || "Authentication Disabled\n".into());
         }
         AuthCmd::Status => {
             let r = ctx.call(a.auth_status(AuthStatusRequest {})).await?;
-            println!("Authentication Status: {}", r.enabled);
-            println!("AuthRevision: {}", r.auth_revision);
+            let json = || with_header(&r.header, |o| o.bool("enabled", r.enabled).int("authRevision", r.auth_revision));
+            emit(ctx.format, &r, json, || {
+                format!("Authentication Status: {}\nAuthRevision: {}\n", r.enabled, r.auth_revision)
+            });
         }
     }
     Ok(())
@@ -159,68 +163,94 @@ pub async fn user(ctx: &Ctx, cmd: UserCmd) -> Result<(), CtlError> {
                 None => (spec.to_string(), password_for(spec, interactive)?),
             };
             let options = Some(UserAddOptions { no_password });
-            ctx.call(a.user_add(AuthUserAddRequest { name: name.clone(), password, options, ..Default::default() }))
-                .await?;
-            println!("User {name} created");
+            let req = AuthUserAddRequest { name: name.clone(), password, options, ..Default::default() };
+            let r = ctx.call(a.user_add(req)).await?;
+            emit(ctx.format, &r, || with_header(&r.header, |o| o), || format!("User {name} created\n"));
         }
         UserCmd::Delete { args } => {
             let name = one(&args, "user delete command requires user name as its argument")?;
-            ctx.call(a.user_delete(AuthUserDeleteRequest { name: name.to_string() })).await?;
-            println!("User {name} deleted");
+            let r = ctx.call(a.user_delete(AuthUserDeleteRequest { name: name.to_string() })).await?;
+            emit(ctx.format, &r, || with_header(&r.header, |o| o), || format!("User {name} deleted\n"));
         }
         UserCmd::Get { detail, args } => {
             let name = one(&args, "user get command requires user name as its argument")?;
             let r = ctx.call(a.user_get(AuthUserGetRequest { name: name.to_string() })).await?;
-            println!("User: {name}");
             if !detail {
-                println!("Roles: {}", r.roles.join(" "));
+                let json = || with_header(&r.header, |o| o.list("roles", r.roles.iter().map(|x| string(x)).collect()));
+                emit(ctx.format, &r, json, || format!("User: {name}\nRoles: {}\n", r.roles.join(" ")));
             } else {
+                println!("User: {name}");
                 for role in &r.roles {
                     println!();
                     let perms = ctx.call(a.role_get(AuthRoleGetRequest { role: role.clone() })).await?;
-                    print_role(role, &perms.perm);
+                    emit(ctx.format, &perms, || role_json(&perms), || role_text(role, &perms.perm));
                 }
             }
         }
         UserCmd::List => {
             let r = ctx.call(a.user_list(AuthUserListRequest {})).await?;
-            r.users.iter().for_each(|u| println!("{u}"));
+            let json = || with_header(&r.header, |o| o.list("users", r.users.iter().map(|x| string(x)).collect()));
+            emit(ctx.format, &r, json, || r.users.iter().map(|u| format!("{u}\n")).collect());
         }
         UserCmd::Passwd { interactive, args } => {
             let name = one(&args, "user passwd command requires user name as its argument")?;
             let password = password_for(name, interactive)?;
-            ctx.call(a.user_change_password(AuthUserChangePasswordRequest {
-                name: name.to_string(),
-                password,
-                ..Default::default()
-            }))
-            .await?;
-            println!("Password updated");
+            let req = AuthUserChangePasswordRequest { name: name.to_string(), password, ..Default::default() };
+            let r = ctx.call(a.user_change_password(req)).await?;
+            emit(ctx.format, &r, || with_header(&r.header, |o| o), || "Password updated\n".into());
         }
         UserCmd::GrantRole { args } => {
             let (user, role) = two(&args, "user grant command requires user name and role name as its argument")?;
             let req = AuthUserGrantRoleRequest { user: user.to_string(), role: role.to_string() };
-            ctx.call(a.user_grant_role(req)).await?;
-            println!("Role {role} is granted to user {user}");
+            let r = ctx.call(a.user_grant_role(req)).await?;
+            emit(
+                ctx.format,
+                &r,
+                || with_header(&r.header, |o| o),
+                || format!("Role {role} is granted to user {user}\n"),
+            );
         }
         UserCmd::RevokeRole { args } => {
             let (name, role) = two(&args, "user revoke-role requires user name and role name as its argument")?;
             let req = AuthUserRevokeRoleRequest { name: name.to_string(), role: role.to_string() };
-            ctx.call(a.user_revoke_role(req)).await?;
-            println!("Role {role} is revoked from user {name}");
+            let r = ctx.call(a.user_revoke_role(req)).await?;
+            emit(
+                ctx.format,
+                &r,
+                || with_header(&r.header, |o| o),
+                || format!("Role {role} is revoked from user {name}\n"),
+            );
         }
     }
     Ok(())
 }
 
-fn print_role(role: &str, perms: &[Permission]) {
-    println!("Role {role}");
+/// The JSON of a role's permissions (`authpb.Permission` fields).
+fn role_json(r: &AuthRoleGetResponse) -> String {
+    let perms = r
+        .perm
+        .iter()
+        .map(|p| {
+            let o = Obj::new().int("permType", p.perm_type);
+            let o = if p.key.is_empty() { o } else { o.raw("key", &format!("\"{}\"", base64(&p.key))) };
+            let o =
+                if p.range_end.is_empty() { o } else { o.raw("range_end", &format!("\"{}\"", base64(&p.range_end))) };
+            o.end()
+        })
+        .collect();
+    with_header(&r.header, |o| o.list("perm", perms))
+}
+
+/// A role's permissions as etcdctl's simple printer lists them.
+fn role_text(role: &str, perms: &[Permission]) -> String {
+    let mut out = format!("Role {role}\n");
     for (title, types) in [("KV Read:", [0, 2]), ("KV Write:", [1, 2])] {
-        println!("{title}");
+        out.push_str(title);
+        out.push('\n');
         for p in perms.iter().filter(|p| types.contains(&p.perm_type)) {
             let key = String::from_utf8_lossy(&p.key);
             if p.range_end.is_empty() {
-                println!("\t{key}");
+                out.push_str(&format!("\t{key}\n"));
                 continue;
             }
             let end = String::from_utf8_lossy(&p.range_end);
@@ -229,9 +259,11 @@ fn print_role(role: &str, perms: &[Permission]) {
             if !p.key.is_empty() && prefix_end(&p.key) == p.range_end {
                 line.push_str(&format!(" (prefix {key})"));
             }
-            println!("{line}");
+            out.push_str(&line);
+            out.push('\n');
         }
     }
+    out
 }
 
 /// `key [range_end]` with `--prefix`/`--from-key` as a permission's key range.
@@ -258,22 +290,23 @@ pub async fn role(ctx: &Ctx, cmd: RoleCmd) -> Result<(), CtlError> {
     match cmd {
         RoleCmd::Add { args } => {
             let name = one(&args, "role add command requires role name as its argument")?;
-            ctx.call(a.role_add(AuthRoleAddRequest { name: name.to_string() })).await?;
-            println!("Role {name} created");
+            let r = ctx.call(a.role_add(AuthRoleAddRequest { name: name.to_string() })).await?;
+            emit(ctx.format, &r, || with_header(&r.header, |o| o), || format!("Role {name} created\n"));
         }
         RoleCmd::Delete { args } => {
             let role = one(&args, "role delete command requires role name as its argument")?;
-            ctx.call(a.role_delete(AuthRoleDeleteRequest { role: role.to_string() })).await?;
-            println!("Role {role} deleted");
+            let r = ctx.call(a.role_delete(AuthRoleDeleteRequest { role: role.to_string() })).await?;
+            emit(ctx.format, &r, || with_header(&r.header, |o| o), || format!("Role {role} deleted\n"));
         }
         RoleCmd::Get { args } => {
             let role = one(&args, "role get command requires role name as its argument")?;
             let r = ctx.call(a.role_get(AuthRoleGetRequest { role: role.to_string() })).await?;
-            print_role(role, &r.perm);
+            emit(ctx.format, &r, || role_json(&r), || role_text(role, &r.perm));
         }
         RoleCmd::List => {
             let r = ctx.call(a.role_list(AuthRoleListRequest {})).await?;
-            r.roles.iter().for_each(|x| println!("{x}"));
+            let json = || with_header(&r.header, |o| o.list("roles", r.roles.iter().map(|x| string(x)).collect()));
+            emit(ctx.format, &r, json, || r.roles.iter().map(|x| format!("{x}\n")).collect());
         }
         RoleCmd::GrantPermission { prefix, from_key, args } => {
             if args.len() < 3 || args.len() > 4 {
@@ -289,8 +322,9 @@ pub async fn role(ctx: &Ctx, cmd: RoleCmd) -> Result<(), CtlError> {
             };
             let (key, range_end) = perm_range(&args[2], args.get(3), prefix, from_key)?;
             let perm = Some(Permission { perm_type, key: key.into(), range_end: range_end.into() });
-            ctx.call(a.role_grant_permission(AuthRoleGrantPermissionRequest { name: args[0].clone(), perm })).await?;
-            println!("Role {} updated", args[0]);
+            let req = AuthRoleGrantPermissionRequest { name: args[0].clone(), perm };
+            let r = ctx.call(a.role_grant_permission(req)).await?;
+            emit(ctx.format, &r, || with_header(&r.header, |o| o), || format!("Role {} updated\n", args[0]));
         }
         RoleCmd::RevokePermission { prefix, from_key, args } => {
             if args.len() < 2 || args.len() > 3 {
@@ -305,14 +339,15 @@ pub async fn role(ctx: &Ctx, cmd: RoleCmd) -> Result<(), CtlError> {
                 key: key.clone().into(),
                 range_end: range_end.clone().into(),
             };
-            ctx.call(a.role_revoke_permission(req)).await?;
-            if range_end.is_empty() {
-                println!("Permission of key {k} is revoked from role {}", args[0]);
+            let r = ctx.call(a.role_revoke_permission(req)).await?;
+            let text = if range_end.is_empty() {
+                format!("Permission of key {k} is revoked from role {}\n", args[0])
             } else if range_end != b"\0" {
-                println!("Permission of range [{k}, {e}) is revoked from role {}", args[0]);
+                format!("Permission of range [{k}, {e}) is revoked from role {}\n", args[0])
             } else {
-                println!("Permission of range [{k}, <open ended> is revoked from role {}", args[0]);
-            }
+                format!("Permission of range [{k}, <open ended> is revoked from role {}\n", args[0])
+            };
+            emit(ctx.format, &r, || with_header(&r.header, |o| o), || text);
         }
     }
     Ok(())

@@ -11,7 +11,7 @@ use rustcd_api::etcdserverpb::{
 use rustcd_client::Client;
 
 use crate::json::{Obj, go_duration, human_bytes, string};
-use crate::print::{Format, header_json, member_json, table};
+use crate::print::{Format, emit, header_json, member_json, protobuf, table, with_header, write_raw};
 use crate::{CtlError, Ctx};
 
 #[derive(Subcommand, Debug)]
@@ -96,6 +96,11 @@ fn member_row(m: &Member) -> Vec<String> {
     ]
 }
 
+/// `{"header":...,"members":[...]}`.
+fn members_json(h: &Option<rustcd_api::etcdserverpb::ResponseHeader>, members: &[Member]) -> String {
+    with_header(h, |o| o.list("members", members.iter().map(member_json).collect()))
+}
+
 pub async fn member(ctx: &Ctx, cmd: MemberCmd) -> Result<(), CtlError> {
     let c = ctx.client().await?;
     let mut cluster = c.cluster();
@@ -114,6 +119,7 @@ pub async fn member(ctx: &Ctx, cmd: MemberCmd) -> Result<(), CtlError> {
                     let headers = ["ID", "STATUS", "NAME", "PEER ADDRS", "CLIENT ADDRS", "IS LEARNER"];
                     print!("{}", table(&headers, &rows));
                 }
+                Format::Protobuf => write_raw(&protobuf(&r)),
                 _ => r.members.iter().for_each(|m| println!("{}", member_row(m).join(", "))),
             }
         }
@@ -135,6 +141,10 @@ pub async fn member(ctx: &Ctx, cmd: MemberCmd) -> Result<(), CtlError> {
                 println!("{}", o.end());
                 return Ok(());
             }
+            if ctx.format == Format::Protobuf {
+                write_raw(&protobuf(&r));
+                return Ok(());
+            }
             println!("Member {:16x} added to cluster {cid:16x}", m.id);
             let mut conf = Vec::new();
             for x in &r.members {
@@ -151,19 +161,22 @@ pub async fn member(ctx: &Ctx, cmd: MemberCmd) -> Result<(), CtlError> {
             let id = member_id(&args)?;
             let r = ctx.call(cluster.member_remove(MemberRemoveRequest { id })).await?;
             let cid = r.header.as_ref().map_or(0, |h| h.cluster_id);
-            println!("Member {id:16x} removed from cluster {cid:16x}");
+            let json = || members_json(&r.header, &r.members);
+            emit(ctx.format, &r, json, || format!("Member {id:16x} removed from cluster {cid:16x}\n"));
         }
         MemberCmd::Update { peer_urls, args } => {
             let id = member_id(&args)?;
             let r = ctx.call(cluster.member_update(MemberUpdateRequest { id, peer_ur_ls: urls(&peer_urls) })).await?;
             let cid = r.header.as_ref().map_or(0, |h| h.cluster_id);
-            println!("Member {id:16x} updated in cluster {cid:16x}");
+            let json = || members_json(&r.header, &r.members);
+            emit(ctx.format, &r, json, || format!("Member {id:16x} updated in cluster {cid:16x}\n"));
         }
         MemberCmd::Promote { args } => {
             let id = member_id(&args)?;
             let r = ctx.call(cluster.member_promote(MemberPromoteRequest { id })).await?;
             let cid = r.header.as_ref().map_or(0, |h| h.cluster_id);
-            println!("Member {id:16x} promoted in cluster {cid:16x}");
+            let json = || members_json(&r.header, &r.members);
+            emit(ctx.format, &r, json, || format!("Member {id:16x} promoted in cluster {cid:16x}\n"));
         }
     }
     Ok(())
@@ -233,6 +246,7 @@ pub async fn endpoint(ctx: &Ctx, cluster: bool, cmd: EndpointCmd) -> Result<(), 
                     }
                 }
             }
+            ctx.format.check_not_protobuf()?;
             match ctx.format {
                 Format::Json => {
                     let items: Vec<String> = ok
@@ -281,6 +295,7 @@ pub async fn endpoint(ctx: &Ctx, cluster: bool, cmd: EndpointCmd) -> Result<(), 
                 rows.push((ep, res, go_duration(start.elapsed())));
             }
             let unhealthy = rows.iter().any(|(_, r, _)| r.is_err());
+            ctx.format.check_not_protobuf()?;
             match ctx.format {
                 Format::Json => {
                     let items: Vec<String> = rows
@@ -335,6 +350,7 @@ pub async fn endpoint(ctx: &Ctx, cluster: bool, cmd: EndpointCmd) -> Result<(), 
                     }
                 }
             }
+            ctx.format.check_not_protobuf()?;
             match ctx.format {
                 Format::Json => {
                     let items: Vec<String> = ok

@@ -7,7 +7,7 @@ use rustcd_api::etcdserverpb::{
 use tokio_stream::StreamExt;
 
 use crate::json::Obj;
-use crate::print::{Format, header_json};
+use crate::print::{Format, header_json, protobuf, write_raw};
 use crate::{CtlError, Ctx};
 
 #[derive(Subcommand, Debug)]
@@ -46,6 +46,8 @@ fn lease_id(args: &[String], cmd: &str) -> Result<i64, CtlError> {
 pub async fn run(ctx: &Ctx, cmd: LeaseCmd) -> Result<(), CtlError> {
     ctx.format.check_kv()?;
     let json = ctx.format == Format::Json;
+    // clientv3's lease responses embed the header; etcdctl's protobuf printer marshals just it.
+    let pb = ctx.format == Format::Protobuf;
     match cmd {
         LeaseCmd::Grant { args } => {
             let [ttl] = args.as_slice() else {
@@ -56,7 +58,9 @@ pub async fn run(ctx: &Ctx, cmd: LeaseCmd) -> Result<(), CtlError> {
             })?;
             let c = ctx.client().await?;
             let r = ctx.call(c.lease().lease_grant(LeaseGrantRequest { ttl, id: 0 })).await?;
-            if json {
+            if pb {
+                write_raw(&protobuf(&r.header.unwrap_or_default()));
+            } else if json {
                 println!(
                     "{}",
                     flat_header(&r.header)
@@ -76,7 +80,14 @@ pub async fn run(ctx: &Ctx, cmd: LeaseCmd) -> Result<(), CtlError> {
                 .call(c.lease().lease_revoke(LeaseRevokeRequest { id }))
                 .await
                 .map_err(|e| CtlError::new(e.code, &format!("failed to revoke lease ({})", e.msg)))?;
-            if json {
+            if pb {
+                // etcdctl cannot marshal clientv3's revoke response and says so.
+                let h = r.header.unwrap_or_default();
+                return Err(CtlError::bad_feature(&format!(
+                    "marshal unsupported for type clientv3.LeaseRevokeResponse ({{cluster_id:{} member_id:{} revision:{} raft_term:{} }})",
+                    h.cluster_id, h.member_id, h.revision, h.raft_term
+                )));
+            } else if json {
                 println!("{}", Obj::new().obj("header", r.header.as_ref().map(header_json)).end());
             } else {
                 println!("lease {id:016x} revoked");
@@ -86,7 +97,9 @@ pub async fn run(ctx: &Ctx, cmd: LeaseCmd) -> Result<(), CtlError> {
             let id = lease_id(&args, "lease timetolive")?;
             let c = ctx.client().await?;
             let r = ctx.call(c.lease().lease_time_to_live(LeaseTimeToLiveRequest { id, keys })).await?;
-            if json {
+            if pb {
+                write_raw(&protobuf(&r.header.unwrap_or_default()));
+            } else if json {
                 let ks: Vec<String> = r.keys.iter().map(|k| format!("\"{}\"", crate::json::base64(k))).collect();
                 let ks = if ks.is_empty() { "null".to_string() } else { format!("[{}]", ks.join(",")) };
                 let o = flat_header(&r.header)
@@ -109,7 +122,9 @@ pub async fn run(ctx: &Ctx, cmd: LeaseCmd) -> Result<(), CtlError> {
         LeaseCmd::List => {
             let c = ctx.client().await?;
             let r = ctx.call(c.lease().lease_leases(LeaseLeasesRequest {})).await?;
-            if json {
+            if pb {
+                write_raw(&protobuf(&r.header.unwrap_or_default()));
+            } else if json {
                 let ls: Vec<String> = r.leases.iter().map(|l| format!("{{\"ID\":{}}}", l.id)).collect();
                 println!("{}", Obj::new().obj("header", r.header.as_ref().map(header_json)).list("leases", ls).end());
             } else {
@@ -132,7 +147,11 @@ pub async fn run(ctx: &Ctx, cmd: LeaseCmd) -> Result<(), CtlError> {
                 if r.ttl <= 0 {
                     break;
                 }
-                println!("lease {:016x} keepalived with TTL({})", r.id, r.ttl);
+                if pb {
+                    write_raw(&protobuf(&r.header.unwrap_or_default()));
+                } else {
+                    println!("lease {:016x} keepalived with TTL({})", r.id, r.ttl);
+                }
                 if once {
                     return Ok(());
                 }

@@ -21,9 +21,9 @@ impl Maintenance for MaintenanceService {
     type SnapshotStream = SnapshotStream;
 
     async fn alarm(&self, _req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
-        // No alarm is ever raised yet (quota and corruption checks are not built).
-        let rev = self.0.store.current_rev();
-        Ok(Response::new(AlarmResponse { header: self.0.header(rev), alarms: vec![] }))
+        // No alarm is ever raised yet (quota and corruption checks are not built). etcd answers
+        // alarm requests without a header; so does rustcd, so that clients print the same.
+        Ok(Response::new(AlarmResponse { header: None, alarms: vec![] }))
     }
 
     async fn status(&self, _req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
