@@ -6,6 +6,8 @@
 //! process it started and removes its directories; when the test failed, member logs are
 //! printed first.
 
+pub mod linearizability;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
