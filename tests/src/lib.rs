@@ -7,6 +7,7 @@
 //! printed first.
 
 pub mod linearizability;
+pub mod watch_check;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -1,15 +1,20 @@
 //! Robustness, short mode: a 3-member rustcd cluster under a mixed client load (puts, reads,
 //! deletes on a few keys, through every member) while members are killed, restarted, paused
-//! and resumed. Every operation is recorded with its call and return times; afterwards the
-//! history must be linearizable key by key (writes that got no answer may or may not have
-//! happened), and every member must hold the same data (`HashKV` at one revision).
+//! and resumed, with watchers on the keys through two members that resume after every broken
+//! stream. Every operation is recorded with its call and return times; afterwards the history
+//! must be linearizable key by key (writes that got no answer may or may not have happened),
+//! each watcher must have seen every event in order, once, with the right `prev_kv`, and every
+//! member must hold the same data (`HashKV` at one revision).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rustcd_api::etcdserverpb::kv_client::KvClient;
-use rustcd_api::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest};
+use rustcd_api::etcdserverpb::watch_client::WatchClient;
+use rustcd_api::etcdserverpb::watch_request::RequestUnion;
+use rustcd_api::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest, WatchCreateRequest, WatchRequest};
 use rustcd_tests::linearizability::{self, Action, Op};
+use rustcd_tests::watch_check::{self, Seen};
 use rustcd_tests::{Cluster, hash_kv, leader_index, wait_for};
 
 const KEYS: usize = 4;
@@ -82,6 +87,52 @@ async fn client(
     }
 }
 
+type Watched = Arc<Mutex<Vec<Seen>>>;
+
+/// A watcher on every key from revision 1 with `prev_kv`, resuming after the last event it saw
+/// whenever its stream breaks; runs until aborted.
+async fn watcher(endpoint: String, seen: Watched) {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{endpoint}"))
+        .expect("endpoint")
+        .connect_timeout(Duration::from_secs(1))
+        .connect_lazy();
+    let mut next_rev = 1;
+    loop {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let create = WatchCreateRequest {
+            key: b"rb/".to_vec().into(),
+            range_end: b"rb0".to_vec().into(),
+            start_revision: next_rev,
+            prev_kv: true,
+            ..Default::default()
+        };
+        let _ = tx.send(WatchRequest { request_union: Some(RequestUnion::CreateRequest(create)) }).await;
+        let stream = WatchClient::new(channel.clone()).watch(tokio_stream::wrappers::ReceiverStream::new(rx)).await;
+        if let Ok(stream) = stream {
+            let mut stream = stream.into_inner();
+            while let Ok(Some(r)) = stream.message().await {
+                if r.canceled {
+                    break;
+                }
+                let mut seen = seen.lock().expect("watched");
+                for e in r.events {
+                    let kv = e.kv.unwrap_or_default();
+                    next_rev = kv.mod_revision + 1;
+                    seen.push(Seen {
+                        rev: kv.mod_revision,
+                        key: String::from_utf8_lossy(&kv.key).into_owned(),
+                        put: e.r#type == 0,
+                        value: String::from_utf8_lossy(&kv.value).into_owned(),
+                        prev: e.prev_kv.map(|p| String::from_utf8_lossy(&p.value).into_owned()),
+                    });
+                }
+            }
+        }
+        drop(tx);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Writes the history where a failing run can be replayed from, and returns the path.
 fn save(history: &[Op], violations: &[String]) -> std::path::PathBuf {
     let path = std::env::temp_dir().join(format!("rustcd-robustness-{}.txt", std::process::id()));
@@ -104,6 +155,9 @@ fn cluster_robustness_linearizable_under_kills_and_pauses() {
     let tasks: Vec<_> = (0..CLIENTS)
         .map(|i| rt.spawn(client(i, c.members[i % 3].endpoint(), start, history.clone(), stop.clone())))
         .collect();
+    let watched: Vec<Watched> = (0..2).map(|_| Watched::default()).collect();
+    let watchers: Vec<_> =
+        watched.iter().enumerate().map(|(i, w)| rt.spawn(watcher(c.members[i + 1].endpoint(), w.clone()))).collect();
 
     // Faults, one after the other, with traffic running throughout. CI runs one round; set
     // RUSTCD_ROBUSTNESS_ROUNDS for a long run.
@@ -188,6 +242,27 @@ fn cluster_robustness_linearizable_under_kills_and_pauses() {
         })
         .collect();
     assert!(hashes.iter().all(|h| *h == hashes[0]), "HashKV differs across members at {rev}: {hashes:?}");
+
+    // Watch guarantees: the canonical event list from a fresh watch, then every watcher's.
+    let canonical: Watched = Watched::default();
+    let fresh = rt.spawn(watcher(c.members[0].endpoint(), canonical.clone()));
+    let reached = |w: &Watched| w.lock().expect("watched").last().is_some_and(|e| e.rev >= rev).then_some(());
+    wait_for("a fresh watch to reach the last revision", Duration::from_secs(20), || reached(&canonical));
+    for w in &watched {
+        wait_for("every watcher to reach the last revision", Duration::from_secs(20), || reached(w));
+    }
+    fresh.abort();
+    watchers.iter().for_each(|w| w.abort());
+    let canonical = canonical.lock().expect("canonical").clone();
+    eprintln!("watch: {} events, checked through 2 resuming watchers", canonical.len());
+    watch_check::check_prev_kv(&canonical).unwrap_or_else(|e| panic!("prev_kv: {e}"));
+    watch_check::check_writes(&history, &canonical).unwrap_or_else(|e| panic!("writes: {e}"));
+    for (i, w) in watched.iter().enumerate() {
+        let seen = w.lock().expect("watched").clone();
+        let seen: Vec<Seen> = seen.into_iter().filter(|e| e.rev <= rev).collect();
+        watch_check::check_watcher(&seen, &canonical).unwrap_or_else(|e| panic!("watcher {i}: {e}"));
+        assert_eq!(seen.len(), canonical.len(), "watcher {i} saw every event up to {rev}");
+    }
 }
 
 /// The checker catches a real server's anomaly: serializable reads served by a follower that

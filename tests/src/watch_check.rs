@@ -1,0 +1,98 @@
+//! Checks of what watchers saw, against the events a fresh watch from revision 1 reports (the
+//! canonical list) and the recorded client history: ordered, unique, without gaps across
+//! reconnects (resumable), `prev_kv` right, every acknowledged write present, no write that
+//! no client made.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::linearizability::{Action, Op};
+
+/// One event as a watcher received it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seen {
+    pub rev: i64,
+    pub key: String,
+    pub put: bool,
+    pub value: String,
+    pub prev: Option<String>,
+}
+
+/// What is wrong with one watcher's events, if anything. A watcher started at revision 1 must
+/// have seen exactly a prefix of the canonical list.
+pub fn check_watcher(seen: &[Seen], canonical: &[Seen]) -> Result<(), String> {
+    for w in seen.windows(2) {
+        if (w[1].rev, &w[1].key) <= (w[0].rev, &w[0].key) {
+            return Err(format!("out of order or duplicated: {:?} then {:?}", w[0], w[1]));
+        }
+    }
+    if seen.len() > canonical.len() {
+        return Err(format!("{} events seen, only {} happened", seen.len(), canonical.len()));
+    }
+    match seen.iter().zip(canonical).position(|(a, b)| a != b) {
+        Some(i) => Err(format!("event {i} differs: saw {:?}, history has {:?}", seen[i], canonical[i])),
+        None => Ok(()),
+    }
+}
+
+/// `prev_kv` of every event is the value the previous event on that key left.
+pub fn check_prev_kv(canonical: &[Seen]) -> Result<(), String> {
+    let mut last: HashMap<&str, Option<&str>> = HashMap::new();
+    for e in canonical {
+        let before = last.get(e.key.as_str()).copied().flatten();
+        if e.prev.as_deref() != before {
+            return Err(format!("{e:?}: prev_kv should be {before:?}"));
+        }
+        last.insert(&e.key, e.put.then_some(e.value.as_str()));
+    }
+    Ok(())
+}
+
+/// Every acknowledged put is an event, and every put event is a put some client made.
+pub fn check_writes(history: &[Op], canonical: &[Seen]) -> Result<(), String> {
+    let events: HashSet<(&str, &str)> =
+        canonical.iter().filter(|e| e.put).map(|e| (e.key.as_str(), e.value.as_str())).collect();
+    let made: HashSet<(&str, &str)> = history
+        .iter()
+        .filter_map(|o| if let Action::Put(v) = &o.action { Some((o.key.as_str(), v.as_str())) } else { None })
+        .collect();
+    if let Some(lost) = history.iter().find(|o| {
+        o.ret.is_some() && matches!(&o.action, Action::Put(v) if !events.contains(&(o.key.as_str(), v.as_str())))
+    }) {
+        return Err(format!("acknowledged write lost: {lost:?}"));
+    }
+    if let Some(phantom) = canonical.iter().find(|e| e.put && !made.contains(&(e.key.as_str(), e.value.as_str()))) {
+        return Err(format!("a write no client made: {phantom:?}"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(rev: i64, key: &str, value: &str, prev: Option<&str>) -> Seen {
+        Seen { rev, key: key.into(), put: !value.is_empty(), value: value.into(), prev: prev.map(str::to_string) }
+    }
+
+    #[test]
+    fn watchers_must_see_a_gapless_ordered_prefix() {
+        let canonical = [ev(2, "a", "1", None), ev(3, "a", "2", Some("1")), ev(4, "b", "x", None)];
+        assert!(check_watcher(&canonical[..2], &canonical).is_ok());
+        assert!(check_watcher(&[canonical[0].clone(), canonical[2].clone()], &canonical).is_err(), "gap");
+        assert!(check_watcher(&[canonical[0].clone(), canonical[0].clone()], &canonical).is_err(), "duplicate");
+        assert!(check_watcher(&[canonical[1].clone(), canonical[0].clone()], &canonical).is_err(), "order");
+        assert!(check_prev_kv(&canonical).is_ok());
+        assert!(check_prev_kv(&[ev(2, "a", "1", None), ev(3, "a", "", Some("9"))]).is_err());
+        assert!(check_prev_kv(&[ev(2, "a", "1", None), ev(3, "a", "", Some("1")), ev(4, "a", "2", None)]).is_ok());
+    }
+
+    #[test]
+    fn writes_must_match_the_history() {
+        let put =
+            |v: &str, ret: Option<u64>| Op { client: 0, key: "a".into(), action: Action::Put(v.into()), call: 0, ret };
+        let canonical = [ev(2, "a", "1", None)];
+        assert!(check_writes(&[put("1", Some(1)), put("2", None)], &canonical).is_ok(), "unanswered may be lost");
+        assert!(check_writes(&[put("1", Some(1)), put("2", Some(2))], &canonical).is_err(), "acked write lost");
+        assert!(check_writes(&[], &canonical).is_err(), "phantom write");
+    }
+}
