@@ -145,15 +145,29 @@ fn save(history: &[Op], violations: &[String]) -> std::path::PathBuf {
 }
 
 #[test]
-fn cluster_robustness_linearizable_under_kills_and_pauses() {
-    let mut c = Cluster::start(3);
+fn cluster_robustness_3_members_linearizable_under_kills_and_pauses() {
+    robustness(3);
+}
+
+#[test]
+fn cluster_robustness_5_members_linearizable_under_kills_and_pauses() {
+    robustness(5);
+}
+
+/// The members other than `leader`, the first `count` of them after it.
+fn others(n: usize, leader: usize, count: usize) -> Vec<usize> {
+    (1..n).map(|d| (leader + d) % n).take(count).collect()
+}
+
+fn robustness(n: usize) {
+    let mut c = Cluster::start(n);
     c.wait_writable(0);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let start = Instant::now();
     let history: History = Arc::default();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let tasks: Vec<_> = (0..CLIENTS)
-        .map(|i| rt.spawn(client(i, c.members[i % 3].endpoint(), start, history.clone(), stop.clone())))
+        .map(|i| rt.spawn(client(i, c.members[i % n].endpoint(), start, history.clone(), stop.clone())))
         .collect();
     let watched: Vec<Watched> = (0..2).map(|_| Watched::default()).collect();
     let watchers: Vec<_> =
@@ -164,23 +178,34 @@ fn cluster_robustness_linearizable_under_kills_and_pauses() {
     let rounds: usize = std::env::var("RUSTCD_ROBUSTNESS_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(1);
     let traffic = |secs: u64| std::thread::sleep(Duration::from_secs(secs));
     for _ in 0..rounds {
+        // The leader killed, then back.
         traffic(2);
         let leader = leader_index(&c).expect("a leader");
         c.kill(leader, libc::SIGKILL);
         traffic(3);
         c.restart(leader);
         traffic(1);
-        let paused = (leader + 1) % 3;
-        c.kill(paused, libc::SIGSTOP);
-        traffic(3);
-        c.kill(paused, libc::SIGCONT);
+        // A follower paused, then resumed.
+        let leader = leader_index(&c).expect("a leader after the restart");
+        let paused = others(n, leader, 1);
+        paused.iter().for_each(|&i| c.kill(i, libc::SIGSTOP));
+        traffic(2);
+        paused.iter().for_each(|&i| c.kill(i, libc::SIGCONT));
         traffic(1);
+        // A minority of followers killed: the rest keep serving.
         let leader = leader_index(&c).expect("a leader after the pause");
+        let killed = others(n, leader, (n - 1) / 2);
+        killed.iter().for_each(|&i| c.kill(i, libc::SIGKILL));
+        traffic(2);
+        killed.iter().for_each(|&i| c.restart(i));
+        traffic(1);
+        // The leader killed and half the rest paused: no quorum until they return.
+        let leader = leader_index(&c).expect("a leader after the minority returned");
         c.kill(leader, libc::SIGKILL);
-        let follower = (leader + 1) % 3;
-        c.kill(follower, libc::SIGSTOP);
-        traffic(2); // no quorum: writes fail or wait
-        c.kill(follower, libc::SIGCONT);
+        let paused = others(n, leader, n / 2);
+        paused.iter().for_each(|&i| c.kill(i, libc::SIGSTOP));
+        traffic(2);
+        paused.iter().for_each(|&i| c.kill(i, libc::SIGCONT));
         c.restart(leader);
         traffic(2);
     }
@@ -192,7 +217,7 @@ fn cluster_robustness_linearizable_under_kills_and_pauses() {
     });
 
     // Final reads of every key through every member close the history.
-    for i in 0..3 {
+    for i in 0..n {
         c.wait_ready(i);
     }
     let mut final_ops = Vec::new();
