@@ -7,6 +7,7 @@
 //! printed first.
 
 pub mod linearizability;
+pub mod proxy;
 pub mod watch_check;
 
 use std::net::TcpListener;
@@ -116,6 +117,8 @@ pub struct Member {
     pub joining_cluster: Option<String>,
     pub client_port: u16,
     pub peer_port: u16,
+    /// The port of a fault-injecting proxy in front of `peer_port`, advertised to peers.
+    pub proxy_port: Option<u16>,
     pub data_dir: PathBuf,
     pub log: PathBuf,
     pub extra_args: Vec<String>,
@@ -132,6 +135,10 @@ impl Member {
     pub fn peer_url(&self) -> String {
         format!("http://{}:{}", self.host, self.peer_port)
     }
+    /// The peer URL other members use: the proxy's when there is one.
+    pub fn advertised_peer_url(&self) -> String {
+        format!("http://{}:{}", self.host, self.proxy_port.unwrap_or(self.peer_port))
+    }
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
     }
@@ -144,6 +151,8 @@ impl Member {
 pub struct Cluster {
     pub server: Server,
     pub members: Vec<Member>,
+    /// With [`Cluster::start_proxied`], the proxy in front of each member's peer port.
+    pub proxies: Vec<proxy::Proxy>,
     dir: TempDir,
     initial_cluster: String,
 }
@@ -156,6 +165,15 @@ impl Cluster {
 
     /// Starts `n` members of `server` with extra flags for every member.
     pub fn start_with(server: Server, n: usize, extra: &[&str]) -> Cluster {
+        Self::start_inner(server, n, extra, false)
+    }
+
+    /// Starts `n` rustcd members whose peers reach them through fault-injecting proxies.
+    pub fn start_proxied(n: usize) -> Cluster {
+        Self::start_inner(Server::Rustcd, n, &[], true)
+    }
+
+    fn start_inner(server: Server, n: usize, extra: &[&str], proxied: bool) -> Cluster {
         let dir = tempfile::Builder::new().prefix("rustcd-test-").tempdir().expect("temp dir");
         let mut members = Vec::new();
         for i in 0..n {
@@ -169,13 +187,16 @@ impl Cluster {
                 name,
                 client_port: free_port(),
                 peer_port: free_port(),
+                proxy_port: proxied.then(free_port),
                 extra_args: extra.iter().map(|s| s.to_string()).collect(),
                 child: None,
             });
         }
         let initial_cluster =
-            members.iter().map(|m| format!("{}={}", m.name, m.peer_url())).collect::<Vec<_>>().join(",");
-        let mut c = Cluster { server, members, dir, initial_cluster };
+            members.iter().map(|m| format!("{}={}", m.name, m.advertised_peer_url())).collect::<Vec<_>>().join(",");
+        let proxies =
+            members.iter().filter_map(|m| Some(proxy::Proxy::start(m.proxy_port?, m.peer_port))).collect::<Vec<_>>();
+        let mut c = Cluster { server, members, proxies, dir, initial_cluster };
         for i in 0..n {
             c.spawn(i);
         }
@@ -199,12 +220,13 @@ impl Cluster {
                 joining_cluster: None,
                 client_port,
                 peer_port,
+                proxy_port: None,
                 extra_args: vec![],
                 child: None,
             })
             .collect();
         let n = members.len();
-        let mut c = Cluster { server: Server::Rustcd, members, dir, initial_cluster: String::new() };
+        let mut c = Cluster { server: Server::Rustcd, members, proxies: vec![], dir, initial_cluster: String::new() };
         for i in 0..n {
             c.spawn(i);
         }
@@ -247,7 +269,7 @@ impl Cluster {
             .arg("--listen-peer-urls")
             .arg(m.peer_url())
             .arg("--initial-advertise-peer-urls")
-            .arg(m.peer_url())
+            .arg(m.advertised_peer_url())
             .arg("--initial-cluster")
             .arg(m.joining_cluster.as_ref().unwrap_or(&self.initial_cluster))
             .args(if m.joining_cluster.is_some() { &["--initial-cluster-state", "existing"][..] } else { &[] })
@@ -282,8 +304,12 @@ impl Cluster {
     /// A new member's name and peer URL, to `member add` before [`Cluster::start_joining`].
     pub fn plan_member(&mut self, name: &str) -> (usize, String) {
         let i = self.members.len();
-        let mut current: Vec<String> =
-            self.members.iter().filter(|m| m.is_running()).map(|m| format!("{}={}", m.name, m.peer_url())).collect();
+        let mut current: Vec<String> = self
+            .members
+            .iter()
+            .filter(|m| m.is_running())
+            .map(|m| format!("{}={}", m.name, m.advertised_peer_url()))
+            .collect();
         let m = Member {
             name: name.to_string(),
             host: "127.0.0.1".into(),
@@ -291,6 +317,7 @@ impl Cluster {
             joining_cluster: None,
             client_port: free_port(),
             peer_port: free_port(),
+            proxy_port: None,
             data_dir: self.dir.path().join(format!("{name}.etcd")),
             log: self.dir.path().join(format!("{name}.log")),
             extra_args: self.members.first().map(|m| m.extra_args.clone()).unwrap_or_default(),

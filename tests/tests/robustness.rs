@@ -1,6 +1,7 @@
-//! Robustness, short mode: a 3-member rustcd cluster under a mixed client load (puts, reads,
-//! deletes on a few keys, through every member) while members are killed, restarted, paused
-//! and resumed, with watchers on the keys through two members that resume after every broken
+//! Robustness, short mode: a 3- and a 5-member rustcd cluster under a mixed client load (puts,
+//! reads, deletes on a few keys, through every member) while members are killed, restarted,
+//! paused and resumed, and the leader's inbound peer traffic is blackholed or a follower's
+//! delayed (through a proxy in front of each peer URL), with watchers on the keys through two members that resume after every broken
 //! stream. Every operation is recorded with its call and return times; afterwards the history
 //! must be linearizable key by key (writes that got no answer may or may not have happened),
 //! each watcher must have seen every event in order, once, with the right `prev_kv`, and every
@@ -14,6 +15,7 @@ use rustcd_api::etcdserverpb::watch_client::WatchClient;
 use rustcd_api::etcdserverpb::watch_request::RequestUnion;
 use rustcd_api::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest, WatchCreateRequest, WatchRequest};
 use rustcd_tests::linearizability::{self, Action, Op};
+use rustcd_tests::proxy::Fault;
 use rustcd_tests::watch_check::{self, Seen};
 use rustcd_tests::{Cluster, hash_kv, leader_index, wait_for};
 
@@ -160,7 +162,7 @@ fn others(n: usize, leader: usize, count: usize) -> Vec<usize> {
 }
 
 fn robustness(n: usize) {
-    let mut c = Cluster::start(n);
+    let mut c = Cluster::start_proxied(n);
     c.wait_writable(0);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let start = Instant::now();
@@ -208,6 +210,23 @@ fn robustness(n: usize) {
         paused.iter().for_each(|&i| c.kill(i, libc::SIGCONT));
         c.restart(leader);
         traffic(2);
+        // The leader cut off from what its peers send (it still reaches them): check-quorum
+        // makes it step down and the others elect a new leader; then the link heals.
+        let leader = leader_index(&c).expect("a leader before the partition");
+        c.proxies[leader].set(Fault::Blackhole);
+        wait_for("another leader while the old one hears nothing", Duration::from_secs(15), || {
+            leader_index(&c).filter(|l| *l != leader).map(|_| ())
+        });
+        traffic(1);
+        c.proxies[leader].set(Fault::Healthy);
+        traffic(1);
+        // A follower's inbound traffic delayed.
+        let leader = leader_index(&c).expect("a leader after the partition");
+        let slow = others(n, leader, 1)[0];
+        c.proxies[slow].set(Fault::Delay(Duration::from_millis(150)));
+        traffic(2);
+        c.proxies[slow].set(Fault::Healthy);
+        traffic(1);
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     rt.block_on(async {
