@@ -51,8 +51,10 @@ fn lease_expiry(ctl: Ctl) {
     run(&["put", "kept", "v", &format!("--lease={kept}")]);
     let mut keeper = ctl.spawn(&ep, &["lease", "keep-alive", &kept]);
 
-    let ttl = stdout(&run(&["lease", "timetolive", &id, "--keys"]));
-    assert!(ttl.starts_with(&format!("lease {id} granted with TTL(5s), remaining(")), "{ttl}");
+    let out = run(&["lease", "timetolive", &id, "--keys"]);
+    let ttl = stdout(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(ttl.starts_with(&format!("lease {id} granted with TTL(5s), remaining(")), "{ttl} / {err}");
     assert!(ttl.ends_with("s), attached keys([short])\n"), "{ttl}");
 
     let gone = wait_for("the leased key to expire", Duration::from_secs(10), || {

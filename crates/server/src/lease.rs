@@ -30,6 +30,16 @@ pub fn lock(l: &SharedLessor) -> MutexGuard<'_, Lessor> {
     l.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The lessor, made primary first when this member leads but the expiry loop has not yet
+/// noticed: a request right after an election must not be forwarded to the leader, itself.
+pub fn lock_as_leader(s: &EtcdServer) -> MutexGuard<'_, Lessor> {
+    let mut l = lock(&s.lessor);
+    if !l.is_primary() && s.leader() == s.member_id {
+        l.promote(Duration::from_millis(s.cfg.raw.election_timeout), Instant::now());
+    }
+    l
+}
+
 fn meta_key(id: i64) -> String {
     format!("{META_PREFIX}{:016x}", id as u64)
 }

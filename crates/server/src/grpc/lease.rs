@@ -46,7 +46,7 @@ impl LeaseService {
     /// Renews on the primary, or asks the leader to.
     async fn keep_alive_once(&self, id: i64) -> Result<LeaseKeepAliveResponse, Status> {
         let renewed = {
-            let mut l = lease::lock(&self.0.lessor);
+            let mut l = lease::lock_as_leader(&self.0);
             l.is_primary().then(|| l.renew(id, Instant::now()))
         };
         match renewed {
@@ -116,7 +116,7 @@ impl Lease for LeaseService {
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         let r = req.into_inner();
         let local = {
-            let l = lease::lock(&self.0.lessor);
+            let l = lease::lock_as_leader(&self.0);
             l.is_primary().then(|| {
                 l.get(r.id).map(|lease| LeaseTimeToLiveResponse {
                     header: None,
