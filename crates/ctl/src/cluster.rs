@@ -233,150 +233,158 @@ fn status_row(ep: &str, s: &StatusResponse) -> Vec<String> {
 }
 
 pub async fn endpoint(ctx: &Ctx, cluster: bool, cmd: EndpointCmd) -> Result<(), CtlError> {
+    let eps = endpoints(ctx, cluster).await?;
     match cmd {
-        EndpointCmd::Status => {
-            let mut ok = Vec::new();
-            let mut failed = false;
-            for ep in endpoints(ctx, cluster).await? {
-                match status_of(ctx, &ep).await {
-                    Ok(s) => ok.push((ep, s)),
-                    Err(e) => {
-                        eprintln!("Failed to get the status of endpoint {ep} ({})", e.msg);
-                        failed = true;
-                    }
-                }
-            }
-            ctx.format.check_not_protobuf()?;
-            match ctx.format {
-                Format::Json => {
-                    let items: Vec<String> = ok
-                        .iter()
-                        .map(|(ep, s)| Obj::new().raw("Endpoint", &string(ep)).raw("Status", &status_json(s)).end())
-                        .collect();
-                    println!("[{}]", items.join(","));
-                }
-                Format::Table => {
-                    let headers = [
-                        "ENDPOINT",
-                        "ID",
-                        "VERSION",
-                        "DB SIZE",
-                        "IS LEADER",
-                        "IS LEARNER",
-                        "RAFT TERM",
-                        "RAFT INDEX",
-                        "RAFT APPLIED INDEX",
-                        "ERRORS",
-                    ];
-                    let rows: Vec<Vec<String>> = ok.iter().map(|(ep, s)| status_row(ep, s)).collect();
-                    print!("{}", table(&headers, &rows));
-                }
-                _ => ok.iter().for_each(|(ep, s)| println!("{}", status_row(ep, s).join(", "))),
-            }
-            if failed {
-                return Err(CtlError::new(1, "").silent());
+        EndpointCmd::Status => endpoint_status(ctx, eps).await,
+        EndpointCmd::Health => endpoint_health(ctx, eps).await,
+        EndpointCmd::Hashkv { rev } => endpoint_hashkv(ctx, eps, rev).await,
+    }
+}
+
+async fn endpoint_status(ctx: &Ctx, eps: Vec<String>) -> Result<(), CtlError> {
+    let mut ok = Vec::new();
+    let mut failed = false;
+    for ep in eps {
+        match status_of(ctx, &ep).await {
+            Ok(s) => ok.push((ep, s)),
+            Err(e) => {
+                eprintln!("Failed to get the status of endpoint {ep} ({})", e.msg);
+                failed = true;
             }
         }
-        EndpointCmd::Health => {
-            let mut rows = Vec::new();
-            for ep in endpoints(ctx, cluster).await? {
-                let start = Instant::now();
-                let res = match one(ctx, &ep).await {
-                    Ok(c) => {
-                        let get = RangeRequest { key: b"health".to_vec().into(), ..Default::default() };
-                        match ctx.call(c.kv().range(get)).await {
-                            Ok(_) => Ok(()),
-                            Err(e) if e.msg.contains("permission denied") => Ok(()),
-                            Err(e) => Err(e.msg),
-                        }
-                    }
+    }
+    ctx.format.check_not_protobuf()?;
+    match ctx.format {
+        Format::Json => {
+            let items: Vec<String> = ok
+                .iter()
+                .map(|(ep, s)| Obj::new().raw("Endpoint", &string(ep)).raw("Status", &status_json(s)).end())
+                .collect();
+            println!("[{}]", items.join(","));
+        }
+        Format::Table => {
+            let headers = [
+                "ENDPOINT",
+                "ID",
+                "VERSION",
+                "DB SIZE",
+                "IS LEADER",
+                "IS LEARNER",
+                "RAFT TERM",
+                "RAFT INDEX",
+                "RAFT APPLIED INDEX",
+                "ERRORS",
+            ];
+            let rows: Vec<Vec<String>> = ok.iter().map(|(ep, s)| status_row(ep, s)).collect();
+            print!("{}", table(&headers, &rows));
+        }
+        _ => ok.iter().for_each(|(ep, s)| println!("{}", status_row(ep, s).join(", "))),
+    }
+    if failed {
+        return Err(CtlError::new(1, "").silent());
+    }
+    Ok(())
+}
+
+async fn endpoint_health(ctx: &Ctx, eps: Vec<String>) -> Result<(), CtlError> {
+    let mut rows = Vec::new();
+    for ep in eps {
+        let start = Instant::now();
+        let res = match one(ctx, &ep).await {
+            Ok(c) => {
+                let get = RangeRequest { key: b"health".to_vec().into(), ..Default::default() };
+                match ctx.call(c.kv().range(get)).await {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.msg.contains("permission denied") => Ok(()),
                     Err(e) => Err(e.msg),
-                };
-                rows.push((ep, res, go_duration(start.elapsed())));
-            }
-            let unhealthy = rows.iter().any(|(_, r, _)| r.is_err());
-            ctx.format.check_not_protobuf()?;
-            match ctx.format {
-                Format::Json => {
-                    let items: Vec<String> = rows
-                        .iter()
-                        .map(|(ep, r, took)| {
-                            Obj::new()
-                                .raw("endpoint", &string(ep))
-                                .raw("health", &r.is_ok().to_string())
-                                .raw("took", &string(took))
-                                .str("error", r.as_ref().err().map_or("", |e| e))
-                                .end()
-                        })
-                        .collect();
-                    println!("[{}]", items.join(","));
-                }
-                Format::Table => {
-                    let rows: Vec<Vec<String>> = rows
-                        .iter()
-                        .map(|(ep, r, took)| {
-                            let err = r.as_ref().err().cloned().unwrap_or_default();
-                            vec![ep.clone(), r.is_ok().to_string(), took.clone(), err]
-                        })
-                        .collect();
-                    print!("{}", table(&["ENDPOINT", "HEALTH", "TOOK", "ERROR"], &rows));
-                }
-                _ => {
-                    for (ep, r, took) in &rows {
-                        match r {
-                            Ok(()) => eprintln!("{ep} is healthy: successfully committed proposal: took = {took}"),
-                            Err(e) => eprintln!("{ep} is unhealthy: failed to commit proposal: {e}"),
-                        }
-                    }
                 }
             }
-            if unhealthy {
-                return Err(CtlError::new(1, "unhealthy cluster"));
+            Err(e) => Err(e.msg),
+        };
+        rows.push((ep, res, go_duration(start.elapsed())));
+    }
+    let unhealthy = rows.iter().any(|(_, r, _)| r.is_err());
+    ctx.format.check_not_protobuf()?;
+    match ctx.format {
+        Format::Json => {
+            let items: Vec<String> = rows
+                .iter()
+                .map(|(ep, r, took)| {
+                    Obj::new()
+                        .raw("endpoint", &string(ep))
+                        .raw("health", &r.is_ok().to_string())
+                        .raw("took", &string(took))
+                        .str("error", r.as_ref().err().map_or("", |e| e))
+                        .end()
+                })
+                .collect();
+            println!("[{}]", items.join(","));
+        }
+        Format::Table => {
+            let rows: Vec<Vec<String>> = rows
+                .iter()
+                .map(|(ep, r, took)| {
+                    let err = r.as_ref().err().cloned().unwrap_or_default();
+                    vec![ep.clone(), r.is_ok().to_string(), took.clone(), err]
+                })
+                .collect();
+            print!("{}", table(&["ENDPOINT", "HEALTH", "TOOK", "ERROR"], &rows));
+        }
+        _ => {
+            for (ep, r, took) in &rows {
+                match r {
+                    Ok(()) => eprintln!("{ep} is healthy: successfully committed proposal: took = {took}"),
+                    Err(e) => eprintln!("{ep} is unhealthy: failed to commit proposal: {e}"),
+                }
             }
         }
-        EndpointCmd::Hashkv { rev } => {
-            let mut ok = Vec::new();
-            let mut failed = false;
-            for ep in endpoints(ctx, cluster).await? {
-                let res = match one(ctx, &ep).await {
-                    Ok(c) => ctx.call(c.maintenance().hash_kv(HashKvRequest { revision: rev })).await,
-                    Err(e) => Err(e),
-                };
-                match res {
-                    Ok(r) => ok.push((ep, r)),
-                    Err(e) => {
-                        eprintln!("Failed to get the hash of endpoint {ep} ({})", e.msg);
-                        failed = true;
-                    }
-                }
-            }
-            ctx.format.check_not_protobuf()?;
-            match ctx.format {
-                Format::Json => {
-                    let items: Vec<String> = ok
-                        .iter()
-                        .map(|(ep, r)| {
-                            let h = Obj::new()
-                                .obj("header", r.header.as_ref().map(header_json))
-                                .int("hash", r.hash)
-                                .int("compact_revision", r.compact_revision)
-                                .end();
-                            Obj::new().raw("Endpoint", &string(ep)).raw("HashKV", &h).end()
-                        })
-                        .collect();
-                    println!("[{}]", items.join(","));
-                }
-                Format::Table => {
-                    let rows: Vec<Vec<String>> =
-                        ok.iter().map(|(ep, r)| vec![ep.clone(), r.hash.to_string()]).collect();
-                    print!("{}", table(&["ENDPOINT", "HASH"], &rows));
-                }
-                _ => ok.iter().for_each(|(ep, r)| println!("{ep}, {}", r.hash)),
-            }
-            if failed {
-                return Err(CtlError::new(1, "").silent());
+    }
+    if unhealthy {
+        return Err(CtlError::new(1, "unhealthy cluster"));
+    }
+    Ok(())
+}
+
+async fn endpoint_hashkv(ctx: &Ctx, eps: Vec<String>, rev: i64) -> Result<(), CtlError> {
+    let mut ok = Vec::new();
+    let mut failed = false;
+    for ep in eps {
+        let res = match one(ctx, &ep).await {
+            Ok(c) => ctx.call(c.maintenance().hash_kv(HashKvRequest { revision: rev })).await,
+            Err(e) => Err(e),
+        };
+        match res {
+            Ok(r) => ok.push((ep, r)),
+            Err(e) => {
+                eprintln!("Failed to get the hash of endpoint {ep} ({})", e.msg);
+                failed = true;
             }
         }
+    }
+    ctx.format.check_not_protobuf()?;
+    match ctx.format {
+        Format::Json => {
+            let items: Vec<String> = ok
+                .iter()
+                .map(|(ep, r)| {
+                    let h = Obj::new()
+                        .obj("header", r.header.as_ref().map(header_json))
+                        .int("hash", r.hash)
+                        .int("compact_revision", r.compact_revision)
+                        .end();
+                    Obj::new().raw("Endpoint", &string(ep)).raw("HashKV", &h).end()
+                })
+                .collect();
+            println!("[{}]", items.join(","));
+        }
+        Format::Table => {
+            let rows: Vec<Vec<String>> = ok.iter().map(|(ep, r)| vec![ep.clone(), r.hash.to_string()]).collect();
+            print!("{}", table(&["ENDPOINT", "HASH"], &rows));
+        }
+        _ => ok.iter().for_each(|(ep, r)| println!("{ep}, {}", r.hash)),
+    }
+    if failed {
+        return Err(CtlError::new(1, "").silent());
     }
     Ok(())
 }
