@@ -15,6 +15,9 @@ pub enum Action {
     Get(Option<String>),
     /// Deleted the key; the server said whether one existed (None: outcome unknown).
     Delete(Option<bool>),
+    /// A txn: if the value is `expect` (None: no key), put `new`; the server said whether the
+    /// compare held (None: outcome unknown).
+    Cas { expect: Option<String>, new: String, succeeded: Option<bool> },
 }
 
 /// One operation: invoked at `call`, answered at `ret` (None: no answer, may have happened).
@@ -37,6 +40,14 @@ fn step(s: &State, a: &Action) -> Option<State> {
         Action::Get(seen) => (seen == s).then(|| s.clone()),
         Action::Delete(None) => Some(None),
         Action::Delete(Some(existed)) => (*existed == s.is_some()).then_some(None),
+        Action::Cas { expect, new, succeeded } => {
+            let holds = expect == s;
+            match succeeded {
+                Some(said) if *said != holds => None,
+                _ if holds => Some(Some(new.clone())),
+                _ => Some(s.clone()),
+            }
+        }
     }
 }
 
@@ -165,7 +176,13 @@ pub fn check(ops: &[Op]) -> Vec<String> {
 pub fn check_key_fast(ops: &[Op]) -> bool {
     let read: HashSet<&str> =
         ops.iter().filter_map(|o| if let Action::Get(Some(v)) = &o.action { Some(v.as_str()) } else { None }).collect();
-    let unread_unknown = |o: &&Op| o.ret.is_none() && matches!(&o.action, Action::Put(v) if !read.contains(v.as_str()));
+    let unread_unknown = |o: &&Op| {
+        o.ret.is_none()
+            && match &o.action {
+                Action::Put(v) | Action::Cas { new: v, .. } => !read.contains(v.as_str()),
+                _ => false,
+            }
+    };
     let reduced: Vec<Op> = ops.iter().filter(|o| !unread_unknown(o)).cloned().collect();
     (reduced.len() < ops.len() && check_key(&reduced)) || check_key(ops)
 }
@@ -199,6 +216,37 @@ mod tests {
         assert!(check_key(&del));
         let wrong_del = [op(0, Action::Delete(Some(true)), 0, Some(1))];
         assert!(!check_key(&wrong_del));
+    }
+
+    #[test]
+    fn compare_and_swap() {
+        let cas = |expect: Option<&str>, new: &str, ok: Option<bool>| Action::Cas {
+            expect: expect.map(str::to_string),
+            new: new.into(),
+            succeeded: ok,
+        };
+        let h = [
+            op(0, put("a"), 0, Some(1)),
+            op(1, cas(Some("a"), "b", Some(true)), 2, Some(3)),
+            op(2, get(Some("b")), 4, Some(5)),
+        ];
+        assert!(check_key(&h));
+        // A compare that held cannot report failure, nor a failed one change the value.
+        let h = [op(0, put("a"), 0, Some(1)), op(1, cas(Some("a"), "b", Some(false)), 2, Some(3))];
+        assert!(!check_key(&h));
+        let h = [
+            op(0, put("a"), 0, Some(1)),
+            op(1, cas(Some("z"), "b", Some(false)), 2, Some(3)),
+            op(2, get(Some("b")), 4, Some(5)),
+        ];
+        assert!(!check_key(&h));
+        // Two swaps from the same value cannot both succeed.
+        let h = [
+            op(0, put("a"), 0, Some(1)),
+            op(1, cas(Some("a"), "b", Some(true)), 2, Some(9)),
+            op(2, cas(Some("a"), "c", Some(true)), 3, Some(9)),
+        ];
+        assert!(!check_key(&h));
     }
 
     #[test]
@@ -311,8 +359,13 @@ mod tests {
                 .map(|i| {
                     let call = rnd(20);
                     let ret = if rnd(8) == 0 { None } else { Some(call + 1 + rnd(10)) };
-                    let action = match rnd(4) {
+                    let action = match rnd(5) {
                         0 => put(values[1 + rnd(2) as usize].unwrap_or("a")),
+                        4 => Action::Cas {
+                            expect: values[rnd(3) as usize].map(str::to_string),
+                            new: values[1 + rnd(2) as usize].unwrap_or("a").to_string(),
+                            succeeded: if ret.is_none() { None } else { Some(rnd(2) == 0) },
+                        },
                         1 => Action::Delete(if ret.is_none() { None } else { Some(rnd(2) == 0) }),
                         _ => get(values[rnd(3) as usize]),
                     };

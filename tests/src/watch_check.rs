@@ -47,17 +47,25 @@ pub fn check_prev_kv(canonical: &[Seen]) -> Result<(), String> {
     Ok(())
 }
 
+/// The value an operation writes, if it writes one.
+fn written(o: &Op) -> Option<&str> {
+    match &o.action {
+        Action::Put(v) | Action::Cas { new: v, .. } => Some(v.as_str()),
+        _ => None,
+    }
+}
+
 /// Every acknowledged put is an event, and every put event is a put some client made.
 pub fn check_writes(history: &[Op], canonical: &[Seen]) -> Result<(), String> {
     let events: HashSet<(&str, &str)> =
         canonical.iter().filter(|e| e.put).map(|e| (e.key.as_str(), e.value.as_str())).collect();
-    let made: HashSet<(&str, &str)> = history
-        .iter()
-        .filter_map(|o| if let Action::Put(v) = &o.action { Some((o.key.as_str(), v.as_str())) } else { None })
-        .collect();
-    if let Some(lost) = history.iter().find(|o| {
-        o.ret.is_some() && matches!(&o.action, Action::Put(v) if !events.contains(&(o.key.as_str(), v.as_str())))
-    }) {
+
+    let made: HashSet<(&str, &str)> = history.iter().filter_map(|o| Some((o.key.as_str(), written(o)?))).collect();
+    let acknowledged =
+        |o: &&Op| o.ret.is_some() && matches!(o.action, Action::Put(_) | Action::Cas { succeeded: Some(true), .. });
+    if let Some(lost) =
+        history.iter().filter(acknowledged).find(|o| written(o).is_some_and(|v| !events.contains(&(o.key.as_str(), v))))
+    {
         return Err(format!("acknowledged write lost: {lost:?}"));
     }
     if let Some(phantom) = canonical.iter().find(|e| e.put && !made.contains(&(e.key.as_str(), e.value.as_str()))) {

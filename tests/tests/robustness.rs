@@ -10,10 +10,14 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rustcd_api::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use rustcd_api::etcdserverpb::kv_client::KvClient;
+use rustcd_api::etcdserverpb::request_op::Request as Op1;
 use rustcd_api::etcdserverpb::watch_client::WatchClient;
 use rustcd_api::etcdserverpb::watch_request::RequestUnion;
-use rustcd_api::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest, WatchCreateRequest, WatchRequest};
+use rustcd_api::etcdserverpb::{
+    Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest, WatchCreateRequest, WatchRequest,
+};
 use rustcd_tests::linearizability::{self, Action, Op};
 use rustcd_tests::proxy::Fault;
 use rustcd_tests::watch_check::{self, Seen};
@@ -44,6 +48,7 @@ async fn client(
     let mut kv = KvClient::new(channel);
     let mut seed = 0x2545_f491_4f6c_dd1du64 ^ (id as u64 + 1).wrapping_mul(0x9e37_79b9);
     let mut seq = 0;
+    let mut last_seen: std::collections::HashMap<String, Option<String>> = Default::default();
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         seed ^= seed << 13;
         seed ^= seed >> 7;
@@ -61,15 +66,56 @@ async fn client(
             };
             let ok = matches!(tokio::time::timeout(OP_TIMEOUT, kv.put(req)).await, Ok(Ok(_)));
             (Action::Put(value), ok.then(|| start.elapsed().as_nanos() as u64))
-        } else if choice < 18 {
+        } else if choice < 16 {
             let req = RangeRequest { key: k.clone().into_bytes().into(), ..Default::default() };
             match tokio::time::timeout(OP_TIMEOUT, kv.range(req)).await {
                 Ok(Ok(r)) => {
                     let seen = r.into_inner().kvs.first().map(|kv| String::from_utf8_lossy(&kv.value).into_owned());
+                    last_seen.insert(k.clone(), seen.clone());
                     (Action::Get(seen), Some(start.elapsed().as_nanos() as u64))
                 }
                 // A failed read changed nothing and showed nothing: not part of the history.
                 _ => continue,
+            }
+        } else if choice < 18 {
+            // Compare-and-swap from the value this client last saw for the key.
+            let expect = last_seen.get(&k).cloned().flatten();
+            let new = format!("c{id}-{seq}");
+            let compare = match &expect {
+                Some(v) => Compare {
+                    result: CompareResult::Equal as i32,
+                    target: CompareTarget::Value as i32,
+                    key: k.clone().into_bytes().into(),
+                    target_union: Some(TargetUnion::Value(v.clone().into_bytes().into())),
+                    ..Default::default()
+                },
+                None => Compare {
+                    result: CompareResult::Equal as i32,
+                    target: CompareTarget::Create as i32,
+                    key: k.clone().into_bytes().into(),
+                    target_union: Some(TargetUnion::CreateRevision(0)),
+                    ..Default::default()
+                },
+            };
+            let put = PutRequest {
+                key: k.clone().into_bytes().into(),
+                value: new.clone().into_bytes().into(),
+                ..Default::default()
+            };
+            let req = TxnRequest {
+                compare: vec![compare],
+                success: vec![RequestOp { request: Some(Op1::RequestPut(put)) }],
+                failure: vec![],
+            };
+            match tokio::time::timeout(OP_TIMEOUT, kv.txn(req)).await {
+                Ok(Ok(r)) => {
+                    let succeeded = r.into_inner().succeeded;
+                    if succeeded {
+                        last_seen.insert(k.clone(), Some(new.clone()));
+                    }
+                    (Action::Cas { expect, new, succeeded: Some(succeeded) }, Some(start.elapsed().as_nanos() as u64))
+                }
+                _ => (Action::Cas { expect, new, succeeded: None }, None),
             }
         } else {
             let req = DeleteRangeRequest { key: k.clone().into_bytes().into(), ..Default::default() };
@@ -259,9 +305,13 @@ fn robustness(n: usize) {
     let count = |f: fn(&Action) -> bool| history.iter().filter(|o| f(&o.action)).count();
     let puts = count(|a| matches!(a, Action::Put(_)));
     let gets = count(|a| matches!(a, Action::Get(_)));
+    let swaps = count(|a| matches!(a, Action::Cas { succeeded: Some(true), .. }));
     let unknown = history.iter().filter(|o| o.ret.is_none()).count();
-    eprintln!("robustness: {} operations ({puts} puts, {gets} reads, {unknown} without an answer)", history.len());
-    assert!(puts > 100 && gets > 100, "the load ran: {puts} puts, {gets} reads");
+    eprintln!(
+        "robustness: {} operations ({puts} puts, {gets} reads, {swaps} successful compare-and-swaps, {unknown} without an answer)",
+        history.len()
+    );
+    assert!(puts > 100 && gets > 100 && swaps > 10, "the load ran: {puts} puts, {gets} reads, {swaps} swaps");
 
     let checked = Instant::now();
     let violations = linearizability::check(&history);
