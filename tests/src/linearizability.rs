@@ -18,6 +18,10 @@ pub enum Action {
     /// A txn: if the value is `expect` (None: no key), put `new`; the server said whether the
     /// compare held (None: outcome unknown).
     Cas { expect: Option<String>, new: String, succeeded: Option<bool> },
+    /// Put a value attached to a lease (each lease is used for one key only).
+    PutLease(String, i64),
+    /// Revoked a lease: deletes the key if it is still attached to it.
+    Revoke(i64),
 }
 
 /// One operation: invoked at `call`, answered at `ret` (None: no answer, may have happened).
@@ -30,24 +34,30 @@ pub struct Op {
     pub ret: Option<u64>,
 }
 
-/// The register a key is: its value, or absent.
-type State = Option<String>;
+/// The register a key is: its value and the lease it is attached to (0: none), or absent.
+type State = Option<(String, i64)>;
 
 /// Applies `a` to `s`; None when the observed result is impossible in `s`.
 fn step(s: &State, a: &Action) -> Option<State> {
+    let value = s.as_ref().map(|(v, _)| v);
     match a {
-        Action::Put(v) => Some(Some(v.clone())),
-        Action::Get(seen) => (seen == s).then(|| s.clone()),
+        Action::Put(v) => Some(Some((v.clone(), 0))),
+        Action::PutLease(v, lease) => Some(Some((v.clone(), *lease))),
+        Action::Get(seen) => (seen.as_ref() == value).then(|| s.clone()),
         Action::Delete(None) => Some(None),
         Action::Delete(Some(existed)) => (*existed == s.is_some()).then_some(None),
         Action::Cas { expect, new, succeeded } => {
-            let holds = expect == s;
+            let holds = expect.as_ref() == value;
             match succeeded {
                 Some(said) if *said != holds => None,
-                _ if holds => Some(Some(new.clone())),
+                _ if holds => Some(Some((new.clone(), 0))),
                 _ => Some(s.clone()),
             }
         }
+        Action::Revoke(lease) => match s {
+            Some((_, l)) if l == lease => Some(None),
+            _ => Some(s.clone()),
+        },
     }
 }
 
@@ -179,7 +189,7 @@ pub fn check_key_fast(ops: &[Op]) -> bool {
     let unread_unknown = |o: &&Op| {
         o.ret.is_none()
             && match &o.action {
-                Action::Put(v) | Action::Cas { new: v, .. } => !read.contains(v.as_str()),
+                Action::Put(v) | Action::Cas { new: v, .. } | Action::PutLease(v, _) => !read.contains(v.as_str()),
                 _ => false,
             }
     };
@@ -245,6 +255,24 @@ mod tests {
             op(0, put("a"), 0, Some(1)),
             op(1, cas(Some("a"), "b", Some(true)), 2, Some(9)),
             op(2, cas(Some("a"), "c", Some(true)), 3, Some(9)),
+        ];
+        assert!(!check_key(&h));
+    }
+
+    #[test]
+    fn revoking_a_lease_deletes_only_keys_still_attached() {
+        let h = [
+            op(0, Action::PutLease("a".into(), 7), 0, Some(1)),
+            op(0, Action::Revoke(7), 2, Some(3)),
+            op(1, get(None), 4, Some(5)),
+        ];
+        assert!(check_key(&h));
+        // A put without the lease detaches the key: the revoke leaves it.
+        let h = [
+            op(0, Action::PutLease("a".into(), 7), 0, Some(1)),
+            op(0, put("b"), 2, Some(3)),
+            op(0, Action::Revoke(7), 4, Some(5)),
+            op(1, get(None), 6, Some(7)),
         ];
         assert!(!check_key(&h));
     }

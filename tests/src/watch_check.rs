@@ -50,7 +50,7 @@ pub fn check_prev_kv(canonical: &[Seen]) -> Result<(), String> {
 /// The value an operation writes, if it writes one.
 fn written(o: &Op) -> Option<&str> {
     match &o.action {
-        Action::Put(v) | Action::Cas { new: v, .. } => Some(v.as_str()),
+        Action::Put(v) | Action::Cas { new: v, .. } | Action::PutLease(v, _) => Some(v.as_str()),
         _ => None,
     }
 }
@@ -61,8 +61,10 @@ pub fn check_writes(history: &[Op], canonical: &[Seen]) -> Result<(), String> {
         canonical.iter().filter(|e| e.put).map(|e| (e.key.as_str(), e.value.as_str())).collect();
 
     let made: HashSet<(&str, &str)> = history.iter().filter_map(|o| Some((o.key.as_str(), written(o)?))).collect();
-    let acknowledged =
-        |o: &&Op| o.ret.is_some() && matches!(o.action, Action::Put(_) | Action::Cas { succeeded: Some(true), .. });
+    let acknowledged = |o: &&Op| {
+        o.ret.is_some()
+            && matches!(o.action, Action::Put(_) | Action::PutLease(..) | Action::Cas { succeeded: Some(true), .. })
+    };
     if let Some(lost) =
         history.iter().filter(acknowledged).find(|o| written(o).is_some_and(|v| !events.contains(&(o.key.as_str(), v))))
     {

@@ -45,7 +45,10 @@ async fn client(
         .expect("endpoint")
         .connect_timeout(Duration::from_secs(1))
         .connect_lazy();
-    let mut kv = KvClient::new(channel);
+    let mut kv = KvClient::new(channel.clone());
+    let mut leases = rustcd_api::etcdserverpb::lease_client::LeaseClient::new(channel);
+    // Leases this client attached to a key and has not revoked yet, with that key.
+    let mut attached: Vec<(i64, String)> = Vec::new();
     let mut seed = 0x2545_f491_4f6c_dd1du64 ^ (id as u64 + 1).wrapping_mul(0x9e37_79b9);
     let mut seq = 0;
     let mut last_seen: std::collections::HashMap<String, Option<String>> = Default::default();
@@ -53,8 +56,12 @@ async fn client(
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let k = key((seed % KEYS as u64) as usize);
-        let choice = (seed >> 8) % 20;
+        let mut k = key((seed % KEYS as u64) as usize);
+        let revoking = (seed >> 8) % 24 >= 22 && !attached.is_empty();
+        if revoking {
+            k = attached[0].1.clone();
+        }
+        let choice = (seed >> 8) % 24;
         seq += 1;
         let call = start.elapsed().as_nanos() as u64;
         let (action, ret) = if choice < 9 {
@@ -117,6 +124,35 @@ async fn client(
                 }
                 _ => (Action::Cas { expect, new, succeeded: None }, None),
             }
+        } else if choice >= 20 && !revoking {
+            // A put attached to a fresh lease (long enough not to expire during the run).
+            let grant = rustcd_api::etcdserverpb::LeaseGrantRequest { ttl: 300, id: 0 };
+            let Ok(Ok(lease)) = tokio::time::timeout(OP_TIMEOUT, leases.lease_grant(grant)).await else { continue };
+            let lease = lease.into_inner().id;
+            let value = format!("c{id}-{seq}");
+            let call = start.elapsed().as_nanos() as u64;
+            let req = PutRequest {
+                key: k.clone().into_bytes().into(),
+                value: value.clone().into_bytes().into(),
+                lease,
+                ..Default::default()
+            };
+            let ok = matches!(tokio::time::timeout(OP_TIMEOUT, kv.put(req)).await, Ok(Ok(_)));
+            attached.push((lease, k.clone()));
+            let op = Op {
+                client: id,
+                key: k,
+                action: Action::PutLease(value, lease),
+                call,
+                ret: ok.then(|| start.elapsed().as_nanos() as u64),
+            };
+            history.lock().expect("history").push(op);
+            continue;
+        } else if revoking {
+            let (lease, _) = attached.remove(0);
+            let req = rustcd_api::etcdserverpb::LeaseRevokeRequest { id: lease };
+            let ok = matches!(tokio::time::timeout(OP_TIMEOUT, leases.lease_revoke(req)).await, Ok(Ok(_)));
+            (Action::Revoke(lease), ok.then(|| start.elapsed().as_nanos() as u64))
         } else {
             let req = DeleteRangeRequest { key: k.clone().into_bytes().into(), ..Default::default() };
             match tokio::time::timeout(OP_TIMEOUT, kv.delete_range(req)).await {
@@ -306,12 +342,16 @@ fn robustness(n: usize) {
     let puts = count(|a| matches!(a, Action::Put(_)));
     let gets = count(|a| matches!(a, Action::Get(_)));
     let swaps = count(|a| matches!(a, Action::Cas { succeeded: Some(true), .. }));
+    let revokes = count(|a| matches!(a, Action::Revoke(_)));
     let unknown = history.iter().filter(|o| o.ret.is_none()).count();
     eprintln!(
-        "robustness: {} operations ({puts} puts, {gets} reads, {swaps} successful compare-and-swaps, {unknown} without an answer)",
+        "robustness: {} operations ({puts} puts, {gets} reads, {swaps} successful compare-and-swaps, {revokes} lease revokes, {unknown} without an answer)",
         history.len()
     );
-    assert!(puts > 100 && gets > 100 && swaps > 10, "the load ran: {puts} puts, {gets} reads, {swaps} swaps");
+    assert!(
+        puts > 100 && gets > 100 && swaps > 10 && revokes > 10,
+        "the load ran: {puts} puts, {gets} reads, {swaps} swaps, {revokes} revokes"
+    );
 
     let checked = Instant::now();
     let violations = linearizability::check(&history);
