@@ -169,8 +169,8 @@ impl Cluster {
     }
 
     /// Starts `n` rustcd members whose peers reach them through fault-injecting proxies.
-    pub fn start_proxied(n: usize) -> Cluster {
-        Self::start_inner(Server::Rustcd, n, &[], true)
+    pub fn start_proxied(n: usize, extra: &[&str]) -> Cluster {
+        Self::start_inner(Server::Rustcd, n, extra, true)
     }
 
     fn start_inner(server: Server, n: usize, extra: &[&str], proxied: bool) -> Cluster {

@@ -244,7 +244,9 @@ fn others(n: usize, leader: usize, count: usize) -> Vec<usize> {
 }
 
 fn robustness(n: usize) {
-    let mut c = Cluster::start_proxied(n);
+    // Frequent snapshots: log compaction runs during the load, and a member that was down
+    // may have to catch up from a snapshot.
+    let mut c = Cluster::start_proxied(n, &["--snapshot-count", "500"]);
     c.wait_writable(0);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let start = Instant::now();
@@ -387,6 +389,12 @@ fn robustness(n: usize) {
     }
     fresh.abort();
     watchers.iter().for_each(|w| w.abort());
+    let snapshots: usize = c
+        .members
+        .iter()
+        .map(|m| std::fs::read_to_string(&m.log).unwrap_or_default().matches("applied snapshot from leader").count())
+        .sum();
+    eprintln!("members brought up to date by a snapshot: {snapshots}");
     let canonical = canonical.lock().expect("canonical").clone();
     eprintln!("watch: {} events, checked through 2 resuming watchers", canonical.len());
     watch_check::check_prev_kv(&canonical).unwrap_or_else(|e| panic!("prev_kv: {e}"));
