@@ -238,6 +238,28 @@ fn cluster_robustness_5_members_linearizable_under_kills_and_pauses() {
     robustness(5);
 }
 
+/// Adds a learner, promotes it when it has caught up, then removes it again (the original
+/// `n` members stay), all while the load runs.
+fn change_membership(c: &mut Cluster, n: usize) {
+    let ep = c.members[0].endpoint();
+    let ctl = |args: &[&str]| rustcd_tests::Ctl::Ours.run(&ep, args, None);
+    let name = format!("extra{}", c.members.len());
+    let (new, peer_url) = c.plan_member(&name);
+    let out = ctl(&["member", "add", &name, &format!("--peer-urls={peer_url}"), "--learner"]);
+    assert!(out.status.success(), "member add: {}", String::from_utf8_lossy(&out.stderr));
+    let id = rustcd_tests::stdout(&out).split_whitespace().nth(1).expect("new member id").to_string();
+    c.start_joining(new);
+    wait_for("the learner to be promoted", Duration::from_secs(30), || {
+        ctl(&["member", "promote", &id]).status.success().then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    wait_for("the extra member to be removed", Duration::from_secs(30), || {
+        ctl(&["member", "remove", &id]).status.success().then_some(())
+    });
+    c.kill(new, libc::SIGKILL);
+    wait_for("a leader among the original members", Duration::from_secs(10), || leader_index(c).filter(|l| *l < n));
+}
+
 /// The members other than `leader`, the first `count` of them after it.
 fn others(n: usize, leader: usize, count: usize) -> Vec<usize> {
     (1..n).map(|d| (leader + d) % n).take(count).collect()
@@ -311,6 +333,8 @@ fn robustness(n: usize) {
         traffic(2);
         c.proxies[slow].set(Fault::Healthy);
         traffic(1);
+        // Membership under load: a learner joins, is promoted once caught up, then removed.
+        change_membership(&mut c, n);
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     rt.block_on(async {
@@ -325,7 +349,7 @@ fn robustness(n: usize) {
     }
     let mut final_ops = Vec::new();
     rt.block_on(async {
-        for m in &c.members {
+        for m in &c.members[..n] {
             let mut kv = KvClient::new(rustcd_tests::channel(&m.endpoint()).await);
             for k in 0..KEYS {
                 let call = start.elapsed().as_nanos() as u64;
@@ -369,8 +393,7 @@ fn robustness(n: usize) {
         let r = kv.range(RangeRequest { key: b"rb/".to_vec().into(), ..Default::default() }).await.expect("rev");
         r.into_inner().header.map_or(0, |h| h.revision)
     });
-    let hashes: Vec<u32> = c
-        .members
+    let hashes: Vec<u32> = c.members[..n]
         .iter()
         .map(|m| {
             let ep = m.endpoint();
