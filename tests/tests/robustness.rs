@@ -482,3 +482,81 @@ fn cluster_checker_flags_stale_serializable_reads() {
     history.pop();
     assert!(linearizability::check(&history).is_empty());
 }
+
+/// The checker catches a broken server: with the `ack-before-commit` failpoint a leader answers
+/// puts before raft commits them. Puts made while both followers hear nothing are acknowledged,
+/// the leader is killed, the followers elect a new leader that never had them, and a read then
+/// misses acknowledged writes: the checker flags the key.
+#[test]
+fn cluster_checker_catches_a_server_that_acks_before_commit() {
+    // SAFETY: nextest runs each test in a process of its own, and no thread has been started
+    // yet that could read the environment concurrently; the members inherit the variable.
+    unsafe { std::env::set_var("RUSTCD_FAILPOINTS", "ack-before-commit") };
+    let mut c = Cluster::start_proxied(3, &[]);
+    c.wait_writable(0);
+    // The broken server acknowledges even the harness's probe at once: wait for a leader.
+    let leader = wait_for("a leader", Duration::from_secs(15), || leader_index(&c));
+    let followers = others(3, leader, 2);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let start = Instant::now();
+    let now = || start.elapsed().as_nanos() as u64;
+    let mut history = Vec::new();
+    let put = |v: &str| PutRequest {
+        key: b"acked".to_vec().into(),
+        value: v.as_bytes().to_vec().into(),
+        ..Default::default()
+    };
+    rt.block_on(async {
+        let mut kv = KvClient::new(rustcd_tests::channel(&c.members[leader].endpoint()).await);
+        let call = now();
+        kv.put(put("v0")).await.expect("put v0");
+        history.push(Op { client: 0, key: "acked".into(), action: Action::Put("v0".into()), call, ret: Some(now()) });
+        // v0 is committed everywhere before the followers stop.
+        for &f in &followers {
+            let to = KvClient::new(rustcd_tests::channel(&c.members[f].endpoint()).await);
+            wait_for_async(|| {
+                let mut to = to.clone();
+                async move {
+                    let read = RangeRequest { key: b"acked".to_vec().into(), serializable: true, ..Default::default() };
+                    let r = to.range(read).await;
+                    r.ok().and_then(|r| r.into_inner().kvs.first().map(|kv| kv.value == b"v0"[..])).unwrap_or(false)
+                }
+            })
+            .await;
+        }
+        // The followers hear nothing more from the leader (a paused process would still find
+        // the appends in its socket buffers when it resumes).
+        followers.iter().for_each(|&f| c.proxies[f].set(Fault::Blackhole));
+        for i in 1..=5 {
+            let v = format!("v{i}");
+            let call = now();
+            kv.put(put(&v)).await.expect("the broken leader acknowledges at once");
+            history.push(Op { client: 0, key: "acked".into(), action: Action::Put(v), call, ret: Some(now()) });
+        }
+    });
+    c.kill(leader, libc::SIGKILL);
+    followers.iter().for_each(|&f| c.proxies[f].set(Fault::Healthy));
+    let reader = followers[0];
+    wait_for("a new leader among the followers", Duration::from_secs(15), || leader_index(&c));
+    rt.block_on(async {
+        let mut kv = KvClient::new(rustcd_tests::channel(&c.members[reader].endpoint()).await);
+        let call = now();
+        let r = kv.range(RangeRequest { key: b"acked".to_vec().into(), ..Default::default() }).await.expect("read");
+        let seen = r.into_inner().kvs.first().map(|kv| String::from_utf8_lossy(&kv.value).into_owned());
+        history.push(Op { client: 1, key: "acked".into(), action: Action::Get(seen), call, ret: Some(now()) });
+    });
+    assert_eq!(linearizability::check(&history), vec!["acked".to_string()], "lost acknowledged writes: {history:?}");
+}
+
+/// Polls an async condition every 50 ms for up to 10 s.
+async fn wait_for_async<F, Fut>(mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = Instant::now() + Duration::from_secs(10);
+    while !f().await {
+        assert!(Instant::now() < end, "condition not met in 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -8,6 +8,7 @@ pub mod apply;
 pub mod concurrency;
 pub mod config;
 pub mod error;
+pub mod failpoints;
 pub mod grpc;
 pub mod h2_authority;
 pub mod http;
@@ -100,6 +101,7 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
         member_id = %format!("{member_id:x}"), cluster_id = %format!("{cluster_id:x}"),
         "starting an etcd server"
     );
+    failpoints::announce();
     let membership = Arc::new(Membership::new(StoredMembers { members: id.members.clone(), removed: vec![] }));
     if membership.is_removed(member_id) {
         return Err(ServerError::Config("the member has been permanently removed from the cluster".into()));

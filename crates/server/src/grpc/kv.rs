@@ -48,6 +48,12 @@ impl Kv for KvService {
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let p = req.into_inner();
         validate::put(&p)?;
+        if crate::failpoints::enabled("ack-before-commit") {
+            let s = self.0.clone();
+            let rev = s.store.current_rev();
+            tokio::spawn(async move { s.propose(Op::Put(p)).await });
+            return Ok(Response::new(PutResponse { header: self.0.header(rev + 1), ..Default::default() }));
+        }
         match self.0.propose(Op::Put(p)).await? {
             Applied::Put(mut resp) => {
                 resp.header = self.0.header(resp.header.map(|h| h.revision).unwrap_or(0));
