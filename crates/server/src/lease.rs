@@ -66,6 +66,11 @@ pub fn restore(store: &KvStore, lessor: &SharedLessor) -> Result<(), rustcd_mvcc
             l.restore(s.id, s.ttl, s.remaining_ttl);
         }
     }
+    // Attaching keys needs a scan of every key: skipped when no lease exists (a restart's
+    // largest cost otherwise, measured with callgrind on 300k keys).
+    if l.ids().is_empty() {
+        return Ok(());
+    }
     let all = store.range(&RangeRequest { key: vec![0].into(), range_end: vec![0].into(), ..Default::default() })?;
     for kv in all.kvs.iter().filter(|kv| kv.lease != 0) {
         l.attach(kv.lease, &kv.key);
