@@ -81,20 +81,17 @@ impl KvStore {
         let consistent_index = u64_meta(meta.get(META_CONSISTENT_INDEX)?).unwrap_or(0);
         let compact_rev = u64_meta(meta.get(META_COMPACT_REV)?).map(|v| v as i64).unwrap_or(-1);
         let kv = tx.open_table(KV)?;
-        let mut index = TreeIndex::default();
+        let mut revs = Vec::new();
         let mut current_rev = 1;
         for item in kv.iter()? {
             let (k, v) = item?;
             let (rev, tombstone) =
                 Revision::from_key(k.value()).ok_or_else(|| Error::Corrupt("malformed revision key".into()))?;
             let stored = KeyValue::decode(v.value()).map_err(|e| Error::Corrupt(e.to_string()))?;
-            if tombstone {
-                index.tombstone(&stored.key, rev);
-            } else {
-                index.put(&stored.key, rev, stored.version);
-            }
+            revs.push((stored.key.to_vec(), rev, stored.version, tombstone));
             current_rev = rev.main;
         }
+        let index = TreeIndex::rebuild(revs);
         current_rev = current_rev.max(compact_rev);
         Ok(State { index, current_rev, compact_rev, consistent_index })
     }
