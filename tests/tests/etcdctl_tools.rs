@@ -103,3 +103,25 @@ fn interactive_watch_reads_commands_from_stdin() {
         assert!(err.contains("Error: Error reading watch request line: EOF"), "{ctl:?}: {err}");
     }
 }
+
+/// A read through a member that lost its leader (its inbound peer traffic blackholed, so its
+/// reads hang rather than fail) is retried on the next endpoint within the command timeout.
+/// (etcdctl 3.4 may stay on the hanging member and print `context deadline exceeded`.)
+#[test]
+fn cluster_reads_fail_over_from_a_member_without_leader() {
+    let c = Cluster::start_proxied(3, &[]);
+    c.wait_writable(0);
+    let leader = wait_for("a leader", Duration::from_secs(10), || rustcd_tests::leader_index(&c));
+    let cut = (leader + 1) % 3;
+    assert!(Ctl::Ours.run(&c.members[leader].endpoint(), &["put", "fo", "v"], None).status.success());
+    c.proxies[cut].set(rustcd_tests::proxy::Fault::Blackhole);
+    // The cut member answers reads with an error once it has no leader.
+    let alone = c.members[cut].endpoint();
+    wait_for("the cut-off member to refuse reads", Duration::from_secs(15), || {
+        let out = Ctl::Ours.run(&alone, &["get", "fo", "--command-timeout=1s"], None);
+        (!out.status.success()).then_some(())
+    });
+    let order = [alone.clone(), c.members[leader].endpoint()].join(",");
+    let out = Ctl::Ours.run(&order, &["get", "fo"], None);
+    assert_eq!(stdout(&out), "fo\nv\n", "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -172,6 +172,36 @@ impl Ctx {
             Err(_) => Err(CtlError::new(1, "context deadline exceeded")),
         }
     }
+
+    /// Runs a read-only request on each endpoint in turn until one answers, within one
+    /// `--command-timeout`: as clientv3 retries safe requests elsewhere when a member is
+    /// unavailable (no leader, stopping, unreachable), so a minority member does not fail it.
+    pub async fn read<T, Fut>(&self, f: impl Fn(Client) -> Fut) -> Result<T, CtlError>
+    where
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.command_timeout;
+        let mut last = CtlError::new(1, "context deadline exceeded");
+        let eps = &self.config.endpoints;
+        for (i, ep) in eps.iter().enumerate() {
+            let c = match Client::connect_one(ep, &self.config).await {
+                Ok(c) => c,
+                Err(rustcd_client::Error::Status(s)) => return Err(CtlError { code: 2, ..s.into() }),
+                Err(_) => continue,
+            };
+            // Each endpoint gets its share of what is left, so a member that hangs (no leader
+            // to confirm a read with) leaves time for the next one.
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let share = left / u32::try_from(eps.len() - i).unwrap_or(1).max(1);
+            match tokio::time::timeout(share, f(c)).await {
+                Ok(Ok(r)) => return Ok(r.into_inner()),
+                Ok(Err(s)) if s.code() == tonic::Code::Unavailable => last = s.into(),
+                Ok(Err(s)) => return Err(s.into()),
+                Err(_) => last = CtlError::new(1, "context deadline exceeded"),
+            }
+        }
+        Err(last)
+    }
 }
 
 async fn run(cli: Cli) -> Result<(), CtlError> {
@@ -203,8 +233,12 @@ async fn run(cli: Cli) -> Result<(), CtlError> {
         }
         Command::Get(a) => {
             let req = kv::range_request(&a)?;
-            let c = ctx.client().await?;
-            let resp = ctx.call(c.kv().range(req)).await?;
+            let resp = ctx
+                .read(|c| {
+                    let req = req.clone();
+                    async move { c.kv().range(req).await }
+                })
+                .await?;
             let style = KvStyle { value_only: a.print_value_only, ..ctx.style };
             ctx.format.check_kv()?;
             print!("{}", print::get(ctx.format, &resp, style));
