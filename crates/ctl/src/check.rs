@@ -158,16 +158,17 @@ async fn load(
         }));
     }
     let mut rng = Rng::new();
-    let value = vec![0u8; vsize];
+    let value = tonic::codegen::Bytes::from(vec![0u8; vsize]);
+    let next_put = |rng: &mut Rng| PutRequest {
+        key: rng.key(&a.prefix, ksize).into(),
+        value: value.clone(),
+        ..Default::default()
+    };
     let started = Instant::now();
     match (count, rate) {
         (Some(n), _) => {
             for i in 0..n {
-                let put = PutRequest {
-                    key: rng.key(&a.prefix, ksize).into(),
-                    value: value.clone().into(),
-                    ..Default::default()
-                };
+                let put = next_put(&mut rng);
                 if tx.send(put).await.is_err() {
                     break;
                 }
@@ -184,11 +185,7 @@ async fn load(
             progress(0, secs, started);
             while started.elapsed() < duration {
                 tick.tick().await;
-                let put = PutRequest {
-                    key: rng.key(&a.prefix, ksize).into(),
-                    value: value.clone().into(),
-                    ..Default::default()
-                };
+                let put = next_put(&mut rng);
                 if tx.send(put).await.is_err() {
                     break;
                 }

@@ -196,9 +196,33 @@ async fn one(ctx: &Ctx, ep: &str) -> Result<Client, CtlError> {
     Ok(Client::connect_one(ep, &ctx.config).await?)
 }
 
-async fn status_of(ctx: &Ctx, ep: &str) -> Result<StatusResponse, CtlError> {
-    let c = one(ctx, ep).await?;
-    ctx.call(c.maintenance().status(StatusRequest {})).await
+/// Asks each endpoint on its own. A failure is reported on stderr as etcdctl words it
+/// ("Failed to get the {what} of endpoint ...") and makes the second value true.
+async fn each_endpoint<T, Fut>(
+    ctx: &Ctx,
+    eps: Vec<String>,
+    what: &str,
+    ask: impl Fn(Client) -> Fut,
+) -> (Vec<(String, T)>, bool)
+where
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    let mut ok = Vec::new();
+    let mut failed = false;
+    for ep in eps {
+        let res = match one(ctx, &ep).await {
+            Ok(c) => ctx.call(ask(c)).await,
+            Err(e) => Err(e),
+        };
+        match res {
+            Ok(r) => ok.push((ep, r)),
+            Err(e) => {
+                eprintln!("Failed to get the {what} of endpoint {ep} ({})", e.msg);
+                failed = true;
+            }
+        }
+    }
+    (ok, failed)
 }
 
 fn status_json(s: &StatusResponse) -> String {
@@ -242,17 +266,8 @@ pub async fn endpoint(ctx: &Ctx, cluster: bool, cmd: EndpointCmd) -> Result<(), 
 }
 
 async fn endpoint_status(ctx: &Ctx, eps: Vec<String>) -> Result<(), CtlError> {
-    let mut ok = Vec::new();
-    let mut failed = false;
-    for ep in eps {
-        match status_of(ctx, &ep).await {
-            Ok(s) => ok.push((ep, s)),
-            Err(e) => {
-                eprintln!("Failed to get the status of endpoint {ep} ({})", e.msg);
-                failed = true;
-            }
-        }
-    }
+    let (ok, failed) =
+        each_endpoint(ctx, eps, "status", |c| async move { c.maintenance().status(StatusRequest {}).await }).await;
     ctx.format.check_not_protobuf()?;
     match ctx.format {
         Format::Json => {
@@ -346,21 +361,14 @@ async fn endpoint_health(ctx: &Ctx, eps: Vec<String>) -> Result<(), CtlError> {
 }
 
 async fn endpoint_hashkv(ctx: &Ctx, eps: Vec<String>, rev: i64) -> Result<(), CtlError> {
-    let mut ok = Vec::new();
-    let mut failed = false;
-    for ep in eps {
-        let res = match one(ctx, &ep).await {
-            Ok(c) => ctx.call(c.maintenance().hash_kv(HashKvRequest { revision: rev })).await,
-            Err(e) => Err(e),
-        };
-        match res {
-            Ok(r) => ok.push((ep, r)),
-            Err(e) => {
-                eprintln!("Failed to get the hash of endpoint {ep} ({})", e.msg);
-                failed = true;
-            }
-        }
-    }
+    let (ok, failed) =
+        each_endpoint(
+            ctx,
+            eps,
+            "hash",
+            |c| async move { c.maintenance().hash_kv(HashKvRequest { revision: rev }).await },
+        )
+        .await;
     ctx.format.check_not_protobuf()?;
     match ctx.format {
         Format::Json => {
