@@ -34,10 +34,20 @@ pub fn lock(l: &SharedLessor) -> MutexGuard<'_, Lessor> {
 /// noticed: a request right after an election must not be forwarded to the leader, itself.
 pub fn lock_as_leader(s: &EtcdServer) -> MutexGuard<'_, Lessor> {
     let mut l = lock(&s.lessor);
-    if !l.is_primary() && s.leader() == s.member_id {
-        l.promote(Duration::from_millis(s.cfg.raw.election_timeout), Instant::now());
+    if s.leader() == s.member_id {
+        follow_leadership(&mut l, s, true, Instant::now());
     }
     l
+}
+
+/// Makes the lessor primary with the leadership (every lease extended by an election
+/// timeout, as etcd does) and secondary without it.
+fn follow_leadership(l: &mut Lessor, s: &EtcdServer, leader: bool, now: Instant) {
+    match (leader, l.is_primary()) {
+        (true, false) => l.promote(Duration::from_millis(s.cfg.raw.election_timeout), now),
+        (false, true) => l.demote(),
+        _ => {}
+    }
 }
 
 fn meta_key(id: i64) -> String {
@@ -129,18 +139,13 @@ const REVOKES_PER_ROUND: usize = 64;
 pub async fn expiry_loop(s: Arc<EtcdServer>) {
     let mut in_flight: HashMap<i64, Instant> = HashMap::new();
     let mut last_checkpoint = Instant::now();
-    let extend = Duration::from_millis(s.cfg.raw.election_timeout);
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let leader = s.leader() == s.member_id;
         let now = Instant::now();
         let expired = {
             let mut l = lock(&s.lessor);
-            match (leader, l.is_primary()) {
-                (true, false) => l.promote(extend, now),
-                (false, true) => l.demote(),
-                _ => {}
-            }
+            follow_leadership(&mut l, &s, leader, now);
             if !leader {
                 continue;
             }
