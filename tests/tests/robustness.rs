@@ -52,6 +52,7 @@ async fn client(
     let mut seed = 0x2545_f491_4f6c_dd1du64 ^ (id as u64 + 1).wrapping_mul(0x9e37_79b9);
     let mut seq = 0;
     let mut last_seen: std::collections::HashMap<String, Option<String>> = Default::default();
+    let stamp = || start.elapsed().as_nanos() as u64;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         seed ^= seed << 13;
         seed ^= seed >> 7;
@@ -63,7 +64,7 @@ async fn client(
         }
         let choice = (seed >> 8) % 24;
         seq += 1;
-        let call = start.elapsed().as_nanos() as u64;
+        let call = stamp();
         let (action, ret) = if choice < 9 {
             let value = format!("c{id}-{seq}");
             let req = PutRequest {
@@ -72,14 +73,14 @@ async fn client(
                 ..Default::default()
             };
             let ok = matches!(tokio::time::timeout(OP_TIMEOUT, kv.put(req)).await, Ok(Ok(_)));
-            (Action::Put(value), ok.then(|| start.elapsed().as_nanos() as u64))
+            (Action::Put(value), ok.then(stamp))
         } else if choice < 16 {
             let req = RangeRequest { key: k.clone().into_bytes().into(), ..Default::default() };
             match tokio::time::timeout(OP_TIMEOUT, kv.range(req)).await {
                 Ok(Ok(r)) => {
                     let seen = r.into_inner().kvs.first().map(|kv| String::from_utf8_lossy(&kv.value).into_owned());
                     last_seen.insert(k.clone(), seen.clone());
-                    (Action::Get(seen), Some(start.elapsed().as_nanos() as u64))
+                    (Action::Get(seen), Some(stamp()))
                 }
                 // A failed read changed nothing and showed nothing: not part of the history.
                 _ => continue,
@@ -120,7 +121,7 @@ async fn client(
                     if succeeded {
                         last_seen.insert(k.clone(), Some(new.clone()));
                     }
-                    (Action::Cas { expect, new, succeeded: Some(succeeded) }, Some(start.elapsed().as_nanos() as u64))
+                    (Action::Cas { expect, new, succeeded: Some(succeeded) }, Some(stamp()))
                 }
                 _ => (Action::Cas { expect, new, succeeded: None }, None),
             }
@@ -130,7 +131,7 @@ async fn client(
             let Ok(Ok(lease)) = tokio::time::timeout(OP_TIMEOUT, leases.lease_grant(grant)).await else { continue };
             let lease = lease.into_inner().id;
             let value = format!("c{id}-{seq}");
-            let call = start.elapsed().as_nanos() as u64;
+            let call = stamp();
             let req = PutRequest {
                 key: k.clone().into_bytes().into(),
                 value: value.clone().into_bytes().into(),
@@ -139,26 +140,18 @@ async fn client(
             };
             let ok = matches!(tokio::time::timeout(OP_TIMEOUT, kv.put(req)).await, Ok(Ok(_)));
             attached.push((lease, k.clone()));
-            let op = Op {
-                client: id,
-                key: k,
-                action: Action::PutLease(value, lease),
-                call,
-                ret: ok.then(|| start.elapsed().as_nanos() as u64),
-            };
+            let op = Op { client: id, key: k, action: Action::PutLease(value, lease), call, ret: ok.then(stamp) };
             history.lock().expect("history").push(op);
             continue;
         } else if revoking {
             let (lease, _) = attached.remove(0);
             let req = rustcd_api::etcdserverpb::LeaseRevokeRequest { id: lease };
             let ok = matches!(tokio::time::timeout(OP_TIMEOUT, leases.lease_revoke(req)).await, Ok(Ok(_)));
-            (Action::Revoke(lease), ok.then(|| start.elapsed().as_nanos() as u64))
+            (Action::Revoke(lease), ok.then(stamp))
         } else {
             let req = DeleteRangeRequest { key: k.clone().into_bytes().into(), ..Default::default() };
             match tokio::time::timeout(OP_TIMEOUT, kv.delete_range(req)).await {
-                Ok(Ok(r)) => {
-                    (Action::Delete(Some(r.into_inner().deleted > 0)), Some(start.elapsed().as_nanos() as u64))
-                }
+                Ok(Ok(r)) => (Action::Delete(Some(r.into_inner().deleted > 0)), Some(stamp())),
                 _ => (Action::Delete(None), None),
             }
         };
