@@ -358,6 +358,29 @@ impl Cluster {
         self.wait_ready(i);
     }
 
+    /// Starts a stopped member without waiting for it to serve.
+    pub fn start_only(&mut self, i: usize) {
+        assert!(self.members[i].child.is_none(), "member {i} is still running");
+        self.spawn(i);
+    }
+
+    /// Waits up to `deadline` for member `i` to exit by itself: its exit status, or `None` if it
+    /// is still running then.
+    pub fn wait_exit(&mut self, i: usize, deadline: Duration) -> Option<std::process::ExitStatus> {
+        let started = std::time::Instant::now();
+        let child = self.members[i].child.as_mut()?;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.members[i].child = None;
+                return Some(status);
+            }
+            if started.elapsed() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// All client endpoints, `host:port`.
     pub fn endpoints(&self) -> Vec<String> {
         self.members.iter().map(|m| m.endpoint()).collect()

@@ -115,9 +115,8 @@ async fn cluster_3_follower_down_past_snapshots_catches_up() {
     assert!(log.contains("applied snapshot from leader"), "the follower should have been brought up by a snapshot");
 }
 
-/// Appends a torn record (a few bytes of a write cut short) after the last written byte of a
-/// member's newest raft log file, as a crash in the middle of a log write leaves it.
-fn tear_raft_log_tail(data_dir: &std::path::Path) {
+/// The newest raft log file in a member's data dir.
+fn newest_raft_log(data_dir: &std::path::Path) -> std::path::PathBuf {
     let dir = data_dir.join("member").join("raft");
     let mut logs: Vec<_> = std::fs::read_dir(&dir)
         .expect("raft log dir")
@@ -125,15 +124,21 @@ fn tear_raft_log_tail(data_dir: &std::path::Path) {
         .filter(|p| p.extension().is_some_and(|x| x == "raftlog"))
         .collect();
     logs.sort();
-    let newest = logs.last().expect("a raft log file");
-    let mut bytes = std::fs::read(newest).expect("read raft log");
+    logs.pop().expect("a raft log file")
+}
+
+/// Appends a torn record (a few bytes of a write cut short) after the last written byte of a
+/// member's newest raft log file, as a crash in the middle of a log write leaves it.
+fn tear_raft_log_tail(data_dir: &std::path::Path) {
+    let newest = newest_raft_log(data_dir);
+    let mut bytes = std::fs::read(&newest).expect("read raft log");
     let end = bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
     let torn = [0x5a, 0x17, 0x00, 0x09, 0xc3, 0x42, 0x99];
     if bytes.len() < end + torn.len() {
         bytes.resize(end + torn.len(), 0);
     }
     bytes[end..end + torn.len()].copy_from_slice(&torn);
-    std::fs::write(newest, bytes).expect("write raft log");
+    std::fs::write(&newest, bytes).expect("write raft log");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,4 +162,42 @@ async fn cluster_torn_raft_log_tail_is_repaired() {
     }
     stop_writers(&stop, tasks).await;
     verify_cluster(&c, &acked, "torn").await;
+}
+
+/// A flipped byte in the middle of a member's raft log (entries it fsynced and acknowledged)
+/// must stop the member with a clear error, not be dropped as if a crash had torn it; the file
+/// stays as it was. Once repaired the member rejoins and catches up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_corrupt_raft_log_stops_the_member() {
+    let mut c = Cluster::start(3);
+    c.wait_writable(0);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (acked, tasks) = start_writers(c.endpoints(), "flip", 4, stop.clone());
+    progress(&acked, 300).await;
+    let leader = wait_for("a leader", Duration::from_secs(10), || leader_index(&c));
+    let victim = (leader + 1) % 3;
+    c.kill(victim, SIGKILL);
+    let path = newest_raft_log(&c.members[victim].data_dir.clone());
+    let original = std::fs::read(&path).expect("read raft log");
+    let end = original.iter().rposition(|b| *b != 0).expect("a written log");
+    let mut flipped = original.clone();
+    flipped[end / 2] ^= 0x20;
+    std::fs::write(&path, &flipped).expect("write raft log");
+
+    c.start_only(victim);
+    let status = c.wait_exit(victim, Duration::from_secs(20)).expect("the member stops by itself");
+    assert!(!status.success(), "a member with a corrupt raft log exits with an error");
+    let log = std::fs::read_to_string(&c.members[victim].log).unwrap_or_default();
+    let said = log.lines().find(|l| l.contains("corrupt") && l.contains("Refusing to start"));
+    let said = said.unwrap_or_else(|| panic!("the member says what is corrupt and that it will not start:\n{log}"));
+    eprintln!("member {victim} with a flipped byte at offset {} of its raft log: {said}", end / 2);
+    assert_eq!(std::fs::read(&path).expect("read raft log"), flipped, "the corrupt file is left as it was");
+
+    // The others go on; with the file repaired the member comes back and catches up.
+    progress(&acked, 100).await;
+    std::fs::write(&path, &original).expect("repair raft log");
+    c.restart(victim);
+    progress(&acked, 100).await;
+    stop_writers(&stop, tasks).await;
+    verify_cluster(&c, &acked, "flip").await;
 }

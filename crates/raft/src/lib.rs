@@ -8,6 +8,7 @@ pub mod error;
 pub mod log_store;
 pub mod node;
 mod slog_bridge;
+mod tail;
 pub mod transport;
 
 pub use error::{Error, Result};

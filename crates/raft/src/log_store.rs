@@ -45,7 +45,8 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    /// Opens the log in `dir` (recovering from its files; a torn tail is truncated).
+    /// Opens the log in `dir`, recovering from its files: a write a crash cut short is dropped,
+    /// any other damage refuses to open.
     pub fn open(dir: &Path) -> Result<Self> {
         let cfg = Config {
             dir: dir.to_string_lossy().into_owned(),
@@ -54,7 +55,15 @@ impl LogStore {
             recovery_mode: raft_engine::RecoveryMode::TolerateTailCorruption,
             ..Default::default()
         };
-        let engine = Arc::new(Engine::open(cfg)?);
+        // raft-engine drops a broken tail silently; judge what it dropped (see `tail`).
+        let tails = crate::tail::Tails::read(dir)?;
+        let engine = Engine::open(cfg)?;
+        if let Err(e) = tails.check_dropped().and_then(|()| verify_entries(&engine)) {
+            drop(engine);
+            tails.restore()?;
+            return Err(e);
+        }
+        let engine = Arc::new(engine);
         let hard_state = engine.get_message::<HardState>(GROUP, KEY_HARD_STATE)?.unwrap_or_default();
         let conf_state = engine.get_message::<ConfState>(GROUP, KEY_CONF_STATE)?.unwrap_or_default();
         let truncated = match engine.get(GROUP, KEY_TRUNCATED) {
@@ -179,6 +188,31 @@ impl LogStore {
     }
 }
 
+/// Reads every entry in the log once, so that their checksums are checked now (raft-engine
+/// checks an entry's only when it is read) and a damaged one stops the member at start, as
+/// etcd's reading of its whole WAL does, instead of failing raft later.
+fn verify_entries(engine: &Engine) -> Result<()> {
+    let (Some(first), Some(last)) = (engine.first_index(GROUP), engine.last_index(GROUP)) else {
+        return Ok(());
+    };
+    let mut buf = Vec::new();
+    let mut next = first;
+    while next <= last {
+        buf.clear();
+        engine.fetch_entries_to::<EntryExt>(GROUP, next, last + 1, Some(4 << 20), &mut buf).map_err(|e| {
+            Error::Corrupt(format!(
+                "entries from index {next} on are corrupt ({e}). Refusing to start \
+                 (restore this member from a snapshot or remove and re-add it)"
+            ))
+        })?;
+        match buf.last() {
+            Some(e) if e.index >= next => next = e.index + 1,
+            _ => return Err(Error::Corrupt(format!("entry {next} is missing. Refusing to start"))),
+        }
+    }
+    Ok(())
+}
+
 fn storage_err(e: impl std::fmt::Display) -> raft::Error {
     raft::Error::Store(StorageError::Other(e.to_string().into()))
 }
@@ -265,6 +299,39 @@ mod tests {
 
     fn entry(index: u64, term: u64) -> Entry {
         Entry { index, term, data: vec![index as u8].into(), ..Default::default() }
+    }
+
+    /// Every byte of a batch in the middle of the log, flipped: the log refuses to open (it
+    /// does not drop the batch and the acknowledged entries after it), and the file is left
+    /// as it was.
+    #[test]
+    fn any_flipped_byte_mid_log_refuses_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut s = LogStore::open(dir.path()).unwrap();
+            for i in 1..=40 {
+                let hs = HardState { term: 1, commit: i, ..Default::default() };
+                s.append(&[entry(i, 1)], Some(&hs), true).unwrap();
+            }
+        }
+        let file = crate::tail::Tails::read(dir.path()).unwrap().paths().next().unwrap().to_path_buf();
+        let original = std::fs::read(&file).unwrap();
+        let end = original.iter().rposition(|b| *b != 0).unwrap() + 1;
+        // 40 batches: from the middle on, a stretch longer than two of them.
+        let batch = end / 40;
+        for at in end / 2..end / 2 + 2 * batch {
+            let mut flipped = original.clone();
+            flipped[at] ^= 0x04;
+            std::fs::write(&file, &flipped).unwrap();
+            match LogStore::open(dir.path()) {
+                Ok(_) => panic!("a flipped byte at offset {at} of {end} went unnoticed"),
+                Err(e) => assert!(e.to_string().contains("Refusing to start"), "at {at}: {e}"),
+            }
+            assert_eq!(std::fs::read(&file).unwrap(), flipped, "at {at}: the file is left as it was");
+        }
+        std::fs::write(&file, &original).unwrap();
+        let s = LogStore::open(dir.path()).unwrap();
+        assert_eq!(s.last_index().unwrap(), 40);
     }
 
     #[test]
