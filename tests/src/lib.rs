@@ -122,6 +122,8 @@ pub struct Member {
     pub data_dir: PathBuf,
     pub log: PathBuf,
     pub extra_args: Vec<String>,
+    /// Environment variables the member starts with (e.g. `FAILPOINTS`).
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -189,6 +191,7 @@ impl Cluster {
                 peer_port: free_port(),
                 proxy_port: proxied.then(free_port),
                 extra_args: extra.iter().map(|s| s.to_string()).collect(),
+                env: vec![],
                 child: None,
             });
         }
@@ -222,6 +225,7 @@ impl Cluster {
                 peer_port,
                 proxy_port: None,
                 extra_args: vec![],
+                env: vec![],
                 child: None,
             })
             .collect();
@@ -253,6 +257,7 @@ impl Cluster {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&m.log).expect("open member log");
         let log2 = log.try_clone().expect("clone log handle");
         let mut cmd = Command::new(bin);
+        cmd.envs(m.env.iter().map(|(k, v)| (k, v)));
         if let Some(cfg) = &m.config_file {
             cmd.arg("--config-file").arg(cfg).stdin(Stdio::null()).stdout(log).stderr(log2);
             m.child = Some(cmd.spawn().expect("spawn member"));
@@ -321,6 +326,7 @@ impl Cluster {
             data_dir: self.dir.path().join(format!("{name}.etcd")),
             log: self.dir.path().join(format!("{name}.log")),
             extra_args: self.members.first().map(|m| m.extra_args.clone()).unwrap_or_default(),
+            env: vec![],
             child: None,
         };
         current.push(format!("{}={}", m.name, m.peer_url()));
@@ -379,6 +385,30 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Restarts member `i` (SIGKILL, then start) with the failpoint `point` set to crash it the
+    /// `after + 1`th time it is reached; calls `trigger` until the member aborts there (60 s at
+    /// most), then restarts it without the failpoint and waits until it serves.
+    pub fn crash_at(&mut self, i: usize, point: &str, after: u32, mut trigger: impl FnMut(&Cluster)) {
+        use std::os::unix::process::ExitStatusExt as _;
+        self.kill(i, libc::SIGKILL);
+        self.members[i].env = vec![("FAILPOINTS".into(), format!("{point}={after}*off->panic"))];
+        self.start_only(i);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            trigger(self);
+            if let Some(s) = self.wait_exit(i, Duration::from_millis(250)) {
+                break s;
+            }
+            assert!(std::time::Instant::now() < deadline, "member {i} never reached {point}");
+        };
+        assert_eq!(status.signal(), Some(libc::SIGABRT), "member {i} aborted at {point}: {status:?}");
+        let log = std::fs::read_to_string(&self.members[i].log).unwrap_or_default();
+        assert!(log.contains(&format!("failpoint {point} panic")), "member {i} says it stopped at {point}");
+        eprintln!("member {i} crashed at {point}");
+        self.members[i].env.clear();
+        self.restart(i);
     }
 
     /// All client endpoints, `host:port`.
@@ -635,6 +665,24 @@ pub fn start_writers(
         }));
     }
     (acked, tasks)
+}
+
+/// Waits until `more` writes beyond those acknowledged so far are acknowledged (60 s at most).
+pub async fn progress(acked: &Acked, more: usize) {
+    let target = acked.lock().expect("acked lock").len() + more;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.lock().expect("acked lock").len() < target {
+        assert!(Instant::now() < deadline, "writes stalled at {}", acked.lock().expect("acked lock").len());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Stops the writers [`start_writers`] started and waits for them.
+pub async fn stop_writers(stop: &std::sync::atomic::AtomicBool, tasks: Vec<tokio::task::JoinHandle<()>>) {
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
 }
 
 /// Checks that every running member holds every acknowledged write under `prefix`, and that

@@ -4,28 +4,12 @@
 //! every member and HashKV agrees.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use rustcd_tests::{Cluster, Server, leader_index, start_writers, verify_cluster, wait_for};
+use rustcd_tests::{Cluster, Server, leader_index, progress, start_writers, stop_writers, verify_cluster, wait_for};
 
 const SIGKILL: i32 = libc::SIGKILL;
-
-async fn progress(acked: &rustcd_tests::Acked, more: usize) {
-    let target = acked.lock().unwrap().len() + more;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while acked.lock().unwrap().len() < target {
-        assert!(Instant::now() < deadline, "writes stalled at {}", acked.lock().unwrap().len());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn stop_writers(stop: &AtomicBool, tasks: Vec<tokio::task::JoinHandle<()>>) {
-    stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        let _ = t.await;
-    }
-}
 
 async fn leader_kills(n: usize) {
     let mut c = Cluster::start(n);

@@ -1,10 +1,12 @@
 //! Robustness, short mode: a 3- and a 5-member rustcd cluster under a mixed client load (puts,
 //! reads, deletes on a few keys, through every member) while members are killed, restarted,
-//! paused and resumed, and the leader's inbound peer traffic is blackholed or a follower's
-//! delayed (through a proxy in front of each peer URL), with watchers on the keys through two members that resume after every broken
-//! stream. Every operation is recorded with its call and return times; afterwards the history
-//! must be linearizable key by key (writes that got no answer may or may not have happened),
-//! each watcher must have seen every event in order, once, with the right `prev_kv`, and every
+//! paused and resumed, the leader's inbound peer traffic is blackholed or a follower's delayed
+//! (through a proxy in front of each peer URL), a learner joins and leaves, and a member
+//! crashes at a failpoint of its write path (around the raft log fsync or the backend commit),
+//! with watchers on the keys through two members that resume after every broken stream. Every
+//! operation is recorded with its call and return times; afterwards the history must be
+//! linearizable key by key (writes that got no answer may or may not have happened), each
+//! watcher must have seen every event in order, once, with the right `prev_kv`, and every
 //! member must hold the same data (`HashKV` at one revision).
 
 use std::sync::{Arc, Mutex};
@@ -253,6 +255,10 @@ fn change_membership(c: &mut Cluster, n: usize) {
     wait_for("a leader among the original members", Duration::from_secs(10), || leader_index(c).filter(|l| *l < n));
 }
 
+/// Failpoints a member crashes at, one per round, and whether the leader is the one.
+const CRASH_POINTS: [(&str, bool); 4] =
+    [("raftAfterSave", true), ("beforeCommit", false), ("raftBeforeSave", false), ("afterCommit", true)];
+
 /// The members other than `leader`, the first `count` of them after it.
 fn others(n: usize, leader: usize, count: usize) -> Vec<usize> {
     (1..n).map(|d| (leader + d) % n).take(count).collect()
@@ -278,7 +284,7 @@ fn robustness(n: usize) {
     // RUSTCD_ROBUSTNESS_ROUNDS for a long run.
     let rounds: usize = std::env::var("RUSTCD_ROBUSTNESS_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(1);
     let traffic = |secs: u64| std::thread::sleep(Duration::from_secs(secs));
-    for _ in 0..rounds {
+    for round in 0..rounds {
         // The leader killed, then back.
         traffic(2);
         let leader = leader_index(&c).expect("a leader");
@@ -328,6 +334,13 @@ fn robustness(n: usize) {
         traffic(1);
         // Membership under load: a learner joins, is promoted once caught up, then removed.
         change_membership(&mut c, n);
+        // A member crashes at a failpoint of its write path (a different one each round) and
+        // comes back without it.
+        let (point, on_leader) = CRASH_POINTS[(round + n) % CRASH_POINTS.len()];
+        let leader = leader_index(&c).expect("a leader after the membership change");
+        let victim = if on_leader { leader } else { others(n, leader, 1)[0] };
+        c.crash_at(victim, point, 20, |_| {});
+        traffic(1);
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     rt.block_on(async {
@@ -484,7 +497,7 @@ fn cluster_checker_flags_stale_serializable_reads() {
 fn cluster_checker_catches_a_server_that_acks_before_commit() {
     // SAFETY: nextest runs each test in a process of its own, and no thread has been started
     // yet that could read the environment concurrently; the members inherit the variable.
-    unsafe { std::env::set_var("RUSTCD_FAILPOINTS", "ack-before-commit") };
+    unsafe { std::env::set_var("FAILPOINTS", "ack-before-commit=return") };
     let mut c = Cluster::start_proxied(3, &[]);
     c.wait_writable(0);
     // The broken server acknowledges even the harness's probe at once: wait for a leader.

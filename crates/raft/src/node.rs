@@ -341,13 +341,22 @@ impl Task {
             let (done, restored) = mpsc::sync_channel(1);
             self.send_out(Output::Snapshot { data: snap.get_data().to_vec(), index, done })?;
             restored.recv().map_err(|_| Error::Stopped)?;
+            fail::fail_point!("raftBeforeApplySnap");
             self.node.mut_store().apply_snapshot(&snap)?;
+            fail::fail_point!("raftAfterApplySnap");
         }
         let committed = rd.take_committed_entries();
         self.hand_out(committed)?;
         let hs = rd.hs().cloned();
         let must_sync = rd.must_sync();
+        let saving = !rd.entries().is_empty();
+        if saving {
+            fail::fail_point!("raftBeforeSave");
+        }
         self.node.mut_store().append(rd.entries(), hs.as_ref(), must_sync)?;
+        if saving {
+            fail::fail_point!("raftAfterSave");
+        }
         if let Some(hs) = &hs {
             self.status.term.store(hs.term, Ordering::Relaxed);
             self.status.commit.store(hs.commit, Ordering::Relaxed);

@@ -107,7 +107,10 @@ impl Applier {
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
             if dirty && last_sync.elapsed() >= SYNC_INTERVAL {
-                match self.store.sync() {
+                fail::fail_point!("beforeCommit");
+                let synced = self.store.sync();
+                fail::fail_point!("afterCommit");
+                match synced {
                     Ok(()) => {
                         dirty = false;
                         last_sync = Instant::now();
@@ -127,6 +130,7 @@ impl Applier {
     }
 
     fn apply_snapshot(&self, data: &[u8], index: u64) {
+        fail::fail_point!("backendBeforeRestore");
         if let Err(e) = self.store.restore(data) {
             tracing::error!(error = %e, "cannot apply the snapshot received from the leader");
             std::process::exit(1);
@@ -151,6 +155,7 @@ impl Applier {
         let from = self.store.consistent_index();
         let lease_exists = |id: i64| lease::lock(&self.lessor).contains(id);
         let mut removed_self = false;
+        let mut compacted = false;
         let committed = self.store.write(false, &lease_exists, |w| {
             let mut results = Vec::new();
             for e in entries.iter().filter(|e| e.index > from) {
@@ -176,7 +181,11 @@ impl Applier {
                             self.membership.apply_attributes(&a, w);
                             results.push((id, Ok(Applied::Members(self.membership.list()))));
                         }
-                        Ok(req) => results.push((req.id, apply_one(w, &self.lessor, req.request))),
+                        Ok(req) => {
+                            let r = apply_one(w, &self.lessor, req.request);
+                            compacted |= matches!(r, Ok(Applied::Compaction(_)));
+                            results.push((req.id, r));
+                        }
                         Err(err) => tracing::error!(index = e.index, error = %err, "undecodable raft entry skipped"),
                     },
                     _ => {}
@@ -185,6 +194,9 @@ impl Applier {
             w.set_consistent_index(last);
             results
         });
+        if compacted {
+            fail::fail_point!("compactAfterCommit");
+        }
         match committed {
             Ok(c) => {
                 self.hub.notify(&c.events, c.revision);
@@ -229,10 +241,12 @@ fn apply_request(w: &mut WriteTxn, lessor: &SharedLessor, op: Option<Op>) -> Res
         Some(Op::Put(p)) => w.put(&p).map(Applied::Put).map_err(rpc::from_mvcc),
         Some(Op::DeleteRange(d)) => w.delete_range(&d).map(Applied::DeleteRange).map_err(rpc::from_mvcc),
         Some(Op::Txn(t)) => w.txn(&t).map(Applied::Txn).map_err(rpc::from_mvcc),
-        Some(Op::Compaction(c)) => w
-            .compact(c.revision)
-            .map(|rev| Applied::Compaction(CompactionResponse { header: Some(header(rev)) }))
-            .map_err(rpc::from_mvcc),
+        Some(Op::Compaction(c)) => {
+            fail::fail_point!("compactBeforeCommit", |_| Err(Status::internal("failpoint")));
+            w.compact(c.revision)
+                .map(|rev| Applied::Compaction(CompactionResponse { header: Some(header(rev)) }))
+                .map_err(rpc::from_mvcc)
+        }
         Some(Op::LeaseGrant(g)) => lease::apply_grant(w, lessor, &g),
         Some(Op::LeaseRevoke(r)) => lease::apply_revoke(w, lessor, &r),
         Some(Op::LeaseCheckpoint(c)) => lease::apply_checkpoint(w, lessor, &c),

@@ -1,32 +1,52 @@
-//! Deliberate bugs for the robustness tests, switched on by the `RUSTCD_FAILPOINTS` environment
-//! variable (comma-separated names) and off otherwise; a member with any on says so at start.
+//! Failpoints (the `fail` crate) for the robustness tests, set by the `FAILPOINTS` environment
+//! variable as `name=actions` pairs separated by `;`, in the fail crate's action syntax (e.g.
+//! `raftAfterSave=20*off->panic`: the 21st time the point is reached, panic). Off unless set;
+//! a member with any set says so at start. A panic aborts the member (see `main`), so `panic`
+//! is a crash at that point. The names follow etcd's gofail points where there is one:
 //!
-//! - `ack-before-commit`: a put is answered as soon as it is proposed, before raft commits it,
-//!   so a leader lost at the wrong moment loses acknowledged writes. The checker must notice.
+//! - `raftBeforeSave`, `raftAfterSave`: around the fsynced write of new raft log entries;
+//! - `raftBeforeApplySnap`, `raftAfterApplySnap`: a received snapshot is in the backend, around
+//!   the raft log recording it; `backendBeforeRestore`: before the backend takes it;
+//! - `snapshotBeforeSave`: before a snapshot is made for a peer that fell behind;
+//! - `beforeCommit`, `afterCommit`: around the backend's durable commit;
+//! - `compactBeforeCommit`, `compactAfterCommit`: around the compaction's write and its commit;
+//! - `ack-before-commit` (action `return`): a deliberate bug, a put answered as soon as it is
+//!   proposed, before raft commits it. The checker must notice.
+//!
+//! raft-engine's own points (names with `::`, e.g. `log_fd::write::err`) may be set too.
 
-use std::sync::OnceLock;
+/// Every failpoint of rustcd's; `FAILPOINTS` may name only these and raft-engine's.
+pub const NAMES: &[&str] = &[
+    "raftBeforeSave",
+    "raftAfterSave",
+    "raftBeforeApplySnap",
+    "raftAfterApplySnap",
+    "backendBeforeRestore",
+    "snapshotBeforeSave",
+    "beforeCommit",
+    "afterCommit",
+    "compactBeforeCommit",
+    "compactAfterCommit",
+    "ack-before-commit",
+];
 
-/// The failpoints this process runs with.
-fn active() -> &'static [String] {
-    static ACTIVE: OnceLock<Vec<String>> = OnceLock::new();
-    ACTIVE.get_or_init(|| {
-        std::env::var("RUSTCD_FAILPOINTS")
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect()
-    })
-}
-
-pub fn enabled(name: &str) -> bool {
-    active().iter().any(|a| a == name)
-}
-
-/// Warns in the log when any failpoint is on.
-pub fn announce() {
-    if !active().is_empty() {
-        tracing::warn!(failpoints = %active().join(","), "running with deliberate bugs switched on (RUSTCD_FAILPOINTS)");
+/// Sets the failpoints `FAILPOINTS` names; an unknown name or a bad action is an error.
+pub fn setup() -> Result<(), String> {
+    let Ok(spec) = std::env::var("FAILPOINTS") else {
+        return Ok(());
+    };
+    for part in spec.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, actions) = part.split_once('=').ok_or_else(|| format!("failpoint {part:?} has no '=actions'"))?;
+        if !NAMES.contains(&name) && !name.contains("::") {
+            return Err(format!("unknown failpoint {name:?} (known: {})", NAMES.join(", ")));
+        }
+        fail::cfg(name, actions).map_err(|e| format!("failpoint {name}: {e}"))?;
     }
+    tracing::warn!(failpoints = %spec, "running with failpoints set (FAILPOINTS)");
+    Ok(())
+}
+
+/// True when the failpoint is set to `return`.
+pub fn returns(name: &str) -> bool {
+    fail::eval(name, |_| ()).is_some()
 }

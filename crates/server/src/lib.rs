@@ -101,7 +101,7 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
         member_id = %format!("{member_id:x}"), cluster_id = %format!("{cluster_id:x}"),
         "starting an etcd server"
     );
-    failpoints::announce();
+    failpoints::setup().map_err(ServerError::Config)?;
     let membership = Arc::new(Membership::new(StoredMembers { members: id.members.clone(), removed: vec![] }));
     if membership.is_removed(member_id) {
         return Err(ServerError::Config("the member has been permanently removed from the cluster".into()));
@@ -119,7 +119,10 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
     let (out_tx, out_rx) = mpsc::sync_channel(1024);
     let node_cfg = raft_config(&cfg, &id, &member_dir, consistent_index);
     let snap_store = store.clone();
-    let snapshot_source = Box::new(move || snap_store.snapshot().map_err(|e| e.to_string()));
+    let snapshot_source = Box::new(move || {
+        fail::fail_point!("snapshotBeforeSave");
+        snap_store.snapshot().map_err(|e| e.to_string())
+    });
     let raft = RaftNode::start(node_cfg, out_tx, transport.clone(), snapshot_source)?;
     let (applied_tx, applied_rx) = tokio::sync::watch::channel(consistent_index);
     let waiters = Arc::new(Default::default());

@@ -23,6 +23,7 @@ fn main() {
         }
     };
     rustcd_server::logging::init(&cfg.raw.log_level);
+    abort_on_panic();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -45,6 +46,17 @@ fn main() {
         0
     });
     std::process::exit(code);
+}
+
+/// A panic on any thread ends the member at once, as it does etcd: a raft or apply thread
+/// gone would leave a member that answers but never commits. It restarts from its disk.
+fn abort_on_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        tracing::error!(panic = %info, "panic; the member stops");
+        default(info);
+        std::process::abort();
+    }));
 }
 
 async fn wait_for_signal() {

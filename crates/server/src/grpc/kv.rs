@@ -48,7 +48,7 @@ impl Kv for KvService {
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let p = req.into_inner();
         validate::put(&p)?;
-        if crate::failpoints::enabled("ack-before-commit") {
+        if crate::failpoints::returns("ack-before-commit") {
             let s = self.0.clone();
             let rev = s.store.current_rev();
             tokio::spawn(async move { s.propose(Op::Put(p)).await });
