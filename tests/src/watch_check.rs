@@ -1,7 +1,8 @@
 //! Checks of what watchers saw, against the events a fresh watch from revision 1 reports (the
 //! canonical list) and the recorded client history: ordered, unique, without gaps across
-//! reconnects (resumable), `prev_kv` right, every acknowledged write present, no write that
-//! no client made.
+//! reconnects (resumable), `prev_kv` and the create flag right, progress notifications
+//! (bookmarks) never ahead of the events, every acknowledged write present, no write that no
+//! client made.
 
 use std::collections::{HashMap, HashSet};
 
@@ -15,6 +16,37 @@ pub struct Seen {
     pub put: bool,
     pub value: String,
     pub prev: Option<String>,
+    /// The event is a key's creation: `create_revision == mod_revision` and `version == 1`.
+    pub created: bool,
+}
+
+/// What one watcher received: events, and bookmarks (progress notifications) as (how many
+/// events had arrived before it, the revision it named).
+#[derive(Clone, Debug, Default)]
+pub struct WatchLog {
+    pub events: Vec<Seen>,
+    pub bookmarks: Vec<(usize, i64)>,
+    /// (events so far, start revision) at every new stream, for reports.
+    pub streams: Vec<(usize, i64)>,
+}
+
+/// A bookmark at revision `r` promises every event up to `r` was delivered before it and none
+/// after it is older.
+pub fn check_bookmarks(log: &WatchLog) -> Result<(), String> {
+    for &(count, rev) in &log.bookmarks {
+        let count = count.min(log.events.len());
+        if let Some(i) = log.events[count..].iter().position(|e| e.rev <= rev) {
+            return Err(format!(
+                "event {:?} arrived after a progress notification at revision {rev}, which followed \
+                 {count} events (the last {:?}); {i} events came in between; streams started at \
+                 (events, revision) {:?}",
+                log.events[count + i],
+                count.checked_sub(1).map(|c| &log.events[c]),
+                log.streams.iter().filter(|s| s.0 + 3 >= count && s.0 <= count + i + 3).collect::<Vec<_>>()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// What is wrong with one watcher's events, if anything. A watcher started at revision 1 must
@@ -34,13 +66,17 @@ pub fn check_watcher(seen: &[Seen], canonical: &[Seen]) -> Result<(), String> {
     }
 }
 
-/// `prev_kv` of every event is the value the previous event on that key left.
+/// `prev_kv` of every event is the value the previous event on that key left, and a put is a
+/// creation exactly when the key did not exist before it.
 pub fn check_prev_kv(canonical: &[Seen]) -> Result<(), String> {
     let mut last: HashMap<&str, Option<&str>> = HashMap::new();
     for e in canonical {
         let before = last.get(e.key.as_str()).copied().flatten();
         if e.prev.as_deref() != before {
             return Err(format!("{e:?}: prev_kv should be {before:?}"));
+        }
+        if e.put && e.created != before.is_none() {
+            return Err(format!("{e:?}: the create flag should be {}", before.is_none()));
         }
         last.insert(&e.key, e.put.then_some(e.value.as_str()));
     }
@@ -81,7 +117,15 @@ mod tests {
     use super::*;
 
     fn ev(rev: i64, key: &str, value: &str, prev: Option<&str>) -> Seen {
-        Seen { rev, key: key.into(), put: !value.is_empty(), value: value.into(), prev: prev.map(str::to_string) }
+        let put = !value.is_empty();
+        Seen {
+            rev,
+            key: key.into(),
+            put,
+            value: value.into(),
+            prev: prev.map(str::to_string),
+            created: put && prev.is_none(),
+        }
     }
 
     #[test]
@@ -94,6 +138,21 @@ mod tests {
         assert!(check_prev_kv(&canonical).is_ok());
         assert!(check_prev_kv(&[ev(2, "a", "1", None), ev(3, "a", "", Some("9"))]).is_err());
         assert!(check_prev_kv(&[ev(2, "a", "1", None), ev(3, "a", "", Some("1")), ev(4, "a", "2", None)]).is_ok());
+        let mut not_created = ev(2, "a", "1", None);
+        not_created.created = false;
+        assert!(check_prev_kv(&[not_created]).is_err(), "a first put is a creation");
+        let mut recreated = ev(3, "a", "2", Some("1"));
+        recreated.created = true;
+        assert!(check_prev_kv(&[ev(2, "a", "1", None), recreated]).is_err(), "an update is not");
+    }
+
+    #[test]
+    fn bookmarks_must_not_run_ahead_of_events() {
+        let events = vec![ev(2, "a", "1", None), ev(3, "a", "2", Some("1")), ev(5, "b", "x", None)];
+        let ok = WatchLog { events: events.clone(), bookmarks: vec![(0, 1), (2, 3), (2, 4), (3, 9)], streams: vec![] };
+        assert!(check_bookmarks(&ok).is_ok());
+        let early = WatchLog { events, bookmarks: vec![(1, 3)], streams: vec![] };
+        assert!(check_bookmarks(&early).is_err(), "revision 3 came after a bookmark at 3");
     }
 
     #[test]

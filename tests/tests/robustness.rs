@@ -22,7 +22,7 @@ use rustcd_api::etcdserverpb::{
 };
 use rustcd_tests::linearizability::{self, Action, Op};
 use rustcd_tests::proxy::Fault;
-use rustcd_tests::watch_check::{self, Seen};
+use rustcd_tests::watch_check::{self, Seen, WatchLog};
 use rustcd_tests::{Cluster, hash_kv, leader_index, wait_for};
 
 const KEYS: usize = 4;
@@ -166,10 +166,11 @@ async fn client(
     }
 }
 
-type Watched = Arc<Mutex<Vec<Seen>>>;
+type Watched = Arc<Mutex<WatchLog>>;
 
-/// A watcher on every key from revision 1 with `prev_kv`, resuming after the last event it saw
-/// whenever its stream breaks; runs until aborted.
+/// A watcher on every key from revision 1 with `prev_kv`, asking for a progress notification
+/// every 200 ms; whenever its stream breaks it resumes after the last event or bookmark it saw
+/// (a bookmark promises nothing older is still to come). Runs until aborted.
 async fn watcher(endpoint: String, seen: Watched) {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{endpoint}"))
         .expect("endpoint")
@@ -177,7 +178,7 @@ async fn watcher(endpoint: String, seen: Watched) {
         .connect_lazy();
     let mut next_rev = 1;
     loop {
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
         let create = WatchCreateRequest {
             key: b"rb/".to_vec().into(),
             range_end: b"rb0".to_vec().into(),
@@ -186,6 +187,21 @@ async fn watcher(endpoint: String, seen: Watched) {
             ..Default::default()
         };
         let _ = tx.send(WatchRequest { request_union: Some(RequestUnion::CreateRequest(create)) }).await;
+        {
+            let mut seen = seen.lock().expect("watched");
+            let count = seen.events.len();
+            seen.streams.push((count, next_rev));
+        }
+        let ask = tx.clone();
+        let asking = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let progress = RequestUnion::ProgressRequest(Default::default());
+                if ask.send(WatchRequest { request_union: Some(progress) }).await.is_err() {
+                    return;
+                }
+            }
+        });
         let stream = WatchClient::new(channel.clone()).watch(tokio_stream::wrappers::ReceiverStream::new(rx)).await;
         if let Ok(stream) = stream {
             let mut stream = stream.into_inner();
@@ -194,19 +210,28 @@ async fn watcher(endpoint: String, seen: Watched) {
                     break;
                 }
                 let mut seen = seen.lock().expect("watched");
+                if r.watch_id == -1 && r.events.is_empty() {
+                    let rev = r.header.map_or(0, |h| h.revision);
+                    let count = seen.events.len();
+                    seen.bookmarks.push((count, rev));
+                    next_rev = next_rev.max(rev + 1);
+                    continue;
+                }
                 for e in r.events {
                     let kv = e.kv.unwrap_or_default();
                     next_rev = kv.mod_revision + 1;
-                    seen.push(Seen {
+                    seen.events.push(Seen {
                         rev: kv.mod_revision,
                         key: String::from_utf8_lossy(&kv.key).into_owned(),
                         put: e.r#type == 0,
                         value: String::from_utf8_lossy(&kv.value).into_owned(),
                         prev: e.prev_kv.map(|p| String::from_utf8_lossy(&p.value).into_owned()),
+                        created: kv.create_revision == kv.mod_revision && kv.version == 1,
                     });
                 }
             }
         }
+        asking.abort();
         drop(tx);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -411,7 +436,7 @@ fn robustness(n: usize) {
     // Watch guarantees: the canonical event list from a fresh watch, then every watcher's.
     let canonical: Watched = Watched::default();
     let fresh = rt.spawn(watcher(c.members[0].endpoint(), canonical.clone()));
-    let reached = |w: &Watched| w.lock().expect("watched").last().is_some_and(|e| e.rev >= rev).then_some(());
+    let reached = |w: &Watched| w.lock().expect("watched").events.last().is_some_and(|e| e.rev >= rev).then_some(());
     wait_for("a fresh watch to reach the last revision", Duration::from_secs(20), || reached(&canonical));
     for w in &watched {
         wait_for("every watcher to reach the last revision", Duration::from_secs(20), || reached(w));
@@ -424,13 +449,15 @@ fn robustness(n: usize) {
         .map(|m| std::fs::read_to_string(&m.log).unwrap_or_default().matches("applied snapshot from leader").count())
         .sum();
     eprintln!("members brought up to date by a snapshot: {snapshots}");
-    let canonical = canonical.lock().expect("canonical").clone();
-    eprintln!("watch: {} events, checked through 2 resuming watchers", canonical.len());
+    let canonical = canonical.lock().expect("canonical").events.clone();
+    let bookmarks: usize = watched.iter().map(|w| w.lock().expect("watched").bookmarks.len()).sum();
+    eprintln!("watch: {} events, checked through 2 resuming watchers ({bookmarks} bookmarks)", canonical.len());
     watch_check::check_prev_kv(&canonical).unwrap_or_else(|e| panic!("prev_kv: {e}"));
     watch_check::check_writes(&history, &canonical).unwrap_or_else(|e| panic!("writes: {e}"));
     for (i, w) in watched.iter().enumerate() {
-        let seen = w.lock().expect("watched").clone();
-        let seen: Vec<Seen> = seen.into_iter().filter(|e| e.rev <= rev).collect();
+        let log = w.lock().expect("watched").clone();
+        watch_check::check_bookmarks(&log).unwrap_or_else(|e| panic!("watcher {i}: {e}"));
+        let seen: Vec<Seen> = log.events.into_iter().filter(|e| e.rev <= rev).collect();
         watch_check::check_watcher(&seen, &canonical).unwrap_or_else(|e| panic!("watcher {i}: {e}"));
         assert_eq!(seen.len(), canonical.len(), "watcher {i} saw every event up to {rev}");
     }

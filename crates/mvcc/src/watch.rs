@@ -25,6 +25,9 @@ pub struct WatchEvent {
     pub compact_revision: i64,
     /// Store revision the batch brings the watcher to.
     pub revision: i64,
+    /// A progress notification (no events): every event up to `revision` for the stream's
+    /// watchers was queued before it.
+    pub progress: bool,
 }
 
 /// What a client asked to watch.
@@ -74,6 +77,8 @@ impl Watcher {
 struct Inner {
     watchers: HashMap<WatcherKey, Watcher>,
     next_key: WatcherKey,
+    /// The revision through which every synced watcher's events have been queued.
+    notified: i64,
 }
 
 /// All watchers of one member.
@@ -87,7 +92,8 @@ const CATCH_UP_REVS: usize = 1000;
 
 impl WatchHub {
     pub fn new(store: Arc<KvStore>) -> Self {
-        WatchHub { store, inner: Mutex::new(Inner::default()) }
+        let notified = store.current_rev();
+        WatchHub { store, inner: Mutex::new(Inner { notified, ..Default::default() }) }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -116,9 +122,31 @@ impl WatchHub {
     /// Moves every watcher to the unsynced set (after the store was replaced by a snapshot,
     /// events were not delivered one by one): each catches up from the new backend.
     pub fn resync_all(&self) {
-        for w in self.lock().watchers.values_mut() {
+        let mut inner = self.lock();
+        inner.notified = self.store.current_rev();
+        for w in inner.watchers.values_mut() {
             w.synced = false;
         }
+    }
+
+    /// Queues a progress notification on `tx` (a stream's channel) when every one of the
+    /// stream's watchers `keys` is synced, so that it follows every event up to the revision it
+    /// names; false when one is still catching up or the stream's buffer is full (ask again
+    /// later). As etcd (since 3.4.25/3.5.8), a notification never runs ahead of the events.
+    pub fn progress(&self, keys: &[WatcherKey], watch_id: i64, tx: &mpsc::Sender<WatchEvent>) -> bool {
+        let inner = self.lock();
+        if keys.iter().any(|k| inner.watchers.get(k).is_some_and(|w| !w.synced)) {
+            return false;
+        }
+        let ev = WatchEvent {
+            key: 0,
+            watch_id,
+            events: vec![],
+            compact_revision: 0,
+            revision: inner.notified,
+            progress: true,
+        };
+        !matches!(tx.try_send(ev), Err(mpsc::error::TrySendError::Full(_)))
     }
 
     /// Number of watchers not yet caught up.
@@ -133,6 +161,7 @@ impl WatchHub {
             return;
         }
         let mut inner = self.lock();
+        inner.notified = inner.notified.max(rev);
         for (key, w) in inner.watchers.iter_mut() {
             if !w.synced {
                 continue;
@@ -142,8 +171,14 @@ impl WatchHub {
                 w.next_rev = w.next_rev.max(rev + 1);
                 continue;
             };
-            let batch =
-                WatchEvent { key: *key, watch_id: w.spec.watch_id, events: mine, compact_revision: 0, revision: rev };
+            let batch = WatchEvent {
+                key: *key,
+                watch_id: w.spec.watch_id,
+                events: mine,
+                compact_revision: 0,
+                revision: rev,
+                progress: false,
+            };
             match w.tx.try_send(batch) {
                 Ok(()) => w.next_rev = rev + 1,
                 Err(mpsc::error::TrySendError::Full(_)) => {
@@ -186,6 +221,7 @@ impl WatchHub {
                         events: vec![],
                         compact_revision: self.store.compact_rev(),
                         revision: to,
+                        progress: false,
                     };
                     let _ = w.tx.try_send(ev);
                 }
@@ -213,8 +249,14 @@ impl WatchHub {
             }
         }
         if !mine.is_empty() {
-            let batch =
-                WatchEvent { key, watch_id: w.spec.watch_id, events: mine, compact_revision: 0, revision: reached };
+            let batch = WatchEvent {
+                key,
+                watch_id: w.spec.watch_id,
+                events: mine,
+                compact_revision: 0,
+                revision: reached,
+                progress: false,
+            };
             if w.tx.try_send(batch).is_err() {
                 return;
             }
@@ -222,5 +264,52 @@ impl WatchHub {
         w.next_rev = reached + 1;
         // Synced only when nothing was committed since `reached`: later commits notify it.
         w.synced = reached >= current;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustcd_api::etcdserverpb::PutRequest;
+
+    fn put(store: &KvStore, hub: &WatchHub, key: &[u8]) {
+        let no_leases = |_: i64| false;
+        let req = PutRequest { key: key.to_vec().into(), value: b"v".to_vec().into(), ..Default::default() };
+        let c = store.write(false, &no_leases, |w| w.put(&req).map(|_| ())).expect("write");
+        hub.notify(&c.events, c.revision);
+    }
+
+    /// A progress notification follows every event up to its revision, and waits while a
+    /// watcher is still catching up (etcd's fix for notifications running ahead of events).
+    #[test]
+    fn progress_never_runs_ahead_of_events() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Arc::new(KvStore::open(dir.path().join("db")).expect("store"));
+        let hub = WatchHub::new(store.clone());
+        put(&store, &hub, b"a");
+        put(&store, &hub, b"a");
+        let (tx, mut rx) = mpsc::channel(16);
+        let spec = |start_rev| WatchSpec {
+            range: KeyRange::new(b"a", b""),
+            start_rev,
+            no_put: false,
+            no_delete: false,
+            prev_kv: false,
+            watch_id: 0,
+        };
+        // From revision 2: behind, so no notification until it has caught up.
+        let (behind, _) = hub.watch(spec(2), tx.clone());
+        assert!(!hub.progress(&[behind], -1, &tx), "refused while catching up");
+        hub.sync_round();
+        assert!(hub.progress(&[behind], -1, &tx));
+        let caught_up = rx.try_recv().expect("catch-up events");
+        assert_eq!(caught_up.events.len(), 2);
+        let mark = rx.try_recv().expect("notification");
+        assert!(mark.progress && mark.revision == 3 && mark.events.is_empty());
+        // Synced: a new event is queued before the next notification names its revision.
+        put(&store, &hub, b"a");
+        assert!(hub.progress(&[behind], -1, &tx));
+        assert_eq!(rx.try_recv().expect("event").events.len(), 1);
+        assert_eq!(rx.try_recv().expect("notification").revision, 4);
     }
 }

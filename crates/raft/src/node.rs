@@ -222,44 +222,6 @@ impl Task {
         }
     }
 
-    /// Why a peer's message must not reach raft, if it must not: raft-rs trusts its peers and
-    /// panics on some messages no correct peer sends. Also clamps a heartbeat's commit index
-    /// to the log's end (a correct leader never sends more; raft-rs would panic on it).
-    fn refuse(&self, m: &mut Message) -> Option<&'static str> {
-        let raft = &self.node.raft;
-        if m.to != raft.id {
-            return Some("addressed to another member");
-        }
-        let conf = raft.prs().conf();
-        // A member that has not yet learned its configuration (a joiner) hears everyone.
-        let established = !conf.voters().ids().is_empty();
-        if established && !conf.voters().contains(m.from) && !conf.learners().contains(&m.from) {
-            return Some("from a member not in the configuration");
-        }
-        use raft::eraftpb::MessageType as T;
-        match m.get_msg_type() {
-            T::MsgHeartbeat => m.commit = m.commit.min(raft.raft_log.last_index()),
-            T::MsgPropose if m.entries.is_empty() => return Some("a proposal without entries"),
-            T::MsgReadIndex | T::MsgReadIndexResp if m.entries.len() != 1 => {
-                return Some("a read index message without its one context entry");
-            }
-            T::MsgAppend => {
-                let contiguous = m.entries.iter().enumerate().all(|(i, e)| e.index == m.index + 1 + i as u64);
-                if !contiguous || m.entries.iter().any(|e| e.term > m.term) {
-                    return Some("an append whose entries do not follow its index and term");
-                }
-            }
-            T::MsgSnapshot => {
-                let meta = m.get_snapshot().get_metadata();
-                if meta.index == 0 || meta.get_conf_state().voters.is_empty() {
-                    return Some("a snapshot without an index or a configuration");
-                }
-            }
-            _ => {}
-        }
-        None
-    }
-
     /// Handles one input; false when asked to stop.
     fn handle(&mut self, input: Input) -> bool {
         match input {
@@ -270,7 +232,7 @@ impl Task {
             }
             Input::ReadIndex(ctx) => self.node.read_index(ctx),
             Input::Step(mut m) => {
-                if let Some(why) = self.refuse(&mut m) {
+                if let Some(why) = refuse(&self.node.raft, &mut m) {
                     tracing::warn!(from = %format!("{:x}", m.from), why, "raft message from a peer refused");
                 } else if let Err(e) = self.node.step(m) {
                     tracing::debug!(error = %e, "raft step ignored a message");
@@ -417,4 +379,41 @@ impl Task {
             }
         }
     }
+}
+
+/// Why a peer's message must not reach raft, if it must not: raft-rs trusts its peers and
+/// panics on some messages no correct peer sends. Also clamps a heartbeat's commit index
+/// to the log's end (a correct leader never sends more; raft-rs would panic on it).
+pub fn refuse<S: raft::Storage>(raft: &raft::Raft<S>, m: &mut Message) -> Option<&'static str> {
+    if m.to != raft.id {
+        return Some("addressed to another member");
+    }
+    let conf = raft.prs().conf();
+    // A member that has not yet learned its configuration (a joiner) hears everyone.
+    let established = !conf.voters().ids().is_empty();
+    if established && !conf.voters().contains(m.from) && !conf.learners().contains(&m.from) {
+        return Some("from a member not in the configuration");
+    }
+    use raft::eraftpb::MessageType as T;
+    match m.get_msg_type() {
+        T::MsgHeartbeat => m.commit = m.commit.min(raft.raft_log.last_index()),
+        T::MsgPropose if m.entries.is_empty() => return Some("a proposal without entries"),
+        T::MsgReadIndex | T::MsgReadIndexResp if m.entries.len() != 1 => {
+            return Some("a read index message without its one context entry");
+        }
+        T::MsgAppend => {
+            let contiguous = m.entries.iter().enumerate().all(|(i, e)| e.index == m.index + 1 + i as u64);
+            if !contiguous || m.entries.iter().any(|e| e.term > m.term) {
+                return Some("an append whose entries do not follow its index and term");
+            }
+        }
+        T::MsgSnapshot => {
+            let meta = m.get_snapshot().get_metadata();
+            if meta.index == 0 || meta.get_conf_state().voters.is_empty() {
+                return Some("a snapshot without an index or a configuration");
+            }
+        }
+        _ => {}
+    }
+    None
 }

@@ -226,7 +226,7 @@ impl Applier {
 }
 
 /// Applies one client request; the events it makes move keys between leases.
-fn apply_one(w: &mut WriteTxn, lessor: &SharedLessor, op: Option<Op>) -> Result<Applied, Status> {
+pub fn apply_one(w: &mut WriteTxn, lessor: &SharedLessor, op: Option<Op>) -> Result<Applied, Status> {
     let before = w.events().len();
     let r = apply_request(w, lessor, op);
     let events = &w.events()[before..];

@@ -23,6 +23,8 @@ pub struct WatchService(pub Arc<EtcdServer>);
 
 /// Batches buffered per stream before its watchers fall back to catching up from the backend.
 const STREAM_BUFFER: usize = 1024;
+/// How often a progress request waiting for a watcher to catch up is tried again.
+const PROGRESS_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
 
@@ -33,7 +35,8 @@ impl Watch for WatchService {
     async fn watch(&self, req: Request<Streaming<WatchRequest>>) -> Result<Response<WatchStream>, Status> {
         let incoming = req.into_inner();
         let (out_tx, out_rx) = mpsc::channel(STREAM_BUFFER);
-        let session = Session { s: self.0.clone(), watchers: HashMap::new(), next_id: 0, out: out_tx };
+        let session =
+            Session { s: self.0.clone(), watchers: HashMap::new(), next_id: 0, out: out_tx, progress_asked: false };
         tokio::spawn(session.run(incoming));
         Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
     }
@@ -56,6 +59,8 @@ struct Session {
     watchers: HashMap<i64, Watching>,
     next_id: i64,
     out: mpsc::Sender<Result<WatchResponse, Status>>,
+    /// The client asked for progress while a watcher was still catching up: answer once synced.
+    progress_asked: bool,
 }
 
 impl Session {
@@ -65,11 +70,8 @@ impl Session {
         let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
             tokio::select! {
-                _ = progress.tick() => {
-                    if !self.progress_notify().await {
-                        break;
-                    }
-                }
+                _ = progress.tick() => self.progress_notify(&ev_tx),
+                _ = tokio::time::sleep(PROGRESS_RETRY), if self.progress_asked => self.request_progress(&ev_tx),
                 msg = incoming.message() => match msg {
                     Ok(Some(req)) => {
                         if !self.handle(req, &ev_tx).await {
@@ -90,20 +92,22 @@ impl Session {
         }
     }
 
-    /// etcd's progress notification: idle watchers that asked for it learn the revision.
-    async fn progress_notify(&mut self) -> bool {
-        let rev = self.s.store.current_rev();
-        let idle: Vec<i64> =
-            self.watchers.iter().filter(|(_, w)| w.progress_notify && !w.active).map(|(id, _)| *id).collect();
-        for w in self.watchers.values_mut() {
+    /// etcd's progress notification: idle, synced watchers that asked for it learn the
+    /// revision, behind their events in the stream (see `WatchHub::progress`).
+    fn progress_notify(&mut self, ev_tx: &mpsc::Sender<WatchEvent>) {
+        for (watch_id, w) in &mut self.watchers {
+            if w.progress_notify && !w.active {
+                self.s.hub.progress(&[w.key], *watch_id, ev_tx);
+            }
             w.active = false;
         }
-        for watch_id in idle {
-            if !self.send(WatchResponse { header: self.s.header(rev), watch_id, ..Default::default() }).await {
-                return false;
-            }
-        }
-        true
+    }
+
+    /// A client's progress request: one notification (watch id -1) for the whole stream once
+    /// every watcher on it is synced.
+    fn request_progress(&mut self, ev_tx: &mpsc::Sender<WatchEvent>) {
+        let keys: Vec<WatcherKey> = self.watchers.values().map(|w| w.key).collect();
+        self.progress_asked = !self.s.hub.progress(&keys, -1, ev_tx);
     }
 
     async fn send(&self, resp: WatchResponse) -> bool {
@@ -128,8 +132,8 @@ impl Session {
                 .await
             }
             Some(RequestUnion::ProgressRequest(_)) => {
-                let rev = self.s.store.current_rev();
-                self.send(WatchResponse { header: self.s.header(rev), watch_id: -1, ..Default::default() }).await
+                self.request_progress(ev_tx);
+                true
             }
             None => true,
         }
@@ -176,6 +180,14 @@ impl Session {
     }
 
     async fn forward(&mut self, ev: WatchEvent) -> bool {
+        if ev.progress {
+            if ev.watch_id != -1 && !self.watchers.contains_key(&ev.watch_id) {
+                return true;
+            }
+            let resp =
+                WatchResponse { header: self.s.header(ev.revision), watch_id: ev.watch_id, ..Default::default() };
+            return self.send(resp).await;
+        }
         // A batch for a watcher cancelled meanwhile is dropped.
         let Some(w) = self.watchers.get_mut(&ev.watch_id).filter(|w| w.key == ev.key) else {
             return true;
