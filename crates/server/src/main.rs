@@ -53,6 +53,9 @@ fn main() {
 fn abort_on_panic() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
+        if rustcd_raft::log_store::recovering() {
+            return; // caught: a damaged raft log becomes an error (see `LogStore::open`)
+        }
         tracing::error!(panic = %info, "panic; the member stops");
         default(info);
         std::process::abort();

@@ -1,0 +1,38 @@
+//! Any request a raft entry can carry, applied as a committed entry is: the leader is a peer,
+//! and every member applies the same entry, so a request that fails the whole backend
+//! transaction (rather than answering an error) would stop every member. Never a panic, and
+//! the transaction always commits.
+#![no_main]
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+use libfuzzer_sys::fuzz_target;
+use prost::Message as _;
+use rustcd_api::rustcdpb::InternalRequest;
+use rustcd_lease::Lessor;
+use rustcd_mvcc::KvStore;
+use rustcd_server::lease::SharedLessor;
+
+struct State {
+    _dir: tempfile::TempDir,
+    store: KvStore,
+    lessor: SharedLessor,
+}
+
+fn state() -> &'static State {
+    static STATE: OnceLock<State> = OnceLock::new();
+    STATE.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = KvStore::open(dir.path().join("db")).expect("open store");
+        let lessor = Arc::new(Mutex::new(Lessor::new(1)));
+        State { _dir: dir, store, lessor }
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(req) = InternalRequest::decode(data) else { return };
+    let st = state();
+    let exists = |id: i64| st.lessor.lock().map(|l| l.contains(id)).unwrap_or(false);
+    let r = st.store.write(false, &exists, |w| rustcd_server::apply::apply_one(w, &st.lessor, req.request));
+    assert!(r.is_ok(), "the backend transaction failed: {:?}", r.err());
+});
