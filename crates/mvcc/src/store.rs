@@ -62,11 +62,15 @@ fn u64_meta(v: Option<redb::AccessGuard<'_, &'static [u8]>>) -> Option<u64> {
     Some(u64::from_be_bytes(v.value().try_into().ok()?))
 }
 
+/// redb's page cache. redb's default (1 GiB) keeps every page it ever wrote or read in the
+/// process; past this, pages are read back through the OS page cache.
+const CACHE_BYTES: usize = 16 << 20;
+
 impl KvStore {
     /// Opens (or creates) the backend file and rebuilds the key index from it.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let db = Database::create(&path)?;
+        let db = Database::builder().set_cache_size(CACHE_BYTES).create(&path)?;
         let tx = db.begin_write()?;
         tx.open_table(KV)?;
         tx.open_table(META)?;
