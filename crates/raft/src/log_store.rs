@@ -34,10 +34,18 @@ const KEY_TRUNCATED: &[u8] = b"truncated";
 /// Takes a snapshot of the state machine: its data and the raft index it reflects.
 pub type SnapshotSource = Box<dyn Fn() -> std::result::Result<(Vec<u8>, u64), String> + Send>;
 
+/// Most bytes of entries [`LogStore`] keeps in memory after writing them.
+const CACHE_BYTES: usize = 8 << 20;
+
 /// The persistent raft log.
 pub struct LogStore {
     snapshot_source: Option<SnapshotSource>,
     engine: Arc<Engine>,
+    /// The newest entries written, contiguous up to the last index: raft reads most entries
+    /// back right after writing them (to apply them, to send them to a follower), and
+    /// raft-engine would read each from its file (a pread, a checksum, a decode).
+    cache: std::collections::VecDeque<Entry>,
+    cache_bytes: usize,
     hard_state: HardState,
     conf_state: ConfState,
     /// Index and term of the last compacted entry (0, 0 when nothing was compacted).
@@ -87,7 +95,15 @@ impl LogStore {
             Some(_) => return Err(Error::Corrupt("truncation record".into())),
             None => (0, 0),
         };
-        Ok(LogStore { snapshot_source: None, engine, hard_state, conf_state, truncated })
+        Ok(LogStore {
+            snapshot_source: None,
+            engine,
+            cache: Default::default(),
+            cache_bytes: 0,
+            hard_state,
+            conf_state,
+            truncated,
+        })
     }
 
     pub fn set_snapshot_source(&mut self, f: SnapshotSource) {
@@ -109,6 +125,7 @@ impl LogStore {
         batch.put_message(GROUP, KEY_CONF_STATE.to_vec(), meta.get_conf_state())?;
         batch.put(GROUP, KEY_TRUNCATED.to_vec(), v)?;
         self.engine.write(&mut batch, true)?;
+        self.clear_cache();
         self.hard_state = hs;
         self.conf_state = meta.get_conf_state().clone();
         self.truncated = (meta.index, meta.term);
@@ -144,7 +161,44 @@ impl LogStore {
         if let Some(hs) = hs {
             self.hard_state = hs.clone();
         }
+        self.cache_appended(entries);
         Ok(())
+    }
+
+    /// Keeps newly written entries (replacing a conflicting tail) in the cache, within its size.
+    fn cache_appended(&mut self, entries: &[Entry]) {
+        let Some(first) = entries.first().map(|e| e.index) else {
+            return;
+        };
+        while self.cache.back().is_some_and(|e| e.index >= first) {
+            self.pop_cached(false);
+        }
+        if self.cache.back().is_some_and(|e| e.index + 1 != first) {
+            self.clear_cache();
+        }
+        for e in entries {
+            self.cache_bytes += entry_size(e);
+            self.cache.push_back(e.clone());
+        }
+        while self.cache_bytes > CACHE_BYTES && self.cache.len() > 1 {
+            self.pop_cached(true);
+        }
+    }
+
+    fn pop_cached(&mut self, front: bool) {
+        let e = if front { self.cache.pop_front() } else { self.cache.pop_back() };
+        self.cache_bytes -= e.map_or(0, |e| entry_size(&e));
+    }
+
+    fn clear_cache(&mut self) {
+        self.cache.clear();
+        self.cache_bytes = 0;
+    }
+
+    /// The cached entry at `idx`, if the cache holds it.
+    fn cached(&self, idx: u64) -> Option<&Entry> {
+        let first = self.cache.front()?.index;
+        self.cache.get(usize::try_from(idx.checked_sub(first)?).ok()?)
     }
 
     /// Records a new commit index.
@@ -174,6 +228,9 @@ impl LogStore {
         batch.put(GROUP, KEY_TRUNCATED.to_vec(), v)?;
         self.engine.write(&mut batch, true)?;
         self.truncated = (index, term);
+        while self.cache.front().is_some_and(|e| e.index <= index) {
+            self.pop_cached(true);
+        }
         self.engine.compact_to(GROUP, index + 1);
         self.engine.purge_expired_files()?;
         Ok(())
@@ -190,6 +247,9 @@ impl LogStore {
     fn term_inner(&self, idx: u64) -> Result<u64> {
         if idx == self.truncated.0 {
             return Ok(self.truncated.1);
+        }
+        if let Some(e) = self.cached(idx) {
+            return Ok(e.term);
         }
         match self.engine.get_entry::<EntryExt>(GROUP, idx)? {
             Some(e) => Ok(e.term),
@@ -267,8 +327,16 @@ impl raft::Storage for LogStore {
         if high > self.last_index_inner() + 1 {
             return Err(raft::Error::Store(StorageError::Unavailable));
         }
-        let mut out = Vec::with_capacity((high - low) as usize);
-        let max = max_size.into().map(|m| m as usize);
+        let max_size = max_size.into();
+        let len = (high - low) as usize;
+        if self.cached(low).is_some() && self.cached(high - 1).is_some() {
+            let from = (low - self.cache[0].index) as usize;
+            let mut out: Vec<Entry> = self.cache.range(from..from + len).cloned().collect();
+            raft::util::limit_size(&mut out, max_size);
+            return Ok(out);
+        }
+        let mut out = Vec::with_capacity(len);
+        let max = max_size.map(|m| m as usize);
         self.engine.fetch_entries_to::<EntryExt>(GROUP, low, high, max, &mut out).map_err(storage_err)?;
         if out.is_empty() && high > low {
             out.truncate(0);
@@ -376,6 +444,40 @@ mod tests {
         let err = LogStore::open(dir.path()).err().expect("a damaged log does not open").to_string();
         assert!(err.contains("has a hole") && err.contains("Refusing to start"), "{err}");
         assert!(!recovering());
+    }
+
+    /// Entries read back right after they are written come from the cache, and say what the
+    /// engine says: across a conflicting tail, a size limit, compaction and a snapshot.
+    #[test]
+    fn cached_entries_match_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = LogStore::open(dir.path()).unwrap();
+        let all = |s: &LogStore| {
+            let (first, last) = (s.first_index().unwrap(), s.last_index().unwrap());
+            s.entries(first, last + 1, None, GetEntriesContext::empty(false)).unwrap()
+        };
+        s.append(&[entry(1, 1), entry(2, 1), entry(3, 1)], None, true).unwrap();
+        s.append(&[entry(3, 2), entry(4, 2)], None, true).unwrap();
+        assert_eq!(s.cache.len(), 4);
+        assert_eq!(all(&s).iter().map(|e| (e.index, e.term)).collect::<Vec<_>>(), [(1, 1), (2, 1), (3, 2), (4, 2)]);
+        assert_eq!(s.term(3).unwrap(), 2);
+        let one = entry_size(&entry(1, 1)) as u64;
+        assert_eq!(s.entries(1, 5, Some(one), GetEntriesContext::empty(false)).unwrap().len(), 1);
+        s.compact(2).unwrap();
+        assert_eq!(s.cache.front().map(|e| e.index), Some(3));
+        assert!(s.entries(2, 4, None, GetEntriesContext::empty(false)).is_err());
+        let cached = all(&s);
+        s.clear_cache();
+        assert_eq!(cached, all(&s), "the engine holds what the cache served");
+        let mut snap = Snapshot::default();
+        snap.mut_metadata().index = 10;
+        snap.mut_metadata().term = 3;
+        snap.mut_metadata().mut_conf_state().voters = vec![1];
+        s.append(&[entry(5, 2)], None, true).unwrap();
+        s.apply_snapshot(&snap).unwrap();
+        assert!(s.cache.is_empty());
+        s.append(&[entry(11, 3)], None, true).unwrap();
+        assert_eq!(all(&s).iter().map(|e| e.index).collect::<Vec<_>>(), [11]);
     }
 
     #[test]
