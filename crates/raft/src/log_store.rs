@@ -34,8 +34,9 @@ const KEY_TRUNCATED: &[u8] = b"truncated";
 /// Takes a snapshot of the state machine: its data and the raft index it reflects.
 pub type SnapshotSource = Box<dyn Fn() -> std::result::Result<(Vec<u8>, u64), String> + Send>;
 
-/// Most bytes of entries [`LogStore`] keeps in memory after writing them.
-const CACHE_BYTES: usize = 8 << 20;
+/// Most bytes of entries [`LogStore`] keeps in memory after writing them: enough for the entries
+/// between their write and their apply under load (8 MiB cost ~12 MiB of RSS for no gain).
+const CACHE_BYTES: usize = 1 << 20;
 
 /// The persistent raft log.
 pub struct LogStore {
