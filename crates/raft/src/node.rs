@@ -88,14 +88,14 @@ pub struct RaftNode {
 }
 
 impl RaftNode {
-    /// Opens the log, builds the `RawNode` and starts the raft thread.
+    /// Builds the `RawNode` on the opened log (`cfg.dir`'s) and starts the raft thread.
     pub fn start(
         cfg: NodeConfig,
+        mut store: LogStore,
         out: mpsc::SyncSender<Output>,
         transport: Arc<PeerTransport>,
         snapshot_source: SnapshotSource,
     ) -> Result<Self> {
-        let mut store = LogStore::open(&cfg.dir)?;
         store.set_snapshot_source(snapshot_source);
         let mut applied = cfg.applied.min(store.hard_state().commit);
         if store.is_empty() && !cfg.bootstrap.is_empty() {
