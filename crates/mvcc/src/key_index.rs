@@ -54,6 +54,15 @@ impl KeyIndex {
         g.ver = version;
     }
 
+    /// Applies one stored revision during a rebuild.
+    fn replay(&mut self, rev: Revision, version: i64, tombstone: bool) {
+        if tombstone {
+            self.tombstone(rev);
+        } else {
+            self.put(rev, version);
+        }
+    }
+
     /// Records a deletion; false when the key is not live.
     fn tombstone(&mut self, rev: Revision) -> bool {
         match self.generations.last() {
@@ -126,31 +135,47 @@ pub struct TreeIndex {
 /// One stored revision as a restart reads it: key, revision, version, tombstone.
 pub type StoredRev = (Vec<u8>, Revision, i64, bool);
 
+/// The positions of `revs` (given in revision order) sorted by key, each key's revisions in
+/// their order. Sorts compact (key prefix, position) pairs so that most comparisons never touch
+/// the keys themselves: a restart sorts every stored revision (a stable sort of the records by
+/// key was most of a restart's instructions).
+fn key_order(revs: &[StoredRev]) -> Vec<usize> {
+    let prefix = |k: &[u8]| {
+        let mut p = [0u8; 8];
+        let n = k.len().min(8);
+        p[..n].copy_from_slice(&k[..n]);
+        u64::from_be_bytes(p)
+    };
+    let mut order: Vec<(u64, usize)> = revs.iter().enumerate().map(|(i, r)| (prefix(&r.0), i)).collect();
+    order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| revs[a.1].0.cmp(&revs[b.1].0)).then(a.1.cmp(&b.1)));
+    order.into_iter().map(|(_, i)| i).collect()
+}
+
 impl TreeIndex {
     /// Builds the index from every stored revision, given in revision order: grouped by key
-    /// (a stable sort keeps each key's revisions in order) and bulk-built in key order, which
-    /// spares a restart one tree search per revision.
+    /// (each key's revisions kept in order) and bulk-built in key order, which spares a
+    /// restart one tree search per revision.
     pub fn rebuild(mut revs: Vec<StoredRev>) -> TreeIndex {
-        revs.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut keys = Vec::new();
-        let mut iter = revs.into_iter().peekable();
-        while let Some((key, rev, version, tombstone)) = iter.next() {
-            let mut ki = KeyIndex::default();
-            let apply = |ki: &mut KeyIndex, rev, version, tombstone| {
-                if tombstone {
-                    ki.tombstone(rev);
-                } else {
-                    ki.put(rev, version);
+        let order = key_order(&revs);
+        let mut keys: Vec<(Vec<u8>, KeyIndex)> = Vec::new();
+        for i in order {
+            let (key, rev, version, tombstone) = &mut revs[i];
+            let key = std::mem::take(key);
+            match keys.last_mut() {
+                Some((last, ki)) if *last == key => ki.replay(*rev, *version, *tombstone),
+                _ => {
+                    // A key whose only revisions are tombstones (history compacted) has no entry.
+                    if keys.last().is_some_and(|(_, ki)| ki.generations.is_empty()) {
+                        keys.pop();
+                    }
+                    let mut ki = KeyIndex::default();
+                    ki.replay(*rev, *version, *tombstone);
+                    keys.push((key, ki));
                 }
-            };
-            apply(&mut ki, rev, version, tombstone);
-            while let Some((_, rev, version, tombstone)) = iter.next_if(|n| n.0 == key) {
-                apply(&mut ki, rev, version, tombstone);
             }
-            // A key whose only revisions are tombstones (history compacted) has no entry.
-            if !ki.generations.is_empty() {
-                keys.push((key, ki));
-            }
+        }
+        if keys.last().is_some_and(|(_, ki)| ki.generations.is_empty()) {
+            keys.pop();
         }
         TreeIndex { keys: keys.into_iter().collect() }
     }
