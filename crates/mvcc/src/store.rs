@@ -62,6 +62,12 @@ fn u64_meta(v: Option<redb::AccessGuard<'_, &'static [u8]>>) -> Option<u64> {
     Some(u64::from_be_bytes(v.value().try_into().ok()?))
 }
 
+impl Drop for KvStore {
+    fn drop(&mut self) {
+        tracing::info!(path = %self.path.display(), "backend closed");
+    }
+}
+
 /// redb's page cache. redb's default (1 GiB) keeps every page it ever wrote or read in the
 /// process; past this, pages are read back through the OS page cache.
 const CACHE_BYTES: usize = 16 << 20;
