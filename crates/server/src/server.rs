@@ -207,13 +207,15 @@ async fn read_index_round(s: &EtcdServer, round: u64) -> Result<(), Status> {
     s.read_waiters.lock().unwrap_or_else(|p| p.into_inner()).insert(round, tx);
     let deadline = request_timeout(&s.cfg);
     let r = async {
-        // Without a leader raft drops the request: retry until one answers or time runs out.
+        // Without a leader raft drops the request: retry until one answers or time runs out;
+        // soon (a heartbeat) while no leader is known, else after etcd's 500 ms.
         let mut rx = rx;
         loop {
             s.send_raft(Input::ReadIndex(round.to_be_bytes().to_vec()))?;
+            let retry = if s.leader() == 0 { s.cfg.raw.heartbeat_interval.max(10) } else { 500 };
             tokio::select! {
                 idx = &mut rx => return idx.map_err(|_| rpc::stopped()),
-                _ = tokio::time::sleep(Duration::from_millis(s.cfg.raw.election_timeout.max(100))) => {}
+                _ = tokio::time::sleep(Duration::from_millis(retry)) => {}
             }
         }
     };
