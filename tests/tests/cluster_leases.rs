@@ -20,7 +20,9 @@ fn cluster_leases_survive_leader_kill() {
     let granted = Instant::now();
     let short = lease_id(&etcdctl(&eps, &["lease", "grant", "8"]));
     etcdctl(&eps, &["put", "short", "v", &format!("--lease={short}")]);
-    let kept = lease_id(&etcdctl(&eps, &["lease", "grant", "3"]));
+    // etcdctl (clientv3) drops a keep-alive itself when no renewal answers within the TTL:
+    // the election and its 500 ms reconnect must fit in it, with room for a loaded machine.
+    let kept = lease_id(&etcdctl(&eps, &["lease", "grant", "5"]));
     etcdctl(&eps, &["put", "kept", "v", &format!("--lease={kept}")]);
     let mut keeper = spawn_etcdctl(&all, &["lease", "keep-alive", &kept]);
 
