@@ -3,7 +3,8 @@
 //! member: around the fsync of new raft log entries, around the backend's durable commit,
 //! around a compaction, and on a member catching up from a snapshot: before the backend takes
 //! it, and around the raft log recording it. It restarts without the failpoint and catches up.
-//! Afterwards every acknowledged write is on every member and HashKV agrees. A lone member
+//! Leaders crash while making a snapshot for a member that fell behind (the cluster loses its
+//! quorum). Afterwards every acknowledged write is on every member and HashKV agrees. A lone member
 //! crashed at each point of its write path (the whole cluster down at once) keeps every
 //! acknowledged write too.
 
@@ -92,4 +93,49 @@ async fn single_member_crashes_at_failpoints_lose_no_acknowledged_write() {
     progress(&acked, 100).await;
     stop_writers(&stop, tasks).await;
     verify_cluster(&c, &acked, "fp1").await;
+}
+
+/// Whoever leads crashes while making a snapshot for a member that fell behind: both members
+/// that could lead carry `snapshotBeforeSave`, so the first leader dies, the second is elected
+/// with the lagging member's vote and dies too, and the cluster has no quorum until they come
+/// back without it. Nothing acknowledged is lost and the lagging member catches up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_leaders_crash_making_a_snapshot_lose_no_acknowledged_write() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let mut c = Cluster::start_with(
+        rustcd_tests::Server::Rustcd,
+        3,
+        &["--snapshot-count", "300", "--experimental-snapshot-catchup-entries", "100"],
+    );
+    c.wait_writable(0);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (acked, tasks) = start_writers(c.endpoints(), "snap", 4, stop.clone());
+    progress(&acked, 100).await;
+    let leader = wait_for("a leader", Duration::from_secs(15), || leader_index(&c));
+    let behind = (leader + 1) % 3;
+    fall_behind(&mut c, behind, &acked).await;
+    let leaders: Vec<usize> = (0..3).filter(|i| *i != behind).collect();
+    for &i in &leaders {
+        c.kill(i, libc::SIGKILL);
+        c.members[i].env = vec![("FAILPOINTS".into(), "snapshotBeforeSave=panic".into())];
+        c.restart(i);
+    }
+    progress(&acked, 50).await;
+    c.restart(behind);
+    for &i in &leaders {
+        let status = c.wait_exit(i, Duration::from_secs(30)).expect("each leader crashes making the snapshot");
+        assert_eq!(status.signal(), Some(libc::SIGABRT), "member {i}: {status:?}");
+        let log = std::fs::read_to_string(&c.members[i].log).unwrap_or_default();
+        assert!(log.contains("failpoint snapshotBeforeSave panic"), "member {i} stopped at snapshotBeforeSave");
+        eprintln!("member {i} crashed making a snapshot for member {behind}");
+        c.members[i].env.clear();
+    }
+    for &i in &leaders {
+        c.restart(i);
+    }
+    progress(&acked, 100).await;
+    stop_writers(&stop, tasks).await;
+    verify_cluster(&c, &acked, "snap").await;
+    let log = std::fs::read_to_string(&c.members[behind].log).unwrap_or_default();
+    assert!(log.contains("applied snapshot from leader"), "member {behind} caught up from a snapshot");
 }
