@@ -43,7 +43,8 @@ impl State {
 
 /// The key-value store. Cheap to share behind an `Arc`.
 pub struct KvStore {
-    db: Database,
+    /// Written only to defragment (redb's compaction wants the database to itself).
+    db: RwLock<Database>,
     path: PathBuf,
     state: RwLock<State>,
 }
@@ -82,7 +83,7 @@ impl KvStore {
         tx.open_table(META)?;
         tx.commit()?;
         let state = Self::load_state(&db)?;
-        Ok(KvStore { db, path, state: RwLock::new(state) })
+        Ok(KvStore { db: RwLock::new(db), path, state: RwLock::new(state) })
     }
 
     fn load_state(db: &Database) -> Result<State> {
@@ -114,12 +115,34 @@ impl KvStore {
         self.state.write().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The database, for beginning a transaction (the guard may go once it has begun).
+    fn db(&self) -> RwLockReadGuard<'_, Database> {
+        self.db.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Rewrites the backend file without its free pages (etcd's defrag): writes and reads wait
+    /// meanwhile; a transaction still open elsewhere is waited out for up to 3 s.
+    pub fn defragment(&self) -> Result<()> {
+        let _st = self.write_lock();
+        let mut db = self.db.write().unwrap_or_else(|p| p.into_inner());
+        for _ in 0..300 {
+            match db.compact() {
+                Ok(_) => return Ok(()),
+                Err(redb::CompactionError::TransactionInProgress) => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => return Err(Error::backend(e)),
+            }
+        }
+        Err(Error::Backend("defragment: a transaction stayed open".into()))
+    }
+
     /// Serves a Range at the latest committed state.
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
         let st = self.read_lock();
         // Open the backend snapshot while holding the lock: it then holds every revision the
         // index names, and a later compaction cannot take them away.
-        let tx = self.db.begin_read()?;
+        let tx = self.db().begin_read()?;
         let table = tx.open_table(KV)?;
         range::range(&st.read_state(), &table, req)
     }
@@ -154,7 +177,7 @@ impl KvStore {
         f: impl FnOnce(&mut WriteTxn) -> R,
     ) -> Result<Committed<R>> {
         let mut st = self.write_lock();
-        let mut tx = self.db.begin_write()?;
+        let mut tx = self.db().begin_write()?;
         if !durable {
             tx.set_durability(Durability::None)?;
         }
@@ -176,7 +199,7 @@ impl KvStore {
     /// A read snapshot of the backend and the consistent index it holds.
     pub(crate) fn read_txn_with_index(&self) -> Result<(redb::ReadTransaction, u64)> {
         let st = self.read_lock();
-        let tx = self.db.begin_read()?;
+        let tx = self.db().begin_read()?;
         Ok((tx, st.consistent_index))
     }
 
@@ -185,7 +208,7 @@ impl KvStore {
     pub fn restore(&self, data: &[u8]) -> Result<()> {
         let records = crate::snapshot::parse(data)?;
         let mut st = self.write_lock();
-        let tx = self.db.begin_write()?;
+        let tx = self.db().begin_write()?;
         tx.delete_table(KV)?;
         tx.delete_table(META)?;
         {
@@ -201,13 +224,13 @@ impl KvStore {
             }
         }
         tx.commit()?;
-        *st = Self::load_state(&self.db)?;
+        *st = Self::load_state(&self.db())?;
         Ok(())
     }
 
     /// Forces everything committed so far onto disk.
     pub fn sync(&self) -> Result<()> {
-        let tx = self.db.begin_write()?;
+        let tx = self.db().begin_write()?;
         tx.commit()?;
         Ok(())
     }
@@ -219,7 +242,7 @@ impl KvStore {
         if from <= st.compact_rev {
             return Err(Error::Compacted);
         }
-        let tx = self.db.begin_read()?;
+        let tx = self.db().begin_read()?;
         let table = tx.open_table(KV)?;
         drop(st);
         let lo = Revision::new(from, 0).lower_key();
@@ -255,7 +278,7 @@ impl KvStore {
         let Some(at) = st.index.get(key, rev) else {
             return Ok(None);
         };
-        let tx = self.db.begin_read()?;
+        let tx = self.db().begin_read()?;
         let table = tx.open_table(KV)?;
         drop(st);
         Ok(Some(range::load(&table, at.modified)?))
@@ -263,14 +286,14 @@ impl KvStore {
 
     /// Reads a metadata record.
     pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db().begin_read()?;
         let meta = tx.open_table(META)?;
         Ok(meta.get(key)?.map(|v| v.value().to_vec()))
     }
 
     /// Metadata records whose key starts with `prefix`, in key order.
     pub fn meta_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db().begin_read()?;
         let meta = tx.open_table(META)?;
         let mut out = Vec::new();
         for item in meta.range(prefix..)? {
@@ -287,7 +310,7 @@ impl KvStore {
     pub fn db_size(&self) -> (i64, i64) {
         let total = std::fs::metadata(&self.path).map(|m| m.len() as i64).unwrap_or(0);
         let in_use = self
-            .db
+            .db()
             .begin_write()
             .ok()
             .and_then(|tx| {
@@ -311,7 +334,7 @@ impl KvStore {
             return Err(Error::Compacted);
         }
         let compact_rev = st.compact_rev;
-        let tx = self.db.begin_read()?;
+        let tx = self.db().begin_read()?;
         let table = tx.open_table(KV)?;
         drop(st);
         let hi = Revision::new(rev + 1, 0).lower_key();
@@ -330,4 +353,43 @@ impl KvStore {
 
     pub(crate) const META_CONSISTENT_INDEX: &'static str = META_CONSISTENT_INDEX;
     pub(crate) const META_COMPACT_REV: &'static str = META_COMPACT_REV;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustcd_api::etcdserverpb::{DeleteRangeRequest, PutRequest};
+
+    /// Defragmenting after deleting and compacting most data shrinks the file and keeps what is
+    /// left, at the same revision.
+    #[test]
+    fn defragment_shrinks_the_file_and_keeps_the_data() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = KvStore::open(dir.path().join("db")).expect("open");
+        let no_leases = |_: i64| false;
+        for i in 0..3000 {
+            let req = PutRequest {
+                key: format!("k{i:05}").into_bytes().into(),
+                value: vec![b'v'; 1024].into(),
+                ..Default::default()
+            };
+            store.write(false, &no_leases, |w| w.put(&req).map(|_| ())).expect("put");
+        }
+        let del =
+            DeleteRangeRequest { key: b"k0".to_vec().into(), range_end: b"k2".to_vec().into(), ..Default::default() };
+        store.write(false, &no_leases, |w| w.delete_range(&del).map(|_| ())).expect("delete");
+        let rev = store.current_rev();
+        store.write(false, &no_leases, |w| w.compact(rev).map(|_| ())).expect("compact");
+        store.sync().expect("sync");
+        let before = store.db_size().0;
+        let hash = store.hash_kv(rev).expect("hash");
+        store.defragment().expect("defragment");
+        let after = store.db_size().0;
+        assert!(after < before / 2, "the file shrank: {before} -> {after} bytes");
+        assert_eq!(store.current_rev(), rev);
+        assert_eq!(store.hash_kv(rev).expect("hash after"), hash);
+        drop(store);
+        let reopened = KvStore::open(dir.path().join("db")).expect("reopen");
+        assert_eq!(reopened.hash_kv(rev).expect("hash after reopen"), hash);
+    }
 }

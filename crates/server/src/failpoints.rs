@@ -10,6 +10,7 @@
 //! - `snapshotBeforeSave`: before a snapshot is made for a peer that fell behind;
 //! - `beforeCommit`, `afterCommit`: around the backend's durable commit;
 //! - `compactBeforeCommit`, `compactAfterCommit`: around the compaction's write and its commit;
+//! - `defragBeforeCompact`, `defragAfterCompact`: around the backend file's rewrite (defrag);
 //! - `ack-before-commit` (action `return`): a deliberate bug, a put answered as soon as it is
 //!   proposed, before raft commits it. The checker must notice.
 //!
@@ -27,6 +28,8 @@ pub const NAMES: &[&str] = &[
     "afterCommit",
     "compactBeforeCommit",
     "compactAfterCommit",
+    "defragBeforeCompact",
+    "defragAfterCompact",
     "ack-before-commit",
 ];
 
