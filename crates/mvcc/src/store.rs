@@ -71,7 +71,7 @@ impl Drop for KvStore {
 
 /// redb's page cache. redb's default (1 GiB) keeps every page it ever wrote or read in the
 /// process; past this, pages are read back through the OS page cache.
-const CACHE_BYTES: usize = 16 << 20;
+const CACHE_BYTES: usize = 8 << 20;
 
 impl KvStore {
     /// Opens (or creates) the backend file and rebuilds the key index from it.
