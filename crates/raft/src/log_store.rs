@@ -269,10 +269,19 @@ pub fn recovering() -> bool {
 }
 
 /// Opens the engine; a panic inside it comes back as its message.
+/// Says so before and after: a damaged log can still make raft-engine abort the process (a huge
+/// allocation from a broken length, see fuzz/README.md), and then this is the last line.
 fn recover(cfg: Config) -> std::result::Result<raft_engine::Result<Engine>, String> {
+    let dir = cfg.dir.clone();
+    tracing::info!(dir = %dir, "recovering the raft log");
+    let started = std::time::Instant::now();
     RECOVERING.store(true, std::sync::atomic::Ordering::SeqCst);
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Engine::open(cfg)));
     RECOVERING.store(false, std::sync::atomic::Ordering::SeqCst);
+    if let Ok(Ok(engine)) = &r {
+        let (first, last) = (engine.first_index(GROUP), engine.last_index(GROUP));
+        tracing::info!(dir = %dir, ?first, ?last, took = ?started.elapsed(), "raft log recovered");
+    }
     r.map_err(|p| {
         p.downcast_ref::<String>()
             .cloned()
