@@ -164,20 +164,14 @@ impl TreeIndex {
             match keys.last_mut() {
                 Some((last, ki)) if *last == key => ki.replay(*rev, *version, *tombstone),
                 _ => {
-                    // A key whose only revisions are tombstones (history compacted) has no entry.
-                    if keys.last().is_some_and(|(_, ki)| ki.generations.is_empty()) {
-                        keys.pop();
-                    }
                     let mut ki = KeyIndex::default();
                     ki.replay(*rev, *version, *tombstone);
                     keys.push((key, ki));
                 }
             }
         }
-        if keys.last().is_some_and(|(_, ki)| ki.generations.is_empty()) {
-            keys.pop();
-        }
-        TreeIndex { keys: keys.into_iter().collect() }
+        // A key whose only revisions are tombstones (history compacted) has no entry.
+        TreeIndex { keys: keys.into_iter().filter(|(_, ki)| !ki.generations.is_empty()).collect() }
     }
 
     pub fn put(&mut self, key: &[u8], rev: Revision, version: i64) {
