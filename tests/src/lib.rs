@@ -400,7 +400,6 @@ impl Cluster {
     /// `after + 1`th time it is reached; calls `trigger` until the member aborts there (60 s at
     /// most), then restarts it without the failpoint and waits until it serves.
     pub fn crash_at(&mut self, i: usize, point: &str, after: u32, mut trigger: impl FnMut(&Cluster)) {
-        use std::os::unix::process::ExitStatusExt as _;
         self.kill(i, libc::SIGKILL);
         self.members[i].env = vec![("FAILPOINTS".into(), format!("{point}={after}*off->panic"))];
         self.start_only(i);
@@ -412,12 +411,19 @@ impl Cluster {
             }
             assert!(std::time::Instant::now() < deadline, "member {i} never reached {point}");
         };
+        self.assert_aborted_at(i, status, point);
+        self.restart(i);
+    }
+
+    /// Checks that member `i` exited with `status` by aborting at the failpoint `point`, and
+    /// clears its failpoints for the next start.
+    pub fn assert_aborted_at(&mut self, i: usize, status: std::process::ExitStatus, point: &str) {
+        use std::os::unix::process::ExitStatusExt as _;
         assert_eq!(status.signal(), Some(libc::SIGABRT), "member {i} aborted at {point}: {status:?}");
         let log = std::fs::read_to_string(&self.members[i].log).unwrap_or_default();
         assert!(log.contains(&format!("failpoint {point} panic")), "member {i} says it stopped at {point}");
         eprintln!("member {i} crashed at {point}");
         self.members[i].env.clear();
-        self.restart(i);
     }
 
     /// All client endpoints, `host:port`.
