@@ -11,11 +11,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS="${ROUNDS:-8}"
-cargo build --bins
+cargo build --bins --features rustcd-server/failpoints
 export RUSTCD_ROBUSTNESS_ROUNDS="$ROUNDS"
 # The process-level fuzzers too, longer and from a fresh seed (printed, to replay a failure).
 export RUSTCD_FUZZ_OPS="${RUSTCD_FUZZ_OPS:-20000}"
 export RUSTCD_FUZZ_SEED="${RUSTCD_FUZZ_SEED:-$(( (RANDOM << 30) ^ (RANDOM << 15) ^ RANDOM ))}"
 echo "robustness-long: $ROUNDS rounds, fuzz seed $RUSTCD_FUZZ_SEED, $RUSTCD_FUZZ_OPS operations"
-cargo nextest run -p rustcd-tests --profile ci --no-capture \
+cargo nextest run -p rustcd-testkit --features rustcd-server/failpoints --profile ci --no-capture \
     --test robustness --test crash_points --test fuzz_requests --test fuzz_peer

@@ -14,5 +14,5 @@ if [ ! -x /usr/bin/etcdctl ] || [ ! -x /usr/bin/etcd ]; then
 fi
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 
-cargo build --bins
-cargo nextest run --workspace --profile ci "$@"
+cargo build --bins --features rustcd-server/failpoints
+cargo nextest run --workspace --features rustcd-server/failpoints --profile ci "$@"

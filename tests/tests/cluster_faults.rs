@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use rustcd_tests::{Cluster, Server, leader_index, progress, start_writers, stop_writers, verify_cluster, wait_for};
+use rustcd_testkit::{Cluster, Server, leader_index, progress, start_writers, stop_writers, verify_cluster, wait_for};
 
 const SIGKILL: i32 = libc::SIGKILL;
 

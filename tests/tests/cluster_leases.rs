@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use rustcd_tests::{
+use rustcd_testkit::{
     Cluster, REAL_ETCDCTL, etcdctl, etcdctl_watch, leader_index, lease_id, spawn_etcdctl, stdout, wait_for,
 };
 

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use rustcd_tests::{Cluster, leader_index, start_writers, stdout, verify_cluster, wait_for};
+use rustcd_testkit::ClusterExt as _;
+use rustcd_testkit::{Cluster, leader_index, start_writers, stdout, verify_cluster, wait_for};
 
 fn member_id(c: &Cluster, name: &str) -> String {
     let list = stdout(&c.etcdctl(0, &["member", "list"]));

@@ -7,7 +7,7 @@ use rustcd_api::etcdserverpb::kv_client::KvClient;
 use rustcd_api::etcdserverpb::watch_client::WatchClient;
 use rustcd_api::etcdserverpb::watch_request::RequestUnion;
 use rustcd_api::etcdserverpb::{PutRequest, WatchCreateRequest, WatchRequest};
-use rustcd_tests::{Cluster, channel, wait_for};
+use rustcd_testkit::{Cluster, channel, wait_for};
 use tokio_stream::StreamExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,11 +66,11 @@ fn cluster_member_of_another_cluster_is_refused() {
     // A member with the same peer URLs in its configuration but another token: its cluster ID
     // differs, so the members must refuse its messages (and it theirs).
     let dir = tempfile::tempdir().expect("tempdir");
-    let (client, peer) = (rustcd_tests::free_port(), rustcd_tests::free_port());
+    let (client, peer) = (rustcd_testkit::free_port(), rustcd_testkit::free_port());
     let mut initial: Vec<String> = c.members.iter().skip(1).map(|m| format!("{}={}", m.name, m.peer_url())).collect();
     initial.push(format!("intruder=http://127.0.0.1:{peer}"));
     let log = dir.path().join("intruder.log");
-    let mut child = std::process::Command::new(rustcd_tests::workspace_bin("etcd"))
+    let mut child = std::process::Command::new(rustcd_testkit::workspace_bin("etcd"))
         .args(["--name", "intruder", "--data-dir"])
         .arg(dir.path().join("data"))
         .args(["--listen-client-urls", &format!("http://127.0.0.1:{client}")])

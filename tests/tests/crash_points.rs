@@ -12,16 +12,17 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use rustcd_tests::{Acked, Cluster, leader_index, progress, start_writers, stop_writers, verify_cluster, wait_for};
+use rustcd_testkit::ClusterExt as _;
+use rustcd_testkit::{Acked, Cluster, leader_index, progress, start_writers, stop_writers, verify_cluster, wait_for};
 
 /// Compacts at the current revision through member `through` (nothing if it is down).
 fn compact_now(c: &Cluster, through: usize) {
     let ep = c.members[through].endpoint();
     let out = c.etcdctl(through, &["get", "x", "-w", "json", "--command-timeout=2s"]);
-    let text = rustcd_tests::stdout(&out);
+    let text = rustcd_testkit::stdout(&out);
     let rev = text.split("\"revision\":").nth(1).and_then(|r| r.split([',', '}']).next()).map(str::to_string);
     if let Some(rev) = rev {
-        let _ = rustcd_tests::etcdctl(&[&ep], &["compact", &rev, "--command-timeout=2s"]);
+        let _ = rustcd_testkit::etcdctl(&[&ep], &["compact", &rev, "--command-timeout=2s"]);
     }
 }
 
@@ -35,7 +36,7 @@ async fn fall_behind(c: &mut Cluster, i: usize, acked: &Acked) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_crashes_at_failpoints_lose_no_acknowledged_write() {
     let mut c = Cluster::start_with(
-        rustcd_tests::Server::Rustcd,
+        rustcd_testkit::Server::Rustcd,
         3,
         &["--snapshot-count", "300", "--experimental-snapshot-catchup-entries", "100"],
     );
@@ -110,7 +111,7 @@ async fn single_member_crashes_at_failpoints_lose_no_acknowledged_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_leaders_crash_making_a_snapshot_lose_no_acknowledged_write() {
     let mut c = Cluster::start_with(
-        rustcd_tests::Server::Rustcd,
+        rustcd_testkit::Server::Rustcd,
         3,
         &["--snapshot-count", "300", "--experimental-snapshot-catchup-entries", "100"],
     );

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rustcd_api::etcdserverpb::kv_client::KvClient;
 use rustcd_api::etcdserverpb::{PutRequest, RangeRequest};
-use rustcd_tests::{Cluster, channel, prefix_end};
+use rustcd_testkit::{Cluster, channel, prefix_end};
 
 const WRITERS: usize = 8;
 

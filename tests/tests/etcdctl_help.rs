@@ -3,7 +3,7 @@
 //! differences allowed are etcd 3.5's over the 3.4 reference: the version lines, the commands
 //! and flags 3.5 added, and `migrate`, which 3.5 removed.
 
-use rustcd_tests::Ctl;
+use rustcd_testkit::Ctl;
 
 /// Lines that exist in only one of etcdctl 3.4's and 3.5's help.
 const ONLY_IN_ONE: &[&str] = &[

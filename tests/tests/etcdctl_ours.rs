@@ -4,7 +4,7 @@
 //! masked; commands that change state run with a name of their own per etcdctl, masked too.
 //! Everything else must match byte for byte.
 
-use rustcd_tests::{Cluster, Ctl, Printed, Server, lease_id, stdout};
+use rustcd_testkit::{Cluster, Ctl, Printed, Server, lease_id, stdout};
 
 /// Masks what legitimately differs between two runs: lease IDs.
 fn mask(mut p: Printed, leases: &[String]) -> Printed {

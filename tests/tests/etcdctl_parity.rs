@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use rustcd_tests::{Cluster, Ctl, Printed, Server, ctl_watch};
+use rustcd_testkit::{Cluster, Ctl, Printed, Server, ctl_watch};
 
 /// One step of the session: etcdctl arguments and optional stdin.
 enum Step {

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use rustcd_tests::{Cluster, Ctl, stdout, wait_for};
+use rustcd_testkit::{Cluster, Ctl, stdout, wait_for};
 
 #[test]
 fn check_datascale_and_perf_pass_and_clean_up() {
@@ -111,10 +111,10 @@ fn interactive_watch_reads_commands_from_stdin() {
 fn cluster_reads_fail_over_from_a_member_without_leader() {
     let c = Cluster::start_proxied(3, &[]);
     c.wait_writable(0);
-    let leader = wait_for("a leader", Duration::from_secs(10), || rustcd_tests::leader_index(&c));
+    let leader = wait_for("a leader", Duration::from_secs(10), || rustcd_testkit::leader_index(&c));
     let cut = (leader + 1) % 3;
     assert!(Ctl::Ours.run(&c.members[leader].endpoint(), &["put", "fo", "v"], None).status.success());
-    c.proxies[cut].set(rustcd_tests::proxy::Fault::Blackhole);
+    c.proxies[cut].set(rustcd_testkit::proxy::Fault::Blackhole);
     // The cut member answers reads with an error once it has no leader.
     let alone = c.members[cut].endpoint();
     wait_for("the cut-off member to refuse reads", Duration::from_secs(15), || {

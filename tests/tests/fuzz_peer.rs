@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use rustcd_api::rustcdpb::RaftBatch;
 use rustcd_api::rustcdpb::peer_client::PeerClient;
-use rustcd_tests::{Cluster, leader_index, stdout};
+use rustcd_testkit::ClusterExt as _;
+use rustcd_testkit::{Cluster, leader_index, stdout};
 
 fn varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
@@ -128,7 +129,7 @@ async fn cluster_hostile_peer_messages_never_panic_a_member() {
     assert!(!log.contains("panicked"), "the member panicked:\n{}", &log[log.len().saturating_sub(3000)..]);
     assert!(c.members[target].is_running(), "the member is still running");
     // The cluster still takes writes through the member that was attacked.
-    rustcd_tests::wait_for("a write through the attacked member", Duration::from_secs(20), || {
+    rustcd_testkit::wait_for("a write through the attacked member", Duration::from_secs(20), || {
         c.etcdctl(target, &["put", "after", "attack", "--command-timeout=2s"]).status.success().then_some(())
     });
 }

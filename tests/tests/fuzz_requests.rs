@@ -12,7 +12,7 @@ use rustcd_api::etcdserverpb::request_op::Request;
 use rustcd_api::etcdserverpb::watch_client::WatchClient;
 use rustcd_api::etcdserverpb::watch_request::RequestUnion;
 use rustcd_api::etcdserverpb::*;
-use rustcd_tests::Cluster;
+use rustcd_testkit::Cluster;
 
 /// A seeded xorshift generator with helpers for request fields.
 struct Gen(u64);
@@ -147,7 +147,7 @@ impl Gen {
 async fn random_requests_never_stop_a_member() {
     let c = Cluster::start(1);
     c.wait_writable(0);
-    let channel = rustcd_tests::channel(&c.members[0].endpoint()).await;
+    let channel = rustcd_testkit::channel(&c.members[0].endpoint()).await;
     let mut kv = KvClient::new(channel.clone());
     let mut leases = LeaseClient::new(channel.clone());
     // RUSTCD_FUZZ_SEED and RUSTCD_FUZZ_OPS widen a run; CI uses the fixed seed.

@@ -6,7 +6,8 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use rustcd_tests::{Cluster, Ctl, ctl_watch, lease_id, stdout, wait_for};
+use rustcd_testkit::ClusterExt as _;
+use rustcd_testkit::{Cluster, Ctl, ctl_watch, lease_id, stdout, wait_for};
 
 /// One test per scenario and etcdctl.
 macro_rules! with_both_etcdctls {

@@ -3,7 +3,7 @@
 use rustcd_api::etcdserverpb::kv_client::KvClient;
 use rustcd_api::etcdserverpb::request_op::Request;
 use rustcd_api::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest};
-use rustcd_tests::{Cluster, channel};
+use rustcd_testkit::{Cluster, channel};
 use tonic::Code;
 
 fn put(key: &str, value: Vec<u8>) -> PutRequest {

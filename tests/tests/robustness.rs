@@ -20,10 +20,11 @@ use rustcd_api::etcdserverpb::watch_request::RequestUnion;
 use rustcd_api::etcdserverpb::{
     Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest, WatchCreateRequest, WatchRequest,
 };
-use rustcd_tests::linearizability::{self, Action, Op};
-use rustcd_tests::proxy::Fault;
-use rustcd_tests::watch_check::{self, Seen, WatchLog};
-use rustcd_tests::{Cluster, hash_kv, leader_index, wait_for};
+use rustcd_testkit::ClusterExt as _;
+use rustcd_testkit::linearizability::{self, Action, Op};
+use rustcd_testkit::proxy::Fault;
+use rustcd_testkit::watch_check::{self, Seen, WatchLog};
+use rustcd_testkit::{Cluster, hash_kv, leader_index, wait_for};
 
 const KEYS: usize = 4;
 const CLIENTS: usize = 6;
@@ -262,12 +263,12 @@ fn cluster_robustness_5_members_linearizable_under_kills_and_pauses() {
 /// `n` members stay), all while the load runs.
 fn change_membership(c: &mut Cluster, n: usize) {
     let ep = c.members[0].endpoint();
-    let ctl = |args: &[&str]| rustcd_tests::Ctl::Ours.run(&ep, args, None);
+    let ctl = |args: &[&str]| rustcd_testkit::Ctl::Ours.run(&ep, args, None);
     let name = format!("extra{}", c.members.len());
     let (new, peer_url) = c.plan_member(&name);
     let out = ctl(&["member", "add", &name, &format!("--peer-urls={peer_url}"), "--learner"]);
     assert!(out.status.success(), "member add: {}", String::from_utf8_lossy(&out.stderr));
-    let id = rustcd_tests::stdout(&out).split_whitespace().nth(1).expect("new member id").to_string();
+    let id = rustcd_testkit::stdout(&out).split_whitespace().nth(1).expect("new member id").to_string();
     c.start_joining(new);
     wait_for("the learner to be promoted", Duration::from_secs(30), || {
         ctl(&["member", "promote", &id]).status.success().then_some(())
@@ -381,7 +382,7 @@ fn robustness(n: usize) {
     let mut final_ops = Vec::new();
     rt.block_on(async {
         for m in &c.members[..n] {
-            let mut kv = KvClient::new(rustcd_tests::channel(&m.endpoint()).await);
+            let mut kv = KvClient::new(rustcd_testkit::channel(&m.endpoint()).await);
             for k in 0..KEYS {
                 let call = start.elapsed().as_nanos() as u64;
                 let req = RangeRequest { key: key(k).into_bytes().into(), ..Default::default() };
@@ -420,7 +421,7 @@ fn robustness(n: usize) {
 
     // Every member holds the same data at one revision.
     let rev = rt.block_on(async {
-        let mut kv = KvClient::new(rustcd_tests::channel(&c.members[0].endpoint()).await);
+        let mut kv = KvClient::new(rustcd_testkit::channel(&c.members[0].endpoint()).await);
         let r = kv.range(RangeRequest { key: b"rb/".to_vec().into(), ..Default::default() }).await.expect("rev");
         r.into_inner().header.map_or(0, |h| h.revision)
     });
@@ -477,8 +478,8 @@ fn cluster_checker_flags_stale_serializable_reads() {
     let now = || start.elapsed().as_nanos() as u64;
     let (mut history, mut stale_seen) = (Vec::new(), false);
     rt.block_on(async {
-        let mut to_leader = KvClient::new(rustcd_tests::channel(&c.members[leader].endpoint()).await);
-        let mut to_follower = KvClient::new(rustcd_tests::channel(&c.members[follower].endpoint()).await);
+        let mut to_leader = KvClient::new(rustcd_testkit::channel(&c.members[leader].endpoint()).await);
+        let mut to_follower = KvClient::new(rustcd_testkit::channel(&c.members[follower].endpoint()).await);
         for round in 0..50 {
             let put = |v: String| {
                 let req = PutRequest {
@@ -540,13 +541,13 @@ fn cluster_checker_catches_a_server_that_acks_before_commit() {
         ..Default::default()
     };
     rt.block_on(async {
-        let mut kv = KvClient::new(rustcd_tests::channel(&c.members[leader].endpoint()).await);
+        let mut kv = KvClient::new(rustcd_testkit::channel(&c.members[leader].endpoint()).await);
         let call = now();
         kv.put(put("v0")).await.expect("put v0");
         history.push(Op { client: 0, key: "acked".into(), action: Action::Put("v0".into()), call, ret: Some(now()) });
         // v0 is committed everywhere before the followers stop.
         for &f in &followers {
-            let to = KvClient::new(rustcd_tests::channel(&c.members[f].endpoint()).await);
+            let to = KvClient::new(rustcd_testkit::channel(&c.members[f].endpoint()).await);
             wait_for_async(|| {
                 let mut to = to.clone();
                 async move {
@@ -572,7 +573,7 @@ fn cluster_checker_catches_a_server_that_acks_before_commit() {
     let reader = followers[0];
     wait_for("a new leader among the followers", Duration::from_secs(15), || leader_index(&c));
     rt.block_on(async {
-        let mut kv = KvClient::new(rustcd_tests::channel(&c.members[reader].endpoint()).await);
+        let mut kv = KvClient::new(rustcd_testkit::channel(&c.members[reader].endpoint()).await);
         let call = now();
         let r = kv.range(RangeRequest { key: b"acked".to_vec().into(), ..Default::default() }).await.expect("read");
         let seen = r.into_inner().kvs.first().map(|kv| String::from_utf8_lossy(&kv.value).into_owned());

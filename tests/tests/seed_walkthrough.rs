@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use rustcd_tests::{Cluster, Ctl, ctl_watch, parse_status_table, stdout, wait_for};
+use rustcd_testkit::{Cluster, Ctl, ctl_watch, parse_status_table, stdout, wait_for};
 
 const NODES: [(&str, u16, u16); 3] = [("etcd-1", 2369, 2390), ("etcd-2", 2359, 2391), ("etcd-3", 2389, 2392)];
 
@@ -31,7 +31,7 @@ fn cluster_seed_walkthrough_with_our_etcdctl() {
 }
 
 fn walkthrough(ctl: Ctl) {
-    let dir = rustcd_tests::TempDir::new().expect("temp dir");
+    let dir = rustcd_testkit::TempDir::new().expect("temp dir");
     let mut members = Vec::new();
     for (i, (name, client, peer)) in NODES.iter().enumerate() {
         let data_dir = dir.path().join(format!("etcd{}", i + 1));

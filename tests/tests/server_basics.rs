@@ -6,7 +6,8 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use rustcd_tests::{Cluster, etcdctl, free_port, stdout, wait_for, workspace_bin};
+use rustcd_testkit::ClusterExt as _;
+use rustcd_testkit::{Cluster, etcdctl, free_port, stdout, wait_for, workspace_bin};
 
 fn http_get(port: u16, path: &str) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");

@@ -7,7 +7,7 @@ use rustcd_api::etcdserverpb::kv_client::KvClient;
 use rustcd_api::etcdserverpb::watch_client::WatchClient;
 use rustcd_api::etcdserverpb::watch_request::RequestUnion;
 use rustcd_api::etcdserverpb::{PutRequest, WatchCreateRequest, WatchRequest};
-use rustcd_tests::{Cluster, channel};
+use rustcd_testkit::{Cluster, channel};
 use tokio_stream::StreamExt;
 
 const WRITES: usize = 100_000;
@@ -94,8 +94,8 @@ async fn open_watch(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_notifications_and_fragments() {
-    let c = rustcd_tests::Cluster::start_with(
-        rustcd_tests::Server::Rustcd,
+    let c = rustcd_testkit::Cluster::start_with(
+        rustcd_testkit::Server::Rustcd,
         1,
         &["--experimental-watch-progress-notify-interval", "300ms"],
     );

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use rustcd_api::etcdserverpb::kv_client::KvClient;
 use rustcd_api::etcdserverpb::request_op::Request as ReqOp;
 use rustcd_api::etcdserverpb::{PutRequest, RangeRequest, RequestOp, TxnRequest};
-use rustcd_tests::Cluster;
+use rustcd_cluster::Cluster;
 
 /// What a workload sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,7 +85,7 @@ pub async fn run(c: &Cluster, p: &Params) -> Report {
 pub async fn run_on(endpoints: &[String], pids: &[u32], p: &Params) -> Report {
     if p.workload == Workload::Range {
         // Something to read.
-        let mut kv = KvClient::new(rustcd_tests::channel(&endpoints[0]).await);
+        let mut kv = KvClient::new(rustcd_cluster::channel(&endpoints[0]).await);
         for i in 0..p.key_space.min(1000) {
             let put = PutRequest {
                 key: key(i, p.key_size).into(),
@@ -97,7 +97,7 @@ pub async fn run_on(endpoints: &[String], pids: &[u32], p: &Params) -> Report {
     }
     let mut channels = Vec::new();
     for i in 0..p.conns {
-        channels.push(rustcd_tests::channel(&endpoints[i % endpoints.len()]).await);
+        channels.push(rustcd_cluster::channel(&endpoints[i % endpoints.len()]).await);
     }
     let (cpu0, _) = usage(pids);
     let next = Arc::new(AtomicUsize::new(0));

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use rustcd_api::etcdserverpb::PutRequest;
 use rustcd_api::etcdserverpb::kv_client::KvClient;
-use rustcd_tests::{Cluster, Server, leader_index, wait_for};
+use rustcd_cluster::{Cluster, Server, leader_index, wait_for};
 
 #[derive(Parser)]
 #[command(name = "rustcd-bench", about = "Side-by-side benchmarks of rustcd and etcd")]

@@ -15,8 +15,12 @@
 //!   proposed, before raft commits it. The checker must notice.
 //!
 //! raft-engine's own points (names with `::`, e.g. `log_fd::write::err`) may be set too.
+//!
+//! All of this exists only in builds with the `failpoints` feature (the test command's): a
+//! release build has no failpoints, and refuses to start when `FAILPOINTS` is set.
 
 /// Every failpoint of rustcd's; `FAILPOINTS` may name only these and raft-engine's.
+#[cfg(feature = "failpoints")]
 pub const NAMES: &[&str] = &[
     "raftBeforeSave",
     "raftAfterSave",
@@ -34,6 +38,7 @@ pub const NAMES: &[&str] = &[
 ];
 
 /// Sets the failpoints `FAILPOINTS` names; an unknown name or a bad action is an error.
+#[cfg(feature = "failpoints")]
 pub fn setup() -> Result<(), String> {
     let Ok(spec) = std::env::var("FAILPOINTS") else {
         return Ok(());
@@ -49,7 +54,17 @@ pub fn setup() -> Result<(), String> {
     Ok(())
 }
 
+/// Without the `failpoints` feature: `FAILPOINTS` set is an error, never silently ignored.
+#[cfg(not(feature = "failpoints"))]
+pub fn setup() -> Result<(), String> {
+    match std::env::var_os("FAILPOINTS") {
+        None => Ok(()),
+        Some(_) => Err("FAILPOINTS is set, but this build has no failpoints (build with --features failpoints)".into()),
+    }
+}
+
 /// True when the failpoint is set to `return`.
+#[cfg(feature = "failpoints")]
 pub fn returns(name: &str) -> bool {
     fail::eval(name, |_| ()).is_some()
 }

@@ -48,6 +48,7 @@ impl Kv for KvService {
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let p = req.into_inner();
         validate::put(&p)?;
+        #[cfg(feature = "failpoints")]
         if crate::failpoints::returns("ack-before-commit") {
             let s = self.0.clone();
             let rev = s.store.current_rev();

@@ -1,0 +1,68 @@
+//! Questions asked of a member over gRPC, from synchronous code as well: does it serve, can it
+//! write, who leads. Each synchronous probe runs on a thread of its own with its own small
+//! runtime, so it works inside and outside an async context alike.
+
+use std::future::Future;
+use std::time::Duration;
+
+use rustcd_api::etcdserverpb::kv_client::KvClient;
+use rustcd_api::etcdserverpb::maintenance_client::MaintenanceClient;
+use rustcd_api::etcdserverpb::{PutRequest, RangeRequest, StatusRequest};
+
+use crate::Cluster;
+
+/// A gRPC channel to `endpoint` (`host:port`); panics when it cannot connect.
+pub async fn channel(endpoint: &str) -> tonic::transport::Channel {
+    try_channel(endpoint, Duration::from_secs(2)).await.unwrap_or_else(|| panic!("connect to {endpoint}"))
+}
+
+async fn try_channel(endpoint: &str, timeout: Duration) -> Option<tonic::transport::Channel> {
+    let ep = tonic::transport::Endpoint::from_shared(format!("http://{endpoint}")).ok()?;
+    ep.connect_timeout(timeout).timeout(timeout).connect().await.ok()
+}
+
+/// Runs `f` to completion on a fresh single-threaded runtime on a thread of its own.
+fn run<T: Send>(f: impl Future<Output = Option<T>> + Send) -> Option<T> {
+    std::thread::scope(|s| {
+        s.spawn(|| tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?.block_on(f))
+            .join()
+            .ok()
+            .flatten()
+    })
+}
+
+/// Whether the member answers a serializable read within `timeout`.
+pub fn serializable_get(endpoint: &str, timeout: Duration) -> bool {
+    run(async {
+        let mut kv = KvClient::new(try_channel(endpoint, timeout).await?);
+        let req = RangeRequest { key: b"x".to_vec().into(), serializable: true, ..Default::default() };
+        kv.range(req).await.ok().map(|_| ())
+    })
+    .is_some()
+}
+
+/// Whether a put of `key` through the member succeeds within `timeout`.
+pub fn put(endpoint: &str, key: &str, timeout: Duration) -> bool {
+    run(async {
+        let mut kv = KvClient::new(try_channel(endpoint, timeout).await?);
+        let req = PutRequest { key: key.as_bytes().to_vec().into(), value: b"1".to_vec().into(), ..Default::default() };
+        kv.put(req).await.ok().map(|_| ())
+    })
+    .is_some()
+}
+
+/// The member's status: (is it the leader, raft term, leader's ID), or `None` when it does not
+/// answer within two seconds.
+pub fn status(endpoint: &str) -> Option<(bool, u64, u64)> {
+    run(async {
+        let mut m = MaintenanceClient::new(try_channel(endpoint, Duration::from_secs(2)).await?);
+        let st = m.status(StatusRequest {}).await.ok()?.into_inner();
+        let me = st.header.map(|h| h.member_id)?;
+        Some((st.leader == me && me != 0, st.raft_term, st.leader))
+    })
+}
+
+/// Index of the current leader among the running members.
+pub fn leader_index(c: &Cluster) -> Option<usize> {
+    c.members.iter().position(|m| m.is_running() && status(&m.endpoint()).is_some_and(|s| s.0))
+}
