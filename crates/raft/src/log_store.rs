@@ -13,6 +13,7 @@ use raft::{GetEntriesContext, RaftState, StorageError};
 use raft_engine::{Config, Engine, LogBatch, MessageExt, ReadableSize};
 
 use crate::error::{Error, Result};
+use crate::io::LogStorage;
 
 /// raft-engine's view of a raft-rs entry.
 #[derive(Clone)]
@@ -31,8 +32,20 @@ const KEY_HARD_STATE: &[u8] = b"hard_state";
 const KEY_CONF_STATE: &[u8] = b"conf_state";
 const KEY_TRUNCATED: &[u8] = b"truncated";
 
-/// Takes a snapshot of the state machine: its data and the raft index it reflects.
-pub type SnapshotSource = Box<dyn Fn() -> std::result::Result<(Vec<u8>, u64), String> + Send>;
+/// Takes a snapshot of the state machine: its data and the raft index it reflects. Runs on a
+/// thread of its own, never on the raft thread.
+pub type SnapshotSource = Arc<dyn Fn() -> std::result::Result<(Vec<u8>, u64), String> + Send + Sync>;
+
+/// A snapshot for a peer, made off the raft thread: raft asks ([`raft::Storage::snapshot`]),
+/// is told "temporarily unavailable" while a thread builds it, and gets it when it asks again
+/// (raft asks on the peer's next heartbeat response).
+#[derive(Default)]
+enum SnapshotJob {
+    #[default]
+    Idle,
+    Building,
+    Built(std::result::Result<(Vec<u8>, u64), String>),
+}
 
 /// Most bytes of entries [`LogStore`] keeps in memory after writing them: enough for the entries
 /// between their write and their apply under load (8 MiB cost ~12 MiB of RSS for no gain).
@@ -41,6 +54,7 @@ const CACHE_BYTES: usize = 1 << 20;
 /// The persistent raft log.
 pub struct LogStore {
     snapshot_source: Option<SnapshotSource>,
+    snapshot_job: Arc<std::sync::Mutex<SnapshotJob>>,
     engine: Arc<Engine>,
     /// The newest entries written, contiguous up to the last index: raft reads most entries
     /// back right after writing them (to apply them, to send them to a follower), and
@@ -98,6 +112,7 @@ impl LogStore {
         };
         Ok(LogStore {
             snapshot_source: None,
+            snapshot_job: Default::default(),
             engine,
             cache: Default::default(),
             cache_bytes: 0,
@@ -111,59 +126,12 @@ impl LogStore {
         self.snapshot_source = Some(f);
     }
 
-    /// Replaces the whole log with a snapshot's position: every entry goes, the snapshot's
-    /// index and term become the truncation point, its configuration the conf state.
-    pub fn apply_snapshot(&mut self, snap: &Snapshot) -> Result<()> {
-        let meta = snap.get_metadata();
-        let mut hs = self.hard_state.clone();
-        hs.commit = hs.commit.max(meta.index);
-        hs.term = hs.term.max(meta.term);
-        let mut v = meta.index.to_be_bytes().to_vec();
-        v.extend_from_slice(&meta.term.to_be_bytes());
-        let mut batch = LogBatch::default();
-        batch.add_command(GROUP, raft_engine::Command::Clean);
-        batch.put_message(GROUP, KEY_HARD_STATE.to_vec(), &hs)?;
-        batch.put_message(GROUP, KEY_CONF_STATE.to_vec(), meta.get_conf_state())?;
-        batch.put(GROUP, KEY_TRUNCATED.to_vec(), v)?;
-        self.engine.write(&mut batch, true)?;
-        self.clear_cache();
-        self.hard_state = hs;
-        self.conf_state = meta.get_conf_state().clone();
-        self.truncated = (meta.index, meta.term);
-        Ok(())
-    }
-
-    /// True when nothing was ever written: the member is new.
-    pub fn is_empty(&self) -> bool {
-        self.conf_state.voters.is_empty() && self.conf_state.learners.is_empty() && self.hard_state.term == 0
-    }
-
     pub fn hard_state(&self) -> &HardState {
         &self.hard_state
     }
 
     pub fn conf_state(&self) -> &ConfState {
         &self.conf_state
-    }
-
-    /// Persists new entries (replacing any conflicting tail) and hard state in one write.
-    pub fn append(&mut self, entries: &[Entry], hs: Option<&HardState>, sync: bool) -> Result<()> {
-        let mut batch = LogBatch::default();
-        if !entries.is_empty() {
-            batch.add_entries::<EntryExt>(GROUP, entries)?;
-        }
-        if let Some(hs) = hs {
-            batch.put_message(GROUP, KEY_HARD_STATE.to_vec(), hs)?;
-        }
-        if batch.is_empty() {
-            return Ok(());
-        }
-        self.engine.write(&mut batch, sync)?;
-        if let Some(hs) = hs {
-            self.hard_state = hs.clone();
-        }
-        self.cache_appended(entries);
-        Ok(())
     }
 
     /// Keeps newly written entries (replacing a conflicting tail) in the cache, within its size.
@@ -200,41 +168,6 @@ impl LogStore {
     fn cached(&self, idx: u64) -> Option<&Entry> {
         let first = self.cache.front()?.index;
         self.cache.get(usize::try_from(idx.checked_sub(first)?).ok()?)
-    }
-
-    /// Records a new commit index.
-    pub fn set_commit(&mut self, commit: u64) -> Result<()> {
-        let mut hs = self.hard_state.clone();
-        hs.commit = commit;
-        self.append(&[], Some(&hs), false)
-    }
-
-    pub fn set_conf_state(&mut self, cs: ConfState) -> Result<()> {
-        let mut batch = LogBatch::default();
-        batch.put_message(GROUP, KEY_CONF_STATE.to_vec(), &cs)?;
-        self.engine.write(&mut batch, true)?;
-        self.conf_state = cs;
-        Ok(())
-    }
-
-    /// Drops entries up to and including `index`, which must be applied and durable elsewhere.
-    pub fn compact(&mut self, index: u64) -> Result<()> {
-        if index <= self.truncated.0 || index > self.last_index_inner() {
-            return Ok(());
-        }
-        let term = self.term_inner(index)?;
-        let mut v = index.to_be_bytes().to_vec();
-        v.extend_from_slice(&term.to_be_bytes());
-        let mut batch = LogBatch::default();
-        batch.put(GROUP, KEY_TRUNCATED.to_vec(), v)?;
-        self.engine.write(&mut batch, true)?;
-        self.truncated = (index, term);
-        while self.cache.front().is_some_and(|e| e.index <= index) {
-            self.pop_cached(true);
-        }
-        self.engine.compact_to(GROUP, index + 1);
-        self.engine.purge_expired_files()?;
-        Ok(())
     }
 
     fn first_index_inner(&self) -> u64 {
@@ -315,6 +248,90 @@ fn verify_entries(engine: &Engine) -> Result<()> {
     Ok(())
 }
 
+impl LogStorage for LogStore {
+    /// Persists new entries (replacing any conflicting tail) and hard state in one write.
+    fn append(&mut self, entries: &[Entry], hs: Option<&HardState>, sync: bool) -> Result<()> {
+        let mut batch = LogBatch::default();
+        if !entries.is_empty() {
+            batch.add_entries::<EntryExt>(GROUP, entries)?;
+        }
+        if let Some(hs) = hs {
+            batch.put_message(GROUP, KEY_HARD_STATE.to_vec(), hs)?;
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.engine.write(&mut batch, sync)?;
+        if let Some(hs) = hs {
+            self.hard_state = hs.clone();
+        }
+        self.cache_appended(entries);
+        Ok(())
+    }
+
+    /// Replaces the whole log with a snapshot's position: every entry goes, the snapshot's
+    /// index and term become the truncation point, its configuration the conf state.
+    fn apply_snapshot(&mut self, snap: &Snapshot) -> Result<()> {
+        let meta = snap.get_metadata();
+        let mut hs = self.hard_state.clone();
+        hs.commit = hs.commit.max(meta.index);
+        hs.term = hs.term.max(meta.term);
+        let mut v = meta.index.to_be_bytes().to_vec();
+        v.extend_from_slice(&meta.term.to_be_bytes());
+        let mut batch = LogBatch::default();
+        batch.add_command(GROUP, raft_engine::Command::Clean);
+        batch.put_message(GROUP, KEY_HARD_STATE.to_vec(), &hs)?;
+        batch.put_message(GROUP, KEY_CONF_STATE.to_vec(), meta.get_conf_state())?;
+        batch.put(GROUP, KEY_TRUNCATED.to_vec(), v)?;
+        self.engine.write(&mut batch, true)?;
+        self.clear_cache();
+        self.hard_state = hs;
+        self.conf_state = meta.get_conf_state().clone();
+        self.truncated = (meta.index, meta.term);
+        Ok(())
+    }
+
+    /// Records a new commit index.
+    fn set_commit(&mut self, commit: u64) -> Result<()> {
+        let mut hs = self.hard_state.clone();
+        hs.commit = commit;
+        self.append(&[], Some(&hs), false)
+    }
+
+    fn set_conf_state(&mut self, cs: ConfState) -> Result<()> {
+        let mut batch = LogBatch::default();
+        batch.put_message(GROUP, KEY_CONF_STATE.to_vec(), &cs)?;
+        self.engine.write(&mut batch, true)?;
+        self.conf_state = cs;
+        Ok(())
+    }
+
+    /// Drops entries up to and including `index`, which must be applied and durable elsewhere.
+    fn compact(&mut self, index: u64) -> Result<()> {
+        if index <= self.truncated.0 || index > self.last_index_inner() {
+            return Ok(());
+        }
+        let term = self.term_inner(index)?;
+        let mut v = index.to_be_bytes().to_vec();
+        v.extend_from_slice(&term.to_be_bytes());
+        let mut batch = LogBatch::default();
+        batch.put(GROUP, KEY_TRUNCATED.to_vec(), v)?;
+        self.engine.write(&mut batch, true)?;
+        self.truncated = (index, term);
+        while self.cache.front().is_some_and(|e| e.index <= index) {
+            self.pop_cached(true);
+        }
+        self.engine.compact_to(GROUP, index + 1);
+        self.engine.purge_expired_files()?;
+        Ok(())
+    }
+
+    /// True when nothing was ever written: the member is new.
+    fn is_empty(&self) -> bool {
+        self.conf_state.voters.is_empty() && self.conf_state.learners.is_empty() && self.hard_state.term == 0
+    }
+}
+
 fn storage_err(e: impl std::fmt::Display) -> raft::Error {
     raft::Error::Store(StorageError::Other(e.to_string().into()))
 }
@@ -378,22 +395,46 @@ impl raft::Storage for LogStore {
     }
 
     fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        let unavailable = || raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable);
         let Some(source) = &self.snapshot_source else {
-            return Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
+            return Err(unavailable());
         };
-        let (data, index) = source().map_err(storage_err)?;
-        if index < request_index {
-            return Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
+        let mut job = self.snapshot_job.lock().unwrap_or_else(|p| p.into_inner());
+        match std::mem::take(&mut *job) {
+            SnapshotJob::Building => {
+                *job = SnapshotJob::Building;
+                Err(unavailable())
+            }
+            SnapshotJob::Built(Ok((data, index))) if index >= request_index => {
+                let term = self.term_inner(index).map_err(storage_err)?;
+                let mut snap = Snapshot::default();
+                snap.set_data(data.into());
+                let meta = snap.mut_metadata();
+                meta.index = index;
+                meta.term = term;
+                meta.set_conf_state(self.conf_state.clone());
+                tracing::info!(to = %format!("{to:x}"), index, term, bytes = snap.get_data().len(), "snapshot taken for a peer");
+                Ok(snap)
+            }
+            SnapshotJob::Built(Err(e)) => {
+                tracing::warn!(error = %e, "making a snapshot for a peer failed; will try again");
+                Err(unavailable())
+            }
+            // Nothing built yet, or one older than raft needs now: build one.
+            SnapshotJob::Idle | SnapshotJob::Built(Ok(_)) => {
+                *job = SnapshotJob::Building;
+                let (source, slot) = (source.clone(), self.snapshot_job.clone());
+                let spawned = std::thread::Builder::new().name("snapshot".into()).spawn(move || {
+                    let built = source();
+                    *slot.lock().unwrap_or_else(|p| p.into_inner()) = SnapshotJob::Built(built);
+                });
+                if let Err(e) = spawned {
+                    *job = SnapshotJob::Idle;
+                    tracing::warn!(error = %e, "cannot start a thread to make a snapshot");
+                }
+                Err(unavailable())
+            }
         }
-        let term = self.term_inner(index).map_err(storage_err)?;
-        let mut snap = Snapshot::default();
-        snap.set_data(data.into());
-        let meta = snap.mut_metadata();
-        meta.index = index;
-        meta.term = term;
-        meta.set_conf_state(self.conf_state.clone());
-        tracing::info!(to = %format!("{to:x}"), index, term, bytes = snap.get_data().len(), "snapshot taken for a peer");
-        Ok(snap)
     }
 }
 

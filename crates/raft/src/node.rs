@@ -1,21 +1,21 @@
-//! The raft task: one thread owns the `RawNode` and the log. Per `Ready` it sends messages,
-//! appends entries and hard state with one fsync (group commit for every proposal batched in
-//! it), and hands committed entries and read states to the apply side.
+//! The raft thread: one thread owns the [`RaftCore`] (the `RawNode` and the log) and drives it
+//! with real time: inputs from a bounded queue, a tick every heartbeat interval, the Ready
+//! handled after each round. What goes in ([`Input`]) and comes out ([`Output`]) is defined
+//! here.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use protobuf::Message as _;
-use raft::eraftpb::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Message};
-use raft::{RawNode, ReadState, SnapshotStatus, StateRole};
-use rustcd_api::rustcdpb::StoredMember;
+use raft::ReadState;
+use raft::eraftpb::{ConfChange, Entry, Message};
 
+use crate::core::RaftCore;
 use crate::error::{Error, Result};
+use crate::io::{ApplySink, LogStorage, Transport};
 use crate::log_store::{LogStore, SnapshotSource};
-use crate::transport::PeerTransport;
 
 /// How a member's raft is set up.
 #[derive(Clone, Debug)]
@@ -80,340 +80,125 @@ pub struct NodeStatus {
     pub is_learner: AtomicBool,
 }
 
-/// Handle to the raft task.
+/// Inputs queued for the raft thread before senders wait (proposals) or drop (peer messages).
+pub const INPUT_QUEUE: usize = 8192;
+
+/// The way into the raft thread: a bounded queue. Proposals and reads wait for room
+/// ([`RaftSender::send`], backpressure); peer messages and reports are dropped when it is
+/// full ([`RaftSender::try_send`]), which raft tolerates.
+#[derive(Clone)]
+pub struct RaftSender(mpsc::SyncSender<Input>);
+
+impl RaftSender {
+    /// Queues `input`, waiting (without blocking the async worker) while the queue is full.
+    pub async fn send(&self, mut input: Input) -> Result<()> {
+        loop {
+            match self.0.try_send(input) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::TrySendError::Full(back)) => {
+                    input = back;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err(mpsc::TrySendError::Disconnected(_)) => return Err(Error::Stopped),
+            }
+        }
+    }
+
+    /// Queues `input` if there is room; false when it was dropped (or raft has stopped).
+    pub fn try_send(&self, input: Input) -> bool {
+        self.0.try_send(input).is_ok()
+    }
+
+    /// Queues `input`, blocking the calling thread while the queue is full (not for async code).
+    pub fn send_blocking(&self, input: Input) -> Result<()> {
+        self.0.send(input).map_err(|_| Error::Stopped)
+    }
+}
+
+/// Handle to the raft thread.
 pub struct RaftNode {
-    tx: mpsc::Sender<Input>,
+    tx: RaftSender,
     pub status: Arc<NodeStatus>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl RaftNode {
-    /// Builds the `RawNode` on the opened log (`cfg.dir`'s) and starts the raft thread.
-    pub fn start(
+    /// Starts the raft thread: the core on the opened log, talking to peers through
+    /// `transport` (which reports back through [`RaftNode::sender`]) and handing what commits
+    /// to the apply thread on `out`.
+    pub fn start<T: Transport + Send + 'static>(
         cfg: NodeConfig,
         mut store: LogStore,
         out: mpsc::SyncSender<Output>,
-        transport: Arc<PeerTransport>,
+        transport: T,
         snapshot_source: SnapshotSource,
-    ) -> Result<Self> {
+    ) -> Result<(Self, RaftSender)> {
         store.set_snapshot_source(snapshot_source);
-        let mut applied = cfg.applied.min(store.hard_state().commit);
-        if store.is_empty() && !cfg.bootstrap.is_empty() {
-            bootstrap(&mut store, &cfg.bootstrap)?;
-            // The bootstrap entries are already in the conf state: nothing to apply from them.
-            applied = cfg.bootstrap.len() as u64;
-        }
-        let single_voter = store.conf_state().voters == vec![cfg.id];
-        let raft_cfg = raft::Config {
-            id: cfg.id,
-            election_tick: cfg.election_tick,
-            heartbeat_tick: cfg.heartbeat_tick,
-            applied,
-            max_size_per_msg: 1024 * 1024,
-            max_inflight_msgs: 256,
-            check_quorum: true,
-            pre_vote: true,
-            ..Default::default()
-        };
-        raft_cfg.validate()?;
-        let logger = crate::slog_bridge::logger();
-        let mut node = RawNode::new(&raft_cfg, store, &logger)?;
-        if single_voter {
-            // Like etcd, a lone voter does not wait out an election timeout.
-            node.campaign()?;
-        }
-        let status = Arc::new(NodeStatus::default());
-        status.term.store(node.raft.term, Ordering::Relaxed);
-        status.commit.store(node.raft.raft_log.committed, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel();
-        transport.set_raft(tx.clone());
-        let mut task = Task { node, rx, out, transport, status: status.clone(), tick: cfg.tick };
+        let core = RaftCore::new(&cfg, store, transport, out)?;
+        let status = core.status().clone();
+        let (tx, rx) = mpsc::sync_channel(INPUT_QUEUE);
+        let tx = RaftSender(tx);
+        let tick = cfg.tick;
         let thread = std::thread::Builder::new()
             .name("raft".into())
             .spawn(move || {
-                if let Err(e) = task.run() {
+                if let Err(e) = run(core, rx, tick) {
                     tracing::error!(error = %e, "raft task stopped");
                 }
             })
             .map_err(|e| Error::Corrupt(format!("cannot start raft thread: {e}")))?;
-        Ok(RaftNode { tx, status, thread: Some(thread) })
+        Ok((RaftNode { tx: tx.clone(), status, thread: Some(thread) }, tx))
     }
 
-    pub fn sender(&self) -> mpsc::Sender<Input> {
+    pub fn sender(&self) -> RaftSender {
         self.tx.clone()
     }
 
     /// Stops the raft thread and waits for it.
     pub fn stop(mut self) {
-        let _ = self.tx.send(Input::Stop);
+        let _ = self.tx.send_blocking(Input::Stop);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
 }
 
-/// Writes a new member's initial log: one committed AddNode entry per member at term 1, so the
-/// first election makes term 2 and the log indexes line up with etcd's.
-fn bootstrap(store: &mut LogStore, members: &[(u64, Vec<u8>)]) -> Result<()> {
-    let mut entries = Vec::with_capacity(members.len());
-    for (i, (id, ctx)) in members.iter().enumerate() {
-        let cc = ConfChange {
-            change_type: ConfChangeType::AddNode,
-            node_id: *id,
-            context: ctx.clone().into(),
-            ..Default::default()
-        };
-        let data = cc.write_to_bytes().map_err(|e| Error::Corrupt(e.to_string()))?;
-        entries.push(Entry {
-            entry_type: EntryType::EntryConfChange,
-            term: 1,
-            index: i as u64 + 1,
-            data: data.into(),
-            ..Default::default()
-        });
-    }
-    let hs = HardState { term: 1, commit: entries.len() as u64, ..Default::default() };
-    store.append(&entries, Some(&hs), true)?;
-    let cs = ConfState { voters: members.iter().map(|m| m.0).collect(), ..Default::default() };
-    store.set_conf_state(cs)
-}
-
-struct Task {
-    node: RawNode<LogStore>,
-    rx: mpsc::Receiver<Input>,
-    out: mpsc::SyncSender<Output>,
-    transport: Arc<PeerTransport>,
-    status: Arc<NodeStatus>,
-    tick: Duration,
-}
-
 /// Most inputs taken in one round before handling the Ready they produce.
 const MAX_BATCH: usize = 4096;
 
-impl Task {
-    fn run(&mut self) -> Result<()> {
-        let mut next_tick = Instant::now() + self.tick;
-        loop {
-            let wait = next_tick.saturating_duration_since(Instant::now());
-            match self.rx.recv_timeout(wait) {
-                Ok(input) => {
-                    if !self.handle(input) {
-                        return Ok(());
-                    }
-                    for _ in 0..MAX_BATCH {
-                        match self.rx.try_recv() {
-                            Ok(input) => {
-                                if !self.handle(input) {
-                                    return Ok(());
-                                }
+/// The raft thread: inputs as they come (a batch at a time), a tick every `tick`, and the
+/// Ready they produce handled after each round.
+fn run<L: LogStorage, T: Transport, A: ApplySink>(
+    mut core: RaftCore<L, T, A>,
+    rx: mpsc::Receiver<Input>,
+    tick: Duration,
+) -> Result<()> {
+    let mut next_tick = Instant::now() + tick;
+    loop {
+        let wait = next_tick.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(wait) {
+            Ok(input) => {
+                if !core.handle(input) {
+                    return Ok(());
+                }
+                for _ in 0..MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(input) => {
+                            if !core.handle(input) {
+                                return Ok(());
                             }
-                            Err(_) => break,
                         }
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
-            }
-            if Instant::now() >= next_tick {
-                self.node.tick();
-                next_tick += self.tick;
-            }
-            self.on_ready()?;
-        }
-    }
-
-    /// Handles one input; false when asked to stop.
-    fn handle(&mut self, input: Input) -> bool {
-        match input {
-            Input::Stop => return false,
-            Input::Propose(data, done) => {
-                let r = self.node.propose(vec![], data).map_err(Error::from);
-                let _ = done.send(r);
-            }
-            Input::ReadIndex(ctx) => self.node.read_index(ctx),
-            Input::Step(mut m) => {
-                if let Some(why) = refuse(&self.node.raft, &mut m) {
-                    tracing::warn!(from = %format!("{:x}", m.from), why, "raft message from a peer refused");
-                } else if let Err(e) = self.node.step(m) {
-                    tracing::debug!(error = %e, "raft step ignored a message");
-                }
-            }
-            Input::Compact(index) => {
-                if let Err(e) = self.node.mut_store().compact(index) {
-                    tracing::warn!(error = %e, "raft log compaction failed");
-                }
-            }
-            Input::TransferLeader(to) => self.node.transfer_leader(to),
-            Input::ProposeConfChange(cc, done) => {
-                let r = self.node.propose_conf_change(vec![], cc).map_err(Error::from);
-                let _ = done.send(r);
-            }
-            Input::Unreachable(id) => self.node.report_unreachable(id),
-            Input::Progress(done) => {
-                let raft = &self.node.raft;
-                let answer = (raft.state == StateRole::Leader).then(|| {
-                    let matched = raft.prs().iter().map(|(id, p)| (*id, p.matched)).collect();
-                    (raft.raft_log.committed, matched)
-                });
-                let _ = done.send(answer);
-            }
-            Input::StepDown => {
-                if self.node.raft.state == StateRole::Leader {
-                    let me = self.node.raft.id;
-                    let voters = self.node.raft.prs().conf().voters().ids();
-                    let best = voters
-                        .iter()
-                        .filter(|id| *id != me)
-                        .filter_map(|id| self.node.raft.prs().get(id).map(|p| (p.matched, id)))
-                        .max();
-                    if let Some((_, to)) = best {
-                        self.node.transfer_leader(to);
+                        Err(_) => break,
                     }
                 }
             }
-            Input::SnapshotStatus(id, ok) => {
-                let status = if ok { SnapshotStatus::Finish } else { SnapshotStatus::Failure };
-                self.node.report_snapshot(id, status);
-            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
         }
-        true
+        if Instant::now() >= next_tick {
+            core.tick();
+            next_tick += tick;
+        }
+        core.on_ready()?;
     }
-
-    fn send_out(&self, o: Output) -> Result<()> {
-        self.out.send(o).map_err(|_| Error::Stopped)
-    }
-
-    fn on_ready(&mut self) -> Result<()> {
-        if !self.node.has_ready() {
-            return Ok(());
-        }
-        let mut rd = self.node.ready();
-        if !rd.messages().is_empty() {
-            self.transport.send(rd.take_messages());
-        }
-        if let Some(ss) = rd.ss() {
-            self.status.leader.store(ss.leader_id, Ordering::Relaxed);
-            self.status.is_leader.store(ss.raft_state == StateRole::Leader, Ordering::Relaxed);
-        }
-        if !rd.snapshot().is_empty() {
-            let snap = rd.snapshot().clone();
-            let index = snap.get_metadata().index;
-            // The state machine takes the snapshot (durably) before the log forgets what it
-            // replaces: a crash in between must not leave a gap between the two.
-            let (done, restored) = mpsc::sync_channel(1);
-            self.send_out(Output::Snapshot { data: snap.get_data().to_vec(), index, done })?;
-            restored.recv().map_err(|_| Error::Stopped)?;
-            fail::fail_point!("raftBeforeApplySnap");
-            self.node.mut_store().apply_snapshot(&snap)?;
-            fail::fail_point!("raftAfterApplySnap");
-        }
-        let committed = rd.take_committed_entries();
-        self.hand_out(committed)?;
-        let hs = rd.hs().cloned();
-        let must_sync = rd.must_sync();
-        let saving = !rd.entries().is_empty();
-        if saving {
-            fail::fail_point!("raftBeforeSave");
-        }
-        self.node.mut_store().append(rd.entries(), hs.as_ref(), must_sync)?;
-        if saving {
-            fail::fail_point!("raftAfterSave");
-        }
-        if let Some(hs) = &hs {
-            self.status.term.store(hs.term, Ordering::Relaxed);
-            self.status.commit.store(hs.commit, Ordering::Relaxed);
-        }
-        if !rd.persisted_messages().is_empty() {
-            self.transport.send(rd.take_persisted_messages());
-        }
-        if !rd.read_states().is_empty() {
-            self.send_out(Output::ReadStates(rd.take_read_states()))?;
-        }
-        let mut light = self.node.advance(rd);
-        if let Some(commit) = light.commit_index() {
-            self.node.mut_store().set_commit(commit)?;
-            self.status.commit.store(commit, Ordering::Relaxed);
-        }
-        if !light.messages().is_empty() {
-            self.transport.send(light.take_messages());
-        }
-        let committed = light.take_committed_entries();
-        self.hand_out(committed)?;
-        self.node.advance_apply();
-        let last = raft::Storage::last_index(self.node.store()).unwrap_or(0);
-        self.status.last_index.store(last, Ordering::Relaxed);
-        let learner = self.node.raft.prs().conf().learners().contains(&self.node.raft.id);
-        self.status.is_learner.store(learner, Ordering::Relaxed);
-        Ok(())
-    }
-
-    /// Applies committed configuration changes to raft (and the transport), then hands every
-    /// committed entry to the apply side.
-    fn hand_out(&mut self, committed: Vec<Entry>) -> Result<()> {
-        if committed.is_empty() {
-            return Ok(());
-        }
-        for e in committed.iter().filter(|e| e.get_entry_type() == EntryType::EntryConfChange) {
-            let Ok(cc) = ConfChange::parse_from_bytes(&e.data) else {
-                tracing::error!(index = e.index, "undecodable conf change entry");
-                continue;
-            };
-            match self.node.apply_conf_change(&cc) {
-                Ok(cs) => {
-                    self.node.mut_store().set_conf_state(cs)?;
-                    self.transport_follow_change(&cc);
-                }
-                Err(err) => tracing::warn!(error = %err, "conf change not applied"),
-            }
-        }
-        self.send_out(Output::Committed(committed))
-    }
-
-    fn transport_follow_change(&self, cc: &ConfChange) {
-        match cc.get_change_type() {
-            ConfChangeType::RemoveNode => self.transport.remove_peer(cc.node_id),
-            _ => {
-                if let Ok(m) = <StoredMember as prost::Message>::decode(cc.context.as_ref()) {
-                    self.transport.upsert_peer(cc.node_id, m.peer_urls);
-                }
-            }
-        }
-    }
-}
-
-/// Why a peer's message must not reach raft, if it must not: raft-rs trusts its peers and
-/// panics on some messages no correct peer sends. Also clamps a heartbeat's commit index
-/// to the log's end (a correct leader never sends more; raft-rs would panic on it).
-pub fn refuse<S: raft::Storage>(raft: &raft::Raft<S>, m: &mut Message) -> Option<&'static str> {
-    if m.to != raft.id {
-        return Some("addressed to another member");
-    }
-    let conf = raft.prs().conf();
-    // A member that has not yet learned its configuration (a joiner) hears everyone.
-    let established = !conf.voters().ids().is_empty();
-    if established && !conf.voters().contains(m.from) && !conf.learners().contains(&m.from) {
-        return Some("from a member not in the configuration");
-    }
-    use raft::eraftpb::MessageType as T;
-    match m.get_msg_type() {
-        T::MsgHeartbeat => m.commit = m.commit.min(raft.raft_log.last_index()),
-        T::MsgPropose if m.entries.is_empty() => return Some("a proposal without entries"),
-        T::MsgReadIndex | T::MsgReadIndexResp if m.entries.len() != 1 => {
-            return Some("a read index message without its one context entry");
-        }
-        T::MsgAppend => {
-            let contiguous = m.entries.iter().enumerate().all(|(i, e)| e.index == m.index + 1 + i as u64);
-            if !contiguous || m.entries.iter().any(|e| e.term > m.term) {
-                return Some("an append whose entries do not follow its index and term");
-            }
-        }
-        T::MsgSnapshot => {
-            let meta = m.get_snapshot().get_metadata();
-            if meta.index == 0 || meta.get_conf_state().voters.is_empty() {
-                return Some("a snapshot without an index or a configuration");
-            }
-        }
-        _ => {}
-    }
-    None
 }

@@ -15,8 +15,9 @@ use rustcd_api::etcdserverpb::{
 use rustcd_api::rustcdpb::{InternalRequest, internal_request::Request as Op};
 use rustcd_mvcc::watch::WatchHub;
 use rustcd_mvcc::{KvStore, WriteTxn};
+use rustcd_peer::PeerTransport;
 use rustcd_raft::eraftpb::{ConfChange, Entry, EntryType};
-use rustcd_raft::{Input, Output, PeerTransport};
+use rustcd_raft::{Input, Output, RaftSender};
 use tokio::sync::watch;
 use tonic::Status;
 
@@ -54,7 +55,7 @@ pub struct Applier {
     pub waiters: Arc<Waiters>,
     pub read_waiters: Arc<ReadWaiters>,
     pub applied: watch::Sender<u64>,
-    pub raft_tx: mpsc::Sender<Input>,
+    pub raft_tx: RaftSender,
     pub snapshot_count: u64,
     /// Entries kept in the raft log behind the applied index for slow followers.
     pub catch_up_entries: u64,
@@ -117,7 +118,10 @@ impl Applier {
                         let durable = self.store.consistent_index();
                         if durable > compacted + self.snapshot_count + self.catch_up_entries {
                             compacted = durable - self.catch_up_entries;
-                            let _ = self.raft_tx.send(Input::Compact(compacted));
+                            // Full queue: the next sync asks again.
+                            if !self.raft_tx.try_send(Input::Compact(compacted)) {
+                                compacted = 0;
+                            }
                         }
                     }
                     Err(e) => tracing::error!(error = %e, "backend sync failed"),

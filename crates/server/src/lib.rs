@@ -37,8 +37,9 @@ use rustcd_api::v3electionpb::election_server::ElectionServer;
 use rustcd_api::v3lockpb::lock_server::LockServer;
 use rustcd_mvcc::KvStore;
 use rustcd_mvcc::watch::WatchHub;
+use rustcd_peer::{MembersFn, PeerService, PeerTransport};
 use rustcd_raft::log_store::LogStore;
-use rustcd_raft::{NodeConfig, PeerService, PeerTransport, RaftNode};
+use rustcd_raft::{NodeConfig, RaftNode};
 
 use crate::apply::Applier;
 use crate::config::Config;
@@ -64,7 +65,7 @@ impl Running {
         let s = &self.server;
         let is_leader = s.raft_status.is_leader.load(std::sync::atomic::Ordering::Relaxed);
         if is_leader && s.membership.list().len() > 1 {
-            let _ = self.raft.sender().send(rustcd_raft::Input::StepDown);
+            self.raft.sender().try_send(rustcd_raft::Input::StepDown);
             let deadline = std::time::Instant::now() + Duration::from_millis(s.cfg.raw.election_timeout * 2);
             while std::time::Instant::now() < deadline && s.leader() == s.member_id {
                 std::thread::sleep(Duration::from_millis(10));
@@ -127,12 +128,13 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
     let (out_tx, out_rx) = mpsc::sync_channel(1024);
     let node_cfg = raft_config(&cfg, &id, &member_dir, consistent_index);
     let snap_store = store.clone();
-    let snapshot_source = Box::new(move || {
+    let snapshot_source = Arc::new(move || {
         fail::fail_point!("snapshotBeforeSave");
         snap_store.snapshot().map_err(|e| e.to_string())
     });
     let log = log.join().map_err(|_| ServerError::DataDir("the raft log could not be opened".into()))??;
-    let raft = RaftNode::start(node_cfg, log, out_tx, transport.clone(), snapshot_source)?;
+    let (raft, raft_tx) = RaftNode::start(node_cfg, log, out_tx, transport.clone(), snapshot_source)?;
+    transport.set_raft(raft_tx);
     let (applied_tx, applied_rx) = tokio::sync::watch::channel(consistent_index);
     let waiters = Arc::new(Default::default());
     let read_waiters = Arc::new(Default::default());
@@ -156,7 +158,7 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
         .map_err(|e| ServerError::DataDir(format!("cannot start apply thread: {e}")))?;
     start_watch_sync(hub.clone());
 
-    let members_fn: rustcd_raft::MembersFn = {
+    let members_fn: MembersFn = {
         let membership = membership.clone();
         Arc::new(move || membership.stored())
     };

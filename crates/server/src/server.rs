@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prost::Message;
@@ -12,7 +12,7 @@ use rustcd_api::etcdserverpb::ResponseHeader;
 use rustcd_api::rustcdpb::{InternalRequest, internal_request::Request as InternalOp};
 use rustcd_mvcc::KvStore;
 use rustcd_mvcc::watch::WatchHub;
-use rustcd_raft::{Input, NodeStatus};
+use rustcd_raft::{Input, NodeStatus, RaftSender};
 use tokio::sync::{oneshot, watch};
 use tonic::Status;
 
@@ -36,7 +36,7 @@ pub struct EtcdServer {
     pub store: Arc<KvStore>,
     pub hub: Arc<WatchHub>,
     pub raft_status: Arc<NodeStatus>,
-    raft_tx: mpsc::Sender<Input>,
+    raft_tx: RaftSender,
     pub waiters: Arc<Waiters>,
     pub read_waiters: Arc<ReadWaiters>,
     /// Last applied raft index.
@@ -59,7 +59,7 @@ pub struct Parts {
     pub store: Arc<KvStore>,
     pub hub: Arc<WatchHub>,
     pub raft_status: Arc<NodeStatus>,
-    pub raft_tx: mpsc::Sender<Input>,
+    pub raft_tx: RaftSender,
     pub waiters: Arc<Waiters>,
     pub read_waiters: Arc<ReadWaiters>,
     pub applied: watch::Receiver<u64>,
@@ -101,8 +101,8 @@ impl EtcdServer {
         })
     }
 
-    fn send_raft(&self, input: Input) -> Result<(), Status> {
-        self.raft_tx.send(input).map_err(|_| rpc::stopped())
+    async fn send_raft(&self, input: Input) -> Result<(), Status> {
+        self.raft_tx.send(input).await.map_err(|_| rpc::stopped())
     }
 
     /// Proposes a write through raft and waits for the apply thread's result.
@@ -125,7 +125,7 @@ impl EtcdServer {
         let (tx, rx) = oneshot::channel();
         self.lock_waiters().insert(id, tx);
         let (ack_tx, ack_rx) = oneshot::channel();
-        let accepted = match self.send_raft(make(ack_tx)) {
+        let accepted = match self.send_raft(make(ack_tx)).await {
             Ok(()) => ack_rx.await.map_err(|_| rpc::stopped()).and_then(|r| r.map_err(|_| rpc::no_leader())),
             Err(e) => Err(e),
         };
@@ -162,13 +162,13 @@ impl EtcdServer {
     /// On the leader: its commit index and every member's matched index.
     pub async fn leader_progress(&self) -> Result<Option<(u64, Vec<(u64, u64)>)>, Status> {
         let (tx, rx) = oneshot::channel();
-        self.send_raft(Input::Progress(tx))?;
+        self.send_raft(Input::Progress(tx)).await?;
         rx.await.map_err(|_| rpc::stopped())
     }
 
     /// Asks raft to hand leadership to `to`.
-    pub fn transfer_leader(&self, to: u64) -> Result<(), Status> {
-        self.send_raft(Input::TransferLeader(to))
+    pub async fn transfer_leader(&self, to: u64) -> Result<(), Status> {
+        self.send_raft(Input::TransferLeader(to)).await
     }
 
     /// Waits until this member has applied everything committed before the call (ReadIndex).
@@ -211,7 +211,7 @@ async fn read_index_round(s: &EtcdServer, round: u64) -> Result<(), Status> {
         // soon (a heartbeat) while no leader is known, else after etcd's 500 ms.
         let mut rx = rx;
         loop {
-            s.send_raft(Input::ReadIndex(round.to_be_bytes().to_vec()))?;
+            s.send_raft(Input::ReadIndex(round.to_be_bytes().to_vec())).await?;
             let retry = if s.leader() == 0 { s.cfg.raw.heartbeat_interval.max(10) } else { 500 };
             tokio::select! {
                 idx = &mut rx => return idx.map_err(|_| rpc::stopped()),

@@ -89,7 +89,7 @@ impl Maintenance for MaintenanceService {
             _ => return Err(rpc::bad_leader_transferee()),
         }
         if target != s.member_id {
-            s.transfer_leader(target)?;
+            s.transfer_leader(target).await?;
             let deadline =
                 tokio::time::Instant::now() + std::time::Duration::from_millis(s.cfg.raw.election_timeout * 2);
             while s.leader() != target {

@@ -1,12 +1,16 @@
-//! The peer transport: raft messages streamed to every other member over gRPC on the peer
+//! rustcd-peer: the peer transport, raft messages streamed to every other member over gRPC on the peer
 //! URLs, one stream per peer and direction, batched, reconnecting with backoff. Snapshot
 //! messages travel on a stream of their own, in chunks.
 //!
 //! Sending never blocks the raft thread: a peer whose queue is full loses messages, which
-//! raft tolerates (it retries), and is reported unreachable.
+//! raft tolerates (it retries), and is reported unreachable. Received messages go into the
+//! raft thread's bounded queue, and are dropped when it is full.
+//!
+//! Owns the peer gRPC service and client streams. Must not touch raft state: it only carries
+//! messages between the raft cores of members (it implements `rustcd_raft::Transport`).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, mpsc as std_mpsc};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use protobuf::Message as _;
@@ -18,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::node::Input;
+use rustcd_raft::{Input, RaftSender, Transport};
 
 /// Messages queued per peer before new ones are dropped.
 const PEER_QUEUE: usize = 4096;
@@ -36,16 +40,19 @@ struct PeerHandle {
 
 /// Sends raft messages to the other members.
 pub struct PeerTransport {
+    /// Itself, for the per-peer tasks it starts.
+    me: std::sync::Weak<PeerTransport>,
     cluster_id: u64,
     id: u64,
     runtime: tokio::runtime::Handle,
-    raft_tx: Mutex<Option<std_mpsc::Sender<Input>>>,
+    raft_tx: Mutex<Option<RaftSender>>,
     peers: Mutex<HashMap<u64, PeerHandle>>,
 }
 
 impl PeerTransport {
     pub fn new(cluster_id: u64, id: u64, runtime: tokio::runtime::Handle) -> Arc<Self> {
-        Arc::new(PeerTransport {
+        Arc::new_cyclic(|me| PeerTransport {
+            me: me.clone(),
             cluster_id,
             id,
             runtime,
@@ -55,18 +62,19 @@ impl PeerTransport {
     }
 
     /// Where reports about unreachable peers and snapshot outcomes go.
-    pub fn set_raft(&self, tx: std_mpsc::Sender<Input>) {
+    pub fn set_raft(&self, tx: RaftSender) {
         *self.raft_tx.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
     }
 
     fn report(&self, input: Input) {
         if let Some(tx) = self.raft_tx.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            let _ = tx.send(input);
+            tx.try_send(input);
         }
     }
 
     /// Adds a peer or changes its URLs (the member itself is ignored).
-    pub fn upsert_peer(self: &Arc<Self>, id: u64, urls: Vec<String>) {
+    pub fn upsert_peer(&self, id: u64, urls: Vec<String>) {
+        let Some(me) = self.me.upgrade() else { return };
         if id == self.id || urls.is_empty() {
             return;
         }
@@ -76,7 +84,6 @@ impl PeerTransport {
         }
         let (tx, rx) = mpsc::channel(PEER_QUEUE);
         peers.insert(id, PeerHandle { urls: urls.clone(), tx });
-        let me = self.clone();
         self.runtime.spawn(async move { me.peer_loop(id, urls, rx).await });
     }
 
@@ -223,16 +230,19 @@ impl PeerTransport {
         self.runtime.spawn(async move {
             let mut chunks = Vec::new();
             let mut first = true;
-            for part in data.chunks(CHUNK).chain(data.is_empty().then_some(&[][..])) {
+            let mut at = 0;
+            while first || at < data.len() {
+                let end = (at + CHUNK).min(data.len());
                 let message = if first { header.clone().into() } else { Default::default() };
                 first = false;
-                chunks.push(SnapshotChunk { cluster_id, from, message, data: part.to_vec().into() });
+                chunks.push(SnapshotChunk { cluster_id, from, message, data: data.slice(at..end) });
+                at = end;
             }
             let size = data.len();
             let ok = client.snapshot(tokio_stream::iter(chunks)).await.is_ok();
             tracing::info!(remote_peer_id = %format!("{id:x}"), bytes = size, ok, "sent database snapshot");
             if let Some(tx) = raft_tx {
-                let _ = tx.send(Input::SnapshotStatus(id, ok));
+                tx.try_send(Input::SnapshotStatus(id, ok));
             }
         });
     }
@@ -244,13 +254,13 @@ pub type MembersFn = Arc<dyn Fn() -> Vec<StoredMember> + Send + Sync>;
 /// The receiving side: steps incoming messages into the local raft.
 pub struct PeerService {
     cluster_id: u64,
-    raft_tx: Mutex<std_mpsc::Sender<Input>>,
+    raft_tx: RaftSender,
     members: MembersFn,
 }
 
 impl PeerService {
-    pub fn server(cluster_id: u64, raft_tx: std_mpsc::Sender<Input>, members: MembersFn) -> PeerServer<PeerService> {
-        PeerServer::new(PeerService { cluster_id, raft_tx: Mutex::new(raft_tx), members })
+    pub fn server(cluster_id: u64, raft_tx: RaftSender, members: MembersFn) -> PeerServer<PeerService> {
+        PeerServer::new(PeerService { cluster_id, raft_tx, members })
             .max_decoding_message_size(MAX_PEER_MESSAGE)
             .max_encoding_message_size(MAX_PEER_MESSAGE)
     }
@@ -266,9 +276,20 @@ impl PeerService {
         Ok(())
     }
 
-    fn step(&self, m: Message) -> Result<(), Status> {
-        let tx = self.raft_tx.lock().unwrap_or_else(|p| p.into_inner());
-        tx.send(Input::Step(m)).map_err(|_| Status::unavailable("etcdserver: server stopped"))
+    /// Hands a message to raft; dropped when raft's queue is full (raft resends what matters).
+    async fn step(&self, m: Message) -> Result<(), Status> {
+        if m.get_msg_type() == MessageType::MsgSnapshot {
+            // A snapshot is worth waiting for room: it is expensive to send again.
+            return self
+                .raft_tx
+                .send(Input::Step(m))
+                .await
+                .map_err(|_| Status::unavailable("etcdserver: server stopped"));
+        }
+        if !self.raft_tx.try_send(Input::Step(m)) {
+            tracing::debug!("raft queue full: a peer message was dropped");
+        }
+        Ok(())
     }
 }
 
@@ -281,7 +302,7 @@ impl Peer for PeerService {
             self.check_cluster(batch.cluster_id)?;
             for bytes in batch.messages {
                 match Message::parse_from_bytes(&bytes) {
-                    Ok(m) => self.step(m)?,
+                    Ok(m) => self.step(m).await?,
                     Err(e) => {
                         tracing::warn!(error = %e, "undecodable raft message from peer dropped")
                     }
@@ -307,11 +328,26 @@ impl Peer for PeerService {
         let mut m = header.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
         tracing::info!(bytes = data.len(), "received database snapshot");
         m.mut_snapshot().set_data(data.into());
-        self.step(m)?;
+        self.step(m).await?;
         Ok(Response::new(PeerAck {}))
     }
 
     async fn members(&self, _req: Request<PeerMembersRequest>) -> Result<Response<PeerMembersResponse>, Status> {
         Ok(Response::new(PeerMembersResponse { cluster_id: self.cluster_id, members: (self.members)() }))
+    }
+}
+
+/// The member's transport as the raft core sees it.
+impl Transport for PeerTransport {
+    fn send(&self, msgs: Vec<Message>) {
+        PeerTransport::send(self, msgs)
+    }
+
+    fn upsert_peer(&self, id: u64, urls: Vec<String>) {
+        PeerTransport::upsert_peer(self, id, urls)
+    }
+
+    fn remove_peer(&self, id: u64) {
+        PeerTransport::remove_peer(self, id)
     }
 }
