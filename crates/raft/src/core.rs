@@ -40,6 +40,8 @@ impl<L: LogStorage, T: Transport, A: ApplySink> RaftCore<L, T, A> {
         let raft_cfg = raft::Config {
             id: cfg.id,
             election_tick: cfg.election_tick,
+            min_election_tick: cfg.election_tick,
+            max_election_tick: cfg.max_election_tick,
             heartbeat_tick: cfg.heartbeat_tick,
             applied,
             max_size_per_msg: 1024 * 1024,

@@ -3,7 +3,6 @@
 //! handled after each round. What goes in ([`Input`]) and comes out ([`Output`]) is defined
 //! here.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
@@ -24,9 +23,11 @@ pub struct NodeConfig {
     /// Members of a new cluster (id, opaque context); ignored when the log already holds a
     /// configuration. As etcd does, each becomes a committed AddNode entry of term 1.
     pub bootstrap: Vec<(u64, Vec<u8>)>,
-    pub dir: PathBuf,
     pub tick: Duration,
     pub election_tick: usize,
+    /// Elections start after a random number of ticks in `[election_tick, max_election_tick)`;
+    /// 0 means raft-rs's default, twice `election_tick`.
+    pub max_election_tick: usize,
     pub heartbeat_tick: usize,
     /// Last index applied to the state machine (the backend's consistent index).
     pub applied: u64,

@@ -21,7 +21,6 @@ pub mod server;
 pub mod url;
 pub mod validate;
 
-use std::path::Path;
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
@@ -78,13 +77,13 @@ impl Running {
 }
 
 /// The raft node's settings: etcd's ticks, and the bootstrap members of a new cluster.
-fn raft_config(cfg: &Config, id: &identity::Identity, member_dir: &Path, applied: u64) -> NodeConfig {
+fn raft_config(cfg: &Config, id: &identity::Identity, applied: u64) -> NodeConfig {
     NodeConfig {
         id: id.member_id,
         bootstrap: if id.bootstrap { id.members.iter().map(|m| (m.id, m.encode_to_vec())).collect() } else { vec![] },
-        dir: member_dir.join("raft"),
         tick: Duration::from_millis(cfg.raw.heartbeat_interval),
         election_tick: (cfg.raw.election_timeout / cfg.raw.heartbeat_interval) as usize,
+        max_election_tick: 0,
         heartbeat_tick: 1,
         applied,
     }
@@ -126,7 +125,7 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
     let hub = Arc::new(WatchHub::new(store.clone()));
     let consistent_index = store.consistent_index();
     let (out_tx, out_rx) = mpsc::sync_channel(1024);
-    let node_cfg = raft_config(&cfg, &id, &member_dir, consistent_index);
+    let node_cfg = raft_config(&cfg, &id, consistent_index);
     let snap_store = store.clone();
     let snapshot_source = Arc::new(move || {
         fail::fail_point!("snapshotBeforeSave");
