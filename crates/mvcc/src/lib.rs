@@ -11,6 +11,7 @@ mod error;
 pub mod key_index;
 pub mod key_range;
 mod range;
+mod read_txn;
 pub mod revision;
 mod snapshot;
 mod store;
@@ -19,6 +20,7 @@ pub mod watch;
 
 pub use error::{Error, Result};
 pub use key_range::KeyRange;
+pub use read_txn::is_read_only;
 pub use revision::Revision;
 pub use store::{Committed, KvStore};
 pub use txn::WriteTxn;

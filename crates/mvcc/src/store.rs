@@ -139,12 +139,18 @@ impl KvStore {
 
     /// Serves a Range at the latest committed state.
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
-        let st = self.read_lock();
-        // Open the backend snapshot while holding the lock: it then holds every revision the
-        // index names, and a later compaction cannot take them away.
-        let tx = self.db().begin_read()?;
+        let (st, tx) = self.read_view()?;
         let table = tx.open_table(KV)?;
         range::range(&st.read_state(), &table, req)
+    }
+
+    /// The key index (read-locked: writes wait) and a backend snapshot at the same revision.
+    /// The snapshot is opened while the lock is held: it then holds every revision the index
+    /// names, and a later compaction cannot take them away.
+    pub(crate) fn read_view(&self) -> Result<(RwLockReadGuard<'_, State>, redb::ReadTransaction)> {
+        let st = self.read_lock();
+        let tx = self.db().begin_read()?;
+        Ok((st, tx))
     }
 
     pub fn current_rev(&self) -> i64 {

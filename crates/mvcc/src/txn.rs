@@ -17,8 +17,9 @@ use rustcd_api::etcdserverpb::{
 use rustcd_api::mvccpb::{Event, KeyValue};
 
 use crate::error::{Error, Result};
+use crate::key_index::TreeIndex;
 use crate::key_range::KeyRange;
-use crate::range::{self, ReadState};
+use crate::range::{self, ReadState, RevTable};
 use crate::revision::Revision;
 use crate::store::{KvStore, State};
 
@@ -94,7 +95,7 @@ impl<'a, 't> WriteTxn<'a, 't> {
         self.st.current_rev
     }
 
-    fn header(rev: i64) -> Option<ResponseHeader> {
+    pub(crate) fn header(rev: i64) -> Option<ResponseHeader> {
         Some(ResponseHeader { revision: rev, ..Default::default() })
     }
 
@@ -264,35 +265,15 @@ impl<'a, 't> WriteTxn<'a, 't> {
 
     fn compares_hold(&self, cmps: &[Compare]) -> Result<bool> {
         for c in cmps {
-            if !self.compare_holds(c)? {
+            if !self.compare_holds_one(c)? {
                 return Ok(false);
             }
         }
         Ok(true)
     }
 
-    /// etcd's compare: over a range every key must match; a missing key compares as zero
-    /// values (version, revisions, lease), but a value compare on a missing key fails.
-    fn compare_holds(&self, c: &Compare) -> Result<bool> {
-        let krange = KeyRange::new(&c.key, &c.range_end);
-        let mut revs = Vec::new();
-        self.st.index.visit(&krange, self.read_rev(), |_, at| {
-            revs.push(at.modified);
-            true
-        });
-        let target = CompareTarget::try_from(c.target).unwrap_or(CompareTarget::Version);
-        if revs.is_empty() {
-            if target == CompareTarget::Value {
-                return Ok(false);
-            }
-            return Ok(compare_one(c, target, &KeyValue::default()));
-        }
-        for rev in revs {
-            if !compare_one(c, target, &self.load(rev)?) {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+    fn compare_holds_one(&self, c: &Compare) -> Result<bool> {
+        compare_holds(&self.st.index, self.read_rev(), &*self.kv, c)
     }
 
     /// Compacts the store at `rev`: older revisions no read can reach are deleted from disk.
@@ -325,7 +306,31 @@ impl<'a, 't> WriteTxn<'a, 't> {
     }
 }
 
-fn set_header(r: &mut ResponseOp, rev: i64) {
+/// etcd's compare: over a range every key must match; a missing key compares as zero
+/// values (version, revisions, lease), but a value compare on a missing key fails.
+pub(crate) fn compare_holds(index: &TreeIndex, rev: i64, table: &impl RevTable, c: &Compare) -> Result<bool> {
+    let krange = KeyRange::new(&c.key, &c.range_end);
+    let mut revs = Vec::new();
+    index.visit(&krange, rev, |_, at| {
+        revs.push(at.modified);
+        true
+    });
+    let target = CompareTarget::try_from(c.target).unwrap_or(CompareTarget::Version);
+    if revs.is_empty() {
+        if target == CompareTarget::Value {
+            return Ok(false);
+        }
+        return Ok(compare_one(c, target, &KeyValue::default()));
+    }
+    for at in revs {
+        if !compare_one(c, target, &range::load(table, at)?) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+pub(crate) fn set_header(r: &mut ResponseOp, rev: i64) {
     let h = WriteTxn::header(rev);
     match &mut r.response {
         Some(Response::ResponseRange(x)) => x.header = h,

@@ -56,7 +56,7 @@ impl<L: LogStorage, T: Transport, A: ApplySink> RaftCore<L, T, A> {
         if single_voter {
             node.campaign()?;
         }
-        let status = Arc::new(NodeStatus::default());
+        let status: Arc<NodeStatus> = Arc::default();
         status.term.store(node.raft.term, Ordering::Relaxed);
         status.commit.store(node.raft.raft_log.committed, Ordering::Relaxed);
         Ok(RaftCore { node, transport, apply, status })

@@ -19,9 +19,8 @@ use rustcd_peer::PeerTransport;
 use rustcd_raft::eraftpb::{ConfChange, Entry, EntryType};
 use rustcd_raft::{Input, Output, RaftSender};
 use tokio::sync::watch;
-use tonic::Status;
 
-use crate::error::rpc;
+use crate::error::ServerError;
 use crate::lease::{self, SharedLessor};
 use crate::membership::{Change, Membership};
 use crate::server::{ReadWaiters, Waiters};
@@ -230,7 +229,7 @@ impl Applier {
 }
 
 /// Applies one client request; the events it makes move keys between leases.
-pub fn apply_one(w: &mut WriteTxn, lessor: &SharedLessor, op: Option<Op>) -> Result<Applied, Status> {
+pub fn apply_one(w: &mut WriteTxn, lessor: &SharedLessor, op: Option<Op>) -> Result<Applied, ServerError> {
     let before = w.events().len();
     let r = apply_request(w, lessor, op);
     let events = &w.events()[before..];
@@ -240,23 +239,23 @@ pub fn apply_one(w: &mut WriteTxn, lessor: &SharedLessor, op: Option<Op>) -> Res
     r
 }
 
-fn apply_request(w: &mut WriteTxn, lessor: &SharedLessor, op: Option<Op>) -> Result<Applied, Status> {
+fn apply_request(w: &mut WriteTxn, lessor: &SharedLessor, op: Option<Op>) -> Result<Applied, ServerError> {
     match op {
-        Some(Op::Put(p)) => w.put(&p).map(Applied::Put).map_err(rpc::from_mvcc),
-        Some(Op::DeleteRange(d)) => w.delete_range(&d).map(Applied::DeleteRange).map_err(rpc::from_mvcc),
-        Some(Op::Txn(t)) => w.txn(&t).map(Applied::Txn).map_err(rpc::from_mvcc),
+        Some(Op::Put(p)) => w.put(&p).map(Applied::Put).map_err(ServerError::from),
+        Some(Op::DeleteRange(d)) => w.delete_range(&d).map(Applied::DeleteRange).map_err(ServerError::from),
+        Some(Op::Txn(t)) => w.txn(&t).map(Applied::Txn).map_err(ServerError::from),
         Some(Op::Compaction(c)) => {
-            fail::fail_point!("compactBeforeCommit", |_| Err(Status::internal("failpoint")));
+            fail::fail_point!("compactBeforeCommit", |_| Err(ServerError::Internal("failpoint".into())));
             w.compact(c.revision)
                 .map(|rev| Applied::Compaction(CompactionResponse { header: Some(header(rev)) }))
-                .map_err(rpc::from_mvcc)
+                .map_err(ServerError::from)
         }
         Some(Op::LeaseGrant(g)) => lease::apply_grant(w, lessor, &g),
         Some(Op::LeaseRevoke(r)) => lease::apply_revoke(w, lessor, &r),
         Some(Op::LeaseCheckpoint(c)) => lease::apply_checkpoint(w, lessor, &c),
         // Membership requests are applied by the caller.
         Some(Op::MemberAttributes(_) | Op::MemberUpdate(_)) | None => {
-            Err(Status::internal("etcdserver: unexpected request in apply"))
+            Err(ServerError::Internal("unexpected request in apply".into()))
         }
     }
 }

@@ -17,10 +17,9 @@ use rustcd_api::rustcdpb::internal_request::Request as Op;
 use rustcd_mvcc::KeyRange;
 use rustcd_mvcc::watch::{WatchSpec, WatcherKey};
 use tokio::sync::mpsc;
-use tonic::Status;
 
 use crate::apply::Applied;
-use crate::error::rpc;
+use crate::error::ServerError;
 use crate::server::EtcdServer;
 
 /// The end of the range of keys starting with `prefix`.
@@ -35,16 +34,16 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![0]
 }
 
-pub async fn txn(s: &EtcdServer, t: TxnRequest) -> Result<TxnResponse, Status> {
+pub async fn txn(s: &EtcdServer, t: TxnRequest) -> Result<TxnResponse, ServerError> {
     match s.propose(Op::Txn(t)).await? {
         Applied::Txn(resp) => Ok(resp),
-        _ => Err(Status::internal("etcdserver: unexpected apply result")),
+        _ => Err(ServerError::UnexpectedApply),
     }
 }
 
-pub async fn range(s: &EtcdServer, r: RangeRequest) -> Result<RangeResponse, Status> {
+pub async fn range(s: &EtcdServer, r: RangeRequest) -> Result<RangeResponse, ServerError> {
     s.linearizable_barrier().await?;
-    s.store.range(&r).map_err(rpc::from_mvcc)
+    s.store().range(&r).map_err(ServerError::from)
 }
 
 pub fn header(s: &EtcdServer, rev: i64) -> Option<ResponseHeader> {
@@ -67,7 +66,12 @@ pub fn create_rev_is(key: &[u8], rev: i64) -> Compare {
 
 /// Creates `key` with `value` on `lease` unless it exists; returns its create revision, the
 /// value it holds, and the revision of the txn.
-pub async fn create_key(s: &EtcdServer, key: &[u8], value: &[u8], lease: i64) -> Result<(i64, KeyValue, i64), Status> {
+pub async fn create_key(
+    s: &EtcdServer,
+    key: &[u8],
+    value: &[u8],
+    lease: i64,
+) -> Result<(i64, KeyValue, i64), ServerError> {
     let put = PutRequest { key: key.to_vec().into(), value: value.to_vec().into(), lease, ..Default::default() };
     let get = RangeRequest { key: key.to_vec().into(), ..Default::default() };
     let t = TxnRequest {
@@ -84,12 +88,12 @@ pub async fn create_key(s: &EtcdServer, key: &[u8], value: &[u8], lease: i64) ->
             Some(RespOp::ResponseRange(rr)) => rr.kvs.first().cloned(),
             _ => None,
         })
-        .ok_or_else(|| Status::internal("etcdserver: key vanished while being created"))?;
+        .ok_or_else(|| ServerError::Internal("key vanished while being created".into()))?;
     Ok((kv.create_revision, kv, rev))
 }
 
 /// Deletes `key` if it still has create revision `rev`.
-pub async fn delete_if_created_at(s: &EtcdServer, key: &[u8], rev: i64) -> Result<TxnResponse, Status> {
+pub async fn delete_if_created_at(s: &EtcdServer, key: &[u8], rev: i64) -> Result<TxnResponse, ServerError> {
     let del = DeleteRangeRequest { key: key.to_vec().into(), ..Default::default() };
     txn(
         s,
@@ -103,7 +107,7 @@ pub async fn delete_if_created_at(s: &EtcdServer, key: &[u8], rev: i64) -> Resul
 }
 
 /// The oldest key under `prefix` (the lock holder or election leader).
-pub async fn first_key(s: &EtcdServer, prefix: &[u8]) -> Result<(Option<KeyValue>, i64), Status> {
+pub async fn first_key(s: &EtcdServer, prefix: &[u8]) -> Result<(Option<KeyValue>, i64), ServerError> {
     let r = RangeRequest {
         key: prefix.to_vec().into(),
         range_end: prefix_end(prefix).into(),
@@ -128,19 +132,19 @@ impl WatchGuard {
     pub fn new(s: &Arc<EtcdServer>, range: KeyRange, start_rev: i64) -> Self {
         let (tx, rx) = mpsc::channel(64);
         let spec = WatchSpec { range, start_rev, no_put: false, no_delete: false, prev_kv: false, watch_id: 0 };
-        let (key, _) = s.hub.watch(spec, tx);
+        let (key, _) = s.hub().watch(spec, tx);
         WatchGuard { s: s.clone(), key, rx }
     }
 }
 
 impl Drop for WatchGuard {
     fn drop(&mut self) {
-        self.s.hub.cancel(self.key);
+        self.s.hub().cancel(self.key);
     }
 }
 
 /// etcd's `waitDeletes`: returns once no key under `prefix` was created before `my_rev`.
-pub async fn wait_older_gone(s: &Arc<EtcdServer>, prefix: &[u8], my_rev: i64) -> Result<(), Status> {
+pub async fn wait_older_gone(s: &Arc<EtcdServer>, prefix: &[u8], my_rev: i64) -> Result<(), ServerError> {
     loop {
         let r = RangeRequest {
             key: prefix.to_vec().into(),
@@ -156,7 +160,7 @@ pub async fn wait_older_gone(s: &Arc<EtcdServer>, prefix: &[u8], my_rev: i64) ->
         let rev = resp.header.as_ref().map(|h| h.revision).unwrap_or(0);
         let mut w = WatchGuard::new(s, KeyRange::new(&older.key, &[]), rev + 1);
         loop {
-            let ev = w.rx.recv().await.ok_or_else(rpc::stopped)?;
+            let ev = w.rx.recv().await.ok_or_else(|| ServerError::Stopped)?;
             if ev.compact_revision != 0 || ev.events.iter().any(|e| e.r#type == 1) {
                 break;
             }
@@ -165,7 +169,7 @@ pub async fn wait_older_gone(s: &Arc<EtcdServer>, prefix: &[u8], my_rev: i64) ->
 }
 
 /// Whether `key` still exists with create revision `rev` (the holder's session is alive).
-pub async fn still_held(s: &EtcdServer, key: &[u8], rev: i64) -> Result<bool, Status> {
+pub async fn still_held(s: &EtcdServer, key: &[u8], rev: i64) -> Result<bool, ServerError> {
     let resp = range(s, RangeRequest { key: key.to_vec().into(), ..Default::default() }).await?;
     Ok(resp.kvs.first().is_some_and(|kv| kv.create_revision == rev))
 }

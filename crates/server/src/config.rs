@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use serde::Deserialize;
 
-use crate::error::ServerError;
+use crate::error::StartError;
 use crate::url::Url;
 
 /// Flags of the `etcd` binary that rustcd understands.
@@ -126,25 +126,25 @@ fn split_list(s: &str) -> Vec<String> {
 
 impl Config {
     /// Reads flags (or the config file they name) and validates them.
-    pub fn load(flags: Flags) -> Result<Config, ServerError> {
+    pub fn load(flags: Flags) -> Result<Config, StartError> {
         let raw = match &flags.config_file {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
-                    .map_err(|e| ServerError::Config(format!("cannot read config file {}: {e}", path.display())))?;
+                    .map_err(|e| StartError::Config(format!("cannot read config file {}: {e}", path.display())))?;
                 serde_yaml::from_str::<FileConfig>(&text)
-                    .map_err(|e| ServerError::Config(format!("cannot parse config file {}: {e}", path.display())))?
+                    .map_err(|e| StartError::Config(format!("cannot parse config file {}: {e}", path.display())))?
             }
             None => flags.cfg,
         };
         Self::from_raw(raw)
     }
 
-    pub fn from_raw(raw: FileConfig) -> Result<Config, ServerError> {
+    pub fn from_raw(raw: FileConfig) -> Result<Config, StartError> {
         let data_dir = if raw.data_dir.is_empty() { format!("{}.etcd", raw.name) } else { raw.data_dir.clone() };
-        let parse_urls = |s: &str, what: &str| -> Result<Vec<Url>, ServerError> {
+        let parse_urls = |s: &str, what: &str| -> Result<Vec<Url>, StartError> {
             split_list(s)
                 .iter()
-                .map(|u| Url::parse(u).map_err(|e| ServerError::Config(format!("invalid {what} {u:?}: {e}"))))
+                .map(|u| Url::parse(u).map_err(|e| StartError::Config(format!("invalid {what} {u:?}: {e}"))))
                 .collect()
         };
         let listen_client_urls = parse_urls(&raw.listen_client_urls, "listen-client-urls")?;
@@ -157,19 +157,19 @@ impl Config {
             parse_initial_cluster(&raw.initial_cluster)?
         };
         if !initial_cluster.iter().any(|m| m.name == raw.name) {
-            return Err(ServerError::Config(format!(
+            return Err(StartError::Config(format!(
                 "couldn't find local name {:?} in the initial cluster configuration",
                 raw.name
             )));
         }
         if raw.initial_cluster_state != "new" && raw.initial_cluster_state != "existing" {
-            return Err(ServerError::Config(format!(
+            return Err(StartError::Config(format!(
                 "invalid value {:?} for flag -initial-cluster-state: must be 'new' or 'existing'",
                 raw.initial_cluster_state
             )));
         }
         if raw.heartbeat_interval == 0 || raw.election_timeout < 5 * raw.heartbeat_interval {
-            return Err(ServerError::Config(format!(
+            return Err(StartError::Config(format!(
                 "--election-timeout[{}ms] should be at least as 5 times as --heartbeat-interval[{}ms]",
                 raw.election_timeout, raw.heartbeat_interval
             )));
@@ -177,7 +177,7 @@ impl Config {
         let watch_progress_notify_interval = parse_duration(&raw.experimental_watch_progress_notify_interval)
             .filter(|d| !d.is_zero())
             .ok_or_else(|| {
-                ServerError::Config(format!(
+                StartError::Config(format!(
                     "invalid duration {:?} for --experimental-watch-progress-notify-interval",
                     raw.experimental_watch_progress_notify_interval
                 ))
@@ -223,13 +223,13 @@ pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
 }
 
 /// Parses `name=url,name=url2,...`; a name may appear with several URLs.
-pub fn parse_initial_cluster(s: &str) -> Result<Vec<InitialMember>, ServerError> {
+pub fn parse_initial_cluster(s: &str) -> Result<Vec<InitialMember>, StartError> {
     let mut out: Vec<InitialMember> = Vec::new();
     for part in split_list(s) {
         let Some((name, url)) = part.split_once('=') else {
-            return Err(ServerError::Config(format!("invalid initial-cluster entry {part:?}")));
+            return Err(StartError::Config(format!("invalid initial-cluster entry {part:?}")));
         };
-        Url::parse(url).map_err(|e| ServerError::Config(format!("invalid initial-cluster URL {url:?}: {e}")))?;
+        Url::parse(url).map_err(|e| StartError::Config(format!("invalid initial-cluster URL {url:?}: {e}")))?;
         match out.iter_mut().find(|m| m.name == name) {
             Some(m) => m.peer_urls.push(url.to_string()),
             None => out.push(InitialMember { name: name.to_string(), peer_urls: vec![url.to_string()] }),

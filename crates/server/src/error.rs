@@ -1,10 +1,13 @@
-//! Errors. [`rpc`] is etcd's table of client-visible errors (gRPC code + exact text, as in
-//! etcd's `rpctypes`); handlers return these and never build status strings inline.
-//! [`ServerError`] is what stops the server, printed by the binary as one line.
+//! Errors. [`ServerError`] is etcd's table of client-visible errors (its `rpctypes`): every
+//! server method fails with one, and this module alone turns one into a gRPC `Status` with
+//! etcd's code and exact text. [`StartError`] is what stops the server at start-up, printed
+//! by the binary as one line.
+
+use tonic::{Code, Status};
 
 /// Failures that stop the server (bad configuration, unusable data dir, bind failure).
 #[derive(Debug, thiserror::Error)]
-pub enum ServerError {
+pub enum StartError {
     #[error("{0}")]
     Config(String),
     #[error("data dir: {0}")]
@@ -17,62 +20,116 @@ pub enum ServerError {
     Listen(String, std::io::Error),
 }
 
-/// etcd's client-visible errors.
-pub mod rpc {
-    use tonic::{Code, Status};
+macro_rules! errors {
+    ($($name:ident => $code:ident, $msg:literal;)*) => {
+        /// etcd's client-visible errors, each with etcd's text (its gRPC code is in [`code`]).
+        #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+        pub enum ServerError {
+            $(#[error($msg)] $name,)*
+            /// A peer URL that does not parse (`MemberAdd`, `MemberUpdate`).
+            #[error("etcdserver: invalid peer URL {0}")]
+            InvalidPeerUrl(String),
+            /// A failure of the backend or of the server itself, with its reason.
+            #[error("etcdserver: {0}")]
+            Internal(String),
+        }
 
-    macro_rules! errors {
-        ($($name:ident => $code:ident, $msg:literal;)*) => {$(
-            #[allow(non_snake_case)]
-            pub fn $name() -> Status {
-                Status::new(Code::$code, $msg)
-            }
-        )*};
-    }
-
-    errors! {
-        empty_key => InvalidArgument, "etcdserver: key is not provided";
-        key_not_found => InvalidArgument, "etcdserver: key not found";
-        value_provided => InvalidArgument, "etcdserver: value is provided";
-        lease_provided => InvalidArgument, "etcdserver: lease is provided";
-        too_many_ops => InvalidArgument, "etcdserver: too many operations in txn request";
-        duplicate_key => InvalidArgument, "etcdserver: duplicate key given in txn request";
-        compacted => OutOfRange, "etcdserver: mvcc: required revision has been compacted";
-        future_rev => OutOfRange, "etcdserver: mvcc: required revision is a future revision";
-        no_space => ResourceExhausted, "etcdserver: mvcc: database space exceeded";
-        lease_not_found => NotFound, "etcdserver: requested lease not found";
-        request_too_large => InvalidArgument, "etcdserver: request is too large";
-        no_leader => Unavailable, "etcdserver: no leader";
-        timeout => Unavailable, "etcdserver: request timed out";
-        stopped => Unavailable, "etcdserver: server stopped";
-        member_not_found => NotFound, "etcdserver: member not found";
-        not_capable => Unavailable, "etcdserver: not capable";
-        leader_changed => Unavailable, "etcdserver: leader changed";
-        lease_exist => FailedPrecondition, "etcdserver: lease already exists";
-        lease_ttl_too_large => OutOfRange, "etcdserver: too large lease TTL";
-        peer_url_exist => FailedPrecondition, "etcdserver: Peer URLs already exists";
-        member_exist => FailedPrecondition, "etcdserver: member ID already exist";
-        unhealthy => Unavailable, "etcdserver: unhealthy cluster";
-        member_not_learner => FailedPrecondition, "etcdserver: can only promote a learner member";
-        learner_not_ready => FailedPrecondition, "etcdserver: can only promote a learner member which is in sync with leader";
-        too_many_learners => FailedPrecondition, "etcdserver: too many learner members in cluster";
-        not_leader => FailedPrecondition, "etcdserver: not leader";
-        bad_leader_transferee => FailedPrecondition, "etcdserver: bad leader transferee";
-        leader_transfer_timeout => Unavailable, "etcdserver: request timed out, leader transfer took too long";
-    }
-
-    /// Maps a store error to etcd's client error.
-    pub fn from_mvcc(e: rustcd_mvcc::Error) -> Status {
-        use rustcd_mvcc::Error as E;
-        match e {
-            E::Compacted => compacted(),
-            E::FutureRev => future_rev(),
-            E::KeyNotFound => key_not_found(),
-            E::LeaseNotFound => lease_not_found(),
-            other => {
-                tracing::error!(error = %other, "backend failure");
-                Status::new(Code::Internal, format!("etcdserver: {other}"))
+        /// The gRPC code etcd answers `e` with.
+        pub fn code(e: &ServerError) -> Code {
+            match e {
+                $(ServerError::$name => Code::$code,)*
+                ServerError::InvalidPeerUrl(_) => Code::InvalidArgument,
+                ServerError::Internal(_) => Code::Internal,
             }
         }
+    };
+}
+
+errors! {
+        EmptyKey => InvalidArgument, "etcdserver: key is not provided";
+        KeyNotFound => InvalidArgument, "etcdserver: key not found";
+        ValueProvided => InvalidArgument, "etcdserver: value is provided";
+        LeaseProvided => InvalidArgument, "etcdserver: lease is provided";
+        TooManyOps => InvalidArgument, "etcdserver: too many operations in txn request";
+        DuplicateKey => InvalidArgument, "etcdserver: duplicate key given in txn request";
+        Compacted => OutOfRange, "etcdserver: mvcc: required revision has been compacted";
+        FutureRev => OutOfRange, "etcdserver: mvcc: required revision is a future revision";
+        NoSpace => ResourceExhausted, "etcdserver: mvcc: database space exceeded";
+        LeaseNotFound => NotFound, "etcdserver: requested lease not found";
+        RequestTooLarge => InvalidArgument, "etcdserver: request is too large";
+        NoLeader => Unavailable, "etcdserver: no leader";
+        Timeout => Unavailable, "etcdserver: request timed out";
+        Stopped => Unavailable, "etcdserver: server stopped";
+        MemberNotFound => NotFound, "etcdserver: member not found";
+        NotCapable => Unavailable, "etcdserver: not capable";
+        LeaderChanged => Unavailable, "etcdserver: leader changed";
+        LeaseExist => FailedPrecondition, "etcdserver: lease already exists";
+        LeaseTtlTooLarge => OutOfRange, "etcdserver: too large lease TTL";
+        PeerUrlExist => FailedPrecondition, "etcdserver: Peer URLs already exists";
+        MemberExist => FailedPrecondition, "etcdserver: member ID already exist";
+        Unhealthy => Unavailable, "etcdserver: unhealthy cluster";
+        MemberNotLearner => FailedPrecondition, "etcdserver: can only promote a learner member";
+        LearnerNotReady => FailedPrecondition, "etcdserver: can only promote a learner member which is in sync with leader";
+        TooManyLearners => FailedPrecondition, "etcdserver: too many learner members in cluster";
+        NotLeader => FailedPrecondition, "etcdserver: not leader";
+        BadLeaderTransferee => FailedPrecondition, "etcdserver: bad leader transferee";
+        LeaderTransferTimeout => Unavailable, "etcdserver: request timed out, leader transfer took too long";
+        ElectionNotLeader => Unknown, "election: not leader";
+        ElectionNoLeader => Unknown, "election: no leader";
+        SessionExpired => Unknown, "concurrency: session expired";
+        UnexpectedApply => Internal, "etcdserver: unexpected apply result";
+        EmptyRequestOp => InvalidArgument, "etcdserver: request op is empty";
+}
+
+impl From<ServerError> for Status {
+    fn from(e: ServerError) -> Status {
+        Status::new(code(&e), e.to_string())
+    }
+}
+
+/// A store error as etcd's client error.
+impl From<rustcd_mvcc::Error> for ServerError {
+    fn from(e: rustcd_mvcc::Error) -> ServerError {
+        use rustcd_mvcc::Error as E;
+        match e {
+            E::Compacted => ServerError::Compacted,
+            E::FutureRev => ServerError::FutureRev,
+            E::KeyNotFound => ServerError::KeyNotFound,
+            E::LeaseNotFound => ServerError::LeaseNotFound,
+            other => {
+                tracing::error!(error = %other, "backend failure");
+                ServerError::Internal(other.to_string())
+            }
+        }
+    }
+}
+
+/// A lessor error as etcd's client error.
+impl From<rustcd_lease::LeaseError> for ServerError {
+    fn from(e: rustcd_lease::LeaseError) -> ServerError {
+        use rustcd_lease::LeaseError as E;
+        match e {
+            E::NotFound => ServerError::LeaseNotFound,
+            E::Exists => ServerError::LeaseExist,
+            E::TtlTooLarge => ServerError::LeaseTtlTooLarge,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_carry_etcds_code_and_text() {
+        let s = Status::from(ServerError::EmptyKey);
+        assert_eq!((s.code(), s.message()), (Code::InvalidArgument, "etcdserver: key is not provided"));
+        let s = Status::from(ServerError::from(rustcd_mvcc::Error::Compacted));
+        assert_eq!(
+            (s.code(), s.message()),
+            (Code::OutOfRange, "etcdserver: mvcc: required revision has been compacted")
+        );
+        let s = Status::from(ServerError::SessionExpired);
+        assert_eq!((s.code(), s.message()), (Code::Unknown, "concurrency: session expired"));
     }
 }

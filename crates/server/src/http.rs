@@ -52,9 +52,9 @@ fn resident_bytes() -> u64 {
 
 /// Prometheus text of the metrics rustcd keeps so far, under etcd's names.
 async fn metrics(State(s): State<Arc<EtcdServer>>) -> String {
-    let (db_size, db_in_use) = s.store.db_size();
+    let (db_size, db_in_use) = s.store().db_size();
     let leader = s.leader();
-    let me = s.member_id;
+    let me = s.member_id();
     let gauges = [
         (
             "etcd_mvcc_db_total_size_in_bytes",

@@ -9,7 +9,7 @@ use rustcd_api::rustcdpb::StoredMember;
 use rustcd_mvcc::KvStore;
 
 use crate::config::Config;
-use crate::error::ServerError;
+use crate::error::StartError;
 use crate::ids;
 use crate::membership::Membership;
 
@@ -26,13 +26,13 @@ const IDENTITY_FILE: &str = "identity";
 
 /// Finds this member's identity: from its data dir on restart, from the initial cluster for
 /// a new one, or from the existing members' answer when joining.
-pub async fn identify(cfg: &Config, member_dir: &Path, store: &KvStore) -> Result<Identity, ServerError> {
+pub async fn identify(cfg: &Config, member_dir: &Path, store: &KvStore) -> Result<Identity, StartError> {
     let path = member_dir.join(IDENTITY_FILE);
     let token = &cfg.raw.initial_cluster_token;
     if let Ok(text) = std::fs::read_to_string(&path) {
         let mut parts = text.split_whitespace().map(|x| u64::from_str_radix(x, 16));
         let (Some(Ok(member_id)), Some(Ok(cluster_id))) = (parts.next(), parts.next()) else {
-            return Err(ServerError::DataDir(format!("{}: malformed identity file", path.display())));
+            return Err(StartError::DataDir(format!("{}: malformed identity file", path.display())));
         };
         let members = Membership::load(store).map(|m| m.members).unwrap_or_else(|| initial_members(cfg, token));
         return Ok(Identity { member_id, cluster_id, members, bootstrap: false });
@@ -49,9 +49,9 @@ pub async fn identify(cfg: &Config, member_dir: &Path, store: &KvStore) -> Resul
     Ok(id)
 }
 
-fn write_identity(path: &Path, member_id: u64, cluster_id: u64) -> Result<(), ServerError> {
+fn write_identity(path: &Path, member_id: u64, cluster_id: u64) -> Result<(), StartError> {
     use std::io::Write;
-    let err = |e: std::io::Error| ServerError::DataDir(format!("{}: {e}", path.display()));
+    let err = |e: std::io::Error| StartError::DataDir(format!("{}: {e}", path.display()));
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::File::create(&tmp).map_err(err)?;
     writeln!(f, "{member_id:x} {cluster_id:x}").map_err(err)?;
@@ -77,7 +77,7 @@ fn initial_members(cfg: &Config, token: &str) -> Vec<StoredMember> {
 }
 
 /// Asks the other members for the member list and finds this member in it by peer URLs.
-async fn join_existing(cfg: &Config) -> Result<Identity, ServerError> {
+async fn join_existing(cfg: &Config) -> Result<Identity, StartError> {
     let mut mine = cfg.advertise_peer_urls.clone();
     mine.sort();
     for m in cfg.initial_cluster.iter().filter(|m| m.name != cfg.raw.name) {
@@ -105,13 +105,13 @@ async fn join_existing(cfg: &Config) -> Result<Identity, ServerError> {
                     members: resp.members.clone(),
                     bootstrap: false,
                 }),
-                None => Err(ServerError::Config(format!(
+                None => Err(StartError::Config(format!(
                     "error validating peerURLs: member count is unequal or this member's peer URLs {mine:?} were not added to the cluster (use 'etcdctl member add' first)"
                 ))),
             };
         }
     }
-    Err(ServerError::Config(
+    Err(StartError::Config(
         "cannot fetch cluster info from peer urls: could not retrieve cluster information from the given URLs".into(),
     ))
 }

@@ -14,12 +14,11 @@ use rustcd_api::etcdserverpb::{
 };
 use rustcd_api::rustcdpb::StoredLease;
 use rustcd_api::rustcdpb::internal_request::Request as Op;
-use rustcd_lease::{LeaseError, Lessor};
+use rustcd_lease::Lessor;
 use rustcd_mvcc::{KvStore, WriteTxn};
-use tonic::Status;
 
 use crate::apply::Applied;
-use crate::error::rpc;
+use crate::error::ServerError;
 use crate::server::EtcdServer;
 
 const META_PREFIX: &str = "lease/";
@@ -33,8 +32,8 @@ pub fn lock(l: &SharedLessor) -> MutexGuard<'_, Lessor> {
 /// The lessor, made primary first when this member leads but the expiry loop has not yet
 /// noticed: a request right after an election must not be forwarded to the leader, itself.
 pub fn lock_as_leader(s: &EtcdServer) -> MutexGuard<'_, Lessor> {
-    let mut l = lock(&s.lessor);
-    if s.leader() == s.member_id {
+    let mut l = lock(&s.lessor());
+    if s.leader() == s.member_id() {
         follow_leadership(&mut l, s, true, Instant::now());
     }
     l
@@ -44,7 +43,7 @@ pub fn lock_as_leader(s: &EtcdServer) -> MutexGuard<'_, Lessor> {
 /// timeout, as etcd does) and secondary without it.
 fn follow_leadership(l: &mut Lessor, s: &EtcdServer, leader: bool, now: Instant) {
     match (leader, l.is_primary()) {
-        (true, false) => l.promote(Duration::from_millis(s.cfg.raw.election_timeout), now),
+        (true, false) => l.promote(Duration::from_millis(s.config().raw.election_timeout), now),
         (false, true) => l.demote(),
         _ => {}
     }
@@ -57,14 +56,6 @@ fn meta_key(id: i64) -> String {
 /// etcd's minimum lease TTL: 1.5 election timeouts, in whole seconds (rounded up).
 pub fn min_ttl(election_timeout_ms: u64) -> i64 {
     (election_timeout_ms * 3).div_ceil(2000) as i64
-}
-
-pub fn to_status(e: LeaseError) -> Status {
-    match e {
-        LeaseError::NotFound => rpc::lease_not_found(),
-        LeaseError::Exists => rpc::lease_exist(),
-        LeaseError::TtlTooLarge => rpc::lease_ttl_too_large(),
-    }
 }
 
 /// Rebuilds the lessor from the backend: stored leases, then the keys attached to them.
@@ -92,15 +83,15 @@ fn save(w: &mut WriteTxn, id: i64, ttl: i64, remaining_ttl: i64) {
     w.put_meta(&meta_key(id), &StoredLease { id, ttl, remaining_ttl }.encode_to_vec());
 }
 
-pub fn apply_grant(w: &mut WriteTxn, lessor: &SharedLessor, r: &LeaseGrantRequest) -> Result<Applied, Status> {
-    let ttl = lock(lessor).grant(r.id, r.ttl, Instant::now()).map_err(to_status)?;
+pub fn apply_grant(w: &mut WriteTxn, lessor: &SharedLessor, r: &LeaseGrantRequest) -> Result<Applied, ServerError> {
+    let ttl = lock(lessor).grant(r.id, r.ttl, Instant::now()).map_err(ServerError::from)?;
     save(w, r.id, ttl, 0);
     Ok(Applied::LeaseGrant(LeaseGrantResponse { header: None, id: r.id, ttl, error: String::new() }))
 }
 
 /// Revokes a lease: its keys are deleted in one revision, as etcd does.
-pub fn apply_revoke(w: &mut WriteTxn, lessor: &SharedLessor, r: &LeaseRevokeRequest) -> Result<Applied, Status> {
-    let keys = lock(lessor).revoke(r.id).map_err(to_status)?;
+pub fn apply_revoke(w: &mut WriteTxn, lessor: &SharedLessor, r: &LeaseRevokeRequest) -> Result<Applied, ServerError> {
+    let keys = lock(lessor).revoke(r.id).map_err(ServerError::from)?;
     if !keys.is_empty() {
         let success = keys
             .into_iter()
@@ -108,7 +99,7 @@ pub fn apply_revoke(w: &mut WriteTxn, lessor: &SharedLessor, r: &LeaseRevokeRequ
                 request: Some(ReqOp::RequestDeleteRange(DeleteRangeRequest { key: k.into(), ..Default::default() })),
             })
             .collect();
-        w.txn(&TxnRequest { compare: vec![], success, failure: vec![] }).map_err(rpc::from_mvcc)?;
+        w.txn(&TxnRequest { compare: vec![], success, failure: vec![] }).map_err(ServerError::from)?;
     }
     w.remove_meta(&meta_key(r.id));
     Ok(Applied::LeaseRevoke(LeaseRevokeResponse { header: Some(Default::default()) }))
@@ -118,7 +109,7 @@ pub fn apply_checkpoint(
     w: &mut WriteTxn,
     lessor: &SharedLessor,
     r: &LeaseCheckpointRequest,
-) -> Result<Applied, Status> {
+) -> Result<Applied, ServerError> {
     let mut l = lock(lessor);
     for c in &r.checkpoints {
         l.checkpoint(c.id, c.remaining_ttl);
@@ -141,10 +132,10 @@ pub async fn expiry_loop(s: Arc<EtcdServer>) {
     let mut last_checkpoint = Instant::now();
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let leader = s.leader() == s.member_id;
+        let leader = s.leader() == s.member_id();
         let now = Instant::now();
         let expired = {
-            let mut l = lock(&s.lessor);
+            let mut l = lock(&s.lessor());
             follow_leadership(&mut l, &s, leader, now);
             if !leader {
                 continue;
@@ -165,7 +156,7 @@ pub async fn expiry_loop(s: Arc<EtcdServer>) {
         }
         if last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL {
             last_checkpoint = Instant::now();
-            let cps = lock(&s.lessor).checkpoints(Instant::now());
+            let cps = lock(&s.lessor()).checkpoints(Instant::now());
             if !cps.is_empty() {
                 let checkpoints = cps
                     .into_iter()

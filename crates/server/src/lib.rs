@@ -19,6 +19,7 @@ pub mod logging;
 pub mod membership;
 pub mod server;
 pub mod url;
+pub mod v3;
 pub mod validate;
 
 use std::sync::{Arc, mpsc};
@@ -42,7 +43,7 @@ use rustcd_raft::{NodeConfig, RaftNode};
 
 use crate::apply::Applier;
 use crate::config::Config;
-use crate::error::ServerError;
+use crate::error::StartError;
 use crate::membership::Membership;
 use crate::server::{EtcdServer, Parts};
 
@@ -62,11 +63,11 @@ impl Running {
     /// making the backend durable.
     pub fn stop(self) {
         let s = &self.server;
-        let is_leader = s.raft_status.is_leader.load(std::sync::atomic::Ordering::Relaxed);
-        if is_leader && s.membership.list().len() > 1 {
+        let is_leader = s.raft_status().is_leader.load(std::sync::atomic::Ordering::Relaxed);
+        if is_leader && s.membership().list().len() > 1 {
             self.raft.sender().try_send(rustcd_raft::Input::StepDown);
-            let deadline = std::time::Instant::now() + Duration::from_millis(s.cfg.raw.election_timeout * 2);
-            while std::time::Instant::now() < deadline && s.leader() == s.member_id {
+            let deadline = std::time::Instant::now() + Duration::from_millis(s.config().raw.election_timeout * 2);
+            while std::time::Instant::now() < deadline && s.leader() == s.member_id() {
                 std::thread::sleep(Duration::from_millis(10));
             }
             tracing::info!(new_leader = %format!("{:x}", s.leader()), "leadership transferred before stop");
@@ -90,18 +91,18 @@ fn raft_config(cfg: &Config, id: &identity::Identity, applied: u64) -> NodeConfi
 }
 
 /// Opens the data dir, starts raft, the apply thread, the peer and client listeners.
-pub async fn start(cfg: Config) -> Result<Running, ServerError> {
+pub async fn start(cfg: Config) -> Result<Running, StartError> {
     let member_dir = cfg.data_dir.join("member");
     let snap_dir = member_dir.join("snap");
-    std::fs::create_dir_all(&snap_dir).map_err(|e| ServerError::DataDir(format!("{}: {e}", snap_dir.display())))?;
-    failpoints::setup().map_err(ServerError::Config)?;
+    std::fs::create_dir_all(&snap_dir).map_err(|e| StartError::DataDir(format!("{}: {e}", snap_dir.display())))?;
+    failpoints::setup().map_err(StartError::Config)?;
     // The raft log recovers on another thread while the backend rebuilds its key index: the
     // two biggest parts of a restart, independent of each other.
     let raft_dir = member_dir.join("raft");
     let log = std::thread::Builder::new()
         .name("raft-log-open".into())
         .spawn(move || LogStore::open(&raft_dir))
-        .map_err(|e| ServerError::DataDir(format!("cannot start a thread: {e}")))?;
+        .map_err(|e| StartError::DataDir(format!("cannot start a thread: {e}")))?;
     let store = Arc::new(KvStore::open(snap_dir.join("db"))?);
     let id = identity::identify(&cfg, &member_dir, &store).await?;
     let (member_id, cluster_id) = (id.member_id, id.cluster_id);
@@ -112,7 +113,7 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
     );
     let membership = Arc::new(Membership::new(StoredMembers { members: id.members.clone(), removed: vec![] }));
     if membership.is_removed(member_id) {
-        return Err(ServerError::Config("the member has been permanently removed from the cluster".into()));
+        return Err(StartError::Config("the member has been permanently removed from the cluster".into()));
     }
     let transport = PeerTransport::new(cluster_id, member_id, tokio::runtime::Handle::current());
     for m in &id.members {
@@ -131,7 +132,7 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
         fail::fail_point!("snapshotBeforeSave");
         snap_store.snapshot().map_err(|e| e.to_string())
     });
-    let log = log.join().map_err(|_| ServerError::DataDir("the raft log could not be opened".into()))??;
+    let log = log.join().map_err(|_| StartError::DataDir("the raft log could not be opened".into()))??;
     let (raft, raft_tx) = RaftNode::start(node_cfg, log, out_tx, transport.clone(), snapshot_source)?;
     transport.set_raft(raft_tx);
     let (applied_tx, applied_rx) = tokio::sync::watch::channel(consistent_index);
@@ -154,7 +155,7 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
     let apply_thread = std::thread::Builder::new()
         .name("apply".into())
         .spawn(move || applier.run(out_rx))
-        .map_err(|e| ServerError::DataDir(format!("cannot start apply thread: {e}")))?;
+        .map_err(|e| StartError::DataDir(format!("cannot start apply thread: {e}")))?;
     start_watch_sync(hub.clone());
 
     let members_fn: MembersFn = {
@@ -185,15 +186,15 @@ pub async fn start(cfg: Config) -> Result<Running, ServerError> {
 /// etcd's publish: once a leader exists, this member's name and client URLs go through raft.
 async fn publish(s: Arc<EtcdServer>) {
     let attrs = MemberAttributes {
-        id: s.member_id,
-        name: s.cfg.raw.name.clone(),
-        client_urls: s.cfg.advertise_client_urls.clone(),
+        id: s.member_id(),
+        name: s.config().raw.name.clone(),
+        client_urls: s.config().advertise_client_urls.clone(),
     };
     loop {
         if s.leader() != 0 {
             match s.propose(rustcd_api::rustcdpb::internal_request::Request::MemberAttributes(attrs.clone())).await {
                 Ok(_) => {
-                    tracing::info!(local_member_id = %format!("{:x}", s.member_id), "published local member to cluster through raft");
+                    tracing::info!(local_member_id = %format!("{:x}", s.member_id()), "published local member to cluster through raft");
                     return;
                 }
                 Err(e) => tracing::debug!(error = %e, "publish failed; retrying"),
@@ -203,7 +204,7 @@ async fn publish(s: Arc<EtcdServer>) {
     }
 }
 
-async fn serve_peers<S>(cfg: &Config, svc: S) -> Result<(), ServerError>
+async fn serve_peers<S>(cfg: &Config, svc: S) -> Result<(), StartError>
 where
     S: tonic::server::NamedService
         + tower_service::Service<
@@ -222,11 +223,10 @@ where
 
 /// Binds every URL and serves `router` on it (gRPC and HTTP/1 on one port), each connection
 /// through the `:authority` fix.
-async fn serve_on(urls: &[url::Url], router: axum::Router, what: &'static str) -> Result<(), ServerError> {
+async fn serve_on(urls: &[url::Url], router: axum::Router, what: &'static str) -> Result<(), StartError> {
     for url in urls {
-        let listener = tokio::net::TcpListener::bind(url.host_port())
-            .await
-            .map_err(|e| ServerError::Listen(url.to_string(), e))?;
+        let listener =
+            tokio::net::TcpListener::bind(url.host_port()).await.map_err(|e| StartError::Listen(url.to_string(), e))?;
         tracing::info!(address = %url.host_port(), "{what}");
         let router = router.clone();
         tokio::spawn(async move {
@@ -251,7 +251,7 @@ fn start_watch_sync(hub: Arc<WatchHub>) {
     });
 }
 
-async fn serve_clients(cfg: &Config, s: Arc<EtcdServer>) -> Result<(), ServerError> {
+async fn serve_clients(cfg: &Config, s: Arc<EtcdServer>) -> Result<(), StartError> {
     let max = cfg.raw.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
     let routes =
         tonic::service::Routes::new(KvServer::new(grpc::kv::KvService(s.clone())).max_decoding_message_size(max))

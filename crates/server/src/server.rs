@@ -14,35 +14,34 @@ use rustcd_mvcc::KvStore;
 use rustcd_mvcc::watch::WatchHub;
 use rustcd_raft::{Input, NodeStatus, RaftSender};
 use tokio::sync::{oneshot, watch};
-use tonic::Status;
 
 use crate::apply::Applied;
 use crate::config::Config;
-use crate::error::rpc;
+use crate::error::ServerError;
 use crate::lease::SharedLessor;
 use crate::membership::Membership;
 
 /// Waiters for proposals, keyed by request id; the apply thread fires them.
-pub type Waiters = Mutex<HashMap<u64, oneshot::Sender<Result<Applied, Status>>>>;
+pub type Waiters = Mutex<HashMap<u64, oneshot::Sender<Result<Applied, ServerError>>>>;
 /// Waiters for read-index rounds, keyed by round id.
 pub type ReadWaiters = Mutex<HashMap<u64, oneshot::Sender<u64>>>;
 
 pub struct EtcdServer {
-    pub cfg: Config,
-    pub member_id: u64,
-    pub cluster_id: u64,
-    pub membership: Arc<Membership>,
-    pub lessor: SharedLessor,
-    pub store: Arc<KvStore>,
-    pub hub: Arc<WatchHub>,
-    pub raft_status: Arc<NodeStatus>,
+    cfg: Config,
+    member_id: u64,
+    cluster_id: u64,
+    membership: Arc<Membership>,
+    lessor: SharedLessor,
+    store: Arc<KvStore>,
+    hub: Arc<WatchHub>,
+    raft_status: Arc<NodeStatus>,
     raft_tx: RaftSender,
-    pub waiters: Arc<Waiters>,
-    pub read_waiters: Arc<ReadWaiters>,
+    waiters: Arc<Waiters>,
+    read_waiters: Arc<ReadWaiters>,
     /// Last applied raft index.
-    pub applied: watch::Receiver<u64>,
+    applied: watch::Receiver<u64>,
     next_id: AtomicU64,
-    read_tx: tokio::sync::mpsc::UnboundedSender<oneshot::Sender<Result<(), Status>>>,
+    read_tx: tokio::sync::mpsc::UnboundedSender<oneshot::Sender<Result<(), ServerError>>>,
 }
 
 /// Time a proposal or read may wait before `etcdserver: request timed out`.
@@ -92,6 +91,40 @@ impl EtcdServer {
         s
     }
 
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+    pub fn member_id(&self) -> u64 {
+        self.member_id
+    }
+    pub fn cluster_id(&self) -> u64 {
+        self.cluster_id
+    }
+    pub fn membership(&self) -> &Arc<Membership> {
+        &self.membership
+    }
+    pub fn lessor(&self) -> &SharedLessor {
+        &self.lessor
+    }
+    pub fn store(&self) -> &Arc<KvStore> {
+        &self.store
+    }
+    pub fn hub(&self) -> &Arc<WatchHub> {
+        &self.hub
+    }
+    pub fn raft_status(&self) -> &NodeStatus {
+        &self.raft_status
+    }
+    /// The last raft index applied to the backend.
+    pub fn applied(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    /// A header at the store's current revision.
+    pub fn current_header(&self) -> Option<ResponseHeader> {
+        self.header(self.store.current_rev())
+    }
+
     pub fn header(&self, revision: i64) -> Option<ResponseHeader> {
         Some(ResponseHeader {
             cluster_id: self.cluster_id,
@@ -101,16 +134,16 @@ impl EtcdServer {
         })
     }
 
-    async fn send_raft(&self, input: Input) -> Result<(), Status> {
-        self.raft_tx.send(input).await.map_err(|_| rpc::stopped())
+    async fn send_raft(&self, input: Input) -> Result<(), ServerError> {
+        self.raft_tx.send(input).await.map_err(|_| ServerError::Stopped)
     }
 
     /// Proposes a write through raft and waits for the apply thread's result.
-    pub async fn propose(&self, op: InternalOp) -> Result<Applied, Status> {
+    pub async fn propose(&self, op: InternalOp) -> Result<Applied, ServerError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let data = InternalRequest { id, request: Some(op) }.encode_to_vec();
         if data.len() as u64 > self.cfg.raw.max_request_bytes {
-            return Err(rpc::request_too_large());
+            return Err(ServerError::RequestTooLarge);
         }
         self.propose_and_wait(id, |ack| Input::Propose(data, ack)).await
     }
@@ -121,12 +154,12 @@ impl EtcdServer {
         &self,
         id: u64,
         make: impl FnOnce(oneshot::Sender<rustcd_raft::Result<()>>) -> Input,
-    ) -> Result<Applied, Status> {
+    ) -> Result<Applied, ServerError> {
         let (tx, rx) = oneshot::channel();
         self.lock_waiters().insert(id, tx);
         let (ack_tx, ack_rx) = oneshot::channel();
         let accepted = match self.send_raft(make(ack_tx)).await {
-            Ok(()) => ack_rx.await.map_err(|_| rpc::stopped()).and_then(|r| r.map_err(|_| rpc::no_leader())),
+            Ok(()) => ack_rx.await.map_err(|_| ServerError::Stopped).and_then(|r| r.map_err(|_| ServerError::NoLeader)),
             Err(e) => Err(e),
         };
         if let Err(e) = accepted {
@@ -135,15 +168,15 @@ impl EtcdServer {
         }
         match tokio::time::timeout(request_timeout(&self.cfg), rx).await {
             Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(rpc::stopped()),
+            Ok(Err(_)) => Err(ServerError::Stopped),
             Err(_) => {
                 self.lock_waiters().remove(&id);
-                Err(rpc::timeout())
+                Err(ServerError::Timeout)
             }
         }
     }
 
-    fn lock_waiters(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Result<Applied, Status>>>> {
+    fn lock_waiters(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Result<Applied, ServerError>>>> {
         self.waiters.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -153,29 +186,29 @@ impl EtcdServer {
     }
 
     /// Proposes a membership change through raft and waits until it is applied.
-    pub async fn propose_conf_change(&self, mut cc: rustcd_raft::eraftpb::ConfChange) -> Result<Applied, Status> {
+    pub async fn propose_conf_change(&self, mut cc: rustcd_raft::eraftpb::ConfChange) -> Result<Applied, ServerError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         cc.id = id;
         self.propose_and_wait(id, |ack| Input::ProposeConfChange(cc, ack)).await
     }
 
     /// On the leader: its commit index and every member's matched index.
-    pub async fn leader_progress(&self) -> Result<Option<(u64, Vec<(u64, u64)>)>, Status> {
+    pub async fn leader_progress(&self) -> Result<Option<(u64, Vec<(u64, u64)>)>, ServerError> {
         let (tx, rx) = oneshot::channel();
         self.send_raft(Input::Progress(tx)).await?;
-        rx.await.map_err(|_| rpc::stopped())
+        rx.await.map_err(|_| ServerError::Stopped)
     }
 
     /// Asks raft to hand leadership to `to`.
-    pub async fn transfer_leader(&self, to: u64) -> Result<(), Status> {
+    pub async fn transfer_leader(&self, to: u64) -> Result<(), ServerError> {
         self.send_raft(Input::TransferLeader(to)).await
     }
 
     /// Waits until this member has applied everything committed before the call (ReadIndex).
-    pub async fn linearizable_barrier(&self) -> Result<(), Status> {
+    pub async fn linearizable_barrier(&self) -> Result<(), ServerError> {
         let (tx, rx) = oneshot::channel();
-        self.read_tx.send(tx).map_err(|_| rpc::stopped())?;
-        rx.await.map_err(|_| rpc::stopped())?
+        self.read_tx.send(tx).map_err(|_| ServerError::Stopped)?;
+        rx.await.map_err(|_| ServerError::Stopped)?
     }
 
     pub fn leader(&self) -> u64 {
@@ -186,7 +219,7 @@ impl EtcdServer {
 /// etcd's linearizable read loop: every read waiting when a round starts shares its ReadIndex.
 async fn read_loop(
     s: Arc<EtcdServer>,
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<oneshot::Sender<Result<(), Status>>>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<oneshot::Sender<Result<(), ServerError>>>,
 ) {
     let mut round: u64 = 0;
     while let Some(first) = rx.recv().await {
@@ -202,7 +235,7 @@ async fn read_loop(
     }
 }
 
-async fn read_index_round(s: &EtcdServer, round: u64) -> Result<(), Status> {
+async fn read_index_round(s: &EtcdServer, round: u64) -> Result<(), ServerError> {
     let (tx, rx) = oneshot::channel();
     s.read_waiters.lock().unwrap_or_else(|p| p.into_inner()).insert(round, tx);
     let deadline = request_timeout(&s.cfg);
@@ -214,7 +247,7 @@ async fn read_index_round(s: &EtcdServer, round: u64) -> Result<(), Status> {
             s.send_raft(Input::ReadIndex(round.to_be_bytes().to_vec())).await?;
             let retry = if s.leader() == 0 { s.cfg.raw.heartbeat_interval.max(10) } else { 500 };
             tokio::select! {
-                idx = &mut rx => return idx.map_err(|_| rpc::stopped()),
+                idx = &mut rx => return idx.map_err(|_| ServerError::Stopped),
                 _ = tokio::time::sleep(Duration::from_millis(retry)) => {}
             }
         }
@@ -223,14 +256,14 @@ async fn read_index_round(s: &EtcdServer, round: u64) -> Result<(), Status> {
         Ok(r) => r?,
         Err(_) => {
             s.read_waiters.lock().unwrap_or_else(|p| p.into_inner()).remove(&round);
-            return Err(rpc::timeout());
+            return Err(ServerError::Timeout);
         }
     };
     let mut applied = s.applied.clone();
     let wait = applied.wait_for(|a| *a >= index);
     match tokio::time::timeout(deadline, wait).await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(_)) => Err(rpc::stopped()),
-        Err(_) => Err(rpc::timeout()),
+        Ok(Err(_)) => Err(ServerError::Stopped),
+        Err(_) => Err(ServerError::Timeout),
     }
 }

@@ -6,44 +6,43 @@ use std::collections::HashSet;
 use rustcd_api::etcdserverpb::request_op::Request;
 use rustcd_api::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest};
 use rustcd_mvcc::KeyRange;
-use tonic::Status;
 
-use crate::error::rpc;
+use crate::error::ServerError;
 
-pub fn range(r: &RangeRequest) -> Result<(), Status> {
+pub fn range(r: &RangeRequest) -> Result<(), ServerError> {
     if r.key.is_empty() {
-        return Err(rpc::empty_key());
+        return Err(ServerError::EmptyKey);
     }
     Ok(())
 }
 
-pub fn put(p: &PutRequest) -> Result<(), Status> {
+pub fn put(p: &PutRequest) -> Result<(), ServerError> {
     if p.key.is_empty() {
-        return Err(rpc::empty_key());
+        return Err(ServerError::EmptyKey);
     }
     if p.ignore_value && !p.value.is_empty() {
-        return Err(rpc::value_provided());
+        return Err(ServerError::ValueProvided);
     }
     if p.ignore_lease && p.lease != 0 {
-        return Err(rpc::lease_provided());
+        return Err(ServerError::LeaseProvided);
     }
     Ok(())
 }
 
-pub fn delete_range(d: &DeleteRangeRequest) -> Result<(), Status> {
+pub fn delete_range(d: &DeleteRangeRequest) -> Result<(), ServerError> {
     if d.key.is_empty() {
-        return Err(rpc::empty_key());
+        return Err(ServerError::EmptyKey);
     }
     Ok(())
 }
 
-pub fn txn(t: &TxnRequest, max_ops: usize) -> Result<(), Status> {
+pub fn txn(t: &TxnRequest, max_ops: usize) -> Result<(), ServerError> {
     if t.compare.len() > max_ops || t.success.len() > max_ops || t.failure.len() > max_ops {
-        return Err(rpc::too_many_ops());
+        return Err(ServerError::TooManyOps);
     }
     for c in &t.compare {
         if c.key.is_empty() {
-            return Err(rpc::empty_key());
+            return Err(ServerError::EmptyKey);
         }
     }
     for op in t.success.iter().chain(&t.failure) {
@@ -54,19 +53,19 @@ pub fn txn(t: &TxnRequest, max_ops: usize) -> Result<(), Status> {
     Ok(())
 }
 
-fn op_(op: &RequestOp, max_ops: usize) -> Result<(), Status> {
+fn op_(op: &RequestOp, max_ops: usize) -> Result<(), ServerError> {
     match &op.request {
         Some(Request::RequestRange(r)) => range(r),
         Some(Request::RequestPut(p)) => put(p),
         Some(Request::RequestDeleteRange(d)) => delete_range(d),
         Some(Request::RequestTxn(t)) => txn(t, max_ops),
-        None => Err(Status::invalid_argument("etcdserver: request op is empty")),
+        None => Err(ServerError::EmptyRequestOp),
     }
 }
 
 /// etcd's `checkIntervals`: within a branch (nested txns included) no key may be put twice,
 /// nor put and deleted; keys put in a nested txn's success and failure branches may repeat.
-fn check_intervals(ops: &[RequestOp]) -> Result<(HashSet<Vec<u8>>, Vec<KeyRange>), Status> {
+fn check_intervals(ops: &[RequestOp]) -> Result<(HashSet<Vec<u8>>, Vec<KeyRange>), ServerError> {
     let mut dels: Vec<KeyRange> = ops
         .iter()
         .filter_map(|op| match &op.request {
@@ -84,13 +83,13 @@ fn check_intervals(ops: &[RequestOp]) -> Result<(HashSet<Vec<u8>>, Vec<KeyRange>
         let (puts_else, dels_else) = check_intervals(&t.failure)?;
         for k in &puts_then {
             if puts.contains(k) || deleted(&dels, k) {
-                return Err(rpc::duplicate_key());
+                return Err(ServerError::DuplicateKey);
             }
             puts.insert(k.clone());
         }
         for k in &puts_else {
             if (puts.contains(k) && !puts_then.contains(k)) || deleted(&dels, k) {
-                return Err(rpc::duplicate_key());
+                return Err(ServerError::DuplicateKey);
             }
             puts.insert(k.clone());
         }
@@ -103,7 +102,7 @@ fn check_intervals(ops: &[RequestOp]) -> Result<(HashSet<Vec<u8>>, Vec<KeyRange>
         };
         let k = p.key.to_vec();
         if puts.contains(&k) || deleted(&dels, &k) {
-            return Err(rpc::duplicate_key());
+            return Err(ServerError::DuplicateKey);
         }
         puts.insert(k);
     }
@@ -134,7 +133,7 @@ mod tests {
         let t = |ops: Vec<RequestOp>| txn(&TxnRequest { compare: vec![], success: ops, failure: vec![] }, 128);
         assert!(t(vec![put_op("a"), put_op("b")]).is_ok());
         assert_eq!(
-            t(vec![put_op("a"), put_op("a")]).unwrap_err().message(),
+            t(vec![put_op("a"), put_op("a")]).unwrap_err().to_string(),
             "etcdserver: duplicate key given in txn request"
         );
         assert!(t(vec![put_op("b"), del_op("a", "c")]).is_err());
@@ -149,6 +148,6 @@ mod tests {
         assert!(t(vec![nested.clone()]).is_ok());
         assert!(t(vec![nested, put_op("x")]).is_err());
         let many = (0..129).map(|i| put_op(&i.to_string())).collect();
-        assert_eq!(t(many).unwrap_err().message(), "etcdserver: too many operations in txn request");
+        assert_eq!(t(many).unwrap_err().to_string(), "etcdserver: too many operations in txn request");
     }
 }

@@ -25,7 +25,7 @@ macro_rules! auth_impl {
                 &self,
                 _req: Request<AuthStatusRequest>,
             ) -> Result<Response<AuthStatusResponse>, Status> {
-                let rev = self.0.store.current_rev();
+                let rev = self.0.store().current_rev();
                 Ok(Response::new(AuthStatusResponse { header: self.0.header(rev), enabled: false, auth_revision: 0 }))
             }
 

@@ -13,7 +13,7 @@ use rustcd_raft::eraftpb::{ConfChange, ConfChangeType};
 use tonic::{Request, Response, Status};
 
 use crate::apply::Applied;
-use crate::error::rpc;
+use crate::error::ServerError;
 use crate::membership::to_api;
 use crate::server::EtcdServer;
 use crate::url::Url;
@@ -37,30 +37,30 @@ impl ClusterService {
     }
 
     fn header(&self) -> Option<ResponseHeader> {
-        self.0.header(self.0.store.current_rev())
+        self.0.header(self.0.store().current_rev())
     }
 
     /// Members that published their attributes (etcd's "started" members).
     fn started_voters(&self, except: Option<u64>) -> (usize, usize) {
-        let all = self.0.membership.stored();
+        let all = self.0.membership().stored();
         let voters: Vec<&StoredMember> = all.iter().filter(|m| !m.is_learner && Some(m.id) != except).collect();
         (voters.iter().filter(|m| !m.name.is_empty()).count(), voters.len())
     }
 
     async fn forward_promote(&self, id: u64) -> Result<Response<MemberPromoteResponse>, Status> {
         let leader = self.0.leader();
-        let urls = self.0.membership.get(leader).map(|m| m.client_urls).unwrap_or_default();
+        let urls = self.0.membership().get(leader).map(|m| m.client_urls).unwrap_or_default();
         for url in urls {
             let Ok(ep) = tonic::transport::Endpoint::from_shared(url) else { continue };
             let Ok(ch) = ep.connect_timeout(std::time::Duration::from_secs(1)).connect().await else { continue };
             let mut client = rustcd_api::etcdserverpb::cluster_client::ClusterClient::new(ch);
             return client.member_promote(MemberPromoteRequest { id }).await;
         }
-        Err(rpc::no_leader())
+        Err(ServerError::NoLeader.into())
     }
 
     fn check_strict(&self, ok: bool) -> Result<(), Status> {
-        if self.0.cfg.raw.strict_reconfig_check && !ok { Err(rpc::unhealthy()) } else { Ok(()) }
+        if self.0.config().raw.strict_reconfig_check && !ok { Err(ServerError::Unhealthy.into()) } else { Ok(()) }
     }
 }
 
@@ -71,13 +71,13 @@ impl Cluster for ClusterService {
         for u in &r.peer_ur_ls {
             Url::parse(u).map_err(|e| Status::invalid_argument(format!("etcdserver: invalid peer URL {u:?}: {e}")))?;
         }
-        let existing = self.0.membership.stored();
+        let existing = self.0.membership().stored();
         if existing.iter().any(|m| m.peer_urls.iter().any(|u| r.peer_ur_ls.contains(u))) {
-            return Err(rpc::peer_url_exist());
+            return Err(ServerError::PeerUrlExist.into());
         }
         if r.is_learner {
             if existing.iter().filter(|m| m.is_learner).count() >= MAX_LEARNERS {
-                return Err(rpc::too_many_learners());
+                return Err(ServerError::TooManyLearners.into());
             }
         } else {
             // Adding a voter must leave enough started voters for the larger quorum.
@@ -86,8 +86,8 @@ impl Cluster for ClusterService {
         }
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
         let id = crate::ids::member_id(&r.peer_ur_ls, &now.to_string());
-        if existing.iter().any(|m| m.id == id) || self.0.membership.is_removed(id) {
-            return Err(rpc::member_exist());
+        if existing.iter().any(|m| m.id == id) || self.0.membership().is_removed(id) {
+            return Err(ServerError::MemberExist.into());
         }
         let member = StoredMember {
             id,
@@ -108,7 +108,7 @@ impl Cluster for ClusterService {
 
     async fn member_remove(&self, req: Request<MemberRemoveRequest>) -> Result<Response<MemberRemoveResponse>, Status> {
         let id = req.into_inner().id;
-        let Some(m) = self.0.membership.get(id) else { return Err(rpc::member_not_found()) };
+        let Some(m) = self.0.membership().get(id) else { return Err(ServerError::MemberNotFound.into()) };
         if !m.is_learner {
             // What remains must still have a quorum of started voters.
             let (started, voters) = self.started_voters(Some(id));
@@ -121,15 +121,15 @@ impl Cluster for ClusterService {
 
     async fn member_update(&self, req: Request<MemberUpdateRequest>) -> Result<Response<MemberUpdateResponse>, Status> {
         let r = req.into_inner();
-        if self.0.membership.get(r.id).is_none() {
-            return Err(rpc::member_not_found());
+        if self.0.membership().get(r.id).is_none() {
+            return Err(ServerError::MemberNotFound.into());
         }
         for u in &r.peer_ur_ls {
             Url::parse(u).map_err(|e| Status::invalid_argument(format!("etcdserver: invalid peer URL {u:?}: {e}")))?;
         }
-        let others = self.0.membership.stored();
+        let others = self.0.membership().stored();
         if others.iter().filter(|m| m.id != r.id).any(|m| m.peer_urls.iter().any(|u| r.peer_ur_ls.contains(u))) {
-            return Err(rpc::peer_url_exist());
+            return Err(ServerError::PeerUrlExist.into());
         }
         let members = self.members_of(self.0.propose(Op::MemberUpdate(r)).await?)?;
         Ok(Response::new(MemberUpdateResponse { header: self.header(), members }))
@@ -139,7 +139,7 @@ impl Cluster for ClusterService {
         if req.into_inner().linearizable {
             self.0.linearizable_barrier().await?;
         }
-        Ok(Response::new(MemberListResponse { header: self.header(), members: self.0.membership.list() }))
+        Ok(Response::new(MemberListResponse { header: self.header(), members: self.0.membership().list() }))
     }
 
     async fn member_promote(
@@ -147,9 +147,9 @@ impl Cluster for ClusterService {
         req: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
         let id = req.into_inner().id;
-        let Some(m) = self.0.membership.get(id) else { return Err(rpc::member_not_found()) };
+        let Some(m) = self.0.membership().get(id) else { return Err(ServerError::MemberNotFound.into()) };
         if !m.is_learner {
-            return Err(rpc::member_not_learner());
+            return Err(ServerError::MemberNotLearner.into());
         }
         let Some((commit, matched)) = self.0.leader_progress().await? else {
             // Only the leader knows how far the learner is: etcd forwards promotions to it.
@@ -158,7 +158,7 @@ impl Cluster for ClusterService {
         // etcd's readiness rule: the learner has at least 90% of the leader's committed log.
         let learner_match = matched.iter().find(|(pid, _)| *pid == id).map(|(_, m)| *m).unwrap_or(0);
         if (learner_match as f64) < commit as f64 * 0.9 {
-            return Err(rpc::learner_not_ready());
+            return Err(ServerError::LearnerNotReady.into());
         }
         let cc = ConfChange { change_type: ConfChangeType::AddNode, node_id: id, ..Default::default() };
         let members = self.members_of(self.0.propose_conf_change(cc).await?)?;

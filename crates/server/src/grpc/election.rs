@@ -66,7 +66,7 @@ impl Election for ElectionService {
         if !cc::still_held(s, &key, my_rev).await? {
             return Err(Status::unknown("concurrency: session expired"));
         }
-        let rev = s.store.current_rev();
+        let rev = s.store().current_rev();
         Ok(Response::new(CampaignResponse { header: cc::header(s, rev), leader: Some(leader) }))
     }
 
@@ -93,7 +93,7 @@ impl Election for ElectionService {
                 let (kv, rev) = match cc::first_key(&s, &prefix).await {
                     Ok(x) => x,
                     Err(e) => {
-                        let _ = tx.send(Err(e)).await;
+                        let _ = tx.send(Err(Status::from(e))).await;
                         return;
                     }
                 };

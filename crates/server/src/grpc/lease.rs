@@ -8,14 +8,12 @@ use std::time::Instant;
 use rustcd_api::etcdserverpb::lease_client::LeaseClient;
 use rustcd_api::etcdserverpb::lease_server::Lease;
 use rustcd_api::etcdserverpb::*;
-use rustcd_api::rustcdpb::internal_request::Request as Op;
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::apply::Applied;
-use crate::error::rpc;
+use crate::error::ServerError;
 use crate::lease;
 use crate::server::EtcdServer;
 
@@ -25,22 +23,22 @@ type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, 
 
 impl LeaseService {
     fn header(&self) -> Option<ResponseHeader> {
-        self.0.header(self.0.store.current_rev())
+        self.0.header(self.0.store().current_rev())
     }
 
     async fn leader_client(&self) -> Result<LeaseClient<tonic::transport::Channel>, Status> {
         let leader = self.0.leader();
         if leader == 0 {
-            return Err(rpc::no_leader());
+            return Err(ServerError::NoLeader.into());
         }
-        let urls = self.0.membership.get(leader).map(|m| m.client_urls).unwrap_or_default();
+        let urls = self.0.membership().get(leader).map(|m| m.client_urls).unwrap_or_default();
         for url in urls {
             let Ok(ep) = tonic::transport::Endpoint::from_shared(url) else { continue };
             if let Ok(ch) = ep.connect_timeout(std::time::Duration::from_secs(1)).connect().await {
                 return Ok(LeaseClient::new(ch));
             }
         }
-        Err(rpc::no_leader())
+        Err(ServerError::NoLeader.into())
     }
 
     /// Renews on the primary, or asks the leader to.
@@ -58,7 +56,7 @@ impl LeaseService {
                 let (tx, rx) = mpsc::channel(1);
                 let _ = tx.send(LeaseKeepAliveRequest { id }).await;
                 let mut stream = client.lease_keep_alive(ReceiverStream::new(rx)).await?.into_inner();
-                stream.message().await?.ok_or_else(rpc::no_leader)
+                stream.message().await?.ok_or_else(|| Status::from(ServerError::NoLeader))
             }
         }
     }
@@ -69,27 +67,11 @@ impl Lease for LeaseService {
     type LeaseKeepAliveStream = KeepAliveStream;
 
     async fn lease_grant(&self, req: Request<LeaseGrantRequest>) -> Result<Response<LeaseGrantResponse>, Status> {
-        let mut r = req.into_inner();
-        if r.ttl > rustcd_lease::MAX_LEASE_TTL {
-            return Err(rpc::lease_ttl_too_large());
-        }
-        if r.id == 0 {
-            r.id = self.0.fresh_lease_id();
-        }
-        match self.0.propose(Op::LeaseGrant(r)).await? {
-            Applied::LeaseGrant(mut resp) => {
-                resp.header = self.header();
-                Ok(Response::new(resp))
-            }
-            _ => Err(Status::internal("etcdserver: unexpected apply result")),
-        }
+        Ok(Response::new(self.0.lease_grant(req.into_inner()).await?))
     }
 
     async fn lease_revoke(&self, req: Request<LeaseRevokeRequest>) -> Result<Response<LeaseRevokeResponse>, Status> {
-        match self.0.propose(Op::LeaseRevoke(req.into_inner())).await? {
-            Applied::LeaseRevoke(_) => Ok(Response::new(LeaseRevokeResponse { header: self.header() })),
-            _ => Err(Status::internal("etcdserver: unexpected apply result")),
-        }
+        Ok(Response::new(self.0.lease_revoke(req.into_inner()).await?))
     }
 
     async fn lease_keep_alive(
@@ -139,7 +121,7 @@ impl Lease for LeaseService {
 
     async fn lease_leases(&self, _req: Request<LeaseLeasesRequest>) -> Result<Response<LeaseLeasesResponse>, Status> {
         self.0.linearizable_barrier().await?;
-        let leases = lease::lock(&self.0.lessor).ids().into_iter().map(|id| LeaseStatus { id }).collect();
+        let leases = lease::lock(&self.0.lessor()).ids().into_iter().map(|id| LeaseStatus { id }).collect();
         Ok(Response::new(LeaseLeasesResponse { header: self.header(), leases }))
     }
 }

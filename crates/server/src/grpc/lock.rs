@@ -26,7 +26,7 @@ impl Lock for LockService {
         if !cc::still_held(s, &key, my_rev).await? {
             return Err(Status::unknown("concurrency: session expired"));
         }
-        let rev = s.store.current_rev();
+        let rev = s.store().current_rev();
         Ok(Response::new(LockResponse { header: cc::header(s, rev), key: key.into() }))
     }
 

@@ -9,7 +9,7 @@ use rustcd_api::etcdserverpb::*;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::error::rpc;
+use crate::error::ServerError;
 use crate::server::EtcdServer;
 
 pub struct MaintenanceService(pub Arc<EtcdServer>);
@@ -28,16 +28,16 @@ impl Maintenance for MaintenanceService {
 
     async fn status(&self, _req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         let s = &self.0;
-        let (db_size, db_size_in_use) = s.store.db_size();
-        let st = &s.raft_status;
+        let (db_size, db_size_in_use) = s.store().db_size();
+        let st = &s.raft_status();
         Ok(Response::new(StatusResponse {
-            header: s.header(s.store.current_rev()),
+            header: s.header(s.store().current_rev()),
             version: rustcd_api::ETCD_VERSION.to_string(),
             db_size,
             leader: st.leader.load(Ordering::Relaxed),
             raft_index: st.commit.load(Ordering::Relaxed),
             raft_term: st.term.load(Ordering::Relaxed),
-            raft_applied_index: *s.applied.borrow(),
+            raft_applied_index: s.applied(),
             errors: vec![],
             db_size_in_use,
             is_learner: st.is_learner.load(Ordering::Relaxed),
@@ -46,28 +46,28 @@ impl Maintenance for MaintenanceService {
 
     /// Rewrites this member's backend file without its free pages; requests wait meanwhile.
     async fn defragment(&self, _req: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
-        let store = self.0.store.clone();
+        let store = self.0.store().clone();
         let done = tokio::task::spawn_blocking(move || {
             fail::fail_point!("defragBeforeCompact");
             let r = store.defragment();
             fail::fail_point!("defragAfterCompact");
             r
         });
-        done.await.map_err(|_| rpc::stopped())?.map_err(rpc::from_mvcc)?;
+        done.await.map_err(|_| ServerError::Stopped)?.map_err(ServerError::from)?;
         tracing::info!("finished defragmenting the backend");
-        Ok(Response::new(DefragmentResponse { header: self.0.header(self.0.store.current_rev()) }))
+        Ok(Response::new(DefragmentResponse { header: self.0.header(self.0.store().current_rev()) }))
     }
 
     async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        let (hash, _, rev) = self.0.store.hash_kv(0).map_err(rpc::from_mvcc)?;
+        let (hash, _, rev) = self.0.store().hash_kv(0).map_err(ServerError::from)?;
         Ok(Response::new(HashResponse { header: self.0.header(rev), hash }))
     }
 
     async fn hash_kv(&self, req: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
         let (hash, compact_revision, hash_revision) =
-            self.0.store.hash_kv(req.into_inner().revision).map_err(rpc::from_mvcc)?;
+            self.0.store().hash_kv(req.into_inner().revision).map_err(ServerError::from)?;
         Ok(Response::new(HashKvResponse {
-            header: self.0.header(self.0.store.current_rev()),
+            header: self.0.header(self.0.store().current_rev()),
             hash,
             compact_revision,
             hash_revision,
@@ -81,25 +81,25 @@ impl Maintenance for MaintenanceService {
     async fn move_leader(&self, req: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
         let target = req.into_inner().target_id;
         let s = &self.0;
-        if s.leader() != s.member_id {
-            return Err(rpc::not_leader());
+        if s.leader() != s.member_id() {
+            return Err(ServerError::NotLeader.into());
         }
-        match s.membership.get(target) {
+        match s.membership().get(target) {
             Some(m) if !m.is_learner => {}
-            _ => return Err(rpc::bad_leader_transferee()),
+            _ => return Err(ServerError::BadLeaderTransferee.into()),
         }
-        if target != s.member_id {
+        if target != s.member_id() {
             s.transfer_leader(target).await?;
             let deadline =
-                tokio::time::Instant::now() + std::time::Duration::from_millis(s.cfg.raw.election_timeout * 2);
+                tokio::time::Instant::now() + std::time::Duration::from_millis(s.config().raw.election_timeout * 2);
             while s.leader() != target {
                 if tokio::time::Instant::now() > deadline {
-                    return Err(rpc::leader_transfer_timeout());
+                    return Err(ServerError::LeaderTransferTimeout.into());
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
         }
-        Ok(Response::new(MoveLeaderResponse { header: s.header(s.store.current_rev()) }))
+        Ok(Response::new(MoveLeaderResponse { header: s.header(s.store().current_rev()) }))
     }
 
     async fn downgrade(&self, _req: Request<DowngradeRequest>) -> Result<Response<DowngradeResponse>, Status> {

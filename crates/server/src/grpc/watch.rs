@@ -66,7 +66,7 @@ struct Session {
 impl Session {
     async fn run(mut self, mut incoming: Streaming<WatchRequest>) {
         let (ev_tx, mut ev_rx) = mpsc::channel::<WatchEvent>(STREAM_BUFFER);
-        let every = self.s.cfg.watch_progress_notify_interval;
+        let every = self.s.config().watch_progress_notify_interval;
         let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
             tokio::select! {
@@ -88,7 +88,7 @@ impl Session {
             }
         }
         for w in self.watchers.values() {
-            self.s.hub.cancel(w.key);
+            self.s.hub().cancel(w.key);
         }
     }
 
@@ -97,7 +97,7 @@ impl Session {
     fn progress_notify(&mut self, ev_tx: &mpsc::Sender<WatchEvent>) {
         for (watch_id, w) in &mut self.watchers {
             if w.progress_notify && !w.active {
-                self.s.hub.progress(&[w.key], *watch_id, ev_tx);
+                self.s.hub().progress(&[w.key], *watch_id, ev_tx);
             }
             w.active = false;
         }
@@ -107,7 +107,7 @@ impl Session {
     /// every watcher on it is synced.
     fn request_progress(&mut self, ev_tx: &mpsc::Sender<WatchEvent>) {
         let keys: Vec<WatcherKey> = self.watchers.values().map(|w| w.key).collect();
-        self.progress_asked = !self.s.hub.progress(&keys, -1, ev_tx);
+        self.progress_asked = !self.s.hub().progress(&keys, -1, ev_tx);
     }
 
     async fn send(&self, resp: WatchResponse) -> bool {
@@ -121,8 +121,8 @@ impl Session {
                 let Some(w) = self.watchers.remove(&c.watch_id) else {
                     return true;
                 };
-                self.s.hub.cancel(w.key);
-                let rev = self.s.store.current_rev();
+                self.s.hub().cancel(w.key);
+                let rev = self.s.store().current_rev();
                 self.send(WatchResponse {
                     header: self.s.header(rev),
                     watch_id: c.watch_id,
@@ -142,7 +142,7 @@ impl Session {
     async fn create(&mut self, c: WatchCreateRequest, ev_tx: &mpsc::Sender<WatchEvent>) -> bool {
         let watch_id = if c.watch_id != 0 { c.watch_id } else { self.fresh_id() };
         if self.watchers.contains_key(&watch_id) {
-            let rev = self.s.store.current_rev();
+            let rev = self.s.store().current_rev();
             return self
                 .send(WatchResponse {
                     header: self.s.header(rev),
@@ -162,7 +162,7 @@ impl Session {
             prev_kv: c.prev_kv,
             watch_id,
         };
-        let (key, rev) = self.s.hub.watch(spec, ev_tx.clone());
+        let (key, rev) = self.s.hub().watch(spec, ev_tx.clone());
         self.watchers.insert(
             watch_id,
             Watching { key, fragment: c.fragment, progress_notify: c.progress_notify, active: false },
@@ -199,7 +199,7 @@ impl Session {
             self.watchers.remove(&ev.watch_id);
         }
         let header = self.s.header(ev.revision);
-        let limit = self.s.cfg.raw.max_request_bytes as usize;
+        let limit = self.s.config().raw.max_request_bytes as usize;
         let parts = if fragment { fragments(ev.events, limit) } else { vec![ev.events] };
         let last = parts.len() - 1;
         for (i, events) in parts.into_iter().enumerate() {

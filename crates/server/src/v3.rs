@@ -1,0 +1,124 @@
+//! The typed request API of the server (etcd's `v3_server.go`): each method validates, reads
+//! or proposes through raft, and returns etcd's response with its header filled in, or a
+//! [`ServerError`]. The gRPC handlers (and later the JSON gateway) only call these.
+
+use rustcd_api::etcdserverpb::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest,
+    LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
+    ResponseHeader, TxnRequest, TxnResponse,
+};
+use rustcd_api::rustcdpb::internal_request::Request as Op;
+
+use crate::apply::Applied;
+use crate::error::ServerError;
+use crate::server::EtcdServer;
+use crate::validate;
+
+/// The response an apply result of the expected kind carries, or `UnexpectedApply`.
+macro_rules! expect_applied {
+    ($applied:expr, $kind:ident) => {
+        match $applied {
+            Applied::$kind(resp) => Ok(resp),
+            _ => Err(ServerError::UnexpectedApply),
+        }
+    };
+}
+
+/// The revision a response's header names (0 when it has none).
+fn revision(h: &Option<ResponseHeader>) -> i64 {
+    h.as_ref().map_or(0, |h| h.revision)
+}
+
+impl EtcdServer {
+    /// A Range: local for serializable reads, after a ReadIndex round otherwise. The backend
+    /// read runs on a blocking thread.
+    pub async fn range(&self, r: RangeRequest) -> Result<RangeResponse, ServerError> {
+        validate::range(&r)?;
+        if !r.serializable {
+            self.linearizable_barrier().await?;
+        }
+        let store = self.store().clone();
+        let mut resp = blocking(move || store.range(&r)).await??;
+        resp.header = self.header(revision(&resp.header));
+        Ok(resp)
+    }
+
+    pub async fn put(self: &std::sync::Arc<Self>, p: PutRequest) -> Result<PutResponse, ServerError> {
+        validate::put(&p)?;
+        #[cfg(feature = "failpoints")]
+        if crate::failpoints::returns("ack-before-commit") {
+            return Ok(self.put_acknowledged_before_commit(p));
+        }
+        let mut resp = expect_applied!(self.propose(Op::Put(p)).await?, Put)?;
+        resp.header = self.header(revision(&resp.header));
+        Ok(resp)
+    }
+
+    /// The deliberate bug the robustness checker must catch: answers before raft commits.
+    #[cfg(feature = "failpoints")]
+    fn put_acknowledged_before_commit(self: &std::sync::Arc<Self>, p: PutRequest) -> PutResponse {
+        let rev = self.store().current_rev();
+        let s = self.clone();
+        tokio::spawn(async move { s.propose(Op::Put(p)).await });
+        PutResponse { header: self.header(rev + 1), ..Default::default() }
+    }
+
+    pub async fn delete_range(&self, d: DeleteRangeRequest) -> Result<DeleteRangeResponse, ServerError> {
+        validate::delete_range(&d)?;
+        let mut resp = expect_applied!(self.propose(Op::DeleteRange(d)).await?, DeleteRange)?;
+        resp.header = self.header(revision(&resp.header));
+        Ok(resp)
+    }
+
+    /// A Txn: one that only reads is served from the read path (a ReadIndex round, then one
+    /// read snapshot on a blocking thread, no write lock); any other goes through raft.
+    pub async fn txn(&self, t: TxnRequest) -> Result<TxnResponse, ServerError> {
+        validate::txn(&t, self.config().raw.max_txn_ops)?;
+        let mut resp = if rustcd_mvcc::is_read_only(&t) {
+            self.linearizable_barrier().await?;
+            let store = self.store().clone();
+            blocking(move || store.read_only_txn(&t)).await??
+        } else {
+            expect_applied!(self.propose(Op::Txn(t)).await?, Txn)?
+        };
+        resp.header = self.header(revision(&resp.header));
+        Ok(resp)
+    }
+
+    pub async fn compact(&self, c: CompactionRequest) -> Result<CompactionResponse, ServerError> {
+        let mut resp = expect_applied!(self.propose(Op::Compaction(c)).await?, Compaction)?;
+        resp.header = self.header(revision(&resp.header));
+        Ok(resp)
+    }
+
+    pub async fn lease_grant(&self, mut r: LeaseGrantRequest) -> Result<LeaseGrantResponse, ServerError> {
+        if r.ttl > rustcd_lease::MAX_LEASE_TTL {
+            return Err(ServerError::LeaseTtlTooLarge);
+        }
+        if r.id == 0 {
+            r.id = self.fresh_lease_id();
+        }
+        let mut resp = expect_applied!(self.propose(Op::LeaseGrant(r)).await?, LeaseGrant)?;
+        resp.header = self.current_header();
+        Ok(resp)
+    }
+
+    pub async fn lease_revoke(&self, r: LeaseRevokeRequest) -> Result<LeaseRevokeResponse, ServerError> {
+        expect_applied!(self.propose(Op::LeaseRevoke(r)).await?, LeaseRevoke)?;
+        Ok(LeaseRevokeResponse { header: self.current_header() })
+    }
+
+    /// Proposes a membership change (`MemberUpdate`) or a conf change and returns the member
+    /// list after it.
+    pub async fn members_after(
+        &self,
+        applied: Result<Applied, ServerError>,
+    ) -> Result<Vec<rustcd_api::etcdserverpb::Member>, ServerError> {
+        expect_applied!(applied?, Members)
+    }
+}
+
+/// Runs backend work on a blocking thread, off the async workers.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ServerError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ServerError::Internal(format!("backend task failed: {e}")))
+}
