@@ -120,6 +120,7 @@ fn cluster_lock_and_election_across_leader_kill() {
         stdout(&etcdctl(&[&ep], &["get", "job/", "--prefix"])).contains("bob").then_some(())
     });
     // SAFETY: kill(2) on a child we spawned.
+    #[allow(unsafe_code)]
     unsafe {
         libc::kill(alice.id() as i32, libc::SIGINT);
     }

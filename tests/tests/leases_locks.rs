@@ -119,6 +119,7 @@ fn killed_holder(ctl: Ctl) {
     });
     let killed = Instant::now();
     // SAFETY: kill(2) on a child we spawned.
+    #[allow(unsafe_code)]
     unsafe {
         libc::kill(holder.id() as i32, libc::SIGKILL);
     }
@@ -147,6 +148,7 @@ fn election(ctl: Ctl) {
     });
     // alice steps down (SIGINT makes etcdctl resign); bob takes over.
     // SAFETY: kill(2) on a child we spawned.
+    #[allow(unsafe_code)]
     unsafe {
         libc::kill(alice.id() as i32, libc::SIGINT);
     }

@@ -525,7 +525,10 @@ fn cluster_checker_flags_stale_serializable_reads() {
 fn cluster_checker_catches_a_server_that_acks_before_commit() {
     // SAFETY: nextest runs each test in a process of its own, and no thread has been started
     // yet that could read the environment concurrently; the members inherit the variable.
-    unsafe { std::env::set_var("FAILPOINTS", "ack-before-commit=return") };
+    #[allow(unsafe_code)]
+    unsafe {
+        std::env::set_var("FAILPOINTS", "ack-before-commit=return")
+    };
     let mut c = Cluster::start_proxied(3, &[]);
     c.wait_writable(0);
     // The broken server acknowledges even the harness's probe at once: wait for a leader.

@@ -312,6 +312,7 @@ impl Cluster {
             return;
         };
         // SAFETY: kill(2) on a pid we spawned and have not reaped.
+        #[allow(unsafe_code)]
         unsafe {
             libc::kill(child.id() as i32, signal);
         }

@@ -41,6 +41,26 @@ pub fn serializable_get(endpoint: &str, timeout: Duration) -> bool {
     .is_some()
 }
 
+/// Whether the member answers a linearizable read (a ReadIndex round) within `timeout`.
+pub fn linearizable_get(endpoint: &str, timeout: Duration) -> bool {
+    run(async {
+        let mut kv = KvClient::new(try_channel(endpoint, timeout).await?);
+        kv.range(RangeRequest { key: b"x".to_vec().into(), ..Default::default() }).await.ok().map(|_| ())
+    })
+    .is_some()
+}
+
+/// Whether the member holds `key` (a serializable read of its own state).
+pub fn serializable_has(endpoint: &str, key: &[u8]) -> bool {
+    run(async {
+        let mut kv = KvClient::new(try_channel(endpoint, Duration::from_secs(2)).await?);
+        let req = RangeRequest { key: key.to_vec().into(), serializable: true, count_only: true, ..Default::default() };
+        let resp = kv.range(req).await.ok()?.into_inner();
+        (resp.count == 1).then_some(())
+    })
+    .is_some()
+}
+
 /// Whether a put of `key` through the member succeeds within `timeout`.
 pub fn put(endpoint: &str, key: &str, timeout: Duration) -> bool {
     run(async {
