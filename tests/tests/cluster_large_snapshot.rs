@@ -21,6 +21,9 @@ struct Seen {
     views: Vec<(u64, u64)>,
 }
 
+// Heavy (210 MiB written, snapshotted and restored; minutes in a debug build under the full
+// suite's load): run by scripts/robustness-long.sh, not in CI's test command.
+#[ignore = "heavy: run by scripts/robustness-long.sh"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_catch_up_from_a_200mb_snapshot_keeps_the_leader() {
     let mut c = Cluster::start_with(
