@@ -9,7 +9,7 @@ use rustcd_api::etcdserverpb::{RequestOp, ResponseOp, TxnRequest, TxnResponse};
 use crate::error::{Error, Result};
 use crate::range::{self, ReadState, RevTable};
 use crate::store::{KV, KvStore};
-use crate::txn::{WriteTxn, compare_holds, set_header};
+use crate::txn::{WriteTxn, compares_hold, set_header};
 
 /// True when a txn has no writes in either branch, at any depth.
 pub fn is_read_only(t: &TxnRequest) -> bool {
@@ -36,13 +36,7 @@ impl KvStore {
 
 /// Checks every read revision of the chosen branch first (as the write path does), then reads.
 fn exec(st: &ReadState, table: &impl RevTable, t: &TxnRequest) -> Result<(bool, Vec<ResponseOp>)> {
-    let mut succeeded = true;
-    for c in &t.compare {
-        if !compare_holds(st.index, st.current_rev, table, c)? {
-            succeeded = false;
-            break;
-        }
-    }
+    let succeeded = compares_hold(st.index, st.current_rev, table, &t.compare)?;
     let ops = if succeeded { &t.success } else { &t.failure };
     check(st, table, ops)?;
     let mut out = Vec::with_capacity(ops.len());
@@ -69,13 +63,7 @@ fn check(st: &ReadState, table: &impl RevTable, ops: &[RequestOp]) -> Result<()>
                 range::read_rev(st, r.revision)?;
             }
             Some(Request::RequestTxn(t)) => {
-                let mut ok = true;
-                for c in &t.compare {
-                    if !compare_holds(st.index, st.current_rev, table, c)? {
-                        ok = false;
-                        break;
-                    }
-                }
+                let ok = compares_hold(st.index, st.current_rev, table, &t.compare)?;
                 check(st, table, if ok { &t.success } else { &t.failure })?;
             }
             _ => {}

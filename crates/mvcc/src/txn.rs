@@ -264,16 +264,7 @@ impl<'a, 't> WriteTxn<'a, 't> {
     }
 
     fn compares_hold(&self, cmps: &[Compare]) -> Result<bool> {
-        for c in cmps {
-            if !self.compare_holds_one(c)? {
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    }
-
-    fn compare_holds_one(&self, c: &Compare) -> Result<bool> {
-        compare_holds(&self.st.index, self.read_rev(), &*self.kv, c)
+        compares_hold(&self.st.index, self.read_rev(), &*self.kv, cmps)
     }
 
     /// Compacts the store at `rev`: older revisions no read can reach are deleted from disk.
@@ -306,9 +297,19 @@ impl<'a, 't> WriteTxn<'a, 't> {
     }
 }
 
+/// Whether every compare holds at revision `rev` (all of them: etcd's txn condition).
+pub(crate) fn compares_hold(index: &TreeIndex, rev: i64, table: &impl RevTable, cmps: &[Compare]) -> Result<bool> {
+    for c in cmps {
+        if !compare_holds(index, rev, table, c)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// etcd's compare: over a range every key must match; a missing key compares as zero
 /// values (version, revisions, lease), but a value compare on a missing key fails.
-pub(crate) fn compare_holds(index: &TreeIndex, rev: i64, table: &impl RevTable, c: &Compare) -> Result<bool> {
+fn compare_holds(index: &TreeIndex, rev: i64, table: &impl RevTable, c: &Compare) -> Result<bool> {
     let krange = KeyRange::new(&c.key, &c.range_end);
     let mut revs = Vec::new();
     index.visit(&krange, rev, |_, at| {

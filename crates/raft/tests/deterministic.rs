@@ -52,7 +52,10 @@ impl Transport for Outbox {
 
 /// The state machine: the (index, term, data) of each normal entry applied, in order.
 #[derive(Clone, Default)]
-struct Applied(Arc<Mutex<Vec<(u64, u64, Vec<u8>)>>>);
+struct Applied(Arc<Mutex<Vec<AppliedEntry>>>);
+
+/// An applied entry: index, term, data.
+type AppliedEntry = (u64, u64, Vec<u8>);
 
 impl ApplySink for Applied {
     fn committed(&mut self, entries: Vec<Entry>) -> rustcd_raft::Result<()> {

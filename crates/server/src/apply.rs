@@ -39,6 +39,17 @@ pub enum Applied {
     LeaseCheckpoint,
 }
 
+/// The response an apply result of the expected kind carries, or `UnexpectedApply`.
+macro_rules! expect_applied {
+    ($applied:expr, $kind:ident) => {
+        match $applied {
+            $crate::apply::Applied::$kind(resp) => Ok(resp),
+            _ => Err($crate::error::ServerError::UnexpectedApply),
+        }
+    };
+}
+pub(crate) use expect_applied;
+
 /// Most entries applied in one backend transaction.
 const MAX_APPLY_BATCH: usize = 8192;
 /// Longest time a backend commit stays non-durable.
@@ -116,10 +127,10 @@ impl Applier {
                         last_sync = Instant::now();
                         let durable = self.store.consistent_index();
                         if durable > compacted + self.snapshot_count + self.catch_up_entries {
-                            compacted = durable - self.catch_up_entries;
-                            // Full queue: the next sync asks again.
-                            if !self.raft_tx.try_send(Input::Compact(compacted)) {
-                                compacted = 0;
+                            let to = durable - self.catch_up_entries;
+                            // With raft's queue full, the next sync asks again.
+                            if self.raft_tx.try_send(Input::Compact(to)) {
+                                compacted = to;
                             }
                         }
                     }

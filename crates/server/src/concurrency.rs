@@ -18,7 +18,7 @@ use rustcd_mvcc::KeyRange;
 use rustcd_mvcc::watch::{WatchSpec, WatcherKey};
 use tokio::sync::mpsc;
 
-use crate::apply::Applied;
+use crate::apply::expect_applied;
 use crate::error::ServerError;
 use crate::server::EtcdServer;
 
@@ -35,15 +35,12 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 }
 
 pub async fn txn(s: &EtcdServer, t: TxnRequest) -> Result<TxnResponse, ServerError> {
-    match s.propose(Op::Txn(t)).await? {
-        Applied::Txn(resp) => Ok(resp),
-        _ => Err(ServerError::UnexpectedApply),
-    }
+    expect_applied!(s.propose(Op::Txn(t)).await?, Txn)
 }
 
+/// A linearizable read, as a client's Range.
 pub async fn range(s: &EtcdServer, r: RangeRequest) -> Result<RangeResponse, ServerError> {
-    s.linearizable_barrier().await?;
-    s.store().range(&r).map_err(ServerError::from)
+    s.range(r).await
 }
 
 pub fn header(s: &EtcdServer, rev: i64) -> Option<ResponseHeader> {
@@ -160,7 +157,7 @@ pub async fn wait_older_gone(s: &Arc<EtcdServer>, prefix: &[u8], my_rev: i64) ->
         let rev = resp.header.as_ref().map(|h| h.revision).unwrap_or(0);
         let mut w = WatchGuard::new(s, KeyRange::new(&older.key, &[]), rev + 1);
         loop {
-            let ev = w.rx.recv().await.ok_or_else(|| ServerError::Stopped)?;
+            let ev = w.rx.recv().await.ok_or(ServerError::Stopped)?;
             if ev.compact_revision != 0 || ev.events.iter().any(|e| e.r#type == 1) {
                 break;
             }

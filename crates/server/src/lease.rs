@@ -32,7 +32,7 @@ pub fn lock(l: &SharedLessor) -> MutexGuard<'_, Lessor> {
 /// The lessor, made primary first when this member leads but the expiry loop has not yet
 /// noticed: a request right after an election must not be forwarded to the leader, itself.
 pub fn lock_as_leader(s: &EtcdServer) -> MutexGuard<'_, Lessor> {
-    let mut l = lock(&s.lessor());
+    let mut l = lock(s.lessor());
     if s.leader() == s.member_id() {
         follow_leadership(&mut l, s, true, Instant::now());
     }
@@ -135,7 +135,7 @@ pub async fn expiry_loop(s: Arc<EtcdServer>) {
         let leader = s.leader() == s.member_id();
         let now = Instant::now();
         let expired = {
-            let mut l = lock(&s.lessor());
+            let mut l = lock(s.lessor());
             follow_leadership(&mut l, &s, leader, now);
             if !leader {
                 continue;
@@ -156,7 +156,7 @@ pub async fn expiry_loop(s: Arc<EtcdServer>) {
         }
         if last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL {
             last_checkpoint = Instant::now();
-            let cps = lock(&s.lessor()).checkpoints(Instant::now());
+            let cps = lock(s.lessor()).checkpoints(Instant::now());
             if !cps.is_empty() {
                 let checkpoints = cps
                     .into_iter()

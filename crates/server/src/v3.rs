@@ -9,20 +9,10 @@ use rustcd_api::etcdserverpb::{
 };
 use rustcd_api::rustcdpb::internal_request::Request as Op;
 
-use crate::apply::Applied;
+use crate::apply::expect_applied;
 use crate::error::ServerError;
 use crate::server::EtcdServer;
 use crate::validate;
-
-/// The response an apply result of the expected kind carries, or `UnexpectedApply`.
-macro_rules! expect_applied {
-    ($applied:expr, $kind:ident) => {
-        match $applied {
-            Applied::$kind(resp) => Ok(resp),
-            _ => Err(ServerError::UnexpectedApply),
-        }
-    };
-}
 
 /// The revision a response's header names (0 when it has none).
 fn revision(h: &Option<ResponseHeader>) -> i64 {
@@ -106,15 +96,6 @@ impl EtcdServer {
     pub async fn lease_revoke(&self, r: LeaseRevokeRequest) -> Result<LeaseRevokeResponse, ServerError> {
         expect_applied!(self.propose(Op::LeaseRevoke(r)).await?, LeaseRevoke)?;
         Ok(LeaseRevokeResponse { header: self.current_header() })
-    }
-
-    /// Proposes a membership change (`MemberUpdate`) or a conf change and returns the member
-    /// list after it.
-    pub async fn members_after(
-        &self,
-        applied: Result<Applied, ServerError>,
-    ) -> Result<Vec<rustcd_api::etcdserverpb::Member>, ServerError> {
-        expect_applied!(applied?, Members)
     }
 }
 

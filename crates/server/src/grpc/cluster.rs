@@ -12,7 +12,7 @@ use rustcd_api::rustcdpb::internal_request::Request as Op;
 use rustcd_raft::eraftpb::{ConfChange, ConfChangeType};
 use tonic::{Request, Response, Status};
 
-use crate::apply::Applied;
+use crate::apply::expect_applied;
 use crate::error::ServerError;
 use crate::membership::to_api;
 use crate::server::EtcdServer;
@@ -29,17 +29,6 @@ fn quorum(voters: usize) -> usize {
 const MAX_LEARNERS: usize = 1;
 
 impl ClusterService {
-    fn members_of(&self, applied: Applied) -> Result<Vec<Member>, Status> {
-        match applied {
-            Applied::Members(m) => Ok(m),
-            _ => Err(Status::internal("etcdserver: unexpected apply result")),
-        }
-    }
-
-    fn header(&self) -> Option<ResponseHeader> {
-        self.0.header(self.0.store().current_rev())
-    }
-
     /// Members that published their attributes (etcd's "started" members).
     fn started_voters(&self, except: Option<u64>) -> (usize, usize) {
         let all = self.0.membership().stored();
@@ -102,8 +91,8 @@ impl Cluster for ClusterService {
             context: member.encode_to_vec().into(),
             ..Default::default()
         };
-        let members = self.members_of(self.0.propose_conf_change(cc).await?)?;
-        Ok(Response::new(MemberAddResponse { header: self.header(), member: Some(to_api(&member)), members }))
+        let members = expect_applied!(self.0.propose_conf_change(cc).await?, Members)?;
+        Ok(Response::new(MemberAddResponse { header: self.0.current_header(), member: Some(to_api(&member)), members }))
     }
 
     async fn member_remove(&self, req: Request<MemberRemoveRequest>) -> Result<Response<MemberRemoveResponse>, Status> {
@@ -115,8 +104,8 @@ impl Cluster for ClusterService {
             self.check_strict(started >= quorum(voters))?;
         }
         let cc = ConfChange { change_type: ConfChangeType::RemoveNode, node_id: id, ..Default::default() };
-        let members = self.members_of(self.0.propose_conf_change(cc).await?)?;
-        Ok(Response::new(MemberRemoveResponse { header: self.header(), members }))
+        let members = expect_applied!(self.0.propose_conf_change(cc).await?, Members)?;
+        Ok(Response::new(MemberRemoveResponse { header: self.0.current_header(), members }))
     }
 
     async fn member_update(&self, req: Request<MemberUpdateRequest>) -> Result<Response<MemberUpdateResponse>, Status> {
@@ -131,15 +120,15 @@ impl Cluster for ClusterService {
         if others.iter().filter(|m| m.id != r.id).any(|m| m.peer_urls.iter().any(|u| r.peer_ur_ls.contains(u))) {
             return Err(ServerError::PeerUrlExist.into());
         }
-        let members = self.members_of(self.0.propose(Op::MemberUpdate(r)).await?)?;
-        Ok(Response::new(MemberUpdateResponse { header: self.header(), members }))
+        let members = expect_applied!(self.0.propose(Op::MemberUpdate(r)).await?, Members)?;
+        Ok(Response::new(MemberUpdateResponse { header: self.0.current_header(), members }))
     }
 
     async fn member_list(&self, req: Request<MemberListRequest>) -> Result<Response<MemberListResponse>, Status> {
         if req.into_inner().linearizable {
             self.0.linearizable_barrier().await?;
         }
-        Ok(Response::new(MemberListResponse { header: self.header(), members: self.0.membership().list() }))
+        Ok(Response::new(MemberListResponse { header: self.0.current_header(), members: self.0.membership().list() }))
     }
 
     async fn member_promote(
@@ -161,7 +150,7 @@ impl Cluster for ClusterService {
             return Err(ServerError::LearnerNotReady.into());
         }
         let cc = ConfChange { change_type: ConfChangeType::AddNode, node_id: id, ..Default::default() };
-        let members = self.members_of(self.0.propose_conf_change(cc).await?)?;
-        Ok(Response::new(MemberPromoteResponse { header: self.header(), members }))
+        let members = expect_applied!(self.0.propose_conf_change(cc).await?, Members)?;
+        Ok(Response::new(MemberPromoteResponse { header: self.0.current_header(), members }))
     }
 }

@@ -22,10 +22,6 @@ pub struct LeaseService(pub Arc<EtcdServer>);
 type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
 
 impl LeaseService {
-    fn header(&self) -> Option<ResponseHeader> {
-        self.0.header(self.0.store().current_rev())
-    }
-
     async fn leader_client(&self) -> Result<LeaseClient<tonic::transport::Channel>, Status> {
         let leader = self.0.leader();
         if leader == 0 {
@@ -48,9 +44,9 @@ impl LeaseService {
             l.is_primary().then(|| l.renew(id, Instant::now()))
         };
         match renewed {
-            Some(Ok(ttl)) => Ok(LeaseKeepAliveResponse { header: self.header(), id, ttl }),
+            Some(Ok(ttl)) => Ok(LeaseKeepAliveResponse { header: self.0.current_header(), id, ttl }),
             // etcd answers an unknown lease with TTL 0.
-            Some(Err(_)) => Ok(LeaseKeepAliveResponse { header: self.header(), id, ttl: 0 }),
+            Some(Err(_)) => Ok(LeaseKeepAliveResponse { header: self.0.current_header(), id, ttl: 0 }),
             None => {
                 let mut client = self.leader_client().await?;
                 let (tx, rx) = mpsc::channel(1);
@@ -115,13 +111,13 @@ impl Lease for LeaseService {
             Some(None) => LeaseTimeToLiveResponse { id: r.id, ttl: -1, ..Default::default() },
             None => return self.leader_client().await?.lease_time_to_live(r).await,
         };
-        resp.header = self.header();
+        resp.header = self.0.current_header();
         Ok(Response::new(resp))
     }
 
     async fn lease_leases(&self, _req: Request<LeaseLeasesRequest>) -> Result<Response<LeaseLeasesResponse>, Status> {
         self.0.linearizable_barrier().await?;
-        let leases = lease::lock(&self.0.lessor()).ids().into_iter().map(|id| LeaseStatus { id }).collect();
-        Ok(Response::new(LeaseLeasesResponse { header: self.header(), leases }))
+        let leases = lease::lock(self.0.lessor()).ids().into_iter().map(|id| LeaseStatus { id }).collect();
+        Ok(Response::new(LeaseLeasesResponse { header: self.0.current_header(), leases }))
     }
 }

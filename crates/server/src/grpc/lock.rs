@@ -33,10 +33,8 @@ impl Lock for LockService {
     async fn unlock(&self, req: Request<UnlockRequest>) -> Result<Response<UnlockResponse>, Status> {
         let key = req.into_inner().key;
         let d = rustcd_api::etcdserverpb::DeleteRangeRequest { key, ..Default::default() };
-        let resp = match self.0.propose(rustcd_api::rustcdpb::internal_request::Request::DeleteRange(d)).await? {
-            crate::apply::Applied::DeleteRange(resp) => resp,
-            _ => return Err(Status::internal("etcdserver: unexpected apply result")),
-        };
+        let op = rustcd_api::rustcdpb::internal_request::Request::DeleteRange(d);
+        let resp = crate::apply::expect_applied!(self.0.propose(op).await?, DeleteRange)?;
         let rev = resp.header.map(|h| h.revision).unwrap_or(0);
         Ok(Response::new(UnlockResponse { header: cc::header(&self.0, rev) }))
     }

@@ -31,7 +31,7 @@ impl Maintenance for MaintenanceService {
         let (db_size, db_size_in_use) = s.store().db_size();
         let st = &s.raft_status();
         Ok(Response::new(StatusResponse {
-            header: s.header(s.store().current_rev()),
+            header: s.current_header(),
             version: rustcd_api::ETCD_VERSION.to_string(),
             db_size,
             leader: st.leader.load(Ordering::Relaxed),
@@ -55,7 +55,7 @@ impl Maintenance for MaintenanceService {
         });
         done.await.map_err(|_| ServerError::Stopped)?.map_err(ServerError::from)?;
         tracing::info!("finished defragmenting the backend");
-        Ok(Response::new(DefragmentResponse { header: self.0.header(self.0.store().current_rev()) }))
+        Ok(Response::new(DefragmentResponse { header: self.0.current_header() }))
     }
 
     async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
@@ -66,12 +66,7 @@ impl Maintenance for MaintenanceService {
     async fn hash_kv(&self, req: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
         let (hash, compact_revision, hash_revision) =
             self.0.store().hash_kv(req.into_inner().revision).map_err(ServerError::from)?;
-        Ok(Response::new(HashKvResponse {
-            header: self.0.header(self.0.store().current_rev()),
-            hash,
-            compact_revision,
-            hash_revision,
-        }))
+        Ok(Response::new(HashKvResponse { header: self.0.current_header(), hash, compact_revision, hash_revision }))
     }
 
     async fn snapshot(&self, _req: Request<SnapshotRequest>) -> Result<Response<SnapshotStream>, Status> {
@@ -99,7 +94,7 @@ impl Maintenance for MaintenanceService {
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
         }
-        Ok(Response::new(MoveLeaderResponse { header: s.header(s.store().current_rev()) }))
+        Ok(Response::new(MoveLeaderResponse { header: s.current_header() }))
     }
 
     async fn downgrade(&self, _req: Request<DowngradeRequest>) -> Result<Response<DowngradeResponse>, Status> {
