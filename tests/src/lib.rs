@@ -207,19 +207,6 @@ pub fn ctl_watch(ctl: Ctl, endpoint: &str, args: &[&str], lines: usize, deadline
     }
 }
 
-/// A live member's view: leader flag and raft term, read with `etcdctl endpoint status`.
-pub fn endpoint_status(endpoint_url: &str) -> Option<(bool, u64, String)> {
-    let out = etcdctl(&[endpoint_url], &["endpoint", "status", "-w", "json", "--command-timeout=2s"]);
-    if !out.status.success() {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).ok()?;
-    let st = &v[0]["Status"];
-    let leader = st["leader"].as_u64()?;
-    let me = st["header"]["member_id"].as_u64()?;
-    Some((leader == me && leader != 0, st["raftTerm"].as_u64()?, format!("{leader:x}")))
-}
-
 /// Parses `etcdctl endpoint status -w table` rows: (endpoint, id, is leader, raft term).
 pub fn parse_status_table(text: &str) -> Vec<(String, String, bool, u64)> {
     text.lines()

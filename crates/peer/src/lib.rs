@@ -72,47 +72,6 @@ impl PeerTransport {
         }
     }
 
-    /// Adds a peer or changes its URLs (the member itself is ignored).
-    pub fn upsert_peer(&self, id: u64, urls: Vec<String>) {
-        let Some(me) = self.me.upgrade() else { return };
-        if id == self.id || urls.is_empty() {
-            return;
-        }
-        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        if peers.get(&id).is_some_and(|p| p.urls == urls) {
-            return;
-        }
-        let (tx, rx) = mpsc::channel(PEER_QUEUE);
-        peers.insert(id, PeerHandle { urls: urls.clone(), tx });
-        self.runtime.spawn(async move { me.peer_loop(id, urls, rx).await });
-    }
-
-    pub fn remove_peer(&self, id: u64) {
-        self.peers.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-    }
-
-    /// Queues messages for their peers; never blocks.
-    pub fn send(&self, msgs: Vec<Message>) {
-        let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        let mut unreachable = Vec::new();
-        for m in msgs {
-            let to = m.to;
-            match peers.get(&to) {
-                Some(p) => {
-                    if p.tx.try_send(m).is_err() {
-                        unreachable.push(to);
-                    }
-                }
-                None => tracing::debug!(to = %format!("{to:x}"), "message to unknown peer dropped"),
-            }
-        }
-        drop(peers);
-        unreachable.dedup();
-        for id in unreachable {
-            self.report(Input::Unreachable(id));
-        }
-    }
-
     async fn connect(&self, urls: &[String]) -> Option<PeerClient<tonic::transport::Channel>> {
         for url in urls {
             let Ok(ep) = tonic::transport::Endpoint::from_shared(url.clone()) else {
@@ -339,15 +298,44 @@ impl Peer for PeerService {
 
 /// The member's transport as the raft core sees it.
 impl Transport for PeerTransport {
+    /// Queues messages for their peers; never blocks.
     fn send(&self, msgs: Vec<Message>) {
-        PeerTransport::send(self, msgs)
+        let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut unreachable = Vec::new();
+        for m in msgs {
+            let to = m.to;
+            match peers.get(&to) {
+                Some(p) => {
+                    if p.tx.try_send(m).is_err() {
+                        unreachable.push(to);
+                    }
+                }
+                None => tracing::debug!(to = %format!("{to:x}"), "message to unknown peer dropped"),
+            }
+        }
+        drop(peers);
+        unreachable.dedup();
+        for id in unreachable {
+            self.report(Input::Unreachable(id));
+        }
     }
 
+    /// Adds a peer or changes its URLs (the member itself is ignored).
     fn upsert_peer(&self, id: u64, urls: Vec<String>) {
-        PeerTransport::upsert_peer(self, id, urls)
+        let Some(me) = self.me.upgrade() else { return };
+        if id == self.id || urls.is_empty() {
+            return;
+        }
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        if peers.get(&id).is_some_and(|p| p.urls == urls) {
+            return;
+        }
+        let (tx, rx) = mpsc::channel(PEER_QUEUE);
+        peers.insert(id, PeerHandle { urls: urls.clone(), tx });
+        self.runtime.spawn(async move { me.peer_loop(id, urls, rx).await });
     }
 
     fn remove_peer(&self, id: u64) {
-        PeerTransport::remove_peer(self, id)
+        self.peers.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
     }
 }

@@ -17,7 +17,7 @@ use rustcd_mvcc::watch::WatchHub;
 use rustcd_mvcc::{KvStore, WriteTxn};
 use rustcd_peer::PeerTransport;
 use rustcd_raft::eraftpb::{ConfChange, Entry, EntryType};
-use rustcd_raft::{Input, Output, RaftSender};
+use rustcd_raft::{Input, Output, RaftSender, Transport as _};
 use tokio::sync::watch;
 
 use crate::error::ServerError;

@@ -39,7 +39,7 @@ use rustcd_mvcc::KvStore;
 use rustcd_mvcc::watch::WatchHub;
 use rustcd_peer::{MembersFn, PeerService, PeerTransport};
 use rustcd_raft::log_store::LogStore;
-use rustcd_raft::{NodeConfig, RaftNode};
+use rustcd_raft::{NodeConfig, RaftNode, Transport as _};
 
 use crate::apply::Applier;
 use crate::config::Config;
@@ -65,7 +65,7 @@ impl Running {
         let s = &self.server;
         let is_leader = s.raft_status().is_leader.load(std::sync::atomic::Ordering::Relaxed);
         if is_leader && s.membership().list().len() > 1 {
-            self.raft.sender().try_send(rustcd_raft::Input::StepDown);
+            let _ = self.raft.sender().send_blocking(rustcd_raft::Input::StepDown);
             let deadline = std::time::Instant::now() + Duration::from_millis(s.config().raw.election_timeout * 2);
             while std::time::Instant::now() < deadline && s.leader() == s.member_id() {
                 std::thread::sleep(Duration::from_millis(10));
