@@ -131,7 +131,7 @@ impl Config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| StartError::Config(format!("cannot read config file {}: {e}", path.display())))?;
-                serde_yaml::from_str::<FileConfig>(&text)
+                serde_norway::from_str::<FileConfig>(&text)
                     .map_err(|e| StartError::Config(format!("cannot parse config file {}: {e}", path.display())))?
             }
             None => flags.cfg,
@@ -265,7 +265,7 @@ mod tests {
     #[test]
     fn yaml_keys_are_etcds() {
         let y = "name: etcd-1\ndata-dir: /tmp/x\ninitial-cluster: etcd-1=http://127.0.0.2:2390,etcd-2=http://127.0.0.2:2391\nlisten-client-urls: http://127.0.0.2:2369,http://localhost:2369\n";
-        let raw: FileConfig = serde_yaml::from_str(y).unwrap();
+        let raw: FileConfig = serde_norway::from_str(y).unwrap();
         let c = Config::from_raw(raw).unwrap();
         assert_eq!(c.initial_cluster.len(), 2);
         assert_eq!(c.listen_client_urls.len(), 2);

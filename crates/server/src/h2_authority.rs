@@ -4,7 +4,7 @@
 //! rewrites inbound HTTP/2 header blocks so `:authority` is a plain `host:port` before `h2`
 //! sees them; everything else passes through unchanged.
 //!
-//! The first header block of a connection is HPACK-decoded (with the `hpack` crate: its
+//! The first header block of a connection is HPACK-decoded (with `loona-hpack`, a maintained fork of the `hpack` crate: its
 //! Huffman tables are the reason for the dependency). If its `:authority` is fine, the block
 //! goes on untouched and the connection becomes a plain pass-through: grpc-go sends one
 //! authority per connection. Otherwise every block of the connection is decoded and
@@ -53,7 +53,7 @@ pub struct AuthorityFix<S> {
     inbuf: Vec<u8>,
     outbuf: Vec<u8>,
     out_pos: usize,
-    decoder: hpack::Decoder<'static>,
+    decoder: loona_hpack::Decoder<'static>,
     pending: Option<Pending>,
     /// This connection's authority needs rewriting (decided by its first header block).
     rewriting: bool,
@@ -68,7 +68,7 @@ impl<S> AuthorityFix<S> {
             inbuf: Vec::new(),
             outbuf: Vec::new(),
             out_pos: 0,
-            decoder: hpack::Decoder::new(),
+            decoder: loona_hpack::Decoder::new(),
             pending: None,
             rewriting: false,
             eof: false,
@@ -363,7 +363,7 @@ mod tests {
 
     #[test]
     fn header_blocks_are_rewritten() {
-        let mut enc = hpack::Encoder::new();
+        let mut enc = loona_hpack::Encoder::new();
         let headers: Vec<(&[u8], &[u8])> =
             vec![(b":method", b"POST"), (b":authority", b"http://127.0.0.1:1"), (b":path", b"/x")];
         let block = enc.encode(headers.clone());
@@ -377,7 +377,7 @@ mod tests {
         let out = &fix.outbuf[PREFACE.len()..];
         assert_eq!(out[3], FRAME_HEADERS);
         assert_eq!(out[4], FLAG_END_HEADERS | FLAG_END_STREAM);
-        let decoded = hpack::Decoder::new().decode(&out[9..]).unwrap();
+        let decoded = loona_hpack::Decoder::new().decode(&out[9..]).unwrap();
         assert_eq!(decoded[1], (b":authority".to_vec(), b"127.0.0.1:1".to_vec()));
 
         // The client's second block refers to its dynamic table; it is rewritten too.
@@ -388,13 +388,13 @@ mod tests {
         let before = fix.outbuf.len();
         fix.inbuf.extend_from_slice(&frame2);
         fix.process().unwrap();
-        let decoded = hpack::Decoder::new().decode(&fix.outbuf[before + 9..]).unwrap();
+        let decoded = loona_hpack::Decoder::new().decode(&fix.outbuf[before + 9..]).unwrap();
         assert_eq!(decoded[1], (b":authority".to_vec(), b"127.0.0.1:1".to_vec()));
     }
 
     #[test]
     fn good_authority_passes_through_untouched() {
-        let block = hpack::Encoder::new().encode(vec![(&b":authority"[..], &b"localhost:2379"[..])]);
+        let block = loona_hpack::Encoder::new().encode(vec![(&b":authority"[..], &b"localhost:2379"[..])]);
         let mut input = PREFACE.to_vec();
         input.extend_from_slice(&(block.len() as u32).to_be_bytes()[1..]);
         input.extend_from_slice(&[FRAME_HEADERS, FLAG_END_HEADERS, 0, 0, 0, 1]);
@@ -405,5 +405,36 @@ mod tests {
         fix.process().unwrap();
         assert_eq!(fix.outbuf, input);
         assert!(matches!(fix.mode, Mode::Passthrough));
+    }
+
+    proptest::proptest! {
+        /// Whatever a client sends after the preface (frames, header blocks, garbage), the
+        /// rewriter answers with output or an error, never a panic.
+        #[test]
+        fn any_client_bytes_never_panic(frames in proptest::collection::vec(
+            (0u8..12, proptest::num::u8::ANY, 0u32..8, proptest::collection::vec(proptest::num::u8::ANY, 0..64)),
+            0..8,
+        )) {
+            let mut fix = AuthorityFix::new(());
+            fix.inbuf.extend_from_slice(PREFACE);
+            for (kind, flags, stream, payload) in frames {
+                fix.inbuf.extend_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
+                fix.inbuf.extend_from_slice(&[kind, flags]);
+                fix.inbuf.extend_from_slice(&stream.to_be_bytes());
+                fix.inbuf.extend_from_slice(&payload);
+            }
+            let _ = fix.process();
+        }
+
+        /// Any bytes as a HEADERS block with a hostile `:authority` prefix mixed in.
+        #[test]
+        fn any_header_block_never_panics(block in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
+            let mut fix = AuthorityFix::new(());
+            fix.inbuf.extend_from_slice(PREFACE);
+            fix.inbuf.extend_from_slice(&(block.len() as u32).to_be_bytes()[1..]);
+            fix.inbuf.extend_from_slice(&[FRAME_HEADERS, FLAG_END_HEADERS, 0, 0, 0, 1]);
+            fix.inbuf.extend_from_slice(&block);
+            let _ = fix.process();
+        }
     }
 }

@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status};
 
 use crate::error::ServerError;
 use crate::server::EtcdServer;
+use crate::v3::blocking;
 
 pub struct MaintenanceService(pub Arc<EtcdServer>);
 
@@ -28,7 +29,10 @@ impl Maintenance for MaintenanceService {
 
     async fn status(&self, _req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         let s = &self.0;
-        let (db_size, db_size_in_use) = s.store().db_size();
+        // The backend's page statistics need its (single) write transaction: wait off the
+        // async workers.
+        let store = s.store().clone();
+        let (db_size, db_size_in_use) = blocking(move || store.db_size()).await?;
         let st = &s.raft_status();
         Ok(Response::new(StatusResponse {
             header: s.current_header(),
@@ -47,25 +51,29 @@ impl Maintenance for MaintenanceService {
     /// Rewrites this member's backend file without its free pages; requests wait meanwhile.
     async fn defragment(&self, _req: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
         let store = self.0.store().clone();
-        let done = tokio::task::spawn_blocking(move || {
+        blocking(move || {
             fail::fail_point!("defragBeforeCompact");
             let r = store.defragment();
             fail::fail_point!("defragAfterCompact");
             r
-        });
-        done.await.map_err(|_| ServerError::Stopped)?.map_err(ServerError::from)?;
+        })
+        .await?
+        .map_err(ServerError::from)?;
         tracing::info!("finished defragmenting the backend");
         Ok(Response::new(DefragmentResponse { header: self.0.current_header() }))
     }
 
     async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        let (hash, _, rev) = self.0.store().hash_kv(0).map_err(ServerError::from)?;
+        let store = self.0.store().clone();
+        let (hash, _, rev) = blocking(move || store.hash_kv(0)).await?.map_err(ServerError::from)?;
         Ok(Response::new(HashResponse { header: self.0.header(rev), hash }))
     }
 
     async fn hash_kv(&self, req: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+        let (store, rev) = (self.0.store().clone(), req.into_inner().revision);
+        // A scan of the whole store: on a blocking thread.
         let (hash, compact_revision, hash_revision) =
-            self.0.store().hash_kv(req.into_inner().revision).map_err(ServerError::from)?;
+            blocking(move || store.hash_kv(rev)).await?.map_err(ServerError::from)?;
         Ok(Response::new(HashKvResponse { header: self.0.current_header(), hash, compact_revision, hash_revision }))
     }
 
