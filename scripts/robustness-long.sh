@@ -19,6 +19,3 @@ export RUSTCD_FUZZ_SEED="${RUSTCD_FUZZ_SEED:-$(( (RANDOM << 30) ^ (RANDOM << 15)
 echo "robustness-long: $ROUNDS rounds, fuzz seed $RUSTCD_FUZZ_SEED, $RUSTCD_FUZZ_OPS operations"
 cargo nextest run --workspace --features rustcd-server/failpoints --profile ci --no-capture \
     --test robustness --test crash_points --test fuzz_requests --test fuzz_peer
-# The large-snapshot catch-up (ignored in the CI command: too heavy for a debug build there).
-cargo nextest run --workspace --features rustcd-server/failpoints --profile ci --no-capture \
-    --run-ignored ignored-only --test cluster_large_snapshot

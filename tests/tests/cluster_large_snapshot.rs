@@ -2,7 +2,10 @@
 //! off its raft thread and streams it while it keeps leading. Throughout the catch-up every
 //! member that knows a leader names the same leader in the same term: the leader's heartbeats
 //! never stopped for an election timeout (a follower that misses them for that long campaigns,
-//! and its pre-vote would raise the term once it wins one).
+//! and its pre-vote would raise the term once it wins one). And a linearizable read on the
+//! leader (a ReadIndex round: heartbeats to a quorum and back) always answers within an
+//! election timeout, while every member is also asked for its Status (whose backend size
+//! figure once took the backend's write transaction and stalled the leader's applies).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,15 +18,17 @@ use rustcd_testkit::{Cluster, Server, channel, leader_index, probe, wait_for};
 const VALUE_BYTES: usize = 2 * 1024 * 1024;
 const LARGE_PUTS: usize = 105; // 210 MiB of values
 
-/// What the watcher saw: every (leader, term) pair any member reported.
+const ELECTION_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// What the watcher saw: every (leader, term) pair any member reported, and the slowest
+/// linearizable read on the leader (`Duration::MAX` for one that failed).
 #[derive(Default)]
 struct Seen {
     views: Vec<(u64, u64)>,
+    slowest_read: Duration,
+    reads: usize,
 }
 
-// Heavy (210 MiB written, snapshotted and restored; minutes in a debug build under the full
-// suite's load): run by scripts/robustness-long.sh, not in CI's test command.
-#[ignore = "heavy: run by scripts/robustness-long.sh"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_catch_up_from_a_200mb_snapshot_keeps_the_leader() {
     let mut c = Cluster::start_with(
@@ -60,6 +65,7 @@ async fn cluster_catch_up_from_a_200mb_snapshot_keeps_the_leader() {
     // Watch every member's view and the leader's read latency while the follower catches up.
     let stop = Arc::new(AtomicBool::new(false));
     let endpoints = c.endpoints();
+    let leader_ep = endpoints[leader].clone();
     let watcher = {
         let stop = stop.clone();
         std::thread::spawn(move || {
@@ -71,6 +77,10 @@ async fn cluster_catch_up_from_a_200mb_snapshot_keeps_the_leader() {
                         seen.views.push((lead, term));
                     }
                 }
+                let started = Instant::now();
+                let ok = probe::linearizable_get(&leader_ep, ELECTION_TIMEOUT * 2);
+                seen.slowest_read = seen.slowest_read.max(if ok { started.elapsed() } else { Duration::MAX });
+                seen.reads += 1;
                 std::thread::sleep(Duration::from_millis(50));
             }
             seen
@@ -93,9 +103,19 @@ async fn cluster_catch_up_from_a_200mb_snapshot_keeps_the_leader() {
         .filter_map(|l| l.split("\"bytes\":").nth(1)?.split([',', '}']).next()?.parse::<u64>().ok())
         .max()
         .unwrap_or(0);
-    eprintln!("caught up in {took:?}; snapshot of {sent} bytes; {} views of the leader", seen.views.len());
+    eprintln!(
+        "caught up in {took:?}; snapshot of {sent} bytes; {} views of the leader; {} reads on it, slowest {:?}",
+        seen.views.len(),
+        seen.reads,
+        seen.slowest_read
+    );
     assert!(sent >= 200_000_000, "the follower caught up from a snapshot of >= 200 MB (sent {sent} bytes)");
     let first = seen.views.first().copied().expect("some member answered");
     assert!(seen.views.iter().all(|v| *v == first), "leader or term changed during the catch-up: {:?}", seen.views);
     assert!(seen.views.len() >= 10, "members answered Status during the catch-up: {} views", seen.views.len());
+    assert!(
+        seen.reads > 0 && seen.slowest_read < ELECTION_TIMEOUT,
+        "a read on the leader took {:?}",
+        seen.slowest_read
+    );
 }

@@ -11,11 +11,15 @@ use rustcd_api::etcdserverpb::{PutRequest, RangeRequest, StatusRequest};
 
 use crate::Cluster;
 
-/// A gRPC channel to `endpoint` (`host:port`); panics when it cannot connect.
+/// A gRPC channel to `endpoint` (`host:port`), with no deadline on its requests; panics when
+/// it cannot connect within two seconds.
 pub async fn channel(endpoint: &str) -> tonic::transport::Channel {
-    try_channel(endpoint, Duration::from_secs(2)).await.unwrap_or_else(|| panic!("connect to {endpoint}"))
+    let ep = tonic::transport::Endpoint::from_shared(format!("http://{endpoint}"))
+        .unwrap_or_else(|e| panic!("endpoint {endpoint}: {e}"));
+    ep.connect_timeout(Duration::from_secs(2)).connect().await.unwrap_or_else(|e| panic!("connect to {endpoint}: {e}"))
 }
 
+/// A channel for one probe: connecting and each request bounded by `timeout`.
 async fn try_channel(endpoint: &str, timeout: Duration) -> Option<tonic::transport::Channel> {
     let ep = tonic::transport::Endpoint::from_shared(format!("http://{endpoint}")).ok()?;
     ep.connect_timeout(timeout).timeout(timeout).connect().await.ok()
