@@ -53,6 +53,10 @@ const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 /// A running member: its server core and the raft node behind it.
 pub struct Running {
     pub server: Arc<EtcdServer>,
+    /// The addresses the client listeners are bound to (a URL with port 0 gets a free port).
+    pub client_addrs: Vec<std::net::SocketAddr>,
+    /// The addresses the peer listeners are bound to.
+    pub peer_addrs: Vec<std::net::SocketAddr>,
     raft: RaftNode,
     apply_thread: std::thread::JoinHandle<()>,
 }
@@ -162,7 +166,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         let membership = membership.clone();
         Arc::new(move || membership.stored())
     };
-    serve_peers(&cfg, PeerService::server(cluster_id, raft.sender(), members_fn)).await?;
+    let peer_addrs = serve_peers(&cfg, PeerService::server(cluster_id, raft.sender(), members_fn)).await?;
     let server = EtcdServer::new(Parts {
         cfg: cfg.clone(),
         member_id,
@@ -177,10 +181,10 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         read_waiters,
         applied: applied_rx,
     });
-    serve_clients(&cfg, server.clone()).await?;
+    let client_addrs = serve_clients(&cfg, server.clone()).await?;
     tokio::spawn(publish(server.clone()));
     tokio::spawn(lease::expiry_loop(server.clone()));
-    Ok(Running { server, raft, apply_thread })
+    Ok(Running { server, client_addrs, peer_addrs, raft, apply_thread })
 }
 
 /// etcd's publish: once a leader exists, this member's name and client URLs go through raft.
@@ -204,7 +208,7 @@ async fn publish(s: Arc<EtcdServer>) {
     }
 }
 
-async fn serve_peers<S>(cfg: &Config, svc: S) -> Result<(), StartError>
+async fn serve_peers<S>(cfg: &Config, svc: S) -> Result<Vec<std::net::SocketAddr>, StartError>
 where
     S: tonic::server::NamedService
         + tower_service::Service<
@@ -222,12 +226,19 @@ where
 }
 
 /// Binds every URL and serves `router` on it (gRPC and HTTP/1 on one port), each connection
-/// through the `:authority` fix.
-async fn serve_on(urls: &[url::Url], router: axum::Router, what: &'static str) -> Result<(), StartError> {
+/// through the `:authority` fix; returns the bound addresses (port 0 binds a free port).
+async fn serve_on(
+    urls: &[url::Url],
+    router: axum::Router,
+    what: &'static str,
+) -> Result<Vec<std::net::SocketAddr>, StartError> {
+    let mut bound = Vec::with_capacity(urls.len());
     for url in urls {
-        let listener =
-            tokio::net::TcpListener::bind(url.host_port()).await.map_err(|e| StartError::Listen(url.to_string(), e))?;
-        tracing::info!(address = %url.host_port(), "{what}");
+        let listen_err = |e| StartError::Listen(url.to_string(), e);
+        let listener = tokio::net::TcpListener::bind(url.host_port()).await.map_err(listen_err)?;
+        let address = listener.local_addr().map_err(listen_err)?;
+        bound.push(address);
+        tracing::info!(address = %address, "{what}");
         let router = router.clone();
         tokio::spawn(async move {
             if let Err(e) = axum::serve(h2_authority::FixingListener(listener), router).await {
@@ -235,7 +246,7 @@ async fn serve_on(urls: &[url::Url], router: axum::Router, what: &'static str) -
             }
         });
     }
-    Ok(())
+    Ok(bound)
 }
 
 /// Catches unsynced watchers up from the backend, off the write path.
@@ -251,7 +262,7 @@ fn start_watch_sync(hub: Arc<WatchHub>) {
     });
 }
 
-async fn serve_clients(cfg: &Config, s: Arc<EtcdServer>) -> Result<(), StartError> {
+async fn serve_clients(cfg: &Config, s: Arc<EtcdServer>) -> Result<Vec<std::net::SocketAddr>, StartError> {
     let max = cfg.raw.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
     let routes =
         tonic::service::Routes::new(KvServer::new(grpc::kv::KvService(s.clone())).max_decoding_message_size(max))
@@ -266,8 +277,9 @@ async fn serve_clients(cfg: &Config, s: Arc<EtcdServer>) -> Result<(), StartErro
         .into_axum_router()
         .layer(axum::middleware::map_response(grpc::size_limit::rewrite))
         .merge(http::routes(s));
-    serve_on(&cfg.listen_client_urls, router, "serving client traffic insecurely; this is strongly discouraged!")
-        .await?;
+    let bound =
+        serve_on(&cfg.listen_client_urls, router, "serving client traffic insecurely; this is strongly discouraged!")
+            .await?;
     tracing::info!("ready to serve client requests");
-    Ok(())
+    Ok(bound)
 }
