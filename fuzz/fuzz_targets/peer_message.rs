@@ -15,8 +15,6 @@ struct Nowhere;
 
 impl Transport for Nowhere {
     fn send(&self, _: Vec<Message>) {}
-    fn upsert_peer(&self, _: u64, _: Vec<String>) {}
-    fn remove_peer(&self, _: u64) {}
 }
 
 impl ApplySink for Nowhere {

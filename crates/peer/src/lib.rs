@@ -66,6 +66,45 @@ impl PeerTransport {
         *self.raft_tx.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
     }
 
+    /// Routes messages to exactly these members (the membership after a change): new ones
+    /// and new URLs get a stream, members no longer listed lose theirs.
+    pub fn route_to(&self, members: &[StoredMember]) {
+        let listed: Vec<u64> = members.iter().map(|m| m.id).collect();
+        let gone: Vec<u64> = self
+            .peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .copied()
+            .filter(|id| !listed.contains(id))
+            .collect();
+        for id in gone {
+            self.remove_peer(id);
+        }
+        for m in members {
+            self.upsert_peer(m.id, m.peer_urls.clone());
+        }
+    }
+
+    /// Adds a peer or changes its URLs (the member itself is ignored).
+    fn upsert_peer(&self, id: u64, urls: Vec<String>) {
+        let Some(me) = self.me.upgrade() else { return };
+        if id == self.id || urls.is_empty() {
+            return;
+        }
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        if peers.get(&id).is_some_and(|p| p.urls == urls) {
+            return;
+        }
+        let (tx, rx) = mpsc::channel(PEER_QUEUE);
+        peers.insert(id, PeerHandle { urls: urls.clone(), tx });
+        self.runtime.spawn(async move { me.peer_loop(id, urls, rx).await });
+    }
+
+    fn remove_peer(&self, id: u64) {
+        self.peers.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    }
+
     fn report(&self, input: Input) {
         if let Some(tx) = self.raft_tx.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             tx.try_send(input);
@@ -318,24 +357,5 @@ impl Transport for PeerTransport {
         for id in unreachable {
             self.report(Input::Unreachable(id));
         }
-    }
-
-    /// Adds a peer or changes its URLs (the member itself is ignored).
-    fn upsert_peer(&self, id: u64, urls: Vec<String>) {
-        let Some(me) = self.me.upgrade() else { return };
-        if id == self.id || urls.is_empty() {
-            return;
-        }
-        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        if peers.get(&id).is_some_and(|p| p.urls == urls) {
-            return;
-        }
-        let (tx, rx) = mpsc::channel(PEER_QUEUE);
-        peers.insert(id, PeerHandle { urls: urls.clone(), tx });
-        self.runtime.spawn(async move { me.peer_loop(id, urls, rx).await });
-    }
-
-    fn remove_peer(&self, id: u64) {
-        self.peers.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
     }
 }

@@ -11,7 +11,6 @@ use std::sync::atomic::Ordering;
 use protobuf::Message as _;
 use raft::eraftpb::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Message};
 use raft::{RawNode, SnapshotStatus as Snap, StateRole};
-use rustcd_api::rustcdpb::StoredMember;
 
 use crate::error::{Error, Result};
 use crate::io::{ApplySink, LogStorage, Transport};
@@ -200,7 +199,7 @@ impl<L: LogStorage, T: Transport, A: ApplySink> RaftCore<L, T, A> {
         Ok(())
     }
 
-    /// Applies committed configuration changes to raft (and the transport), then hands every
+    /// Applies committed configuration changes to raft, then hands every
     /// committed entry to the apply side.
     fn hand_out(&mut self, committed: Vec<Entry>) -> Result<()> {
         if committed.is_empty() {
@@ -212,25 +211,11 @@ impl<L: LogStorage, T: Transport, A: ApplySink> RaftCore<L, T, A> {
                 continue;
             };
             match self.node.apply_conf_change(&cc) {
-                Ok(cs) => {
-                    self.node.mut_store().set_conf_state(cs)?;
-                    self.transport_follow_change(&cc);
-                }
+                Ok(cs) => self.node.mut_store().set_conf_state(cs)?,
                 Err(err) => tracing::warn!(error = %err, "conf change not applied"),
             }
         }
         self.apply.committed(committed)
-    }
-
-    fn transport_follow_change(&self, cc: &ConfChange) {
-        match cc.get_change_type() {
-            ConfChangeType::RemoveNode => self.transport.remove_peer(cc.node_id),
-            _ => {
-                if let Ok(m) = <StoredMember as prost::Message>::decode(cc.context.as_ref()) {
-                    self.transport.upsert_peer(cc.node_id, m.peer_urls);
-                }
-            }
-        }
     }
 }
 

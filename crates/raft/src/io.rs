@@ -32,28 +32,17 @@ pub trait LogStorage: Storage {
     }
 }
 
-/// Carries raft messages to the other members; never blocks the raft core.
+/// Carries raft messages to the other members; never blocks the raft core. Where each member
+/// is reached is not the core's business: the transport follows the membership.
 pub trait Transport {
     /// Queues messages for their peers; a message that cannot be queued is lost (raft
     /// retries what matters).
     fn send(&self, msgs: Vec<Message>);
-    /// A member joined or changed its peer URLs.
-    fn upsert_peer(&self, id: u64, urls: Vec<String>);
-    /// A member left.
-    fn remove_peer(&self, id: u64);
 }
 
 impl<T: Transport + ?Sized> Transport for std::sync::Arc<T> {
     fn send(&self, msgs: Vec<Message>) {
         (**self).send(msgs)
-    }
-
-    fn upsert_peer(&self, id: u64, urls: Vec<String>) {
-        (**self).upsert_peer(id, urls)
-    }
-
-    fn remove_peer(&self, id: u64) {
-        (**self).remove_peer(id)
     }
 }
 

@@ -46,8 +46,6 @@ impl Transport for Outbox {
     fn send(&self, msgs: Vec<Message>) {
         self.0.lock().unwrap().extend(msgs);
     }
-    fn upsert_peer(&self, _: u64, _: Vec<String>) {}
-    fn remove_peer(&self, _: u64) {}
 }
 
 /// The state machine: the (index, term, data) of each normal entry applied, in order.

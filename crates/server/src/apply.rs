@@ -15,9 +15,8 @@ use rustcd_api::etcdserverpb::{
 use rustcd_api::rustcdpb::{InternalRequest, internal_request::Request as Op};
 use rustcd_mvcc::watch::WatchHub;
 use rustcd_mvcc::{KvStore, WriteTxn};
-use rustcd_peer::PeerTransport;
 use rustcd_raft::eraftpb::{ConfChange, Entry, EntryType};
-use rustcd_raft::{Input, Output, RaftSender, Transport as _};
+use rustcd_raft::{Input, Output, RaftSender};
 use tokio::sync::watch;
 
 use crate::error::ServerError;
@@ -59,7 +58,6 @@ pub struct Applier {
     pub member_id: u64,
     pub lessor: SharedLessor,
     pub membership: Arc<Membership>,
-    pub transport: Arc<PeerTransport>,
     pub store: Arc<KvStore>,
     pub hub: Arc<WatchHub>,
     pub waiters: Arc<Waiters>,
@@ -154,9 +152,6 @@ impl Applier {
             tracing::error!(error = %e, "cannot restore leases from the snapshot");
             std::process::exit(1);
         }
-        for m in self.membership.stored() {
-            self.transport.upsert_peer(m.id, m.peer_urls);
-        }
         self.hub.resync_all();
         tracing::info!(index, revision = self.store.current_rev(), "applied snapshot from leader");
         self.applied.send_replace(index);
@@ -186,9 +181,7 @@ impl Applier {
                     }
                     EntryType::EntryNormal if !e.data.is_empty() => match InternalRequest::decode(e.data.as_ref()) {
                         Ok(InternalRequest { id, request: Some(Op::MemberUpdate(u)) }) => {
-                            if let Some(m) = self.membership.apply_update(u.id, u.peer_ur_ls, w) {
-                                self.transport.upsert_peer(m.id, m.peer_urls);
-                            }
+                            self.membership.apply_update(u.id, u.peer_ur_ls, w);
                             results.push((id, Ok(Applied::Members(self.membership.list()))));
                         }
                         Ok(InternalRequest { id, request: Some(Op::MemberAttributes(a)) }) => {

@@ -39,7 +39,7 @@ use rustcd_mvcc::KvStore;
 use rustcd_mvcc::watch::WatchHub;
 use rustcd_peer::{MembersFn, PeerService, PeerTransport};
 use rustcd_raft::log_store::LogStore;
-use rustcd_raft::{NodeConfig, RaftNode, Transport as _};
+use rustcd_raft::{NodeConfig, RaftNode};
 
 use crate::apply::Applier;
 use crate::config::Config;
@@ -115,13 +115,14 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         member_id = %format!("{member_id:x}"), cluster_id = %format!("{cluster_id:x}"),
         "starting an etcd server"
     );
-    let membership = Arc::new(Membership::new(StoredMembers { members: id.members.clone(), removed: vec![] }));
+    let transport = PeerTransport::new(cluster_id, member_id, tokio::runtime::Handle::current());
+    let routes = transport.clone();
+    let membership = Arc::new(Membership::new(
+        StoredMembers { members: id.members.clone(), removed: vec![] },
+        Box::new(move |members| routes.route_to(members)),
+    ));
     if membership.is_removed(member_id) {
         return Err(StartError::Config("the member has been permanently removed from the cluster".into()));
-    }
-    let transport = PeerTransport::new(cluster_id, member_id, tokio::runtime::Handle::current());
-    for m in &id.members {
-        transport.upsert_peer(m.id, m.peer_urls.clone());
     }
 
     let lessor: lease::SharedLessor =
@@ -146,7 +147,6 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         member_id,
         lessor: lessor.clone(),
         membership: membership.clone(),
-        transport: transport.clone(),
         store: store.clone(),
         hub: hub.clone(),
         waiters: Arc::clone(&waiters),

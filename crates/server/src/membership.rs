@@ -14,7 +14,13 @@ const META_MEMBERS: &str = "members";
 
 pub struct Membership {
     inner: RwLock<StoredMembers>,
+    /// Told every member list after a change: the peer transport's routes follow it, so the
+    /// membership is the one owner of where each member is reached.
+    follow: Follow,
 }
+
+/// What follows the member list (the peer transport's routes).
+pub type Follow = Box<dyn Fn(&[StoredMember]) + Send + Sync>;
 
 /// What applying a conf change did to the member list.
 pub enum Change {
@@ -31,13 +37,15 @@ impl Membership {
         StoredMembers::decode(bytes.as_slice()).ok()
     }
 
-    pub fn new(initial: StoredMembers) -> Self {
-        Membership { inner: RwLock::new(initial) }
+    pub fn new(initial: StoredMembers, follow: Follow) -> Self {
+        follow(&initial.members);
+        Membership { inner: RwLock::new(initial), follow }
     }
 
     /// Re-reads the membership after the backend was replaced by a snapshot.
     pub fn reload(&self, store: &KvStore) {
         if let Some(m) = Self::load(store) {
+            (self.follow)(&m.members);
             *self.write() = m;
         }
     }
@@ -105,6 +113,7 @@ impl Membership {
         let snapshot = m.clone();
         drop(m);
         self.save(w, &snapshot);
+        (self.follow)(&snapshot.members);
         change
     }
 
@@ -117,6 +126,7 @@ impl Membership {
         let snapshot = m.clone();
         drop(m);
         self.save(w, &snapshot);
+        (self.follow)(&snapshot.members);
         Some(updated)
     }
 
