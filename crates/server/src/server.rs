@@ -27,19 +27,8 @@ pub type Waiters = Mutex<HashMap<u64, oneshot::Sender<Result<Applied, ServerErro
 pub type ReadWaiters = Mutex<HashMap<u64, oneshot::Sender<u64>>>;
 
 pub struct EtcdServer {
-    cfg: Config,
-    member_id: u64,
-    cluster_id: u64,
-    membership: Arc<Membership>,
-    lessor: SharedLessor,
-    store: Arc<KvStore>,
-    hub: Arc<WatchHub>,
-    raft_status: Arc<NodeStatus>,
-    raft_tx: RaftSender,
-    waiters: Arc<Waiters>,
-    read_waiters: Arc<ReadWaiters>,
-    /// Last applied raft index.
-    applied: watch::Receiver<u64>,
+    /// What the server is built from (start-up hands it over whole).
+    p: Parts,
     next_id: AtomicU64,
     read_tx: tokio::sync::mpsc::UnboundedSender<oneshot::Sender<Result<(), ServerError>>>,
 }
@@ -49,6 +38,9 @@ fn request_timeout(cfg: &Config) -> Duration {
     Duration::from_secs(5) + Duration::from_millis(2 * cfg.raw.election_timeout)
 }
 
+/// What an [`EtcdServer`] is built from: the member's identity and configuration, the state it
+/// reads (membership, lessor, store, watcher hub, raft status, applied index) and the ways to
+/// the raft thread and the apply thread's waiters.
 pub struct Parts {
     pub cfg: Config,
     pub member_id: u64,
@@ -61,6 +53,7 @@ pub struct Parts {
     pub raft_tx: RaftSender,
     pub waiters: Arc<Waiters>,
     pub read_waiters: Arc<ReadWaiters>,
+    /// Last applied raft index.
     pub applied: watch::Receiver<u64>,
 }
 
@@ -71,78 +64,63 @@ impl EtcdServer {
         // etcd's request ids: member id prefix, then time, then a counter.
         let ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
         let start = ((p.member_id & 0xffff) << 48) | ((ms & 0xff_ffff_ffff) << 8);
-        let s = Arc::new(EtcdServer {
-            cfg: p.cfg,
-            member_id: p.member_id,
-            cluster_id: p.cluster_id,
-            membership: p.membership,
-            lessor: p.lessor,
-            store: p.store,
-            hub: p.hub,
-            raft_status: p.raft_status,
-            raft_tx: p.raft_tx,
-            waiters: p.waiters,
-            read_waiters: p.read_waiters,
-            applied: p.applied,
-            next_id: AtomicU64::new(start),
-            read_tx,
-        });
+        let s = Arc::new(EtcdServer { p, next_id: AtomicU64::new(start), read_tx });
         tokio::spawn(read_loop(s.clone(), read_rx));
         s
     }
 
     pub fn config(&self) -> &Config {
-        &self.cfg
+        &self.p.cfg
     }
     pub fn member_id(&self) -> u64 {
-        self.member_id
+        self.p.member_id
     }
     pub fn cluster_id(&self) -> u64 {
-        self.cluster_id
+        self.p.cluster_id
     }
     pub fn membership(&self) -> &Arc<Membership> {
-        &self.membership
+        &self.p.membership
     }
     pub fn lessor(&self) -> &SharedLessor {
-        &self.lessor
+        &self.p.lessor
     }
     pub fn store(&self) -> &Arc<KvStore> {
-        &self.store
+        &self.p.store
     }
     pub fn hub(&self) -> &Arc<WatchHub> {
-        &self.hub
+        &self.p.hub
     }
     pub fn raft_status(&self) -> &NodeStatus {
-        &self.raft_status
+        &self.p.raft_status
     }
     /// The last raft index applied to the backend.
     pub fn applied(&self) -> u64 {
-        *self.applied.borrow()
+        *self.p.applied.borrow()
     }
 
     /// A header at the store's current revision.
     pub fn current_header(&self) -> Option<ResponseHeader> {
-        self.header(self.store.current_rev())
+        self.header(self.p.store.current_rev())
     }
 
     pub fn header(&self, revision: i64) -> Option<ResponseHeader> {
         Some(ResponseHeader {
-            cluster_id: self.cluster_id,
-            member_id: self.member_id,
+            cluster_id: self.p.cluster_id,
+            member_id: self.p.member_id,
             revision,
-            raft_term: self.raft_status.term.load(Ordering::Relaxed),
+            raft_term: self.p.raft_status.term.load(Ordering::Relaxed),
         })
     }
 
     async fn send_raft(&self, input: Input) -> Result<(), ServerError> {
-        self.raft_tx.send(input).await.map_err(|_| ServerError::Stopped)
+        self.p.raft_tx.send(input).await.map_err(|_| ServerError::Stopped)
     }
 
     /// Proposes a write through raft and waits for the apply thread's result.
     pub async fn propose(&self, op: InternalOp) -> Result<Applied, ServerError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let data = InternalRequest { id, request: Some(op) }.encode_to_vec();
-        if data.len() as u64 > self.cfg.raw.max_request_bytes {
+        if data.len() as u64 > self.p.cfg.raw.max_request_bytes {
             return Err(ServerError::RequestTooLarge);
         }
         self.propose_and_wait(id, |ack| Input::Propose(data, ack)).await
@@ -166,7 +144,7 @@ impl EtcdServer {
             self.lock_waiters().remove(&id);
             return Err(e);
         }
-        match tokio::time::timeout(request_timeout(&self.cfg), rx).await {
+        match tokio::time::timeout(request_timeout(&self.p.cfg), rx).await {
             Ok(Ok(r)) => r,
             Ok(Err(_)) => Err(ServerError::Stopped),
             Err(_) => {
@@ -177,7 +155,7 @@ impl EtcdServer {
     }
 
     fn lock_waiters(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Result<Applied, ServerError>>>> {
-        self.waiters.lock().unwrap_or_else(|p| p.into_inner())
+        self.p.waiters.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A new lease ID, as etcd makes them: from the request id generator, positive.
@@ -212,7 +190,7 @@ impl EtcdServer {
     }
 
     pub fn leader(&self) -> u64 {
-        self.raft_status.leader.load(Ordering::Relaxed)
+        self.p.raft_status.leader.load(Ordering::Relaxed)
     }
 }
 
@@ -237,15 +215,15 @@ async fn read_loop(
 
 async fn read_index_round(s: &EtcdServer, round: u64) -> Result<(), ServerError> {
     let (tx, rx) = oneshot::channel();
-    s.read_waiters.lock().unwrap_or_else(|p| p.into_inner()).insert(round, tx);
-    let deadline = request_timeout(&s.cfg);
+    s.p.read_waiters.lock().unwrap_or_else(|p| p.into_inner()).insert(round, tx);
+    let deadline = request_timeout(&s.p.cfg);
     let r = async {
         // Without a leader raft drops the request: retry until one answers or time runs out;
         // soon (a heartbeat) while no leader is known, else after etcd's 500 ms.
         let mut rx = rx;
         loop {
             s.send_raft(Input::ReadIndex(round.to_be_bytes().to_vec())).await?;
-            let retry = if s.leader() == 0 { s.cfg.raw.heartbeat_interval.max(10) } else { 500 };
+            let retry = if s.leader() == 0 { s.p.cfg.raw.heartbeat_interval.max(10) } else { 500 };
             tokio::select! {
                 idx = &mut rx => return idx.map_err(|_| ServerError::Stopped),
                 _ = tokio::time::sleep(Duration::from_millis(retry)) => {}
@@ -255,11 +233,11 @@ async fn read_index_round(s: &EtcdServer, round: u64) -> Result<(), ServerError>
     let index = match tokio::time::timeout(deadline, r).await {
         Ok(r) => r?,
         Err(_) => {
-            s.read_waiters.lock().unwrap_or_else(|p| p.into_inner()).remove(&round);
+            s.p.read_waiters.lock().unwrap_or_else(|p| p.into_inner()).remove(&round);
             return Err(ServerError::Timeout);
         }
     };
-    let mut applied = s.applied.clone();
+    let mut applied = s.p.applied.clone();
     let wait = applied.wait_for(|a| *a >= index);
     match tokio::time::timeout(deadline, wait).await {
         Ok(Ok(_)) => Ok(()),
