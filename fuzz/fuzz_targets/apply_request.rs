@@ -11,6 +11,7 @@ use prost::Message as _;
 use rustcd_api::rustcdpb::InternalRequest;
 use rustcd_lease::Lessor;
 use rustcd_mvcc::KvStore;
+use rustcd_server::apply::{ApplyRequest, StoreApply};
 use rustcd_server::lease::SharedLessor;
 
 struct State {
@@ -33,6 +34,8 @@ fuzz_target!(|data: &[u8]| {
     let Ok(req) = InternalRequest::decode(data) else { return };
     let st = state();
     let exists = |id: i64| st.lessor.lock().map(|l| l.contains(id)).unwrap_or(false);
-    let r = st.store.write(false, &exists, |w| rustcd_server::apply::apply_one(w, &st.lessor, req.request));
+    let Some(op) = req.request else { return };
+    let stack = StoreApply { lessor: st.lessor.clone() };
+    let r = st.store.write(false, &exists, |w| stack.apply(w, op));
     assert!(r.is_ok(), "the backend transaction failed: {:?}", r.err());
 });

@@ -56,6 +56,8 @@ const SYNC_INTERVAL: Duration = Duration::from_millis(100);
 
 pub struct Applier {
     pub member_id: u64,
+    /// What applies client requests (see [`ApplyRequest`]).
+    pub stack: Box<dyn ApplyRequest>,
     pub lessor: SharedLessor,
     pub membership: Arc<Membership>,
     pub store: Arc<KvStore>,
@@ -189,7 +191,10 @@ impl Applier {
                             results.push((id, Ok(Applied::Members(self.membership.list()))));
                         }
                         Ok(req) => {
-                            let r = apply_one(w, &self.lessor, req.request);
+                            let r = match req.request {
+                                Some(op) => self.stack.apply(w, op),
+                                None => Err(ServerError::Internal("a raft entry without a request".into())),
+                            };
                             compacted |= matches!(r, Ok(Applied::Compaction(_)));
                             results.push((req.id, r));
                         }
@@ -232,33 +237,49 @@ impl Applier {
     }
 }
 
-/// Applies one client request; the events it makes move keys between leases.
-pub fn apply_one(w: &mut WriteTxn, lessor: &SharedLessor, op: Option<Op>) -> Result<Applied, ServerError> {
-    let before = w.events().len();
-    let r = apply_request(w, lessor, op);
-    let events = &w.events()[before..];
-    if !events.is_empty() {
-        lease::lock(lessor).apply_events(events);
-    }
-    r
+/// Applies one client request inside the apply batch: etcd's `applierV3`. A member's stack is
+/// [`StoreApply`] alone today; authentication and quota wrap it as thin layers, as etcd's
+/// `authApplierV3` and `quotaApplierV3` wrap its store applier: a layer checks the request,
+/// refuses it with a [`ServerError`] or passes it down, so what it refuses never reaches the
+/// store. Every member applies the same entries through the same stack.
+pub trait ApplyRequest: Send {
+    fn apply(&self, w: &mut WriteTxn, op: Op) -> Result<Applied, ServerError>;
 }
 
-fn apply_request(w: &mut WriteTxn, lessor: &SharedLessor, op: Option<Op>) -> Result<Applied, ServerError> {
+/// The bottom of the stack: the request changes the store, and the keys it touches move
+/// between leases as its events say.
+pub struct StoreApply {
+    pub lessor: SharedLessor,
+}
+
+impl ApplyRequest for StoreApply {
+    fn apply(&self, w: &mut WriteTxn, op: Op) -> Result<Applied, ServerError> {
+        let before = w.events().len();
+        let r = store_request(w, &self.lessor, op);
+        let events = &w.events()[before..];
+        if !events.is_empty() {
+            lease::lock(&self.lessor).apply_events(events);
+        }
+        r
+    }
+}
+
+fn store_request(w: &mut WriteTxn, lessor: &SharedLessor, op: Op) -> Result<Applied, ServerError> {
     match op {
-        Some(Op::Put(p)) => w.put(&p).map(Applied::Put).map_err(ServerError::from),
-        Some(Op::DeleteRange(d)) => w.delete_range(&d).map(Applied::DeleteRange).map_err(ServerError::from),
-        Some(Op::Txn(t)) => w.txn(&t).map(Applied::Txn).map_err(ServerError::from),
-        Some(Op::Compaction(c)) => {
+        Op::Put(p) => w.put(&p).map(Applied::Put).map_err(ServerError::from),
+        Op::DeleteRange(d) => w.delete_range(&d).map(Applied::DeleteRange).map_err(ServerError::from),
+        Op::Txn(t) => w.txn(&t).map(Applied::Txn).map_err(ServerError::from),
+        Op::Compaction(c) => {
             fail::fail_point!("compactBeforeCommit", |_| Err(ServerError::Internal("failpoint".into())));
             w.compact(c.revision)
                 .map(|rev| Applied::Compaction(CompactionResponse { header: Some(header(rev)) }))
                 .map_err(ServerError::from)
         }
-        Some(Op::LeaseGrant(g)) => lease::apply_grant(w, lessor, &g),
-        Some(Op::LeaseRevoke(r)) => lease::apply_revoke(w, lessor, &r),
-        Some(Op::LeaseCheckpoint(c)) => lease::apply_checkpoint(w, lessor, &c),
-        // Membership requests are applied by the caller.
-        Some(Op::MemberAttributes(_) | Op::MemberUpdate(_)) | None => {
+        Op::LeaseGrant(g) => lease::apply_grant(w, lessor, &g),
+        Op::LeaseRevoke(r) => lease::apply_revoke(w, lessor, &r),
+        Op::LeaseCheckpoint(c) => lease::apply_checkpoint(w, lessor, &c),
+        // Membership requests are applied by the apply loop itself.
+        Op::MemberAttributes(_) | Op::MemberUpdate(_) => {
             Err(ServerError::Internal("unexpected request in apply".into()))
         }
     }

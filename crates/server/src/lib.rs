@@ -145,6 +145,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     let read_waiters = Arc::new(Default::default());
     let applier = Applier {
         member_id,
+        stack: Box::new(apply::StoreApply { lessor: lessor.clone() }),
         lessor: lessor.clone(),
         membership: membership.clone(),
         store: store.clone(),
