@@ -37,13 +37,13 @@ async fn cluster_catch_up_from_a_200mb_snapshot_keeps_the_leader() {
         &["--snapshot-count", "50", "--experimental-snapshot-catchup-entries", "10", "--max-request-bytes", "3145728"],
     );
     c.wait_writable(0);
-    let leader = wait_for("a leader", Duration::from_secs(10), || leader_index(&c));
-    let follower = (leader + 1) % 3;
+    let first_leader = wait_for("a leader", Duration::from_secs(10), || leader_index(&c));
+    let follower = (first_leader + 1) % 3;
     c.kill(follower, libc::SIGKILL);
 
     // 210 MiB of values, then enough small writes that the leader's log is compacted past
     // everything the follower has: it can only catch up from a snapshot.
-    let mut kv = KvClient::new(channel(&c.members[leader].endpoint()).await).max_encoding_message_size(8 << 20);
+    let mut kv = KvClient::new(channel(&c.members[first_leader].endpoint()).await).max_encoding_message_size(8 << 20);
     let value = vec![b'v'; VALUE_BYTES];
     for i in 0..LARGE_PUTS {
         let put = PutRequest {
@@ -61,6 +61,10 @@ async fn cluster_catch_up_from_a_200mb_snapshot_keeps_the_leader() {
         };
         kv.put(put).await.expect("small put");
     }
+
+    // Under load the writes may have moved the leadership (before the catch-up, which is what
+    // is watched): the leader is the one that leads now.
+    let leader = wait_for("a leader", Duration::from_secs(10), || leader_index(&c));
 
     // Watch every member's view and the leader's read latency while the follower catches up.
     let stop = Arc::new(AtomicBool::new(false));

@@ -9,8 +9,7 @@ use rustcd_api::etcdserverpb::range_request::{SortOrder, SortTarget};
 use rustcd_api::etcdserverpb::request_op::Request as ReqOp;
 use rustcd_api::etcdserverpb::response_op::Response as RespOp;
 use rustcd_api::etcdserverpb::{
-    Compare, DeleteRangeRequest, PutRequest, RangeRequest, RangeResponse, RequestOp, ResponseHeader, TxnRequest,
-    TxnResponse,
+    Compare, DeleteRangeRequest, PutRequest, RangeRequest, RangeResponse, RequestOp, TxnRequest, TxnResponse,
 };
 use rustcd_api::mvccpb::KeyValue;
 use rustcd_api::rustcdpb::internal_request::Request as Op;
@@ -41,10 +40,6 @@ pub async fn txn(s: &EtcdServer, t: TxnRequest) -> Result<TxnResponse, ServerErr
 /// A linearizable read, as a client's Range.
 pub async fn range(s: &EtcdServer, r: RangeRequest) -> Result<RangeResponse, ServerError> {
     s.range(r).await
-}
-
-pub fn header(s: &EtcdServer, rev: i64) -> Option<ResponseHeader> {
-    s.header(rev)
 }
 
 fn op(r: ReqOp) -> RequestOp {
@@ -163,6 +158,29 @@ pub async fn wait_older_gone(s: &Arc<EtcdServer>, prefix: &[u8], my_rev: i64) ->
             }
         }
     }
+}
+
+/// The prefix of a lock's or an election's keys: `name/`.
+pub fn prefix_of(name: &[u8]) -> Vec<u8> {
+    let mut prefix = name.to_vec();
+    prefix.push(b'/');
+    prefix
+}
+
+/// A holder's prefix (`name/`) and its key under it (`name/<lease in hex>`), as etcd's lock
+/// and election name them.
+pub fn holder_key(name: &[u8], lease: i64) -> (Vec<u8>, Vec<u8>) {
+    let prefix = prefix_of(name);
+    let mut key = prefix.clone();
+    key.extend_from_slice(format!("{lease:x}").as_bytes());
+    (prefix, key)
+}
+
+/// Waits for the holder's turn: every older key under `prefix` gone, and `key` (created at
+/// `my_rev`) still there, or the session expired meanwhile.
+pub async fn wait_turn(s: &Arc<EtcdServer>, prefix: &[u8], key: &[u8], my_rev: i64) -> Result<(), ServerError> {
+    wait_older_gone(s, prefix, my_rev).await?;
+    if still_held(s, key, my_rev).await? { Ok(()) } else { Err(ServerError::SessionExpired) }
 }
 
 /// Whether `key` still exists with create revision `rev` (the holder's session is alive).

@@ -79,6 +79,7 @@ errors! {
         SessionExpired => Unknown, "concurrency: session expired";
         UnexpectedApply => Internal, "etcdserver: unexpected apply result";
         EmptyRequestOp => InvalidArgument, "etcdserver: request op is empty";
+        AuthNotEnabled => FailedPrecondition, "etcdserver: authentication is not enabled";
 }
 
 impl From<ServerError> for Status {

@@ -25,15 +25,14 @@ macro_rules! auth_impl {
                 &self,
                 _req: Request<AuthStatusRequest>,
             ) -> Result<Response<AuthStatusResponse>, Status> {
-                let rev = self.0.store().current_rev();
-                Ok(Response::new(AuthStatusResponse { header: self.0.header(rev), enabled: false, auth_revision: 0 }))
+                Ok(Response::new(AuthStatusResponse { header: self.0.current_header(), enabled: false, auth_revision: 0 }))
             }
 
             async fn authenticate(
                 &self,
                 _req: Request<AuthenticateRequest>,
             ) -> Result<Response<AuthenticateResponse>, Status> {
-                Err(Status::failed_precondition("etcdserver: authentication is not enabled"))
+                Err(crate::error::ServerError::AuthNotEnabled.into())
             }
 
             $(

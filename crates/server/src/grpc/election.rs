@@ -16,24 +16,15 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::concurrency as cc;
+use crate::error::ServerError;
 use crate::server::EtcdServer;
 
 pub struct ElectionService(pub Arc<EtcdServer>);
 
 type ObserveStream = Pin<Box<dyn Stream<Item = Result<LeaderResponse, Status>> + Send>>;
 
-fn not_leader() -> Status {
-    Status::unknown("election: not leader")
-}
-
-fn prefix_of(name: &[u8]) -> Vec<u8> {
-    let mut p = name.to_vec();
-    p.push(b'/');
-    p
-}
-
 /// Puts `value` on the leader's key if it still leads (same create revision).
-async fn proclaim(s: &EtcdServer, l: &LeaderKey, value: &[u8]) -> Result<i64, Status> {
+async fn proclaim(s: &EtcdServer, l: &LeaderKey, value: &[u8]) -> Result<i64, ServerError> {
     let put = PutRequest { key: l.key.clone(), value: value.to_vec().into(), ignore_lease: true, ..Default::default() };
     let t = TxnRequest {
         compare: vec![cc::create_rev_is(&l.key, l.rev)],
@@ -42,7 +33,7 @@ async fn proclaim(s: &EtcdServer, l: &LeaderKey, value: &[u8]) -> Result<i64, St
     };
     let resp = cc::txn(s, t).await?;
     if !resp.succeeded {
-        return Err(not_leader());
+        return Err(ServerError::ElectionNotLeader);
     }
     Ok(resp.header.map(|h| h.revision).unwrap_or(0))
 }
@@ -54,37 +45,31 @@ impl Election for ElectionService {
     async fn campaign(&self, req: Request<CampaignRequest>) -> Result<Response<CampaignResponse>, Status> {
         let r = req.into_inner();
         let s = &self.0;
-        let prefix = prefix_of(&r.name);
-        let mut key = prefix.clone();
-        key.extend_from_slice(format!("{:x}", r.lease).as_bytes());
+        let (prefix, key) = cc::holder_key(&r.name, r.lease);
         let (my_rev, kv, _) = cc::create_key(s, &key, &r.value, r.lease).await?;
         let leader = LeaderKey { name: r.name.clone(), key: key.clone().into(), rev: my_rev, lease: r.lease };
         if kv.value != r.value {
             proclaim(s, &leader, &r.value).await?;
         }
-        cc::wait_older_gone(s, &prefix, my_rev).await?;
-        if !cc::still_held(s, &key, my_rev).await? {
-            return Err(Status::unknown("concurrency: session expired"));
-        }
-        let rev = s.store().current_rev();
-        Ok(Response::new(CampaignResponse { header: cc::header(s, rev), leader: Some(leader) }))
+        cc::wait_turn(s, &prefix, &key, my_rev).await?;
+        Ok(Response::new(CampaignResponse { header: s.current_header(), leader: Some(leader) }))
     }
 
     async fn proclaim(&self, req: Request<ProclaimRequest>) -> Result<Response<ProclaimResponse>, Status> {
         let r = req.into_inner();
-        let leader = r.leader.ok_or_else(not_leader)?;
+        let leader = r.leader.ok_or(ServerError::ElectionNotLeader)?;
         let rev = proclaim(&self.0, &leader, &r.value).await?;
-        Ok(Response::new(ProclaimResponse { header: cc::header(&self.0, rev) }))
+        Ok(Response::new(ProclaimResponse { header: self.0.header(rev) }))
     }
 
     async fn leader(&self, req: Request<LeaderRequest>) -> Result<Response<LeaderResponse>, Status> {
-        let (kv, rev) = cc::first_key(&self.0, &prefix_of(&req.into_inner().name)).await?;
-        let kv = kv.ok_or_else(|| Status::unknown("election: no leader"))?;
-        Ok(Response::new(LeaderResponse { header: cc::header(&self.0, rev), kv: Some(kv) }))
+        let (kv, rev) = cc::first_key(&self.0, &cc::prefix_of(&req.into_inner().name)).await?;
+        let kv = kv.ok_or(ServerError::ElectionNoLeader)?;
+        Ok(Response::new(LeaderResponse { header: self.0.header(rev), kv: Some(kv) }))
     }
 
     async fn observe(&self, req: Request<LeaderRequest>) -> Result<Response<ObserveStream>, Status> {
-        let prefix = prefix_of(&req.into_inner().name);
+        let prefix = cc::prefix_of(&req.into_inner().name);
         let s = self.0.clone();
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(async move {
@@ -101,7 +86,7 @@ impl Election for ElectionService {
                     let seen = (kv.key.clone(), kv.mod_revision);
                     if last.as_ref() != Some(&seen) {
                         last = Some(seen);
-                        let resp = LeaderResponse { header: cc::header(&s, rev), kv: Some(kv) };
+                        let resp = LeaderResponse { header: s.header(rev), kv: Some(kv) };
                         if tx.send(Ok(resp)).await.is_err() {
                             return;
                         }
@@ -119,9 +104,9 @@ impl Election for ElectionService {
     }
 
     async fn resign(&self, req: Request<ResignRequest>) -> Result<Response<ResignResponse>, Status> {
-        let leader = req.into_inner().leader.ok_or_else(not_leader)?;
+        let leader = req.into_inner().leader.ok_or(ServerError::ElectionNotLeader)?;
         let resp = cc::delete_if_created_at(&self.0, &leader.key, leader.rev).await?;
         let rev = resp.header.map(|h| h.revision).unwrap_or(0);
-        Ok(Response::new(ResignResponse { header: cc::header(&self.0, rev) }))
+        Ok(Response::new(ResignResponse { header: self.0.header(rev) }))
     }
 }

@@ -17,17 +17,10 @@ impl Lock for LockService {
     async fn lock(&self, req: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
         let r = req.into_inner();
         let s = &self.0;
-        let mut prefix = r.name.to_vec();
-        prefix.push(b'/');
-        let mut key = prefix.clone();
-        key.extend_from_slice(format!("{:x}", r.lease).as_bytes());
+        let (prefix, key) = cc::holder_key(&r.name, r.lease);
         let (my_rev, _, _) = cc::create_key(s, &key, b"", r.lease).await?;
-        cc::wait_older_gone(s, &prefix, my_rev).await?;
-        if !cc::still_held(s, &key, my_rev).await? {
-            return Err(Status::unknown("concurrency: session expired"));
-        }
-        let rev = s.store().current_rev();
-        Ok(Response::new(LockResponse { header: cc::header(s, rev), key: key.into() }))
+        cc::wait_turn(s, &prefix, &key, my_rev).await?;
+        Ok(Response::new(LockResponse { header: s.current_header(), key: key.into() }))
     }
 
     async fn unlock(&self, req: Request<UnlockRequest>) -> Result<Response<UnlockResponse>, Status> {
@@ -36,6 +29,6 @@ impl Lock for LockService {
         let op = rustcd_api::rustcdpb::internal_request::Request::DeleteRange(d);
         let resp = crate::apply::expect_applied!(self.0.propose(op).await?, DeleteRange)?;
         let rev = resp.header.map(|h| h.revision).unwrap_or(0);
-        Ok(Response::new(UnlockResponse { header: cc::header(&self.0, rev) }))
+        Ok(Response::new(UnlockResponse { header: self.0.header(rev) }))
     }
 }

@@ -14,6 +14,8 @@ use crate::error::ServerError;
 use crate::server::EtcdServer;
 use crate::validate;
 
+pub mod cluster;
+
 /// The revision a response's header names (0 when it has none).
 fn revision(h: &Option<ResponseHeader>) -> i64 {
     h.as_ref().map_or(0, |h| h.revision)
