@@ -49,7 +49,7 @@ pub struct KvStore {
     path: PathBuf,
     state: RwLock<State>,
     /// Bytes of the file in use and when they were measured ([`KvStore::db_size`]); `None`
-    /// until first measured, and again after a defrag.
+    /// until first measured, and again after a defrag or a restore from a snapshot.
     in_use: Mutex<Option<InUse>>,
 }
 
@@ -360,7 +360,7 @@ impl KvStore {
 
     /// File size and the part of it in use, in bytes. The part in use is the figure the last
     /// durable sync measured (see [`IN_USE_MAX_AGE`] for how old it may be), so asking
-    /// costs nothing; only when it was never measured (or a defrag dropped it) is it measured
+    /// costs nothing; only when it was never measured (or a defrag or restore dropped it) is it measured
     /// here, with a write transaction.
     pub fn db_size(&self) -> (i64, i64) {
         let total = std::fs::metadata(&self.path).map(|m| m.len() as i64).unwrap_or(0);
