@@ -42,6 +42,8 @@ fn core(leader: bool) -> Core {
         election_tick: 10,
         max_election_tick: 0,
         heartbeat_tick: 1,
+        pre_vote: true,
+        advance_ticks: false,
         applied: 0,
     };
     let mut c = Core::new(&cfg, storage, Nowhere, Nowhere).expect("core");

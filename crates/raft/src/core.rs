@@ -46,7 +46,7 @@ impl<L: LogStorage, T: Transport, A: ApplySink> RaftCore<L, T, A> {
             max_size_per_msg: 1024 * 1024,
             max_inflight_msgs: 256,
             check_quorum: true,
-            pre_vote: true,
+            pre_vote: cfg.pre_vote,
             ..Default::default()
         };
         raft_cfg.validate()?;
@@ -54,6 +54,10 @@ impl<L: LogStorage, T: Transport, A: ApplySink> RaftCore<L, T, A> {
         let mut node = RawNode::new(&raft_cfg, store, &logger)?;
         if single_voter {
             node.campaign()?;
+        } else if cfg.advance_ticks {
+            for _ in 1..cfg.election_tick {
+                node.tick();
+            }
         }
         let status: Arc<NodeStatus> = Arc::default();
         status.term.store(node.raft.term, Ordering::Relaxed);
@@ -146,7 +150,15 @@ impl<L: LogStorage, T: Transport, A: ApplySink> RaftCore<L, T, A> {
             self.transport.send(rd.take_messages());
         }
         if let Some(ss) = rd.ss() {
-            self.status.leader.store(ss.leader_id, Ordering::Relaxed);
+            let (id, term) = (self.node.raft.id, self.node.raft.term);
+            let old = self.status.leader.swap(ss.leader_id, Ordering::Relaxed);
+            // etcd's raft.node lines, which log-based tooling watches for leader changes
+            match (old, ss.leader_id) {
+                (o, n) if o == n => {}
+                (0, n) => tracing::info!("raft.node: {id:x} elected leader {n:x} at term {term}"),
+                (o, 0) => tracing::info!("raft.node: {id:x} lost leader {o:x} at term {term}"),
+                (o, n) => tracing::info!("raft.node: {id:x} changed leader from {o:x} to {n:x} at term {term}"),
+            }
             self.status.is_leader.store(ss.raft_state == StateRole::Leader, Ordering::Relaxed);
         }
         if !rd.snapshot().is_empty() {

@@ -56,6 +56,8 @@ pub struct LogStore {
     snapshot_source: Option<SnapshotSource>,
     snapshot_job: Arc<std::sync::Mutex<SnapshotJob>>,
     engine: Arc<Engine>,
+    /// etcd's `--unsafe-no-fsync`: appends are written but never forced to disk.
+    no_fsync: bool,
     /// The newest entries written, contiguous up to the last index: raft reads most entries
     /// back right after writing them (to apply them, to send them to a follower), and
     /// raft-engine would read each from its file (a pread, a checksum, a decode).
@@ -68,6 +70,12 @@ pub struct LogStore {
 }
 
 impl LogStore {
+    /// etcd's `--unsafe-no-fsync`: a crash of the machine may lose acknowledged writes.
+    pub fn without_fsync(mut self) -> Self {
+        self.no_fsync = true;
+        self
+    }
+
     /// Opens the log in `dir`, recovering from its files: a write a crash cut short is dropped,
     /// any other damage refuses to open.
     pub fn open(dir: &Path) -> Result<Self> {
@@ -111,6 +119,7 @@ impl LogStore {
             None => (0, 0),
         };
         Ok(LogStore {
+            no_fsync: false,
             snapshot_source: None,
             snapshot_job: Default::default(),
             engine,
@@ -261,7 +270,7 @@ impl LogStorage for LogStore {
         if batch.is_empty() {
             return Ok(());
         }
-        self.engine.write(&mut batch, sync)?;
+        self.engine.write(&mut batch, sync && !self.no_fsync)?;
         if let Some(hs) = hs {
             self.hard_state = hs.clone();
         }

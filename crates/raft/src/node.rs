@@ -29,6 +29,11 @@ pub struct NodeConfig {
     /// 0 means raft-rs's default, twice `election_tick`.
     pub max_election_tick: usize,
     pub heartbeat_tick: usize,
+    /// raft's Pre-Vote phase (etcd's `--pre-vote`, on by default).
+    pub pre_vote: bool,
+    /// etcd's `--initial-election-tick-advance`: a member that starts as a follower begins
+    /// one tick short of its election timeout, so a cluster without a leader elects one sooner.
+    pub advance_ticks: bool,
     /// Last index applied to the state machine (the backend's consistent index).
     pub applied: u64,
 }

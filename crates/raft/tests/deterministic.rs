@@ -95,6 +95,8 @@ fn config(id: u64) -> NodeConfig {
         tick: Duration::from_millis(100),
         election_tick: 10 + id as usize,
         heartbeat_tick: 1,
+        pre_vote: true,
+        advance_ticks: false,
         // A fixed election timeout per member (raft-rs would draw one from its own, unseeded
         // generator): the run depends on the seed alone.
         max_election_tick: 11 + id as usize,

@@ -15,6 +15,7 @@ pub mod http;
 pub mod identity;
 pub mod ids;
 pub mod lease;
+pub mod listen;
 pub mod logging;
 pub mod membership;
 pub mod server;
@@ -22,6 +23,7 @@ pub mod url;
 pub mod v3;
 pub mod validate;
 
+use std::path::PathBuf;
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
@@ -90,6 +92,8 @@ fn raft_config(cfg: &Config, id: &identity::Identity, applied: u64) -> NodeConfi
         election_tick: (cfg.raw.election_timeout / cfg.raw.heartbeat_interval) as usize,
         max_election_tick: 0,
         heartbeat_tick: 1,
+        pre_vote: cfg.raw.pre_vote,
+        advance_ticks: cfg.raw.initial_election_tick_advance,
         applied,
     }
 }
@@ -102,10 +106,11 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     failpoints::setup().map_err(StartError::Config)?;
     // The raft log recovers on another thread while the backend rebuilds its key index: the
     // two biggest parts of a restart, independent of each other.
-    let raft_dir = member_dir.join("raft");
+    let raft_dir = if cfg.raw.wal_dir.is_empty() { member_dir.join("raft") } else { PathBuf::from(&cfg.raw.wal_dir) };
+    let no_fsync = cfg.raw.unsafe_no_fsync;
     let log = std::thread::Builder::new()
         .name("raft-log-open".into())
-        .spawn(move || LogStore::open(&raft_dir))
+        .spawn(move || LogStore::open(&raft_dir).map(|l| if no_fsync { l.without_fsync() } else { l }))
         .map_err(|e| StartError::DataDir(format!("cannot start a thread: {e}")))?;
     let store = Arc::new(KvStore::open(snap_dir.join("db"))?);
     let id = identity::identify(&cfg, &member_dir, &store).await?;
@@ -199,7 +204,18 @@ async fn publish(s: Arc<EtcdServer>) {
         if s.leader() != 0 {
             match s.propose(rustcd_api::rustcdpb::internal_request::Request::MemberAttributes(attrs.clone())).await {
                 Ok(_) => {
-                    tracing::info!(local_member_id = %format!("{:x}", s.member_id()), "published local member to cluster through raft");
+                    let (id, cluster) = (format!("{:x}", s.member_id()), format!("{:x}", s.cluster_id()));
+                    tracing::info!(
+                        local_member_id = %id,
+                        local_member_attributes = %format!("{{Name:{} ClientURLs:[{}]}}", attrs.name, attrs.client_urls.join(" ")),
+                        cluster_id = %cluster,
+                        "published local member to cluster through raft"
+                    );
+                    // The cluster version is fixed (every member speaks the same one).
+                    let v = rustcd_api::ETCD_CLUSTER_VERSION;
+                    let version = v.rsplit_once('.').map_or(v, |(major_minor, _)| major_minor);
+                    tracing::info!(cluster_id = %cluster, local_member_id = %id, cluster_version = version, "set initial cluster version");
+                    tracing::info!(cluster_version = version, "enabled capabilities for version");
                     return;
                 }
                 Err(e) => tracing::debug!(error = %e, "publish failed; retrying"),
@@ -223,31 +239,8 @@ where
     S::Future: Send + 'static,
 {
     let router = tonic::service::Routes::new(svc).into_axum_router();
-    serve_on(&cfg.listen_peer_urls, router, "serving peer traffic").await
-}
-
-/// Binds every URL and serves `router` on it (gRPC and HTTP/1 on one port), each connection
-/// through the `:authority` fix; returns the bound addresses (port 0 binds a free port).
-async fn serve_on(
-    urls: &[url::Url],
-    router: axum::Router,
-    what: &'static str,
-) -> Result<Vec<std::net::SocketAddr>, StartError> {
-    let mut bound = Vec::with_capacity(urls.len());
-    for url in urls {
-        let listen_err = |e| StartError::Listen(url.to_string(), e);
-        let listener = tokio::net::TcpListener::bind(url.host_port()).await.map_err(listen_err)?;
-        let address = listener.local_addr().map_err(listen_err)?;
-        bound.push(address);
-        tracing::info!(address = %address, "{what}");
-        let router = router.clone();
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(h2_authority::FixingListener(listener), router).await {
-                tracing::error!(error = %e, "listener stopped");
-            }
-        });
-    }
-    Ok(bound)
+    listen::serve_on(&cfg.listen_peer_urls, router, "serving peer traffic", &listen::ServeOpts::from_settings(&cfg.raw))
+        .await
 }
 
 /// Catches unsynced watchers up from the backend, off the write path.
@@ -274,13 +267,21 @@ async fn serve_clients(cfg: &Config, s: Arc<EtcdServer>) -> Result<Vec<std::net:
             .add_service(ElectionServer::new(grpc::election::ElectionService(s.clone())))
             .add_service(MaintenanceServer::new(grpc::maintenance::MaintenanceService(s.clone())))
             .add_service(ClusterServer::new(grpc::cluster::ClusterService(s.clone())));
+    let opts = listen::ServeOpts::from_settings(&cfg.raw);
+    if !cfg.listen_metrics_urls.is_empty() {
+        listen::serve_on(&cfg.listen_metrics_urls, http::routes(s.clone()), "serving metrics", &opts).await?;
+    }
     let router = routes
         .into_axum_router()
         .layer(axum::middleware::map_response(grpc::size_limit::rewrite))
         .merge(http::routes(s));
-    let bound =
-        serve_on(&cfg.listen_client_urls, router, "serving client traffic insecurely; this is strongly discouraged!")
-            .await?;
+    let bound = listen::serve_on(
+        &cfg.listen_client_urls,
+        router,
+        "serving client traffic insecurely; this is strongly discouraged!",
+        &opts,
+    )
+    .await?;
     tracing::info!("ready to serve client requests");
     Ok(bound)
 }

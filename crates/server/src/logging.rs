@@ -39,7 +39,14 @@ impl Visit for Fields {
 
 impl Fields {
     fn put(&mut self, field: &Field, v: Value) {
-        if field.name() == "message" {
+        if field.name() == "zap_fields" {
+            // fields whose names are only known at run time, as a JSON object (see `notes`)
+            if let Value::String(text) = &v
+                && let Ok(Value::Object(m)) = serde_json::from_str::<Value>(text)
+            {
+                self.map.extend(m);
+            }
+        } else if field.name() == "message" {
             self.msg = match v {
                 Value::String(s) => s,
                 other => other.to_string(),
@@ -83,34 +90,119 @@ where
         let meta = event.metadata();
         let mut fields = Fields::default();
         event.record(&mut fields);
-        let mut out = Map::new();
-        out.insert("level".into(), Value::String(meta.level().as_str().to_ascii_lowercase()));
-        out.insert("ts".into(), Value::String(timestamp(SystemTime::now())));
         let file = meta.file().unwrap_or("?");
         let short = file.rsplit("/src/").next().unwrap_or(file);
         let caller =
             format!("{}/{}:{}", meta.target().split("::").next().unwrap_or(""), short, meta.line().unwrap_or(0));
-        out.insert("caller".into(), Value::String(caller));
-        out.insert("msg".into(), Value::String(fields.msg));
-        out.extend(fields.map);
-        writeln!(w, "{}", Value::Object(out))
+        // zap's order: level, ts, caller, msg, then the fields
+        let head = [
+            ("level", meta.level().as_str().to_ascii_lowercase()),
+            ("ts", timestamp(SystemTime::now())),
+            ("caller", caller),
+            ("msg", fields.msg),
+        ];
+        let mut line = String::from("{");
+        for (i, (k, v)) in head.into_iter().enumerate() {
+            if i > 0 {
+                line.push(',');
+            }
+            line.push_str(&format!("{}:{}", Value::from(k), Value::String(v)));
+        }
+        for (k, v) in fields.map {
+            line.push_str(&format!(",{}:{}", Value::String(k), v));
+        }
+        line.push('}');
+        writeln!(w, "{line}")
     }
 }
 
-/// Installs the JSON logger at `level` (etcd's names: debug, info, warn, error, panic, fatal).
-pub fn init(level: &str) {
+/// Where log lines go: etcd's `--log-outputs` (`default`, `stderr`, `stdout`, `journal` or
+/// file paths, several at once).
+#[derive(Clone)]
+struct Outputs(std::sync::Arc<Vec<Target>>);
+
+enum Target {
+    Stderr,
+    Stdout,
+    File(std::sync::Mutex<std::fs::File>),
+}
+
+impl std::io::Write for &Outputs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        for t in self.0.iter() {
+            // A log line that cannot be written is dropped: logging never stops the member.
+            let _ = match t {
+                Target::Stderr => std::io::stderr().write_all(buf),
+                Target::Stdout => std::io::stdout().write_all(buf),
+                Target::File(f) => f.lock().map_or(Ok(()), |mut f| f.write_all(buf)),
+            };
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Outputs {
+    type Writer = &'a Outputs;
+    fn make_writer(&'a self) -> Self::Writer {
+        self
+    }
+}
+
+fn outputs(names: &[String]) -> Result<Outputs, String> {
+    let mut targets = Vec::new();
+    for n in names {
+        targets.push(match n.as_str() {
+            // journald reads a service's stderr
+            "default" | "stderr" | "journal" => Target::Stderr,
+            "stdout" => Target::Stdout,
+            path => Target::File(std::sync::Mutex::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|e| format!("cannot open log output {path}: {e}"))?,
+            )),
+        });
+    }
+    if targets.is_empty() {
+        targets.push(Target::Stderr);
+    }
+    Ok(Outputs(std::sync::Arc::new(targets)))
+}
+
+/// Installs the JSON logger at `level` (etcd's names: debug, info, warn, error, panic, fatal),
+/// writing to `outputs` (etcd's `--log-outputs`).
+pub fn init(level: &str, outputs_: &[String]) -> Result<(), String> {
     let level = match level {
         "debug" => "debug",
         "warn" => "warn",
         "error" | "panic" | "fatal" | "dpanic" => "error",
         _ => "info",
     };
+    let writer = outputs(outputs_)?;
     // RUSTCD_LOG (an EnvFilter directive) overrides the level, for debugging.
     let directives = std::env::var("RUSTCD_LOG")
-        .unwrap_or_else(|_| format!("{level},raft=warn,raft_engine=warn,h2=warn,hyper=warn,tower=warn"));
+        .unwrap_or_else(|_| format!("{level},raft=info,raft_engine=warn,h2=warn,hyper=warn,tower=warn"));
     let filter = tracing_subscriber::EnvFilter::new(directives);
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).event_format(ZapJson).try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).event_format(ZapJson).try_init();
+    Ok(())
+}
+
+/// Logs what reading the settings found (unknown variables, settings with no effect, ...).
+pub fn notes(notes: &[crate::config::parse::Note]) {
+    for n in notes {
+        let fields: Map<String, Value> =
+            n.fields.iter().map(|(k, v)| (k.to_string(), Value::String(v.clone()))).collect();
+        let fields = Value::Object(fields).to_string();
+        if n.warn {
+            tracing::warn!(zap_fields = %fields, "{}", n.msg);
+        } else {
+            tracing::info!(zap_fields = %fields, "{}", n.msg);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,28 +1,55 @@
 //! `etcd`: the rustcd server binary, with etcd's flags.
 
-use clap::Parser;
-use rustcd_server::config::{Config, Flags};
+use rustcd_server::config::Config;
+use rustcd_server::config::parse::{self, Command, ParseError};
 
 fn main() {
-    let flags = Flags::parse();
-    if flags.version {
-        println!("etcd Version: {}", rustcd_api::ETCD_VERSION);
-        println!("rustcd Version: {}", rustcd_api::RUSTCD_VERSION);
-        println!(
-            "Go OS/Arch: {}/{}",
-            std::env::consts::OS,
-            if std::env::consts::ARCH == "x86_64" { "amd64" } else { std::env::consts::ARCH }
-        );
-        return;
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if let Some(sub) = args.first().and_then(|a| a.to_str()).filter(|a| matches!(*a, "gateway" | "grpc-proxy")) {
+        eprintln!("etcd: 'etcd {sub}' is not supported yet by rustcd");
+        std::process::exit(1);
     }
-    let cfg = match Config::load(flags) {
+    let env: Vec<(String, String)> =
+        std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect();
+    let values = match parse::parse(&args, &env) {
+        Ok(Command::Run(v)) => v,
+        Ok(Command::Help) => {
+            eprint!("{}", parse::USAGE);
+            println!("{}", parse::help());
+            return;
+        }
+        Ok(Command::Version) => {
+            println!("etcd Version: {}", rustcd_api::ETCD_VERSION);
+            println!("rustcd Version: {}", rustcd_api::RUSTCD_VERSION);
+            println!(
+                "Go OS/Arch: {}/{}",
+                std::env::consts::OS,
+                if std::env::consts::ARCH == "x86_64" { "amd64" } else { std::env::consts::ARCH }
+            );
+            return;
+        }
+        Err(ParseError::Usage(e)) => {
+            eprintln!("{e}");
+            eprint!("{}", parse::USAGE);
+            std::process::exit(2);
+        }
+        Err(ParseError::Invalid(e)) => {
+            eprintln!("etcd: error verifying flags, {e}. See 'etcd --help'.");
+            std::process::exit(1);
+        }
+    };
+    let cfg = match Config::from_values(values) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("etcd: {e}");
             std::process::exit(1);
         }
     };
-    rustcd_server::logging::init(&cfg.raw.log_level);
+    if let Err(e) = rustcd_server::logging::init(&cfg.raw.log_level, &cfg.raw.log_outputs) {
+        eprintln!("etcd: {e}");
+        std::process::exit(1);
+    }
+    rustcd_server::logging::notes(&cfg.notes);
     abort_on_panic();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -42,7 +69,12 @@ fn main() {
         };
         wait_for_signal().await;
         tracing::info!("received signal; shutting down");
+        let c = running.server.config();
+        let (name, dir) = (c.raw.name.clone(), c.data_dir.display().to_string());
+        let (peers, clients) = (c.advertise_peer_urls.join(","), c.advertise_client_urls.join(","));
+        tracing::info!(name = %name, data_dir = %dir, advertise_peer_urls = %peers, advertise_client_urls = %clients, "closing etcd server");
         tokio::task::spawn_blocking(move || running.stop()).await.ok();
+        tracing::info!(name = %name, data_dir = %dir, advertise_peer_urls = %peers, advertise_client_urls = %clients, "closed etcd server");
         0
     });
     // Dropping the tasks drops the last handles on the backend, which closes it cleanly: redb

@@ -1,4 +1,5 @@
-//! URLs as etcd's flags take them: `http://host:port` (also `https`, `unix` refused).
+//! URLs as etcd's flags take them: `http://host:port` (also `https`), and `unix://path` for a
+//! Unix socket (etcd takes everything after `unix://` as the socket's path, `:port` included).
 
 use std::fmt;
 
@@ -12,6 +13,12 @@ pub struct Url {
 impl Url {
     pub fn parse(s: &str) -> Result<Url, String> {
         let (scheme, rest) = s.split_once("://").ok_or("missing scheme")?;
+        if scheme == "unix" {
+            if rest.is_empty() {
+                return Err("missing socket path".into());
+            }
+            return Ok(Url { scheme: scheme.to_string(), host: rest.to_string(), port: 0 });
+        }
         if scheme != "http" && scheme != "https" {
             return Err(format!("unsupported scheme {scheme:?}"));
         }
@@ -30,7 +37,9 @@ impl Url {
 
     /// `host:port`, resolvable by the standard library.
     pub fn host_port(&self) -> String {
-        if self.host.contains(':') {
+        if self.scheme == "unix" {
+            self.host.clone()
+        } else if self.host.contains(':') {
             format!("[{}]:{}", self.host, self.port)
         } else {
             format!("{}:{}", self.host, self.port)
@@ -55,5 +64,6 @@ mod tests {
         assert!(Url::parse("127.0.0.1:2379").is_err());
         assert!(Url::parse("http://localhost").is_err());
         assert_eq!(Url::parse("http://[::1]:2379").unwrap().host, "::1");
+        assert_eq!(Url::parse("unix://etcd.unix:1").unwrap().to_string(), "unix://etcd.unix:1");
     }
 }

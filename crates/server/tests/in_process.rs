@@ -11,10 +11,10 @@ use rustcd_api::etcdserverpb::kv_client::KvClient;
 use rustcd_api::etcdserverpb::request_op::Request as ReqOp;
 use rustcd_api::etcdserverpb::response_op::Response as RespOp;
 use rustcd_api::etcdserverpb::{Compare, PutRequest, RangeRequest, RequestOp, TxnRequest};
-use rustcd_server::config::{Config, FileConfig};
+use rustcd_server::config::{Config, Settings};
 
 fn config(dir: &std::path::Path) -> Config {
-    let raw = FileConfig {
+    let raw = Settings {
         name: "solo".into(),
         data_dir: dir.join("solo.etcd").display().to_string(),
         listen_client_urls: "http://127.0.0.1:0".into(),
@@ -22,7 +22,7 @@ fn config(dir: &std::path::Path) -> Config {
         listen_peer_urls: "http://127.0.0.1:0".into(),
         initial_advertise_peer_urls: "http://127.0.0.1:0".into(),
         initial_cluster: "solo=http://127.0.0.1:0".into(),
-        ..FileConfig::default()
+        ..Settings::default()
     };
     Config::from_raw(raw).expect("config")
 }

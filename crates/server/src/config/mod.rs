@@ -1,0 +1,315 @@
+//! etcd's configuration: command-line flags, `ETCD_*` variables and the YAML `--config-file`,
+//! with etcd's names, defaults, parsing rules and error texts. As in etcd, a config file replaces
+//! flags and variables. Every flag etcd 3.5 knows is in [`table::FLAGS`] with what rustcd does
+//! with it: nothing given is silently ignored (see [`Config::check_support`]).
+
+pub mod file;
+pub mod parse;
+pub mod table;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::StartError;
+use crate::url::Url;
+use parse::{Note, Values};
+use table::Support;
+
+/// The settings rustcd implements, typed, after defaults.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub name: String,
+    /// Path to the data directory (empty: `<name>.etcd`).
+    pub data_dir: String,
+    /// Path to the raft log's directory (empty: inside the data directory).
+    pub wal_dir: String,
+    pub listen_client_urls: String,
+    pub advertise_client_urls: String,
+    pub listen_peer_urls: String,
+    pub initial_advertise_peer_urls: String,
+    pub listen_metrics_urls: String,
+    pub initial_cluster: String,
+    pub initial_cluster_token: String,
+    pub initial_cluster_state: String,
+    pub snapshot_count: u64,
+    pub heartbeat_interval: u64,
+    pub election_timeout: u64,
+    pub max_request_bytes: u64,
+    pub max_txn_ops: usize,
+    pub max_concurrent_streams: u32,
+    pub grpc_keepalive_min_time: Duration,
+    pub grpc_keepalive_interval: Duration,
+    pub grpc_keepalive_timeout: Duration,
+    pub socket_reuse_port: bool,
+    pub socket_reuse_address: bool,
+    pub log_level: String,
+    pub log_outputs: Vec<String>,
+    pub experimental_watch_progress_notify_interval: Duration,
+    pub experimental_snapshot_catchup_entries: u64,
+    pub experimental_initial_corrupt_check: bool,
+    pub experimental_corrupt_check_time: Duration,
+    pub experimental_warning_apply_duration: Duration,
+    pub strict_reconfig_check: bool,
+    pub pre_vote: bool,
+    pub initial_election_tick_advance: bool,
+    pub unsafe_no_fsync: bool,
+}
+
+impl Settings {
+    pub fn from_values(v: &Values) -> Settings {
+        Settings {
+            name: v.str("name"),
+            data_dir: v.str("data-dir"),
+            wal_dir: v.str("wal-dir"),
+            listen_client_urls: v.str("listen-client-urls"),
+            advertise_client_urls: v.str("advertise-client-urls"),
+            listen_peer_urls: v.str("listen-peer-urls"),
+            initial_advertise_peer_urls: v.str("initial-advertise-peer-urls"),
+            listen_metrics_urls: v.str("listen-metrics-urls"),
+            initial_cluster: v.str("initial-cluster"),
+            initial_cluster_token: v.str("initial-cluster-token"),
+            initial_cluster_state: v.str("initial-cluster-state"),
+            snapshot_count: v.uint("snapshot-count"),
+            heartbeat_interval: v.uint("heartbeat-interval"),
+            election_timeout: v.uint("election-timeout"),
+            max_request_bytes: v.uint("max-request-bytes"),
+            max_txn_ops: usize::try_from(v.uint("max-txn-ops")).unwrap_or(usize::MAX),
+            max_concurrent_streams: u32::try_from(v.uint("max-concurrent-streams")).unwrap_or(u32::MAX),
+            grpc_keepalive_min_time: v.duration("grpc-keepalive-min-time"),
+            grpc_keepalive_interval: v.duration("grpc-keepalive-interval"),
+            grpc_keepalive_timeout: v.duration("grpc-keepalive-timeout"),
+            socket_reuse_port: v.bool("socket-reuse-port"),
+            socket_reuse_address: v.bool("socket-reuse-address"),
+            log_level: v.str("log-level"),
+            log_outputs: v.list("log-outputs"),
+            experimental_watch_progress_notify_interval: v.duration("experimental-watch-progress-notify-interval"),
+            experimental_snapshot_catchup_entries: v.uint("experimental-snapshot-catchup-entries"),
+            experimental_initial_corrupt_check: v.bool("experimental-initial-corrupt-check"),
+            experimental_corrupt_check_time: v.duration("experimental-corrupt-check-time"),
+            experimental_warning_apply_duration: v.duration("experimental-warning-apply-duration"),
+            strict_reconfig_check: v.bool("strict-reconfig-check"),
+            pre_vote: v.bool("pre-vote"),
+            initial_election_tick_advance: v.bool("initial-election-tick-advance"),
+            unsafe_no_fsync: v.bool("unsafe-no-fsync"),
+        }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings::from_values(&Values::default())
+    }
+}
+
+/// One member of the initial cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitialMember {
+    pub name: String,
+    pub peer_urls: Vec<String>,
+}
+
+/// The configuration after defaults and validation.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub raw: Settings,
+    pub data_dir: PathBuf,
+    pub listen_client_urls: Vec<Url>,
+    pub advertise_client_urls: Vec<String>,
+    pub listen_peer_urls: Vec<Url>,
+    pub advertise_peer_urls: Vec<String>,
+    pub initial_cluster: Vec<InitialMember>,
+    pub watch_progress_notify_interval: Duration,
+    pub listen_metrics_urls: Vec<Url>,
+    /// What reading the settings found worth logging (etcd logs it once its logger is up).
+    pub notes: Vec<Note>,
+}
+
+fn split_list(s: &str) -> Vec<String> {
+    s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect()
+}
+
+impl Config {
+    /// Builds the configuration from read settings: refuses what rustcd cannot do yet, warns
+    /// about what has no meaning for it, then validates.
+    pub fn from_values(values: Values) -> Result<Config, StartError> {
+        let mut notes = values.notes.clone();
+        notes.extend(Self::check_support(&values)?);
+        let mut cfg = Self::from_raw(Settings::from_values(&values))?;
+        cfg.notes = notes;
+        Ok(cfg)
+    }
+
+    /// etcd's settings that rustcd does not act on: a value other than the default of a
+    /// setting not built yet is an error naming it; one with no meaning here is a warning.
+    pub fn check_support(values: &Values) -> Result<Vec<Note>, StartError> {
+        let mut notes = Vec::new();
+        for (f, v) in values.changed() {
+            match f.support {
+                Support::Yes => {}
+                Support::NotYet(what) => {
+                    return Err(StartError::Config(format!(
+                        "--{}={v} is not supported yet by rustcd ({what})",
+                        f.name
+                    )));
+                }
+                Support::NoEffect(why) => notes.push(Note::warn(
+                    format!("--{} has no effect in rustcd: {why}", f.name),
+                    vec![("value", v.to_string())],
+                )),
+                Support::Ignored => {
+                    notes.push(Note::warn(format!("flag \"-{}\" is no longer supported", f.name), vec![]))
+                }
+            }
+        }
+        for name in [
+            "listen-client-urls",
+            "advertise-client-urls",
+            "listen-peer-urls",
+            "initial-advertise-peer-urls",
+            "listen-metrics-urls",
+        ] {
+            for u in values.list(name) {
+                if u.starts_with("https://") || u.starts_with("unixs://") {
+                    let what = if name.contains("peer") { "peer TLS" } else { "client TLS" };
+                    return Err(StartError::Config(format!(
+                        "--{name}={u}: TLS is not supported yet by rustcd ({what})"
+                    )));
+                }
+            }
+        }
+        Ok(notes)
+    }
+
+    pub fn from_raw(raw: Settings) -> Result<Config, StartError> {
+        let data_dir = if raw.data_dir.is_empty() { format!("{}.etcd", raw.name) } else { raw.data_dir.clone() };
+        let parse_urls = |s: &str, what: &str| -> Result<Vec<Url>, StartError> {
+            split_list(s)
+                .iter()
+                .map(|u| Url::parse(u).map_err(|e| StartError::Config(format!("invalid {what} {u:?}: {e}"))))
+                .collect()
+        };
+        let listen_client_urls = parse_urls(&raw.listen_client_urls, "listen-client-urls")?;
+        let listen_peer_urls = parse_urls(&raw.listen_peer_urls, "listen-peer-urls")?;
+        let advertise_client_urls = split_list(&raw.advertise_client_urls);
+        let advertise_peer_urls = split_list(&raw.initial_advertise_peer_urls);
+        let initial_cluster = if raw.initial_cluster.is_empty() {
+            vec![InitialMember { name: raw.name.clone(), peer_urls: advertise_peer_urls.clone() }]
+        } else {
+            parse_initial_cluster(&raw.initial_cluster)?
+        };
+        if !initial_cluster.iter().any(|m| m.name == raw.name) {
+            return Err(StartError::Config(format!(
+                "couldn't find local name {:?} in the initial cluster configuration",
+                raw.name
+            )));
+        }
+        if raw.initial_cluster_state != "new" && raw.initial_cluster_state != "existing" {
+            return Err(StartError::Config(format!(
+                "invalid value {:?} for flag -initial-cluster-state: must be 'new' or 'existing'",
+                raw.initial_cluster_state
+            )));
+        }
+        if raw.heartbeat_interval == 0 || raw.election_timeout < 5 * raw.heartbeat_interval {
+            return Err(StartError::Config(format!(
+                "--election-timeout[{}ms] should be at least as 5 times as --heartbeat-interval[{}ms]",
+                raw.election_timeout, raw.heartbeat_interval
+            )));
+        }
+        let watch_progress_notify_interval = raw.experimental_watch_progress_notify_interval;
+        if watch_progress_notify_interval.is_zero() {
+            return Err(StartError::Config(
+                "--experimental-watch-progress-notify-interval must be greater than 0".into(),
+            ));
+        }
+        let listen_metrics_urls = parse_urls(&raw.listen_metrics_urls, "listen-metrics-urls")?;
+        Ok(Config {
+            watch_progress_notify_interval,
+            listen_metrics_urls,
+            notes: Vec::new(),
+            data_dir: PathBuf::from(data_dir),
+            listen_client_urls,
+            advertise_client_urls,
+            listen_peer_urls,
+            advertise_peer_urls,
+            initial_cluster,
+            raw,
+        })
+    }
+}
+
+/// Parses a Go-style duration: `10m`, `5s`, `250ms`, `1h`, `1m30s`.
+pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
+    let mut total = std::time::Duration::ZERO;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(rest.len());
+        let n: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let secs = match &rest[..unit_len] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 0.001,
+            "us" | "µs" => 0.000_001,
+            "ns" => 0.000_000_001,
+            _ => return None,
+        };
+        total += std::time::Duration::from_secs_f64(n * secs);
+        rest = &rest[unit_len..];
+    }
+    Some(total)
+}
+
+/// Parses `name=url,name=url2,...`; a name may appear with several URLs.
+pub fn parse_initial_cluster(s: &str) -> Result<Vec<InitialMember>, StartError> {
+    let mut out: Vec<InitialMember> = Vec::new();
+    for part in split_list(s) {
+        let Some((name, url)) = part.split_once('=') else {
+            return Err(StartError::Config(format!("invalid initial-cluster entry {part:?}")));
+        };
+        Url::parse(url).map_err(|e| StartError::Config(format!("invalid initial-cluster URL {url:?}: {e}")))?;
+        match out.iter_mut().find(|m| m.name == name) {
+            Some(m) => m.peer_urls.push(url.to_string()),
+            None => out.push(InitialMember { name: name.to_string(), peer_urls: vec![url.to_string()] }),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_etcd() {
+        let c = Config::from_raw(Settings::default()).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("default.etcd"));
+        assert_eq!(c.listen_client_urls[0].port, 2379);
+        assert_eq!(
+            c.initial_cluster,
+            vec![InitialMember { name: "default".into(), peer_urls: vec!["http://localhost:2380".into()] }]
+        );
+        assert_eq!((c.raw.max_request_bytes, c.raw.max_txn_ops), (1_572_864, 128));
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_duration("10m"), Some(std::time::Duration::from_secs(600)));
+        assert_eq!(parse_duration("1m30s"), Some(std::time::Duration::from_secs(90)));
+        assert_eq!(parse_duration("250ms"), Some(std::time::Duration::from_millis(250)));
+        assert_eq!(parse_duration("ten"), None);
+    }
+
+    #[test]
+    fn yaml_keys_are_etcds() {
+        let y = "name: etcd-1\ndata-dir: /tmp/x\ninitial-cluster: etcd-1=http://127.0.0.2:2390,etcd-2=http://127.0.0.2:2391\nlisten-client-urls: http://127.0.0.2:2369,http://localhost:2369\n";
+        let c = Config::from_values(file::parse(y).unwrap()).unwrap();
+        assert_eq!(c.initial_cluster.len(), 2);
+        assert_eq!(c.listen_client_urls.len(), 2);
+        assert_eq!(c.raw.heartbeat_interval, 100);
+    }
+}

@@ -1,0 +1,121 @@
+//! Client and peer listeners: binding etcd's listen URLs (`http://host:port`, or `unix://path`
+//! for a Unix socket) with the socket options asked for, and serving one router on each, gRPC
+//! and HTTP/1 on one port, with etcd's HTTP/2 settings (`--max-concurrent-streams`,
+//! `--grpc-keepalive-interval`/`-timeout`). Every connection goes through the `:authority`
+//! fix (see `h2_authority`).
+
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::config::Settings;
+use crate::error::StartError;
+use crate::h2_authority::AuthorityFix;
+use crate::url::Url;
+
+/// How listeners bind and serve.
+#[derive(Debug, Clone)]
+pub struct ServeOpts {
+    pub max_concurrent_streams: u32,
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
+    pub reuse_port: bool,
+}
+
+impl ServeOpts {
+    pub fn from_settings(s: &Settings) -> ServeOpts {
+        ServeOpts {
+            max_concurrent_streams: s.max_concurrent_streams,
+            keepalive_interval: s.grpc_keepalive_interval,
+            keepalive_timeout: s.grpc_keepalive_timeout,
+            reuse_port: s.socket_reuse_port,
+        }
+    }
+}
+
+enum Listener {
+    Tcp(tokio::net::TcpListener),
+    Unix(tokio::net::UnixListener),
+}
+
+async fn bind(url: &Url, o: &ServeOpts) -> Result<(Listener, Option<std::net::SocketAddr>), std::io::Error> {
+    if url.scheme == "unix" {
+        // etcd removes a stale socket file before it binds
+        let _ = std::fs::remove_file(&url.host);
+        return Ok((Listener::Unix(tokio::net::UnixListener::bind(&url.host)?), None));
+    }
+    let mut last = None;
+    for addr in tokio::net::lookup_host(url.host_port()).await? {
+        let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        // SO_REUSEADDR is always on, as Go's listeners (and so etcd's) have it on Linux.
+        socket.set_reuseaddr(true)?;
+        if o.reuse_port {
+            socket.set_reuseport(true)?;
+        }
+        match socket.bind(addr).and_then(|()| socket.listen(1024)) {
+            Ok(l) => {
+                let local = l.local_addr()?;
+                return Ok((Listener::Tcp(l), Some(local)));
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("the host resolves to no address")))
+}
+
+/// Binds every URL and serves `router` on it; returns the bound TCP addresses (a URL with
+/// port 0 gets a free port).
+pub async fn serve_on(
+    urls: &[Url],
+    router: axum::Router,
+    what: &'static str,
+    o: &ServeOpts,
+) -> Result<Vec<std::net::SocketAddr>, StartError> {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http2()
+        .max_concurrent_streams(o.max_concurrent_streams)
+        .keep_alive_interval((!o.keepalive_interval.is_zero()).then_some(o.keepalive_interval))
+        .keep_alive_timeout(o.keepalive_timeout);
+    let mut bound = Vec::with_capacity(urls.len());
+    for url in urls {
+        let (listener, local) = bind(url, o).await.map_err(|e| StartError::Listen(url.to_string(), e))?;
+        let address = local.map_or_else(|| url.to_string(), |a| a.to_string());
+        bound.extend(local);
+        tracing::info!(address = %address, "{what}");
+        tokio::spawn(accept_loop(listener, router.clone(), builder.clone()));
+    }
+    Ok(bound)
+}
+
+async fn accept_loop(listener: Listener, router: axum::Router, builder: Builder<TokioExecutor>) {
+    loop {
+        let accepted = match &listener {
+            Listener::Tcp(l) => l.accept().await.map(|(s, _)| {
+                let _ = s.set_nodelay(true);
+                tokio::spawn(serve_conn(s, router.clone(), builder.clone()));
+            }),
+            Listener::Unix(l) => l.accept().await.map(|(s, _)| {
+                tokio::spawn(serve_conn(s, router.clone(), builder.clone()));
+            }),
+        };
+        if let Err(e) = accepted {
+            // out of file descriptors, say: wait, as Go's http.Server does
+            tracing::warn!(error = %e, "accept failed");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+async fn serve_conn<S>(s: S, router: axum::Router, builder: Builder<TokioExecutor>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(AuthorityFix::new(s));
+    if let Err(e) = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(router)).await {
+        tracing::debug!(error = %e, "connection ended");
+    }
+}

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Runs etcd 3.4.23's own end-to-end suite (Debian's golang-etcd-server-dev) against rustcd.
+#
+#   scripts/etcd-e2e.sh [PAIRING ...]
+#
+# PAIRING is one of
+#   real    the real etcd and the real etcdctl (the suite's own pass count on this machine)
+#   server  rustcd's etcd with the real etcdctl
+#   ctl     the real etcd with rustcd's etcdctl
+# (default: all three). Environment:
+#   E2E_RUN   a regular expression: only tests whose names match (default: every v3 test)
+#   E2E_JOBS  tests run side by side (default 2); each runs in its own loopback-only network
+#             namespace (`unshare -n`), since the suite uses fixed ports
+#   E2E_OUT   where logs and results go (default target/etcd-e2e)
+#   E2E_TIMEOUT  per-test timeout (default 5m)
+#
+# Out of scope, never run: the v2 API tests (names with V2) and the release-upgrade tests.
+# Prints one line per test and pairing, then the pass counts side by side; the table is kept in
+# $E2E_OUT/summary.txt. Needs root (for unshare -n), Go and golang-etcd-server-dev; installs the
+# Debian packages when they are missing.
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+out="${E2E_OUT:-$root/target/etcd-e2e}"
+jobs="${E2E_JOBS:-2}"
+run_re="${E2E_RUN:-.}"
+timeout="${E2E_TIMEOUT:-5m}"
+pairings=("$@")
+[ ${#pairings[@]} -gt 0 ] || pairings=(real server ctl)
+src=/usr/share/gocode/src/go.etcd.io/etcd
+
+need=()
+command -v go >/dev/null || need+=(golang-go)
+[ -d "$src/tests/e2e" ] || need+=(golang-etcd-server-dev)
+[ -x /usr/bin/etcd ] || need+=(etcd-server)
+[ -x /usr/bin/etcdctl ] || need+=(etcd-client)
+if [ ${#need[@]} -gt 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+mkdir -p "$out"
+# The suite looks for ../../etcd.conf.yml.sample and ../../integration/fixtures from its working
+# directory: give it that layout.
+work="$out/work"
+mkdir -p "$work/tests/e2e" "$work/integration"
+ln -sfn "$src/integration/fixtures" "$work/integration/fixtures"
+cp "$root/scripts/etcd.conf.yml.sample" "$work/etcd.conf.yml.sample"
+
+if [ ! -x "$out/e2e.test" ] || [ "$out/e2e.test" -ot "$src/tests/e2e/main_test.go" ]; then
+    echo "building etcd's e2e suite (GOPATH mode, no network)"
+    (cd "$src/tests/e2e" && GO111MODULE=off GOPATH=/usr/share/gocode GOFLAGS=-mod=mod \
+        GOCACHE="$out/gocache" go test -c -o "$out/e2e.test" .)
+fi
+(cd "$root" && cargo build -q --release -p rustcd-server -p rustcd-ctl)
+
+bins() { # pairing -> a directory holding etcd and etcdctl
+    local d="$out/bin-$1"
+    mkdir -p "$d"
+    case "$1" in
+        real) ln -sfn /usr/bin/etcd "$d/etcd"; ln -sfn /usr/bin/etcdctl "$d/etcdctl" ;;
+        server) ln -sfn "$root/target/release/etcd" "$d/etcd"; ln -sfn /usr/bin/etcdctl "$d/etcdctl" ;;
+        ctl) ln -sfn /usr/bin/etcd "$d/etcd"; ln -sfn "$root/target/release/etcdctl" "$d/etcdctl" ;;
+        *) echo "unknown pairing $1 (real, server or ctl)" >&2; exit 2 ;;
+    esac
+    echo "$d"
+}
+
+tests=$("$out/e2e.test" -test.list '.*' | grep -v 'V2' | grep -v '^TestReleaseUpgrade' | grep -E "$run_re" || true)
+[ -n "$tests" ] || { echo "no test matches $run_re" >&2; exit 2; }
+
+run_one() { # pairing bindir test
+    local p="$1" d="$2" t="$3" log="$out/$1/$3.log" r
+    (cd "$work/tests/e2e" && timeout --kill-after=10s 6m unshare -n sh -c \
+        "ip link set lo up && exec '$out/e2e.test' -test.run '^$t\$' -test.timeout '$timeout' -test.v -bin-dir '$d' -cert-dir '$work/integration/fixtures'" \
+        >"$log" 2>&1) || true
+    if grep -q "^--- FAIL\|^FAIL\|^panic:" "$log"; then r=FAIL
+    elif grep -q "^--- SKIP" "$log"; then r=SKIP
+    elif grep -q "^--- PASS" "$log"; then r=PASS
+    else r=FAIL; fi
+    echo "$r" >"$out/$p/$t.result"
+    printf '%-6s %-4s %s\n' "$p" "$r" "$t"
+}
+export -f run_one
+export out work timeout
+
+for p in "${pairings[@]}"; do
+    d=$(bins "$p")
+    rm -rf "${out:?}/$p"; mkdir -p "$out/$p"
+    echo "$tests" | xargs -P "$jobs" -I{} bash -c 'run_one "$@"' _ "$p" "$d" {}
+done
+
+{
+    printf '%-60s' test; for p in "${pairings[@]}"; do printf ' %-6s' "$p"; done; echo
+    for t in $tests; do
+        printf '%-60s' "$t"
+        for p in "${pairings[@]}"; do printf ' %-6s' "$(cat "$out/$p/$t.result" 2>/dev/null || echo '-')"; done
+        echo
+    done
+    echo
+    for p in "${pairings[@]}"; do
+        n=$(grep -l PASS "$out/$p"/*.result 2>/dev/null | wc -l)
+        echo "$p: $n of $(echo "$tests" | wc -w) passed"
+    done
+} | tee "$out/summary.txt" | tail -n $((${#pairings[@]} + 1))
+echo "table: $out/summary.txt; logs: $out/<pairing>/<test>.log"
