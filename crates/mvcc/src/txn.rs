@@ -240,25 +240,32 @@ impl<'a, 't> WriteTxn<'a, 't> {
         Ok(())
     }
 
+    /// Runs a branch's operations in order. Each response's header carries the revision as
+    /// the transaction saw it right after that operation, as etcd's: the revision before the
+    /// transaction until it first changes something, the new revision from then on. A nested
+    /// transaction's own header is empty, as etcd leaves it.
     fn exec_ops(&mut self, ops: &[RequestOp]) -> Result<Vec<ResponseOp>> {
         let mut out = Vec::with_capacity(ops.len());
         for op in ops {
-            let response = match &op.request {
-                Some(Request::RequestRange(r)) => Some(Response::ResponseRange(self.range_inner(r)?)),
-                Some(Request::RequestPut(p)) => Some(Response::ResponsePut(self.put_inner(p)?)),
-                Some(Request::RequestDeleteRange(d)) => Some(Response::ResponseDeleteRange(self.delete_inner(d)?)),
-                Some(Request::RequestTxn(t)) => {
-                    let succeeded = self.compares_hold(&t.compare)?;
-                    let responses = self.exec_ops(if succeeded { &t.success } else { &t.failure })?;
-                    Some(Response::ResponseTxn(TxnResponse { header: None, succeeded, responses }))
-                }
-                None => None,
+            let mut r = ResponseOp {
+                response: match &op.request {
+                    Some(Request::RequestRange(r)) => Some(Response::ResponseRange(self.range_inner(r)?)),
+                    Some(Request::RequestPut(p)) => Some(Response::ResponsePut(self.put_inner(p)?)),
+                    Some(Request::RequestDeleteRange(d)) => Some(Response::ResponseDeleteRange(self.delete_inner(d)?)),
+                    Some(Request::RequestTxn(t)) => {
+                        let succeeded = self.compares_hold(&t.compare)?;
+                        let responses = self.exec_ops(if succeeded { &t.success } else { &t.failure })?;
+                        let header = Some(ResponseHeader::default());
+                        out.push(ResponseOp {
+                            response: Some(Response::ResponseTxn(TxnResponse { header, succeeded, responses })),
+                        });
+                        continue;
+                    }
+                    None => None,
+                },
             };
-            out.push(ResponseOp { response });
-        }
-        let rev = self.read_rev();
-        for r in &mut out {
-            set_header(r, rev);
+            set_header(&mut r, self.read_rev());
+            out.push(r);
         }
         Ok(out)
     }
@@ -331,6 +338,8 @@ fn compare_holds(index: &TreeIndex, rev: i64, table: &impl RevTable, c: &Compare
     Ok(true)
 }
 
+/// Sets the header of a response op to `rev`; a nested transaction's header stays empty, as
+/// etcd's, and its operations get `rev`.
 pub(crate) fn set_header(r: &mut ResponseOp, rev: i64) {
     let h = WriteTxn::header(rev);
     match &mut r.response {
@@ -338,7 +347,7 @@ pub(crate) fn set_header(r: &mut ResponseOp, rev: i64) {
         Some(Response::ResponsePut(x)) => x.header = h,
         Some(Response::ResponseDeleteRange(x)) => x.header = h,
         Some(Response::ResponseTxn(x)) => {
-            x.header = h;
+            x.header = Some(ResponseHeader::default());
             for inner in &mut x.responses {
                 set_header(inner, rev);
             }

@@ -56,6 +56,8 @@ const SYNC_INTERVAL: Duration = Duration::from_millis(100);
 
 pub struct Applier {
     pub member_id: u64,
+    /// etcd's `--experimental-warning-apply-duration`: a request applied slower is logged.
+    pub warn_apply_duration: Duration,
     /// What applies client requests (see [`ApplyRequest`]).
     pub stack: Box<dyn ApplyRequest>,
     pub lessor: SharedLessor,
@@ -191,10 +193,18 @@ impl Applier {
                             results.push((id, Ok(Applied::Members(self.membership.list()))));
                         }
                         Ok(req) => {
+                            let started = std::time::Instant::now();
                             let r = match req.request {
                                 Some(op) => self.stack.apply(w, op),
                                 None => Err(ServerError::Internal("a raft entry without a request".into())),
                             };
+                            let took = started.elapsed();
+                            if took > self.warn_apply_duration {
+                                tracing::warn!(
+                                    took = ?took, expected_duration = ?self.warn_apply_duration, index = e.index,
+                                    "apply request took too long"
+                                );
+                            }
                             compacted |= matches!(r, Ok(Applied::Compaction(_)));
                             results.push((req.id, r));
                         }

@@ -7,6 +7,7 @@
 pub mod apply;
 pub mod concurrency;
 pub mod config;
+pub mod corrupt;
 pub mod error;
 pub mod failpoints;
 pub mod grpc;
@@ -150,6 +151,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     let read_waiters = Arc::new(Default::default());
     let applier = Applier {
         member_id,
+        warn_apply_duration: cfg.raw.experimental_warning_apply_duration,
         stack: Box::new(apply::StoreApply { lessor: lessor.clone() }),
         lessor: lessor.clone(),
         membership: membership.clone(),
@@ -187,6 +189,9 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         read_waiters,
         applied: applied_rx,
     });
+    if cfg.raw.experimental_initial_corrupt_check {
+        corrupt::initial_check(&server).await?;
+    }
     let client_addrs = serve_clients(&cfg, server.clone()).await?;
     tokio::spawn(publish(server.clone()));
     tokio::spawn(lease::expiry_loop(server.clone()));
