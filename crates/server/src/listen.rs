@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -75,8 +75,11 @@ pub async fn serve_on(
     o: &ServeOpts,
 ) -> Result<Vec<std::net::SocketAddr>, StartError> {
     let mut builder = Builder::new(TokioExecutor::new());
+    // hyper's keepalive pings and header timeouts sleep on this timer (without one they panic)
+    builder.http1().timer(TokioTimer::new());
     builder
         .http2()
+        .timer(TokioTimer::new())
         .max_concurrent_streams(o.max_concurrent_streams)
         .keep_alive_interval((!o.keepalive_interval.is_zero()).then_some(o.keepalive_interval))
         .keep_alive_timeout(o.keepalive_timeout);

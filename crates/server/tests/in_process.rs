@@ -100,3 +100,69 @@ fn a_member_in_process_serves_stops_and_restarts_with_its_data() {
         assert_eq!(got.kvs[0].value.as_ref(), b"2");
     });
 }
+
+/// etcd serves 2^32-1 concurrent streams per connection (`--max-concurrent-streams`): a client
+/// holding 10,000 watch streams open on one connection still puts and gets on it, and every
+/// stream sees the put.
+#[test]
+fn ten_thousand_watch_streams_share_one_connection() {
+    use rustcd_api::etcdserverpb::watch_client::WatchClient;
+    use rustcd_api::etcdserverpb::watch_request::RequestUnion;
+    use rustcd_api::etcdserverpb::{WatchCreateRequest, WatchRequest};
+    const STREAMS: usize = 10_000;
+    let dir = tempfile::tempdir().expect("dir");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let running = rustcd_server::start(config(dir.path())).await.expect("start");
+        let addr = running.client_addrs[0];
+        let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+        let mut streams = Vec::with_capacity(STREAMS);
+        let mut senders = Vec::with_capacity(STREAMS);
+        for _ in 0..STREAMS {
+            let (tx, rx) = tokio::sync::mpsc::channel(1);
+            let create = WatchCreateRequest { key: b"w".to_vec().into(), ..Default::default() };
+            tx.send(WatchRequest { request_union: Some(RequestUnion::CreateRequest(create)) }).await.expect("queue");
+            let mut stream = WatchClient::new(ch.clone())
+                .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await
+                .expect("a watch stream opens")
+                .into_inner();
+            let created = tokio::time::timeout(Duration::from_secs(10), stream.message())
+                .await
+                .expect("created in time")
+                .expect("stream")
+                .expect("a response");
+            assert!(created.created);
+            streams.push(stream);
+            senders.push(tx);
+        }
+        let mut kv = KvClient::new(ch.clone());
+        let put_rev = tokio::time::timeout(Duration::from_secs(10), kv.put(put("w", "x")))
+            .await
+            .expect("the put is not stuck behind the streams")
+            .expect("put")
+            .into_inner()
+            .header
+            .expect("header")
+            .revision;
+        let got = kv.range(RangeRequest { key: b"w".to_vec().into(), ..Default::default() }).await.expect("range");
+        assert_eq!(got.into_inner().kvs[0].value.as_ref(), b"x");
+        for (i, s) in streams.iter_mut().enumerate() {
+            let ev = tokio::time::timeout(Duration::from_secs(10), s.message())
+                .await
+                .unwrap_or_else(|_| panic!("stream {i} gets the event"))
+                .expect("stream")
+                .expect("a response");
+            assert_eq!(ev.events.len(), 1, "stream {i}");
+            assert_eq!(ev.header.expect("header").revision, put_rev);
+        }
+        drop(senders);
+        drop(streams);
+        tokio::task::spawn_blocking(move || running.stop()).await.expect("stop");
+    });
+    rt.shutdown_timeout(Duration::from_secs(5));
+}
