@@ -21,7 +21,7 @@ mod watch;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, FromArgMatches};
 use cli::{Cli, Command};
 use rustcd_api::etcdserverpb::{CompactionRequest, TxnRequest};
 use rustcd_client::{Client, Config};
@@ -337,13 +337,76 @@ fn help_request(argv: &[String]) -> Option<Vec<String>> {
     }
 }
 
+/// etcdctl turns on cobra's prefix matching: a unique prefix names a command (`compact` is
+/// `compaction`, `role grant` is `role grant-permission`).
+fn prefix_matching(cmd: clap::Command) -> clap::Command {
+    cmd.infer_subcommands(true).mut_subcommands(prefix_matching)
+}
+
+/// The long names of every on/off flag in the command tree.
+fn switch_names(cmd: &clap::Command, out: &mut Vec<String>) {
+    for a in cmd.get_arguments() {
+        if matches!(a.get_action(), clap::ArgAction::SetTrue)
+            && let Some(l) = a.get_long()
+        {
+            out.push(l.to_string());
+        }
+    }
+    for sub in cmd.get_subcommands() {
+        switch_names(sub, out);
+    }
+}
+
+/// etcdctl's flags are Go (pflag) flags: an on/off flag also takes `--flag=true` or
+/// `--flag=false` (and Go's other spellings: 1, t, T, TRUE, True, 0, f, ...). Rewrites those
+/// forms to what the parser takes: the bare flag, or nothing.
+fn go_switches(argv: Vec<String>) -> Vec<String> {
+    let mut names = Vec::new();
+    switch_names(&Cli::command(), &mut names);
+    let mut out = Vec::with_capacity(argv.len());
+    let mut rest = false;
+    for a in argv {
+        if a == "--" {
+            rest = true;
+        }
+        let parsed = (!rest)
+            .then(|| a.strip_prefix("--")?.split_once('='))
+            .flatten()
+            .filter(|(name, _)| names.iter().any(|n| n == name))
+            .and_then(|(name, v)| match v {
+                "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(Some(format!("--{name}"))),
+                "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(None),
+                _ => None,
+            });
+        match parsed {
+            Some(Some(flag)) => out.push(flag),
+            Some(None) => {}
+            None => out.push(a),
+        }
+    }
+    out
+}
+
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().collect();
+    let mut argv = Vec::new();
+    for a in std::env::args_os() {
+        match a.into_string() {
+            Ok(s) => argv.push(s),
+            Err(a) => {
+                eprintln!("Error: invalid argument {a:?}: not valid UTF-8");
+                return ExitCode::from(128);
+            }
+        }
+    }
+    let argv = go_switches(argv);
     if let Some(path) = help_request(&argv) {
         print!("{}", help::render(&Cli::command(), &path));
         return ExitCode::SUCCESS;
     }
-    let cli = Cli::parse_from(&argv);
+    let cli = match Cli::from_arg_matches(&prefix_matching(Cli::command()).get_matches_from(&argv)) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
