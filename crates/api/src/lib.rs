@@ -33,8 +33,11 @@ pub mod rustcdpb {
     tonic::include_proto!("rustcdpb");
 }
 
-/// The etcd server version rustcd reports to clients (`Status`, `/version`).
-pub const ETCD_VERSION: &str = "3.5.0";
+/// The etcd server version rustcd reports to clients (`Status`, `/version`, `etcd --version`):
+/// the newest etcd 3.5 patch release whose client-visible behaviour rustcd is known to match
+/// (docs/compatibility.md says why this one). Clients gate features on it: Kubernetes reads
+/// consistently from its watch cache only from 3.5.13 on.
+pub const ETCD_VERSION: &str = "3.5.13";
 /// The etcd cluster version rustcd reports.
 pub const ETCD_CLUSTER_VERSION: &str = "3.5.0";
 /// rustcd's own version.

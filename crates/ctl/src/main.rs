@@ -291,7 +291,7 @@ async fn run(cli: Cli) -> Result<(), CtlError> {
     Ok(())
 }
 
-/// `3.5` for `3.5.0`.
+/// `3.5` for `3.5.13`.
 pub fn api_version() -> String {
     rustcd_api::ETCD_VERSION.splitn(3, '.').take(2).collect::<Vec<_>>().join(".")
 }

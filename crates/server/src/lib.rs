@@ -5,6 +5,7 @@
 //! [`server::EtcdServer`] and [`apply::Applier`].
 
 pub mod apply;
+pub mod compactor;
 pub mod concurrency;
 pub mod config;
 pub mod corrupt;
@@ -195,6 +196,9 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     let client_addrs = serve_clients(&cfg, server.clone()).await?;
     tokio::spawn(publish(server.clone()));
     tokio::spawn(lease::expiry_loop(server.clone()));
+    if let Some(retention) = cfg.auto_compaction {
+        tokio::spawn(compactor::run(Arc::downgrade(&server), retention));
+    }
     Ok(Running { server, client_addrs, peer_addrs, raft, apply_thread })
 }
 

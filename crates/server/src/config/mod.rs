@@ -53,6 +53,8 @@ pub struct Settings {
     pub pre_vote: bool,
     pub initial_election_tick_advance: bool,
     pub unsafe_no_fsync: bool,
+    pub auto_compaction_mode: String,
+    pub auto_compaction_retention: String,
 }
 
 impl Settings {
@@ -91,6 +93,8 @@ impl Settings {
             pre_vote: v.bool("pre-vote"),
             initial_election_tick_advance: v.bool("initial-election-tick-advance"),
             unsafe_no_fsync: v.bool("unsafe-no-fsync"),
+            auto_compaction_mode: v.str("auto-compaction-mode"),
+            auto_compaction_retention: v.str("auto-compaction-retention"),
         }
     }
 }
@@ -120,6 +124,8 @@ pub struct Config {
     pub initial_cluster: Vec<InitialMember>,
     pub watch_progress_notify_interval: Duration,
     pub listen_metrics_urls: Vec<Url>,
+    /// `--auto-compaction-*`: what the leader keeps (`None`: no auto-compaction).
+    pub auto_compaction: Option<crate::compactor::Retention>,
     /// What reading the settings found worth logging (etcd logs it once its logger is up).
     pub notes: Vec<Note>,
 }
@@ -222,9 +228,13 @@ impl Config {
             ));
         }
         let listen_metrics_urls = parse_urls(&raw.listen_metrics_urls, "listen-metrics-urls")?;
+        let auto_compaction =
+            crate::compactor::Retention::parse(&raw.auto_compaction_mode, &raw.auto_compaction_retention)
+                .map_err(StartError::Config)?;
         Ok(Config {
             watch_progress_notify_interval,
             listen_metrics_urls,
+            auto_compaction,
             notes: Vec::new(),
             data_dir: PathBuf::from(data_dir),
             listen_client_urls,
@@ -311,5 +321,82 @@ mod tests {
         assert_eq!(c.initial_cluster.len(), 2);
         assert_eq!(c.listen_client_urls.len(), 2);
         assert_eq!(c.raw.heartbeat_interval, 100);
+    }
+
+    /// A value other than the default, of the flag's kind.
+    fn other_value(f: &table::Flag) -> String {
+        match f.kind {
+            table::Kind::Bool => if f.default == "true" { "false" } else { "true" }.into(),
+            table::Kind::Uint | table::Kind::U32 | table::Kind::Int => "7".into(),
+            table::Kind::Duration => "7s".into(),
+            table::Kind::Urls => "http://127.0.0.1:7".into(),
+            table::Kind::List | table::Kind::Str => "x".into(),
+            table::Kind::Choice(valid) => valid.iter().find(|v| **v != f.default).map_or("", |v| v).into(),
+        }
+    }
+
+    /// Every etcd 3.5 flag, set to a value other than its default, is implemented (no note, or
+    /// a start-up error of its own validation), warned about with a reason, or refused with a
+    /// line naming it: never dropped.
+    #[test]
+    fn every_flag_is_implemented_warned_about_or_refused() {
+        for f in table::FLAGS.iter().filter(|f| f.kind != table::Kind::Choice(&["zap"])) {
+            let mut v = Values::default();
+            v.set(f.name, &other_value(f)).unwrap_or_else(|e| panic!("--{}: {e}", f.name));
+            let outcome = Config::check_support(&v);
+            match f.support {
+                Support::Yes => assert_eq!(outcome.map(|n| n.len()).ok(), Some(0), "--{} is implemented", f.name),
+                Support::NoEffect(why) => {
+                    let notes = outcome.unwrap_or_else(|e| panic!("--{}: {e}", f.name));
+                    assert!(notes[0].warn && notes[0].msg.contains(f.name) && notes[0].msg.contains(why), "{notes:?}");
+                }
+                Support::Ignored => assert!(outcome.is_ok_and(|n| n[0].warn && n[0].msg.contains(f.name))),
+                Support::NotYet(what) => {
+                    let e = outcome.expect_err(f.name).to_string();
+                    assert!(
+                        e.contains(&format!("--{}", f.name)) && e.contains(what) && e.contains("not supported yet"),
+                        "{e}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tls_urls_are_refused_never_served_plain() {
+        for flag in ["listen-client-urls", "advertise-client-urls", "listen-peer-urls", "initial-advertise-peer-urls"] {
+            let mut v = Values::default();
+            v.set(flag, "https://127.0.0.1:2379").expect("a valid URL");
+            let e = Config::from_values(v).expect_err(flag).to_string();
+            assert!(e.contains("TLS is not supported yet"), "{e}");
+        }
+        let v = file::parse("client-transport-security:\n  client-cert-auth: true\n").expect("parse");
+        assert!(Config::from_values(v).is_err(), "a TLS block is refused");
+    }
+
+    /// scripts/etcd.conf.yml.sample holds every key etcd 3.5's config file knows, at the
+    /// values of etcd's own sample: each is a known key, and the member it describes starts.
+    #[test]
+    fn the_sample_config_file_with_every_key_is_accepted() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/etcd.conf.yml.sample");
+        let v = file::read(std::path::Path::new(path)).expect("read");
+        assert!(!v.notes.iter().any(|n| n.msg.contains("unrecognized")), "{:?}", v.notes);
+        let yaml_keys = std::fs::read_to_string(path).expect("text");
+        for f in table::FLAGS.iter().filter(|f| f.section != table::Section::Hidden) {
+            let key = match f.name {
+                "experimental-snapshot-catchup-entries" => "experimental-snapshot-catch-up-entries",
+                "cert-file" | "key-file" | "client-cert-file" | "client-key-file" | "client-cert-auth"
+                | "trusted-ca-file" | "auto-tls" => continue, // in the TLS blocks
+                n if n.starts_with("peer-") || n.starts_with("client-") || n.starts_with("socket-") => continue,
+                "experimental-peer-skip-client-san-verification"
+                | "raft-read-timeout"
+                | "raft-write-timeout"
+                | "experimental-backend-bbolt-freelist-type" => continue, // flags only
+                n => n,
+            };
+            assert!(yaml_keys.contains(&format!("\n{key}:")), "the sample lacks {key}");
+        }
+        let c = Config::from_values(v).expect("the sample starts a member");
+        assert!(c.auto_compaction.is_some());
     }
 }

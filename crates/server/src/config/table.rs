@@ -144,7 +144,7 @@ pub const FLAGS: &[Flag] = &[
     f("discovery-srv-name", Str, "", Clustering, NotYet("DNS SRV discovery"), "Suffix to the dns srv name queried when bootstrapping."),
     f("strict-reconfig-check", Bool, "true", Clustering, Yes, "Reject reconfiguration requests that would cause quorum loss."),
     f("pre-vote", Bool, "true", Clustering, Yes, "Enable the raft Pre-Vote algorithm to prevent disruption when a node that has been partitioned away rejoins the cluster."),
-    f("auto-compaction-retention", Str, "0", Clustering, NotYet("auto-compaction"), "Auto compaction retention length. 0 means disable auto compaction."),
+    f("auto-compaction-retention", Str, "0", Clustering, Yes, "Auto compaction retention length. 0 means disable auto compaction."),
     f("auto-compaction-mode", Choice(&["periodic", "revision"]), "periodic", Clustering, Yes, "Interpret 'auto-compaction-retention' one of: periodic|revision. 'periodic' for duration based retention, defaulting to hours if no time unit is provided (e.g. '5m'). 'revision' for revision number based retention."),
     f("enable-v2", Bool, "false", Clustering, V2, "Accept etcd V2 client requests. Deprecated and to be decommissioned in v3.6."),
     f("experimental-enable-v2v3", Str, "", Clustering, V2, "Serve v2 requests through the v3 backend under a given prefix. Deprecated and to be decommissioned in v3.6."),
