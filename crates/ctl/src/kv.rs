@@ -79,7 +79,7 @@ pub struct DelArgs {
 #[derive(Args, Debug, Clone)]
 pub struct TxnArgs {
     /// Input transaction in interactive mode
-    #[arg(short, long)]
+    #[arg(short, long, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value_t = false)]
     pub interactive: bool,
 }
 

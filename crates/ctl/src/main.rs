@@ -343,13 +343,13 @@ fn prefix_matching(cmd: clap::Command) -> clap::Command {
     cmd.infer_subcommands(true).mut_subcommands(prefix_matching)
 }
 
-/// The long names of every on/off flag in the command tree.
-fn switch_names(cmd: &clap::Command, out: &mut Vec<String>) {
+/// The long names of the on/off flags in the command tree: (switches, names that some command
+/// declares otherwise, which are left to the parser).
+fn switch_names(cmd: &clap::Command, out: &mut (Vec<String>, Vec<String>)) {
     for a in cmd.get_arguments() {
-        if matches!(a.get_action(), clap::ArgAction::SetTrue)
-            && let Some(l) = a.get_long()
-        {
-            out.push(l.to_string());
+        if let Some(l) = a.get_long() {
+            let list = if matches!(a.get_action(), clap::ArgAction::SetTrue) { &mut out.0 } else { &mut out.1 };
+            list.push(l.to_string());
         }
     }
     for sub in cmd.get_subcommands() {
@@ -361,8 +361,9 @@ fn switch_names(cmd: &clap::Command, out: &mut Vec<String>) {
 /// `--flag=false` (and Go's other spellings: 1, t, T, TRUE, True, 0, f, ...). Rewrites those
 /// forms to what the parser takes: the bare flag, or nothing.
 fn go_switches(argv: Vec<String>) -> Vec<String> {
-    let mut names = Vec::new();
-    switch_names(&Cli::command(), &mut names);
+    let mut found = (Vec::new(), Vec::new());
+    switch_names(&Cli::command(), &mut found);
+    let names: Vec<String> = found.0.into_iter().filter(|n| !found.1.contains(n)).collect();
     let mut out = Vec::with_capacity(argv.len());
     let mut rest = false;
     for a in argv {

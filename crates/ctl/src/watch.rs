@@ -18,7 +18,7 @@ use crate::{CtlError, Ctx, print};
 #[derive(Args, Debug, Clone)]
 pub struct WatchArgs {
     /// Interactive mode
-    #[arg(short, long)]
+    #[arg(short, long, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value_t = false)]
     pub interactive: bool,
     /// Watch on a prefix if prefix is set
     #[arg(long)]
