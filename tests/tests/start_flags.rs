@@ -1,0 +1,198 @@
+//! Starting `etcd` the ways deployments start etcd: kubeadm's static-pod flags, a config file
+//! holding every etcd 3.5 key, Go-style flag errors, settings refused until they are built,
+//! unknown `ETCD_*` variables, and the log lines tools wait for.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use rustcd_testkit::{etcdctl, free_port, stdout, wait_for, workspace_bin};
+
+/// A member process, killed when dropped; its stderr goes to `log`.
+struct Member {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Member {
+    fn start(dir: &Path, args: &[String], env: &[(&str, &str)]) -> Member {
+        let log = dir.join("etcd.log");
+        let child = Command::new(workspace_bin("etcd"))
+            .args(args)
+            .envs(env.iter().copied())
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("spawn etcd");
+        Member { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait_writable(&mut self, client: u16) {
+        let ep = format!("127.0.0.1:{client}");
+        wait_for("the member to take a write", Duration::from_secs(30), || {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("etcd exited with {status}: {}", self.log());
+            }
+            etcdctl(&[&ep], &["put", "k", "v"]).status.success().then_some(())
+        });
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out
+}
+
+fn run_etcd(args: &[&str]) -> Output {
+    let dir = tempfile::tempdir().expect("dir");
+    Command::new(workspace_bin("etcd")).args(args).current_dir(dir.path()).output().expect("run etcd")
+}
+
+/// The flags kubeadm writes into its etcd static pod for a stacked control plane (its TLS
+/// files aside, until TLS is built): they start a member, the metrics URL serves `/health`,
+/// and the log has the lines etcd's tools wait for.
+#[test]
+fn kubeadm_manifest_flags_start_a_member() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (c, p, m) = (free_port(), free_port(), free_port());
+    let args: Vec<String> = [
+        format!("--advertise-client-urls=http://127.0.0.1:{c}"),
+        format!("--data-dir={}/etcd", dir.path().display()),
+        "--experimental-initial-corrupt-check=true".into(),
+        "--experimental-watch-progress-notify-interval=5s".into(),
+        format!("--initial-advertise-peer-urls=http://127.0.0.1:{p}"),
+        format!("--initial-cluster=node1=http://127.0.0.1:{p}"),
+        format!("--listen-client-urls=http://127.0.0.1:{c}"),
+        format!("--listen-metrics-urls=http://127.0.0.1:{m}"),
+        format!("--listen-peer-urls=http://127.0.0.1:{p}"),
+        "--name=node1".into(),
+        "--snapshot-count=10000".into(),
+    ]
+    .into();
+    let mut member = Member::start(dir.path(), &args, &[]);
+    member.wait_writable(c);
+    let health = http_get(m, "/health");
+    assert!(health.starts_with("HTTP/1.1 200") && health.contains(r#""health":"true""#), "{health}");
+    let log = member.log();
+    for line in [
+        "initial corruption checking passed; no corruption",
+        "enabled capabilities for version",
+        "published local member to cluster through raft",
+        "ready to serve client requests",
+        "serving client traffic insecurely; this is strongly discouraged!",
+        "elected leader",
+    ] {
+        assert!(log.contains(line), "the log lacks {line:?}:\n{log}");
+    }
+    assert!(!log.contains("\"level\":\"warn\""), "kubeadm's flags are all implemented:\n{log}");
+}
+
+/// etcd's sample config file, holding every key etcd 3.5 reads (its ports and data dir
+/// changed), starts a member; the keys that mean nothing to rustcd are named in warnings.
+#[test]
+fn a_config_file_with_every_etcd_key_starts_a_member() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (c, p) = (free_port(), free_port());
+    let sample = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/etcd.conf.yml.sample"))
+        .expect("the sample config");
+    let yaml = sample
+        .replace("localhost:2379", &format!("127.0.0.1:{c}"))
+        .replace("localhost:2380", &format!("127.0.0.1:{p}"))
+        .replace("\ndata-dir:\n", &format!("\ndata-dir: {}/data\n", dir.path().display()));
+    let cfg = dir.path().join("etcd.conf.yml");
+    std::fs::write(&cfg, yaml).expect("write config");
+    let mut member = Member::start(dir.path(), &[format!("--config-file={}", cfg.display())], &[]);
+    member.wait_writable(c);
+    let log = member.log();
+    assert!(log.contains("loaded server configuration"), "{log}");
+    for key in ["enable-v2", "enable-pprof"] {
+        assert!(log.contains(&format!("--{key} has no effect in rustcd")), "no warning for {key}:\n{log}");
+    }
+}
+
+#[test]
+fn flag_errors_are_gos_and_unbuilt_settings_are_refused() {
+    let out = run_etcd(&["--foo"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("flag provided but not defined: -foo\nUsage:"), "{err}");
+
+    let out = run_etcd(&["--snapshot-count", "abc"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with("invalid value \"abc\" for flag -snapshot-count: parse error")
+    );
+
+    let out = run_etcd(&["--client-cert-auth", "--cert-file=/x.crt"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is not supported yet by rustcd (client TLS)"), "{err}");
+
+    let out = run_etcd(&["--listen-client-urls=https://127.0.0.1:1", "--advertise-client-urls=https://127.0.0.1:1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TLS is not supported yet"));
+
+    let out = run_etcd(&["positional"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'positional' is not a valid flag"));
+
+    let out = run_etcd(&["--help"]);
+    assert!(out.status.success());
+    let help = stdout(&out);
+    for flag in ["--max-concurrent-streams '4294967295'", "--experimental-initial-corrupt-check", "--unsafe-no-fsync"] {
+        assert!(help.contains(flag), "help lacks {flag}");
+    }
+
+    let out = run_etcd(&["grpc-proxy", "start"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'etcd grpc-proxy' is not supported yet"));
+}
+
+/// A repeated flag: the last wins. An `ETCD_*` variable etcd does not know is warned about; one
+/// it knows is used, and logged.
+#[test]
+fn repeated_flags_and_environment_variables_as_etcd() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (c, p) = (free_port(), free_port());
+    let args: Vec<String> = [
+        "--name=first".to_string(),
+        "--name=second".to_string(),
+        format!("--listen-client-urls=http://127.0.0.1:{c}"),
+        format!("--advertise-client-urls=http://127.0.0.1:{c}"),
+        format!("--listen-peer-urls=http://127.0.0.1:{p}"),
+        format!("--initial-advertise-peer-urls=http://127.0.0.1:{p}"),
+    ]
+    .into();
+    let data = format!("{}/d", dir.path().display());
+    let mut member = Member::start(dir.path(), &args, &[("ETCD_BOGUS_SETTING", "1"), ("ETCD_DATA_DIR", &data)]);
+    member.wait_writable(c);
+    let members = stdout(&etcdctl(&[&format!("127.0.0.1:{c}")], &["member", "list"]));
+    assert!(members.contains(", second, "), "{members}");
+    assert!(Path::new(&data).join("member").is_dir());
+    let log = member.log();
+    assert!(
+        log.contains(r#""msg":"unrecognized environment variable","environment-variable":"ETCD_BOGUS_SETTING=1""#),
+        "{log}"
+    );
+    assert!(
+        log.contains(r#""msg":"recognized and used environment variable","variable-name":"ETCD_DATA_DIR""#),
+        "{log}"
+    );
+}
