@@ -120,6 +120,7 @@ pub async fn member(ctx: &Ctx, cmd: MemberCmd) -> Result<(), CtlError> {
                     print!("{}", table(&headers, &rows));
                 }
                 Format::Protobuf => write_raw(&protobuf(&r)),
+                Format::Fields => print!("{}", member_fields(&r)),
                 _ => r.members.iter().for_each(|m| println!("{}", member_row(m).join(", "))),
             }
         }
@@ -413,4 +414,23 @@ pub async fn move_leader(ctx: &Ctx, args: &[String]) -> Result<(), CtlError> {
         }
     }
     Err(CtlError::bad_args(&format!("no leader endpoint given at [{}]", ctx.config.endpoints.join(" "))))
+}
+
+/// `member list -w fields`: the header, then each member's fields and a blank line.
+fn member_fields(r: &rustcd_api::etcdserverpb::MemberListResponse) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    crate::print::fields_header(&mut out, &r.header);
+    for m in &r.members {
+        let _ = writeln!(out, "\"ID\" : {}", m.id);
+        let _ = writeln!(out, "\"Name\" : {:?}", m.name);
+        for u in &m.peer_ur_ls {
+            let _ = writeln!(out, "\"PeerURL\" : {u:?}");
+        }
+        for u in &m.client_ur_ls {
+            let _ = writeln!(out, "\"ClientURL\" : {u:?}");
+        }
+        let _ = writeln!(out, "\"IsLearner\" : {}\n", m.is_learner);
+    }
+    out
 }

@@ -48,20 +48,23 @@ impl Session {
         let grant = ctx.call(c.lease().lease_grant(LeaseGrantRequest { ttl, id: 0 })).await?;
         let lease = grant.id;
         let (tx, rx) = tokio::sync::mpsc::channel(1);
+        // The first keep-alive goes out with the call: etcd's gRPC server sends the stream's
+        // headers only with its first answer, which the call waits for.
+        let _ = tx.send(LeaseKeepAliveRequest { id: lease }).await;
         let mut stream =
             c.lease().lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(rx)).await?.into_inner();
         let (lost_tx, lost) = oneshot::channel();
         let period = Duration::from_millis((grant.ttl.max(1) as u64 * 1000) / 3);
         let keeper = tokio::spawn(async move {
             loop {
-                if tx.send(LeaseKeepAliveRequest { id: lease }).await.is_err() {
-                    break;
-                }
                 match stream.next().await {
                     Some(Ok(r)) if r.ttl > 0 => {}
                     _ => break,
                 }
                 tokio::time::sleep(period).await;
+                if tx.send(LeaseKeepAliveRequest { id: lease }).await.is_err() {
+                    break;
+                }
             }
             let _ = lost_tx.send(());
         });

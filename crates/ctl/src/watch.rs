@@ -100,10 +100,31 @@ fn show(ctx: &Ctx, resp: &WatchResponse, exec: &[String]) -> Result<bool, CtlErr
     Ok(!resp.canceled)
 }
 
+/// `ETCDCTL_WATCH_KEY` and `ETCDCTL_WATCH_RANGE_END` give the key (and range end) as
+/// arguments would; giving both is an error, as in etcdctl.
+fn keys_from_env(mut a: WatchArgs) -> Result<WatchArgs, CtlError> {
+    let key = std::env::var("ETCDCTL_WATCH_KEY").unwrap_or_default();
+    let end = std::env::var("ETCDCTL_WATCH_RANGE_END").unwrap_or_default();
+    if key.is_empty() {
+        if !end.is_empty() {
+            return Err(CtlError::bad_args(&format!(
+                "ETCDCTL_WATCH_KEY is empty but got ETCDCTL_WATCH_RANGE_END={end:?}"
+            )));
+        }
+        return Ok(a);
+    }
+    if !a.args.is_empty() {
+        return Err(CtlError::bad_args("bad number of arguments (found conflicting environment key)"));
+    }
+    a.args = std::iter::once(key).chain((!end.is_empty()).then_some(end)).collect();
+    Ok(a)
+}
+
 pub async fn run(ctx: &Ctx, a: WatchArgs) -> Result<(), CtlError> {
     if a.interactive {
         return interactive(ctx).await;
     }
+    let a = keys_from_env(a)?;
     let req = create_request(&a)?;
     let client = ctx.client().await?;
     let (tx, rx) = mpsc::channel(4);
@@ -127,7 +148,25 @@ pub async fn run(ctx: &Ctx, a: WatchArgs) -> Result<(), CtlError> {
 async fn interactive(ctx: &Ctx) -> Result<(), CtlError> {
     let client = ctx.client().await?;
     let (tx, rx) = mpsc::channel(16);
-    let mut stream = client.watch().watch(ReceiverStream::new(rx)).await?.into_inner();
+    // The call runs beside the prompt: etcd's gRPC server sends the stream's headers only with
+    // its first answer, which comes after the first request, which comes from stdin.
+    let (resp_tx, mut responses) = mpsc::channel::<Result<WatchResponse, tonic::Status>>(16);
+    let mut watch = client.watch();
+    tokio::spawn(async move {
+        match watch.watch(ReceiverStream::new(rx)).await {
+            Ok(s) => {
+                let mut s = s.into_inner();
+                while let Some(r) = s.next().await {
+                    if resp_tx.send(r).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                let _ = resp_tx.send(Err(e)).await;
+            }
+        }
+    });
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     // Exec commands by watch id, and those of watchers whose creation is not yet confirmed.
     let mut exec: HashMap<i64, Vec<String>> = HashMap::new();
@@ -143,7 +182,7 @@ async fn interactive(ctx: &Ctx) -> Result<(), CtlError> {
                 let words = argify(&line);
                 match words.first().map(String::as_str) {
                     Some("watch") => match Line::try_parse_from(&words).map_err(|e| e.to_string()).and_then(|Line::Watch(a)| {
-                        create_request(&a).map(|r| (r, a.exec)).map_err(|e| e.msg)
+                        keys_from_env(a).and_then(|a| create_request(&a).map(|r| (r, a.exec))).map_err(|e| e.msg)
                     }) {
                         Ok((req, cmd)) => {
                             pending.push_back(cmd);
@@ -159,7 +198,7 @@ async fn interactive(ctx: &Ctx) -> Result<(), CtlError> {
                     None => eprintln!("Invalid command: {line} (watch and progress supported)"),
                 }
             }
-            resp = stream.next() => {
+            resp = responses.recv() => {
                 let Some(resp) = resp else { return Err(CtlError::new(5, "watch is canceled by the server")) };
                 let resp = resp?;
                 if resp.created {
