@@ -53,13 +53,25 @@ if [ ! -x "$out/e2e.test" ] || [ "$out/e2e.test" -ot "$src/tests/e2e/main_test.g
 fi
 (cd "$root" && cargo build -q --release -p rustcd-server -p rustcd-ctl)
 
+# Each binary the suite runs is a wrapper that records its arguments beside the test's log
+# ($out/<pairing>/<test>.<binary>.log), so that a failure shows what it needed.
+wrap() { # target path -> a wrapper at path
+    sed "s|@TARGET@|$1|; s|@NAME@|$(basename "$2")|" >"$2" <<'WRAPPER'
+#!/bin/bash
+log="$E2E_LOGDIR/$E2E_TEST.@NAME@.log"
+echo "ARGS: $*" >>"$log"
+exec @TARGET@ "$@"
+WRAPPER
+    chmod +x "$2"
+}
+
 bins() { # pairing -> a directory holding etcd and etcdctl
     local d="$out/bin-$1"
     mkdir -p "$d"
     case "$1" in
-        real) ln -sfn /usr/bin/etcd "$d/etcd"; ln -sfn /usr/bin/etcdctl "$d/etcdctl" ;;
-        server) ln -sfn "$root/target/release/etcd" "$d/etcd"; ln -sfn /usr/bin/etcdctl "$d/etcdctl" ;;
-        ctl) ln -sfn /usr/bin/etcd "$d/etcd"; ln -sfn "$root/target/release/etcdctl" "$d/etcdctl" ;;
+        real) wrap /usr/bin/etcd "$d/etcd"; wrap /usr/bin/etcdctl "$d/etcdctl" ;;
+        server) wrap "$root/target/release/etcd" "$d/etcd"; wrap /usr/bin/etcdctl "$d/etcdctl" ;;
+        ctl) wrap /usr/bin/etcd "$d/etcd"; wrap "$root/target/release/etcdctl" "$d/etcdctl" ;;
         *) echo "unknown pairing $1 (real, server or ctl)" >&2; exit 2 ;;
     esac
     echo "$d"
@@ -70,17 +82,32 @@ tests=$("$out/e2e.test" -test.list '.*' | grep -v 'V2' | grep -v '^TestReleaseUp
 
 run_one() { # pairing bindir test
     local p="$1" d="$2" t="$3" log="$out/$1/$3.log" r
-    (cd "$work/tests/e2e" && timeout --kill-after=10s 6m unshare -n sh -c \
+    (cd "$work/tests/e2e" && E2E_TEST="$t" E2E_LOGDIR="$out/$p" timeout --kill-after=10s 6m unshare -n sh -c \
         "ip link set lo up && exec '$out/e2e.test' -test.run '^$t\$' -test.timeout '$timeout' -test.v -bin-dir '$d' -cert-dir '$work/integration/fixtures'" \
         >"$log" 2>&1) || true
     if grep -q "^--- FAIL\|^FAIL\|^panic:" "$log"; then r=FAIL
     elif grep -q "^--- SKIP" "$log"; then r=SKIP
     elif grep -q "^--- PASS" "$log"; then r=PASS
     else r=FAIL; fi
-    echo "$r" >"$out/$p/$t.result"
-    printf '%-6s %-4s %s\n' "$p" "$r" "$t"
+    echo "$r$( [ "$r" = FAIL ] && cause "$out/$p" "$t")" >"$out/$p/$t.result"
+    printf '%-6s %s %s\n' "$p" "$t" "$(cat "$out/$p/$t.result")"
 }
-export -f run_one
+
+cause() { # dir test -> what the failing test needs that rustcd does not have yet, read off the
+    # arguments the suite gave etcd and etcdctl (the open issue that builds it in brackets)
+    local args
+    args=$(cat "$1/$2".etcd*.log 2>/dev/null | grep '^ARGS: ' || true)
+    case "$args" in
+        *"ARGS: grpc-proxy"* | *"ARGS: gateway"*) echo " (etcd grpc-proxy/gateway)" ;;
+        *-auto-tls* | *-cert-file* | *https://* | *--cacert* | *-cert-auth* | *--cipher-suites*) echo " (TLS: issue 13)" ;;
+        *"ARGS: "*" auth enable"* | *--auth-token* | *"--user "*) echo " (auth: issue 13)" ;;
+        *"ARGS: "*" snapshot "*) echo " (snapshots: issue 14)" ;;
+        *--quota-backend-bytes*) echo " (quota: issue 14)" ;;
+        *) ;;
+    esac
+}
+
+export -f run_one cause
 export out work timeout
 
 for p in "${pairings[@]}"; do
@@ -93,13 +120,23 @@ done
     printf '%-60s' test; for p in "${pairings[@]}"; do printf ' %-6s' "$p"; done; echo
     for t in $tests; do
         printf '%-60s' "$t"
-        for p in "${pairings[@]}"; do printf ' %-6s' "$(cat "$out/$p/$t.result" 2>/dev/null || echo '-')"; done
+        for p in "${pairings[@]}"; do
+            printf ' %-6s' "$(cut -d' ' -f1 "$out/$p/$t.result" 2>/dev/null || echo '-')"
+        done
         echo
+    done
+    for p in "${pairings[@]}"; do
+        echo; echo "$p: failures needing what is not built yet"
+        for t in $tests; do
+            r=$(cat "$out/$p/$t.result" 2>/dev/null || true)
+            case "$r" in "FAIL ("*) echo "  $t ${r#FAIL }" ;; esac
+        done
     done
     echo
     for p in "${pairings[@]}"; do
-        n=$(grep -l PASS "$out/$p"/*.result 2>/dev/null | wc -l)
+        n=$(grep -l '^PASS' "$out/$p"/*.result 2>/dev/null | wc -l)
         echo "$p: $n of $(echo "$tests" | wc -w) passed"
     done
-} | tee "$out/summary.txt" | tail -n $((${#pairings[@]} + 1))
+} >"$out/summary.txt"
+tail -n "${#pairings[@]}" "$out/summary.txt"
 echo "table: $out/summary.txt; logs: $out/<pairing>/<test>.log"
