@@ -130,8 +130,18 @@ impl Applier {
                         let durable = self.store.consistent_index();
                         if durable > compacted + self.snapshot_count + self.catch_up_entries {
                             let to = durable - self.catch_up_entries;
+                            // The durable backend is rustcd's snapshot: etcd's lines at the
+                            // moment it would save one and compact its raft log.
+                            tracing::info!(
+                                local_member_applied_index = durable,
+                                local_member_snapshot_index = compacted,
+                                local_member_snapshot_count = self.snapshot_count,
+                                "triggering snapshot"
+                            );
                             // With raft's queue full, the next sync asks again.
                             if self.raft_tx.try_send(Input::Compact(to)) {
+                                tracing::info!(snapshot_index = durable, "saved snapshot");
+                                tracing::info!(compact_index = to, "compacted Raft logs");
                                 compacted = to;
                             }
                         }

@@ -114,6 +114,19 @@ impl Membership {
         drop(m);
         self.save(w, &snapshot);
         (self.follow)(&snapshot.members);
+        // etcd's lines, which log-based tooling watches for membership changes
+        match &change {
+            Change::Added(member) if member.is_learner => tracing::info!(
+                added_peer_id = %format!("{:x}", member.id), added_peer_peer_urls = ?member.peer_urls,
+                added_peer_is_learner = true, "added member"
+            ),
+            Change::Added(member) => tracing::info!(
+                added_peer_id = %format!("{:x}", member.id), added_peer_peer_urls = ?member.peer_urls, "added member"
+            ),
+            Change::Promoted(id) => tracing::info!(promoted_member_id = %format!("{id:x}"), "promote member"),
+            Change::Removed(id) => tracing::info!(removed_remote_peer_id = %format!("{id:x}"), "removed member"),
+            _ => {}
+        }
         change
     }
 
@@ -123,6 +136,10 @@ impl Membership {
         let member = m.members.iter_mut().find(|x| x.id == id)?;
         member.peer_urls = peer_urls;
         let updated = member.clone();
+        tracing::info!(
+            updated_remote_peer_id = %format!("{id:x}"), updated_remote_peer_peer_urls = ?updated.peer_urls,
+            "updated member"
+        );
         let snapshot = m.clone();
         drop(m);
         self.save(w, &snapshot);
