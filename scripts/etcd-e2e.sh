@@ -56,6 +56,7 @@ fi
 # Each binary the suite runs is a wrapper that records its arguments beside the test's log
 # ($out/<pairing>/<test>.<binary>.log), so that a failure shows what it needed.
 wrap() { # target path -> a wrapper at path
+    rm -f "$2" # never write through a link left by an earlier run
     sed "s|@TARGET@|$1|; s|@NAME@|$(basename "$2")|" >"$2" <<'WRAPPER'
 #!/bin/bash
 log="$E2E_LOGDIR/$E2E_TEST.@NAME@.log"

@@ -196,3 +196,39 @@ fn repeated_flags_and_environment_variables_as_etcd() {
         "{log}"
     );
 }
+
+/// `etcd gateway start`: etcd's L4 proxy pipes a client to a member (the first endpoint is
+/// down: the gateway skips it).
+#[test]
+fn the_gateway_proxies_clients_to_a_member() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (c, p, g, dead) = (free_port(), free_port(), free_port(), free_port());
+    let args: Vec<String> = [
+        format!("--listen-client-urls=http://127.0.0.1:{c}"),
+        format!("--advertise-client-urls=http://127.0.0.1:{c}"),
+        format!("--listen-peer-urls=http://127.0.0.1:{p}"),
+        format!("--initial-advertise-peer-urls=http://127.0.0.1:{p}"),
+    ]
+    .into();
+    let mut member = Member::start(dir.path(), &args, &[]);
+    member.wait_writable(c);
+    let gw_dir = dir.path().join("gw");
+    std::fs::create_dir_all(&gw_dir).expect("gateway dir");
+    let gw_args: Vec<String> = [
+        "gateway".to_string(),
+        format!("--endpoints=127.0.0.1:{dead},http://127.0.0.1:{c}"),
+        "start".to_string(),
+        format!("--listen-addr=127.0.0.1:{g}"),
+    ]
+    .into();
+    let gateway = Member::start(&gw_dir, &gw_args, &[]);
+    wait_for("the gateway to listen", Duration::from_secs(10), || {
+        gateway.log().contains("ready to proxy client requests").then_some(())
+    });
+    for _ in 0..2 {
+        let out = etcdctl(&[&format!("127.0.0.1:{g}")], &["put", "via", "gateway"]);
+        assert_eq!(stdout(&out), "OK\n", "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let got = stdout(&etcdctl(&[&format!("127.0.0.1:{c}")], &["get", "via", "--print-value-only"]));
+    assert_eq!(got, "gateway\n");
+}

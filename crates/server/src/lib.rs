@@ -11,6 +11,7 @@ pub mod config;
 pub mod corrupt;
 pub mod error;
 pub mod failpoints;
+pub mod gateway;
 pub mod grpc;
 pub mod h2_authority;
 pub mod http;

@@ -5,9 +5,13 @@ use rustcd_server::config::parse::{self, Command, ParseError};
 
 fn main() {
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-    if let Some(sub) = args.first().and_then(|a| a.to_str()).filter(|a| matches!(*a, "gateway" | "grpc-proxy")) {
-        eprintln!("etcd: 'etcd {sub}' is not supported yet by rustcd");
-        std::process::exit(1);
+    match args.first().and_then(|a| a.to_str()) {
+        Some("gateway") => gateway(&args[1..]),
+        Some(sub @ "grpc-proxy") => {
+            eprintln!("etcd: 'etcd {sub}' is not supported yet by rustcd");
+            std::process::exit(1);
+        }
+        _ => {}
     }
     let env: Vec<(String, String)> =
         std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect();
@@ -107,4 +111,34 @@ async fn wait_for_signal() {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
+}
+
+/// `etcd gateway start`: the L4 proxy (see `rustcd_server::gateway`).
+fn gateway(args: &[std::ffi::OsString]) -> ! {
+    let args: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    let flags = match rustcd_server::gateway::parse(&args) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = rustcd_server::logging::init("info", &[]) {
+        eprintln!("etcd: {e}");
+        std::process::exit(1);
+    }
+    let code = match tokio::runtime::Runtime::new() {
+        Ok(rt) => match rt.block_on(rustcd_server::gateway::run(flags)) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("etcd: {e}");
+                1
+            }
+        },
+        Err(e) => {
+            eprintln!("etcd: cannot start runtime: {e}");
+            1
+        }
+    };
+    std::process::exit(code)
 }
