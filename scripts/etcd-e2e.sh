@@ -40,11 +40,15 @@ fi
 
 mkdir -p "$out"
 # The suite looks for ../../etcd.conf.yml.sample and ../../integration/fixtures from its working
-# directory: give it that layout.
-work="$out/work"
-mkdir -p "$work/tests/e2e" "$work/integration"
-ln -sfn "$src/integration/fixtures" "$work/integration/fixtures"
-cp "$root/scripts/etcd.conf.yml.sample" "$work/etcd.conf.yml.sample"
+# directory: give each pairing that layout, fresh (some tests leave data directories in it).
+workdir() { # pairing -> its working layout
+    local w="$out/work-$1"
+    rm -rf "$w"
+    mkdir -p "$w/tests/e2e" "$w/integration"
+    ln -sfn "$src/integration/fixtures" "$w/integration/fixtures"
+    cp "$root/scripts/etcd.conf.yml.sample" "$w/etcd.conf.yml.sample"
+    echo "$w"
+}
 
 if [ ! -x "$out/e2e.test" ] || [ "$out/e2e.test" -ot "$src/tests/e2e/main_test.go" ]; then
     echo "building etcd's e2e suite (GOPATH mode, no network)"
@@ -81,8 +85,8 @@ bins() { # pairing -> a directory holding etcd and etcdctl
 tests=$("$out/e2e.test" -test.list '.*' | grep -v 'V2' | grep -v '^TestReleaseUpgrade' | grep -E "$run_re" || true)
 [ -n "$tests" ] || { echo "no test matches $run_re" >&2; exit 2; }
 
-run_one() { # pairing bindir test
-    local p="$1" d="$2" t="$3" log="$out/$1/$3.log" r
+run_one() { # pairing bindir workdir test
+    local p="$1" d="$2" work="$3" t="$4" log="$out/$1/$4.log" r
     (cd "$work/tests/e2e" && E2E_TEST="$t" E2E_LOGDIR="$out/$p" timeout --kill-after=10s 6m unshare -n sh -c \
         "ip link set lo up && exec '$out/e2e.test' -test.run '^$t\$' -test.timeout '$timeout' -test.v -bin-dir '$d' -cert-dir '$work/integration/fixtures'" \
         >"$log" 2>&1) || true
@@ -98,10 +102,16 @@ cause() { # dir test -> what the failing test needs that rustcd does not have ye
     # arguments the suite gave etcd and etcdctl (the open issue that builds it in brackets)
     local args
     args=$(cat "$1/$2".etcd*.log 2>/dev/null | grep '^ARGS: ' || true)
+    case "$2" in
+        TestV3Curl*) echo " (the JSON gateway: issue 15)"; return ;;
+        TestV3Metrics*) echo " (metrics: issue 15)"; return ;;
+        TestCtlV3Migrate) echo " (v2 data: out of scope)"; return ;;
+        TestEtcdCorruptHash) echo " (edits bbolt's file: rustcd's backend is redb)"; return ;;
+    esac
     case "$args" in
-        *"ARGS: grpc-proxy"* | *"ARGS: gateway"*) echo " (etcd grpc-proxy/gateway)" ;;
+        *"ARGS: grpc-proxy"*) echo " (etcd grpc-proxy: not built yet)" ;;
         *-auto-tls* | *-cert-file* | *https://* | *--cacert* | *-cert-auth* | *--cipher-suites*) echo " (TLS: issue 13)" ;;
-        *"ARGS: "*" auth enable"* | *--auth-token* | *"--user "*) echo " (auth: issue 13)" ;;
+        *"ARGS: "*" auth enable"* | *--auth-token* | *"--user "* | *" user add "* | *" role add "*) echo " (auth: issue 13)" ;;
         *"ARGS: "*" snapshot "*) echo " (snapshots: issue 14)" ;;
         *--quota-backend-bytes*) echo " (quota: issue 14)" ;;
         *) ;;
@@ -109,12 +119,13 @@ cause() { # dir test -> what the failing test needs that rustcd does not have ye
 }
 
 export -f run_one cause
-export out work timeout
+export out timeout
 
 for p in "${pairings[@]}"; do
     d=$(bins "$p")
+    w=$(workdir "$p")
     rm -rf "${out:?}/$p"; mkdir -p "$out/$p"
-    echo "$tests" | xargs -P "$jobs" -I{} bash -c 'run_one "$@"' _ "$p" "$d" {}
+    echo "$tests" | xargs -P "$jobs" -I{} bash -c 'run_one "$@"' _ "$p" "$d" "$w" {}
 done
 
 {

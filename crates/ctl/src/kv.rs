@@ -244,6 +244,34 @@ enum OpLine {
 }
 
 /// Splits a line into words, honouring double and single quotes (etcdctl's `Argify`).
+/// One escape of a Go string literal, after its backslash (etcdctl unquotes "..." words with
+/// Go's rules): `\n`, `\t`, `\"`, `\\`, `\x23`, `\043`, `\u00e9`, ... A byte escape above
+/// 0x7f, which would not be UTF-8 on its own, is taken as the code point of that value.
+fn go_escape(chars: &mut std::str::Chars<'_>, out: &mut String) {
+    let mut hex = |n: usize, chars: &mut std::str::Chars<'_>| {
+        let digits: String = chars.by_ref().take(n).collect();
+        u32::from_str_radix(&digits, 16).ok().and_then(char::from_u32)
+    };
+    let c = match chars.next() {
+        Some('a') => Some('\u{7}'),
+        Some('b') => Some('\u{8}'),
+        Some('f') => Some('\u{c}'),
+        Some('n') => Some('\n'),
+        Some('r') => Some('\r'),
+        Some('t') => Some('\t'),
+        Some('v') => Some('\u{b}'),
+        Some('x') => hex(2, chars),
+        Some('u') => hex(4, chars),
+        Some('U') => hex(8, chars),
+        Some(d @ '0'..='7') => {
+            let rest: String = chars.by_ref().take(2).collect();
+            u32::from_str_radix(&format!("{d}{rest}"), 8).ok().and_then(char::from_u32)
+        }
+        other => other,
+    };
+    out.extend(c);
+}
+
 pub fn argify(line: &str) -> Vec<String> {
     let mut words = Vec::new();
     let mut cur = String::new();
@@ -253,7 +281,7 @@ pub fn argify(line: &str) -> Vec<String> {
     while let Some(c) = chars.next() {
         match (quote, c) {
             (Some(q), c) if c == q => quote = None,
-            (Some('"'), '\\') => cur.extend(chars.next()),
+            (Some('"'), '\\') => go_escape(&mut chars, &mut cur),
             (Some(_), c) => cur.push(c),
             (None, '"' | '\'') => {
                 quote = Some(c);
@@ -368,6 +396,13 @@ mod tests {
         assert_eq!(fail.len(), 1);
         assert!(parse_compare("bogus(\"k\") = \"1\"").is_err());
         assert!(parse_op("frob k").is_err());
+    }
+
+    /// etcd's e2e suite: `put "key \"with\" space" "value \x23"` stores `key "with" space`.
+    #[test]
+    fn quoted_words_unquote_as_go_strings() {
+        assert_eq!(argify(r#"put "key \"with\" space" "value \x23""#), ["put", r#"key "with" space"#, "value #"]);
+        assert_eq!(argify(r#""a\tb\n\u00e9\101" 'x y'"#), ["a\tb\né\u{41}", "x y"]);
     }
 
     #[test]

@@ -68,6 +68,7 @@ errors! {
         PeerUrlExist => FailedPrecondition, "etcdserver: Peer URLs already exists";
         MemberExist => FailedPrecondition, "etcdserver: member ID already exist";
         Unhealthy => Unavailable, "etcdserver: unhealthy cluster";
+        NotEnoughStartedMembers => FailedPrecondition, "etcdserver: re-configuration failed due to not enough started members";
         MemberNotLearner => FailedPrecondition, "etcdserver: can only promote a learner member";
         LearnerNotReady => FailedPrecondition, "etcdserver: can only promote a learner member which is in sync with leader";
         TooManyLearners => FailedPrecondition, "etcdserver: too many learner members in cluster";

@@ -49,9 +49,10 @@ impl EtcdServer {
                 return Err(ServerError::TooManyLearners);
             }
         } else {
-            // Adding a voter must leave enough started voters for the larger quorum.
+            // Adding a voter must leave enough started voters for the larger quorum; a lone
+            // started member may take a second one (etcd's case of restoring a cluster).
             let (started, voters) = self.started_voters(None);
-            self.check_strict(started >= quorum(voters + 1))?;
+            self.check_strict(started >= quorum(voters + 1) || (started == 1 && voters == 1))?;
         }
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
         let id = crate::ids::member_id(&r.peer_ur_ls, &now.to_string());
@@ -141,6 +142,6 @@ impl EtcdServer {
 
     /// With `--strict-reconfig-check`, a change that would leave too few started voters fails.
     fn check_strict(&self, ok: bool) -> Result<(), ServerError> {
-        if self.config().raw.strict_reconfig_check && !ok { Err(ServerError::Unhealthy) } else { Ok(()) }
+        if self.config().raw.strict_reconfig_check && !ok { Err(ServerError::NotEnoughStartedMembers) } else { Ok(()) }
     }
 }
