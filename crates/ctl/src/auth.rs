@@ -150,18 +150,42 @@ fn password_for(name: &str, interactive: bool) -> Result<String, CtlError> {
     Ok(p)
 }
 
+/// `user add`'s name and password, read before connecting as etcdctl reads them:
+/// --no-password, then --new-user-password, then `name:password`, else a password from stdin.
+fn user_add_credentials(
+    args: Vec<String>,
+    new_user_password: String,
+    no_password: bool,
+    interactive: bool,
+) -> Result<(String, String), CtlError> {
+    let spec = one(&args, "user add command requires user name as its argument")?;
+    // etcdctl's order: --no-password, then --new-user-password, then name:password
+    let (name, password) = if no_password {
+        (spec.to_string(), String::new())
+    } else if !new_user_password.is_empty() {
+        (spec.to_string(), new_user_password)
+    } else {
+        match spec.split_once(':') {
+            Some(("", _)) => return Err(CtlError::bad_args("empty user name is not allowed")),
+            Some((n, p)) => (n.to_string(), p.to_string()),
+            None => (spec.to_string(), password_for(spec, interactive)?),
+        }
+    };
+    Ok((name, password))
+}
+
 pub async fn user(ctx: &Ctx, cmd: UserCmd) -> Result<(), CtlError> {
+    let add = match &cmd {
+        UserCmd::Add { new_user_password, no_password, args, interactive } => {
+            Some(user_add_credentials(args.clone(), new_user_password.clone(), *no_password, *interactive)?)
+        }
+        _ => None,
+    };
     let c = ctx.client().await?;
     let mut a = c.auth();
     match cmd {
-        UserCmd::Add { interactive, new_user_password, no_password, args } => {
-            let spec = one(&args, "user add command requires user name as its argument")?;
-            let (name, password) = match spec.split_once(':') {
-                Some((n, p)) => (n.to_string(), p.to_string()),
-                None if no_password => (spec.to_string(), String::new()),
-                None if !new_user_password.is_empty() => (spec.to_string(), new_user_password),
-                None => (spec.to_string(), password_for(spec, interactive)?),
-            };
+        UserCmd::Add { no_password, .. } => {
+            let (name, password) = add.unwrap_or_default();
             let options = Some(UserAddOptions { no_password });
             let req = AuthUserAddRequest { name: name.clone(), password, options, ..Default::default() };
             let r = ctx.call(a.user_add(req)).await?;

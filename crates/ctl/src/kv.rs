@@ -248,7 +248,7 @@ enum OpLine {
 /// Go's rules): `\n`, `\t`, `\"`, `\\`, `\x23`, `\043`, `\u00e9`, ... A byte escape above
 /// 0x7f, which would not be UTF-8 on its own, is taken as the code point of that value.
 fn go_escape(chars: &mut std::str::Chars<'_>, out: &mut String) {
-    let mut hex = |n: usize, chars: &mut std::str::Chars<'_>| {
+    let hex = |n: usize, chars: &mut std::str::Chars<'_>| {
         let digits: String = chars.by_ref().take(n).collect();
         u32::from_str_radix(&digits, 16).ok().and_then(char::from_u32)
     };

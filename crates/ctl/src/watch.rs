@@ -95,7 +95,7 @@ fn show(ctx: &Ctx, resp: &WatchResponse, exec: &[String]) -> Result<bool, CtlErr
     let (h, events) = (&resp.header, &resp.events);
     print!("{}", print::watch(ctx.format, h, events, resp.compact_revision, resp.canceled, ctx.style));
     if !exec.is_empty() {
-        run_exec(exec, events);
+        run_exec(exec, h.as_ref().map_or(0, |h| h.revision), events);
     }
     Ok(!resp.canceled)
 }
@@ -215,15 +215,18 @@ async fn interactive(ctx: &Ctx) -> Result<(), CtlError> {
 }
 
 /// Runs the exec form's command once per event with etcdctl's `ETCD_WATCH_*` variables.
-fn run_exec(cmd: &[String], events: &[rustcd_api::mvccpb::Event]) {
+/// The values are Go-quoted (`ETCD_WATCH_KEY="foo"`) and the revision is the response's, as
+/// etcdctl sets them.
+fn run_exec(cmd: &[String], revision: i64, events: &[rustcd_api::mvccpb::Event]) {
+    use crate::json::quote;
     for e in events {
         let kv = e.kv.clone().unwrap_or_default();
         let status = std::process::Command::new(&cmd[0])
             .args(&cmd[1..])
-            .env("ETCD_WATCH_REVISION", kv.mod_revision.to_string())
-            .env("ETCD_WATCH_EVENT_TYPE", if e.r#type == 1 { "DELETE" } else { "PUT" })
-            .env("ETCD_WATCH_KEY", String::from_utf8_lossy(&kv.key).as_ref())
-            .env("ETCD_WATCH_VALUE", String::from_utf8_lossy(&kv.value).as_ref())
+            .env("ETCD_WATCH_REVISION", revision.to_string())
+            .env("ETCD_WATCH_EVENT_TYPE", if e.r#type == 1 { "\"DELETE\"" } else { "\"PUT\"" })
+            .env("ETCD_WATCH_KEY", quote(&kv.key))
+            .env("ETCD_WATCH_VALUE", quote(&kv.value))
             .status();
         if let Err(err) = status {
             eprintln!("command {cmd:?} error ({err})");
