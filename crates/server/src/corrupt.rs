@@ -55,7 +55,7 @@ pub async fn initial_check(s: &EtcdServer) -> Result<(), StartError> {
             }
         }
         if !answered && m.client_ur_ls.is_empty() {
-            tracing::warn!(local_member_id = %me, remote_peer_id = %peer, "cannot fetch hash from remote peer: it has not published its client URLs");
+            tracing::warn!(local_member_id = %me, remote_peer_id = %peer, "cannot fetch hash from remote peer: no client URLs known for it yet");
         }
     }
     if !mismatched.is_empty() {
