@@ -90,7 +90,6 @@ fn kubeadm_manifest_flags_start_a_member() {
     member.wait_writable(c);
     let health = http_get(m, "/health");
     assert!(health.starts_with("HTTP/1.1 200") && health.contains(r#""health":"true""#), "{health}");
-    let log = member.log();
     for line in [
         "initial corruption checking passed; no corruption",
         "enabled capabilities for version",
@@ -99,8 +98,10 @@ fn kubeadm_manifest_flags_start_a_member() {
         "serving client traffic insecurely; this is strongly discouraged!",
         "elected leader",
     ] {
-        assert!(log.contains(line), "the log lacks {line:?}:\n{log}");
+        // the member may take a write a moment before it publishes: poll
+        wait_for(line, Duration::from_secs(10), || member.log().contains(line).then_some(()));
     }
+    let log = member.log();
     assert!(!log.contains("\"level\":\"warn\""), "kubeadm's flags are all implemented:\n{log}");
 }
 
@@ -166,14 +167,15 @@ fn flag_errors_are_gos_and_unbuilt_settings_are_refused() {
 }
 
 /// A repeated flag: the last wins. An `ETCD_*` variable etcd does not know is warned about; one
-/// it knows is used, and logged.
+/// it knows is used, and logged. `--listen-client-http-urls` moves the HTTP endpoints.
 #[test]
 fn repeated_flags_and_environment_variables_as_etcd() {
     let dir = tempfile::tempdir().expect("dir");
-    let (c, p) = (free_port(), free_port());
+    let (c, p, h) = (free_port(), free_port(), free_port());
     let args: Vec<String> = [
         "--name=first".to_string(),
         "--name=second".to_string(),
+        format!("--listen-client-http-urls=http://127.0.0.1:{h}"),
         format!("--listen-client-urls=http://127.0.0.1:{c}"),
         format!("--advertise-client-urls=http://127.0.0.1:{c}"),
         format!("--listen-peer-urls=http://127.0.0.1:{p}"),
@@ -195,6 +197,8 @@ fn repeated_flags_and_environment_variables_as_etcd() {
         log.contains(r#""msg":"recognized and used environment variable","variable-name":"ETCD_DATA_DIR""#),
         "{log}"
     );
+    assert!(http_get(h, "/health").starts_with("HTTP/1.1 200"));
+    assert!(!http_get(c, "/health").contains("\"health\""), "HTTP left the client URL");
 }
 
 /// `etcd gateway start`: etcd's L4 proxy pipes a client to a member (the first endpoint is

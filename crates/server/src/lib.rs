@@ -281,10 +281,15 @@ async fn serve_clients(cfg: &Config, s: Arc<EtcdServer>) -> Result<Vec<std::net:
     if !cfg.listen_metrics_urls.is_empty() {
         listen::serve_on(&cfg.listen_metrics_urls, http::routes(s.clone()), "serving metrics", &opts).await?;
     }
-    let router = routes
-        .into_axum_router()
-        .layer(axum::middleware::map_response(grpc::size_limit::rewrite))
-        .merge(http::routes(s));
+    let grpc = routes.into_axum_router().layer(axum::middleware::map_response(grpc::size_limit::rewrite));
+    let router = if cfg.listen_client_http_urls.is_empty() {
+        grpc.merge(http::routes(s))
+    } else {
+        // etcd's --listen-client-http-urls: HTTP moves off the client URLs to its own listeners
+        let what = "serving client traffic insecurely; this is strongly discouraged!";
+        listen::serve_on(&cfg.listen_client_http_urls, http::routes(s), what, &opts).await?;
+        grpc
+    };
     let bound = listen::serve_on(
         &cfg.listen_client_urls,
         router,

@@ -28,6 +28,7 @@ pub struct Settings {
     pub listen_peer_urls: String,
     pub initial_advertise_peer_urls: String,
     pub listen_metrics_urls: String,
+    pub listen_client_http_urls: String,
     pub initial_cluster: String,
     pub initial_cluster_token: String,
     pub initial_cluster_state: String,
@@ -68,6 +69,7 @@ impl Settings {
             listen_peer_urls: v.str("listen-peer-urls"),
             initial_advertise_peer_urls: v.str("initial-advertise-peer-urls"),
             listen_metrics_urls: v.str("listen-metrics-urls"),
+            listen_client_http_urls: v.str("listen-client-http-urls"),
             initial_cluster: v.str("initial-cluster"),
             initial_cluster_token: v.str("initial-cluster-token"),
             initial_cluster_state: v.str("initial-cluster-state"),
@@ -124,6 +126,9 @@ pub struct Config {
     pub initial_cluster: Vec<InitialMember>,
     pub watch_progress_notify_interval: Duration,
     pub listen_metrics_urls: Vec<Url>,
+    /// `--listen-client-http-urls`: when set, the HTTP endpoints are served there and no longer
+    /// on the client URLs.
+    pub listen_client_http_urls: Vec<Url>,
     /// `--auto-compaction-*`: what the leader keeps (`None`: no auto-compaction).
     pub auto_compaction: Option<crate::compactor::Retention>,
     /// What reading the settings found worth logging (etcd logs it once its logger is up).
@@ -173,6 +178,7 @@ impl Config {
             "listen-peer-urls",
             "initial-advertise-peer-urls",
             "listen-metrics-urls",
+            "listen-client-http-urls",
         ] {
             for u in values.list(name) {
                 if u.starts_with("https://") || u.starts_with("unixs://") {
@@ -228,12 +234,14 @@ impl Config {
             ));
         }
         let listen_metrics_urls = parse_urls(&raw.listen_metrics_urls, "listen-metrics-urls")?;
+        let listen_client_http_urls = parse_urls(&raw.listen_client_http_urls, "listen-client-http-urls")?;
         let auto_compaction =
             crate::compactor::Retention::parse(&raw.auto_compaction_mode, &raw.auto_compaction_retention)
                 .map_err(StartError::Config)?;
         Ok(Config {
             watch_progress_notify_interval,
             listen_metrics_urls,
+            listen_client_http_urls,
             auto_compaction,
             notes: Vec::new(),
             data_dir: PathBuf::from(data_dir),

@@ -114,7 +114,7 @@ pub const FLAGS: &[Flag] = &[
     f("initial-election-tick-advance", Bool, "true", Member, Yes, "Whether to fast-forward initial election ticks on boot for faster election."),
     f("listen-peer-urls", Urls, "http://localhost:2380", Member, Yes, "List of URLs to listen on for peer traffic."),
     f("listen-client-urls", Urls, "http://localhost:2379", Member, Yes, "List of URLs to listen on for client grpc traffic and http as long as --listen-client-http-urls is not specified."),
-    f("listen-client-http-urls", Urls, "", Member, NotYet("separate HTTP client listeners"), "List of URLs to listen on for http only client traffic. Enabling this flag removes http services from --listen-client-urls."),
+    f("listen-client-http-urls", Urls, "", Member, Yes, "List of URLs to listen on for http only client traffic. Enabling this flag removes http services from --listen-client-urls."),
     f("max-snapshots", Uint, "5", Member, NoEffect("rustcd keeps no snapshot files: a snapshot is its backend, and raft-engine purges the raft log itself"), "Maximum number of snapshot files to retain (0 is unlimited)."),
     f("max-wals", Uint, "5", Member, NoEffect("rustcd keeps no WAL files: raft-engine purges the raft log once it is applied and snapshotted"), "Maximum number of wal files to retain (0 is unlimited)."),
     f("quota-backend-bytes", Int, "0", Member, NotYet("the backend quota"), "Sets the maximum size (in bytes) that the etcd backend database may consume. Exceeding this triggers an alarm and puts etcd in read-only mode. Set to 0 to use the default 2GiB limit."),
