@@ -105,7 +105,7 @@ pub fn prefix_end(key: &[u8]) -> Vec<u8> {
 
 /// Key and range end for a key argument with `--prefix`/`--from-key` (clientv3's options).
 fn key_range(key: &str, end: Option<&str>, prefix: bool, from_key: bool) -> (Vec<u8>, Vec<u8>) {
-    let mut k = key.as_bytes().to_vec();
+    let mut k = crate::arg_bytes(key);
     if prefix {
         if k.is_empty() {
             return (vec![0], vec![0]);
@@ -119,7 +119,7 @@ fn key_range(key: &str, end: Option<&str>, prefix: bool, from_key: bool) -> (Vec
         }
         return (k, vec![0]);
     }
-    (k, end.map(|e| e.as_bytes().to_vec()).unwrap_or_default())
+    (k, end.map(|e| crate::arg_bytes(e)).unwrap_or_default())
 }
 
 /// `key [range_end]` with `--prefix`/`--from-key`, checked as etcdctl's get and del do.
@@ -187,7 +187,7 @@ pub fn put_request(a: &PutArgs, stdin: &mut dyn BufRead) -> Result<PutRequest, C
     let value = if a.ignore_value {
         Vec::new()
     } else if let Some(v) = a.args.get(1) {
-        v.clone().into_bytes()
+        crate::arg_bytes(v)
     } else {
         let mut v = Vec::new();
         if stdin.read_to_end(&mut v).is_err() || v.is_empty() {
@@ -203,7 +203,7 @@ pub fn put_request(a: &PutArgs, stdin: &mut dyn BufRead) -> Result<PutRequest, C
         ))
     })?;
     Ok(PutRequest {
-        key: key.clone().into_bytes().into(),
+        key: crate::arg_bytes(key).into(),
         value: value.into(),
         lease,
         prev_kv: a.prev_kv,
@@ -335,14 +335,14 @@ fn parse_compare(line: &str) -> Result<Compare, CtlError> {
         "ver" | "version" => (CompareTarget::Version, TargetUnion::Version(int()?)),
         "c" | "create" => (CompareTarget::Create, TargetUnion::CreateRevision(int()?)),
         "m" | "mod" => (CompareTarget::Mod, TargetUnion::ModRevision(int()?)),
-        "val" | "value" => (CompareTarget::Value, TargetUnion::Value(value.clone().into_bytes().into())),
+        "val" | "value" => (CompareTarget::Value, TargetUnion::Value(crate::arg_bytes(value).into())),
         "lease" => (CompareTarget::Lease, TargetUnion::Lease(int()?)),
         _ => return Err(bad(&format!(" (unknown target {target})"))),
     };
     Ok(Compare {
         result: result as i32,
         target: t as i32,
-        key: key.as_bytes().to_vec().into(),
+        key: crate::arg_bytes(key).into(),
         target_union: Some(union),
         ..Default::default()
     })

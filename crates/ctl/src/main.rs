@@ -67,6 +67,30 @@ impl From<tonic::Status> for CtlError {
     }
 }
 
+/// Now as zap's ISO 8601 with milliseconds, UTC (`2026-11-24T20:19:22.144Z`).
+fn chrono_like_now() -> String {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
 /// grpc-go's name for a status code.
 fn go_code_name(code: tonic::Code) -> &'static str {
     use tonic::Code::*;
@@ -168,9 +192,34 @@ impl Ctx {
         f: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     ) -> Result<T, CtlError> {
         match tokio::time::timeout(self.command_timeout, f).await {
-            Ok(r) => Ok(r?.into_inner()),
+            Ok(Ok(r)) => Ok(r.into_inner()),
+            Ok(Err(s)) => {
+                self.client_warning(&s);
+                Err(s.into())
+            }
             Err(_) => Err(CtlError::new(1, "context deadline exceeded")),
         }
+    }
+
+    /// The line etcd's Go client logs on stderr when a request fails (scripts and etcd's own
+    /// tests look for "retrying of unary invoker failed").
+    pub fn client_warning(&self, s: &tonic::Status) {
+        let ts = chrono_like_now();
+        let endpoint = self.config.endpoints.first().map_or("", String::as_str);
+        let endpoint = endpoint.split_once("://").map_or(endpoint, |(_, rest)| rest);
+        let target = format!("etcd-endpoints://0xc000{:06x}/{endpoint}", std::process::id() & 0xff_ffff);
+        let error = format!("rpc error: code = {} desc = {}", go_code_name(s.code()), s.message());
+        let line = json::Obj::new()
+            .str("level", "warn")
+            .str("ts", &ts)
+            .str("logger", "etcd-client")
+            .str("caller", "v3/retry_interceptor.go:62")
+            .str("msg", "retrying of unary invoker failed")
+            .str("target", &target)
+            .raw("attempt", "0")
+            .str("error", &error)
+            .end();
+        eprintln!("{line}");
     }
 
     /// Runs a read-only request on each endpoint in turn until one answers, within one
@@ -195,8 +244,14 @@ impl Ctx {
             let share = left / u32::try_from(eps.len() - i).unwrap_or(1).max(1);
             match tokio::time::timeout(share, f(c)).await {
                 Ok(Ok(r)) => return Ok(r.into_inner()),
-                Ok(Err(s)) if s.code() == tonic::Code::Unavailable => last = s.into(),
-                Ok(Err(s)) => return Err(s.into()),
+                Ok(Err(s)) if s.code() == tonic::Code::Unavailable => {
+                    self.client_warning(&s);
+                    last = s.into()
+                }
+                Ok(Err(s)) => {
+                    self.client_warning(&s);
+                    return Err(s.into());
+                }
                 Err(_) => last = CtlError::new(1, "context deadline exceeded"),
             }
         }
@@ -343,6 +398,34 @@ fn prefix_matching(cmd: clap::Command) -> clap::Command {
     cmd.infer_subcommands(true).mut_subcommands(prefix_matching)
 }
 
+/// A command-line word as a `String`, keeping bytes that are not UTF-8: etcdctl (Go) takes
+/// arguments as bytes, and etcd's own tests put keys such as `"\xff"`. Each such byte becomes
+/// a private-use character that [`arg_bytes`] turns back into the byte.
+fn arg_string(a: std::ffi::OsString) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = String::new();
+    for chunk in a.as_bytes().utf8_chunks() {
+        out.push_str(chunk.valid());
+        out.extend(chunk.invalid().iter().filter_map(|b| char::from_u32(RAW_BYTE_BASE + u32::from(*b))));
+    }
+    out
+}
+
+/// Where [`arg_string`] puts a byte that is not UTF-8 (plane 16's private use area).
+const RAW_BYTE_BASE: u32 = 0x10_FF00;
+
+/// The bytes a command-line word stands for (see [`arg_string`]).
+pub fn arg_bytes(s: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    for c in s.chars() {
+        match u32::from(c).checked_sub(RAW_BYTE_BASE) {
+            Some(b) if b < 0x100 => out.push(b as u8),
+            _ => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+        }
+    }
+    out
+}
+
 /// The long names of the on/off flags in the command tree: (switches, names that some command
 /// declares otherwise, which are left to the parser).
 fn switch_names(cmd: &clap::Command, out: &mut (Vec<String>, Vec<String>)) {
@@ -389,17 +472,7 @@ fn go_switches(argv: Vec<String>) -> Vec<String> {
 }
 
 fn main() -> ExitCode {
-    let mut argv = Vec::new();
-    for a in std::env::args_os() {
-        match a.into_string() {
-            Ok(s) => argv.push(s),
-            Err(a) => {
-                eprintln!("Error: invalid argument {a:?}: not valid UTF-8");
-                return ExitCode::from(128);
-            }
-        }
-    }
-    let argv = go_switches(argv);
+    let argv = go_switches(std::env::args_os().map(arg_string).collect());
     if let Some(path) = help_request(&argv) {
         print!("{}", help::render(&Cli::command(), &path));
         return ExitCode::SUCCESS;

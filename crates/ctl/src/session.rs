@@ -101,7 +101,7 @@ pub async fn lock(ctx: &Ctx, a: LockArgs) -> Result<(), CtlError> {
     let mut session = Session::start(ctx, &c, a.ttl).await?;
     let mut locker = c.lock();
     let locked = tokio::select! {
-        r = locker.lock(LockRequest { name: a.name.clone().into_bytes().into(), lease: session.lease }) => r?.into_inner(),
+        r = locker.lock(LockRequest { name: crate::arg_bytes(&a.name).into(), lease: session.lease }) => r?.into_inner(),
         _ = interrupted() => {
             session.close(ctx, &c).await;
             return Err(CtlError::new(5, "interrupted"));
@@ -147,7 +147,7 @@ pub async fn elect(ctx: &Ctx, a: ElectArgs) -> Result<(), CtlError> {
             return Err(CtlError::bad_args("elect takes one election name argument in listen mode"));
         };
         let mut stream =
-            c.election().observe(LeaderRequest { name: name.clone().into_bytes().into() }).await?.into_inner();
+            c.election().observe(LeaderRequest { name: crate::arg_bytes(name).into() }).await?.into_inner();
         loop {
             tokio::select! {
                 next = stream.next() => match next {
@@ -166,9 +166,9 @@ pub async fn elect(ctx: &Ctx, a: ElectArgs) -> Result<(), CtlError> {
     };
     let mut session = Session::start(ctx, &c, ELECTION_TTL).await?;
     let req = CampaignRequest {
-        name: name.clone().into_bytes().into(),
+        name: crate::arg_bytes(name).into(),
         lease: session.lease,
-        value: proposal.clone().into_bytes().into(),
+        value: crate::arg_bytes(proposal).into(),
     };
     let mut elections = c.election();
     let leader = tokio::select! {

@@ -57,11 +57,11 @@ fn create_request(a: &WatchArgs) -> Result<WatchCreateRequest, CtlError> {
     if a.prefix && keys.len() > 1 {
         return Err(CtlError::bad_args("`--prefix` and range_end cannot be set at the same time, choose one"));
     }
-    let key = keys[0].as_bytes().to_vec();
+    let key = crate::arg_bytes(&keys[0]);
     let range_end = match (a.prefix, keys.get(1)) {
         (true, _) if key.is_empty() => vec![0],
         (true, _) => prefix_end(&key),
-        (false, Some(end)) => end.as_bytes().to_vec(),
+        (false, Some(end)) => crate::arg_bytes(end),
         (false, None) => Vec::new(),
     };
     let key = if a.prefix && key.is_empty() { vec![0] } else { key };
