@@ -119,7 +119,7 @@ fn key_range(key: &str, end: Option<&str>, prefix: bool, from_key: bool) -> (Vec
         }
         return (k, vec![0]);
     }
-    (k, end.map(|e| crate::arg_bytes(e)).unwrap_or_default())
+    (k, end.map(crate::arg_bytes).unwrap_or_default())
 }
 
 /// `key [range_end]` with `--prefix`/`--from-key`, checked as etcdctl's get and del do.
