@@ -13,6 +13,9 @@
 #             namespace (`unshare -n`), since the suite uses fixed ports
 #   E2E_OUT   where logs and results go (default target/etcd-e2e)
 #   E2E_TIMEOUT  per-test timeout (default 5m)
+#   E2E_PROFILE  which build of rustcd's binaries: release (default; built here) or debug (as
+#                the test command leaves them)
+#   E2E_REQUIRE  when 1, exit 1 if any test that ran failed (the test command's fixed subset)
 #
 # Out of scope, never run: the v2 API tests (names with V2) and the release-upgrade tests.
 # Prints one line per test and pairing, then the pass counts side by side; the table is kept in
@@ -25,6 +28,7 @@ out="${E2E_OUT:-$root/target/etcd-e2e}"
 jobs="${E2E_JOBS:-2}"
 run_re="${E2E_RUN:-.}"
 timeout="${E2E_TIMEOUT:-5m}"
+profile="${E2E_PROFILE:-release}"
 pairings=("$@")
 [ ${#pairings[@]} -gt 0 ] || pairings=(real server ctl)
 src=/usr/share/gocode/src/go.etcd.io/etcd
@@ -39,6 +43,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 mkdir -p "$out"
+out="$(cd "$out" && pwd)"
 # The suite looks for ../../etcd.conf.yml.sample and ../../integration/fixtures from its working
 # directory: give each pairing that layout, fresh (some tests leave data directories in it).
 workdir() { # pairing -> its working layout
@@ -55,7 +60,18 @@ if [ ! -x "$out/e2e.test" ] || [ "$out/e2e.test" -ot "$src/tests/e2e/main_test.g
     (cd "$src/tests/e2e" && GO111MODULE=off GOPATH=/usr/share/gocode GOFLAGS=-mod=mod \
         GOCACHE="$out/gocache" go test -c -o "$out/e2e.test" .)
 fi
-(cd "$root" && cargo build -q --release -p rustcd-server -p rustcd-ctl)
+if [ "$profile" = release ]; then
+    (cd "$root" && cargo build -q --release -p rustcd-server -p rustcd-ctl)
+fi
+# Each test gets a loopback-only network namespace of its own where the system allows one;
+# elsewhere tests run one at a time on the machine's loopback (the suite's ports are fixed).
+if unshare -n true 2>/dev/null; then
+    netns="unshare -n"
+else
+    netns=""
+    jobs=1
+    echo "unshare -n is not allowed here: tests run one at a time"
+fi
 
 # Each binary the suite runs is a wrapper that records its arguments beside the test's log
 # ($out/<pairing>/<test>.<binary>.log), so that a failure shows what it needed.
@@ -75,8 +91,8 @@ bins() { # pairing -> a directory holding etcd and etcdctl
     mkdir -p "$d"
     case "$1" in
         real) wrap /usr/bin/etcd "$d/etcd"; wrap /usr/bin/etcdctl "$d/etcdctl" ;;
-        server) wrap "$root/target/release/etcd" "$d/etcd"; wrap /usr/bin/etcdctl "$d/etcdctl" ;;
-        ctl) wrap /usr/bin/etcd "$d/etcd"; wrap "$root/target/release/etcdctl" "$d/etcdctl" ;;
+        server) wrap "$root/target/$profile/etcd" "$d/etcd"; wrap /usr/bin/etcdctl "$d/etcdctl" ;;
+        ctl) wrap /usr/bin/etcd "$d/etcd"; wrap "$root/target/$profile/etcdctl" "$d/etcdctl" ;;
         *) echo "unknown pairing $1 (real, server or ctl)" >&2; exit 2 ;;
     esac
     echo "$d"
@@ -87,8 +103,8 @@ tests=$("$out/e2e.test" -test.list '.*' | grep -v 'V2' | grep -v '^TestReleaseUp
 
 run_one() { # pairing bindir workdir test
     local p="$1" d="$2" work="$3" t="$4" log="$out/$1/$4.log" r
-    (cd "$work/tests/e2e" && E2E_TEST="$t" E2E_LOGDIR="$out/$p" timeout --kill-after=10s 6m unshare -n sh -c \
-        "ip link set lo up && exec '$out/e2e.test' -test.run '^$t\$' -test.timeout '$timeout' -test.v -bin-dir '$d' -cert-dir '$work/integration/fixtures'" \
+    (cd "$work/tests/e2e" && E2E_TEST="$t" E2E_LOGDIR="$out/$p" timeout --kill-after=10s 6m $netns sh -c \
+        "{ [ -z '$netns' ] || ip link set lo up; } && exec '$out/e2e.test' -test.run '^$t\$' -test.timeout '$timeout' -test.v -bin-dir '$d' -cert-dir '$work/integration/fixtures'" \
         >"$log" 2>&1) || true
     if grep -q "^--- FAIL\|^FAIL\|^panic:" "$log"; then r=FAIL
     elif grep -q "^--- SKIP" "$log"; then r=SKIP
@@ -132,7 +148,7 @@ cause() { # dir test pairing -> what the failing test needs that rustcd does not
 }
 
 export -f run_one cause
-export out timeout
+export out timeout netns
 
 for p in "${pairings[@]}"; do
     d=$(bins "$p")
@@ -165,3 +181,7 @@ done
 } >"$out/summary.txt"
 tail -n "${#pairings[@]}" "$out/summary.txt"
 echo "table: $out/summary.txt; logs: $out/<pairing>/<test>.log"
+if [ "${E2E_REQUIRE:-0}" = 1 ] && grep -lq '^FAIL' "$out"/*/*.result 2>/dev/null; then
+    for p in "${pairings[@]}"; do grep -l '^FAIL' "$out/$p"/*.result 2>/dev/null | sed "s|.*/|$p: failed: |; s|.result||"; done
+    exit 1
+fi
