@@ -33,10 +33,9 @@ pub mod rustcdpb {
     tonic::include_proto!("rustcdpb");
 }
 
-/// The etcd server version rustcd reports to clients (`Status`, `/version`, `etcd --version`):
-/// the newest etcd 3.5 patch release whose client-visible behaviour rustcd is known to match
-/// (docs/compatibility.md says why this one). Clients gate features on it: Kubernetes reads
-/// consistently from its watch cache only from 3.5.13 on.
+/// The etcd server version rustcd reports to clients (`Status`, `/version`, `etcd --version`).
+/// Clients gate features on it: Kubernetes reads consistently from its watch cache only from
+/// 3.5.13 on. docs/compatibility.md says which of 3.5.13's changes rustcd is checked against.
 pub const ETCD_VERSION: &str = "3.5.13";
 /// The etcd cluster version rustcd reports.
 pub const ETCD_CLUSTER_VERSION: &str = "3.5.0";

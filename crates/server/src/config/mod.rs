@@ -407,4 +407,14 @@ mod tests {
         let c = Config::from_values(v).expect("the sample starts a member");
         assert!(c.auto_compaction.is_some());
     }
+
+    /// docs/compatibility.md names every flag rustcd does not implement, with the table.
+    #[test]
+    fn the_compatibility_page_names_every_flag_not_implemented() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/compatibility.md"))
+            .expect("docs/compatibility.md");
+        for f in table::FLAGS.iter().filter(|f| matches!(f.support, Support::NoEffect(_) | Support::NotYet(_))) {
+            assert!(doc.contains(f.name), "docs/compatibility.md does not name --{}", f.name);
+        }
+    }
 }
