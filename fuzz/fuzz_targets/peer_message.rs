@@ -44,6 +44,7 @@ fn core(leader: bool) -> Core {
         heartbeat_tick: 1,
         pre_vote: true,
         advance_ticks: false,
+        force_new_cluster: false,
         applied: 0,
     };
     let mut c = Core::new(&cfg, storage, Nowhere, Nowhere).expect("core");

@@ -236,3 +236,47 @@ fn the_gateway_proxies_clients_to_a_member() {
     let got = stdout(&etcdctl(&[&format!("127.0.0.1:{c}")], &["get", "via", "--print-value-only"]));
     assert_eq!(got, "gateway\n");
 }
+
+/// `--force-new-cluster`: a member of a three-member cluster whose peers are gone restarts as
+/// the only member of its cluster, with its data.
+#[test]
+fn force_new_cluster_restarts_a_member_alone_with_its_data() {
+    let dir = tempfile::tempdir().expect("dir");
+    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+    let cluster: Vec<String> =
+        ports.iter().enumerate().map(|(i, (_, p))| format!("m{i}=http://127.0.0.1:{p}")).collect();
+    let args = |i: usize| -> Vec<String> {
+        let (c, p) = ports[i];
+        vec![
+            format!("--name=m{i}"),
+            format!("--data-dir={}/m{i}", dir.path().display()),
+            format!("--listen-client-urls=http://127.0.0.1:{c}"),
+            format!("--advertise-client-urls=http://127.0.0.1:{c}"),
+            format!("--listen-peer-urls=http://127.0.0.1:{p}"),
+            format!("--initial-advertise-peer-urls=http://127.0.0.1:{p}"),
+            format!("--initial-cluster={}", cluster.join(",")),
+        ]
+    };
+    let logs: Vec<PathBuf> = (0..3).map(|i| dir.path().join(format!("log{i}"))).collect();
+    for l in &logs {
+        std::fs::create_dir_all(l).expect("log dir");
+    }
+    let mut members: Vec<Member> = (0..3).map(|i| Member::start(&logs[i], &args(i), &[])).collect();
+    members[0].wait_writable(ports[0].0);
+    let ep0 = format!("127.0.0.1:{}", ports[0].0);
+    for i in 0..20 {
+        assert!(etcdctl(&[&ep0], &["put", &format!("key{i}"), "v"]).status.success());
+    }
+    drop(members); // every member killed
+
+    let mut forced = args(0);
+    forced.push("--force-new-cluster".into());
+    let mut alone = Member::start(&logs[0], &forced, &[]);
+    alone.wait_writable(ports[0].0);
+    let got = stdout(&etcdctl(&[&ep0], &["get", "key", "--prefix", "--keys-only"]));
+    assert_eq!(got.lines().filter(|l| l.starts_with("key")).count(), 20, "{got}");
+    let list = stdout(&etcdctl(&[&ep0], &["member", "list"]));
+    assert_eq!(list.lines().count(), 1, "{list}");
+    assert!(list.contains(", m0, "), "{list}");
+    assert!(alone.log().contains("forcing restart member as a new single-member cluster"));
+}

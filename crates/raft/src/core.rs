@@ -34,6 +34,8 @@ impl<L: LogStorage, T: Transport, A: ApplySink> RaftCore<L, T, A> {
             bootstrap(&mut store, &cfg.bootstrap)?;
             // The bootstrap entries are already in the conf state: nothing to apply from them.
             applied = cfg.bootstrap.len() as u64;
+        } else if cfg.force_new_cluster && !store.is_empty() {
+            force_new_cluster(&mut store, cfg.id)?;
         }
         let single_voter = store.initial_state()?.conf_state.voters == vec![cfg.id];
         let raft_cfg = raft::Config {
@@ -255,6 +257,35 @@ fn bootstrap<L: LogStorage>(store: &mut L, members: &[(u64, Vec<u8>)]) -> Result
     store.append(&entries, Some(&hs), true)?;
     let cs = ConfState { voters: members.iter().map(|m| m.0).collect(), ..Default::default() };
     store.set_conf_state(cs)
+}
+
+/// etcd's `--force-new-cluster`: the member restarts as the only member of its cluster, with its
+/// data. Entries it never saw committed are dropped, and committed RemoveNode entries for every
+/// other member follow its committed log; applied as usual, they leave it the only voter, and it
+/// elects itself.
+fn force_new_cluster<L: LogStorage>(store: &mut L, id: u64) -> Result<()> {
+    let state = store.initial_state()?;
+    let (mut hs, cs) = (state.hard_state, state.conf_state);
+    let others: Vec<u64> = cs.voters.iter().chain(cs.learners.iter()).copied().filter(|m| *m != id).collect();
+    tracing::warn!(
+        local_member_id = %format!("{id:x}"), commit_index = hs.commit, removed = ?others.iter().map(|m| format!("{m:x}")).collect::<Vec<_>>(),
+        "forcing restart member as a new single-member cluster"
+    );
+    let mut entries = Vec::with_capacity(others.len());
+    for (i, other) in others.iter().enumerate() {
+        let cc = ConfChange { change_type: ConfChangeType::RemoveNode, node_id: *other, ..Default::default() };
+        let data = cc.write_to_bytes().map_err(|e| Error::Corrupt(e.to_string()))?;
+        entries.push(Entry {
+            entry_type: EntryType::EntryConfChange,
+            term: hs.term,
+            index: hs.commit + 1 + i as u64,
+            data: data.into(),
+            ..Default::default()
+        });
+    }
+    // Appending at commit + 1 replaces any uncommitted tail, as etcd discards it.
+    hs.commit += entries.len() as u64;
+    store.append(&entries, Some(&hs), true)
 }
 
 /// Why a peer's message must not reach raft, if it must not: raft-rs trusts its peers and

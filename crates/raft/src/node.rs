@@ -34,6 +34,8 @@ pub struct NodeConfig {
     /// etcd's `--initial-election-tick-advance`: a member that starts as a follower begins
     /// one tick short of its election timeout, so a cluster without a leader elects one sooner.
     pub advance_ticks: bool,
+    /// etcd's `--force-new-cluster`: restart as the only member, keeping the data.
+    pub force_new_cluster: bool,
     /// Last index applied to the state machine (the backend's consistent index).
     pub applied: u64,
 }

@@ -97,6 +97,7 @@ fn config(id: u64) -> NodeConfig {
         heartbeat_tick: 1,
         pre_vote: true,
         advance_ticks: false,
+        force_new_cluster: false,
         // A fixed election timeout per member (raft-rs would draw one from its own, unseeded
         // generator): the run depends on the seed alone.
         max_election_tick: 11 + id as usize,

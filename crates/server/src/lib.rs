@@ -97,6 +97,7 @@ fn raft_config(cfg: &Config, id: &identity::Identity, applied: u64) -> NodeConfi
         heartbeat_tick: 1,
         pre_vote: cfg.raw.pre_vote,
         advance_ticks: cfg.raw.initial_election_tick_advance,
+        force_new_cluster: cfg.raw.force_new_cluster,
         applied,
     }
 }

@@ -54,6 +54,7 @@ pub struct Settings {
     pub pre_vote: bool,
     pub initial_election_tick_advance: bool,
     pub unsafe_no_fsync: bool,
+    pub force_new_cluster: bool,
     pub auto_compaction_mode: String,
     pub auto_compaction_retention: String,
 }
@@ -95,6 +96,7 @@ impl Settings {
             pre_vote: v.bool("pre-vote"),
             initial_election_tick_advance: v.bool("initial-election-tick-advance"),
             unsafe_no_fsync: v.bool("unsafe-no-fsync"),
+            force_new_cluster: v.bool("force-new-cluster"),
             auto_compaction_mode: v.str("auto-compaction-mode"),
             auto_compaction_retention: v.str("auto-compaction-retention"),
         }

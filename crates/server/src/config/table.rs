@@ -214,7 +214,7 @@ pub const FLAGS: &[Flag] = &[
     f("experimental-snapshot-catchup-entries", Uint, "5000", Experimental, Yes, "Number of entries for a slow follower to catch up after compacting the raft storage entries."),
     f("experimental-backend-bbolt-freelist-type", Str, "map", Experimental, BBOLT, "ExperimentalBackendFreelistType specifies the type of freelist that boltdb backend uses(array and map are supported types). (etcd 3.4's name)"),
     // Unsafe
-    f("force-new-cluster", Bool, "false", Unsafe, NotYet("--force-new-cluster"), "Force to create a new one member cluster."),
+    f("force-new-cluster", Bool, "false", Unsafe, Yes, "Force to create a new one member cluster."),
     f("unsafe-no-fsync", Bool, "false", Unsafe, Yes, "Disables fsync, unsafe, will cause data loss."),
     // v2 proxy
     f("proxy", Choice(&["off", "readonly", "on"]), "off", Proxy, NotYet("etcd's v2 proxy"), "Proxy mode setting ('off', 'readonly' or 'on')."),
