@@ -357,7 +357,8 @@ pub async fn role(ctx: &Ctx, cmd: RoleCmd) -> Result<(), CtlError> {
                 ));
             }
             let (key, range_end) = perm_range(&args[1], args.get(2), prefix, from_key)?;
-            let (k, e) = (String::from_utf8_lossy(&key).into_owned(), String::from_utf8_lossy(&range_end).into_owned());
+            // etcdctl prints the key as given (an empty key with --from-key means every key)
+            let (k, e) = (args[1].clone(), String::from_utf8_lossy(&range_end).into_owned());
             let req = AuthRoleRevokePermissionRequest {
                 role: args[0].clone(),
                 key: key.clone().into(),

@@ -274,7 +274,10 @@ async fn run(cli: Cli) -> Result<(), CtlError> {
     let ctx = Ctx {
         config: Config {
             endpoints: cli.endpoints.clone(),
-            dial_timeout: duration(&cli.dial_timeout)?,
+            // Go's dialer: a zero timeout is no timeout
+            dial_timeout: Some(duration(&cli.dial_timeout)?)
+                .filter(|d| !d.is_zero())
+                .unwrap_or(Duration::from_secs(3600)),
             credentials: credentials(&cli.user, &cli.password)?,
         },
         command_timeout: duration(&cli.command_timeout)?,
