@@ -121,7 +121,6 @@ cause() { # dir test pairing -> what the failing test needs that rustcd does not
     if [ "$3" = ctl ]; then # the real etcd serves: only what rustcd's etcdctl lacks counts
         case "$2" in
             TestCtlV3Version) echo " (rustcd's etcdctl reports 3.5.13; the suite expects its own 3.4.23)"; return ;;
-            TestCtlV3AuthLeaseRevoke) echo " (expects the Go client's retry after a member rejects its token)"; return ;;
             *ClientTLSFlagByEnv) echo " (etcdctl TLS: issue 13)"; return ;;
         esac
         case "$args" in

@@ -63,6 +63,9 @@ pub struct Client {
     pub endpoint: String,
     channel: Channel,
     token: Token,
+    /// The server's answer when credentials were given but authentication is off: the client
+    /// goes on without a token (as clientv3 does, which logs the answer).
+    pub auth_not_enabled: Option<tonic::Status>,
 }
 
 /// `http://host:port` for a `host:port` or URL endpoint.
@@ -92,7 +95,7 @@ impl Client {
             .await
             .map_err(|_| Error::Unreachable)?
             .map_err(|_| Error::Unreachable)?;
-        let mut client = Client { endpoint: ep.to_string(), channel, token: Token(None) };
+        let mut client = Client { endpoint: ep.to_string(), channel, token: Token(None), auth_not_enabled: None };
         if let Some((name, password)) = &cfg.credentials {
             let req = AuthenticateRequest { name: name.clone(), password: password.clone() };
             match AuthClient::new(client.channel.clone()).authenticate(req).await {
@@ -101,7 +104,9 @@ impl Client {
                     let value = token.parse().map_err(|_| tonic::Status::internal("auth token is not ASCII"))?;
                     client.token = Token(Some(value));
                 }
-                Err(s) if s.message() == "etcdserver: authentication is not enabled" => {}
+                Err(s) if s.message() == "etcdserver: authentication is not enabled" => {
+                    client.auth_not_enabled = Some(s);
+                }
                 Err(s) => return Err(Error::Status(s)),
             }
         }

@@ -183,7 +183,11 @@ pub struct Ctx {
 
 impl Ctx {
     pub async fn client(&self) -> Result<Client, CtlError> {
-        Ok(Client::connect(&self.config).await?)
+        let c = Client::connect(&self.config).await?;
+        if let Some(s) = &c.auth_not_enabled {
+            self.client_warning(s);
+        }
+        Ok(c)
     }
 
     /// Runs one request under `--command-timeout`.
@@ -234,7 +238,12 @@ impl Ctx {
         let eps = &self.config.endpoints;
         for (i, ep) in eps.iter().enumerate() {
             let c = match Client::connect_one(ep, &self.config).await {
-                Ok(c) => c,
+                Ok(c) => {
+                    if let Some(s) = &c.auth_not_enabled {
+                        self.client_warning(s);
+                    }
+                    c
+                }
                 Err(rustcd_client::Error::Status(s)) => return Err(CtlError { code: 2, ..s.into() }),
                 Err(_) => continue,
             };
