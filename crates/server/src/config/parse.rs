@@ -324,10 +324,10 @@ fn from_env(values: &mut Values, given: &[&'static str], env: &[(String, String)
     Ok(())
 }
 
-/// `etcd --help`: etcd's usage text and every flag by section, with its default.
+/// `etcd --help`'s standard output: every flag by section, with its default (etcd prints its
+/// usage text to standard error first).
 pub fn help() -> String {
-    let mut out = String::from(USAGE);
-    out.push('\n');
+    let mut out = String::new();
     let mut section = None;
     for f in FLAGS.iter().filter(|f| f.section != super::table::Section::Hidden) {
         if section != Some(f.section) {
@@ -335,8 +335,8 @@ pub fn help() -> String {
             out.push_str(&format!("\n{}:\n", f.section.title()));
         }
         let default = match (f.name, f.kind) {
-            ("data-dir", _) => "${name}.etcd".to_string(),
-            ("initial-cluster", _) => "default=http://localhost:2380".to_string(),
+            ("data-dir", _) => "'${name}.etcd'".to_string(),
+            ("initial-cluster", _) => "'default=http://localhost:2380'".to_string(),
             (_, Kind::Bool) => f.default.to_string(),
             _ => format!("'{}'", f.default),
         };
