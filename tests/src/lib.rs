@@ -119,6 +119,16 @@ pub fn etcdctl(endpoints: &[&str], args: &[&str]) -> Output {
     Ctl::Real.run(&endpoints.join(","), args, None)
 }
 
+/// A plain HTTP/1.1 GET on loopback: the whole response, status line and headers included.
+pub fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out
+}
+
 /// stdout as text.
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()

@@ -1,21 +1,11 @@
 //! The `etcd` binary as a user meets it: version, config file and `ETCD_*` variables, JSON
 //! logs, `/health`, `/version`, `endpoint status` and `member list`.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rustcd_testkit::ClusterExt as _;
-use rustcd_testkit::{Cluster, etcdctl, free_port, stdout, wait_for, workspace_bin};
-
-fn http_get(port: u16, path: &str) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").expect("write");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("read");
-    out
-}
+use rustcd_testkit::{Cluster, etcdctl, free_port, http_get, stdout, wait_for, workspace_bin};
 
 #[test]
 fn version_flag_names_the_etcd_api_and_rustcd() {

@@ -2,13 +2,11 @@
 //! holding every etcd 3.5 key, Go-style flag errors, settings refused until they are built,
 //! unknown `ETCD_*` variables, and the log lines tools wait for.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use rustcd_testkit::{etcdctl, free_port, stdout, wait_for, workspace_bin};
+use rustcd_testkit::{etcdctl, free_port, http_get, stdout, wait_for, workspace_bin};
 
 /// A member process, killed when dropped; its stderr goes to `log`.
 struct Member {
@@ -50,14 +48,6 @@ impl Drop for Member {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn http_get(port: u16, path: &str) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").expect("write");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("read");
-    out
 }
 
 fn run_etcd(args: &[&str]) -> Output {
