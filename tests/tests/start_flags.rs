@@ -270,3 +270,35 @@ fn force_new_cluster_restarts_a_member_alone_with_its_data() {
     assert!(list.contains(", m0, "), "{list}");
     assert!(alone.log().contains("forcing restart member as a new single-member cluster"));
 }
+
+/// `unix://` peer URLs: three members talk raft over Unix sockets (etcd takes the rest of the
+/// URL as the socket's path) and replicate a write.
+#[test]
+fn members_talk_over_unix_socket_peer_urls() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sock = |i: usize| format!("unix://{}/m{i}.peer", dir.path().display());
+    let clients: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let cluster: Vec<String> = (0..3).map(|i| format!("m{i}={}", sock(i))).collect();
+    let logs: Vec<PathBuf> = (0..3).map(|i| dir.path().join(format!("log{i}"))).collect();
+    let mut members: Vec<Member> = (0..3)
+        .map(|i| {
+            std::fs::create_dir_all(&logs[i]).expect("log dir");
+            let args = vec![
+                format!("--name=m{i}"),
+                format!("--data-dir={}/m{i}", dir.path().display()),
+                format!("--listen-client-urls=http://127.0.0.1:{}", clients[i]),
+                format!("--advertise-client-urls=http://127.0.0.1:{}", clients[i]),
+                format!("--listen-peer-urls={}", sock(i)),
+                format!("--initial-advertise-peer-urls={}", sock(i)),
+                format!("--initial-cluster={}", cluster.join(",")),
+            ];
+            Member::start(&logs[i], &args, &[])
+        })
+        .collect();
+    members[0].wait_writable(clients[0]);
+    let ep2 = format!("127.0.0.1:{}", clients[2]);
+    wait_for("the write to reach the third member", Duration::from_secs(10), || {
+        let got = stdout(&etcdctl(&[&ep2], &["get", "k", "--print-value-only", "--consistency=s"]));
+        (got == "v\n").then_some(())
+    });
+}
