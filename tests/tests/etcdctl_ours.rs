@@ -187,3 +187,17 @@ fn compare_all(server: Server) {
 
     assert!(diffs.is_empty(), "{server:?}: {} commands differ:\n{}", diffs.len(), diffs.join("\n"));
 }
+
+/// An `https://` endpoint asks for TLS, which rustcd's etcdctl does not have yet: it refuses
+/// (etcdctl's exit code for an unsupported feature) instead of dialling in plaintext, even
+/// when a plaintext server listens there.
+#[test]
+fn an_https_endpoint_is_never_dialled_in_plaintext() {
+    let c = Cluster::start(1);
+    c.wait_writable(0);
+    let ep = format!("https://127.0.0.1:{}", c.members[0].client_port);
+    let out = Ctl::Ours.run(&ep, &["put", "k", "v"], None);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TLS is not supported by this etcdctl yet"));
+    assert!(stdout(&Ctl::Real.run(&format!("127.0.0.1:{}", c.members[0].client_port), &["get", "k"], None)).is_empty());
+}

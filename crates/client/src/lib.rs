@@ -26,6 +26,9 @@ pub enum Error {
     Unreachable,
     #[error("invalid endpoint {0:?}")]
     BadEndpoint(String),
+    /// An `https://` endpoint: this client has no TLS yet and never falls back to plaintext.
+    #[error("TLS is not supported by this client yet: {0}")]
+    TlsUnsupported(String),
     /// The server refused the request (e.g. authentication failed).
     #[error("{}", .0.message())]
     Status(#[from] tonic::Status),
@@ -90,6 +93,9 @@ impl Client {
     /// without authentication enabled is used without a token, as clientv3 does.
     pub async fn connect_one(ep: &str, cfg: &Config) -> Result<Client, Error> {
         let url = endpoint_url(ep);
+        if url.starts_with("https://") || url.starts_with("unixs://") {
+            return Err(Error::TlsUnsupported(ep.to_string()));
+        }
         let endpoint = Endpoint::from_shared(url).map_err(|_| Error::BadEndpoint(ep.to_string()))?;
         let channel = tokio::time::timeout(cfg.dial_timeout, endpoint.connect_timeout(cfg.dial_timeout).connect())
             .await

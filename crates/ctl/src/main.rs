@@ -273,7 +273,10 @@ async fn run(cli: Cli) -> Result<(), CtlError> {
         Some(f) => f,
         None => return Err(CtlError::bad_feature(&format!("unknown output format {:?}", cli.write_out))),
     };
-    if !cli.cacert.is_empty() || !cli.cert.is_empty() || !cli.key.is_empty() || !cli.insecure_transport {
+    // An https:// endpoint asks for TLS: never dial it in plaintext.
+    let tls_endpoint = cli.endpoints.iter().any(|e| e.starts_with("https://") || e.starts_with("unixs://"));
+    if !cli.cacert.is_empty() || !cli.cert.is_empty() || !cli.key.is_empty() || !cli.insecure_transport || tls_endpoint
+    {
         return Err(CtlError::bad_feature("TLS is not supported by this etcdctl yet"));
     }
     if !cli.discovery_srv.is_empty() {
