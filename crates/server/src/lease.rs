@@ -120,6 +120,13 @@ pub fn apply_checkpoint(
     Ok(Applied::LeaseCheckpoint)
 }
 
+/// etcd's `ensureLeadership`: a ReadIndex round confirms, with a quorum, that this member still
+/// leads.
+async fn ensure_leadership(s: &EtcdServer) -> bool {
+    let confirmed = tokio::time::timeout(Duration::from_secs(5), s.linearizable_barrier()).await;
+    matches!(confirmed, Ok(Ok(()))) && s.leader() == s.member_id()
+}
+
 /// How often the primary checkpoints remaining TTLs through raft (etcd's default: 5 min).
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(300);
 /// Most leases revoked per round of the expiry loop.
@@ -143,6 +150,12 @@ pub async fn expiry_loop(s: Arc<EtcdServer>) {
             l.expired(now, REVOKES_PER_ROUND)
         };
         in_flight.retain(|_, t| now.duration_since(*t) < Duration::from_secs(5));
+        if !expired.is_empty() && !ensure_leadership(&s).await {
+            // A deposed leader's clock must not revoke leases the new leader has extended
+            // (etcd 3.5.13's fix): only a leader confirmed by a quorum revokes.
+            tracing::warn!(count = expired.len(), "ignored expired leases: this member is no longer the leader");
+            continue;
+        }
         for id in expired {
             if in_flight.insert(id, now).is_some() {
                 continue;
