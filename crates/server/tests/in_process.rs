@@ -166,3 +166,43 @@ fn ten_thousand_watch_streams_share_one_connection() {
     });
     rt.shutdown_timeout(Duration::from_secs(5));
 }
+
+/// etcd 3.5.24: a watch from a negative revision is refused as compacted, and no watcher is
+/// made (watch id -1).
+#[test]
+fn a_watch_from_a_negative_revision_is_refused() {
+    use rustcd_api::etcdserverpb::watch_client::WatchClient;
+    use rustcd_api::etcdserverpb::watch_request::RequestUnion;
+    use rustcd_api::etcdserverpb::{WatchCreateRequest, WatchRequest};
+    let dir = tempfile::tempdir().expect("dir");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let running = rustcd_server::start(config(dir.path())).await.expect("start");
+        let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", running.client_addrs[0]))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let create = WatchCreateRequest { key: b"w".to_vec().into(), start_revision: -1, ..Default::default() };
+        tx.send(WatchRequest { request_union: Some(RequestUnion::CreateRequest(create)) }).await.expect("queue");
+        let mut stream = WatchClient::new(ch)
+            .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .expect("stream")
+            .into_inner();
+        let r = tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .expect("an answer in time")
+            .expect("stream")
+            .expect("a response");
+        assert!(r.created && r.canceled, "{r:?}");
+        assert_eq!(
+            (r.watch_id, r.cancel_reason.as_str()),
+            (-1, "etcdserver: mvcc: required revision has been compacted")
+        );
+        drop(tx);
+        tokio::task::spawn_blocking(move || running.stop()).await.expect("stop");
+    });
+    rt.shutdown_timeout(Duration::from_secs(5));
+}

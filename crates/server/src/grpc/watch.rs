@@ -140,6 +140,20 @@ impl Session {
     }
 
     async fn create(&mut self, c: WatchCreateRequest, ev_tx: &mpsc::Sender<WatchEvent>) -> bool {
+        if c.start_revision < 0 {
+            // etcd 3.5.24: a negative start revision is refused as compacted, with no watcher
+            let rev = self.s.store().current_rev();
+            return self
+                .send(WatchResponse {
+                    header: self.s.header(rev),
+                    watch_id: -1,
+                    created: true,
+                    canceled: true,
+                    cancel_reason: "etcdserver: mvcc: required revision has been compacted".into(),
+                    ..Default::default()
+                })
+                .await;
+        }
         let watch_id = if c.watch_id != 0 { c.watch_id } else { self.fresh_id() };
         if self.watchers.contains_key(&watch_id) {
             let rev = self.s.store().current_rev();
