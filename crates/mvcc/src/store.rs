@@ -291,7 +291,7 @@ impl KvStore {
     /// the revision they reach (`to`, or less when the limit cut them). No `prev_kv` is set.
     pub fn history(&self, from: i64, to: i64, limit: usize) -> Result<(Vec<Event>, i64)> {
         let st = self.read_lock();
-        if from <= st.compact_rev {
+        if from < st.compact_rev {
             return Err(Error::Compacted);
         }
         let tx = self.db().begin_read()?;

@@ -135,7 +135,10 @@ impl WatchHub {
     /// later). As etcd (since 3.4.25/3.5.8), a notification never runs ahead of the events.
     pub fn progress(&self, keys: &[WatcherKey], watch_id: i64, tx: &mpsc::Sender<WatchEvent>) -> bool {
         let inner = self.lock();
-        if keys.iter().any(|k| inner.watchers.get(k).is_some_and(|w| !w.synced)) {
+        // Not while a watcher catches up, nor before the store reaches a watcher's start
+        // revision (etcd 3.5.22: a watch on a future revision gets no notification before it).
+        let waiting = |w: &Watcher| !w.synced || inner.notified < w.spec.start_rev;
+        if keys.iter().any(|k| inner.watchers.get(k).is_some_and(waiting)) {
             return false;
         }
         let ev = WatchEvent {
@@ -166,7 +169,10 @@ impl WatchHub {
             if !w.synced {
                 continue;
             }
-            let mine = w.select(events);
+            let mut mine = w.select(events);
+            // never an event before the watcher's next revision (a watch on a future revision)
+            let from = w.next_rev;
+            mine.retain(|e| e.kv.as_ref().is_some_and(|kv| kv.mod_revision >= from));
             let Some(first) = mine.first().and_then(|e| e.kv.as_ref()).map(|kv| kv.mod_revision) else {
                 w.next_rev = w.next_rev.max(rev + 1);
                 continue;
@@ -356,5 +362,67 @@ mod tests {
         }
         assert!(next > 2, "the first round's events arrived");
         assert_eq!(compacted, Some(1400), "the watcher is told its next revision ({next}) was compacted");
+    }
+
+    /// A watch on a future revision gets neither events nor progress notifications from
+    /// before that revision (etcd 3.5.22).
+    #[test]
+    fn a_watch_on_a_future_revision_sees_nothing_before_it() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Arc::new(KvStore::open(dir.path().join("db")).expect("store"));
+        let hub = WatchHub::new(store.clone());
+        put(&store, &hub, b"a"); // revision 2
+        let (tx, mut rx) = mpsc::channel(16);
+        let spec = WatchSpec {
+            range: KeyRange::new(b"a", b""),
+            start_rev: 5,
+            no_put: false,
+            no_delete: false,
+            prev_kv: false,
+            watch_id: 1,
+        };
+        let (key, _) = hub.watch(spec, tx.clone());
+        put(&store, &hub, b"a"); // 3
+        put(&store, &hub, b"a"); // 4
+        assert!(!hub.progress(&[key], 1, &tx), "no notification before revision 5");
+        assert!(rx.try_recv().is_err(), "no event before revision 5");
+        put(&store, &hub, b"a"); // 5
+        let ev = rx.try_recv().expect("the event at revision 5");
+        assert_eq!(ev.events.iter().map(|e| e.kv.as_ref().map_or(0, |kv| kv.mod_revision)).collect::<Vec<_>>(), [5]);
+        assert!(hub.progress(&[key], 1, &tx));
+    }
+
+    /// A watch opened at the compaction revision itself is not canceled as compacted (only
+    /// revisions before it are gone), as in etcd. A delete made at that very revision is not
+    /// delivered: its tombstone goes with the compaction, as in etcd up to 3.5.15 (3.5.16 keeps
+    /// it; rustcd reports 3.5.13).
+    #[test]
+    fn a_watch_at_the_compaction_revision_is_not_canceled() {
+        use rustcd_api::etcdserverpb::DeleteRangeRequest;
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Arc::new(KvStore::open(dir.path().join("db")).expect("store"));
+        let hub = WatchHub::new(store.clone());
+        put(&store, &hub, b"a"); // 2
+        let no_leases = |_: i64| false;
+        let del = DeleteRangeRequest { key: b"a".to_vec().into(), ..Default::default() };
+        let c = store.write(false, &no_leases, |w| w.delete_range(&del).map(|_| ())).expect("delete");
+        hub.notify(&c.events, c.revision); // 3
+        store.write(false, &no_leases, |w| w.compact(3)).expect("compact").value.expect("compacted");
+        let (tx, mut rx) = mpsc::channel(16);
+        let spec = WatchSpec {
+            range: KeyRange::new(b"a", b""),
+            start_rev: 3,
+            no_put: false,
+            no_delete: false,
+            prev_kv: false,
+            watch_id: 1,
+        };
+        let (key, _) = hub.watch(spec, tx);
+        hub.sync_round();
+        assert!(matches!(rx.try_recv(), Err(mpsc::error::TryRecvError::Empty)), "neither canceled nor an event");
+        put(&store, &hub, b"a"); // 4: the watcher is live
+        let ev = rx.try_recv().expect("the put at revision 4");
+        assert_eq!(ev.events.len(), 1);
+        assert!(hub.cancel(key));
     }
 }
