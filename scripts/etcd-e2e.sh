@@ -19,8 +19,8 @@
 #
 # Out of scope, never run: the v2 API tests (names with V2) and the release-upgrade tests.
 # Prints one line per test and pairing, then the pass counts side by side; the table is kept in
-# $E2E_OUT/summary.txt. Needs root (for unshare -n), Go and golang-etcd-server-dev; installs the
-# Debian packages when they are missing.
+# $E2E_OUT/summary.txt. Needs Go and golang-etcd-server-dev (installs the Debian packages when
+# they are missing); where `unshare -n` is not allowed (not root), tests run one at a time.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
