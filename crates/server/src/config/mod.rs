@@ -38,17 +38,14 @@ pub struct Settings {
     pub max_request_bytes: u64,
     pub max_txn_ops: usize,
     pub max_concurrent_streams: u32,
-    pub grpc_keepalive_min_time: Duration,
     pub grpc_keepalive_interval: Duration,
     pub grpc_keepalive_timeout: Duration,
     pub socket_reuse_port: bool,
-    pub socket_reuse_address: bool,
     pub log_level: String,
     pub log_outputs: Vec<String>,
     pub experimental_watch_progress_notify_interval: Duration,
     pub experimental_snapshot_catchup_entries: u64,
     pub experimental_initial_corrupt_check: bool,
-    pub experimental_corrupt_check_time: Duration,
     pub experimental_warning_apply_duration: Duration,
     pub strict_reconfig_check: bool,
     pub pre_vote: bool,
@@ -80,17 +77,14 @@ impl Settings {
             max_request_bytes: v.uint("max-request-bytes"),
             max_txn_ops: usize::try_from(v.uint("max-txn-ops")).unwrap_or(usize::MAX),
             max_concurrent_streams: u32::try_from(v.uint("max-concurrent-streams")).unwrap_or(u32::MAX),
-            grpc_keepalive_min_time: v.duration("grpc-keepalive-min-time"),
             grpc_keepalive_interval: v.duration("grpc-keepalive-interval"),
             grpc_keepalive_timeout: v.duration("grpc-keepalive-timeout"),
             socket_reuse_port: v.bool("socket-reuse-port"),
-            socket_reuse_address: v.bool("socket-reuse-address"),
             log_level: v.str("log-level"),
             log_outputs: v.list("log-outputs"),
             experimental_watch_progress_notify_interval: v.duration("experimental-watch-progress-notify-interval"),
             experimental_snapshot_catchup_entries: v.uint("experimental-snapshot-catchup-entries"),
             experimental_initial_corrupt_check: v.bool("experimental-initial-corrupt-check"),
-            experimental_corrupt_check_time: v.duration("experimental-corrupt-check-time"),
             experimental_warning_apply_duration: v.duration("experimental-warning-apply-duration"),
             strict_reconfig_check: v.bool("strict-reconfig-check"),
             pre_vote: v.bool("pre-vote"),
@@ -126,7 +120,6 @@ pub struct Config {
     pub listen_peer_urls: Vec<Url>,
     pub advertise_peer_urls: Vec<String>,
     pub initial_cluster: Vec<InitialMember>,
-    pub watch_progress_notify_interval: Duration,
     pub listen_metrics_urls: Vec<Url>,
     /// `--listen-client-http-urls`: when set, the HTTP endpoints are served there and no longer
     /// on the client URLs.
@@ -229,8 +222,7 @@ impl Config {
                 raw.election_timeout, raw.heartbeat_interval
             )));
         }
-        let watch_progress_notify_interval = raw.experimental_watch_progress_notify_interval;
-        if watch_progress_notify_interval.is_zero() {
+        if raw.experimental_watch_progress_notify_interval.is_zero() {
             return Err(StartError::Config(
                 "--experimental-watch-progress-notify-interval must be greater than 0".into(),
             ));
@@ -241,7 +233,6 @@ impl Config {
             crate::compactor::Retention::parse(&raw.auto_compaction_mode, &raw.auto_compaction_retention)
                 .map_err(StartError::Config)?;
         Ok(Config {
-            watch_progress_notify_interval,
             listen_metrics_urls,
             listen_client_http_urls,
             auto_compaction,

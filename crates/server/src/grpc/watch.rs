@@ -66,7 +66,7 @@ struct Session {
 impl Session {
     async fn run(mut self, mut incoming: Streaming<WatchRequest>) {
         let (ev_tx, mut ev_rx) = mpsc::channel::<WatchEvent>(STREAM_BUFFER);
-        let every = self.s.config().watch_progress_notify_interval;
+        let every = self.s.config().raw.experimental_watch_progress_notify_interval;
         let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
             tokio::select! {
