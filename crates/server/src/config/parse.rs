@@ -112,7 +112,7 @@ pub fn normalize(f: &Flag, value: &str) -> Result<String, String> {
         Kind::Urls => {
             let urls: Vec<&str> = v.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
             for u in &urls {
-                check_url(u)?;
+                crate::url::Url::parse(u)?;
             }
             Ok(urls.join(","))
         }
@@ -162,29 +162,6 @@ pub fn parse_go_duration(s: &str) -> Option<i64> {
     let d = super::parse_duration(body)?;
     let n = i64::try_from(d.as_nanos()).ok()?;
     Some(if neg { -n } else { n })
-}
-
-/// etcd's URL check for URL-list flags (`types.NewURLs`).
-fn check_url(u: &str) -> Result<(), String> {
-    let (scheme, rest) =
-        u.split_once("://").ok_or_else(|| format!("URL scheme must be http, https, unix, or unixs: {u}"))?;
-    match scheme {
-        "http" | "https" => {}
-        "unix" | "unixs" => return Ok(()),
-        _ => return Err(format!("URL scheme must be http, https, unix, or unixs: {u}")),
-    }
-    let host = rest.split('/').next().unwrap_or("");
-    let ok = match host.rsplit_once(':') {
-        Some((h, p)) => !h.is_empty() && p.parse::<u16>().is_ok(),
-        None => false,
-    };
-    if !ok {
-        return Err(format!("URL address does not have the form \"host:port\": {u}"));
-    }
-    if rest.len() > host.len() && rest[host.len()..] != *"/" {
-        return Err(format!("URL must not contain a path: {u}"));
-    }
-    Ok(())
 }
 
 /// The environment variable etcd reads for a flag: `ETCD_` and the name in upper case.
