@@ -183,11 +183,7 @@ pub struct Ctx {
 
 impl Ctx {
     pub async fn client(&self) -> Result<Client, CtlError> {
-        let c = Client::connect(&self.config).await?;
-        if let Some(s) = &c.auth_not_enabled {
-            self.client_warning(s);
-        }
-        Ok(c)
+        Ok(self.connected(Client::connect(&self.config).await?))
     }
 
     /// Runs one request under `--command-timeout`.
@@ -203,6 +199,15 @@ impl Ctx {
             }
             Err(_) => Err(CtlError::new(1, "context deadline exceeded")),
         }
+    }
+
+    /// A new connection, after the Go client's warning when credentials met a server whose
+    /// authentication is off.
+    fn connected(&self, c: Client) -> Client {
+        if let Some(s) = &c.auth_not_enabled {
+            self.client_warning(s);
+        }
+        c
     }
 
     /// The line etcd's Go client logs on stderr when a request fails (scripts and etcd's own
@@ -238,12 +243,7 @@ impl Ctx {
         let eps = &self.config.endpoints;
         for (i, ep) in eps.iter().enumerate() {
             let c = match Client::connect_one(ep, &self.config).await {
-                Ok(c) => {
-                    if let Some(s) = &c.auth_not_enabled {
-                        self.client_warning(s);
-                    }
-                    c
-                }
+                Ok(c) => self.connected(c),
                 Err(rustcd_client::Error::Status(s)) => return Err(CtlError { code: 2, ..s.into() }),
                 Err(_) => continue,
             };

@@ -27,11 +27,13 @@ pub async fn initial_check(s: &EtcdServer) -> Result<(), StartError> {
     let mut mismatched = Vec::new();
     for m in s.membership().list().into_iter().filter(|m| m.id != s.member_id()) {
         let peer = format!("{:x}", m.id);
-        let mut answered = false;
+        if m.client_ur_ls.is_empty() {
+            tracing::warn!(local_member_id = %me, remote_peer_id = %peer, "cannot fetch hash from remote peer: no client URLs known for it yet");
+            continue;
+        }
         for url in &m.client_ur_ls {
             match peer_hash(url, rev, timeout).await {
                 Ok((peer_hash, peer_compact)) => {
-                    answered = true;
                     if peer_compact != compact_rev {
                         tracing::warn!(
                             local_member_id = %me, local_member_compact_revision = compact_rev,
@@ -53,9 +55,6 @@ pub async fn initial_check(s: &EtcdServer) -> Result<(), StartError> {
                     "cannot fetch hash from remote peer"
                 ),
             }
-        }
-        if !answered && m.client_ur_ls.is_empty() {
-            tracing::warn!(local_member_id = %me, remote_peer_id = %peer, "cannot fetch hash from remote peer: no client URLs known for it yet");
         }
     }
     if !mismatched.is_empty() {
