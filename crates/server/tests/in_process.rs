@@ -10,8 +10,15 @@ use rustcd_api::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnio
 use rustcd_api::etcdserverpb::kv_client::KvClient;
 use rustcd_api::etcdserverpb::request_op::Request as ReqOp;
 use rustcd_api::etcdserverpb::response_op::Response as RespOp;
-use rustcd_api::etcdserverpb::{Compare, PutRequest, RangeRequest, RequestOp, TxnRequest};
+use rustcd_api::etcdserverpb::watch_client::WatchClient;
+use rustcd_api::etcdserverpb::watch_request::RequestUnion;
+use rustcd_api::etcdserverpb::{
+    Compare, PutRequest, RangeRequest, RequestOp, TxnRequest, WatchCreateRequest, WatchRequest, WatchResponse,
+};
 use rustcd_server::config::{Config, Settings};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
 
 fn config(dir: &std::path::Path) -> Config {
     let raw = Settings {
@@ -27,32 +34,49 @@ fn config(dir: &std::path::Path) -> Config {
     Config::from_raw(raw).expect("config")
 }
 
-async fn client(running: &rustcd_server::Running) -> KvClient<tonic::transport::Channel> {
+async fn channel(running: &rustcd_server::Running) -> Channel {
     let addr = running.client_addrs[0];
     assert_ne!(addr.port(), 0, "the listener reports the port it was given");
-    let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .expect("endpoint")
         .connect_timeout(Duration::from_secs(2))
         .connect()
         .await
-        .expect("connect");
-    KvClient::new(ch)
+        .expect("connect")
+}
+
+/// Opens a watch stream on `ch` with one create request; returns its sender (the stream ends
+/// when it is dropped), the stream and the server's first answer.
+async fn open_watch(
+    ch: &Channel,
+    create: WatchCreateRequest,
+) -> (mpsc::Sender<WatchRequest>, tonic::Streaming<WatchResponse>, WatchResponse) {
+    let (tx, rx) = mpsc::channel(1);
+    tx.send(WatchRequest { request_union: Some(RequestUnion::CreateRequest(create)) }).await.expect("queue");
+    let mut stream =
+        WatchClient::new(ch.clone()).watch(ReceiverStream::new(rx)).await.expect("a watch stream").into_inner();
+    let first = tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .expect("an answer in time")
+        .expect("stream")
+        .expect("a response");
+    (tx, stream, first)
 }
 
 fn put(key: &str, value: &str) -> PutRequest {
     PutRequest { key: key.as_bytes().to_vec().into(), value: value.as_bytes().to_vec().into(), ..Default::default() }
 }
 
-/// Starts a member on `dir` in a runtime of its own, runs `session` against it, stops it
-/// gracefully and shuts its runtime down.
-fn with_member<F>(dir: &std::path::Path, session: impl FnOnce(KvClient<tonic::transport::Channel>) -> F)
+/// Starts a member on `dir` in a runtime of its own, runs `session` on a connection to it,
+/// stops it gracefully and shuts its runtime down.
+fn with_member<F>(dir: &std::path::Path, session: impl FnOnce(Channel) -> F)
 where
     F: std::future::Future<Output = ()>,
 {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     rt.block_on(async {
         let running = rustcd_server::start(config(dir)).await.expect("start");
-        session(client(&running).await).await;
+        session(channel(&running).await).await;
         tokio::task::spawn_blocking(move || running.stop()).await.expect("stop");
     });
     rt.shutdown_timeout(Duration::from_secs(5));
@@ -61,7 +85,8 @@ where
 #[test]
 fn a_member_in_process_serves_stops_and_restarts_with_its_data() {
     let dir = tempfile::tempdir().expect("dir");
-    with_member(dir.path(), |mut kv| async move {
+    with_member(dir.path(), |ch| async move {
+        let mut kv = KvClient::new(ch);
         let rev = kv.put(put("a", "1")).await.expect("put").into_inner().header.expect("header").revision;
         kv.put(put("b", "2")).await.expect("put");
         let got = kv.range(RangeRequest { key: b"a".to_vec().into(), ..Default::default() }).await.expect("range");
@@ -94,7 +119,8 @@ fn a_member_in_process_serves_stops_and_restarts_with_its_data() {
         let err = kv.put(put("", "x")).await.expect_err("an empty key is refused");
         assert_eq!((err.code(), err.message()), (tonic::Code::InvalidArgument, "etcdserver: key is not provided"));
     });
-    with_member(dir.path(), |mut kv| async move {
+    with_member(dir.path(), |ch| async move {
+        let mut kv = KvClient::new(ch);
         let req = RangeRequest { key: b"b".to_vec().into(), serializable: true, ..Default::default() };
         let got = kv.range(req).await.expect("range after restart").into_inner();
         assert_eq!(got.kvs[0].value.as_ref(), b"2");
@@ -106,36 +132,14 @@ fn a_member_in_process_serves_stops_and_restarts_with_its_data() {
 /// stream sees the put.
 #[test]
 fn ten_thousand_watch_streams_share_one_connection() {
-    use rustcd_api::etcdserverpb::watch_client::WatchClient;
-    use rustcd_api::etcdserverpb::watch_request::RequestUnion;
-    use rustcd_api::etcdserverpb::{WatchCreateRequest, WatchRequest};
     const STREAMS: usize = 10_000;
     let dir = tempfile::tempdir().expect("dir");
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    rt.block_on(async {
-        let running = rustcd_server::start(config(dir.path())).await.expect("start");
-        let addr = running.client_addrs[0];
-        let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .expect("endpoint")
-            .connect()
-            .await
-            .expect("connect");
+    with_member(dir.path(), |ch| async move {
         let mut streams = Vec::with_capacity(STREAMS);
         let mut senders = Vec::with_capacity(STREAMS);
         for _ in 0..STREAMS {
-            let (tx, rx) = tokio::sync::mpsc::channel(1);
             let create = WatchCreateRequest { key: b"w".to_vec().into(), ..Default::default() };
-            tx.send(WatchRequest { request_union: Some(RequestUnion::CreateRequest(create)) }).await.expect("queue");
-            let mut stream = WatchClient::new(ch.clone())
-                .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
-                .await
-                .expect("a watch stream opens")
-                .into_inner();
-            let created = tokio::time::timeout(Duration::from_secs(10), stream.message())
-                .await
-                .expect("created in time")
-                .expect("stream")
-                .expect("a response");
+            let (tx, stream, created) = open_watch(&ch, create).await;
             assert!(created.created);
             streams.push(stream);
             senders.push(tx);
@@ -160,49 +164,21 @@ fn ten_thousand_watch_streams_share_one_connection() {
             assert_eq!(ev.events.len(), 1, "stream {i}");
             assert_eq!(ev.header.expect("header").revision, put_rev);
         }
-        drop(senders);
-        drop(streams);
-        tokio::task::spawn_blocking(move || running.stop()).await.expect("stop");
     });
-    rt.shutdown_timeout(Duration::from_secs(5));
 }
 
 /// etcd 3.5.24: a watch from a negative revision is refused as compacted, and no watcher is
 /// made (watch id -1).
 #[test]
 fn a_watch_from_a_negative_revision_is_refused() {
-    use rustcd_api::etcdserverpb::watch_client::WatchClient;
-    use rustcd_api::etcdserverpb::watch_request::RequestUnion;
-    use rustcd_api::etcdserverpb::{WatchCreateRequest, WatchRequest};
     let dir = tempfile::tempdir().expect("dir");
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    rt.block_on(async {
-        let running = rustcd_server::start(config(dir.path())).await.expect("start");
-        let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", running.client_addrs[0]))
-            .expect("endpoint")
-            .connect()
-            .await
-            .expect("connect");
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
+    with_member(dir.path(), |ch| async move {
         let create = WatchCreateRequest { key: b"w".to_vec().into(), start_revision: -1, ..Default::default() };
-        tx.send(WatchRequest { request_union: Some(RequestUnion::CreateRequest(create)) }).await.expect("queue");
-        let mut stream = WatchClient::new(ch)
-            .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
-            .await
-            .expect("stream")
-            .into_inner();
-        let r = tokio::time::timeout(Duration::from_secs(10), stream.message())
-            .await
-            .expect("an answer in time")
-            .expect("stream")
-            .expect("a response");
+        let (_tx, _stream, r) = open_watch(&ch, create).await;
         assert!(r.created && r.canceled, "{r:?}");
         assert_eq!(
             (r.watch_id, r.cancel_reason.as_str()),
             (-1, "etcdserver: mvcc: required revision has been compacted")
         );
-        drop(tx);
-        tokio::task::spawn_blocking(move || running.stop()).await.expect("stop");
     });
-    rt.shutdown_timeout(Duration::from_secs(5));
 }
