@@ -285,6 +285,18 @@ mod tests {
         hub.notify(&c.events, c.revision);
     }
 
+    /// A watch on key `a` from `start_rev`, with no filters.
+    fn watch_a(start_rev: i64, watch_id: i64) -> WatchSpec {
+        WatchSpec {
+            range: KeyRange::new(b"a", b""),
+            start_rev,
+            no_put: false,
+            no_delete: false,
+            prev_kv: false,
+            watch_id,
+        }
+    }
+
     /// A progress notification follows every event up to its revision, and waits while a
     /// watcher is still catching up (etcd's fix for notifications running ahead of events).
     #[test]
@@ -295,16 +307,8 @@ mod tests {
         put(&store, &hub, b"a");
         put(&store, &hub, b"a");
         let (tx, mut rx) = mpsc::channel(16);
-        let spec = |start_rev| WatchSpec {
-            range: KeyRange::new(b"a", b""),
-            start_rev,
-            no_put: false,
-            no_delete: false,
-            prev_kv: false,
-            watch_id: 0,
-        };
         // From revision 2: behind, so no notification until it has caught up.
-        let (behind, _) = hub.watch(spec(2), tx.clone());
+        let (behind, _) = hub.watch(watch_a(2, 0), tx.clone());
         assert!(!hub.progress(&[behind], -1, &tx), "refused while catching up");
         hub.sync_round();
         assert!(hub.progress(&[behind], -1, &tx));
@@ -332,14 +336,7 @@ mod tests {
             put(&store, &hub, b"a"); // revisions 2..=1501
         }
         let (tx, mut rx) = mpsc::channel(1024);
-        let spec = WatchSpec {
-            range: KeyRange::new(b"a", b""),
-            start_rev: 2,
-            no_put: false,
-            no_delete: false,
-            prev_kv: false,
-            watch_id: 7,
-        };
+        let spec = watch_a(2, 7);
         hub.watch(spec, tx);
         hub.sync_round(); // one catch-up round: the first CATCH_UP_REVS revisions
         let no_leases = |_: i64| false;
@@ -373,14 +370,7 @@ mod tests {
         let hub = WatchHub::new(store.clone());
         put(&store, &hub, b"a"); // revision 2
         let (tx, mut rx) = mpsc::channel(16);
-        let spec = WatchSpec {
-            range: KeyRange::new(b"a", b""),
-            start_rev: 5,
-            no_put: false,
-            no_delete: false,
-            prev_kv: false,
-            watch_id: 1,
-        };
+        let spec = watch_a(5, 1);
         let (key, _) = hub.watch(spec, tx.clone());
         put(&store, &hub, b"a"); // 3
         put(&store, &hub, b"a"); // 4
@@ -409,14 +399,7 @@ mod tests {
         hub.notify(&c.events, c.revision); // 3
         store.write(false, &no_leases, |w| w.compact(3)).expect("compact").value.expect("compacted");
         let (tx, mut rx) = mpsc::channel(16);
-        let spec = WatchSpec {
-            range: KeyRange::new(b"a", b""),
-            start_rev: 3,
-            no_put: false,
-            no_delete: false,
-            prev_kv: false,
-            watch_id: 1,
-        };
+        let spec = watch_a(3, 1);
         let (key, _) = hub.watch(spec, tx);
         hub.sync_round();
         assert!(matches!(rx.try_recv(), Err(mpsc::error::TryRecvError::Empty)), "neither canceled nor an event");
