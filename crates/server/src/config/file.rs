@@ -124,14 +124,14 @@ mod tests {
              experimental-snapshot-catch-up-entries: 9\nbogus: 1\ndata-dir:\n",
         )
         .unwrap();
-        assert_eq!(v.str("name"), "n1");
+        assert_eq!(v.get("name"), "n1");
         assert_eq!(v.uint("snapshot-count"), 7);
         assert_eq!(v.list("log-outputs"), ["stderr", "stdout"]);
         assert_eq!(v.duration("grpc-keepalive-timeout"), std::time::Duration::from_secs(3));
         assert_eq!(v.duration("experimental-watch-progress-notify-interval"), std::time::Duration::from_secs(5));
         assert!(v.bool("client-cert-auth"));
-        assert_eq!(v.str("client-crl-file"), "/c");
-        assert_eq!(v.str("peer-cert-allowed-cn"), "x");
+        assert_eq!(v.get("client-crl-file"), "/c");
+        assert_eq!(v.get("peer-cert-allowed-cn"), "x");
         assert!(v.bool("socket-reuse-port"));
         assert_eq!(v.uint("experimental-snapshot-catchup-entries"), 9);
         assert!(!v.is_set("data-dir"));

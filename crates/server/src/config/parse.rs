@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::path::PathBuf;
 
 use super::table::{FLAGS, Flag, Kind, flag};
 
@@ -31,7 +30,6 @@ impl Note {
 #[derive(Debug, Clone, Default)]
 pub struct Values {
     set: BTreeMap<&'static str, String>,
-    pub config_file: Option<PathBuf>,
     pub notes: Vec<Note>,
 }
 
@@ -70,16 +68,10 @@ impl Values {
             (normalize(f, f.default).ok().as_deref() != Some(v.as_str())).then_some((f, v.as_str()))
         })
     }
-    pub fn str(&self, name: &str) -> String {
-        self.get(name)
-    }
     pub fn bool(&self, name: &str) -> bool {
         self.get(name) == "true"
     }
     pub fn uint(&self, name: &str) -> u64 {
-        self.get(name).parse().unwrap_or(0)
-    }
-    pub fn int(&self, name: &str) -> i64 {
         self.get(name).parse().unwrap_or(0)
     }
     pub fn duration(&self, name: &str) -> std::time::Duration {
@@ -256,7 +248,6 @@ pub fn parse(args: &[OsString], env: &[(String, String)]) -> Result<Command, Par
                 vec![("path", path.clone())],
             ),
         );
-        values.config_file = Some(PathBuf::from(path));
         return Ok(Command::Run(values));
     }
     from_env(&mut values, &given, env)?;
@@ -364,7 +355,7 @@ mod tests {
             &[],
         )
         .unwrap();
-        assert_eq!(v.str("name"), "b");
+        assert_eq!(v.get("name"), "b");
         assert!(!v.bool("pre-vote"));
         assert!(v.bool("force-new-cluster"));
         assert_eq!(v.uint("snapshot-count"), 16);
