@@ -240,18 +240,23 @@ pub fn parse(args: &[OsString], env: &[(String, String)]) -> Result<Command, Par
     }
     let env_config = env.iter().find(|(k, v)| k == "ETCD_CONFIG_FILE" && !v.is_empty()).map(|(_, v)| v.clone());
     if let Some(path) = config_file.or(env_config) {
-        let mut values = super::file::read(std::path::Path::new(&path)).map_err(ParseError::Invalid)?;
-        values.notes.insert(
-            0,
-            Note::info(
-                "loaded server configuration, other configuration command line flags and environment variables will be ignored if provided",
-                vec![("path", path.clone())],
-            ),
-        );
-        return Ok(Command::Run(values));
+        return from_config_file(&path).map(Command::Run);
     }
     from_env(&mut values, &given, env)?;
     Ok(Command::Run(values))
+}
+
+/// A config file replaces every flag and variable, as in etcd, which says so in its log.
+fn from_config_file(path: &str) -> Result<Values, ParseError> {
+    let mut values = super::file::read(std::path::Path::new(path)).map_err(ParseError::Invalid)?;
+    values.notes.insert(
+        0,
+        Note::info(
+            "loaded server configuration, other configuration command line flags and environment variables will be ignored if provided",
+            vec![("path", path.to_string())],
+        ),
+    );
+    Ok(values)
 }
 
 /// etcd's `SetFlagsFromEnv`: each flag not given on the command line may come from its variable;
