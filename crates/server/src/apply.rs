@@ -36,6 +36,7 @@ pub enum Applied {
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
     LeaseCheckpoint,
+    Alarm(rustcd_api::etcdserverpb::AlarmResponse),
 }
 
 /// The response an apply result of the expected kind carries, or `UnexpectedApply`.
@@ -61,6 +62,8 @@ pub struct Applier {
     /// What applies client requests (see [`ApplyRequest`]).
     pub stack: Box<dyn ApplyRequest>,
     pub lessor: SharedLessor,
+    /// Reloaded with the store when a snapshot replaces it.
+    pub alarms: Arc<crate::alarm::Alarms>,
     pub membership: Arc<Membership>,
     pub store: Arc<KvStore>,
     pub hub: Arc<WatchHub>,
@@ -162,6 +165,10 @@ impl Applier {
             std::process::exit(1);
         }
         self.membership.reload(&self.store);
+        if let Err(e) = self.alarms.reload(&self.store) {
+            tracing::error!(error = %e, "cannot restore alarms from the snapshot");
+            std::process::exit(1);
+        }
         if let Err(e) = lease::restore(&self.store, &self.lessor) {
             tracing::error!(error = %e, "cannot restore leases from the snapshot");
             std::process::exit(1);
@@ -258,8 +265,8 @@ impl Applier {
 }
 
 /// Applies one client request inside the apply batch: etcd's `applierV3`. A member's stack is
-/// [`StoreApply`] alone today; authentication and quota wrap it as thin layers, as etcd's
-/// `authApplierV3` and `quotaApplierV3` wrap its store applier: a layer checks the request,
+/// [`StoreApply`] under [`crate::alarm::AlarmGate`]; authentication wraps them as another thin
+/// layer, as etcd's `authApplierV3` wraps its store applier: a layer checks the request,
 /// refuses it with a [`ServerError`] or passes it down, so what it refuses never reaches the
 /// store. Every member applies the same entries through the same stack.
 pub trait ApplyRequest: Send {
@@ -298,8 +305,8 @@ fn store_request(w: &mut WriteTxn, lessor: &SharedLessor, op: Op) -> Result<Appl
         Op::LeaseGrant(g) => lease::apply_grant(w, lessor, &g),
         Op::LeaseRevoke(r) => lease::apply_revoke(w, lessor, &r),
         Op::LeaseCheckpoint(c) => lease::apply_checkpoint(w, lessor, &c),
-        // Membership requests are applied by the apply loop itself.
-        Op::MemberAttributes(_) | Op::MemberUpdate(_) => {
+        // Membership requests are applied by the apply loop itself, alarms by their layer.
+        Op::MemberAttributes(_) | Op::MemberUpdate(_) | Op::Alarm(_) => {
             Err(ServerError::Internal("unexpected request in apply".into()))
         }
     }

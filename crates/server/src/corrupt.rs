@@ -1,14 +1,19 @@
-//! etcd's initial corruption check (`--experimental-initial-corrupt-check`): before a member
-//! serves clients, it compares the hash of its key-value store with each peer's hash at the same
-//! revision (asked through the peer's Maintenance.HashKV). Two members holding the same revision
-//! and compaction but different hashes have diverged: the member refuses to start, as etcd does.
-//! A peer that cannot answer (not started, behind, compacted past the revision) is skipped with
-//! a warning.
+//! etcd's corruption checks. The initial one (`--experimental-initial-corrupt-check`): before a
+//! member serves clients, it compares the hash of its key-value store with each peer's hash at
+//! the same revision (asked through the peer's Maintenance.HashKV). Two members holding the same
+//! revision and compaction but different hashes have diverged: the member refuses to start, as
+//! etcd does. A peer that cannot answer (not started, behind, compacted past the revision) is
+//! skipped with a warning. The periodic one (`--experimental-corrupt-check-time`): every
+//! interval the leader compares its hash with every follower's, and raises the CORRUPT alarm
+//! through raft for the first member found diverged; the cluster then refuses writes until an
+//! operator disarms it (see [`crate::alarm`]).
 
+use std::sync::Weak;
 use std::time::Duration;
 
-use rustcd_api::etcdserverpb::HashKvRequest;
+use rustcd_api::etcdserverpb::alarm_request::AlarmAction;
 use rustcd_api::etcdserverpb::maintenance_client::MaintenanceClient;
+use rustcd_api::etcdserverpb::{AlarmRequest, AlarmType, HashKvRequest, HashKvResponse};
 
 use crate::error::StartError;
 use crate::server::EtcdServer;
@@ -33,7 +38,7 @@ pub async fn initial_check(s: &EtcdServer) -> Result<(), StartError> {
         }
         for url in &m.client_ur_ls {
             match peer_hash(url, rev, timeout).await {
-                Ok((peer_hash, peer_compact)) => {
+                Ok(HashKvResponse { hash: peer_hash, compact_revision: peer_compact, .. }) => {
                     if peer_compact != compact_rev {
                         tracing::warn!(
                             local_member_id = %me, local_member_compact_revision = compact_rev,
@@ -67,7 +72,84 @@ pub async fn initial_check(s: &EtcdServer) -> Result<(), StartError> {
     Ok(())
 }
 
-async fn peer_hash(url: &str, rev: i64, timeout: Duration) -> Result<(u32, i64), String> {
+/// The periodic check: runs while the server lives; only a leader checks.
+pub async fn monitor(server: Weak<EtcdServer>, every: Duration) {
+    if let Some(s) = server.upgrade() {
+        let me = format!("{:x}", s.member_id());
+        tracing::info!(local_member_id = %me, interval = ?every, "enabled corruption checking");
+    }
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(s) = server.upgrade() else { return };
+        if s.leader() != s.member_id() {
+            continue;
+        }
+        if let Err(e) = check_peers(&s).await {
+            tracing::warn!(error = %e, "failed to check hash KV");
+        }
+    }
+}
+
+/// etcd's `checkHashKV`: the leader hashes its store, asks every follower for its hash at the
+/// same revision, hashes again (writes may have gone on), and raises CORRUPT when a follower is
+/// ahead of it, has compacted further, or holds a different hash under the same compaction.
+async fn check_peers(s: &EtcdServer) -> Result<(), String> {
+    let me = s.member_id();
+    let hash_now = || {
+        let store = s.store().clone();
+        async move { blocking(move || store.hash_kv(0)).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string()) }
+    };
+    let (hash, crev, rev) = hash_now().await?;
+    let timeout = Duration::from_secs(5) + Duration::from_millis(2 * s.config().raw.election_timeout);
+    let mut peers = Vec::new();
+    for m in s.membership().list().into_iter().filter(|m| m.id != me) {
+        for url in &m.client_ur_ls {
+            match peer_hash(url, rev, timeout).await {
+                Ok(r) => {
+                    peers.push((m.id, r));
+                    break;
+                }
+                Err(e) => tracing::warn!(
+                    local_member_id = %format!("{me:x}"), remote_peer_id = %format!("{:x}", m.id),
+                    remote_peer_endpoint = %url, error = %e, "failed hash kv request"
+                ),
+            }
+        }
+    }
+    let (hash2, crev2, rev2) = hash_now().await?;
+    let mut suspect = None;
+    if hash2 != hash && rev2 == rev && crev2 == crev {
+        tracing::warn!(revision = rev, leader_hash = hash, leader_new_hash = hash2, "found hash mismatch");
+        suspect = Some(me);
+    }
+    for (id, p) in &peers {
+        let peer_rev = p.header.as_ref().map_or(0, |h| h.revision);
+        let peer = format!("{id:x}");
+        let why = if peer_rev > rev2 {
+            "revision from follower must be less than or equal to leader's"
+        } else if p.compact_revision > crev2 {
+            "compact revision from follower must be less than or equal to leader's"
+        } else if p.compact_revision == crev && p.hash != hash {
+            "same compact revision then hashes must match"
+        } else {
+            continue;
+        };
+        tracing::warn!(
+            leader_revision = rev2, leader_compact_revision = crev2, leader_hash = hash,
+            follower_revision = peer_rev, follower_compact_revision = p.compact_revision,
+            follower_hash = p.hash, follower_peer_id = %peer, "{why}"
+        );
+        suspect.get_or_insert(*id);
+    }
+    tracing::info!(number_of_peers_checked = peers.len(), "finished peer corruption check");
+    if let Some(member_id) = suspect {
+        let raise = AlarmRequest { action: AlarmAction::Activate as i32, member_id, alarm: AlarmType::Corrupt as i32 };
+        s.alarm(raise).await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+async fn peer_hash(url: &str, rev: i64, timeout: Duration) -> Result<HashKvResponse, String> {
     let ch = tonic::transport::Endpoint::from_shared(url.to_string())
         .map_err(|e| e.to_string())?
         .connect_timeout(timeout)
@@ -75,10 +157,9 @@ async fn peer_hash(url: &str, rev: i64, timeout: Duration) -> Result<(u32, i64),
         .connect()
         .await
         .map_err(|e| e.to_string())?;
-    let r = MaintenanceClient::new(ch)
+    MaintenanceClient::new(ch)
         .hash_kv(HashKvRequest { revision: rev })
         .await
-        .map_err(|e| e.message().to_string())?
-        .into_inner();
-    Ok((r.hash, r.compact_revision))
+        .map(|r| r.into_inner())
+        .map_err(|e| e.message().to_string())
 }

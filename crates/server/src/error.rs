@@ -55,6 +55,7 @@ errors! {
         Compacted => OutOfRange, "etcdserver: mvcc: required revision has been compacted";
         FutureRev => OutOfRange, "etcdserver: mvcc: required revision is a future revision";
         NoSpace => ResourceExhausted, "etcdserver: mvcc: database space exceeded";
+        Corrupt => DataLoss, "etcdserver: corrupt cluster";
         LeaseNotFound => NotFound, "etcdserver: requested lease not found";
         RequestTooLarge => InvalidArgument, "etcdserver: request is too large";
         NoLeader => Unavailable, "etcdserver: no leader";

@@ -4,6 +4,7 @@
 //! directly: those belong to rustcd-raft and rustcd-mvcc. Read [`start`] first, then
 //! [`server::EtcdServer`] and [`apply::Applier`].
 
+pub mod alarm;
 pub mod apply;
 pub mod compactor;
 pub mod concurrency;
@@ -137,6 +138,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     let lessor: lease::SharedLessor =
         Arc::new(std::sync::Mutex::new(rustcd_lease::Lessor::new(lease::min_ttl(cfg.raw.election_timeout))));
     lease::restore(&store, &lessor)?;
+    let alarms = Arc::new(alarm::Alarms::load(&store)?);
     let hub = Arc::new(WatchHub::new(store.clone()));
     let consistent_index = store.consistent_index();
     let (out_tx, out_rx) = mpsc::sync_channel(1024);
@@ -155,8 +157,12 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     let applier = Applier {
         member_id,
         warn_apply_duration: cfg.raw.experimental_warning_apply_duration,
-        stack: Box::new(apply::StoreApply { lessor: lessor.clone() }),
+        stack: Box::new(alarm::AlarmGate {
+            alarms: alarms.clone(),
+            inner: Box::new(apply::StoreApply { lessor: lessor.clone() }),
+        }),
         lessor: lessor.clone(),
+        alarms: alarms.clone(),
         membership: membership.clone(),
         store: store.clone(),
         hub: hub.clone(),
@@ -183,6 +189,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         member_id,
         cluster_id,
         membership,
+        alarms,
         lessor,
         store,
         hub,
@@ -198,6 +205,9 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     let client_addrs = serve_clients(&cfg, server.clone()).await?;
     tokio::spawn(publish(server.clone()));
     tokio::spawn(lease::expiry_loop(server.clone()));
+    if !cfg.raw.experimental_corrupt_check_time.is_zero() {
+        tokio::spawn(corrupt::monitor(Arc::downgrade(&server), cfg.raw.experimental_corrupt_check_time));
+    }
     if let Some(retention) = cfg.auto_compaction {
         tokio::spawn(compactor::run(Arc::downgrade(&server), retention));
     }

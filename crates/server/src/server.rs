@@ -46,6 +46,7 @@ pub struct Parts {
     pub member_id: u64,
     pub cluster_id: u64,
     pub membership: Arc<Membership>,
+    pub alarms: Arc<crate::alarm::Alarms>,
     pub lessor: SharedLessor,
     pub store: Arc<KvStore>,
     pub hub: Arc<WatchHub>,
@@ -80,6 +81,9 @@ impl EtcdServer {
     }
     pub fn membership(&self) -> &Arc<Membership> {
         &self.p.membership
+    }
+    pub fn alarms(&self) -> &Arc<crate::alarm::Alarms> {
+        &self.p.alarms
     }
     pub fn lessor(&self) -> &SharedLessor {
         &self.p.lessor

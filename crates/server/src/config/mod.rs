@@ -46,6 +46,8 @@ pub struct Settings {
     pub experimental_watch_progress_notify_interval: Duration,
     pub experimental_snapshot_catchup_entries: u64,
     pub experimental_initial_corrupt_check: bool,
+    /// 0: no periodic corruption check.
+    pub experimental_corrupt_check_time: Duration,
     pub experimental_warning_apply_duration: Duration,
     pub strict_reconfig_check: bool,
     pub pre_vote: bool,
@@ -85,6 +87,7 @@ impl Settings {
             experimental_watch_progress_notify_interval: v.duration("experimental-watch-progress-notify-interval"),
             experimental_snapshot_catchup_entries: v.uint("experimental-snapshot-catchup-entries"),
             experimental_initial_corrupt_check: v.bool("experimental-initial-corrupt-check"),
+            experimental_corrupt_check_time: v.duration("experimental-corrupt-check-time"),
             experimental_warning_apply_duration: v.duration("experimental-warning-apply-duration"),
             strict_reconfig_check: v.bool("strict-reconfig-check"),
             pre_vote: v.bool("pre-vote"),

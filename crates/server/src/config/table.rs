@@ -197,7 +197,7 @@ pub const FLAGS: &[Flag] = &[
     f("experimental-distributed-tracing-instance-id", Str, "", Experimental, NoEffect("distributed tracing is not supported"), "Distributed tracing instance ID, must be unique per each etcd instance."),
     f("experimental-distributed-tracing-sampling-rate", Int, "0", Experimental, NoEffect("distributed tracing is not supported"), "Number of samples to collect per million spans for distributed tracing."),
     f("experimental-initial-corrupt-check", Bool, "false", Experimental, Yes, "Enable to check data corruption before serving any client/peer traffic."),
-    f("experimental-corrupt-check-time", Duration, "0s", Experimental, NotYet("the periodic corruption check, which raises the CORRUPT alarm"), "Duration of time between cluster corruption check passes."),
+    f("experimental-corrupt-check-time", Duration, "0s", Experimental, Yes, "Duration of time between cluster corruption check passes."),
     f("experimental-compact-hash-check-enabled", Bool, "false", Experimental, NotYet("the compaction hash check"), "Enable leader to periodically check followers compaction hashes."),
     f("experimental-compact-hash-check-time", Duration, "1m0s", Experimental, NoEffect("the compaction hash check is not enabled"), "Duration of time between leader checks followers compaction hashes."),
     f("experimental-enable-lease-checkpoint", Bool, "false", Experimental, Yes, "Enable leader to send regular checkpoints to other members to prevent reset of remaining TTL on leader change."),

@@ -1,4 +1,5 @@
-//! The Maintenance service: Status, HashKV and Alarm; the rest answers `Unimplemented` until built.
+//! The Maintenance service: Status, HashKV, Alarm, Defragment and MoveLeader; the rest answers
+//! `Unimplemented` until built.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -21,10 +22,9 @@ type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>
 impl Maintenance for MaintenanceService {
     type SnapshotStream = SnapshotStream;
 
-    async fn alarm(&self, _req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
-        // No alarm is ever raised yet (quota and corruption checks are not built). etcd answers
-        // alarm requests without a header; so does rustcd, so that clients print the same.
-        Ok(Response::new(AlarmResponse { header: None, alarms: vec![] }))
+    /// etcd answers alarm requests without a header; so does rustcd, so clients print the same.
+    async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        Ok(Response::new(self.0.alarm(req.into_inner()).await?))
     }
 
     async fn status(&self, _req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
@@ -34,15 +34,25 @@ impl Maintenance for MaintenanceService {
         let store = s.store().clone();
         let (db_size, db_size_in_use) = blocking(move || store.db_size()).await?;
         let st = &s.raft_status();
+        let leader = st.leader.load(Ordering::Relaxed);
+        // etcd lists a missing leader and every active alarm (in its text form) as errors.
+        let mut errors: Vec<String> = Vec::new();
+        if leader == 0 {
+            errors.push(ServerError::NoLeader.to_string());
+        }
+        for a in s.alarms().get(AlarmType::None) {
+            let name = AlarmType::try_from(a.alarm).map_or("NONE", |t| t.as_str_name());
+            errors.push(format!("memberID:{} alarm:{name} ", a.member_id));
+        }
         Ok(Response::new(StatusResponse {
             header: s.current_header(),
             version: rustcd_api::ETCD_VERSION.to_string(),
             db_size,
-            leader: st.leader.load(Ordering::Relaxed),
+            leader,
             raft_index: st.commit.load(Ordering::Relaxed),
             raft_term: st.term.load(Ordering::Relaxed),
             raft_applied_index: s.applied(),
-            errors: vec![],
+            errors,
             db_size_in_use,
             is_learner: st.is_learner.load(Ordering::Relaxed),
         }))

@@ -3,9 +3,9 @@
 //! [`ServerError`]. The gRPC handlers (and later the JSON gateway) only call these.
 
 use rustcd_api::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest,
-    LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
-    ResponseHeader, TxnRequest, TxnResponse,
+    AlarmRequest, AlarmResponse, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
+    LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
 };
 use rustcd_api::rustcdpb::internal_request::Request as Op;
 
@@ -93,6 +93,12 @@ impl EtcdServer {
         let mut resp = expect_applied!(self.propose(Op::LeaseGrant(r)).await?, LeaseGrant)?;
         resp.header = self.current_header();
         Ok(resp)
+    }
+
+    /// Maintenance.Alarm: every action goes through raft, as in etcd, so a listing reflects
+    /// every alarm raised before it.
+    pub async fn alarm(&self, r: AlarmRequest) -> Result<AlarmResponse, ServerError> {
+        expect_applied!(self.propose(Op::Alarm(r)).await?, Alarm)
     }
 
     pub async fn lease_revoke(&self, r: LeaseRevokeRequest) -> Result<LeaseRevokeResponse, ServerError> {
