@@ -4,6 +4,8 @@
 //! authenticating (a user's token sent with every request, as clientv3 does). It knows nothing of output formats or command lines (that is
 //! `etcdctl`'s job) and nothing of servers. Start with [`Client::connect`].
 
+pub mod srv;
+
 use std::time::Duration;
 
 use rustcd_api::etcdserverpb::AuthenticateRequest;

@@ -26,7 +26,7 @@ pub enum UserCmd {
     /// Adds a new user
     Add {
         /// Read password from stdin instead of interactive terminal
-        #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
         interactive: bool,
         /// Supply password from the command line flag
         #[arg(long = "new-user-password", default_value = "")]
@@ -50,7 +50,7 @@ pub enum UserCmd {
     /// Changes password of user
     Passwd {
         /// If true, read password from stdin instead of interactive terminal
-        #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
         interactive: bool,
         args: Vec<String>,
     },

@@ -64,7 +64,7 @@ pub struct Cli {
     #[arg(long, global = true, env = "ETCDCTL_PASSWORD", default_value = "")]
     pub password: String,
     /// disable transport security for client connections
-    #[arg(long = "insecure-transport", global = true, default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long = "insecure-transport", global = true, default_value_t = true, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub insecure_transport: bool,
     /// skip server certificate verification (CAUTION: this option should be enabled only for testing purposes)
     #[arg(long = "insecure-skip-tls-verify", global = true)]
@@ -85,7 +85,7 @@ pub struct Cli {
     #[arg(long = "discovery-srv-name", global = true, default_value = "")]
     pub discovery_srv_name: String,
     /// accept insecure SRV records describing cluster endpoints
-    #[arg(long = "insecure-discovery", global = true, default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long = "insecure-discovery", global = true, default_value_t = true, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub insecure_discovery: bool,
     #[command(subcommand)]
     pub command: Command,

@@ -268,24 +268,45 @@ impl Ctx {
     }
 }
 
+/// `--endpoints`, or what `--discovery-srv` finds in the domain's `_etcd-client._tcp` SRV
+/// records (without `--insecure-discovery`, only the https ones, as etcdctl).
+fn endpoints_of(cli: &Cli) -> Result<Vec<String>, CtlError> {
+    if cli.discovery_srv.is_empty() {
+        return Ok(cli.endpoints.clone());
+    }
+    let found = rustcd_client::srv::get_client("etcd-client", &cli.discovery_srv, &cli.discovery_srv_name)
+        .map_err(|e| CtlError::new(1, &e))?;
+    let kept: Vec<String> = found
+        .into_iter()
+        .filter(|ep| {
+            let insecure = !cli.insecure_discovery && ep.starts_with("http://");
+            if insecure {
+                eprintln!("ignoring discovered insecure endpoint {ep:?}");
+            }
+            !insecure
+        })
+        .collect();
+    Ok(if kept.is_empty() { cli.endpoints.clone() } else { kept })
+}
+
 async fn run(cli: Cli) -> Result<(), CtlError> {
     let format = match Format::parse(&cli.write_out) {
         Some(f) => f,
         None => return Err(CtlError::bad_feature(&format!("unknown output format {:?}", cli.write_out))),
     };
+    let endpoints = endpoints_of(&cli)?;
     // An https:// endpoint asks for TLS: never dial it in plaintext.
-    let tls_endpoint = cli.endpoints.iter().any(|e| e.starts_with("https://") || e.starts_with("unixs://"));
+    let tls_endpoint = endpoints.iter().any(|e| e.starts_with("https://") || e.starts_with("unixs://"));
+    // Secure discovery: etcdctl dials with TLS, the domain as the server name.
+    let tls_endpoint = tls_endpoint || (!cli.discovery_srv.is_empty() && !cli.insecure_discovery);
     if !cli.cacert.is_empty() || !cli.cert.is_empty() || !cli.key.is_empty() || !cli.insecure_transport || tls_endpoint
     {
         return Err(CtlError::bad_feature("TLS is not supported by this etcdctl yet"));
     }
-    if !cli.discovery_srv.is_empty() {
-        return Err(CtlError::bad_feature("DNS discovery is not supported by this etcdctl yet"));
-    }
     let duration = |s: &str| parse_duration(s).ok_or_else(|| CtlError::bad_args(&format!("invalid duration {s:?}")));
     let ctx = Ctx {
         config: Config {
-            endpoints: cli.endpoints.clone(),
+            endpoints,
             // Go's dialer: a zero timeout is no timeout
             dial_timeout: Some(duration(&cli.dial_timeout)?)
                 .filter(|d| !d.is_zero())

@@ -38,7 +38,7 @@ pub struct MirrorArgs {
     #[arg(long = "dest-key", default_value = "")]
     pub dest_key: String,
     /// Disable transport security for client connections
-    #[arg(long = "dest-insecure-transport", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long = "dest-insecure-transport", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub dest_insecure_transport: bool,
     pub args: Vec<String>,
 }

@@ -14,6 +14,10 @@ pub struct GatewayFlags {
     pub listen_addr: String,
     pub endpoints: Vec<String>,
     pub retry_delay: Duration,
+    /// `--discovery-srv`: endpoints from the domain's `_etcd-client._tcp` SRV records instead.
+    pub discovery_srv: String,
+    pub discovery_srv_name: String,
+    pub insecure_discovery: bool,
 }
 
 /// Reads `gateway [flags] start [flags]` (cobra takes flags before and after `start`).
@@ -22,6 +26,9 @@ pub fn parse(args: &[String]) -> Result<GatewayFlags, String> {
         listen_addr: "127.0.0.1:23790".into(),
         endpoints: vec!["127.0.0.1:2379".into()],
         retry_delay: Duration::from_secs(60),
+        discovery_srv: String::new(),
+        discovery_srv_name: String::new(),
+        insecure_discovery: false,
     };
     let mut started = false;
     let mut i = 0;
@@ -53,28 +60,56 @@ pub fn parse(args: &[String]) -> Result<GatewayFlags, String> {
                 f.retry_delay = crate::config::parse_duration(&value)
                     .ok_or_else(|| format!("invalid argument {value:?} for \"--retry-delay\" flag"))?
             }
-            "insecure-discovery" => {}
-            "discovery-srv" | "discovery-srv-name" | "trusted-ca-file" if !value.is_empty() => {
-                return Err(format!("--{name} is not supported yet by rustcd's gateway"));
+            "insecure-discovery" => {
+                f.insecure_discovery = crate::config::parse::parse_bool(&value)
+                    .ok_or_else(|| format!("invalid argument {value:?} for \"--insecure-discovery\" flag"))?
             }
-            "discovery-srv" | "discovery-srv-name" | "trusted-ca-file" => {}
+            "discovery-srv" => f.discovery_srv = value,
+            "discovery-srv-name" => f.discovery_srv_name = value,
+            "trusted-ca-file" if !value.is_empty() => {
+                return Err(format!("--{name} is not supported yet by rustcd's gateway (client TLS)"));
+            }
+            "trusted-ca-file" => {}
             _ => return Err(format!("unknown flag: --{name}")),
         }
     }
     if !started {
         return Err("etcd gateway needs a subcommand: start".into());
     }
-    // etcd takes `host:port` or a URL
-    for e in &mut f.endpoints {
+    if !f.discovery_srv.is_empty() && !f.insecure_discovery {
+        // etcd checks each discovered endpoint with a TLS handshake first.
+        return Err("--discovery-srv without --insecure-discovery checks endpoints over TLS: not supported yet by rustcd's gateway (client TLS)".into());
+    }
+    strip_schemes(&mut f.endpoints);
+    Ok(f)
+}
+
+/// etcd takes `host:port` or a URL; a TCP proxy needs `host:port`.
+fn strip_schemes(endpoints: &mut [String]) {
+    for e in endpoints {
         if let Some((_, rest)) = e.split_once("://") {
             *e = rest.trim_end_matches('/').to_string();
         }
     }
-    Ok(f)
+}
+
+/// `--discovery-srv`: the endpoints of the domain's `_etcd-client._tcp` records replace
+/// `--endpoints` (when it finds any).
+fn discover(f: &mut GatewayFlags) -> Result<(), String> {
+    let found = rustcd_client::srv::get_client("etcd-client", &f.discovery_srv, &f.discovery_srv_name)?;
+    tracing::info!(srv_server = %f.discovery_srv, endpoints = ?found, "discovered cluster from SRV");
+    if !found.is_empty() {
+        f.endpoints = found;
+        strip_schemes(&mut f.endpoints);
+    }
+    Ok(())
 }
 
 /// Runs the gateway until the process ends.
-pub async fn run(f: GatewayFlags) -> Result<(), String> {
+pub async fn run(mut f: GatewayFlags) -> Result<(), String> {
+    if !f.discovery_srv.is_empty() {
+        discover(&mut f)?;
+    }
     let listener =
         TcpListener::bind(&f.listen_addr).await.map_err(|e| format!("cannot listen on {}: {e}", f.listen_addr))?;
     tracing::info!(endpoints = ?f.endpoints, listen_addr = %f.listen_addr, "ready to proxy client requests");

@@ -10,6 +10,7 @@ pub mod compactor;
 pub mod concurrency;
 pub mod config;
 pub mod corrupt;
+pub mod discovery;
 pub mod error;
 pub mod failpoints;
 pub mod gateway;

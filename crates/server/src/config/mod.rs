@@ -32,6 +32,8 @@ pub struct Settings {
     pub initial_cluster: String,
     pub initial_cluster_token: String,
     pub initial_cluster_state: String,
+    pub discovery_srv: String,
+    pub discovery_srv_name: String,
     pub snapshot_count: u64,
     pub heartbeat_interval: u64,
     pub election_timeout: u64,
@@ -73,6 +75,8 @@ impl Settings {
             initial_cluster: v.get("initial-cluster"),
             initial_cluster_token: v.get("initial-cluster-token"),
             initial_cluster_state: v.get("initial-cluster-state"),
+            discovery_srv: v.get("discovery-srv"),
+            discovery_srv_name: v.get("discovery-srv-name"),
             snapshot_count: v.uint("snapshot-count"),
             heartbeat_interval: v.uint("heartbeat-interval"),
             election_timeout: v.uint("election-timeout"),
@@ -144,6 +148,7 @@ impl Config {
         let mut notes = values.notes.clone();
         notes.extend(Self::check_support(&values)?);
         let mut cfg = Self::from_raw(Settings::from_values(&values))?;
+        notes.append(&mut cfg.notes);
         cfg.notes = notes;
         Ok(cfg)
     }
@@ -202,7 +207,22 @@ impl Config {
         let listen_peer_urls = parse_urls(&raw.listen_peer_urls, "listen-peer-urls")?;
         let advertise_client_urls = split_list(&raw.advertise_client_urls);
         let advertise_peer_urls = split_list(&raw.initial_advertise_peer_urls);
-        let initial_cluster = if raw.initial_cluster.is_empty() {
+        let mut notes = Vec::new();
+        let data_dir = PathBuf::from(data_dir);
+        // etcd's DNS SRV bootstrap, for a member that has no data yet.
+        let srv_cluster = if raw.discovery_srv.is_empty() || data_dir.join("member").exists() {
+            None
+        } else if !raw.initial_cluster.is_empty() {
+            return Err(StartError::Config(
+                "multiple discovery or bootstrap flags are set. Choose one of \"initial-cluster\", \"discovery\" or \"discovery-srv\"".into(),
+            ));
+        } else {
+            let (name, domain, suffix) = (&raw.name, &raw.discovery_srv, &raw.discovery_srv_name);
+            Some(crate::discovery::initial_cluster(name, domain, suffix, &advertise_peer_urls, &mut notes)?)
+        };
+        let initial_cluster = if let Some(c) = &srv_cluster {
+            parse_initial_cluster(c)?
+        } else if raw.initial_cluster.is_empty() {
             vec![InitialMember { name: raw.name.clone(), peer_urls: advertise_peer_urls.clone() }]
         } else {
             parse_initial_cluster(&raw.initial_cluster)?
@@ -239,8 +259,8 @@ impl Config {
             listen_metrics_urls,
             listen_client_http_urls,
             auto_compaction,
-            notes: Vec::new(),
-            data_dir: PathBuf::from(data_dir),
+            notes,
+            data_dir,
             listen_client_urls,
             advertise_client_urls,
             listen_peer_urls,
