@@ -141,7 +141,6 @@ cause() { # dir test pairing -> what the failing test needs that rustcd does not
         TestEtcdCorruptHash) echo " (edits bbolt's file: rustcd's backend is redb)"; return ;;
     esac
     case "$args" in
-        *"ARGS: grpc-proxy"*) echo " (etcd grpc-proxy: not built yet)" ;;
         *-auto-tls* | *-cert-file* | *https://* | *--cacert* | *-cert-auth* | *--cipher-suites*) echo " (TLS: issue 13)" ;;
         *"ARGS: "*" auth enable"* | *--auth-token* | *"--user "* | *" user add "* | *" role add "*) echo " (auth: issue 13)" ;;
         *"ARGS: "*" snapshot "*) echo " (snapshots: issue 14)" ;;

@@ -151,9 +151,10 @@ fn flag_errors_are_gos_and_unbuilt_settings_are_refused() {
         assert!(help.contains(flag), "help lacks {flag}");
     }
 
-    let out = run_etcd(&["grpc-proxy", "start"]);
+    let out = run_etcd(&["grpc-proxy", "start", "--cert-file=/x.crt"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("'etcd grpc-proxy' is not supported yet"));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("--cert-file=/x.crt is not supported yet by rustcd's grpc-proxy"), "{said}");
 }
 
 /// A repeated flag: the last wins. An `ETCD_*` variable etcd does not know is warned about; one

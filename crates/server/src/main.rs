@@ -7,10 +7,7 @@ fn main() {
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     match args.first().and_then(|a| a.to_str()) {
         Some("gateway") => gateway(&args[1..]),
-        Some(sub @ "grpc-proxy") => {
-            eprintln!("etcd: 'etcd {sub}' is not supported yet by rustcd");
-            std::process::exit(1);
-        }
+        Some("grpc-proxy") => grpc_proxy(&args[1..]),
         _ => {}
     }
     let env: Vec<(String, String)> =
@@ -141,4 +138,63 @@ fn gateway(args: &[std::ffi::OsString]) -> ! {
         }
     };
     std::process::exit(code)
+}
+
+/// `etcd grpc-proxy start`: the L7 proxy (see `rustcd_grpcproxy`).
+fn grpc_proxy(args: &[std::ffi::OsString]) -> ! {
+    let args: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    let flags = match rustcd_grpcproxy::parse(&args) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = rustcd_server::logging::init(if flags.debug { "debug" } else { "info" }, &[]) {
+        eprintln!("etcd: {e}");
+        std::process::exit(1);
+    }
+    for note in &flags.notes {
+        tracing::warn!("{note}");
+    }
+    let code = match tokio::runtime::Runtime::new() {
+        Ok(rt) => match rt.block_on(serve_grpc_proxy(flags)) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("etcd: {e}");
+                1
+            }
+        },
+        Err(e) => {
+            eprintln!("etcd: cannot start runtime: {e}");
+            1
+        }
+    };
+    std::process::exit(code)
+}
+
+async fn serve_grpc_proxy(f: rustcd_grpcproxy::Flags) -> Result<(), String> {
+    use rustcd_server::listen::{ServeOpts, serve_on};
+    use rustcd_server::url::Url;
+    let listen = |addr: &str| {
+        let url = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
+        Url::parse(&url)
+    };
+    let opts = ServeOpts {
+        max_concurrent_streams: f.max_concurrent_streams,
+        keepalive_interval: f.grpc_keepalive_interval,
+        keepalive_timeout: f.grpc_keepalive_timeout,
+        reuse_port: false,
+    };
+    let router = rustcd_grpcproxy::router(&f, rustcd_grpcproxy::upstream(&f)?);
+    if !f.metrics_addr.is_empty() {
+        let url = listen(&f.metrics_addr)?;
+        serve_on(&[url], router.clone(), "gRPC proxy listening for metrics", &opts).await.map_err(|e| e.to_string())?;
+    }
+    let url = listen(&f.listen_addr)?;
+    serve_on(&[url], router, "listening for gRPC proxy client requests", &opts).await.map_err(|e| e.to_string())?;
+    tracing::info!(address = %f.listen_addr, "started gRPC proxy");
+    wait_for_signal().await;
+    tracing::info!(address = %f.listen_addr, "stop listening gRPC proxy client requests");
+    Ok(())
 }

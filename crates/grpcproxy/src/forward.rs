@@ -1,0 +1,192 @@
+//! The services the proxy passes through unchanged: Lease, Cluster, Maintenance, Auth, Lock
+//! and Election, each call sent to the cluster with the client's auth token, each stream piped
+//! both ways (lease keep-alives, snapshots, election observers).
+
+use std::pin::Pin;
+
+use rustcd_api::etcdserverpb::auth_client::AuthClient;
+use rustcd_api::etcdserverpb::auth_server::Auth;
+use rustcd_api::etcdserverpb::cluster_client::ClusterClient;
+use rustcd_api::etcdserverpb::cluster_server::Cluster;
+use rustcd_api::etcdserverpb::lease_client::LeaseClient;
+use rustcd_api::etcdserverpb::lease_server::Lease;
+use rustcd_api::etcdserverpb::maintenance_client::MaintenanceClient;
+use rustcd_api::etcdserverpb::maintenance_server::Maintenance;
+use rustcd_api::etcdserverpb::*;
+use rustcd_api::v3electionpb::election_client::ElectionClient;
+use rustcd_api::v3electionpb::election_server::Election;
+use rustcd_api::v3electionpb::*;
+use rustcd_api::v3lockpb::lock_client::LockClient;
+use rustcd_api::v3lockpb::lock_server::Lock;
+use rustcd_api::v3lockpb::*;
+use tokio_stream::{Stream, StreamExt};
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status, Streaming};
+
+/// Metadata a client's call carries that the cluster must see too: its auth token, and
+/// clientv3's "require a leader" mark.
+const PASSED_ON: [&str; 2] = ["token", "hasleader"];
+
+/// The request to send upstream: the message, with the client's token.
+pub fn request<T>(req: Request<T>) -> Request<T> {
+    let md = req.metadata().clone();
+    let mut out = Request::new(req.into_inner());
+    for key in PASSED_ON {
+        if let Some(v) = md.get(key) {
+            out.metadata_mut().insert(key, v.clone());
+        }
+    }
+    out
+}
+
+/// A client stream as the messages to send upstream; it ends at the client's first error.
+fn messages<T: Send + 'static>(req: Request<Streaming<T>>) -> Request<impl Stream<Item = T> + Send + 'static> {
+    let md = req.metadata().clone();
+    let mut out = Request::new(req.into_inner().map_while(|m| m.ok()));
+    for key in PASSED_ON {
+        if let Some(v) = md.get(key) {
+            out.metadata_mut().insert(key, v.clone());
+        }
+    }
+    out
+}
+
+type Boxed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+fn boxed<T: Send + 'static>(s: Streaming<T>) -> Boxed<T> {
+    Box::pin(s)
+}
+
+/// Unary methods that only forward. They are written as `#[tonic::async_trait]` expands an
+/// `async fn` (it cannot see into a macro's output).
+macro_rules! unary {
+    ($($name:ident($req:ty) -> $resp:ty;)*) => {$(
+        fn $name<'life0, 'async_trait>(
+            &'life0 self,
+            req: Request<$req>,
+        ) -> Pin<Box<dyn std::future::Future<Output = Result<Response<$resp>, Status>> + Send + 'async_trait>>
+        where
+            'life0: 'async_trait,
+            Self: 'async_trait,
+        {
+            let mut client = self.0.clone();
+            Box::pin(async move { client.$name(request(req)).await })
+        }
+    )*};
+}
+
+pub struct LeaseProxy(pub LeaseClient<Channel>);
+
+#[tonic::async_trait]
+impl Lease for LeaseProxy {
+    type LeaseKeepAliveStream = Boxed<LeaseKeepAliveResponse>;
+    unary! {
+        lease_grant(LeaseGrantRequest) -> LeaseGrantResponse;
+        lease_revoke(LeaseRevokeRequest) -> LeaseRevokeResponse;
+        lease_time_to_live(LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse;
+        lease_leases(LeaseLeasesRequest) -> LeaseLeasesResponse;
+    }
+    async fn lease_keep_alive(
+        &self,
+        req: Request<Streaming<LeaseKeepAliveRequest>>,
+    ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        let up = self.0.clone().lease_keep_alive(messages(req)).await?;
+        Ok(Response::new(boxed(up.into_inner())))
+    }
+}
+
+/// The Cluster service: member changes pass through; the member list is the cluster's only
+/// when `--advertise-client-url` is empty. Otherwise, as etcd's proxy, it names the proxy
+/// alone (its host name and advertised address), so clients that sync endpoints from the
+/// member list keep talking to the proxy.
+pub struct ClusterProxy(pub ClusterClient<Channel>, pub String);
+
+#[tonic::async_trait]
+impl Cluster for ClusterProxy {
+    unary! {
+        member_add(MemberAddRequest) -> MemberAddResponse;
+        member_remove(MemberRemoveRequest) -> MemberRemoveResponse;
+        member_update(MemberUpdateRequest) -> MemberUpdateResponse;
+        member_promote(MemberPromoteRequest) -> MemberPromoteResponse;
+    }
+    async fn member_list(&self, req: Request<MemberListRequest>) -> Result<Response<MemberListResponse>, Status> {
+        if self.1.is_empty() {
+            return self.0.clone().member_list(request(req)).await;
+        }
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let me = Member { name: hostname.trim().to_string(), client_ur_ls: vec![self.1.clone()], ..Default::default() };
+        Ok(Response::new(MemberListResponse { members: vec![me], ..Default::default() }))
+    }
+}
+
+pub struct MaintenanceProxy(pub MaintenanceClient<Channel>);
+
+#[tonic::async_trait]
+impl Maintenance for MaintenanceProxy {
+    type SnapshotStream = Boxed<SnapshotResponse>;
+    unary! {
+        alarm(AlarmRequest) -> AlarmResponse;
+        status(StatusRequest) -> StatusResponse;
+        defragment(DefragmentRequest) -> DefragmentResponse;
+        hash(HashRequest) -> HashResponse;
+        hash_kv(HashKvRequest) -> HashKvResponse;
+        move_leader(MoveLeaderRequest) -> MoveLeaderResponse;
+        downgrade(DowngradeRequest) -> DowngradeResponse;
+    }
+    async fn snapshot(&self, req: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+        let up = self.0.clone().snapshot(request(req)).await?;
+        Ok(Response::new(boxed(up.into_inner())))
+    }
+}
+
+pub struct AuthProxy(pub AuthClient<Channel>);
+
+#[tonic::async_trait]
+impl Auth for AuthProxy {
+    unary! {
+        auth_enable(AuthEnableRequest) -> AuthEnableResponse;
+        auth_disable(AuthDisableRequest) -> AuthDisableResponse;
+        auth_status(AuthStatusRequest) -> AuthStatusResponse;
+        authenticate(AuthenticateRequest) -> AuthenticateResponse;
+        user_add(AuthUserAddRequest) -> AuthUserAddResponse;
+        user_get(AuthUserGetRequest) -> AuthUserGetResponse;
+        user_list(AuthUserListRequest) -> AuthUserListResponse;
+        user_delete(AuthUserDeleteRequest) -> AuthUserDeleteResponse;
+        user_change_password(AuthUserChangePasswordRequest) -> AuthUserChangePasswordResponse;
+        user_grant_role(AuthUserGrantRoleRequest) -> AuthUserGrantRoleResponse;
+        user_revoke_role(AuthUserRevokeRoleRequest) -> AuthUserRevokeRoleResponse;
+        role_add(AuthRoleAddRequest) -> AuthRoleAddResponse;
+        role_get(AuthRoleGetRequest) -> AuthRoleGetResponse;
+        role_list(AuthRoleListRequest) -> AuthRoleListResponse;
+        role_delete(AuthRoleDeleteRequest) -> AuthRoleDeleteResponse;
+        role_grant_permission(AuthRoleGrantPermissionRequest) -> AuthRoleGrantPermissionResponse;
+        role_revoke_permission(AuthRoleRevokePermissionRequest) -> AuthRoleRevokePermissionResponse;
+    }
+}
+
+pub struct LockProxy(pub LockClient<Channel>);
+
+#[tonic::async_trait]
+impl Lock for LockProxy {
+    unary! {
+        lock(LockRequest) -> LockResponse;
+        unlock(UnlockRequest) -> UnlockResponse;
+    }
+}
+
+pub struct ElectionProxy(pub ElectionClient<Channel>);
+
+#[tonic::async_trait]
+impl Election for ElectionProxy {
+    type ObserveStream = Boxed<LeaderResponse>;
+    unary! {
+        campaign(CampaignRequest) -> CampaignResponse;
+        proclaim(ProclaimRequest) -> ProclaimResponse;
+        leader(LeaderRequest) -> LeaderResponse;
+        resign(ResignRequest) -> ResignResponse;
+    }
+    async fn observe(&self, req: Request<LeaderRequest>) -> Result<Response<Self::ObserveStream>, Status> {
+        let up = self.0.clone().observe(request(req)).await?;
+        Ok(Response::new(boxed(up.into_inner())))
+    }
+}

@@ -1,0 +1,117 @@
+//! The KV service of the proxy (etcd's `grpcproxy/kv.go`): serializable ranges are answered
+//! from the [`Cache`] when they can be; everything else goes to the cluster, and what comes
+//! back updates the cache (a range's answer is kept, a write drops what it touched).
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rustcd_api::etcdserverpb::kv_client::KvClient;
+use rustcd_api::etcdserverpb::kv_server::Kv;
+use rustcd_api::etcdserverpb::request_op::Request as ReqOp;
+use rustcd_api::etcdserverpb::response_op::Response as RespOp;
+use rustcd_api::etcdserverpb::*;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+use crate::cache::{Cache, Cached};
+use crate::forward;
+
+pub struct KvProxy {
+    upstream: KvClient<Channel>,
+    cache: Mutex<Cache>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+/// etcd's `ErrGRPCCompacted`.
+fn compacted() -> Status {
+    Status::out_of_range("etcdserver: mvcc: required revision has been compacted")
+}
+
+impl KvProxy {
+    pub fn new(ch: Channel) -> KvProxy {
+        let upstream = KvClient::new(ch).max_decoding_message_size(usize::MAX);
+        KvProxy { upstream, cache: Mutex::default(), hits: AtomicU64::new(0), misses: AtomicU64::new(0) }
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Entries in the cache, for `/metrics`.
+    pub fn cache_len(&self) -> usize {
+        self.cache().len()
+    }
+
+    /// Serializable ranges answered from the cache, and those that were not, so far.
+    pub fn cache_stats(&self) -> (u64, u64) {
+        (self.hits.load(Ordering::Relaxed), self.misses.load(Ordering::Relaxed))
+    }
+
+    /// What a txn's branch did, as the cache sees it.
+    fn txn_to_cache(&self, reqs: &[RequestOp], resps: &[ResponseOp]) {
+        let mut c = self.cache();
+        for (req, resp) in reqs.iter().zip(resps) {
+            match (&req.request, &resp.response) {
+                (Some(ReqOp::RequestPut(p)), Some(RespOp::ResponsePut(_))) => c.invalidate(&p.key, &[]),
+                (Some(ReqOp::RequestDeleteRange(d)), Some(RespOp::ResponseDeleteRange(_))) => {
+                    c.invalidate(&d.key, &d.range_end)
+                }
+                (Some(ReqOp::RequestRange(r)), Some(RespOp::ResponseRange(rr))) => c.add(r, rr),
+                // A nested txn: its keys are unknown from here; drop everything it could touch.
+                (Some(ReqOp::RequestTxn(_)), _) => c.invalidate(&[], &[0]),
+                _ => {}
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Kv for KvProxy {
+    async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+        let r = req.get_ref();
+        if r.serializable {
+            let found = self.cache().get(r);
+            let counter = if found == Cached::Miss { &self.misses } else { &self.hits };
+            counter.fetch_add(1, Ordering::Relaxed);
+            match found {
+                Cached::Hit(resp) => return Ok(Response::new(resp)),
+                Cached::Compacted => return Err(compacted()),
+                Cached::Miss => {}
+            }
+        }
+        let r = r.clone();
+        let resp = self.upstream.clone().range(forward::request(req)).await?;
+        self.cache().add(&r, resp.get_ref());
+        Ok(resp)
+    }
+
+    async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        self.cache().invalidate(&req.get_ref().key, &[]);
+        self.upstream.clone().put(forward::request(req)).await
+    }
+
+    async fn delete_range(&self, req: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
+        self.cache().invalidate(&req.get_ref().key, &req.get_ref().range_end);
+        self.upstream.clone().delete_range(forward::request(req)).await
+    }
+
+    async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        let t = req.get_ref().clone();
+        let resp = self.upstream.clone().txn(forward::request(req)).await?;
+        // The txn may have claimed an outdated compared key; drop those too.
+        for c in &t.compare {
+            self.cache().invalidate(&c.key, &c.range_end);
+        }
+        let r = resp.get_ref();
+        self.txn_to_cache(if r.succeeded { &t.success } else { &t.failure }, &r.responses);
+        Ok(resp)
+    }
+
+    async fn compact(&self, req: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
+        let rev = req.get_ref().revision;
+        let resp = self.upstream.clone().compact(forward::request(req)).await?;
+        self.cache().compact(rev);
+        Ok(resp)
+    }
+}
