@@ -24,6 +24,10 @@ struct Proxy {
 
 impl Proxy {
     fn start(binary: &std::path::Path, endpoints: &[String]) -> Proxy {
+        Self::start_with(binary, endpoints, &[])
+    }
+
+    fn start_with(binary: &std::path::Path, endpoints: &[String], extra: &[&str]) -> Proxy {
         let port = free_port();
         let endpoints = endpoints.join(",");
         let dir = tempfile::tempdir().expect("proxy data dir");
@@ -31,6 +35,7 @@ impl Proxy {
         let listen = format!("127.0.0.1:{port}");
         let child = Command::new(binary)
             .args(["grpc-proxy", "start", "--endpoints", &endpoints, "--listen-addr", &listen, "--data-dir", &data_dir])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -79,6 +84,8 @@ fn session(p: &Proxy, tag: &str) -> Vec<Printed> {
     let mut health = run(&["endpoint", "health"]);
     health.stdout = health.stdout.contains("is healthy").to_string();
     out.push(health);
+    out.push(rustcd_testkit::etcdctl_watch(&ep, &["watch", &key("a"), "--rev=1"], 6, Duration::from_secs(10)));
+    out.push(run(&["lease", "list"]).shape());
     out.push(run(&["compact", "1"]));
     out.push(run(&["get", &key("a"), "--rev=1", "--consistency=s"]));
     out
@@ -91,19 +98,14 @@ trait Shape {
 impl Shape for Printed {
     /// Keeps what a run printed up to numbers and hex IDs (they differ between clusters).
     fn shape(mut self) -> Printed {
-        let words: Vec<String> =
-            self.stdout
-                .split(' ')
-                .map(|w| {
-                    if w.len() >= 12 && w.chars().all(|c| c.is_ascii_hexdigit()) {
-                        "<id>".into()
-                    } else {
-                        w.to_string()
-                    }
-                })
-                .collect();
+        let hex_id = |w: &str| w.len() >= 12 && w.chars().all(|c| c.is_ascii_hexdigit());
+        let lines: Vec<String> = self
+            .stdout
+            .split('\n')
+            .map(|l| l.split(' ').map(|w| if hex_id(w) { "<id>" } else { w }).collect::<Vec<_>>().join(" "))
+            .collect();
         let mut s = String::new();
-        for c in words.join(" ").chars().map(|c| if c.is_ascii_digit() { '9' } else { c }) {
+        for c in lines.join("\n").chars().map(|c| if c.is_ascii_digit() { '9' } else { c }) {
             if !(c == '9' && s.ends_with('9')) {
                 s.push(c);
             }
@@ -226,4 +228,25 @@ async fn watches_share_one_cluster_watch_and_survive_a_member_loss() {
     pkv.put(put("through-proxy".into())).await.expect("put through the proxy");
     let after = value(pkv.range(get).await.expect("get").into_inner());
     assert_eq!(after, Some(b"through-proxy".to_vec()), "a write through the proxy drops the cached read");
+}
+
+/// `--namespace`: the same session through both proxies, each keeping its clients under `ns/`;
+/// the cluster holds the keys with the prefix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespaced_proxy_acts_as_etcds() {
+    let c = Cluster::start(1);
+    c.wait_writable(0);
+    let theirs = Proxy::start_with(std::path::Path::new(REAL_ETCD), &c.endpoints(), &["--namespace=ns/"]);
+    let expected = session(&theirs, "s");
+    drop(theirs);
+    let c2 = Cluster::start(1);
+    c2.wait_writable(0);
+    let ours = Proxy::start_with(&workspace_bin("etcd"), &c2.endpoints(), &["--namespace=ns/"]);
+    let got = session(&ours, "s");
+    for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+        assert_eq!(g, e, "step {i} through rustcd's namespaced proxy vs etcd's");
+    }
+    assert_eq!(got.len(), expected.len());
+    let direct = Ctl::Real.run(&c2.members[0].endpoint(), &["get", "ns/s/a", "--print-value-only"], None);
+    assert_eq!(rustcd_testkit::stdout(&direct), "3\n", "the cluster holds the key under the namespace");
 }

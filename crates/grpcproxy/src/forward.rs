@@ -75,7 +75,8 @@ macro_rules! unary {
     )*};
 }
 
-pub struct LeaseProxy(pub LeaseClient<Channel>);
+/// The Lease service; a lease's keys are listed without the proxy's namespace.
+pub struct LeaseProxy(pub LeaseClient<Channel>, pub crate::namespace::Namespace);
 
 #[tonic::async_trait]
 impl Lease for LeaseProxy {
@@ -83,8 +84,15 @@ impl Lease for LeaseProxy {
     unary! {
         lease_grant(LeaseGrantRequest) -> LeaseGrantResponse;
         lease_revoke(LeaseRevokeRequest) -> LeaseRevokeResponse;
-        lease_time_to_live(LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse;
         lease_leases(LeaseLeasesRequest) -> LeaseLeasesResponse;
+    }
+    async fn lease_time_to_live(
+        &self,
+        req: Request<LeaseTimeToLiveRequest>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        let mut resp = self.0.clone().lease_time_to_live(request(req)).await?;
+        self.1.lease_keys(resp.get_mut());
+        Ok(resp)
     }
     async fn lease_keep_alive(
         &self,

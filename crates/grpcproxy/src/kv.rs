@@ -15,9 +15,11 @@ use tonic::{Request, Response, Status};
 
 use crate::cache::{Cache, Cached};
 use crate::forward;
+use crate::namespace::Namespace;
 
 pub struct KvProxy {
     upstream: KvClient<Channel>,
+    ns: Namespace,
     cache: Mutex<Cache>,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -29,9 +31,9 @@ fn compacted() -> Status {
 }
 
 impl KvProxy {
-    pub fn new(ch: Channel) -> KvProxy {
+    pub fn new(ch: Channel, ns: Namespace) -> KvProxy {
         let upstream = KvClient::new(ch).max_decoding_message_size(usize::MAX);
-        KvProxy { upstream, cache: Mutex::default(), hits: AtomicU64::new(0), misses: AtomicU64::new(0) }
+        KvProxy { upstream, ns, cache: Mutex::default(), hits: AtomicU64::new(0), misses: AtomicU64::new(0) }
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
@@ -68,43 +70,56 @@ impl KvProxy {
 
 #[tonic::async_trait]
 impl Kv for KvProxy {
-    async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+    async fn range(&self, mut req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+        self.ns.range(req.get_mut())?;
         let r = req.get_ref();
         if r.serializable {
             let found = self.cache().get(r);
             let counter = if found == Cached::Miss { &self.misses } else { &self.hits };
             counter.fetch_add(1, Ordering::Relaxed);
             match found {
-                Cached::Hit(resp) => return Ok(Response::new(resp)),
+                Cached::Hit(mut resp) => {
+                    self.ns.range_resp(&mut resp);
+                    return Ok(Response::new(resp));
+                }
                 Cached::Compacted => return Err(compacted()),
                 Cached::Miss => {}
             }
         }
         let r = r.clone();
-        let resp = self.upstream.clone().range(forward::request(req)).await?;
+        let mut resp = self.upstream.clone().range(forward::request(req)).await?;
         self.cache().add(&r, resp.get_ref());
+        self.ns.range_resp(resp.get_mut());
         Ok(resp)
     }
 
-    async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+    async fn put(&self, mut req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        self.ns.put(req.get_mut())?;
         self.cache().invalidate(&req.get_ref().key, &[]);
-        self.upstream.clone().put(forward::request(req)).await
+        let mut resp = self.upstream.clone().put(forward::request(req)).await?;
+        self.ns.put_resp(resp.get_mut());
+        Ok(resp)
     }
 
-    async fn delete_range(&self, req: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
+    async fn delete_range(&self, mut req: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
+        self.ns.delete(req.get_mut())?;
         self.cache().invalidate(&req.get_ref().key, &req.get_ref().range_end);
-        self.upstream.clone().delete_range(forward::request(req)).await
+        let mut resp = self.upstream.clone().delete_range(forward::request(req)).await?;
+        self.ns.delete_resp(resp.get_mut());
+        Ok(resp)
     }
 
-    async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+    async fn txn(&self, mut req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        self.ns.txn(req.get_mut())?;
         let t = req.get_ref().clone();
-        let resp = self.upstream.clone().txn(forward::request(req)).await?;
+        let mut resp = self.upstream.clone().txn(forward::request(req)).await?;
         // The txn may have claimed an outdated compared key; drop those too.
         for c in &t.compare {
             self.cache().invalidate(&c.key, &c.range_end);
         }
         let r = resp.get_ref();
         self.txn_to_cache(if r.succeeded { &t.success } else { &t.failure }, &r.responses);
+        self.ns.txn_resp(resp.get_mut());
         Ok(resp)
     }
 

@@ -12,6 +12,7 @@
 pub mod cache;
 pub mod forward;
 pub mod kv;
+pub mod namespace;
 pub mod watch;
 
 use std::sync::Arc;
@@ -54,6 +55,8 @@ pub struct Flags {
     pub grpc_keepalive_timeout: Duration,
     pub max_concurrent_streams: u32,
     pub debug: bool,
+    /// `--namespace`: the prefix every key the proxy's clients use gets.
+    pub namespace: String,
     /// Settings accepted with a warning: what they asked for, why it has no effect.
     pub notes: Vec<String>,
 }
@@ -79,6 +82,7 @@ impl Default for Flags {
             grpc_keepalive_timeout: Duration::from_secs(20),
             max_concurrent_streams: u32::MAX,
             debug: false,
+            namespace: String::new(),
             notes: Vec::new(),
         }
     }
@@ -86,7 +90,7 @@ impl Default for Flags {
 
 /// Flags that need what rustcd does not have yet: set to anything but their default, they
 /// refuse to start with this reason.
-const NOT_YET: [(&str, &str); 15] = [
+const NOT_YET: [(&str, &str); 14] = [
     ("cert", "TLS to the cluster, issue 13"),
     ("key", "TLS to the cluster, issue 13"),
     ("cacert", "TLS to the cluster, issue 13"),
@@ -96,7 +100,6 @@ const NOT_YET: [(&str, &str); 15] = [
     ("trusted-ca-file", "client TLS, issue 13"),
     ("auto-tls", "client TLS, issue 13"),
     ("client-crl-file", "client TLS, issue 13"),
-    ("namespace", "key namespaces in the proxy"),
     ("resolver-prefix", "registering proxies in the cluster"),
     ("experimental-leasing-prefix", "leasing reads"),
     ("experimental-serializable-ordering", "serializable read ordering"),
@@ -222,6 +225,7 @@ fn set(f: &mut Flags, name: &str, v: &str) -> Result<(), String> {
             f.max_concurrent_streams = v.parse().map_err(|_| format!("invalid argument {v:?} for \"--{name}\" flag"))?
         }
         "debug" => f.debug = boolean(name, v)?,
+        "namespace" => f.namespace = v.to_string(),
         _ => {
             if let Some((_, why)) = NOT_YET.iter().find(|(n, _)| *n == name) {
                 if !matches!(v, "" | "false" | "0") {
@@ -275,12 +279,14 @@ pub fn upstream(f: &Flags) -> Result<Channel, String> {
 /// The proxy's gRPC services and its HTTP endpoints, as one router.
 pub fn router(f: &Flags, ch: Channel) -> axum::Router {
     let (send, recv) = (f.max_send_bytes, f.max_recv_bytes);
-    let kv = Arc::new(kv::KvProxy::new(ch.clone()));
-    let watch = Arc::new(watch::WatchProxy::new(ch.clone()));
+    let ns = namespace::Namespace::new(&f.namespace);
+    let kv = Arc::new(kv::KvProxy::new(ch.clone(), ns.clone()));
+    let watch = Arc::new(watch::WatchProxy::new(ch.clone(), ns.clone()));
     let routes = tonic::service::Routes::new(KvServer::from_arc(kv.clone()).max_decoding_message_size(recv))
         .add_service(WatchServer::from_arc(watch.clone()).max_decoding_message_size(recv))
         .add_service(LeaseServer::new(forward::LeaseProxy(
             LeaseClient::new(ch.clone()).max_encoding_message_size(send),
+            ns,
         )))
         .add_service(ClusterServer::new(forward::ClusterProxy(
             ClusterClient::new(ch.clone()),

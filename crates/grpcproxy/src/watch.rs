@@ -23,6 +23,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::namespace::Namespace;
+
 type Range = (Vec<u8>, Vec<u8>);
 type Out = mpsc::Sender<Result<WatchResponse, Status>>;
 /// A client watch: its client stream and its watch id there.
@@ -52,7 +54,7 @@ impl Watcher {
     }
 
     /// etcd's `watcher.send`: the events of an upstream response this watch wants.
-    fn send(&mut self, m: &WatchResponse) -> bool {
+    fn send(&mut self, m: &WatchResponse, ns: &Namespace) -> bool {
         let rev = m.header.as_ref().map_or(0, |h| h.revision);
         let progress = m.events.is_empty() && m.compact_revision == 0;
         if progress && !self.progress {
@@ -77,6 +79,7 @@ impl Watcher {
             if !self.prev_kv {
                 ev.prev_kv = None;
             }
+            ev.kv.iter_mut().chain(ev.prev_kv.iter_mut()).for_each(|kv| ns.strip(kv));
             events.push(ev);
         }
         if last >= self.next_rev {
@@ -143,7 +146,7 @@ impl Broadcast {
 
     /// Hands one response from the cluster to every client watch; false when the broadcast
     /// has ended (the cluster canceled it).
-    fn deliver(&self, m: &WatchResponse, stats: &Stats) -> bool {
+    fn deliver(&self, m: &WatchResponse, stats: &Stats, ns: &Namespace) -> bool {
         let mut st = self.lock();
         let rev = m.header.as_ref().map_or(0, |h| h.revision);
         if m.canceled {
@@ -186,7 +189,7 @@ impl Broadcast {
         if !m.events.is_empty() && st.watchers.len() > 1 {
             stats.events_coalesced.fetch_add((st.watchers.len() - 1) as u64, Ordering::Relaxed);
         }
-        st.watchers.retain(|_, w| w.send(m));
+        st.watchers.retain(|_, w| w.send(m, ns));
         true
     }
 }
@@ -200,6 +203,7 @@ pub struct Stats {
 
 struct Hub {
     upstream: Channel,
+    ns: Namespace,
     ranges: Mutex<HashMap<Range, Vec<Arc<Broadcast>>>>,
     next_stream: AtomicU64,
     stats: Arc<Stats>,
@@ -265,7 +269,7 @@ async fn run(hub: std::sync::Weak<Hub>, b: Arc<Broadcast>) {
     let mut backoff = Duration::from_millis(50);
     loop {
         let Some(h) = hub.upgrade() else { return };
-        let (ch, stats) = (h.upstream.clone(), h.stats.clone());
+        let (ch, stats, ns) = (h.upstream.clone(), h.stats.clone(), h.ns.clone());
         drop(h);
         let create = WatchCreateRequest {
             key: b.range.0.clone().into(),
@@ -283,7 +287,7 @@ async fn run(hub: std::sync::Weak<Hub>, b: Arc<Broadcast>) {
                 let mut s = resp.into_inner();
                 while let Ok(Some(m)) = s.message().await {
                     backoff = Duration::from_millis(50);
-                    if !b.deliver(&m, &stats) {
+                    if !b.deliver(&m, &stats, &ns) {
                         // Canceled by the cluster: its watches were told; it is gone.
                         if let Some(h) = hub.upgrade() {
                             h.remove(&b, (u64::MAX, i64::MIN));
@@ -305,8 +309,8 @@ pub struct WatchProxy {
 }
 
 impl WatchProxy {
-    pub fn new(ch: Channel) -> WatchProxy {
-        let hub = Hub { upstream: ch, ranges: Mutex::default(), next_stream: AtomicU64::new(0), stats: Arc::default() };
+    pub fn new(ch: Channel, ns: Namespace) -> WatchProxy {
+        let hub = Hub { upstream: ch, ns, ranges: Mutex::default(), next_stream: AtomicU64::new(0), stats: Arc::default() };
         WatchProxy { hub: Arc::new(hub) }
     }
 
@@ -356,7 +360,7 @@ async fn serve_stream(hub: Arc<Hub>, mut input: Streaming<WatchRequest>, out: Ou
                     no_delete: cr.filters.contains(&1),
                     out: out.clone(),
                 };
-                let b = hub.add((cr.key.to_vec(), cr.range_end.to_vec()), (stream, id), w);
+                let b = hub.add(hub.ns.interval(&cr.key, &cr.range_end), (stream, id), w);
                 watches.insert(id, b);
             }
             Some(RequestUnion::CancelRequest(c)) => {
