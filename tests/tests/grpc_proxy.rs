@@ -28,14 +28,18 @@ impl Proxy {
     }
 
     fn start_with(binary: &std::path::Path, endpoints: &[String], extra: &[&str]) -> Proxy {
-        let port = free_port();
+        Self::start_at(binary, endpoints, free_port(), &extra.join(" "))
+    }
+
+    /// On `port`, with `extra` flags (space-separated).
+    fn start_at(binary: &std::path::Path, endpoints: &[String], port: u16, extra: &str) -> Proxy {
         let endpoints = endpoints.join(",");
         let dir = tempfile::tempdir().expect("proxy data dir");
         let data_dir = dir.path().join("proxy").display().to_string();
         let listen = format!("127.0.0.1:{port}");
         let child = Command::new(binary)
             .args(["grpc-proxy", "start", "--endpoints", &endpoints, "--listen-addr", &listen, "--data-dir", &data_dir])
-            .args(extra)
+            .args(extra.split_whitespace())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -249,4 +253,56 @@ async fn a_namespaced_proxy_acts_as_etcds() {
     assert_eq!(got.len(), expected.len());
     let direct = Ctl::Real.run(&c2.members[0].endpoint(), &["get", "ns/s/a", "--print-value-only"], None);
     assert_eq!(rustcd_testkit::stdout(&direct), "3\n", "the cluster holds the key under the namespace");
+}
+
+/// `--resolver-prefix`: rustcd's proxy and etcd's register under one prefix in the same record
+/// form, and each lists both as the members. `--endpoints-auto-sync-interval`: a proxy given
+/// one member finds the others in the member list and goes on when that member is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxies_register_under_a_prefix_and_sync_endpoints() {
+    let mut c = Cluster::start(3);
+    c.wait_writable(0);
+    let register = |port: u16| {
+        vec![
+            "--resolver-prefix=/proxies".to_string(),
+            "--resolver-ttl=10".into(),
+            format!("--advertise-client-url=127.0.0.1:{port}"),
+        ]
+    };
+    let (p1, p2) = (free_port(), free_port());
+    let args = |v: &Vec<String>| v.iter().map(String::as_str).collect::<Vec<_>>().join(" ");
+    let (a1, a2) = (register(p1), register(p2));
+    let theirs = Proxy::start_at(std::path::Path::new(REAL_ETCD), &c.endpoints(), p1, &args(&a1));
+    let ours = Proxy::start_at(
+        &workspace_bin("etcd"),
+        &[c.members[0].endpoint()],
+        p2,
+        &format!("{} --endpoints-auto-sync-interval=300ms", args(&a2)),
+    );
+    let records = wait_for("both proxies registered", Duration::from_secs(20), || {
+        let out =
+            Ctl::Real.run(&c.members[1].endpoint(), &["get", "/proxies/", "--prefix", "--print-value-only"], None);
+        let text = rustcd_testkit::stdout(&out);
+        (text.lines().count() == 2).then_some(text)
+    });
+    let shapes: Vec<String> =
+        records.lines().map(|l| l.replace(&p1.to_string(), "P").replace(&p2.to_string(), "P")).collect();
+    assert_eq!(shapes[0], shapes[1], "one record form: {records}");
+    for p in [&theirs, &ours] {
+        let list = rustcd_testkit::stdout(&Ctl::Real.run(&p.endpoint(), &["member", "list"], None));
+        for port in [p1, p2] {
+            assert!(
+                list.contains(&format!(", 127.0.0.1:{port}, false")),
+                "{} lists proxy {port}:\n{list}",
+                p.endpoint()
+            );
+        }
+    }
+    // Let a sync round see the member list, then take away the one member ours was given.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    c.kill(0, libc::SIGKILL);
+    wait_for("a write through the synced proxy", Duration::from_secs(20), || {
+        Ctl::Real.run(&ours.endpoint(), &["put", "after", "sync"], None).status.success().then_some(())
+    });
+    drop(theirs);
 }

@@ -6,8 +6,6 @@ use std::pin::Pin;
 
 use rustcd_api::etcdserverpb::auth_client::AuthClient;
 use rustcd_api::etcdserverpb::auth_server::Auth;
-use rustcd_api::etcdserverpb::cluster_client::ClusterClient;
-use rustcd_api::etcdserverpb::cluster_server::Cluster;
 use rustcd_api::etcdserverpb::lease_client::LeaseClient;
 use rustcd_api::etcdserverpb::lease_server::Lease;
 use rustcd_api::etcdserverpb::maintenance_client::MaintenanceClient;
@@ -57,10 +55,10 @@ fn boxed<T: Send + 'static>(s: Streaming<T>) -> Boxed<T> {
     Box::pin(s)
 }
 
-/// Unary methods that only forward. They are written as `#[tonic::async_trait]` expands an
+/// Unary methods that only forward (also used by [`crate::cluster`]). They are written as `#[tonic::async_trait]` expands an
 /// `async fn` (it cannot see into a macro's output).
 macro_rules! unary {
-    ($($name:ident($req:ty) -> $resp:ty;)*) => {$(
+    ($client:tt; $($name:ident($req:ty) -> $resp:ty;)*) => {$(
         fn $name<'life0, 'async_trait>(
             &'life0 self,
             req: Request<$req>,
@@ -69,11 +67,12 @@ macro_rules! unary {
             'life0: 'async_trait,
             Self: 'async_trait,
         {
-            let mut client = self.0.clone();
+            let mut client = self.$client.clone();
             Box::pin(async move { client.$name(request(req)).await })
         }
     )*};
 }
+pub(crate) use unary;
 
 /// The Lease service; a lease's keys are listed without the proxy's namespace.
 pub struct LeaseProxy(pub LeaseClient<Channel>, pub crate::namespace::Namespace);
@@ -81,7 +80,7 @@ pub struct LeaseProxy(pub LeaseClient<Channel>, pub crate::namespace::Namespace)
 #[tonic::async_trait]
 impl Lease for LeaseProxy {
     type LeaseKeepAliveStream = Boxed<LeaseKeepAliveResponse>;
-    unary! {
+    unary! { 0;
         lease_grant(LeaseGrantRequest) -> LeaseGrantResponse;
         lease_revoke(LeaseRevokeRequest) -> LeaseRevokeResponse;
         lease_leases(LeaseLeasesRequest) -> LeaseLeasesResponse;
@@ -103,36 +102,12 @@ impl Lease for LeaseProxy {
     }
 }
 
-/// The Cluster service: member changes pass through; the member list is the cluster's only
-/// when `--advertise-client-url` is empty. Otherwise, as etcd's proxy, it names the proxy
-/// alone (its host name and advertised address), so clients that sync endpoints from the
-/// member list keep talking to the proxy.
-pub struct ClusterProxy(pub ClusterClient<Channel>, pub String);
-
-#[tonic::async_trait]
-impl Cluster for ClusterProxy {
-    unary! {
-        member_add(MemberAddRequest) -> MemberAddResponse;
-        member_remove(MemberRemoveRequest) -> MemberRemoveResponse;
-        member_update(MemberUpdateRequest) -> MemberUpdateResponse;
-        member_promote(MemberPromoteRequest) -> MemberPromoteResponse;
-    }
-    async fn member_list(&self, req: Request<MemberListRequest>) -> Result<Response<MemberListResponse>, Status> {
-        if self.1.is_empty() {
-            return self.0.clone().member_list(request(req)).await;
-        }
-        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        let me = Member { name: hostname.trim().to_string(), client_ur_ls: vec![self.1.clone()], ..Default::default() };
-        Ok(Response::new(MemberListResponse { members: vec![me], ..Default::default() }))
-    }
-}
-
 pub struct MaintenanceProxy(pub MaintenanceClient<Channel>);
 
 #[tonic::async_trait]
 impl Maintenance for MaintenanceProxy {
     type SnapshotStream = Boxed<SnapshotResponse>;
-    unary! {
+    unary! { 0;
         alarm(AlarmRequest) -> AlarmResponse;
         status(StatusRequest) -> StatusResponse;
         defragment(DefragmentRequest) -> DefragmentResponse;
@@ -151,7 +126,7 @@ pub struct AuthProxy(pub AuthClient<Channel>);
 
 #[tonic::async_trait]
 impl Auth for AuthProxy {
-    unary! {
+    unary! { 0;
         auth_enable(AuthEnableRequest) -> AuthEnableResponse;
         auth_disable(AuthDisableRequest) -> AuthDisableResponse;
         auth_status(AuthStatusRequest) -> AuthStatusResponse;
@@ -176,7 +151,7 @@ pub struct LockProxy(pub LockClient<Channel>);
 
 #[tonic::async_trait]
 impl Lock for LockProxy {
-    unary! {
+    unary! { 0;
         lock(LockRequest) -> LockResponse;
         unlock(UnlockRequest) -> UnlockResponse;
     }
@@ -187,7 +162,7 @@ pub struct ElectionProxy(pub ElectionClient<Channel>);
 #[tonic::async_trait]
 impl Election for ElectionProxy {
     type ObserveStream = Boxed<LeaderResponse>;
-    unary! {
+    unary! { 0;
         campaign(CampaignRequest) -> CampaignResponse;
         proclaim(ProclaimRequest) -> ProclaimResponse;
         leader(LeaderRequest) -> LeaderResponse;

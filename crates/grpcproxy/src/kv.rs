@@ -101,7 +101,10 @@ impl Kv for KvProxy {
         Ok(resp)
     }
 
-    async fn delete_range(&self, mut req: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
+    async fn delete_range(
+        &self,
+        mut req: Request<DeleteRangeRequest>,
+    ) -> Result<Response<DeleteRangeResponse>, Status> {
         self.ns.delete(req.get_mut())?;
         self.cache().invalidate(&req.get_ref().key, &req.get_ref().range_end);
         let mut resp = self.upstream.clone().delete_range(forward::request(req)).await?;

@@ -10,6 +10,7 @@
 //! it sees the cluster only as gRPC endpoints (the `etcd` binary only parses, logs and serves).
 
 pub mod cache;
+pub mod cluster;
 pub mod forward;
 pub mod kv;
 pub mod namespace;
@@ -20,7 +21,6 @@ use std::time::Duration;
 
 use rustcd_api::etcdserverpb::auth_client::AuthClient;
 use rustcd_api::etcdserverpb::auth_server::AuthServer;
-use rustcd_api::etcdserverpb::cluster_client::ClusterClient;
 use rustcd_api::etcdserverpb::cluster_server::ClusterServer;
 use rustcd_api::etcdserverpb::kv_server::KvServer;
 use rustcd_api::etcdserverpb::lease_client::LeaseClient;
@@ -32,7 +32,7 @@ use rustcd_api::v3electionpb::election_client::ElectionClient;
 use rustcd_api::v3electionpb::election_server::ElectionServer;
 use rustcd_api::v3lockpb::lock_client::LockClient;
 use rustcd_api::v3lockpb::lock_server::LockServer;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// `etcd grpc-proxy start`'s flags, with etcd's names and defaults.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +57,11 @@ pub struct Flags {
     pub debug: bool,
     /// `--namespace`: the prefix every key the proxy's clients use gets.
     pub namespace: String,
+    /// `--endpoints-auto-sync-interval` (zero: never).
+    pub auto_sync: Duration,
+    /// `--resolver-prefix` and `--resolver-ttl`: where the proxy registers itself.
+    pub resolver_prefix: String,
+    pub resolver_ttl: i64,
     /// Settings accepted with a warning: what they asked for, why it has no effect.
     pub notes: Vec<String>,
 }
@@ -83,6 +88,9 @@ impl Default for Flags {
             max_concurrent_streams: u32::MAX,
             debug: false,
             namespace: String::new(),
+            auto_sync: Duration::ZERO,
+            resolver_prefix: String::new(),
+            resolver_ttl: 0,
             notes: Vec::new(),
         }
     }
@@ -90,7 +98,7 @@ impl Default for Flags {
 
 /// Flags that need what rustcd does not have yet: set to anything but their default, they
 /// refuse to start with this reason.
-const NOT_YET: [(&str, &str); 14] = [
+const NOT_YET: [(&str, &str); 11] = [
     ("cert", "TLS to the cluster, issue 13"),
     ("key", "TLS to the cluster, issue 13"),
     ("cacert", "TLS to the cluster, issue 13"),
@@ -100,18 +108,14 @@ const NOT_YET: [(&str, &str); 14] = [
     ("trusted-ca-file", "client TLS, issue 13"),
     ("auto-tls", "client TLS, issue 13"),
     ("client-crl-file", "client TLS, issue 13"),
-    ("resolver-prefix", "registering proxies in the cluster"),
     ("experimental-leasing-prefix", "leasing reads"),
     ("experimental-serializable-ordering", "serializable read ordering"),
-    ("endpoints-auto-sync-interval", "syncing endpoints from the member list"),
-    ("log-outputs", "log outputs for the proxy"),
 ];
 
 /// Flags with no effect in rustcd, and why.
-const NO_EFFECT: [(&str, &str); 5] = [
+const NO_EFFECT: [(&str, &str); 4] = [
     ("listen-cipher-suites", "it applies to TLS listeners (the TLS flags are refused until issue 13)"),
     ("enable-pprof", "rustcd has no Go runtime to profile"),
-    ("resolver-ttl", "it goes with --resolver-prefix"),
     ("self-signed-cert-validity", "it goes with --auto-tls"),
     ("grpc-keepalive-min-time", "the proxy accepts client pings at any interval"),
 ];
@@ -197,6 +201,9 @@ pub fn parse(args: &[String]) -> Result<Flags, String> {
     if !started {
         return Err("etcd grpc-proxy needs a subcommand: start".into());
     }
+    if !f.resolver_prefix.is_empty() && f.resolver_ttl < 1 {
+        return Err("invalid resolver-ttl: it must be at least 1 with --resolver-prefix".into());
+    }
     if !f.discovery_srv.is_empty() && !f.insecure_discovery {
         return Err("--discovery-srv without --insecure-discovery checks endpoints over TLS: not supported yet by rustcd's grpc-proxy (issue 13)".into());
     }
@@ -226,6 +233,11 @@ fn set(f: &mut Flags, name: &str, v: &str) -> Result<(), String> {
         }
         "debug" => f.debug = boolean(name, v)?,
         "namespace" => f.namespace = v.to_string(),
+        "endpoints-auto-sync-interval" => f.auto_sync = duration(name, v)?,
+        "resolver-prefix" => f.resolver_prefix = v.to_string(),
+        "resolver-ttl" => {
+            f.resolver_ttl = v.parse().map_err(|_| format!("invalid argument {v:?} for \"--{name}\" flag"))?
+        }
         _ => {
             if let Some((_, why)) = NOT_YET.iter().find(|(n, _)| *n == name) {
                 if !matches!(v, "" | "false" | "0") {
@@ -241,39 +253,15 @@ fn set(f: &mut Flags, name: &str, v: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The channel to the cluster: balanced over the endpoints (or those `--discovery-srv` finds).
-pub fn upstream(f: &Flags) -> Result<Channel, String> {
-    let mut endpoints = f.endpoints.clone();
-    if !f.discovery_srv.is_empty() {
-        let found = rustcd_client::srv::get_client("etcd-client", &f.discovery_srv, &f.discovery_srv_name)?;
-        tracing::info!(srv_server = %f.discovery_srv, endpoints = ?found, "discovered cluster from SRV");
-        if !found.is_empty() {
-            endpoints = found;
-        }
+/// Connects to the cluster (registering the proxy under `--resolver-prefix`) and returns what
+/// to serve on the proxy's listeners. Needs a tokio runtime.
+pub fn start(f: &Flags) -> Result<axum::Router, String> {
+    let ch = cluster::upstream(f)?;
+    if !f.resolver_prefix.is_empty() {
+        let (prefix, addr) = (f.resolver_prefix.clone(), f.advertise_client_url.clone());
+        tokio::spawn(cluster::register(ch.clone(), prefix, addr, f.resolver_ttl));
     }
-    let mut list = Vec::new();
-    for e in &endpoints {
-        if e.starts_with("https://") || e.starts_with("unixs://") {
-            return Err(format!(
-                "endpoint {e}: TLS to the cluster is not supported yet by rustcd's grpc-proxy (issue 13)"
-            ));
-        }
-        let url = if e.contains("://") { e.clone() } else { format!("http://{e}") };
-        let mut ep = Endpoint::from_shared(url).map_err(|err| format!("invalid endpoint {e:?}: {err}"))?;
-        ep = ep.connect_timeout(Duration::from_secs(5)).tcp_nodelay(true);
-        if !f.dial_keepalive_time.is_zero() {
-            ep = ep
-                .http2_keep_alive_interval(f.dial_keepalive_time)
-                .keep_alive_timeout(f.dial_keepalive_timeout)
-                .keep_alive_while_idle(f.permit_without_stream);
-        }
-        list.push(ep);
-    }
-    if list.is_empty() {
-        return Err("no endpoints to proxy to".into());
-    }
-    tracing::info!(endpoints = ?endpoints, "proxying to the cluster");
-    Ok(Channel::balance_list(list.into_iter()))
+    Ok(router(f, ch))
 }
 
 /// The proxy's gRPC services and its HTTP endpoints, as one router.
@@ -288,10 +276,7 @@ pub fn router(f: &Flags, ch: Channel) -> axum::Router {
             LeaseClient::new(ch.clone()).max_encoding_message_size(send),
             ns,
         )))
-        .add_service(ClusterServer::new(forward::ClusterProxy(
-            ClusterClient::new(ch.clone()),
-            f.advertise_client_url.clone(),
-        )))
+        .add_service(ClusterServer::new(cluster::ClusterProxy::new(ch.clone(), f)))
         .add_service(MaintenanceServer::new(forward::MaintenanceProxy(
             MaintenanceClient::new(ch.clone()).max_decoding_message_size(usize::MAX),
         )))

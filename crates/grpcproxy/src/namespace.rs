@@ -168,6 +168,9 @@ mod tests {
         let all_ff = Namespace { prefix: vec![0xff, 0xff] };
         assert_eq!(all_ff.interval(b"", b"\0").1, vec![0], "0xff.. has no end but the keyspace's");
         let mut put = PutRequest::default();
-        assert_eq!(ns.put(&mut put).map_err(|s| s.message().to_string()), Err("etcdserver: key is not provided".into()));
+        assert_eq!(
+            ns.put(&mut put).map_err(|s| s.message().to_string()),
+            Err("etcdserver: key is not provided".into())
+        );
     }
 }

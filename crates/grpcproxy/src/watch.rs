@@ -310,7 +310,8 @@ pub struct WatchProxy {
 
 impl WatchProxy {
     pub fn new(ch: Channel, ns: Namespace) -> WatchProxy {
-        let hub = Hub { upstream: ch, ns, ranges: Mutex::default(), next_stream: AtomicU64::new(0), stats: Arc::default() };
+        let hub =
+            Hub { upstream: ch, ns, ranges: Mutex::default(), next_stream: AtomicU64::new(0), stats: Arc::default() };
         WatchProxy { hub: Arc::new(hub) }
     }
 

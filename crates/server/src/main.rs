@@ -186,7 +186,7 @@ async fn serve_grpc_proxy(f: rustcd_grpcproxy::Flags) -> Result<(), String> {
         keepalive_timeout: f.grpc_keepalive_timeout,
         reuse_port: false,
     };
-    let router = rustcd_grpcproxy::router(&f, rustcd_grpcproxy::upstream(&f)?);
+    let router = rustcd_grpcproxy::start(&f)?;
     if !f.metrics_addr.is_empty() {
         let url = listen(&f.metrics_addr)?;
         serve_on(&[url], router.clone(), "gRPC proxy listening for metrics", &opts).await.map_err(|e| e.to_string())?;
