@@ -3,7 +3,7 @@
 //! back updates the cache (a range's answer is kept, a write drops what it touched).
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use rustcd_api::etcdserverpb::kv_client::KvClient;
 use rustcd_api::etcdserverpb::kv_server::Kv;
@@ -23,7 +23,12 @@ pub struct KvProxy {
     cache: Mutex<Cache>,
     hits: AtomicU64,
     misses: AtomicU64,
+    /// `--experimental-serializable-ordering`: the highest revision answered so far.
+    ordering: Option<AtomicI64>,
 }
+
+/// How often a serializable read older than one already answered is asked again.
+const ORDERING_ATTEMPTS: usize = 5;
 
 /// etcd's `ErrGRPCCompacted`.
 fn compacted() -> Status {
@@ -31,9 +36,32 @@ fn compacted() -> Status {
 }
 
 impl KvProxy {
-    pub fn new(ch: Channel, ns: Namespace) -> KvProxy {
+    pub fn new(ch: Channel, ns: Namespace, ordering: bool) -> KvProxy {
         let upstream = KvClient::new(ch).max_decoding_message_size(usize::MAX);
-        KvProxy { upstream, ns, cache: Mutex::default(), hits: AtomicU64::new(0), misses: AtomicU64::new(0) }
+        let (hits, misses, ordering) = (AtomicU64::new(0), AtomicU64::new(0), ordering.then(|| AtomicI64::new(0)));
+        KvProxy { upstream, ns, cache: Mutex::default(), hits, misses, ordering }
+    }
+
+    /// A range from the cluster. With ordering, one older than a revision already answered is
+    /// asked again (the balancer takes the members in turn), and refused as clientv3's
+    /// ordering KV refuses it when no member has caught up.
+    async fn upstream_range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+        let Some(seen) = &self.ordering else {
+            return self.upstream.clone().range(forward::request(req)).await;
+        };
+        let (md, r) = (req.metadata().clone(), req.into_inner());
+        for _ in 0..ORDERING_ATTEMPTS {
+            let mut again = Request::new(r.clone());
+            *again.metadata_mut() = md.clone();
+            let resp = self.upstream.clone().range(forward::request(again)).await?;
+            let rev = resp.get_ref().header.as_ref().map_or(0, |h| h.revision);
+            if rev >= seen.fetch_max(rev, Ordering::Relaxed) {
+                return Ok(resp);
+            }
+        }
+        Err(Status::unknown(
+            "etcdclient: no cluster members have a revision higher than the previously received revision",
+        ))
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
@@ -87,7 +115,7 @@ impl Kv for KvProxy {
             }
         }
         let r = r.clone();
-        let mut resp = self.upstream.clone().range(forward::request(req)).await?;
+        let mut resp = self.upstream_range(req).await?;
         self.cache().add(&r, resp.get_ref());
         self.ns.range_resp(resp.get_mut());
         Ok(resp)
@@ -121,6 +149,9 @@ impl Kv for KvProxy {
             self.cache().invalidate(&c.key, &c.range_end);
         }
         let r = resp.get_ref();
+        if let (Some(seen), Some(h)) = (&self.ordering, &r.header) {
+            seen.fetch_max(h.revision, Ordering::Relaxed);
+        }
         self.txn_to_cache(if r.succeeded { &t.success } else { &t.failure }, &r.responses);
         self.ns.txn_resp(resp.get_mut());
         Ok(resp)

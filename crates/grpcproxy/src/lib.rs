@@ -62,6 +62,8 @@ pub struct Flags {
     /// `--resolver-prefix` and `--resolver-ttl`: where the proxy registers itself.
     pub resolver_prefix: String,
     pub resolver_ttl: i64,
+    /// `--experimental-serializable-ordering`.
+    pub ordering: bool,
     /// Settings accepted with a warning: what they asked for, why it has no effect.
     pub notes: Vec<String>,
 }
@@ -91,6 +93,7 @@ impl Default for Flags {
             auto_sync: Duration::ZERO,
             resolver_prefix: String::new(),
             resolver_ttl: 0,
+            ordering: false,
             notes: Vec::new(),
         }
     }
@@ -98,7 +101,7 @@ impl Default for Flags {
 
 /// Flags that need what rustcd does not have yet: set to anything but their default, they
 /// refuse to start with this reason.
-const NOT_YET: [(&str, &str); 11] = [
+const NOT_YET: [(&str, &str); 10] = [
     ("cert", "TLS to the cluster, issue 13"),
     ("key", "TLS to the cluster, issue 13"),
     ("cacert", "TLS to the cluster, issue 13"),
@@ -109,7 +112,6 @@ const NOT_YET: [(&str, &str); 11] = [
     ("auto-tls", "client TLS, issue 13"),
     ("client-crl-file", "client TLS, issue 13"),
     ("experimental-leasing-prefix", "leasing reads"),
-    ("experimental-serializable-ordering", "serializable read ordering"),
 ];
 
 /// Flags with no effect in rustcd, and why.
@@ -233,6 +235,7 @@ fn set(f: &mut Flags, name: &str, v: &str) -> Result<(), String> {
         }
         "debug" => f.debug = boolean(name, v)?,
         "namespace" => f.namespace = v.to_string(),
+        "experimental-serializable-ordering" => f.ordering = boolean(name, v)?,
         "endpoints-auto-sync-interval" => f.auto_sync = duration(name, v)?,
         "resolver-prefix" => f.resolver_prefix = v.to_string(),
         "resolver-ttl" => {
@@ -268,7 +271,7 @@ pub fn start(f: &Flags) -> Result<axum::Router, String> {
 pub fn router(f: &Flags, ch: Channel) -> axum::Router {
     let (send, recv) = (f.max_send_bytes, f.max_recv_bytes);
     let ns = namespace::Namespace::new(&f.namespace);
-    let kv = Arc::new(kv::KvProxy::new(ch.clone(), ns.clone()));
+    let kv = Arc::new(kv::KvProxy::new(ch.clone(), ns.clone(), f.ordering));
     let watch = Arc::new(watch::WatchProxy::new(ch.clone(), ns.clone()));
     let routes = tonic::service::Routes::new(KvServer::from_arc(kv.clone()).max_decoding_message_size(recv))
         .add_service(WatchServer::from_arc(watch.clone()).max_decoding_message_size(recv))
