@@ -124,20 +124,7 @@ fn gateway(args: &[std::ffi::OsString]) -> ! {
         eprintln!("etcd: {e}");
         std::process::exit(1);
     }
-    let code = match tokio::runtime::Runtime::new() {
-        Ok(rt) => match rt.block_on(rustcd_server::gateway::run(flags)) {
-            Ok(()) => 0,
-            Err(e) => {
-                eprintln!("etcd: {e}");
-                1
-            }
-        },
-        Err(e) => {
-            eprintln!("etcd: cannot start runtime: {e}");
-            1
-        }
-    };
-    std::process::exit(code)
+    run_mode(rustcd_server::gateway::run(flags))
 }
 
 /// `etcd grpc-proxy start`: the L7 proxy (see `rustcd_grpcproxy`).
@@ -157,8 +144,14 @@ fn grpc_proxy(args: &[std::ffi::OsString]) -> ! {
     for note in &flags.notes {
         tracing::warn!("{note}");
     }
+    run_mode(serve_grpc_proxy(flags))
+}
+
+/// Runs one of the binary's other modes (gateway, grpc-proxy) to its end, then exits: 0, or 1
+/// with its error on one line.
+fn run_mode(mode: impl std::future::Future<Output = Result<(), String>>) -> ! {
     let code = match tokio::runtime::Runtime::new() {
-        Ok(rt) => match rt.block_on(serve_grpc_proxy(flags)) {
+        Ok(rt) => match rt.block_on(mode) {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("etcd: {e}");
