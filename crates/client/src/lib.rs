@@ -19,7 +19,7 @@ use rustcd_api::v3electionpb::election_client::ElectionClient;
 use rustcd_api::v3lockpb::lock_client::LockClient;
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -28,9 +28,9 @@ pub enum Error {
     Unreachable,
     #[error("invalid endpoint {0:?}")]
     BadEndpoint(String),
-    /// An `https://` endpoint: this client has no TLS yet and never falls back to plaintext.
-    #[error("TLS is not supported by this client yet: {0}")]
-    TlsUnsupported(String),
+    /// An `https://` endpoint without TLS settings: never dialled in plaintext.
+    #[error("TLS is not configured for endpoint {0}")]
+    NoTls(String),
     /// The server refused the request (e.g. authentication failed).
     #[error("{}", .0.message())]
     Status(#[from] tonic::Status),
@@ -44,6 +44,8 @@ pub struct Config {
     pub dial_timeout: Duration,
     /// User name and password to authenticate with, if any.
     pub credentials: Option<(String, String)>,
+    /// TLS for `https://` endpoints, and for endpoints given without a scheme (as clientv3).
+    pub tls: Option<std::sync::Arc<rustcd_tls::ClientConfig>>,
 }
 
 /// Adds the auth token, when there is one, to every request.
@@ -73,9 +75,14 @@ pub struct Client {
     pub auth_not_enabled: Option<tonic::Status>,
 }
 
-/// `http://host:port` for a `host:port` or URL endpoint.
-pub fn endpoint_url(ep: &str) -> String {
-    if ep.contains("://") { ep.to_string() } else { format!("http://{ep}") }
+/// The URL of an endpoint: a URL as given; `host:port` as `https://` with TLS settings, else
+/// `http://` (clientv3's rule).
+pub fn endpoint_url(ep: &str, tls: bool) -> String {
+    match (ep.contains("://"), tls) {
+        (true, _) => ep.to_string(),
+        (false, true) => format!("https://{ep}"),
+        (false, false) => format!("http://{ep}"),
+    }
 }
 
 impl Client {
@@ -94,12 +101,12 @@ impl Client {
     /// Connects to exactly this endpoint, authenticating when credentials are given. A server
     /// without authentication enabled is used without a token, as clientv3 does.
     pub async fn connect_one(ep: &str, cfg: &Config) -> Result<Client, Error> {
-        let url = endpoint_url(ep);
-        if url.starts_with("https://") || url.starts_with("unixs://") {
-            return Err(Error::TlsUnsupported(ep.to_string()));
+        let url = endpoint_url(ep, cfg.tls.is_some());
+        if (url.starts_with("https://") || url.starts_with("unixs://")) && cfg.tls.is_none() {
+            return Err(Error::NoTls(ep.to_string()));
         }
-        let endpoint = Endpoint::from_shared(url).map_err(|_| Error::BadEndpoint(ep.to_string()))?;
-        let channel = tokio::time::timeout(cfg.dial_timeout, endpoint.connect_timeout(cfg.dial_timeout).connect())
+        let dial = rustcd_tls::connect::dial(&url, cfg.tls.as_ref(), cfg.dial_timeout);
+        let channel = tokio::time::timeout(cfg.dial_timeout, dial)
             .await
             .map_err(|_| Error::Unreachable)?
             .map_err(|_| Error::Unreachable)?;

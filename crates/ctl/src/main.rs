@@ -19,6 +19,7 @@ mod session;
 mod watch;
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches};
@@ -289,20 +290,37 @@ fn endpoints_of(cli: &Cli) -> Result<Vec<String>, CtlError> {
     Ok(if kept.is_empty() { cli.endpoints.clone() } else { kept })
 }
 
+/// Where Debian keeps the system's trusted CAs (Go's default roots on this platform).
+const SYSTEM_CAS: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// etcdctl's TLS: with `--cacert`, `--cert` or `--key`, with `--insecure-transport=false`, for
+/// an `https://` endpoint, or for secure DNS discovery; checked against `--cacert` (the
+/// system's CAs without one), or not at all with `--insecure-skip-tls-verify`.
+fn client_tls(cli: &Cli, endpoints: &[String]) -> Result<Option<Arc<rustcd_tls::ClientConfig>>, CtlError> {
+    let secure_url = endpoints.iter().any(|e| e.starts_with("https://") || e.starts_with("unixs://"));
+    let secure_discovery = !cli.discovery_srv.is_empty() && !cli.insecure_discovery;
+    let asked = !cli.cacert.is_empty() || !cli.cert.is_empty() || !cli.key.is_empty();
+    if !(asked || secure_url || secure_discovery || !cli.insecure_transport) {
+        return Ok(None);
+    }
+    let ca = if cli.cacert.is_empty() && !cli.insecure_skip_tls_verify { SYSTEM_CAS } else { &cli.cacert };
+    let info = rustcd_tls::TlsInfo {
+        cert_file: cli.cert.clone(),
+        key_file: cli.key.clone(),
+        trusted_ca_file: ca.to_string(),
+        insecure_skip_verify: cli.insecure_skip_tls_verify,
+        ..Default::default()
+    };
+    info.client_config().map(Some).map_err(|e| CtlError::bad_args(&e.to_string()))
+}
+
 async fn run(cli: Cli) -> Result<(), CtlError> {
     let format = match Format::parse(&cli.write_out) {
         Some(f) => f,
         None => return Err(CtlError::bad_feature(&format!("unknown output format {:?}", cli.write_out))),
     };
     let endpoints = endpoints_of(&cli)?;
-    // An https:// endpoint asks for TLS: never dial it in plaintext.
-    let tls_endpoint = endpoints.iter().any(|e| e.starts_with("https://") || e.starts_with("unixs://"));
-    // Secure discovery: etcdctl dials with TLS, the domain as the server name.
-    let tls_endpoint = tls_endpoint || (!cli.discovery_srv.is_empty() && !cli.insecure_discovery);
-    if !cli.cacert.is_empty() || !cli.cert.is_empty() || !cli.key.is_empty() || !cli.insecure_transport || tls_endpoint
-    {
-        return Err(CtlError::bad_feature("TLS is not supported by this etcdctl yet"));
-    }
+    let tls = client_tls(&cli, &endpoints)?;
     let duration = |s: &str| parse_duration(s).ok_or_else(|| CtlError::bad_args(&format!("invalid duration {s:?}")));
     let ctx = Ctx {
         config: Config {
@@ -312,6 +330,7 @@ async fn run(cli: Cli) -> Result<(), CtlError> {
                 .filter(|d| !d.is_zero())
                 .unwrap_or(Duration::from_secs(3600)),
             credentials: credentials(&cli.user, &cli.password)?,
+            tls,
         },
         command_timeout: duration(&cli.command_timeout)?,
         format,

@@ -359,7 +359,8 @@ mod tests {
         );
         for (bad, says) in [
             ("start --cert-file=/x.crt", "--cert-file=/x.crt is not supported yet by rustcd's grpc-proxy"),
-            ("start --namespace=/ns/", "not supported yet"),
+            ("start --experimental-leasing-prefix=/l", "not supported yet"),
+            ("start --resolver-prefix=/p", "invalid resolver-ttl"),
             ("start --bogus=1", "unknown flag: --bogus"),
             ("--endpoints=x", "needs a subcommand: start"),
             ("start --dial-keepalive-time=soon", "invalid argument \"soon\" for \"--dial-keepalive-time\" flag"),

@@ -45,14 +45,22 @@ pub struct PeerTransport {
     cluster_id: u64,
     id: u64,
     runtime: tokio::runtime::Handle,
+    tls: Option<Arc<rustcd_tls::ClientConfig>>,
     raft_tx: Mutex<Option<RaftSender>>,
     peers: Mutex<HashMap<u64, PeerHandle>>,
 }
 
 impl PeerTransport {
-    pub fn new(cluster_id: u64, id: u64, runtime: tokio::runtime::Handle) -> Arc<Self> {
+    /// `tls`: how `https://` and `unixs://` peer URLs are dialled (peer TLS).
+    pub fn new(
+        cluster_id: u64,
+        id: u64,
+        runtime: tokio::runtime::Handle,
+        tls: Option<Arc<rustcd_tls::ClientConfig>>,
+    ) -> Arc<Self> {
         Arc::new_cyclic(|me| PeerTransport {
             me: me.clone(),
+            tls,
             cluster_id,
             id,
             runtime,
@@ -113,21 +121,7 @@ impl PeerTransport {
 
     async fn connect(&self, urls: &[String]) -> Option<PeerClient<tonic::transport::Channel>> {
         for url in urls {
-            let connected = match url.strip_prefix("unix://") {
-                // etcd takes everything after unix:// as the socket's path
-                Some(path) => {
-                    tonic::transport::Endpoint::from_static("http://localhost")
-                        .connect_timeout(Duration::from_secs(1))
-                        .connect_with_connector(UnixConnector(path.into()))
-                        .await
-                }
-                None => {
-                    let Ok(ep) = tonic::transport::Endpoint::from_shared(url.clone()) else {
-                        continue;
-                    };
-                    ep.connect_timeout(Duration::from_secs(1)).tcp_nodelay(true).connect().await
-                }
-            };
+            let connected = rustcd_tls::connect::dial(url, self.tls.as_ref(), Duration::from_secs(1)).await;
             if let Ok(ch) = connected {
                 return Some(
                     PeerClient::new(ch)
@@ -368,24 +362,5 @@ impl Transport for PeerTransport {
         for id in unreachable {
             self.report(Input::Unreachable(id));
         }
-    }
-}
-
-/// Dials a peer's Unix socket (a `unix://path` peer URL).
-#[derive(Clone)]
-struct UnixConnector(std::path::PathBuf);
-
-impl tower_service::Service<tonic::codegen::http::Uri> for UnixConnector {
-    type Response = hyper_util::rt::TokioIo<tokio::net::UnixStream>;
-    type Error = std::io::Error;
-    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: tonic::codegen::http::Uri) -> Self::Future {
-        let path = self.0.clone();
-        Box::pin(async move { Ok(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(path).await?)) })
     }
 }

@@ -37,7 +37,7 @@ pub async fn initial_check(s: &EtcdServer) -> Result<(), StartError> {
             continue;
         }
         for url in &m.client_ur_ls {
-            match peer_hash(url, rev, timeout).await {
+            match peer_hash(s, url, rev, timeout).await {
                 Ok(HashKvResponse { hash: peer_hash, compact_revision: peer_compact, .. }) => {
                     if peer_compact != compact_rev {
                         tracing::warn!(
@@ -104,7 +104,7 @@ async fn check_peers(s: &EtcdServer) -> Result<(), String> {
     let mut peers = Vec::new();
     for m in s.membership().list().into_iter().filter(|m| m.id != me) {
         for url in &m.client_ur_ls {
-            match peer_hash(url, rev, timeout).await {
+            match peer_hash(s, url, rev, timeout).await {
                 Ok(r) => {
                     peers.push((m.id, r));
                     break;
@@ -149,17 +149,11 @@ async fn check_peers(s: &EtcdServer) -> Result<(), String> {
     Ok(())
 }
 
-async fn peer_hash(url: &str, rev: i64, timeout: Duration) -> Result<HashKvResponse, String> {
-    let ch = tonic::transport::Endpoint::from_shared(url.to_string())
-        .map_err(|e| e.to_string())?
-        .connect_timeout(timeout)
-        .timeout(timeout)
-        .connect()
-        .await
-        .map_err(|e| e.to_string())?;
-    MaintenanceClient::new(ch)
-        .hash_kv(HashKvRequest { revision: rev })
-        .await
-        .map(|r| r.into_inner())
-        .map_err(|e| e.message().to_string())
+async fn peer_hash(s: &EtcdServer, url: &str, rev: i64, timeout: Duration) -> Result<HashKvResponse, String> {
+    let ch = s.dial_member(url, timeout).await?;
+    let mut client = MaintenanceClient::new(ch);
+    match tokio::time::timeout(timeout, client.hash_kv(HashKvRequest { revision: rev })).await {
+        Ok(r) => r.map(|r| r.into_inner()).map_err(|e| e.message().to_string()),
+        Err(_) => Err("timed out".into()),
+    }
 }

@@ -26,7 +26,12 @@ const IDENTITY_FILE: &str = "identity";
 
 /// Finds this member's identity: from its data dir on restart, from the initial cluster for
 /// a new one, or from the existing members' answer when joining.
-pub async fn identify(cfg: &Config, member_dir: &Path, store: &KvStore) -> Result<Identity, StartError> {
+pub async fn identify(
+    cfg: &Config,
+    member_dir: &Path,
+    store: &KvStore,
+    peer_tls: Option<&std::sync::Arc<rustcd_tls::ClientConfig>>,
+) -> Result<Identity, StartError> {
     let path = member_dir.join(IDENTITY_FILE);
     let token = &cfg.raw.initial_cluster_token;
     if let Ok(text) = std::fs::read_to_string(&path) {
@@ -38,7 +43,7 @@ pub async fn identify(cfg: &Config, member_dir: &Path, store: &KvStore) -> Resul
         return Ok(Identity { member_id, cluster_id, members, bootstrap: false });
     }
     let id = if cfg.raw.initial_cluster_state == "existing" {
-        join_existing(cfg).await?
+        join_existing(cfg, peer_tls).await?
     } else {
         let members = initial_members(cfg, token);
         let member_id = members.iter().find(|m| m.name == cfg.raw.name).map(|m| m.id).unwrap_or(0);
@@ -77,15 +82,15 @@ fn initial_members(cfg: &Config, token: &str) -> Vec<StoredMember> {
 }
 
 /// Asks the other members for the member list and finds this member in it by peer URLs.
-async fn join_existing(cfg: &Config) -> Result<Identity, StartError> {
+async fn join_existing(
+    cfg: &Config,
+    peer_tls: Option<&std::sync::Arc<rustcd_tls::ClientConfig>>,
+) -> Result<Identity, StartError> {
     let mut mine = cfg.advertise_peer_urls.clone();
     mine.sort();
     for m in cfg.initial_cluster.iter().filter(|m| m.name != cfg.raw.name) {
         for url in &m.peer_urls {
-            let Ok(ep) = tonic::transport::Endpoint::from_shared(url.clone()) else {
-                continue;
-            };
-            let Ok(ch) = ep.connect_timeout(Duration::from_secs(2)).connect().await else {
+            let Ok(ch) = rustcd_tls::connect::dial(url, peer_tls, Duration::from_secs(2)).await else {
                 continue;
             };
             let mut client = rustcd_api::rustcdpb::peer_client::PeerClient::new(ch);

@@ -119,14 +119,22 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         .spawn(move || LogStore::open(&raft_dir).map(|l| if no_fsync { l.without_fsync() } else { l }))
         .map_err(|e| StartError::DataDir(format!("cannot start a thread: {e}")))?;
     let store = Arc::new(KvStore::open(snap_dir.join("db"))?);
-    let id = identity::identify(&cfg, &member_dir, &store).await?;
+    let listen = |urls: &[crate::url::Url]| urls.iter().map(|u| u.to_string()).collect::<Vec<_>>();
+    let tls = config::tls::member_tls(
+        &cfg.raw.tls,
+        &cfg.data_dir,
+        &listen(&cfg.listen_client_urls),
+        &listen(&cfg.listen_peer_urls),
+    )?;
+    let id = identity::identify(&cfg, &member_dir, &store, tls.peer_dial.as_ref()).await?;
     let (member_id, cluster_id) = (id.member_id, id.cluster_id);
     tracing::info!(
         name = %cfg.raw.name, data_dir = %cfg.data_dir.display(),
         member_id = %format!("{member_id:x}"), cluster_id = %format!("{cluster_id:x}"),
         "starting an etcd server"
     );
-    let transport = PeerTransport::new(cluster_id, member_id, tokio::runtime::Handle::current());
+    let transport =
+        PeerTransport::new(cluster_id, member_id, tokio::runtime::Handle::current(), tls.peer_dial.clone());
     let routes = transport.clone();
     let membership = Arc::new(Membership::new(
         StoredMembers { members: id.members.clone(), removed: vec![] },
@@ -184,12 +192,14 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         let membership = membership.clone();
         Arc::new(move || membership.stored())
     };
-    let peer_addrs = serve_peers(&cfg, PeerService::server(cluster_id, raft.sender(), members_fn)).await?;
+    let peer_addrs =
+        serve_peers(&cfg, tls.peer_server.clone(), PeerService::server(cluster_id, raft.sender(), members_fn)).await?;
     let server = EtcdServer::new(Parts {
         cfg: cfg.clone(),
         member_id,
         cluster_id,
         membership,
+        client_dial: tls.client_dial.clone(),
         alarms,
         lessor,
         store,
@@ -203,7 +213,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     if cfg.raw.experimental_initial_corrupt_check {
         corrupt::initial_check(&server).await?;
     }
-    let client_addrs = serve_clients(&cfg, server.clone()).await?;
+    let client_addrs = serve_clients(&cfg, tls.client_server.clone(), server.clone()).await?;
     tokio::spawn(publish(server.clone()));
     tokio::spawn(lease::expiry_loop(server.clone()));
     if !cfg.raw.experimental_corrupt_check_time.is_zero() {
@@ -247,7 +257,11 @@ async fn publish(s: Arc<EtcdServer>) {
     }
 }
 
-async fn serve_peers<S>(cfg: &Config, svc: S) -> Result<Vec<std::net::SocketAddr>, StartError>
+async fn serve_peers<S>(
+    cfg: &Config,
+    tls: Option<Arc<rustcd_tls::ServerConfig>>,
+    svc: S,
+) -> Result<Vec<std::net::SocketAddr>, StartError>
 where
     S: tonic::server::NamedService
         + tower_service::Service<
@@ -261,8 +275,8 @@ where
     S::Future: Send + 'static,
 {
     let router = tonic::service::Routes::new(svc).into_axum_router();
-    listen::serve_on(&cfg.listen_peer_urls, router, "serving peer traffic", &listen::ServeOpts::from_settings(&cfg.raw))
-        .await
+    let opts = listen::ServeOpts { tls, ..listen::ServeOpts::from_settings(&cfg.raw) };
+    listen::serve_on(&cfg.listen_peer_urls, router, "serving peer traffic", &opts).await
 }
 
 /// Catches unsynced watchers up from the backend, off the write path.
@@ -278,7 +292,11 @@ fn start_watch_sync(hub: Arc<WatchHub>) {
     });
 }
 
-async fn serve_clients(cfg: &Config, s: Arc<EtcdServer>) -> Result<Vec<std::net::SocketAddr>, StartError> {
+async fn serve_clients(
+    cfg: &Config,
+    tls: Option<Arc<rustcd_tls::ServerConfig>>,
+    s: Arc<EtcdServer>,
+) -> Result<Vec<std::net::SocketAddr>, StartError> {
     let max = cfg.raw.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
     let routes =
         tonic::service::Routes::new(KvServer::new(grpc::kv::KvService(s.clone())).max_decoding_message_size(max))
@@ -289,7 +307,7 @@ async fn serve_clients(cfg: &Config, s: Arc<EtcdServer>) -> Result<Vec<std::net:
             .add_service(ElectionServer::new(grpc::election::ElectionService(s.clone())))
             .add_service(MaintenanceServer::new(grpc::maintenance::MaintenanceService(s.clone())))
             .add_service(ClusterServer::new(grpc::cluster::ClusterService(s.clone())));
-    let opts = listen::ServeOpts::from_settings(&cfg.raw);
+    let opts = listen::ServeOpts { tls, ..listen::ServeOpts::from_settings(&cfg.raw) };
     if !cfg.listen_metrics_urls.is_empty() {
         listen::serve_on(&cfg.listen_metrics_urls, http::routes(s.clone()), "serving metrics", &opts).await?;
     }

@@ -23,6 +23,8 @@ pub struct ServeOpts {
     pub keepalive_interval: Duration,
     pub keepalive_timeout: Duration,
     pub reuse_port: bool,
+    /// The TLS the `https://` and `unixs://` URLs are served with.
+    pub tls: Option<std::sync::Arc<rustcd_tls::ServerConfig>>,
 }
 
 impl ServeOpts {
@@ -32,6 +34,7 @@ impl ServeOpts {
             keepalive_interval: s.grpc_keepalive_interval,
             keepalive_timeout: s.grpc_keepalive_timeout,
             reuse_port: s.socket_reuse_port,
+            tls: None,
         }
     }
 }
@@ -42,7 +45,7 @@ enum Listener {
 }
 
 async fn bind(url: &Url, o: &ServeOpts) -> Result<(Listener, Option<std::net::SocketAddr>), std::io::Error> {
-    if url.scheme == "unix" {
+    if url.scheme == "unix" || url.scheme == "unixs" {
         // etcd removes a stale socket file before it binds
         let _ = std::fs::remove_file(&url.host);
         return Ok((Listener::Unix(tokio::net::UnixListener::bind(&url.host)?), None));
@@ -85,24 +88,62 @@ pub async fn serve_on(
         .keep_alive_timeout(o.keepalive_timeout);
     let mut bound = Vec::with_capacity(urls.len());
     for url in urls {
+        let tls = match (url.scheme.as_str(), &o.tls) {
+            ("https" | "unixs", Some(cfg)) => Some(rustcd_tls::connect::TlsAcceptor::from(cfg.clone())),
+            ("https" | "unixs", None) => {
+                return Err(StartError::Config(format!("{url}: a secure URL needs TLS settings")));
+            }
+            _ => None,
+        };
         let (listener, local) = bind(url, o).await.map_err(|e| StartError::Listen(url.to_string(), e))?;
         let address = local.map_or_else(|| url.to_string(), |a| a.to_string());
         bound.extend(local);
+        // etcd's words for the two kinds of client listener.
+        let what = match (&tls, what.contains("insecurely")) {
+            (Some(_), true) => "serving client traffic securely",
+            _ => what,
+        };
         tracing::info!(address = %address, "{what}");
-        tokio::spawn(accept_loop(listener, router.clone(), builder.clone()));
+        tokio::spawn(accept_loop(listener, router.clone(), builder.clone(), tls));
     }
     Ok(bound)
 }
 
-async fn accept_loop(listener: Listener, router: axum::Router, builder: Builder<TokioExecutor>) {
+/// How long a client may take over its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn accept_loop(
+    listener: Listener,
+    router: axum::Router,
+    builder: Builder<TokioExecutor>,
+    tls: Option<rustcd_tls::connect::TlsAcceptor>,
+) {
+    use rustcd_tls::connect::{accept_tcp, accept_unix};
     loop {
+        let (router, builder, tls) = (router.clone(), builder.clone(), tls.clone());
         let accepted = match &listener {
             Listener::Tcp(l) => l.accept().await.map(|(s, _)| {
                 let _ = s.set_nodelay(true);
-                tokio::spawn(serve_conn(s, router.clone(), builder.clone()));
+                match tls {
+                    None => drop(tokio::spawn(serve_conn(s, router, builder))),
+                    Some(acceptor) => drop(tokio::spawn(async move {
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept_tcp(&acceptor, s)).await {
+                            Ok(Ok(tls)) => serve_conn(tls, router, builder).await,
+                            Ok(Err(e)) => tracing::warn!(error = %e, "rejected connection: TLS handshake failed"),
+                            Err(_) => tracing::warn!("rejected connection: TLS handshake timed out"),
+                        }
+                    })),
+                }
             }),
-            Listener::Unix(l) => l.accept().await.map(|(s, _)| {
-                tokio::spawn(serve_conn(s, router.clone(), builder.clone()));
+            Listener::Unix(l) => l.accept().await.map(|(s, _)| match tls {
+                None => drop(tokio::spawn(serve_conn(s, router, builder))),
+                Some(acceptor) => drop(tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept_unix(&acceptor, s)).await {
+                        Ok(Ok(tls)) => serve_conn(tls, router, builder).await,
+                        Ok(Err(e)) => tracing::warn!(error = %e, "rejected connection: TLS handshake failed"),
+                        Err(_) => tracing::warn!("rejected connection: TLS handshake timed out"),
+                    }
+                })),
             }),
         };
         if let Err(e) = accepted {

@@ -178,6 +178,7 @@ async fn serve_grpc_proxy(f: rustcd_grpcproxy::Flags) -> Result<(), String> {
         keepalive_interval: f.grpc_keepalive_interval,
         keepalive_timeout: f.grpc_keepalive_timeout,
         reuse_port: false,
+        tls: None,
     };
     let router = rustcd_grpcproxy::start(&f)?;
     if !f.metrics_addr.is_empty() {

@@ -46,6 +46,8 @@ pub struct Parts {
     pub member_id: u64,
     pub cluster_id: u64,
     pub membership: Arc<Membership>,
+    /// How the member dials fellow members' client URLs.
+    pub client_dial: Option<Arc<rustcd_tls::ClientConfig>>,
     pub alarms: Arc<crate::alarm::Alarms>,
     pub lessor: SharedLessor,
     pub store: Arc<KvStore>,
@@ -82,6 +84,25 @@ impl EtcdServer {
     pub fn membership(&self) -> &Arc<Membership> {
         &self.p.membership
     }
+    /// A channel to a fellow member's client URL (with the member's client TLS for `https://`).
+    pub async fn dial_member(&self, url: &str, timeout: Duration) -> Result<tonic::transport::Channel, String> {
+        rustcd_tls::connect::dial(url, self.p.client_dial.as_ref(), timeout).await
+    }
+
+    /// A channel to the leader's client URLs (`etcdserver: no leader` when none answers).
+    pub async fn leader_channel(&self) -> Result<tonic::transport::Channel, ServerError> {
+        let leader = self.leader();
+        if leader == 0 {
+            return Err(ServerError::NoLeader);
+        }
+        for url in self.membership().get(leader).map(|m| m.client_urls).unwrap_or_default() {
+            if let Ok(ch) = self.dial_member(&url, Duration::from_secs(1)).await {
+                return Ok(ch);
+            }
+        }
+        Err(ServerError::NoLeader)
+    }
+
     pub fn alarms(&self) -> &Arc<crate::alarm::Alarms> {
         &self.p.alarms
     }

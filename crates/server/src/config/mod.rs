@@ -6,6 +6,7 @@
 pub mod file;
 pub mod parse;
 pub mod table;
+pub mod tls;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -58,6 +59,7 @@ pub struct Settings {
     pub force_new_cluster: bool,
     pub auto_compaction_mode: String,
     pub auto_compaction_retention: String,
+    pub tls: tls::TlsSettings,
 }
 
 impl Settings {
@@ -100,6 +102,7 @@ impl Settings {
             force_new_cluster: v.bool("force-new-cluster"),
             auto_compaction_mode: v.get("auto-compaction-mode"),
             auto_compaction_retention: v.get("auto-compaction-retention"),
+            tls: tls::TlsSettings::from_values(v),
         }
     }
 }
@@ -172,23 +175,6 @@ impl Config {
                 )),
                 Support::Ignored => {
                     notes.push(Note::warn(format!("flag \"-{}\" is no longer supported", f.name), vec![]))
-                }
-            }
-        }
-        for name in [
-            "listen-client-urls",
-            "advertise-client-urls",
-            "listen-peer-urls",
-            "initial-advertise-peer-urls",
-            "listen-metrics-urls",
-            "listen-client-http-urls",
-        ] {
-            for u in values.list(name) {
-                if u.starts_with("https://") || u.starts_with("unixs://") {
-                    let what = if name.contains("peer") { "peer TLS" } else { "client TLS" };
-                    return Err(StartError::Config(format!(
-                        "--{name}={u}: TLS is not supported yet by rustcd ({what})"
-                    )));
                 }
             }
         }

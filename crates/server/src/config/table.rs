@@ -84,8 +84,8 @@ use Kind::*;
 use Section::*;
 use Support::*;
 
-const TLS: Support = NotYet("client TLS");
-const PEER_TLS: Support = NotYet("peer TLS");
+const TLS: Support = Yes;
+const PEER_TLS: Support = Yes;
 const AUTH: Support = NotYet("authentication");
 const V2: Support = NoEffect("rustcd serves the v3 API only; the v2 API and its proxy are gone from etcd 3.6");
 const BBOLT: Support = NoEffect("rustcd's backend is not bbolt");
@@ -175,7 +175,7 @@ pub const FLAGS: &[Flag] = &[
     f("host-whitelist", List, "*", Security, NotYet("the HTTP gateway's host whitelist"), "Acceptable hostnames from HTTP client requests, if server is not secure (empty or * means allow all)."),
     f("tls-min-version", Choice(&["TLS1.2", "TLS1.3"]), "TLS1.2", Security, TLS, "Minimum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3."),
     f("tls-max-version", Choice(&["", "TLS1.2", "TLS1.3"]), "", Security, TLS, "Maximum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3 (empty will be auto-populated by Go)."),
-    f("experimental-peer-skip-client-san-verification", Bool, "false", Security, PEER_TLS, "Skip verification of SAN field in client certificate for peer connections."),
+    f("experimental-peer-skip-client-san-verification", Bool, "false", Security, NoEffect("rustcd never checks a peer client certificate's SAN against the remote address, as etcd does with this flag on"), "Skip verification of SAN field in client certificate for peer connections."),
     // Auth
     f("auth-token", Str, "simple", Auth, AUTH, "Specify a v3 authentication token type and token specific options, especially for JWT. Its format is \"type,var1=val1,var2=val2,...\". Possible type is 'simple' or 'jwt'. Possible variables are 'sign-method' for specifying a sign method of jwt (its possible values are 'ES256', 'ES384', 'ES512', 'HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', or 'PS512'), 'pub-key' for specifying a path to a public key for verifying jwt, 'priv-key' for specifying a path to a private key for signing jwt, and 'ttl' for specifying TTL of jwt tokens."),
     f("bcrypt-cost", Uint, "10", Auth, AUTH, "Specify the cost/strength of the bcrypt algorithm for hashing auth passwords. Valid values are between 4 and 31."),

@@ -7,7 +7,6 @@ use rustcd_api::etcdserverpb::cluster_server::Cluster;
 use rustcd_api::etcdserverpb::*;
 use tonic::{Request, Response, Status};
 
-use crate::error::ServerError;
 use crate::server::EtcdServer;
 use crate::v3::cluster::Promotion;
 
@@ -15,15 +14,8 @@ pub struct ClusterService(pub Arc<EtcdServer>);
 
 impl ClusterService {
     async fn forward_promote(&self, id: u64) -> Result<Response<MemberPromoteResponse>, Status> {
-        let leader = self.0.leader();
-        let urls = self.0.membership().get(leader).map(|m| m.client_urls).unwrap_or_default();
-        for url in urls {
-            let Ok(ep) = tonic::transport::Endpoint::from_shared(url) else { continue };
-            let Ok(ch) = ep.connect_timeout(std::time::Duration::from_secs(1)).connect().await else { continue };
-            let mut client = rustcd_api::etcdserverpb::cluster_client::ClusterClient::new(ch);
-            return client.member_promote(MemberPromoteRequest { id }).await;
-        }
-        Err(ServerError::NoLeader.into())
+        let ch = self.0.leader_channel().await?;
+        rustcd_api::etcdserverpb::cluster_client::ClusterClient::new(ch).member_promote(MemberPromoteRequest { id }).await
     }
 }
 

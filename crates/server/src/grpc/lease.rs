@@ -23,18 +23,7 @@ type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, 
 
 impl LeaseService {
     async fn leader_client(&self) -> Result<LeaseClient<tonic::transport::Channel>, Status> {
-        let leader = self.0.leader();
-        if leader == 0 {
-            return Err(ServerError::NoLeader.into());
-        }
-        let urls = self.0.membership().get(leader).map(|m| m.client_urls).unwrap_or_default();
-        for url in urls {
-            let Ok(ep) = tonic::transport::Endpoint::from_shared(url) else { continue };
-            if let Ok(ch) = ep.connect_timeout(std::time::Duration::from_secs(1)).connect().await {
-                return Ok(LeaseClient::new(ch));
-            }
-        }
-        Err(ServerError::NoLeader.into())
+        Ok(LeaseClient::new(self.0.leader_channel().await?))
     }
 
     /// Renews on the primary, or asks the leader to.
