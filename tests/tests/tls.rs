@@ -1,0 +1,183 @@
+//! TLS as etcd deployments run it: a 3-member cluster with client and peer TLS, client
+//! certificates required on both, certificates made by the test (`rustcd_testkit::certs`). The
+//! real etcdctl with the CA and a client certificate reads and writes; every client without a
+//! valid certificate is refused (none, another CA's, a revoked one, plaintext), and so is every
+//! process that speaks to a peer port without a member's certificate: not one raft message.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use rustcd_testkit::certs::{Pair, Pki};
+use rustcd_testkit::{REAL_ETCDCTL, free_port, stdout, wait_for, workspace_bin};
+
+struct Member {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TLS cluster of `n` members (client certificates required on client and peer ports).
+struct TlsCluster {
+    members: Vec<Member>,
+    clients: Vec<u16>,
+    peers: Vec<u16>,
+}
+
+fn start_cluster(dir: &Path, pki: &mut Pki, n: usize, extra: &[String]) -> TlsCluster {
+    let clients: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    let peers: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    let initial: Vec<String> = (0..n).map(|i| format!("m{i}=https://127.0.0.1:{}", peers[i])).collect();
+    let server = pki.issue("member", "member");
+    let ca = pki.ca.display().to_string();
+    let mut members = Vec::new();
+    for i in 0..n {
+        let log = dir.join(format!("m{i}.log"));
+        let mut args: Vec<String> = vec![
+            format!("--name=m{i}"),
+            format!("--data-dir={}", dir.join(format!("m{i}.etcd")).display()),
+            format!("--listen-client-urls=https://127.0.0.1:{}", clients[i]),
+            format!("--advertise-client-urls=https://127.0.0.1:{}", clients[i]),
+            format!("--listen-peer-urls=https://127.0.0.1:{}", peers[i]),
+            format!("--initial-advertise-peer-urls=https://127.0.0.1:{}", peers[i]),
+            format!("--initial-cluster={}", initial.join(",")),
+            format!("--cert-file={}", server.cert.display()),
+            format!("--key-file={}", server.key.display()),
+            format!("--trusted-ca-file={ca}"),
+            "--client-cert-auth".into(),
+            format!("--peer-cert-file={}", server.cert.display()),
+            format!("--peer-key-file={}", server.key.display()),
+            format!("--peer-trusted-ca-file={ca}"),
+            "--peer-client-cert-auth".into(),
+        ];
+        args.extend(extra.iter().cloned());
+        let child = Command::new(workspace_bin("etcd"))
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("spawn etcd");
+        members.push(Member { child, log });
+    }
+    TlsCluster { members, clients, peers }
+}
+
+impl TlsCluster {
+    fn endpoints(&self) -> String {
+        self.clients.iter().map(|p| format!("https://127.0.0.1:{p}")).collect::<Vec<_>>().join(",")
+    }
+
+    fn logs(&self) -> String {
+        self.members.iter().map(|m| std::fs::read_to_string(&m.log).unwrap_or_default()).collect::<Vec<_>>().join("\n")
+    }
+}
+
+/// The real etcdctl with `tls` flags.
+fn etcdctl(endpoints: &str, tls: &[String], args: &[&str]) -> Output {
+    Command::new(REAL_ETCDCTL)
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoints}"))
+        .arg("--dial-timeout=2s")
+        .arg("--command-timeout=3s")
+        .args(tls)
+        .args(args)
+        .output()
+        .expect("run etcdctl")
+}
+
+fn with_cert(ca: &Path, pair: &Pair) -> Vec<String> {
+    vec![
+        format!("--cacert={}", ca.display()),
+        format!("--cert={}", pair.cert.display()),
+        format!("--key={}", pair.key.display()),
+    ]
+}
+
+#[test]
+fn a_tls_cluster_serves_only_clients_with_valid_certificates() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut pki = Pki::new(dir.path());
+    let client = pki.issue("client", "root");
+    let stranger = pki.stranger("stranger", "root");
+    let (revoked, crl) = pki.revoked("revoked", "root");
+    let c = start_cluster(dir.path(), &mut pki, 3, &[format!("--client-crl-file={}", crl.display())]);
+    let ok = with_cert(&pki.ca, &client);
+    let eps = c.endpoints();
+    wait_for("the TLS cluster takes a write", Duration::from_secs(30), || {
+        etcdctl(&eps, &ok, &["put", "secret", "v1"]).status.success().then_some(())
+    });
+    assert_eq!(stdout(&etcdctl(&eps, &ok, &["get", "secret", "--print-value-only"])), "v1\n", "{}", c.logs());
+    let table = stdout(&etcdctl(&eps, &ok, &["endpoint", "status", "-w", "table"]));
+    assert_eq!(table.matches("https://127.0.0.1:").count(), 3, "every member answers over TLS:\n{table}");
+
+    let ca_only = vec![format!("--cacert={}", pki.ca.display())];
+    let attempts: Vec<(&str, Vec<String>, String)> = vec![
+        ("no client certificate", ca_only, eps.clone()),
+        ("another CA's certificate", with_cert(&pki.ca, &stranger), eps.clone()),
+        ("a revoked certificate", with_cert(&pki.ca, &revoked), eps.clone()),
+        ("plaintext to the TLS port", vec![], eps.replace("https://", "http://")),
+        ("a server not checked against the CA", with_cert(&stranger.cert, &client), eps.clone()),
+    ];
+    for (what, tls, endpoints) in attempts {
+        for args in [&["put", "secret", "stolen"][..], &["get", "secret"][..]] {
+            let out = etcdctl(&endpoints, &tls, args);
+            assert!(!out.status.success(), "{what}: {args:?} must be refused: {}", stdout(&out));
+            assert!(!stdout(&out).contains("v1"), "{what}: nothing is read");
+        }
+    }
+    assert_eq!(stdout(&etcdctl(&eps, &ok, &["get", "secret", "--print-value-only"])), "v1\n", "nothing was written");
+    let logs = c.logs();
+    assert!(logs.contains("serving client traffic securely"), "the member says it serves securely");
+    assert!(logs.contains("rejected connection"), "refused handshakes are logged");
+}
+
+/// The peer port: raft messages from a process without a member certificate never arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_port_takes_no_raft_message_without_a_member_certificate() {
+    use rustcd_api::rustcdpb::RaftBatch;
+    use rustcd_api::rustcdpb::peer_client::PeerClient;
+    let dir = tempfile::tempdir().expect("dir");
+    let mut pki = Pki::new(dir.path());
+    let client = pki.issue("client", "root");
+    let stranger = pki.stranger("stranger", "member");
+    let wrong_cn = pki.issue("intruder", "intruder");
+    let c = start_cluster(dir.path(), &mut pki, 3, &["--peer-cert-allowed-cn=member".to_string()]);
+    let ok = with_cert(&pki.ca, &client);
+    let eps = c.endpoints();
+    wait_for("the TLS cluster takes a write", Duration::from_secs(30), || {
+        etcdctl(&eps, &ok, &["put", "k", "v"]).status.success().then_some(())
+    });
+    let peer = format!("127.0.0.1:{}", c.peers[0]);
+    let info = |pair: Option<&Pair>| rustcd_tls::TlsInfo {
+        cert_file: pair.map(|p| p.cert.display().to_string()).unwrap_or_default(),
+        key_file: pair.map(|p| p.key.display().to_string()).unwrap_or_default(),
+        trusted_ca_file: pki.ca.display().to_string(),
+        ..Default::default()
+    };
+    let attempts = [
+        ("plaintext", format!("http://{peer}"), None),
+        ("TLS without a certificate", format!("https://{peer}"), Some(info(None))),
+        ("another CA's certificate", format!("https://{peer}"), Some(info(Some(&stranger)))),
+        ("the CA's certificate with another CN", format!("https://{peer}"), Some(info(Some(&wrong_cn)))),
+    ];
+    for (what, url, tls) in attempts {
+        let cfg = tls.map(|t| t.client_config().expect("client TLS"));
+        let sent = match rustcd_tls::connect::dial(&url, cfg.as_ref(), Duration::from_secs(2)).await {
+            Err(_) => false,
+            Ok(ch) => {
+                let batch = RaftBatch { cluster_id: 0, from: 1, messages: vec![vec![0u8; 8].into()] };
+                PeerClient::new(ch).raft(tokio_stream::iter(vec![batch])).await.is_ok()
+            }
+        };
+        assert!(!sent, "{what}: the peer port took a raft message");
+    }
+    // A member's certificate is what the members themselves use: the cluster is whole.
+    let table = stdout(&etcdctl(&eps, &ok, &["endpoint", "status", "-w", "table"]));
+    assert_eq!(table.matches("https://127.0.0.1:").count(), 3, "{table}");
+}
