@@ -105,6 +105,8 @@ impl TlsInfo {
             let crls = if self.crl_file.is_empty() { Vec::new() } else { crls(&self.crl_file)? };
             let inner = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(self.roots()?), provider)
                 .with_crls(crls)
+                // etcd refuses what a CRL lists; a certificate no CRL speaks of is not refused.
+                .allow_unknown_revocation_status()
                 .build()
                 .map_err(|e| TlsError::Config(format!("client certificate verifier: {e}")))?;
             let v = verify::ClientVerifier::new(inner, &self.allowed_cn, &self.allowed_hostname);
@@ -174,11 +176,16 @@ fn key(path: &str) -> Result<PrivateKeyDer<'static>, TlsError> {
     PrivateKeyDer::from_pem_slice(&read(path)?).map_err(|e| TlsError::Config(format!("{path}: {e}")))
 }
 
+/// The CRLs of a file, PEM or DER (Go's `x509.ParseCRL` takes both).
 fn crls(path: &str) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
-    let pem = read(path)?;
-    CertificateRevocationListDer::pem_slice_iter(&pem)
+    let data = read(path)?;
+    let pem: Vec<_> = CertificateRevocationListDer::pem_slice_iter(&data)
         .collect::<Result<_, _>>()
-        .map_err(|e| TlsError::Config(format!("{path}: {e}")))
+        .map_err(|e| TlsError::Config(format!("{path}: {e}")))?;
+    if pem.is_empty() && data.first() == Some(&0x30) {
+        return Ok(vec![CertificateRevocationListDer::from(data)]);
+    }
+    Ok(pem)
 }
 
 /// The server's certificate, read again when either file's modification time changes.
