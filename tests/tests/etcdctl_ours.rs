@@ -4,7 +4,9 @@
 //! masked; commands that change state run with a name of their own per etcdctl, masked too.
 //! Everything else must match byte for byte.
 
-use rustcd_testkit::{Cluster, Ctl, Printed, Server, lease_id, stdout};
+use std::time::Duration;
+
+use rustcd_testkit::{Cluster, Ctl, Printed, Server, lease_id, stdout, wait_for};
 
 /// Masks what legitimately differs between two runs: lease IDs.
 fn mask(mut p: Printed, leases: &[String]) -> Printed {
@@ -63,6 +65,11 @@ fn compare_all(server: Server) {
     c.wait_writable(0);
     let all = c.endpoints().join(",");
     let first = c.members[0].endpoint();
+    // Every member has published its client URLs before lists are compared.
+    wait_for("every member published", Duration::from_secs(20), || {
+        let list = stdout(&Ctl::Real.run(&first, &["member", "list"], None));
+        (list.lines().count() == 3 && list.lines().all(|l| !l.contains(", , "))).then_some(())
+    });
     let mut diffs = Vec::new();
     let mut check = |eps: &str, args: &[&str], stdin: Option<&str>, leases: &[String]| {
         diffs.extend(if args.contains(&"status") { settled(eps, args) } else { compare(eps, args, stdin, leases) });
@@ -196,8 +203,10 @@ fn an_https_endpoint_is_never_dialled_in_plaintext() {
     let c = Cluster::start(1);
     c.wait_writable(0);
     let ep = format!("https://127.0.0.1:{}", c.members[0].client_port);
-    let out = Ctl::Ours.run(&ep, &["put", "k", "v"], None);
-    assert_eq!(out.status.code(), Some(4));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("TLS is not supported by this etcdctl yet"));
+    for ctl in [Ctl::Ours, Ctl::Real] {
+        let out = ctl.run(&ep, &["put", "k", "v", "--dial-timeout=1s"], None);
+        assert_eq!(out.status.code(), Some(1), "{ctl:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("Error: context deadline exceeded"), "{ctl:?}");
+    }
     assert!(stdout(&Ctl::Real.run(&format!("127.0.0.1:{}", c.members[0].client_port), &["get", "k"], None)).is_empty());
 }

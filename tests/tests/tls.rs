@@ -30,7 +30,8 @@ struct TlsCluster {
     peers: Vec<u16>,
 }
 
-fn start_cluster(dir: &Path, pki: &mut Pki, n: usize, extra: &[String]) -> TlsCluster {
+/// `extra(i)`: member `i`'s flags besides the URLs and kubeadm's TLS flags.
+fn start_cluster(dir: &Path, pki: &mut Pki, n: usize, extra: &dyn Fn(usize) -> Vec<String>) -> TlsCluster {
     let clients: Vec<u16> = (0..n).map(|_| free_port()).collect();
     let peers: Vec<u16> = (0..n).map(|_| free_port()).collect();
     let initial: Vec<String> = (0..n).map(|i| format!("m{i}=https://127.0.0.1:{}", peers[i])).collect();
@@ -56,7 +57,7 @@ fn start_cluster(dir: &Path, pki: &mut Pki, n: usize, extra: &[String]) -> TlsCl
             format!("--peer-trusted-ca-file={ca}"),
             "--peer-client-cert-auth".into(),
         ];
-        args.extend(extra.iter().cloned());
+        args.extend(extra(i));
         let child = Command::new(workspace_bin("etcd"))
             .args(&args)
             .stdout(Stdio::null())
@@ -106,7 +107,8 @@ fn a_tls_cluster_serves_only_clients_with_valid_certificates() {
     let client = pki.issue("client", "root");
     let stranger = pki.stranger("stranger", "root");
     let (revoked, crl) = pki.revoked("revoked", "root");
-    let c = start_cluster(dir.path(), &mut pki, 3, &[format!("--client-crl-file={}", crl.display())]);
+    let crl_flag = format!("--client-crl-file={}", crl.display());
+    let c = start_cluster(dir.path(), &mut pki, 3, &|_| vec![crl_flag.clone()]);
     let ok = with_cert(&pki.ca, &client);
     let eps = c.endpoints();
     wait_for("the TLS cluster takes a write", Duration::from_secs(30), || {
@@ -147,7 +149,7 @@ async fn a_peer_port_takes_no_raft_message_without_a_member_certificate() {
     let client = pki.issue("client", "root");
     let stranger = pki.stranger("stranger", "member");
     let wrong_cn = pki.issue("intruder", "intruder");
-    let c = start_cluster(dir.path(), &mut pki, 3, &["--peer-cert-allowed-cn=member".to_string()]);
+    let c = start_cluster(dir.path(), &mut pki, 3, &|_| vec!["--peer-cert-allowed-cn=member".to_string()]);
     let ok = with_cert(&pki.ca, &client);
     let eps = c.endpoints();
     wait_for("the TLS cluster takes a write", Duration::from_secs(30), || {
@@ -180,4 +182,36 @@ async fn a_peer_port_takes_no_raft_message_without_a_member_certificate() {
     // A member's certificate is what the members themselves use: the cluster is whole.
     let table = stdout(&etcdctl(&eps, &ok, &["endpoint", "status", "-w", "table"]));
     assert_eq!(table.matches("https://127.0.0.1:").count(), 3, "{table}");
+}
+
+/// kubeadm's flag list for a stacked control plane's etcd, TLS files included (made here),
+/// starts a 3-member cluster with no warning; the real etcdctl with the CA and a client
+/// certificate reads and writes, and the plaintext metrics URL answers `/health`.
+#[test]
+fn kubeadm_flags_with_their_tls_files_start_a_3_member_cluster() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut pki = Pki::new(dir.path());
+    let client = pki.issue("apiserver-etcd-client", "kube-apiserver-etcd-client");
+    let metrics: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let c = start_cluster(dir.path(), &mut pki, 3, &|i| {
+        vec![
+            "--client-cert-auth=true".into(),
+            "--peer-client-cert-auth=true".into(),
+            "--experimental-initial-corrupt-check=true".into(),
+            "--experimental-watch-progress-notify-interval=5s".into(),
+            format!("--listen-metrics-urls=http://127.0.0.1:{}", metrics[i]),
+            "--snapshot-count=10000".into(),
+        ]
+    });
+    let ok = with_cert(&pki.ca, &client);
+    let eps = c.endpoints();
+    wait_for("the kubeadm-flagged cluster takes a write", Duration::from_secs(30), || {
+        etcdctl(&eps, &ok, &["put", "/registry/ns/default", "x"]).status.success().then_some(())
+    });
+    assert_eq!(stdout(&etcdctl(&eps, &ok, &["get", "/registry/ns/default", "--print-value-only"])), "x\n");
+    let health = rustcd_testkit::http_get(metrics[0], "/health");
+    assert!(health.contains(r#""health":"true""#), "{health}");
+    let logs = c.logs();
+    assert!(!logs.contains("has no effect") && !logs.contains("ignoring"), "no flag is ignored:\n{logs}");
+    assert!(logs.contains("serving client traffic securely"));
 }

@@ -202,6 +202,34 @@ impl Ctx {
         }
     }
 
+    /// Connects and runs one request under `--command-timeout`; when the server says the
+    /// client's auth state is stale (`revision of auth store is old`, `invalid auth token`), it
+    /// connects (authenticates) again and retries, as clientv3 does.
+    pub async fn request<T, Fut>(&self, f: impl Fn(Client) -> Fut) -> Result<T, CtlError>
+    where
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.command_timeout;
+        loop {
+            let c = self.client().await?;
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, f(c)).await {
+                Ok(Ok(r)) => return Ok(r.into_inner()),
+                Ok(Err(s)) => {
+                    self.client_warning(&s);
+                    let stale = matches!(
+                        s.message(),
+                        "etcdserver: revision of auth store is old" | "etcdserver: invalid auth token"
+                    );
+                    if !stale || tokio::time::Instant::now() >= deadline {
+                        return Err(s.into());
+                    }
+                }
+                Err(_) => return Err(CtlError::new(1, "context deadline exceeded")),
+            }
+        }
+    }
+
     /// A new connection, after the Go client's warning when credentials met a server whose
     /// authentication is off.
     fn connected(&self, c: Client) -> Client {
@@ -355,15 +383,23 @@ async fn run(cli: Cli) -> Result<(), CtlError> {
         }
         Command::Put(a) => {
             let req = kv::put_request(&a, &mut std::io::stdin().lock())?;
-            let c = ctx.client().await?;
-            let resp = ctx.call(c.kv().put(req)).await?;
+            let resp = ctx
+                .request(|c| {
+                    let req = req.clone();
+                    async move { c.kv().put(req).await }
+                })
+                .await?;
             ctx.format.check_kv()?;
             print!("{}", print::put(ctx.format, &resp, ctx.style));
         }
         Command::Del(a) => {
             let req = kv::delete_request(&a)?;
-            let c = ctx.client().await?;
-            let resp = ctx.call(c.kv().delete_range(req)).await?;
+            let resp = ctx
+                .request(|c| {
+                    let req = req.clone();
+                    async move { c.kv().delete_range(req).await }
+                })
+                .await?;
             ctx.format.check_kv()?;
             print!("{}", print::del(ctx.format, &resp, ctx.style));
         }

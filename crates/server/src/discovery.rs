@@ -46,11 +46,6 @@ pub fn initial_cluster(
     for node in &found {
         notes.push(Note::info("got bootstrap from DNS for etcd-server", vec![("node", node.clone())]));
     }
-    if let Some(tls) = found.iter().find(|p| p.contains("=https://")) {
-        return Err(StartError::Config(format!(
-            "--discovery-srv found the https peer {tls}: TLS is not supported yet by rustcd (peer TLS)"
-        )));
-    }
     if !found.iter().any(|p| p.split_once('=').is_some_and(|(n, _)| n == name)) {
         return Err(StartError::Config(format!("cannot find local etcd member {name:?} in SRV records")));
     }

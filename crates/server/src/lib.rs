@@ -133,8 +133,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         member_id = %format!("{member_id:x}"), cluster_id = %format!("{cluster_id:x}"),
         "starting an etcd server"
     );
-    let transport =
-        PeerTransport::new(cluster_id, member_id, tokio::runtime::Handle::current(), tls.peer_dial.clone());
+    let transport = PeerTransport::new(cluster_id, member_id, tokio::runtime::Handle::current(), tls.peer_dial.clone());
     let routes = transport.clone();
     let membership = Arc::new(Membership::new(
         StoredMembers { members: id.members.clone(), removed: vec![] },

@@ -123,7 +123,9 @@ impl Connector {
         let tls = if secure { tls } else { None };
         let (unix, uri) = match scheme {
             // The authority of a socket's URI is only a label; the path is what is dialled.
-            "unix" | "unixs" => (Some(rest.to_string()), format!("{}://localhost", if secure { "https" } else { "http" })),
+            "unix" | "unixs" => {
+                (Some(rest.to_string()), format!("{}://localhost", if secure { "https" } else { "http" }))
+            }
             "http" | "https" => (None, format!("{scheme}://{rest}")),
             _ => return Err(DialError::BadUrl(url.to_string())),
         };
@@ -151,7 +153,9 @@ impl tower_service::Service<Uri> for Connector {
             let timed_out = |_| io::Error::from(io::ErrorKind::TimedOut);
             let stream = match &me.unix {
                 Some(path) => {
-                    let s = tokio::time::timeout(me.timeout, UnixStream::connect(path.clone())).await.map_err(timed_out)??;
+                    let s = tokio::time::timeout(me.timeout, UnixStream::connect(path.clone()))
+                        .await
+                        .map_err(timed_out)??;
                     match &me.tls {
                         Some(cfg) => Stream::ClientTlsUnix(Box::new(handshake(cfg, &name, s).await?)),
                         None => Stream::Unix(s),

@@ -17,10 +17,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use rustls::RootCertStore;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls::RootCertStore;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 
@@ -109,7 +109,8 @@ impl TlsInfo {
                 .allow_unknown_revocation_status()
                 .build()
                 .map_err(|e| TlsError::Config(format!("client certificate verifier: {e}")))?;
-            let v = verify::ClientVerifier::new(inner, &self.allowed_cn, &self.allowed_hostname);
+            let roots = certs(&self.trusted_ca_file)?;
+            let v = verify::ClientVerifier::new(inner, roots, &self.allowed_cn, &self.allowed_hostname);
             builder.with_client_cert_verifier(Arc::new(v))
         } else {
             builder.with_no_client_auth()
@@ -133,7 +134,11 @@ impl TlsInfo {
                 "a TLS client needs a trusted CA file (or skipping verification) to check servers".into(),
             ));
         } else {
-            builder.with_root_certificates(self.roots()?)
+            let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(self.roots()?), provider)
+                .build()
+                .map_err(|e| TlsError::Config(format!("server certificate verifier: {e}")))?;
+            let v = verify::ServerVerifier { inner, roots: certs(&self.trusted_ca_file)? };
+            builder.dangerous().with_custom_certificate_verifier(Arc::new(v))
         };
         let mut cfg = if self.cert_file.is_empty() {
             builder.with_no_client_auth()

@@ -48,7 +48,8 @@ pub fn self_cert(dir: &Path, hosts: &[String], years: u32, client_auth: bool) ->
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| err(e.to_string()))?;
     let cert = params.self_signed(&key).map_err(|e| err(e.to_string()))?;
     write_private(&key_file, key.serialize_pem().as_bytes())?;
-    std::fs::write(&cert_file, cert.pem()).map_err(|e| TlsError::File(cert_file.display().to_string(), e.to_string()))?;
+    std::fs::write(&cert_file, cert.pem())
+        .map_err(|e| TlsError::File(cert_file.display().to_string(), e.to_string()))?;
     tracing::info!(path = %cert_file.display(), "created cert file");
     Ok(info)
 }

@@ -166,15 +166,8 @@ pub fn member_tls(
 ) -> Result<MemberTls, StartError> {
     let years = s.self_signed_cert_validity;
     let fixtures = data_dir.join("fixtures");
-    let (client, client_server) = side(
-        &s.client,
-        s.auto_tls,
-        client_urls,
-        &fixtures.join("client"),
-        years,
-        "--cert-file, --key-file",
-        "client",
-    )?;
+    let (client, client_server) =
+        side(&s.client, s.auto_tls, client_urls, &fixtures.join("client"), years, "--cert-file, --key-file", "client")?;
     let (peer, peer_server) = side(
         &s.peer,
         s.peer_auto_tls,

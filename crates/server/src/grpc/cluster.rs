@@ -15,7 +15,9 @@ pub struct ClusterService(pub Arc<EtcdServer>);
 impl ClusterService {
     async fn forward_promote(&self, id: u64) -> Result<Response<MemberPromoteResponse>, Status> {
         let ch = self.0.leader_channel().await?;
-        rustcd_api::etcdserverpb::cluster_client::ClusterClient::new(ch).member_promote(MemberPromoteRequest { id }).await
+        rustcd_api::etcdserverpb::cluster_client::ClusterClient::new(ch)
+            .member_promote(MemberPromoteRequest { id })
+            .await
     }
 }
 
