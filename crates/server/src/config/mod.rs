@@ -191,6 +191,19 @@ impl Config {
         };
         let listen_client_urls = parse_urls(&raw.listen_client_urls, "listen-client-urls")?;
         let listen_peer_urls = parse_urls(&raw.listen_peer_urls, "listen-peer-urls")?;
+        // A secure URL is never served without TLS: etcd's check, before anything starts.
+        let t = &raw.tls;
+        for (urls, info, auto, flags, what) in [
+            (&listen_client_urls, &t.client, t.auto_tls, "--cert-file, --key-file", "client"),
+            (&listen_peer_urls, &t.peer, t.peer_auto_tls, "--peer-cert-file, --peer-key-file", "peer"),
+        ] {
+            let secure = urls.iter().find(|u| u.scheme == "https" || u.scheme == "unixs");
+            if let Some(u) = secure.filter(|_| (info.cert_file.is_empty() || info.key_file.is_empty()) && !auto) {
+                return Err(StartError::Config(format!(
+                    "TLS key/cert ({flags}) must be provided for {what} url {u} with HTTPS scheme"
+                )));
+            }
+        }
         let advertise_client_urls = split_list(&raw.advertise_client_urls);
         let advertise_peer_urls = split_list(&raw.initial_advertise_peer_urls);
         let mut notes = Vec::new();
@@ -373,15 +386,24 @@ mod tests {
     }
 
     #[test]
-    fn tls_urls_are_refused_never_served_plain() {
-        for flag in ["listen-client-urls", "advertise-client-urls", "listen-peer-urls", "initial-advertise-peer-urls"] {
+    fn secure_urls_without_certificates_are_refused_never_served_plain() {
+        for (flag, says) in [
+            ("listen-client-urls", "TLS key/cert (--cert-file, --key-file) must be provided for client url"),
+            ("listen-peer-urls", "TLS key/cert (--peer-cert-file, --peer-key-file) must be provided for peer url"),
+        ] {
             let mut v = Values::default();
             v.set(flag, "https://127.0.0.1:2379").expect("a valid URL");
             let e = Config::from_values(v).expect_err(flag).to_string();
-            assert!(e.contains("TLS is not supported yet"), "{e}");
+            assert!(e.contains(says), "{e}");
         }
-        let v = file::parse("client-transport-security:\n  client-cert-auth: true\n").expect("parse");
-        assert!(Config::from_values(v).is_err(), "a TLS block is refused");
+        let mut v = Values::default();
+        v.set("listen-client-urls", "https://127.0.0.1:2379").expect("a valid URL");
+        v.set("auto-tls", "true").expect("a bool");
+        assert!(Config::from_values(v).is_ok(), "auto-TLS makes its own certificate");
+        let v =
+            file::parse("client-transport-security:\n  client-cert-auth: true\n  cert-file: /c.crt\n").expect("parse");
+        let c = Config::from_values(v).expect("a TLS block is read");
+        assert!(c.raw.tls.client.client_cert_auth && c.raw.tls.client.cert_file == "/c.crt");
     }
 
     /// scripts/etcd.conf.yml.sample holds every key etcd 3.5's config file knows, at the
