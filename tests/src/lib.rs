@@ -6,7 +6,6 @@
 //!
 //! Test-only: no product crate depends on it.
 
-pub mod certs;
 pub mod linearizability;
 pub mod watch_check;
 

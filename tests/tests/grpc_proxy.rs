@@ -349,3 +349,35 @@ async fn serializable_ordering_never_goes_back_in_revisions() {
     assert!(revs.windows(2).all(|w| w[1] >= w[0]), "with ordering never older: {revs:?}");
     assert!(!revs.is_empty(), "some reads were answered");
 }
+
+/// The proxy's client side with TLS (`--auto-tls`): etcdctl reaches the cluster through it over
+/// TLS, and plaintext to it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_serves_its_clients_over_tls() {
+    let c = Cluster::start(1);
+    c.wait_writable(0);
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let data = format!("--data-dir={}", dir.path().join("proxy").display());
+    let mut child = Command::new(workspace_bin("etcd"))
+        .args(["grpc-proxy", "start", "--auto-tls", &data, "--endpoints", &c.members[0].endpoint()])
+        .args(["--listen-addr", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn grpc-proxy");
+    let secure = format!("https://127.0.0.1:{port}");
+    let ok = wait_for("a write over TLS through the proxy", Duration::from_secs(20), || {
+        let out = Ctl::Real.run(
+            &secure,
+            &["--insecure-transport=false", "--insecure-skip-tls-verify", "put", "tls", "yes"],
+            None,
+        );
+        out.status.success().then_some(out)
+    });
+    assert!(ok.status.success());
+    let plain = Ctl::Real.run(&format!("127.0.0.1:{port}"), &["get", "tls", "--dial-timeout=1s"], None);
+    assert!(!plain.status.success(), "plaintext to a TLS proxy is refused");
+    let _ = child.kill();
+    let _ = child.wait();
+}

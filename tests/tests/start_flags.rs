@@ -131,14 +131,24 @@ fn flag_errors_are_gos_and_unbuilt_settings_are_refused() {
         String::from_utf8_lossy(&out.stderr).starts_with("invalid value \"abc\" for flag -snapshot-count: parse error")
     );
 
-    let out = run_etcd(&["--client-cert-auth", "--cert-file=/x.crt"]);
+    let out = run_etcd(&["--auth-token=jwt,pub-key=/x.pub,priv-key=/x.key,sign-method=RS256"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("is not supported yet by rustcd (client TLS)"), "{err}");
+    assert!(err.contains("is not supported yet by rustcd (authentication)"), "{err}");
 
-    let out = run_etcd(&["--listen-client-urls=https://127.0.0.1:1", "--advertise-client-urls=https://127.0.0.1:1"]);
+    // A secure URL is never served without its certificate.
+    let https = ["--listen-client-urls=https://127.0.0.1:1", "--advertise-client-urls=https://127.0.0.1:1"];
+    let out = run_etcd(&https);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("TLS is not supported yet"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("TLS key/cert (--cert-file, --key-file) must be provided for client url https://127.0.0.1:1 with HTTPS scheme"),
+        "{err}"
+    );
+    let out = run_etcd(&[&https[..], &["--cert-file=/nonexistent.crt", "--key-file=/nonexistent.key"]].concat());
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("open /nonexistent.crt: no such file or directory"), "{err}");
 
     let out = run_etcd(&["positional"]);
     assert_eq!(out.status.code(), Some(1));
@@ -151,10 +161,14 @@ fn flag_errors_are_gos_and_unbuilt_settings_are_refused() {
         assert!(help.contains(flag), "help lacks {flag}");
     }
 
-    let out = run_etcd(&["grpc-proxy", "start", "--cert-file=/x.crt"]);
+    let out = run_etcd(&["grpc-proxy", "start", "--cert=/x.crt"]);
     assert_eq!(out.status.code(), Some(1));
     let said = String::from_utf8_lossy(&out.stderr);
-    assert!(said.contains("--cert-file=/x.crt is not supported yet by rustcd's grpc-proxy"), "{said}");
+    assert!(said.contains("--cert=/x.crt is not supported yet by rustcd's grpc-proxy (TLS to the cluster)"), "{said}");
+    // Its client-facing TLS is built: a certificate without its key is an error, never plaintext.
+    let out = run_etcd(&["grpc-proxy", "start", "--cert-file=/x.crt"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TLS needs both a certificate and a key file"));
 }
 
 /// A repeated flag: the last wins. An `ETCD_*` variable etcd does not know is warned about; one

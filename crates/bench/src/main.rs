@@ -60,6 +60,10 @@ enum Cmd {
         /// Run only the rows whose name contains this text.
         #[arg(long, default_value = "")]
         only: String,
+        /// Both servers with client and peer TLS, client certificates required (certificates
+        /// made for the run).
+        #[arg(long)]
+        tls: bool,
         /// Keys loaded before the restart measurement (0 skips it).
         #[arg(long, default_value_t = 1_000_000)]
         restart_keys: usize,
@@ -86,8 +90,8 @@ async fn main() {
     match Cli::parse().cmd {
         Cmd::Put(f) => load_once(f, load::Workload::Put).await,
         Cmd::Range(f) => load_once(f, load::Workload::Range).await,
-        Cmd::Compare { total, key_size, val_size, key_space_size, only, restart_keys, rss_puts } => {
-            compare(total, key_size, val_size, key_space_size, &only).await;
+        Cmd::Compare { total, key_size, val_size, key_space_size, only, tls, restart_keys, rss_puts } => {
+            compare(total, key_size, val_size, key_space_size, &only, tls).await;
             if rss_puts > 0 {
                 rss_after_puts(rss_puts, key_size, val_size).await;
             }
@@ -132,7 +136,7 @@ struct Row {
     conns: usize,
 }
 
-async fn compare(total: usize, key_size: usize, val_size: usize, key_space: usize, only: &str) {
+async fn compare(total: usize, key_size: usize, val_size: usize, key_space: usize, only: &str, tls: bool) {
     use load::Workload::{Put, Range};
     let rows = [
         Row { name: "3 nodes, put, 1000 clients / 100 conns", members: 3, workload: Put, clients: 1000, conns: 100 },
@@ -140,6 +144,9 @@ async fn compare(total: usize, key_size: usize, val_size: usize, key_space: usiz
         Row { name: "3 nodes, linearizable range, 100 clients", members: 3, workload: Range, clients: 100, conns: 10 },
         Row { name: "1 node, put, 1000 clients", members: 1, workload: Put, clients: 1000, conns: 100 },
     ];
+    if tls {
+        println!("(client and peer TLS on both servers, client certificates required)");
+    }
     println!(
         "{:<42} {:>12} {:>12} {:>7} | {:>13} {:>13} | {:>9} {:>9} | {:>8} {:>8}",
         "workload",
@@ -167,7 +174,11 @@ async fn compare(total: usize, key_size: usize, val_size: usize, key_space: usiz
         };
         let mut reports = Vec::new();
         for server in [Server::Rustcd, Server::Etcd] {
-            let c = Cluster::start_with(server, row.members, &[]);
+            let c = if tls {
+                Cluster::start_tls(server, row.members, &[])
+            } else {
+                Cluster::start_with(server, row.members, &[])
+            };
             c.wait_writable(0);
             reports.push(load::run(&c, &p).await);
         }

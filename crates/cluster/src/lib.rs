@@ -10,6 +10,7 @@
 //! (etcdctl, checkers and assertions live in the test kit, `rustcd-testkit`), nor any server
 //! internals: it sees members only as processes and gRPC endpoints.
 
+pub mod certs;
 pub mod probe;
 pub mod proxy;
 
@@ -88,6 +89,8 @@ pub struct Member {
     pub data_dir: PathBuf,
     pub log: PathBuf,
     pub extra_args: Vec<String>,
+    /// `http` or `https` (a cluster started with [`Cluster::start_tls`]).
+    pub scheme: &'static str,
     /// Environment variables the member starts with (e.g. `FAILPOINTS`).
     pub env: Vec<(String, String)>,
     child: Option<Child>,
@@ -98,14 +101,14 @@ impl Member {
         format!("{}:{}", self.host, self.client_port)
     }
     pub fn client_url(&self) -> String {
-        format!("http://{}:{}", self.host, self.client_port)
+        format!("{}://{}:{}", self.scheme, self.host, self.client_port)
     }
     pub fn peer_url(&self) -> String {
-        format!("http://{}:{}", self.host, self.peer_port)
+        format!("{}://{}:{}", self.scheme, self.host, self.peer_port)
     }
     /// The peer URL other members use: the proxy's when there is one.
     pub fn advertised_peer_url(&self) -> String {
-        format!("http://{}:{}", self.host, self.proxy_port.unwrap_or(self.peer_port))
+        format!("{}://{}:{}", self.scheme, self.host, self.proxy_port.unwrap_or(self.peer_port))
     }
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
@@ -141,8 +144,51 @@ impl Cluster {
         Self::start_inner(Server::Rustcd, n, extra, true)
     }
 
+    /// Starts `n` members of `server` with client and peer TLS, client certificates required on
+    /// both, from certificates made in the cluster's directory; from then on this process's
+    /// probes and [`channel`]s dial with a client certificate of the same CA.
+    pub fn start_tls(server: Server, n: usize, extra: &[&str]) -> Cluster {
+        let dir = tempfile::Builder::new().prefix("rustcd-test-").tempdir().expect("temp dir");
+        let mut pki = certs::Pki::new(dir.path());
+        let member = pki.issue("member", "member");
+        let client = pki.issue("client", "root");
+        let ca = pki.ca.display().to_string();
+        let info = rustcd_tls::TlsInfo {
+            cert_file: client.cert.display().to_string(),
+            key_file: client.key.display().to_string(),
+            trusted_ca_file: ca.clone(),
+            ..Default::default()
+        };
+        probe::use_tls(info.client_config().expect("client TLS"));
+        let (cert, key) = (member.cert.display().to_string(), member.key.display().to_string());
+        let mut flags: Vec<String> = vec![
+            format!("--cert-file={cert}"),
+            format!("--key-file={key}"),
+            format!("--trusted-ca-file={ca}"),
+            "--client-cert-auth".into(),
+            format!("--peer-cert-file={cert}"),
+            format!("--peer-key-file={key}"),
+            format!("--peer-trusted-ca-file={ca}"),
+            "--peer-client-cert-auth".into(),
+        ];
+        flags.extend(extra.iter().map(|s| s.to_string()));
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        Self::start_in(dir, server, n, &flags, false, "https")
+    }
+
     fn start_inner(server: Server, n: usize, extra: &[&str], proxied: bool) -> Cluster {
         let dir = tempfile::Builder::new().prefix("rustcd-test-").tempdir().expect("temp dir");
+        Self::start_in(dir, server, n, extra, proxied, "http")
+    }
+
+    fn start_in(
+        dir: TempDir,
+        server: Server,
+        n: usize,
+        extra: &[&str],
+        proxied: bool,
+        scheme: &'static str,
+    ) -> Cluster {
         let mut members = Vec::new();
         for i in 0..n {
             let name = format!("m{i}");
@@ -157,6 +203,7 @@ impl Cluster {
                 peer_port: free_port(),
                 proxy_port: proxied.then(free_port),
                 extra_args: extra.iter().map(|s| s.to_string()).collect(),
+                scheme,
                 env: vec![],
                 child: None,
             });
@@ -191,6 +238,7 @@ impl Cluster {
                 peer_port,
                 proxy_port: None,
                 extra_args: vec![],
+                scheme: "http",
                 env: vec![],
                 child: None,
             })
@@ -290,6 +338,7 @@ impl Cluster {
             data_dir: self.dir.path().join(format!("{name}.etcd")),
             log: self.dir.path().join(format!("{name}.log")),
             extra_args: self.members.first().map(|m| m.extra_args.clone()).unwrap_or_default(),
+            scheme: self.members.first().map_or("http", |m| m.scheme),
             env: vec![],
             child: None,
         };

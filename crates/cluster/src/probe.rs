@@ -11,18 +11,36 @@ use rustcd_api::etcdserverpb::{PutRequest, RangeRequest, StatusRequest};
 
 use crate::Cluster;
 
+/// The client TLS of this process's TLS clusters (see [`Cluster::start_tls`]): once set, every
+/// probe and [`channel`] dials `https://` with it.
+static TLS: std::sync::OnceLock<std::sync::Arc<rustcd_tls::ClientConfig>> = std::sync::OnceLock::new();
+
+/// Makes probes and channels speak TLS with `cfg` from now on (a process has one PKI).
+pub fn use_tls(cfg: std::sync::Arc<rustcd_tls::ClientConfig>) {
+    let _ = TLS.set(cfg);
+}
+
+async fn dial(
+    endpoint: &str,
+    timeout: Duration,
+    requests: Option<Duration>,
+) -> Result<tonic::transport::Channel, String> {
+    let url = match TLS.get() {
+        Some(_) => format!("https://{endpoint}"),
+        None => format!("http://{endpoint}"),
+    };
+    rustcd_tls::connect::dial_with(&url, TLS.get(), timeout, requests).await
+}
+
 /// A gRPC channel to `endpoint` (`host:port`), with no deadline on its requests; panics when
 /// it cannot connect within two seconds.
 pub async fn channel(endpoint: &str) -> tonic::transport::Channel {
-    let ep = tonic::transport::Endpoint::from_shared(format!("http://{endpoint}"))
-        .unwrap_or_else(|e| panic!("endpoint {endpoint}: {e}"));
-    ep.connect_timeout(Duration::from_secs(2)).connect().await.unwrap_or_else(|e| panic!("connect to {endpoint}: {e}"))
+    dial(endpoint, Duration::from_secs(2), None).await.unwrap_or_else(|e| panic!("connect to {endpoint}: {e}"))
 }
 
 /// A channel for one probe: connecting and each request bounded by `timeout`.
 async fn try_channel(endpoint: &str, timeout: Duration) -> Option<tonic::transport::Channel> {
-    let ep = tonic::transport::Endpoint::from_shared(format!("http://{endpoint}")).ok()?;
-    ep.connect_timeout(timeout).timeout(timeout).connect().await.ok()
+    dial(endpoint, timeout, Some(timeout)).await.ok()
 }
 
 /// Runs `f` to completion on a fresh single-threaded runtime on a thread of its own.

@@ -325,18 +325,42 @@ const SYSTEM_CAS: &str = "/etc/ssl/certs/ca-certificates.crt";
 /// an `https://` endpoint, or for secure DNS discovery; checked against `--cacert` (the
 /// system's CAs without one), or not at all with `--insecure-skip-tls-verify`.
 fn client_tls(cli: &Cli, endpoints: &[String]) -> Result<Option<Arc<rustcd_tls::ClientConfig>>, CtlError> {
+    let flags = TlsFlags {
+        cacert: &cli.cacert,
+        cert: &cli.cert,
+        key: &cli.key,
+        skip_verify: cli.insecure_skip_tls_verify,
+        insecure_transport: cli.insecure_transport,
+    };
+    tls_config(&flags, endpoints, !cli.discovery_srv.is_empty() && !cli.insecure_discovery)
+}
+
+/// One client's TLS flags (the global ones, or make-mirror's `--dest-*`).
+pub struct TlsFlags<'a> {
+    pub cacert: &'a str,
+    pub cert: &'a str,
+    pub key: &'a str,
+    pub skip_verify: bool,
+    pub insecure_transport: bool,
+}
+
+/// The TLS configuration `flags` ask for to reach `endpoints`, if any.
+pub fn tls_config(
+    flags: &TlsFlags,
+    endpoints: &[String],
+    secure_discovery: bool,
+) -> Result<Option<Arc<rustcd_tls::ClientConfig>>, CtlError> {
     let secure_url = endpoints.iter().any(|e| e.starts_with("https://") || e.starts_with("unixs://"));
-    let secure_discovery = !cli.discovery_srv.is_empty() && !cli.insecure_discovery;
-    let asked = !cli.cacert.is_empty() || !cli.cert.is_empty() || !cli.key.is_empty();
-    if !(asked || secure_url || secure_discovery || !cli.insecure_transport) {
+    let asked = !flags.cacert.is_empty() || !flags.cert.is_empty() || !flags.key.is_empty();
+    if !(asked || secure_url || secure_discovery || !flags.insecure_transport) {
         return Ok(None);
     }
-    let ca = if cli.cacert.is_empty() && !cli.insecure_skip_tls_verify { SYSTEM_CAS } else { &cli.cacert };
+    let ca = if flags.cacert.is_empty() && !flags.skip_verify { SYSTEM_CAS } else { flags.cacert };
     let info = rustcd_tls::TlsInfo {
-        cert_file: cli.cert.clone(),
-        key_file: cli.key.clone(),
+        cert_file: flags.cert.to_string(),
+        key_file: flags.key.to_string(),
         trusted_ca_file: ca.to_string(),
-        insecure_skip_verify: cli.insecure_skip_tls_verify,
+        insecure_skip_verify: flags.skip_verify,
         ..Default::default()
     };
     info.client_config().map(Some).map_err(|e| CtlError::bad_args(&e.to_string()))

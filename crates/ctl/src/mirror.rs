@@ -57,9 +57,14 @@ pub async fn run(ctx: &Ctx, a: MirrorArgs) -> Result<(), CtlError> {
             "`--dest-prefix` and `--no-dest-prefix` cannot be set at the same time, choose one",
         ));
     }
-    if !a.dest_cacert.is_empty() || !a.dest_cert.is_empty() || !a.dest_key.is_empty() || !a.dest_insecure_transport {
-        return Err(CtlError::bad_feature("TLS is not supported by this etcdctl yet"));
-    }
+    let flags = crate::TlsFlags {
+        cacert: &a.dest_cacert,
+        cert: &a.dest_cert,
+        key: &a.dest_key,
+        skip_verify: false,
+        insecure_transport: a.dest_insecure_transport,
+    };
+    let dest_tls = crate::tls_config(&flags, std::slice::from_ref(dest), false)?;
     let dest_prefix = if a.no_dest_prefix {
         String::new()
     } else if a.dest_prefix.is_empty() {
@@ -75,6 +80,7 @@ pub async fn run(ctx: &Ctx, a: MirrorArgs) -> Result<(), CtlError> {
     let dst = Client::connect(&rustcd_client::Config {
         endpoints: vec![dest.clone()],
         credentials: None,
+        tls: dest_tls,
         ..ctx.config.clone()
     })
     .await?;

@@ -64,6 +64,12 @@ pub struct Flags {
     pub resolver_ttl: i64,
     /// `--experimental-serializable-ordering`.
     pub ordering: bool,
+    /// The client-facing listener's TLS: `--cert-file`, `--key-file`, `--trusted-ca-file`,
+    /// `--client-crl-file`, `--listen-cipher-suites`.
+    pub listen_tls: rustcd_tls::TlsInfo,
+    /// `--auto-tls` and `--self-signed-cert-validity`.
+    pub auto_tls: bool,
+    pub cert_validity: u32,
     /// Settings accepted with a warning: what they asked for, why it has no effect.
     pub notes: Vec<String>,
 }
@@ -94,6 +100,9 @@ impl Default for Flags {
             resolver_prefix: String::new(),
             resolver_ttl: 0,
             ordering: false,
+            listen_tls: rustcd_tls::TlsInfo::default(),
+            auto_tls: false,
+            cert_validity: 1,
             notes: Vec::new(),
         }
     }
@@ -101,24 +110,17 @@ impl Default for Flags {
 
 /// Flags that need what rustcd does not have yet: set to anything but their default, they
 /// refuse to start with this reason.
-const NOT_YET: [(&str, &str); 10] = [
-    ("cert", "TLS to the cluster, issue 13"),
-    ("key", "TLS to the cluster, issue 13"),
-    ("cacert", "TLS to the cluster, issue 13"),
-    ("insecure-skip-tls-verify", "TLS to the cluster, issue 13"),
-    ("cert-file", "client TLS, issue 13"),
-    ("key-file", "client TLS, issue 13"),
-    ("trusted-ca-file", "client TLS, issue 13"),
-    ("auto-tls", "client TLS, issue 13"),
-    ("client-crl-file", "client TLS, issue 13"),
+const NOT_YET: [(&str, &str); 5] = [
+    ("cert", "TLS to the cluster"),
+    ("key", "TLS to the cluster"),
+    ("cacert", "TLS to the cluster"),
+    ("insecure-skip-tls-verify", "TLS to the cluster"),
     ("experimental-leasing-prefix", "leasing reads"),
 ];
 
 /// Flags with no effect in rustcd, and why.
-const NO_EFFECT: [(&str, &str); 4] = [
-    ("listen-cipher-suites", "it applies to TLS listeners (the TLS flags are refused until issue 13)"),
+const NO_EFFECT: [(&str, &str); 2] = [
     ("enable-pprof", "rustcd has no Go runtime to profile"),
-    ("self-signed-cert-validity", "it goes with --auto-tls"),
     ("grpc-keepalive-min-time", "the proxy accepts client pings at any interval"),
 ];
 
@@ -236,6 +238,18 @@ fn set(f: &mut Flags, name: &str, v: &str) -> Result<(), String> {
         "debug" => f.debug = boolean(name, v)?,
         "namespace" => f.namespace = v.to_string(),
         "experimental-serializable-ordering" => f.ordering = boolean(name, v)?,
+        "cert-file" => f.listen_tls.cert_file = v.to_string(),
+        "key-file" => f.listen_tls.key_file = v.to_string(),
+        "trusted-ca-file" => f.listen_tls.trusted_ca_file = v.to_string(),
+        "client-crl-file" => f.listen_tls.crl_file = v.to_string(),
+        "listen-cipher-suites" => {
+            f.listen_tls.cipher_suites =
+                v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
+        }
+        "auto-tls" => f.auto_tls = boolean(name, v)?,
+        "self-signed-cert-validity" => {
+            f.cert_validity = v.parse().map_err(|_| format!("invalid argument {v:?} for \"--{name}\" flag"))?
+        }
         "endpoints-auto-sync-interval" => f.auto_sync = duration(name, v)?,
         "resolver-prefix" => f.resolver_prefix = v.to_string(),
         "resolver-ttl" => {
@@ -254,6 +268,22 @@ fn set(f: &mut Flags, name: &str, v: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The TLS the proxy serves its clients with, if any: `--cert-file`/`--key-file`, or with
+/// `--auto-tls` a self-signed pair under `<data-dir>/fixtures/proxy`.
+pub fn listen_tls(f: &Flags) -> Result<Option<Arc<rustcd_tls::ServerConfig>>, String> {
+    let mut info = f.listen_tls.clone();
+    if info.cert_file.is_empty() && info.key_file.is_empty() {
+        if !f.auto_tls {
+            return Ok(None);
+        }
+        let dir = std::path::Path::new(&f.data_dir).join("fixtures").join("proxy");
+        let made = rustcd_tls::self_cert(&dir, std::slice::from_ref(&f.listen_addr), f.cert_validity, false)
+            .map_err(|e| e.to_string())?;
+        (info.cert_file, info.key_file) = (made.cert_file, made.key_file);
+    }
+    info.server_config().map(Some).map_err(|e| e.to_string())
 }
 
 /// Connects to the cluster (registering the proxy under `--resolver-prefix`) and returns what
@@ -358,7 +388,7 @@ mod tests {
             Duration::from_secs(90)
         );
         for (bad, says) in [
-            ("start --cert-file=/x.crt", "--cert-file=/x.crt is not supported yet by rustcd's grpc-proxy"),
+            ("start --cert=/x.crt", "--cert=/x.crt is not supported yet by rustcd's grpc-proxy (TLS to the cluster)"),
             ("start --experimental-leasing-prefix=/l", "not supported yet"),
             ("start --resolver-prefix=/p", "invalid resolver-ttl"),
             ("start --bogus=1", "unknown flag: --bogus"),

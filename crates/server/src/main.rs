@@ -169,8 +169,10 @@ fn run_mode(mode: impl std::future::Future<Output = Result<(), String>>) -> ! {
 async fn serve_grpc_proxy(f: rustcd_grpcproxy::Flags) -> Result<(), String> {
     use rustcd_server::listen::{ServeOpts, serve_on};
     use rustcd_server::url::Url;
+    let tls = rustcd_grpcproxy::listen_tls(&f)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let listen = |addr: &str| {
-        let url = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
+        let url = if addr.contains("://") { addr.to_string() } else { format!("{scheme}://{addr}") };
         Url::parse(&url)
     };
     let opts = ServeOpts {
@@ -178,7 +180,7 @@ async fn serve_grpc_proxy(f: rustcd_grpcproxy::Flags) -> Result<(), String> {
         keepalive_interval: f.grpc_keepalive_interval,
         keepalive_timeout: f.grpc_keepalive_timeout,
         reuse_port: false,
-        tls: None,
+        tls,
     };
     let router = rustcd_grpcproxy::start(&f)?;
     if !f.metrics_addr.is_empty() {

@@ -205,14 +205,25 @@ pub async fn dial(
     tls: Option<&Arc<ClientConfig>>,
     timeout: Duration,
 ) -> Result<tonic::transport::Channel, String> {
+    dial_with(url, tls, timeout, None).await
+}
+
+/// [`dial`], with every request on the channel bounded by `request_timeout` when given.
+pub async fn dial_with(
+    url: &str,
+    tls: Option<&Arc<ClientConfig>>,
+    timeout: Duration,
+    request_timeout: Option<Duration>,
+) -> Result<tonic::transport::Channel, String> {
     let (connector, uri) = Connector::for_url(url, tls.cloned(), None, timeout).map_err(|e| e.to_string())?;
-    tonic::transport::Endpoint::from_shared(uri)
-        .map_err(|e| format!("invalid endpoint {url:?}: {e}"))?
-        .connect_timeout(timeout)
-        .connect_with_connector(connector)
-        .await
-        .map_err(|e| match std::error::Error::source(&e) {
+    let mut ep = tonic::transport::Endpoint::from_shared(uri).map_err(|e| format!("invalid endpoint {url:?}: {e}"))?;
+    if let Some(t) = request_timeout {
+        ep = ep.timeout(t);
+    }
+    ep.connect_timeout(timeout).connect_with_connector(connector).await.map_err(|e| {
+        match std::error::Error::source(&e) {
             Some(cause) => format!("{e}: {cause}"),
             None => e.to_string(),
-        })
+        }
+    })
 }

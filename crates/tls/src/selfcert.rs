@@ -36,6 +36,8 @@ pub fn self_cert(dir: &Path, hosts: &[String], years: u32, client_auth: bool) ->
         }
     }
     let mut params = CertificateParams::new(names).map_err(|e| err(e.to_string()))?;
+    // etcd's self certificates name an organisation and no common name.
+    params.distinguished_name = rcgen::DistinguishedName::new();
     params.distinguished_name.push(DnType::OrganizationName, "etcd");
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now;
