@@ -215,3 +215,37 @@ fn kubeadm_flags_with_their_tls_files_start_a_3_member_cluster() {
     assert!(!logs.contains("has no effect") && !logs.contains("ignoring"), "no flag is ignored:\n{logs}");
     assert!(logs.contains("serving client traffic securely"));
 }
+
+/// etcd's check of a peer's client certificate against the address it connects from: a
+/// certificate the CA signed for another host is refused on the peer port, unless
+/// `--experimental-peer-skip-client-san-verification` is given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_certificate_must_name_the_address_it_connects_from() {
+    use rustcd_api::rustcdpb::PeerMembersRequest;
+    use rustcd_api::rustcdpb::peer_client::PeerClient;
+    for skip in [false, true] {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut pki = Pki::new(dir.path());
+        let client = pki.issue("client", "root");
+        let elsewhere = pki.issue_for("elsewhere", "member", &["10.9.9.9", "elsewhere.invalid"]);
+        let flags = if skip { vec!["--experimental-peer-skip-client-san-verification".to_string()] } else { vec![] };
+        let c = start_cluster(dir.path(), &mut pki, 1, &|_| flags.clone());
+        let (ok, eps) = (with_cert(&pki.ca, &client), c.endpoints());
+        wait_for("the member takes a write", Duration::from_secs(30), || {
+            etcdctl(&eps, &ok, &["put", "k", "v"]).status.success().then_some(())
+        });
+        let info = rustcd_tls::TlsInfo {
+            cert_file: elsewhere.cert.display().to_string(),
+            key_file: elsewhere.key.display().to_string(),
+            trusted_ca_file: pki.ca.display().to_string(),
+            ..Default::default()
+        };
+        let cfg = info.client_config().expect("client TLS");
+        let url = format!("https://127.0.0.1:{}", c.peers[0]);
+        let answered = match rustcd_tls::connect::dial(&url, Some(&cfg), Duration::from_secs(2)).await {
+            Err(_) => false,
+            Ok(ch) => PeerClient::new(ch).members(PeerMembersRequest {}).await.is_ok(),
+        };
+        assert_eq!(answered, skip, "skip-client-san-verification={skip}: the peer port answered {answered}");
+    }
+}

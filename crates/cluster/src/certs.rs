@@ -41,7 +41,11 @@ impl Pki {
     }
 
     fn params(&mut self, cn: &str) -> CertificateParams {
-        let mut p = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).expect("SANs");
+        self.params_for(cn, &["localhost", "127.0.0.1"])
+    }
+
+    fn params_for(&mut self, cn: &str, sans: &[&str]) -> CertificateParams {
+        let mut p = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("SANs");
         p.distinguished_name.push(DnType::CommonName, cn);
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
         p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
@@ -62,6 +66,13 @@ impl Pki {
     pub fn issue(&mut self, name: &str, cn: &str) -> Pair {
         let key = KeyPair::generate().expect("key");
         let cert = self.params(cn).signed_by(&key, &self.issuer).expect("sign");
+        self.write(name, cert.pem(), &key)
+    }
+
+    /// A certificate signed by the test CA for other names than this machine's (`sans`).
+    pub fn issue_for(&mut self, name: &str, cn: &str, sans: &[&str]) -> Pair {
+        let key = KeyPair::generate().expect("key");
+        let cert = self.params_for(cn, sans).signed_by(&key, &self.issuer).expect("sign");
         self.write(name, cert.pem(), &key)
     }
 

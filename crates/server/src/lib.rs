@@ -274,7 +274,10 @@ where
     S::Future: Send + 'static,
 {
     let router = tonic::service::Routes::new(svc).into_axum_router();
-    let opts = listen::ServeOpts { tls, ..listen::ServeOpts::from_settings(&cfg.raw) };
+    // etcd checks a peer's certificate against the address it connects from, unless told not to.
+    let t = &cfg.raw.tls;
+    let check_client_san = t.peer.client_cert_auth && !t.peer_skip_client_san;
+    let opts = listen::ServeOpts { tls, check_client_san, ..listen::ServeOpts::from_settings(&cfg.raw) };
     listen::serve_on(&cfg.listen_peer_urls, router, "serving peer traffic", &opts).await
 }
 

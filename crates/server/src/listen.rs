@@ -25,6 +25,8 @@ pub struct ServeOpts {
     pub reuse_port: bool,
     /// The TLS the `https://` and `unixs://` URLs are served with.
     pub tls: Option<std::sync::Arc<rustcd_tls::ServerConfig>>,
+    /// A client's certificate must name the address it connects from (etcd's check of peers).
+    pub check_client_san: bool,
 }
 
 impl ServeOpts {
@@ -35,6 +37,7 @@ impl ServeOpts {
             keepalive_timeout: s.grpc_keepalive_timeout,
             reuse_port: s.socket_reuse_port,
             tls: None,
+            check_client_san: false,
         }
     }
 }
@@ -104,7 +107,7 @@ pub async fn serve_on(
             _ => what,
         };
         tracing::info!(address = %address, "{what}");
-        tokio::spawn(accept_loop(listener, router.clone(), builder.clone(), tls));
+        tokio::spawn(accept_loop(listener, router.clone(), builder.clone(), tls, o.check_client_san));
     }
     Ok(bound)
 }
@@ -117,17 +120,21 @@ async fn accept_loop(
     router: axum::Router,
     builder: Builder<TokioExecutor>,
     tls: Option<rustcd_tls::connect::TlsAcceptor>,
+    check_san: bool,
 ) {
     use rustcd_tls::connect::{accept_tcp, accept_unix};
     loop {
         let (router, builder, tls) = (router.clone(), builder.clone(), tls.clone());
         let accepted = match &listener {
-            Listener::Tcp(l) => l.accept().await.map(|(s, _)| {
+            Listener::Tcp(l) => l.accept().await.map(|(s, from)| {
                 let _ = s.set_nodelay(true);
                 match tls {
                     None => drop(tokio::spawn(serve_conn(s, router, builder))),
                     Some(acceptor) => drop(tokio::spawn(async move {
                         match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept_tcp(&acceptor, s)).await {
+                            Ok(Ok(tls)) if check_san && !tls.peer_certificate().is_some_and(|c| rustcd_tls::san_matches(&c, from.ip())) => {
+                                tracing::warn!(remote_addr = %from, "rejected connection: the client certificate does not name the address it connects from");
+                            }
                             Ok(Ok(tls)) => serve_conn(tls, router, builder).await,
                             Ok(Err(e)) => tracing::warn!(error = %e, "rejected connection: TLS handshake failed"),
                             Err(_) => tracing::warn!("rejected connection: TLS handshake timed out"),

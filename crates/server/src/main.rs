@@ -181,6 +181,7 @@ async fn serve_grpc_proxy(f: rustcd_grpcproxy::Flags) -> Result<(), String> {
         keepalive_timeout: f.grpc_keepalive_timeout,
         reuse_port: false,
         tls,
+        check_client_san: false,
     };
     let router = rustcd_grpcproxy::start(&f)?;
     if !f.metrics_addr.is_empty() {

@@ -27,7 +27,7 @@ use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyD
 pub use names::{cipher_suite_names, tls_version};
 pub use rustls::{ClientConfig, ServerConfig};
 pub use selfcert::self_cert;
-pub use verify::common_name;
+pub use verify::{common_name, san_matches};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {

@@ -16,6 +16,34 @@ pub fn common_name(der: &[u8]) -> Option<String> {
     Some(cn)
 }
 
+/// etcd's check of a peer's client certificate against the address it connected from: one of
+/// its IP SANs is that address, or one of its DNS SANs resolves to it.
+pub fn san_matches(der: &[u8], remote: std::net::IpAddr) -> bool {
+    use x509_parser::extensions::GeneralName;
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else { return false };
+    let Ok(Some(san)) = cert.subject_alternative_name() else { return false };
+    let mut names = Vec::new();
+    for n in &san.value.general_names {
+        match n {
+            GeneralName::IPAddress(ip) => {
+                let ip: Option<std::net::IpAddr> = match ip.len() {
+                    4 => <[u8; 4]>::try_from(*ip).ok().map(std::net::IpAddr::from),
+                    16 => <[u8; 16]>::try_from(*ip).ok().map(std::net::IpAddr::from),
+                    _ => None,
+                };
+                if ip == Some(remote) {
+                    return true;
+                }
+            }
+            GeneralName::DNSName(d) => names.push(d.to_string()),
+            _ => {}
+        }
+    }
+    names.iter().any(|d| {
+        std::net::ToSocketAddrs::to_socket_addrs(&(d.as_str(), 0)).is_ok_and(|mut a| a.any(|a| a.ip() == remote))
+    })
+}
+
 /// Whether a certificate is valid for `host` (a DNS name or an IP address).
 fn valid_for(der: &CertificateDer<'_>, host: &str) -> bool {
     let Ok(name) = ServerName::try_from(host) else { return false };

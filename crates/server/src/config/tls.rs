@@ -25,6 +25,8 @@ pub struct TlsSettings {
     pub peer: TlsInfo,
     pub peer_dial_cert: (String, String),
     pub peer_auto_tls: bool,
+    /// `--experimental-peer-skip-client-san-verification`.
+    pub peer_skip_client_san: bool,
     /// Years the `--auto-tls` certificates are valid for.
     pub self_signed_cert_validity: u32,
 }
@@ -65,6 +67,7 @@ impl TlsSettings {
             },
             peer_dial_cert: (v.get("peer-client-cert-file"), v.get("peer-client-key-file")),
             peer_auto_tls: v.bool("peer-auto-tls"),
+            peer_skip_client_san: v.bool("experimental-peer-skip-client-san-verification"),
             self_signed_cert_validity: u32::try_from(v.uint("self-signed-cert-validity")).unwrap_or(1),
         }
     }
