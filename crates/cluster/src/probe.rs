@@ -11,13 +11,13 @@ use rustcd_api::etcdserverpb::{PutRequest, RangeRequest, StatusRequest};
 
 use crate::Cluster;
 
-/// The client TLS of this process's TLS clusters (see [`Cluster::start_tls`]): once set, every
-/// probe and [`channel`] dials `https://` with it.
-static TLS: std::sync::OnceLock<std::sync::Arc<rustcd_tls::ClientConfig>> = std::sync::OnceLock::new();
+/// The client TLS of the last TLS cluster this process started (see [`Cluster::start_tls`]):
+/// once set, every probe and [`channel`] dials `https://` with it.
+static TLS: std::sync::RwLock<Option<std::sync::Arc<rustcd_tls::ClientConfig>>> = std::sync::RwLock::new(None);
 
-/// Makes probes and channels speak TLS with `cfg` from now on (a process has one PKI).
+/// Makes probes and channels speak TLS with `cfg` from now on (the newest cluster's CA).
 pub fn use_tls(cfg: std::sync::Arc<rustcd_tls::ClientConfig>) {
-    let _ = TLS.set(cfg);
+    *TLS.write().unwrap_or_else(|p| p.into_inner()) = Some(cfg);
 }
 
 async fn dial(
@@ -25,11 +25,12 @@ async fn dial(
     timeout: Duration,
     requests: Option<Duration>,
 ) -> Result<tonic::transport::Channel, String> {
-    let url = match TLS.get() {
+    let tls = TLS.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let url = match tls {
         Some(_) => format!("https://{endpoint}"),
         None => format!("http://{endpoint}"),
     };
-    rustcd_tls::connect::dial_with(&url, TLS.get(), timeout, requests).await
+    rustcd_tls::connect::dial_with(&url, tls.as_ref(), timeout, requests).await
 }
 
 /// A gRPC channel to `endpoint` (`host:port`), with no deadline on its requests; panics when
