@@ -57,14 +57,14 @@ pub async fn run(ctx: &Ctx, a: MirrorArgs) -> Result<(), CtlError> {
             "`--dest-prefix` and `--no-dest-prefix` cannot be set at the same time, choose one",
         ));
     }
-    let flags = crate::TlsFlags {
+    let flags = crate::connect::TlsFlags {
         cacert: &a.dest_cacert,
         cert: &a.dest_cert,
         key: &a.dest_key,
         skip_verify: false,
         insecure_transport: a.dest_insecure_transport,
     };
-    let dest_tls = crate::tls_config(&flags, std::slice::from_ref(dest), false)?;
+    let dest_tls = crate::connect::tls_config(&flags, std::slice::from_ref(dest), false)?;
     let dest_prefix = if a.no_dest_prefix {
         String::new()
     } else if a.dest_prefix.is_empty() {
