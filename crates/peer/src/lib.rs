@@ -119,54 +119,68 @@ impl PeerTransport {
         }
     }
 
-    async fn connect(&self, urls: &[String]) -> Option<PeerClient<tonic::transport::Channel>> {
+    /// A client on the first of `urls` that answers, or why the last one did not.
+    async fn connect(&self, urls: &[String]) -> Result<PeerClient<tonic::transport::Channel>, String> {
+        let mut last = "no peer URL".to_string();
         for url in urls {
-            let connected = rustcd_tls::connect::dial(url, self.tls.as_ref(), Duration::from_secs(1)).await;
-            if let Ok(ch) = connected {
-                return Some(
-                    PeerClient::new(ch)
+            match rustcd_tls::connect::dial(url, self.tls.as_ref(), Duration::from_secs(1)).await {
+                Ok(ch) => {
+                    return Ok(PeerClient::new(ch)
                         .max_decoding_message_size(MAX_PEER_MESSAGE)
-                        .max_encoding_message_size(MAX_PEER_MESSAGE),
-                );
+                        .max_encoding_message_size(MAX_PEER_MESSAGE));
+                }
+                Err(e) => last = format!("{url}: {e}"),
             }
         }
-        None
+        Err(last)
     }
 
     async fn peer_loop(self: Arc<Self>, id: u64, urls: Vec<String>, mut rx: mpsc::Receiver<Message>) {
         let mut backoff = Duration::from_millis(50);
-        let mut logged_down = false;
+        // The problem last logged (and whether it was a failed dial): a peer that keeps failing
+        // the same way is logged once, not at every reconnection.
+        let mut reported: Option<(String, bool)> = None;
         loop {
-            let Some(client) = self.connect(&urls).await else {
-                if !logged_down {
-                    tracing::warn!(remote_peer_id = %format!("{id:x}"), "peer is unreachable; retrying");
-                    logged_down = true;
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-                // Messages queued meanwhile are stale: raft resends what matters.
-                let mut dropped = false;
-                while let Ok(m) = rx.try_recv() {
-                    dropped = true;
-                    if m.get_msg_type() == MessageType::MsgSnapshot {
-                        self.report(Input::SnapshotStatus(id, false));
+            let client = match self.connect(&urls).await {
+                Ok(c) => c,
+                Err(e) => {
+                    if reported.as_ref().map(|r| &r.0) != Some(&e) {
+                        tracing::warn!(remote_peer_id = %format!("{id:x}"), error = %e, "peer is unreachable; retrying");
+                        reported = Some((e, true));
                     }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    // Messages queued meanwhile are stale: raft resends what matters.
+                    let mut dropped = false;
+                    while let Ok(m) = rx.try_recv() {
+                        dropped = true;
+                        if m.get_msg_type() == MessageType::MsgSnapshot {
+                            self.report(Input::SnapshotStatus(id, false));
+                        }
+                    }
+                    if dropped {
+                        self.report(Input::Unreachable(id));
+                    }
+                    if self.is_removed(id) {
+                        return;
+                    }
+                    continue;
                 }
-                if dropped {
-                    self.report(Input::Unreachable(id));
-                }
-                if self.is_removed(id) {
-                    return;
-                }
-                continue;
             };
-            if logged_down {
+            if reported.as_ref().is_some_and(|r| r.1) {
                 tracing::info!(remote_peer_id = %format!("{id:x}"), "peer became active");
-                logged_down = false;
+                reported = None;
             }
             backoff = Duration::from_millis(50);
-            if !self.stream_to(id, client, &mut rx).await {
-                return;
+            match self.stream_to(id, client, &mut rx).await {
+                None => return,
+                Some(Some(why)) => {
+                    if reported.as_ref().map(|r| &r.0) != Some(&why) {
+                        tracing::warn!(remote_peer_id = %format!("{id:x}"), error = %why, "lost TCP streaming connection with remote peer");
+                        reported = Some((why, false));
+                    }
+                }
+                Some(None) => reported = None,
             }
             self.report(Input::Unreachable(id));
         }
@@ -176,21 +190,21 @@ impl PeerTransport {
         !self.peers.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&id)
     }
 
-    /// Streams batches to a connected peer until the stream breaks (true) or the peer is
-    /// removed (false).
+    /// Streams batches to a connected peer until the stream breaks (`Some`, with why when the
+    /// peer's side said) or the peer is removed (`None`).
     async fn stream_to(
         &self,
         id: u64,
         client: PeerClient<tonic::transport::Channel>,
         rx: &mut mpsc::Receiver<Message>,
-    ) -> bool {
+    ) -> Option<Option<String>> {
         let (btx, brx) = mpsc::channel::<RaftBatch>(64);
         let mut c = client.clone();
         let mut call = tokio::spawn(async move { c.raft(ReceiverStream::new(brx)).await });
         loop {
             tokio::select! {
                 m = rx.recv() => {
-                    let Some(m) = m else { return false };
+                    let m = m?;
                     let mut batch = RaftBatch { cluster_id: self.cluster_id, from: self.id, messages: Vec::new() };
                     let mut next = Some(m);
                     while let Some(m) = next.take() {
@@ -205,19 +219,25 @@ impl PeerTransport {
                     }
                     tracing::trace!(to = %format!("{id:x}"), count = batch.messages.len(), "raft batch sent");
                     if !batch.messages.is_empty() && btx.send(batch).await.is_err() {
-                        return true;
+                        // The call has ended: its result says why.
+                        let why = match (&mut call).await {
+                            Ok(Err(status)) => Some(rustcd_tls::describe(&status)),
+                            _ => None,
+                        };
+                        return Some(why);
                     }
                 }
                 r = &mut call => {
-                    match r {
+                    let why = match r {
                         Ok(Err(status)) if status.code() == tonic::Code::FailedPrecondition => {
                             tracing::error!(remote_peer_id = %format!("{id:x}"), error = %status.message(), "request sent was ignored by remote peer");
+                            None
                         }
-                        Ok(Err(status)) => tracing::debug!(error = %status, "peer stream ended"),
-                        _ => {}
-                    }
+                        Ok(Err(status)) => Some(rustcd_tls::describe(&status)),
+                        _ => None,
+                    };
                     tokio::time::sleep(Duration::from_millis(50)).await;
-                    return true;
+                    return Some(why);
                 }
             }
         }

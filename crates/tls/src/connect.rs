@@ -184,7 +184,52 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     s: S,
 ) -> io::Result<tokio_rustls::client::TlsStream<S>> {
     let server = ServerName::try_from(name.to_string()).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    tokio_rustls::TlsConnector::from(cfg.clone()).connect(server, s).await
+    tokio_rustls::TlsConnector::from(cfg.clone()).connect(server, s).await.map_err(go_tls_error)
+}
+
+/// A refused handshake in Go's words (`remote error: tls: bad certificate`), which operators
+/// and etcd's tests look for in logs.
+fn go_tls_error(e: io::Error) -> io::Error {
+    let Some(rustls::Error::AlertReceived(alert)) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) else {
+        return e;
+    };
+    io::Error::new(e.kind(), go_alert(*alert))
+}
+
+/// What an error and its causes say, with a TLS alert from the other side in Go's words.
+pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        parts.push(c.to_string());
+        cause = c.source();
+    }
+    // tokio-rustls hands the alert on as the text of an I/O error.
+    match parts.iter().find_map(|p| p.split("received fatal alert: ").nth(1)) {
+        Some(alert) => go_alert_name(alert.split(|c: char| !c.is_alphanumeric()).next().unwrap_or(alert)),
+        None => parts.join(": "),
+    }
+}
+
+fn go_alert(alert: rustls::AlertDescription) -> String {
+    go_alert_name(&format!("{alert:?}"))
+}
+
+/// Go's text for a TLS alert named as rustls names it (`BadCertificate`).
+fn go_alert_name(name: &str) -> String {
+    let text = match name {
+        "BadCertificate" => "bad certificate".to_string(),
+        "UnknownCA" => "unknown certificate authority".to_string(),
+        "CertificateRequired" => "certificate required".to_string(),
+        "HandshakeFailure" => "handshake failure".to_string(),
+        "DecryptError" => "error decrypting message".to_string(),
+        "CertificateExpired" => "expired certificate".to_string(),
+        "CertificateRevoked" => "revoked certificate".to_string(),
+        "AccessDenied" => "access denied".to_string(),
+        "ProtocolVersion" => "protocol version not supported".to_string(),
+        other => other.to_lowercase(),
+    };
+    format!("remote error: tls: {text}")
 }
 
 /// The server side of a TLS handshake on an accepted connection.

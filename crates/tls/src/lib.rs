@@ -24,6 +24,7 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 
+pub use connect::describe;
 pub use names::{cipher_suite_names, tls_version};
 pub use rustls::{ClientConfig, ServerConfig};
 pub use selfcert::self_cert;

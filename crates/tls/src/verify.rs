@@ -93,11 +93,15 @@ impl ClientCertVerifier for ClientVerifier {
             Err(_) if self.roots.iter().any(|r| r == end_entity) => ClientCertVerified::assertion(),
             other => other?,
         };
+        // Refused as a bad certificate, the alert Go's etcd sends for these.
+        let refused = || Error::InvalidCertificate(rustls::CertificateError::NotValidForName);
         if !self.allowed_cn.is_empty() && common_name(end_entity).as_deref() != Some(self.allowed_cn.as_str()) {
-            return Err(Error::General("CommonName authentication failed".into()));
+            tracing::warn!(allowed_cn = %self.allowed_cn, "rejected a certificate: CommonName authentication failed");
+            return Err(refused());
         }
         if !self.allowed_hostname.is_empty() && !valid_for(end_entity, &self.allowed_hostname) {
-            return Err(Error::General("HostName authentication failed".into()));
+            tracing::warn!(allowed_hostname = %self.allowed_hostname, "rejected a certificate: client certificate authentication failed (HostName)");
+            return Err(refused());
         }
         Ok(ok)
     }
