@@ -196,11 +196,20 @@ async fn watches_share_one_cluster_watch_and_survive_a_member_loss() {
         .expect("the coalescing gauge");
     assert!(shared >= 50, "most watches share a cluster watch ({shared} of 60):\n{metrics}");
 
-    // Writes go on through member 0 while member 1 is down.
+    // Writes go on through member 0 while member 1 is down (if member 1 led, a put may time
+    // out during the election: it is tried again, and the newest revision is what counts).
     let writer = tokio::spawn(async move {
         let mut last = 0;
         for i in 1..=200 {
-            last = kv.put(put(i.to_string())).await.expect("put").into_inner().header.map_or(last, |h| h.revision);
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            let rev = loop {
+                match kv.put(put(i.to_string())).await {
+                    Ok(r) => break r.into_inner().header.map_or(0, |h| h.revision),
+                    Err(e) if std::time::Instant::now() < deadline => eprintln!("put {i}: {e:?}; again"),
+                    Err(e) => panic!("put {i} never went through: {e:?}"),
+                }
+            };
+            last = last.max(rev);
             if i == 50 {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
@@ -210,7 +219,7 @@ async fn watches_share_one_cluster_watch_and_survive_a_member_loss() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     c.kill(1, libc::SIGKILL);
     let last = writer.await.expect("writer");
-    assert_eq!(last, first + 200, "every write went through member 0");
+    assert!(last >= first + 200, "every write went through member 0");
     c.restart(1);
 
     let from_now_expected: usize = (last - first) as usize;
