@@ -368,13 +368,15 @@ async fn a_proxy_serves_its_clients_over_tls() {
     let dir = tempfile::tempdir().expect("dir");
     let port = free_port();
     let data = format!("--data-dir={}", dir.path().join("proxy").display());
-    let mut child = Command::new(workspace_bin("etcd"))
+    let child = Command::new(workspace_bin("etcd"))
         .args(["grpc-proxy", "start", "--auto-tls", &data, "--endpoints", &c.members[0].endpoint()])
         .args(["--listen-addr", &format!("127.0.0.1:{port}")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn grpc-proxy");
+    // Killed when dropped, the test passing or not.
+    let _proxy = Proxy { child, port, _dir: dir };
     let secure = format!("https://127.0.0.1:{port}");
     let ok = wait_for("a write over TLS through the proxy", Duration::from_secs(20), || {
         let out = Ctl::Real.run(
@@ -387,6 +389,4 @@ async fn a_proxy_serves_its_clients_over_tls() {
     assert!(ok.status.success());
     let plain = Ctl::Real.run(&format!("127.0.0.1:{port}"), &["get", "tls", "--dial-timeout=1s"], None);
     assert!(!plain.status.success(), "plaintext to a TLS proxy is refused");
-    let _ = child.kill();
-    let _ = child.wait();
 }
