@@ -25,10 +25,9 @@ use tonic::{Request, Response, Status, Streaming};
 /// clientv3's "require a leader" mark.
 const PASSED_ON: [&str; 2] = ["token", "hasleader"];
 
-/// The request to send upstream: the message, with the client's token.
-pub fn request<T>(req: Request<T>) -> Request<T> {
-    let md = req.metadata().clone();
-    let mut out = Request::new(req.into_inner());
+/// `message` as a request upstream, with what of the client's metadata `md` the cluster must see.
+pub(crate) fn passed_on<U>(md: &tonic::metadata::MetadataMap, message: U) -> Request<U> {
+    let mut out = Request::new(message);
     for key in PASSED_ON {
         if let Some(v) = md.get(key) {
             out.metadata_mut().insert(key, v.clone());
@@ -37,16 +36,16 @@ pub fn request<T>(req: Request<T>) -> Request<T> {
     out
 }
 
+/// The request to send upstream: the message, with the client's token.
+pub fn request<T>(req: Request<T>) -> Request<T> {
+    let (md, _, message) = req.into_parts();
+    passed_on(&md, message)
+}
+
 /// A client stream as the messages to send upstream; it ends at the client's first error.
 fn messages<T: Send + 'static>(req: Request<Streaming<T>>) -> Request<impl Stream<Item = T> + Send + 'static> {
-    let md = req.metadata().clone();
-    let mut out = Request::new(req.into_inner().map_while(|m| m.ok()));
-    for key in PASSED_ON {
-        if let Some(v) = md.get(key) {
-            out.metadata_mut().insert(key, v.clone());
-        }
-    }
-    out
+    let (md, _, stream) = req.into_parts();
+    passed_on(&md, stream.map_while(|m| m.ok()))
 }
 
 type Boxed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;

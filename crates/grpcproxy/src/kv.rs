@@ -49,11 +49,9 @@ impl KvProxy {
         let Some(seen) = &self.ordering else {
             return self.upstream.clone().range(forward::request(req)).await;
         };
-        let (md, r) = (req.metadata().clone(), req.into_inner());
+        let (md, _, r) = req.into_parts();
         for _ in 0..ORDERING_ATTEMPTS {
-            let mut again = Request::new(r.clone());
-            *again.metadata_mut() = md.clone();
-            let resp = self.upstream.clone().range(forward::request(again)).await?;
+            let resp = self.upstream.clone().range(forward::passed_on(&md, r.clone())).await?;
             let rev = resp.get_ref().header.as_ref().map_or(0, |h| h.revision);
             if rev >= seen.fetch_max(rev, Ordering::Relaxed) {
                 return Ok(resp);

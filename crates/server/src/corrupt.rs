@@ -30,36 +30,25 @@ pub async fn initial_check(s: &EtcdServer) -> Result<(), StartError> {
         .map_err(|e| StartError::Config(e.to_string()))?
         .map_err(|e| StartError::Config(format!("cannot hash the local store: {e}")))?;
     let mut mismatched = Vec::new();
-    for m in s.membership().list().into_iter().filter(|m| m.id != s.member_id()) {
-        let peer = format!("{:x}", m.id);
-        if m.client_ur_ls.is_empty() {
-            tracing::warn!(local_member_id = %me, remote_peer_id = %peer, "cannot fetch hash from remote peer: no client URLs known for it yet");
+    for (id, answer) in peer_hashes(s, rev, timeout).await {
+        let peer = format!("{id:x}");
+        let Some(HashKvResponse { hash: peer_hash, compact_revision: peer_compact, .. }) = answer else {
+            tracing::warn!(local_member_id = %me, remote_peer_id = %peer, "cannot fetch hash from remote peer");
             continue;
-        }
-        for url in &m.client_ur_ls {
-            match peer_hash(s, url, rev, timeout).await {
-                Ok(HashKvResponse { hash: peer_hash, compact_revision: peer_compact, .. }) => {
-                    if peer_compact != compact_rev {
-                        tracing::warn!(
-                            local_member_id = %me, local_member_compact_revision = compact_rev,
-                            remote_peer_id = %peer, remote_peer_compact_revision = peer_compact,
-                            "found different compact revision values from remote peer"
-                        );
-                    } else if peer_hash != hash {
-                        tracing::error!(
-                            local_member_id = %me, local_member_revision = rev, local_member_hash = hash,
-                            remote_peer_id = %peer, remote_peer_hash = peer_hash,
-                            "found different hash values from remote peer"
-                        );
-                        mismatched.push(peer.clone());
-                    }
-                    break;
-                }
-                Err(e) => tracing::warn!(
-                    local_member_id = %me, remote_peer_id = %peer, remote_peer_endpoint = %url, error = %e,
-                    "cannot fetch hash from remote peer"
-                ),
-            }
+        };
+        if peer_compact != compact_rev {
+            tracing::warn!(
+                local_member_id = %me, local_member_compact_revision = compact_rev,
+                remote_peer_id = %peer, remote_peer_compact_revision = peer_compact,
+                "found different compact revision values from remote peer"
+            );
+        } else if peer_hash != hash {
+            tracing::error!(
+                local_member_id = %me, local_member_revision = rev, local_member_hash = hash,
+                remote_peer_id = %peer, remote_peer_hash = peer_hash,
+                "found different hash values from remote peer"
+            );
+            mismatched.push(peer);
         }
     }
     if !mismatched.is_empty() {
@@ -101,21 +90,8 @@ async fn check_peers(s: &EtcdServer) -> Result<(), String> {
     };
     let (hash, crev, rev) = hash_now().await?;
     let timeout = Duration::from_secs(5) + Duration::from_millis(2 * s.config().raw.election_timeout);
-    let mut peers = Vec::new();
-    for m in s.membership().list().into_iter().filter(|m| m.id != me) {
-        for url in &m.client_ur_ls {
-            match peer_hash(s, url, rev, timeout).await {
-                Ok(r) => {
-                    peers.push((m.id, r));
-                    break;
-                }
-                Err(e) => tracing::warn!(
-                    local_member_id = %format!("{me:x}"), remote_peer_id = %format!("{:x}", m.id),
-                    remote_peer_endpoint = %url, error = %e, "failed hash kv request"
-                ),
-            }
-        }
-    }
+    let peers: Vec<(u64, HashKvResponse)> =
+        peer_hashes(s, rev, timeout).await.into_iter().filter_map(|(id, r)| Some((id, r?))).collect();
     let (hash2, crev2, rev2) = hash_now().await?;
     let mut suspect = None;
     if hash2 != hash && rev2 == rev && crev2 == crev {
@@ -147,6 +123,30 @@ async fn check_peers(s: &EtcdServer) -> Result<(), String> {
         s.alarm(raise).await.map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+/// etcd's `getPeerHashKVs`: every other member's HashKV at `rev`, asked at its client URLs in
+/// turn (`None` for a member none of whose URLs answered; each failure is logged).
+async fn peer_hashes(s: &EtcdServer, rev: i64, timeout: Duration) -> Vec<(u64, Option<HashKvResponse>)> {
+    let me = format!("{:x}", s.member_id());
+    let mut out = Vec::new();
+    for m in s.membership().list().into_iter().filter(|m| m.id != s.member_id()) {
+        let mut answer = None;
+        for url in &m.client_ur_ls {
+            match peer_hash(s, url, rev, timeout).await {
+                Ok(r) => {
+                    answer = Some(r);
+                    break;
+                }
+                Err(e) => tracing::warn!(
+                    local_member_id = %me, remote_peer_id = %format!("{:x}", m.id),
+                    remote_peer_endpoint = %url, error = %e, "failed hash kv request"
+                ),
+            }
+        }
+        out.push((m.id, answer));
+    }
+    out
 }
 
 async fn peer_hash(s: &EtcdServer, url: &str, rev: i64, timeout: Duration) -> Result<HashKvResponse, String> {

@@ -131,25 +131,15 @@ async fn accept_loop(
                 match tls {
                     None => drop(tokio::spawn(serve_conn(s, router, builder))),
                     Some(acceptor) => drop(tokio::spawn(async move {
-                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept_tcp(&acceptor, s)).await {
-                            Ok(Ok(tls)) if check_san && !tls.peer_certificate().is_some_and(|c| rustcd_tls::san_matches(&c, from.ip())) => {
-                                tracing::warn!(remote_addr = %from, "rejected connection: the client certificate does not name the address it connects from");
-                            }
-                            Ok(Ok(tls)) => serve_conn(tls, router, builder).await,
-                            Ok(Err(e)) => tracing::warn!(error = %e, "rejected connection: TLS handshake failed"),
-                            Err(_) => tracing::warn!("rejected connection: TLS handshake timed out"),
-                        }
+                        let san_of = check_san.then_some(from);
+                        serve_after_handshake(accept_tcp(&acceptor, s), san_of, router, builder).await
                     })),
                 }
             }),
             Listener::Unix(l) => l.accept().await.map(|(s, _)| match tls {
                 None => drop(tokio::spawn(serve_conn(s, router, builder))),
                 Some(acceptor) => drop(tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept_unix(&acceptor, s)).await {
-                        Ok(Ok(tls)) => serve_conn(tls, router, builder).await,
-                        Ok(Err(e)) => tracing::warn!(error = %e, "rejected connection: TLS handshake failed"),
-                        Err(_) => tracing::warn!("rejected connection: TLS handshake timed out"),
-                    }
+                    serve_after_handshake(accept_unix(&acceptor, s), None, router, builder).await
                 })),
             }),
         };
@@ -158,6 +148,30 @@ async fn accept_loop(
             tracing::warn!(error = %e, "accept failed");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+}
+
+/// Serves a connection once its TLS handshake is done (within [`HANDSHAKE_TIMEOUT`]); with
+/// `san_of`, the address the client connects from, its certificate must name that address
+/// (etcd's check of peers).
+async fn serve_after_handshake(
+    handshake: impl std::future::Future<Output = std::io::Result<rustcd_tls::connect::Stream>>,
+    san_of: Option<std::net::SocketAddr>,
+    router: axum::Router,
+    builder: Builder<TokioExecutor>,
+) {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(Ok(tls)) => {
+            if let Some(from) = san_of
+                && !tls.peer_certificate().is_some_and(|c| rustcd_tls::san_matches(&c, from.ip()))
+            {
+                tracing::warn!(remote_addr = %from, "rejected connection: the client certificate does not name the address it connects from");
+                return;
+            }
+            serve_conn(tls, router, builder).await
+        }
+        Ok(Err(e)) => tracing::warn!(error = %e, "rejected connection: TLS handshake failed"),
+        Err(_) => tracing::warn!("rejected connection: TLS handshake timed out"),
     }
 }
 
