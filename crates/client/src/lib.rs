@@ -102,7 +102,7 @@ impl Client {
     /// without authentication enabled is used without a token, as clientv3 does.
     pub async fn connect_one(ep: &str, cfg: &Config) -> Result<Client, Error> {
         let url = endpoint_url(ep, cfg.tls.is_some());
-        if (url.starts_with("https://") || url.starts_with("unixs://")) && cfg.tls.is_none() {
+        if rustcd_tls::connect::is_secure(&url) && cfg.tls.is_none() {
             return Err(Error::NoTls(ep.to_string()));
         }
         let dial = rustcd_tls::connect::dial(&url, cfg.tls.as_ref(), cfg.dial_timeout);

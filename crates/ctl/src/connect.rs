@@ -59,7 +59,7 @@ pub fn tls_config(
     endpoints: &[String],
     secure_discovery: bool,
 ) -> Result<Option<Arc<rustcd_tls::ClientConfig>>, CtlError> {
-    let secure_url = endpoints.iter().any(|e| e.starts_with("https://") || e.starts_with("unixs://"));
+    let secure_url = endpoints.iter().any(|e| rustcd_tls::connect::is_secure(e));
     let asked = !flags.cacert.is_empty() || !flags.cert.is_empty() || !flags.key.is_empty();
     if !(asked || secure_url || secure_discovery || !flags.insecure_transport) {
         return Ok(None);

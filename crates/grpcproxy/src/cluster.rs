@@ -22,7 +22,7 @@ use crate::Flags;
 use crate::forward::{request, unary};
 
 fn endpoint(f: &Flags, e: &str) -> Result<Endpoint, String> {
-    if e.starts_with("https://") || e.starts_with("unixs://") {
+    if rustcd_tls::connect::is_secure(e) {
         return Err(format!("endpoint {e}: TLS to the cluster is not supported yet by rustcd's grpc-proxy (issue 13)"));
     }
     let url = if e.contains("://") { e.to_string() } else { format!("http://{e}") };

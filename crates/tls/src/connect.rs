@@ -92,7 +92,8 @@ impl Stream {
 #[derive(Clone)]
 pub struct Connector {
     tls: Option<Arc<ClientConfig>>,
-    /// The name the server's certificate is checked against (default: the URL's host).
+    /// The name a socket's server certificate is checked against (its path up to a `:`); a
+    /// TCP endpoint's is its host.
     server_name: Option<String>,
     unix: Option<String>,
     timeout: Duration,
@@ -107,16 +108,20 @@ pub enum DialError {
     BadUrl(String),
 }
 
+/// Whether a URL asks for TLS (`https://` or `unixs://`).
+pub fn is_secure(url: &str) -> bool {
+    url.starts_with("https://") || url.starts_with("unixs://")
+}
+
 impl Connector {
     /// The connector and the URI tonic should use for `url` (`host:port` alone means http).
     pub fn for_url(
         url: &str,
         tls: Option<Arc<ClientConfig>>,
-        server_name: Option<String>,
         timeout: Duration,
     ) -> Result<(Connector, String), DialError> {
         let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
-        let secure = matches!(scheme, "https" | "unixs");
+        let secure = is_secure(url);
         if secure && tls.is_none() {
             return Err(DialError::NoTls(url.to_string()));
         }
@@ -129,7 +134,7 @@ impl Connector {
             "http" | "https" => (None, format!("{scheme}://{rest}")),
             _ => return Err(DialError::BadUrl(url.to_string())),
         };
-        let server_name = server_name.or_else(|| unix.as_ref().map(|p| p.split(':').next().unwrap_or(p).to_string()));
+        let server_name = unix.as_ref().map(|p| p.split(':').next().unwrap_or(p).to_string());
         Ok((Connector { tls, server_name, unix, timeout }, uri))
     }
 }
@@ -260,7 +265,7 @@ pub async fn dial_with(
     timeout: Duration,
     request_timeout: Option<Duration>,
 ) -> Result<tonic::transport::Channel, String> {
-    let (connector, uri) = Connector::for_url(url, tls.cloned(), None, timeout).map_err(|e| e.to_string())?;
+    let (connector, uri) = Connector::for_url(url, tls.cloned(), timeout).map_err(|e| e.to_string())?;
     let mut ep = tonic::transport::Endpoint::from_shared(uri).map_err(|e| format!("invalid endpoint {url:?}: {e}"))?;
     if let Some(t) = request_timeout {
         ep = ep.timeout(t);

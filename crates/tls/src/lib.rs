@@ -25,7 +25,6 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 
 pub use connect::describe;
-pub use names::{cipher_suite_names, tls_version};
 pub use rustls::{ClientConfig, ServerConfig};
 pub use selfcert::self_cert;
 pub use verify::{common_name, san_matches};
@@ -59,8 +58,6 @@ pub struct TlsInfo {
     /// `TLS1.2`, `TLS1.3` or empty.
     pub min_version: String,
     pub max_version: String,
-    /// The name a client checks the server's certificate against instead of the endpoint's host.
-    pub server_name: String,
 }
 
 impl TlsInfo {

@@ -17,11 +17,6 @@ const SUITES: [(&str, SupportedCipherSuite); 8] = [
     ("TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305", cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256),
 ];
 
-/// The names `--cipher-suites` takes.
-pub fn cipher_suite_names() -> Vec<&'static str> {
-    SUITES.iter().map(|(n, _)| *n).collect()
-}
-
 /// The TLS 1.3 suites (Go does not let them be chosen) and the named TLS 1.2 ones.
 pub fn cipher_suites(names: &[String]) -> Result<Vec<SupportedCipherSuite>, TlsError> {
     let mut out: Vec<SupportedCipherSuite> =

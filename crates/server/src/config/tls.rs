@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use rustcd_tls::connect::is_secure;
 use rustcd_tls::{ClientConfig, ServerConfig, TlsInfo};
 
 use super::parse::Values;
@@ -96,10 +97,6 @@ impl std::fmt::Debug for MemberTls {
 
 fn tls_err(e: rustcd_tls::TlsError) -> StartError {
     StartError::Config(e.to_string())
-}
-
-fn is_secure(u: &str) -> bool {
-    u.starts_with("https://") || u.starts_with("unixs://")
 }
 
 fn host_of(u: &str) -> String {
