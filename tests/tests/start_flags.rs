@@ -150,6 +150,18 @@ fn flag_errors_are_gos_and_unbuilt_settings_are_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("open /nonexistent.crt: no such file or directory"), "{err}");
 
+    // Log rotation needs one file among the outputs, as etcd's check words it.
+    let out = run_etcd(&["--enable-log-rotation"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--log-outputs requires a single file path when --log-rotate-config-json is defined"),
+        "{err}"
+    );
+    let out = run_etcd(&["--enable-log-rotation", "--log-outputs=a.log", "--log-rotation-config-json={maxsize"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("improperly formatted log rotation config"));
+
     let out = run_etcd(&["positional"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("'positional' is not a valid flag"));
@@ -169,6 +181,30 @@ fn flag_errors_are_gos_and_unbuilt_settings_are_refused() {
     let out = run_etcd(&["grpc-proxy", "start", "--cert-file=/x.crt"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("TLS needs both a certificate and a key file"));
+}
+
+/// `--enable-log-rotation` writes the log to the one file of `--log-outputs`, which rotates at
+/// `maxsize` (the rotation itself is tested beside the code, in `log_rotate.rs`).
+#[test]
+fn log_rotation_writes_to_its_file() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (c, p) = (free_port(), free_port());
+    let file = dir.path().join("member.log");
+    let args: Vec<String> = vec![
+        format!("--listen-client-urls=http://127.0.0.1:{c}"),
+        format!("--advertise-client-urls=http://127.0.0.1:{c}"),
+        format!("--listen-peer-urls=http://127.0.0.1:{p}"),
+        format!("--initial-advertise-peer-urls=http://127.0.0.1:{p}"),
+        format!("--initial-cluster=default=http://127.0.0.1:{p}"),
+        "--enable-log-rotation".into(),
+        format!("--log-outputs={}", file.display()),
+        r#"--log-rotation-config-json={"maxsize": 1, "maxbackups": 2}"#.into(),
+    ];
+    let mut member = Member::start(dir.path(), &args, &[]);
+    member.wait_writable(c);
+    let logged = std::fs::read_to_string(&file).unwrap_or_default();
+    assert!(logged.contains("ready to serve client requests"), "{logged}");
+    assert!(!member.log().contains("ready to serve"), "the log went to its file only");
 }
 
 /// A repeated flag: the last wins. An `ETCD_*` variable etcd does not know is warned about; one

@@ -21,6 +21,7 @@ pub mod identity;
 pub mod ids;
 pub mod lease;
 pub mod listen;
+pub mod log_rotate;
 pub mod logging;
 pub mod membership;
 pub mod server;

@@ -5,6 +5,8 @@ use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
+
+use crate::log_rotate::{RotatingFile, RotationConfig};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
@@ -125,6 +127,7 @@ enum Target {
     Stderr,
     Stdout,
     File(std::sync::Mutex<std::fs::File>),
+    Rotating(std::sync::Mutex<crate::log_rotate::RotatingFile>),
 }
 
 impl std::io::Write for &Outputs {
@@ -135,6 +138,7 @@ impl std::io::Write for &Outputs {
                 Target::Stderr => std::io::stderr().write_all(buf),
                 Target::Stdout => std::io::stdout().write_all(buf),
                 Target::File(f) => f.lock().map_or(Ok(()), |mut f| f.write_all(buf)),
+                Target::Rotating(f) => f.lock().map_or(Ok(()), |mut f| f.write_all(buf)),
             };
         }
         Ok(buf.len())
@@ -151,20 +155,26 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Outputs {
     }
 }
 
-fn outputs(names: &[String]) -> Result<Outputs, String> {
+fn outputs(names: &[String], rotation: Option<&RotationConfig>) -> Result<Outputs, String> {
     let mut targets = Vec::new();
     for n in names {
         targets.push(match n.as_str() {
             // journald reads a service's stderr
             "default" | "stderr" | "journal" => Target::Stderr,
             "stdout" => Target::Stdout,
-            path => Target::File(std::sync::Mutex::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .map_err(|e| format!("cannot open log output {path}: {e}"))?,
-            )),
+            path => match rotation {
+                Some(cfg) => Target::Rotating(std::sync::Mutex::new(
+                    RotatingFile::open(std::path::Path::new(path), cfg.clone())
+                        .map_err(|e| format!("cannot open log output {path}: {e}"))?,
+                )),
+                None => Target::File(std::sync::Mutex::new(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)
+                        .map_err(|e| format!("cannot open log output {path}: {e}"))?,
+                )),
+            },
         });
     }
     if targets.is_empty() {
@@ -174,15 +184,16 @@ fn outputs(names: &[String]) -> Result<Outputs, String> {
 }
 
 /// Installs the JSON logger at `level` (etcd's names: debug, info, warn, error, panic, fatal),
-/// writing to `outputs` (etcd's `--log-outputs`).
-pub fn init(level: &str, outputs_: &[String]) -> Result<(), String> {
+/// writing to `outputs` (etcd's `--log-outputs`), the one file among them rotated when
+/// `rotation` is given (`--enable-log-rotation`).
+pub fn init(level: &str, outputs_: &[String], rotation: Option<&RotationConfig>) -> Result<(), String> {
     let level = match level {
         "debug" => "debug",
         "warn" => "warn",
         "error" | "panic" | "fatal" | "dpanic" => "error",
         _ => "info",
     };
-    let writer = outputs(outputs_)?;
+    let writer = outputs(outputs_, rotation)?;
     // RUSTCD_LOG (an EnvFilter directive) overrides the level, for debugging.
     let directives = std::env::var("RUSTCD_LOG")
         .unwrap_or_else(|_| format!("{level},raft=info,raft_engine=warn,h2=warn,hyper=warn,tower=warn"));

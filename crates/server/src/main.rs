@@ -46,7 +46,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if let Err(e) = rustcd_server::logging::init(&cfg.raw.log_level, &cfg.raw.log_outputs) {
+    if let Err(e) = rustcd_server::logging::init(&cfg.raw.log_level, &cfg.raw.log_outputs, cfg.log_rotation.as_ref()) {
         eprintln!("etcd: {e}");
         std::process::exit(1);
     }
@@ -120,7 +120,7 @@ fn gateway(args: &[std::ffi::OsString]) -> ! {
             std::process::exit(1);
         }
     };
-    if let Err(e) = rustcd_server::logging::init("info", &[]) {
+    if let Err(e) = rustcd_server::logging::init("info", &[], None) {
         eprintln!("etcd: {e}");
         std::process::exit(1);
     }
@@ -137,7 +137,7 @@ fn grpc_proxy(args: &[std::ffi::OsString]) -> ! {
             std::process::exit(1);
         }
     };
-    if let Err(e) = rustcd_server::logging::init(if flags.debug { "debug" } else { "info" }, &[]) {
+    if let Err(e) = rustcd_server::logging::init(if flags.debug { "debug" } else { "info" }, &[], None) {
         eprintln!("etcd: {e}");
         std::process::exit(1);
     }

@@ -46,6 +46,8 @@ pub struct Settings {
     pub socket_reuse_port: bool,
     pub log_level: String,
     pub log_outputs: Vec<String>,
+    pub enable_log_rotation: bool,
+    pub log_rotation_config_json: String,
     pub experimental_watch_progress_notify_interval: Duration,
     pub experimental_snapshot_catchup_entries: u64,
     pub experimental_initial_corrupt_check: bool,
@@ -90,6 +92,8 @@ impl Settings {
             socket_reuse_port: v.bool("socket-reuse-port"),
             log_level: v.get("log-level"),
             log_outputs: v.list("log-outputs"),
+            enable_log_rotation: v.bool("enable-log-rotation"),
+            log_rotation_config_json: v.get("log-rotation-config-json"),
             experimental_watch_progress_notify_interval: v.duration("experimental-watch-progress-notify-interval"),
             experimental_snapshot_catchup_entries: v.uint("experimental-snapshot-catchup-entries"),
             experimental_initial_corrupt_check: v.bool("experimental-initial-corrupt-check"),
@@ -136,6 +140,8 @@ pub struct Config {
     pub listen_client_http_urls: Vec<Url>,
     /// `--auto-compaction-*`: what the leader keeps (`None`: no auto-compaction).
     pub auto_compaction: Option<crate::compactor::Retention>,
+    /// `--enable-log-rotation` with its `--log-rotation-config-json`.
+    pub log_rotation: Option<crate::log_rotate::RotationConfig>,
     /// What reading the settings found worth logging (etcd logs it once its logger is up).
     pub notes: Vec<Note>,
 }
@@ -254,7 +260,22 @@ impl Config {
         let auto_compaction =
             crate::compactor::Retention::parse(&raw.auto_compaction_mode, &raw.auto_compaction_retention)
                 .map_err(StartError::Config)?;
+        let log_rotation = if raw.enable_log_rotation {
+            crate::log_rotate::check_outputs(&raw.log_outputs).map_err(StartError::Config)?;
+            let cfg =
+                crate::log_rotate::RotationConfig::parse(&raw.log_rotation_config_json).map_err(StartError::Config)?;
+            if cfg.local_time {
+                notes.push(Note::warn(
+                    "log rotation names backups in UTC: \"localtime\" has no effect in rustcd",
+                    vec![],
+                ));
+            }
+            Some(cfg)
+        } else {
+            None
+        };
         Ok(Config {
+            log_rotation,
             listen_metrics_urls,
             listen_client_http_urls,
             auto_compaction,

@@ -188,8 +188,8 @@ pub const FLAGS: &[Flag] = &[
     f("logger", Choice(&["zap"]), "zap", Logging, Yes, "Currently only supports 'zap' for structured logging."),
     f("log-outputs", List, "default", Logging, Yes, "Specify 'stdout' or 'stderr' to skip journald logging even when running under systemd, or list of comma separated output targets."),
     f("log-level", Choice(&["debug", "info", "warn", "error", "panic", "fatal"]), "info", Logging, Yes, "Configures log level. Only supports debug, info, warn, error, panic, or fatal."),
-    f("enable-log-rotation", Bool, "false", Logging, NotYet("log rotation"), "Enable log rotation of a single log-outputs file target."),
-    f("log-rotation-config-json", Str, "{\"maxsize\": 100, \"maxage\": 0, \"maxbackups\": 0, \"localtime\": false, \"compress\": false}", Logging, NoEffect("log rotation is not supported"), "Configures log rotation if enabled with a JSON logger config. MaxSize(MB), MaxAge(days,0=no limit), MaxBackups(0=no limit), LocalTime(use computers local time), Compress(gzip)"),
+    f("enable-log-rotation", Bool, "false", Logging, Yes, "Enable log rotation of a single log-outputs file target."),
+    f("log-rotation-config-json", Str, "{\"maxsize\": 100, \"maxage\": 0, \"maxbackups\": 0, \"localtime\": false, \"compress\": false}", Logging, Yes, "Configures log rotation if enabled with a JSON logger config. MaxSize(MB), MaxAge(days,0=no limit), MaxBackups(0=no limit), LocalTime(use computers local time), Compress(gzip)"),
     // Experimental
     f("experimental-enable-distributed-tracing", Bool, "false", Experimental, NotYet("OpenTelemetry tracing"), "Enable experimental distributed tracing."),
     f("experimental-distributed-tracing-address", Str, "localhost:4317", Experimental, NoEffect("distributed tracing is not supported"), "Distributed tracing collector address."),
