@@ -22,7 +22,7 @@ pub use error::{Error, Result};
 pub use key_range::KeyRange;
 pub use read_txn::is_read_only;
 pub use revision::Revision;
-pub use store::{Committed, KvStore};
+pub use store::{Committed, KeyValueHash, KvStore};
 pub use txn::WriteTxn;
 
 #[cfg(test)]

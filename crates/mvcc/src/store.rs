@@ -34,6 +34,32 @@ pub(crate) struct State {
     pub current_rev: i64,
     pub compact_rev: i64,
     pub consistent_index: u64,
+    /// The hashes taken as the last compactions ran, newest last (etcd keeps them in memory
+    /// for the leader's compaction hash check, and answers HashKV at their revisions with them).
+    pub compaction_hashes: std::collections::VecDeque<KeyValueHash>,
+}
+
+/// The hash of the store at `revision` as it stood under compaction `compact_revision`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyValueHash {
+    pub hash: u32,
+    pub compact_revision: i64,
+    pub revision: i64,
+}
+
+/// How many compaction hashes are kept (etcd's `hashStorageMaxSize`).
+pub(crate) const COMPACTION_HASHES_KEPT: usize = 10;
+
+/// crc32c over every stored row up to `rev`, in key order: equal stores give equal hashes.
+pub(crate) fn hash_rows(table: &impl crate::range::RevTable, rev: i64) -> Result<u32> {
+    let hi = Revision::new(rev + 1, 0).lower_key();
+    let mut h = crate::crc32c::Crc32c::new();
+    for item in table.range(..hi.as_slice())? {
+        let (k, v) = item?;
+        h.update(k.value());
+        h.update(v.value());
+    }
+    Ok(h.finish())
 }
 
 impl State {
@@ -131,7 +157,7 @@ impl KvStore {
         }
         let index = TreeIndex::rebuild(revs);
         current_rev = current_rev.max(compact_rev);
-        Ok(State { index, current_rev, compact_rev, consistent_index })
+        Ok(State { index, current_rev, compact_rev, consistent_index, compaction_hashes: Default::default() })
     }
 
     fn read_lock(&self) -> RwLockReadGuard<'_, State> {
@@ -375,9 +401,14 @@ impl KvStore {
         (total, in_use.unwrap_or(total).min(total))
     }
 
-    /// crc32c over every stored revision up to `rev` (for HashKV): equal stores give equal hashes.
+    /// The hash of every stored revision up to `rev` (for HashKV): equal stores give equal
+    /// hashes. Returns (hash, compact revision, revision). A revision a recent compaction ran at
+    /// is answered with the hash taken then, as etcd answers it.
     pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64, i64)> {
         let st = self.read_lock();
+        if let Some(h) = st.compaction_hashes.iter().find(|h| rev > 0 && h.revision == rev) {
+            return Ok((h.hash, h.compact_revision, h.revision));
+        }
         let rev = if rev <= 0 { st.current_rev } else { rev };
         if rev > st.current_rev {
             return Err(Error::FutureRev);
@@ -389,14 +420,12 @@ impl KvStore {
         let tx = self.db().begin_read()?;
         let table = tx.open_table(KV)?;
         drop(st);
-        let hi = Revision::new(rev + 1, 0).lower_key();
-        let mut h = crate::crc32c::Crc32c::new();
-        for item in table.range(..hi.as_slice())? {
-            let (k, v) = item?;
-            h.update(k.value());
-            h.update(v.value());
-        }
-        Ok((h.finish(), compact_rev.max(0), rev))
+        Ok((hash_rows(&table, rev)?, compact_rev.max(0), rev))
+    }
+
+    /// The hashes the last compactions took, newest first.
+    pub fn compaction_hashes(&self) -> Vec<KeyValueHash> {
+        self.read_lock().compaction_hashes.iter().rev().copied().collect()
     }
 
     pub(crate) fn encode_u64(v: u64) -> [u8; 8] {
@@ -517,5 +546,30 @@ mod tests {
         );
         assert_eq!(revisions(vec![del("nothing"), del("k00001")]), (5, vec![4, 5]));
         assert_eq!(revisions(vec![get("x"), nested]), (5, vec![5, 0]));
+    }
+
+    /// A compaction keeps the hash of the store at its revision as it stood before (etcd's
+    /// compaction hash): HashKV at that revision answers with it, under the old compaction.
+    #[test]
+    fn compactions_keep_their_hashes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = KvStore::open(dir.path().join("db")).expect("open");
+        let no_leases = |_: i64| false;
+        let mut taken = Vec::new();
+        for round in 0..12 {
+            put_many(&store, 0, 5);
+            let rev = store.current_rev();
+            let before = store.hash_kv(rev).expect("hash");
+            store.write(false, &no_leases, |w| w.compact(rev).map(|_| ())).expect("compact");
+            taken.push((rev, before));
+            assert_eq!(store.hash_kv(rev).expect("kept hash"), before, "round {round}");
+        }
+        let kept = store.compaction_hashes();
+        assert_eq!(kept.len(), COMPACTION_HASHES_KEPT);
+        for (k, (rev, (hash, crev, _))) in kept.iter().zip(taken.iter().rev()) {
+            assert_eq!((k.revision, k.hash, k.compact_revision), (*rev, *hash, *crev));
+        }
+        // The oldest ones are forgotten: at their revisions the store is compacted.
+        assert!(matches!(store.hash_kv(taken[0].0), Err(Error::Compacted)));
     }
 }

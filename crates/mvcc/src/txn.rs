@@ -21,7 +21,7 @@ use crate::key_index::TreeIndex;
 use crate::key_range::KeyRange;
 use crate::range::{self, ReadState, RevTable};
 use crate::revision::Revision;
-use crate::store::{KvStore, State};
+use crate::store::{KeyValueHash, KvStore, State};
 
 /// One batch of writes, open on the backend; see [`KvStore::write`].
 pub struct WriteTxn<'a, 't> {
@@ -282,10 +282,21 @@ impl<'a, 't> WriteTxn<'a, 't> {
         if rev > self.st.current_rev {
             return Err(Error::FutureRev);
         }
+        // The hash of what the compaction is about to drop and keep, taken first, so that the
+        // leader's compaction hash check can compare members at this revision later.
+        let hash = crate::store::hash_rows(&*self.kv, rev);
+        let hash = self.note(hash);
         let keep: HashSet<Revision> = self.st.index.compact(rev);
         let hi = Revision::new(rev + 1, 0).lower_key();
         let r = self.kv.retain_in(..hi.as_slice(), |k, _| Revision::from_key(k).is_none_or(|(r, _)| keep.contains(&r)));
         self.note(r.map_err(Error::from));
+        if let Some(hash) = hash {
+            let hashes = &mut self.st.compaction_hashes;
+            hashes.push_back(KeyValueHash { hash, compact_revision: self.st.compact_rev.max(0), revision: rev });
+            if hashes.len() > crate::store::COMPACTION_HASHES_KEPT {
+                hashes.pop_front();
+            }
+        }
         self.st.compact_rev = rev;
         let v = KvStore::encode_u64(rev as u64);
         let r = self.meta.insert(KvStore::META_COMPACT_REV, v.as_slice()).map(|_| ());

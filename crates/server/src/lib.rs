@@ -219,6 +219,10 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     if !cfg.raw.experimental_corrupt_check_time.is_zero() {
         tokio::spawn(corrupt::monitor(Arc::downgrade(&server), cfg.raw.experimental_corrupt_check_time));
     }
+    if cfg.raw.experimental_compact_hash_check_enabled {
+        let every = cfg.raw.experimental_compact_hash_check_time;
+        tokio::spawn(corrupt::monitor_compact_hashes(Arc::downgrade(&server), every));
+    }
     if let Some(retention) = cfg.auto_compaction {
         tokio::spawn(compactor::run(Arc::downgrade(&server), retention));
     }

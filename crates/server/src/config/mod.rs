@@ -54,6 +54,8 @@ pub struct Settings {
     /// 0: no periodic corruption check.
     pub experimental_corrupt_check_time: Duration,
     pub experimental_warning_apply_duration: Duration,
+    pub experimental_compact_hash_check_enabled: bool,
+    pub experimental_compact_hash_check_time: Duration,
     pub strict_reconfig_check: bool,
     pub pre_vote: bool,
     pub initial_election_tick_advance: bool,
@@ -99,6 +101,8 @@ impl Settings {
             experimental_initial_corrupt_check: v.bool("experimental-initial-corrupt-check"),
             experimental_corrupt_check_time: v.duration("experimental-corrupt-check-time"),
             experimental_warning_apply_duration: v.duration("experimental-warning-apply-duration"),
+            experimental_compact_hash_check_enabled: v.bool("experimental-compact-hash-check-enabled"),
+            experimental_compact_hash_check_time: v.duration("experimental-compact-hash-check-time"),
             strict_reconfig_check: v.bool("strict-reconfig-check"),
             pre_vote: v.bool("pre-vote"),
             initial_election_tick_advance: v.bool("initial-election-tick-advance"),
