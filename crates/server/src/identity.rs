@@ -44,6 +44,8 @@ pub async fn identify(
     }
     let id = if cfg.raw.initial_cluster_state == "existing" {
         join_existing(cfg, peer_tls).await?
+    } else if !cfg.raw.discovery.is_empty() {
+        discover(cfg).await?
     } else {
         let members = initial_members(cfg, token);
         let member_id = members.iter().find(|m| m.name == cfg.raw.name).map(|m| m.id).unwrap_or(0);
@@ -79,6 +81,58 @@ fn initial_members(cfg: &Config, token: &str) -> Vec<StoredMember> {
             is_learner: false,
         })
         .collect()
+}
+
+/// etcd's v2 discovery: the initial cluster is whoever registered at the discovery URL, and
+/// the URL is the cluster token member IDs are computed with.
+async fn discover(cfg: &Config) -> Result<Identity, StartError> {
+    let durl = &cfg.raw.discovery;
+    let member_id = ids::member_id(&cfg.advertise_peer_urls, durl);
+    let me: Vec<String> = cfg.advertise_peer_urls.iter().map(|u| format!("{}={u}", cfg.raw.name)).collect();
+    let cluster =
+        match crate::discovery_v2::join_cluster(durl, &cfg.raw.discovery_proxy, member_id, &me.join(",")).await {
+            Ok(c) => c,
+            Err(e) => return Err(StartError::Config(discovery_failure(cfg, &e))),
+        };
+    let initial = crate::config::parse_initial_cluster(&cluster)?;
+    let members: Vec<StoredMember> = initial
+        .iter()
+        .map(|m| StoredMember {
+            id: ids::member_id(&m.peer_urls, durl),
+            name: m.name.clone(),
+            peer_urls: m.peer_urls.clone(),
+            client_urls: vec![],
+            is_learner: false,
+        })
+        .collect();
+    let mut urls: Vec<&String> = members.iter().flat_map(|m| &m.peer_urls).collect();
+    urls.sort();
+    if urls.windows(2).any(|w| w[0] == w[1]) {
+        return Err(StartError::Config(format!("discovery cluster {cluster} has duplicate url")));
+    }
+    let cluster_id = ids::cluster_id(&members.iter().map(|m| m.id).collect::<Vec<_>>());
+    Ok(Identity { member_id, cluster_id, members, bootstrap: true })
+}
+
+/// What etcd says when discovery fails, as one line.
+fn discovery_failure(cfg: &Config, e: &crate::discovery_v2::DiscoveryError) -> String {
+    use crate::discovery_v2::DiscoveryError as D;
+    match e {
+        D::DuplicateId => {
+            tracing::warn!(discovery_url = %cfg.raw.discovery, "member has been registered with discovery service");
+            format!(
+                "{e}: the member was registered before but its data dir has no cluster configuration; use a new discovery token if the previous bootstrap failed"
+            )
+        }
+        D::DuplicateName => format!("{e}: a member with the same name has already been registered"),
+        D::FullCluster if cfg.raw.discovery_fallback == "proxy" => format!(
+            "{e}: etcd would fall back to its v2 proxy (--discovery-fallback=proxy), which rustcd does not have; use 'etcd grpc-proxy start' or 'etcd gateway start'"
+        ),
+        _ => {
+            tracing::warn!(discovery_token = %cfg.raw.discovery, error = %e, "failed to bootstrap; discovery token was already used");
+            format!("{e}")
+        }
+    }
 }
 
 /// Asks the other members for the member list and finds this member in it by peer URLs.

@@ -11,6 +11,7 @@ pub mod concurrency;
 pub mod config;
 pub mod corrupt;
 pub mod discovery;
+pub mod discovery_v2;
 pub mod error;
 pub mod failpoints;
 pub mod gateway;

@@ -192,6 +192,11 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     tokio_rustls::TlsConnector::from(cfg.clone()).connect(server, s).await.map_err(go_tls_error)
 }
 
+/// A TLS client on an already connected stream (a tunnel through an HTTP proxy, say).
+pub async fn tls_client(cfg: &Arc<ClientConfig>, name: &str, s: TcpStream) -> io::Result<Stream> {
+    Ok(Stream::ClientTls(Box::new(handshake(cfg, name, s).await?)))
+}
+
 /// A refused handshake in Go's words (`remote error: tls: bad certificate`), which operators
 /// and etcd's tests look for in logs.
 fn go_tls_error(e: io::Error) -> io::Error {

@@ -33,6 +33,9 @@ pub struct Settings {
     pub initial_cluster: String,
     pub initial_cluster_token: String,
     pub initial_cluster_state: String,
+    pub discovery: String,
+    pub discovery_proxy: String,
+    pub discovery_fallback: String,
     pub discovery_srv: String,
     pub discovery_srv_name: String,
     pub snapshot_count: u64,
@@ -81,6 +84,9 @@ impl Settings {
             initial_cluster: v.get("initial-cluster"),
             initial_cluster_token: v.get("initial-cluster-token"),
             initial_cluster_state: v.get("initial-cluster-state"),
+            discovery: v.get("discovery"),
+            discovery_proxy: v.get("discovery-proxy"),
+            discovery_fallback: v.get("discovery-fallback"),
             discovery_srv: v.get("discovery-srv"),
             discovery_srv_name: v.get("discovery-srv-name"),
             snapshot_count: v.uint("snapshot-count"),
@@ -218,8 +224,15 @@ impl Config {
         let advertise_peer_urls = split_list(&raw.initial_advertise_peer_urls);
         let mut notes = Vec::new();
         let data_dir = PathBuf::from(data_dir);
+        let fresh = !data_dir.join("member").exists();
+        let bootstraps = [!raw.initial_cluster.is_empty(), !raw.discovery.is_empty(), !raw.discovery_srv.is_empty()];
+        if fresh && bootstraps.iter().filter(|b| **b).count() > 1 {
+            return Err(StartError::Config(
+                "multiple discovery or bootstrap flags are set. Choose one of \"initial-cluster\", \"discovery\" or \"discovery-srv\"".into(),
+            ));
+        }
         // etcd's DNS SRV bootstrap, for a member that has no data yet.
-        let srv_cluster = if raw.discovery_srv.is_empty() || data_dir.join("member").exists() {
+        let srv_cluster = if raw.discovery_srv.is_empty() || !fresh {
             None
         } else if !raw.initial_cluster.is_empty() {
             return Err(StartError::Config(
