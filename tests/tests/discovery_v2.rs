@@ -1,7 +1,8 @@
 //! etcd's v2 discovery (`--discovery`), against a real discovery service: the real etcd 3.4
 //! with its v2 keys API on, as a private discovery service is run. Three rustcd members that
 //! know only the discovery URL form one cluster; a fourth finds it full; a token without a
-//! size is refused with etcd's words.
+//! size is refused with etcd's words; a member that finds the cluster full becomes etcd's HTTP
+//! proxy to it (`--discovery-fallback=proxy`), as does `--proxy=readonly`.
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -13,29 +14,33 @@ use rustcd_testkit::{Cluster, Server, etcdctl, free_port, http_get, stdout, wait
 struct Member {
     child: Child,
     client: u16,
+    peer: u16,
     log: std::path::PathBuf,
+    data_dir: std::path::PathBuf,
 }
 
 impl Member {
     fn start(dir: &Path, name: &str, discovery: &str, extra: &[&str]) -> Member {
         let (client, peer) = (free_port(), free_port());
         let log = dir.join(format!("{name}.log"));
+        let data_dir = dir.join(format!("{name}.etcd"));
+        let bootstrap = if discovery.is_empty() { String::new() } else { format!("--discovery={discovery}") };
         let child = Command::new(workspace_bin("etcd"))
             .args([
                 format!("--name={name}"),
-                format!("--data-dir={}", dir.join(format!("{name}.etcd")).display()),
+                format!("--data-dir={}", data_dir.display()),
                 format!("--listen-client-urls=http://127.0.0.1:{client}"),
                 format!("--advertise-client-urls=http://127.0.0.1:{client}"),
                 format!("--listen-peer-urls=http://127.0.0.1:{peer}"),
                 format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"),
-                format!("--discovery={discovery}"),
             ])
+            .args((!bootstrap.is_empty()).then_some(bootstrap))
             .args(extra)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("spawn etcd");
-        Member { child, client, log }
+        Member { child, client, peer, log, data_dir }
     }
 
     fn endpoint(&self) -> String {
@@ -119,10 +124,17 @@ fn members_discover_each_other_through_a_discovery_url() {
     let (code, log) = late.exit();
     assert_eq!(code, Some(1), "{log}");
     assert!(log.contains("discovery: cluster is full"), "{log}");
-    let mut late = Member::start(dir.path(), "e", &url, &[]);
-    let (code, log) = late.exit();
-    assert_eq!(code, Some(1), "{log}");
-    assert!(log.contains("discovery: cluster is full: etcd would fall back to its v2 proxy"), "{log}");
+    // With the default fallback it becomes etcd's HTTP proxy to the discovered cluster.
+    let proxy = Member::start(dir.path(), "e", &url, &[]);
+    let version = wait_for("the proxy to forward", Duration::from_secs(20), || {
+        let r = http_request(proxy.client, "GET", "/version", "");
+        r.starts_with("HTTP/1.1 200").then_some(r)
+    });
+    assert!(version.contains(r#""etcdserver":"#), "{version}");
+    assert!(proxy.log().contains("discovery cluster is full, falling back to proxy"), "{}", proxy.log());
+    assert!(!proxy.data_dir.join("member").exists(), "no member data stays behind");
+    let file = std::fs::read_to_string(proxy.data_dir.join("proxy/cluster")).expect("the proxy's cluster file");
+    assert_eq!(file.matches("http://127.0.0.1:").count(), 3, "{file}");
 
     // A token nobody gave a size.
     let mut lost = Member::start(dir.path(), "f", &format!("http://127.0.0.1:{port}/v2/keys/discovery/nosize"), &[]);
@@ -135,4 +147,36 @@ fn members_discover_each_other_through_a_discovery_url() {
     let (code, log) = both.exit();
     assert_eq!(code, Some(1), "{log}");
     assert!(log.contains("multiple discovery or bootstrap flags are set"), "{log}");
+
+    // `--proxy=readonly` from `--initial-cluster`: one peer is enough to learn every member's
+    // client URL; GETs are forwarded, other methods get 501; a member gone is skipped.
+    let peer = format!("--initial-cluster=a=http://127.0.0.1:{}", members[0].peer);
+    let ro = Member::start(dir.path(), "ro", "", &["--proxy=readonly", &peer, "--proxy-failure-wait=60000"]);
+    wait_for("the readonly proxy to forward", Duration::from_secs(20), || {
+        http_request(ro.client, "GET", "/health", "").starts_with("HTTP/1.1 200").then_some(())
+    });
+    let posted = http_request(ro.client, "POST", "/v3/kv/put", r#"{"key":"YQ==","value":"Yg=="}"#);
+    assert!(posted.starts_with("HTTP/1.1 501"), "{posted}");
+    drop(members);
+    let gone = http_get(ro.client, "/version");
+    assert!(gone.starts_with("HTTP/1.1 502"), "every member is gone: {gone}");
+    assert!(gone.contains("proxy: unable to get response from 3 endpoint(s)"), "{gone}");
+    let held_out = http_get(ro.client, "/version");
+    assert!(held_out.contains("proxy: zero endpoints currently available"), "{held_out}");
+}
+
+/// An HTTP/1.1 request with a body on loopback: the whole response.
+fn http_request(port: u16, method: &str, path: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    // Not listening yet reads as no answer.
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return String::new() };
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out
 }

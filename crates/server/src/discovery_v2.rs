@@ -81,6 +81,16 @@ pub async fn join_cluster(url: &str, proxy: &str, id: u64, config: &str) -> Resu
     nodes_to_cluster(&all, size)
 }
 
+/// The cluster a discovery URL holds, for a proxy (etcd's `GetCluster`).
+pub async fn get_cluster(url: &str, proxy: &str) -> Result<String, DiscoveryError> {
+    let d = Discovery::new(url, proxy, 0)?;
+    let (nodes, size, _) = d.registrations().await?;
+    if (nodes.len() as u64) < size {
+        return Err(DiscoveryError::Other(format!("discovery: the cluster has {} of its {size} members", nodes.len())));
+    }
+    nodes_to_cluster(&nodes[..size as usize], size)
+}
+
 struct Discovery {
     /// `http://host:port` (the scheme, host and port of the discovery URL).
     origin: String,
@@ -142,6 +152,21 @@ impl Discovery {
     }
 
     async fn check_cluster_once(&self) -> Result<(Vec<Node>, u64, u64), DiscoveryError> {
+        let (nodes, size, index) = self.registrations().await?;
+        let me = format!("{:x}", self.id);
+        for (i, n) in nodes.iter().enumerate() {
+            if base(&n.key) == me {
+                break;
+            }
+            if i as u64 + 1 >= size {
+                return Err(DiscoveryError::FullCluster);
+            }
+        }
+        Ok((nodes, size, index))
+    }
+
+    /// The size key and the registrations in creation order, with the index to watch from.
+    async fn registrations(&self) -> Result<(Vec<Node>, u64, u64), DiscoveryError> {
         let size_key = format!("{}/_config/size", self.cluster);
         let r = self.request("GET", &size_key, None).await?;
         if r.answer.error_code == Some(KEY_NOT_FOUND) {
@@ -153,15 +178,6 @@ impl Discovery {
         let dir = r.answer.node.ok_or(DiscoveryError::BadDiscoveryEndpoint)?;
         let mut nodes: Vec<Node> = dir.nodes.into_iter().filter(|n| base(&n.key) != "_config").collect();
         nodes.sort_by_key(|n| n.created_index);
-        let me = format!("{:x}", self.id);
-        for (i, n) in nodes.iter().enumerate() {
-            if base(&n.key) == me {
-                break;
-            }
-            if i as u64 + 1 >= size {
-                return Err(DiscoveryError::FullCluster);
-            }
-        }
         Ok((nodes, size, r.index))
     }
 

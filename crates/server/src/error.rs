@@ -18,6 +18,10 @@ pub enum StartError {
     Raft(#[from] rustcd_raft::Error),
     #[error("listen on {0}: {1}")]
     Listen(String, std::io::Error),
+    /// The discovered cluster is full and `--discovery-fallback=proxy`: the binary runs the
+    /// HTTP proxy instead, as etcd does.
+    #[error("discovery: cluster is full")]
+    FallBackToProxy,
 }
 
 macro_rules! errors {

@@ -89,11 +89,15 @@ async fn discover(cfg: &Config) -> Result<Identity, StartError> {
     let durl = &cfg.raw.discovery;
     let member_id = ids::member_id(&cfg.advertise_peer_urls, durl);
     let me: Vec<String> = cfg.advertise_peer_urls.iter().map(|u| format!("{}={u}", cfg.raw.name)).collect();
-    let cluster =
-        match crate::discovery_v2::join_cluster(durl, &cfg.raw.discovery_proxy, member_id, &me.join(",")).await {
-            Ok(c) => c,
-            Err(e) => return Err(StartError::Config(discovery_failure(cfg, &e))),
-        };
+    let joined = crate::discovery_v2::join_cluster(durl, &cfg.raw.discovery_proxy, member_id, &me.join(",")).await;
+    let cluster = match joined {
+        Ok(c) => c,
+        Err(crate::discovery_v2::DiscoveryError::FullCluster) if cfg.raw.discovery_fallback == "proxy" => {
+            tracing::info!(fallback_proxy = "proxy", "discovery cluster is full, falling back to proxy");
+            return Err(StartError::FallBackToProxy);
+        }
+        Err(e) => return Err(StartError::Config(discovery_failure(cfg, &e))),
+    };
     let initial = crate::config::parse_initial_cluster(&cluster)?;
     let members: Vec<StoredMember> = initial
         .iter()
@@ -125,9 +129,6 @@ fn discovery_failure(cfg: &Config, e: &crate::discovery_v2::DiscoveryError) -> S
             )
         }
         D::DuplicateName => format!("{e}: a member with the same name has already been registered"),
-        D::FullCluster if cfg.raw.discovery_fallback == "proxy" => format!(
-            "{e}: etcd would fall back to its v2 proxy (--discovery-fallback=proxy), which rustcd does not have; use 'etcd grpc-proxy start' or 'etcd gateway start'"
-        ),
         _ => {
             tracing::warn!(discovery_token = %cfg.raw.discovery, error = %e, "failed to bootstrap; discovery token was already used");
             format!("{e}")

@@ -27,6 +27,7 @@ pub mod logging;
 pub mod membership;
 pub mod server;
 pub mod url;
+pub mod v2proxy;
 pub mod v3;
 pub mod validate;
 

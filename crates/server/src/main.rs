@@ -52,6 +52,9 @@ fn main() {
     }
     rustcd_server::logging::notes(&cfg.notes);
     abort_on_panic();
+    if cfg.raw.proxy != "off" {
+        run_mode(rustcd_server::v2proxy::run(cfg));
+    }
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -60,8 +63,19 @@ fn main() {
         }
     };
     let code = rt.block_on(async move {
-        let running = match rustcd_server::start(cfg).await {
+        let running = match rustcd_server::start(cfg.clone()).await {
             Ok(r) => r,
+            Err(rustcd_server::error::StartError::FallBackToProxy) => {
+                // Nothing of a member stays behind: the next start asks the discovery URL again.
+                let _ = std::fs::remove_dir_all(cfg.data_dir.join("member"));
+                return match rustcd_server::v2proxy::run(cfg).await {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        eprintln!("etcd: {e}");
+                        1
+                    }
+                };
+            }
             Err(e) => {
                 tracing::error!(error = %e, "failed to start");
                 eprintln!("etcd: {e}");

@@ -67,6 +67,12 @@ pub struct Settings {
     pub auto_compaction_mode: String,
     pub auto_compaction_retention: String,
     pub tls: tls::TlsSettings,
+    /// `--proxy`: off, on or readonly (etcd's HTTP proxy, [`crate::v2proxy`]).
+    pub proxy: String,
+    pub proxy_failure_wait: Duration,
+    pub proxy_refresh_interval: Duration,
+    pub proxy_dial_timeout: Duration,
+    pub proxy_read_timeout: Duration,
 }
 
 impl Settings {
@@ -117,6 +123,11 @@ impl Settings {
             auto_compaction_mode: v.get("auto-compaction-mode"),
             auto_compaction_retention: v.get("auto-compaction-retention"),
             tls: tls::TlsSettings::from_values(v),
+            proxy: v.get("proxy"),
+            proxy_failure_wait: Duration::from_millis(v.uint("proxy-failure-wait")),
+            proxy_refresh_interval: Duration::from_millis(v.uint("proxy-refresh-interval")),
+            proxy_dial_timeout: Duration::from_millis(v.uint("proxy-dial-timeout")),
+            proxy_read_timeout: Duration::from_millis(v.uint("proxy-read-timeout")),
         }
     }
 }
@@ -249,7 +260,8 @@ impl Config {
         } else {
             parse_initial_cluster(&raw.initial_cluster)?
         };
-        if !initial_cluster.iter().any(|m| m.name == raw.name) {
+        // A proxy is no member: its name need not be in the cluster.
+        if raw.proxy == "off" && !initial_cluster.iter().any(|m| m.name == raw.name) {
             return Err(StartError::Config(format!(
                 "couldn't find local name {:?} in the initial cluster configuration",
                 raw.name

@@ -217,12 +217,12 @@ pub const FLAGS: &[Flag] = &[
     f("force-new-cluster", Bool, "false", Unsafe, Yes, "Force to create a new one member cluster."),
     f("unsafe-no-fsync", Bool, "false", Unsafe, Yes, "Disables fsync, unsafe, will cause data loss."),
     // v2 proxy
-    f("proxy", Choice(&["off", "readonly", "on"]), "off", Proxy, NotYet("etcd's v2 proxy"), "Proxy mode setting ('off', 'readonly' or 'on')."),
-    f("proxy-failure-wait", Uint, "5000", Proxy, V2, "Time (in milliseconds) an endpoint will be held in a failed state."),
-    f("proxy-refresh-interval", Uint, "30000", Proxy, V2, "Time (in milliseconds) of the endpoints refresh interval."),
-    f("proxy-dial-timeout", Uint, "1000", Proxy, V2, "Time (in milliseconds) for a dial to timeout."),
-    f("proxy-write-timeout", Uint, "5000", Proxy, V2, "Time (in milliseconds) for a write to timeout."),
-    f("proxy-read-timeout", Uint, "0", Proxy, V2, "Time (in milliseconds) for a read to timeout."),
+    f("proxy", Choice(&["off", "readonly", "on"]), "off", Proxy, Yes, "Proxy mode setting ('off', 'readonly' or 'on')."),
+    f("proxy-failure-wait", Uint, "5000", Proxy, Yes, "Time (in milliseconds) an endpoint will be held in a failed state."),
+    f("proxy-refresh-interval", Uint, "30000", Proxy, Yes, "Time (in milliseconds) of the endpoints refresh interval."),
+    f("proxy-dial-timeout", Uint, "1000", Proxy, Yes, "Time (in milliseconds) for a dial to timeout."),
+    f("proxy-write-timeout", Uint, "5000", Proxy, NoEffect("rustcd's HTTP proxy bounds a whole forwarded request by --proxy-read-timeout"), "Time (in milliseconds) for a write to timeout."),
+    f("proxy-read-timeout", Uint, "0", Proxy, Yes, "Time (in milliseconds) for a read to timeout."),
     // etcd 3.4's gateway flag, on by default
     f("enable-grpc-gateway", Bool, "true", Hidden, NoEffect("rustcd's JSON gateway is not built yet"), "Enable GRPC gateway."),
     // etcd's long-gone flags, accepted and ignored as etcd does
