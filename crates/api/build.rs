@@ -2,7 +2,8 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = ["rpc.proto", "kv.proto", "auth.proto", "v3lock.proto", "v3election.proto", "internal.proto"];
+    let files =
+        ["rpc.proto", "kv.proto", "auth.proto", "v3lock.proto", "v3election.proto", "internal.proto", "otlp.proto"];
     let protos: Vec<_> = files.iter().map(|f| proto_dir.join(f)).collect();
     for p in &protos {
         println!("cargo:rerun-if-changed={}", p.display());

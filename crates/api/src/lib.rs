@@ -33,6 +33,11 @@ pub mod rustcdpb {
     tonic::include_proto!("rustcdpb");
 }
 
+/// OpenTelemetry's OTLP trace export (`--experimental-enable-distributed-tracing`).
+pub mod otlp {
+    tonic::include_proto!("opentelemetry.proto.collector.trace.v1");
+}
+
 /// The etcd server version rustcd reports to clients (`Status`, `/version`, `etcd --version`).
 /// Clients gate features on it: Kubernetes reads consistently from its watch cache only from
 /// 3.5.13 on. docs/compatibility.md says which of 3.5.13's changes rustcd is checked against.

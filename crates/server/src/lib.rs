@@ -25,6 +25,7 @@ pub mod listen;
 pub mod log_rotate;
 pub mod logging;
 pub mod membership;
+pub mod otel;
 pub mod server;
 pub mod url;
 pub mod v2proxy;
@@ -320,7 +321,11 @@ async fn serve_clients(
     if !cfg.listen_metrics_urls.is_empty() {
         listen::serve_on(&cfg.listen_metrics_urls, http::routes(s.clone()), "serving metrics", &opts).await?;
     }
-    let grpc = routes.into_axum_router().layer(axum::middleware::map_response(grpc::size_limit::rewrite));
+    let mut grpc = routes.into_axum_router().layer(axum::middleware::map_response(grpc::size_limit::rewrite));
+    if let Some(t) = &cfg.raw.distributed_tracing {
+        let tracer = otel::Tracer::start(t).map_err(StartError::Config)?;
+        grpc = grpc.layer(axum::middleware::from_fn_with_state(tracer, otel::layer));
+    }
     let router = if cfg.listen_client_http_urls.is_empty() {
         grpc.merge(http::routes(s))
     } else {

@@ -67,6 +67,8 @@ pub struct Settings {
     pub auto_compaction_mode: String,
     pub auto_compaction_retention: String,
     pub tls: tls::TlsSettings,
+    /// `--experimental-enable-distributed-tracing` and its settings.
+    pub distributed_tracing: Option<crate::otel::TracingSettings>,
     /// `--proxy`: off, on or readonly (etcd's HTTP proxy, [`crate::v2proxy`]).
     pub proxy: String,
     pub proxy_failure_wait: Duration,
@@ -123,6 +125,14 @@ impl Settings {
             auto_compaction_mode: v.get("auto-compaction-mode"),
             auto_compaction_retention: v.get("auto-compaction-retention"),
             tls: tls::TlsSettings::from_values(v),
+            distributed_tracing: v.bool("experimental-enable-distributed-tracing").then(|| {
+                crate::otel::TracingSettings {
+                    address: v.get("experimental-distributed-tracing-address"),
+                    service_name: v.get("experimental-distributed-tracing-service-name"),
+                    instance_id: v.get("experimental-distributed-tracing-instance-id"),
+                    sampling_rate: v.int("experimental-distributed-tracing-sampling-rate"),
+                }
+            }),
             proxy: v.get("proxy"),
             proxy_failure_wait: Duration::from_millis(v.uint("proxy-failure-wait")),
             proxy_refresh_interval: Duration::from_millis(v.uint("proxy-refresh-interval")),
@@ -289,6 +299,9 @@ impl Config {
         let auto_compaction =
             crate::compactor::Retention::parse(&raw.auto_compaction_mode, &raw.auto_compaction_retention)
                 .map_err(StartError::Config)?;
+        if let Some(t) = &raw.distributed_tracing {
+            t.validate().map_err(StartError::Config)?;
+        }
         let log_rotation = if raw.enable_log_rotation {
             crate::log_rotate::check_outputs(&raw.log_outputs).map_err(StartError::Config)?;
             let cfg =

@@ -74,6 +74,9 @@ impl Values {
     pub fn uint(&self, name: &str) -> u64 {
         self.get(name).parse().unwrap_or(0)
     }
+    pub fn int(&self, name: &str) -> i64 {
+        self.get(name).parse().unwrap_or(0)
+    }
     pub fn duration(&self, name: &str) -> std::time::Duration {
         std::time::Duration::from_nanos(self.get(name).parse::<i64>().unwrap_or(0).max(0) as u64)
     }
