@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status};
 
 use crate::cache::{Cache, Cached};
 use crate::forward;
+use crate::leasing::{self, Leasing};
 use crate::namespace::Namespace;
 
 pub struct KvProxy {
@@ -25,6 +26,8 @@ pub struct KvProxy {
     misses: AtomicU64,
     /// `--experimental-serializable-ordering`: the highest revision answered so far.
     ordering: Option<AtomicI64>,
+    /// `--experimental-leasing-prefix`: writes go through etcd's leasing protocol.
+    leasing: Option<Leasing>,
 }
 
 /// How often a serializable read older than one already answered is asked again.
@@ -36,10 +39,17 @@ fn compacted() -> Status {
 }
 
 impl KvProxy {
-    pub fn new(ch: Channel, ns: Namespace, ordering: bool) -> KvProxy {
+    pub fn new(ch: Channel, ns: Namespace, ordering: bool, leasing_prefix: &str) -> KvProxy {
+        let leasing = (!leasing_prefix.is_empty()).then(|| Leasing::new(leasing_prefix, ns.clone(), ch.clone()));
         let upstream = KvClient::new(ch).max_decoding_message_size(usize::MAX);
         let (hits, misses, ordering) = (AtomicU64::new(0), AtomicU64::new(0), ordering.then(|| AtomicI64::new(0)));
-        KvProxy { upstream, ns, cache: Mutex::default(), hits, misses, ordering }
+        KvProxy { upstream, ns, cache: Mutex::default(), hits, misses, ordering, leasing }
+    }
+
+    /// Drops what a write to `[key, end)` (in the client's key space) makes stale.
+    fn invalidate(&self, key: &[u8], end: &[u8]) {
+        let (k, e) = self.ns.interval(key, end);
+        self.cache().invalidate(&k, &e);
     }
 
     /// A range from the cluster. With ordering, one older than a revision already answered is
@@ -120,6 +130,11 @@ impl Kv for KvProxy {
     }
 
     async fn put(&self, mut req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        if let Some(l) = &self.leasing {
+            let (md, p) = leasing::parts(req);
+            self.invalidate(&p.key, &[]);
+            return Ok(Response::new(l.put(&md, p).await?));
+        }
         self.ns.put(req.get_mut())?;
         self.cache().invalidate(&req.get_ref().key, &[]);
         let mut resp = self.upstream.clone().put(forward::request(req)).await?;
@@ -131,6 +146,11 @@ impl Kv for KvProxy {
         &self,
         mut req: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
+        if let Some(l) = &self.leasing {
+            let (md, d) = leasing::parts(req);
+            self.invalidate(&d.key, &d.range_end);
+            return Ok(Response::new(l.delete(&md, d).await?));
+        }
         self.ns.delete(req.get_mut())?;
         self.cache().invalidate(&req.get_ref().key, &req.get_ref().range_end);
         let mut resp = self.upstream.clone().delete_range(forward::request(req)).await?;
@@ -139,6 +159,16 @@ impl Kv for KvProxy {
     }
 
     async fn txn(&self, mut req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        if let Some(l) = &self.leasing {
+            let (md, t) = leasing::parts(req);
+            let mut written = Vec::new();
+            leasing::writes(&t.success, &mut written);
+            leasing::writes(&t.failure, &mut written);
+            for (k, e) in &written {
+                self.invalidate(k, e);
+            }
+            return Ok(Response::new(l.txn(&md, t).await?));
+        }
         self.ns.txn(req.get_mut())?;
         let t = req.get_ref().clone();
         let mut resp = self.upstream.clone().txn(forward::request(req)).await?;

@@ -13,6 +13,7 @@ pub mod cache;
 pub mod cluster;
 pub mod forward;
 pub mod kv;
+pub mod leasing;
 pub mod namespace;
 pub mod watch;
 
@@ -64,6 +65,8 @@ pub struct Flags {
     pub resolver_ttl: i64,
     /// `--experimental-serializable-ordering`.
     pub ordering: bool,
+    /// `--experimental-leasing-prefix` (empty: no leasing).
+    pub leasing_prefix: String,
     /// The client-facing listener's TLS: `--cert-file`, `--key-file`, `--trusted-ca-file`,
     /// `--client-crl-file`, `--listen-cipher-suites`.
     pub listen_tls: rustcd_tls::TlsInfo,
@@ -100,6 +103,7 @@ impl Default for Flags {
             resolver_prefix: String::new(),
             resolver_ttl: 0,
             ordering: false,
+            leasing_prefix: String::new(),
             listen_tls: rustcd_tls::TlsInfo::default(),
             auto_tls: false,
             cert_validity: 1,
@@ -110,12 +114,11 @@ impl Default for Flags {
 
 /// Flags that need what rustcd does not have yet: set to anything but their default, they
 /// refuse to start with this reason.
-const NOT_YET: [(&str, &str); 5] = [
+const NOT_YET: [(&str, &str); 4] = [
     ("cert", "TLS to the cluster"),
     ("key", "TLS to the cluster"),
     ("cacert", "TLS to the cluster"),
     ("insecure-skip-tls-verify", "TLS to the cluster"),
-    ("experimental-leasing-prefix", "leasing reads"),
 ];
 
 /// Flags with no effect in rustcd, and why.
@@ -238,6 +241,7 @@ fn set(f: &mut Flags, name: &str, v: &str) -> Result<(), String> {
         "debug" => f.debug = boolean(name, v)?,
         "namespace" => f.namespace = v.to_string(),
         "experimental-serializable-ordering" => f.ordering = boolean(name, v)?,
+        "experimental-leasing-prefix" => f.leasing_prefix = v.to_string(),
         "cert-file" => f.listen_tls.cert_file = v.to_string(),
         "key-file" => f.listen_tls.key_file = v.to_string(),
         "trusted-ca-file" => f.listen_tls.trusted_ca_file = v.to_string(),
@@ -301,7 +305,7 @@ pub fn start(f: &Flags) -> Result<axum::Router, String> {
 pub fn router(f: &Flags, ch: Channel) -> axum::Router {
     let (send, recv) = (f.max_send_bytes, f.max_recv_bytes);
     let ns = namespace::Namespace::new(&f.namespace);
-    let kv = Arc::new(kv::KvProxy::new(ch.clone(), ns.clone(), f.ordering));
+    let kv = Arc::new(kv::KvProxy::new(ch.clone(), ns.clone(), f.ordering, &f.leasing_prefix));
     let watch = Arc::new(watch::WatchProxy::new(ch.clone(), ns.clone()));
     let routes = tonic::service::Routes::new(KvServer::from_arc(kv.clone()).max_decoding_message_size(recv))
         .add_service(WatchServer::from_arc(watch.clone()).max_decoding_message_size(recv))
@@ -389,7 +393,6 @@ mod tests {
         );
         for (bad, says) in [
             ("start --cert=/x.crt", "--cert=/x.crt is not supported yet by rustcd's grpc-proxy (TLS to the cluster)"),
-            ("start --experimental-leasing-prefix=/l", "not supported yet"),
             ("start --resolver-prefix=/p", "invalid resolver-ttl"),
             ("start --bogus=1", "unknown flag: --bogus"),
             ("--endpoints=x", "needs a subcommand: start"),
