@@ -296,5 +296,24 @@ fn a_cluster_bootstraps_from_dns_srv_records_and_etcdctl_finds_it() {
     });
     let said = std::fs::read_to_string(&gateway.log).unwrap_or_default();
     assert!(said.contains("discovered cluster from SRV"), "{said}");
+    // Without --insecure-discovery it keeps only https endpoints: the http ones found are
+    // dropped with etcd's warning, and --endpoints is used instead.
+    let listen = format!("127.0.0.1:{}", free_port());
+    let fallback = format!("--endpoints=127.0.0.1:{}", members[0].client);
+    let args: Vec<String> = ["gateway", "start", "--discovery-srv", DOMAIN, &fallback, "--listen-addr", &listen]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut strict = Member { name: "strict".into(), client: 0, peer: 0, child: None, log: dir.path().join("gw2.log") };
+    let log = std::fs::File::create(&strict.log).expect("log");
+    strict.child =
+        Some(in_namespace(&resolv, &workspace_bin("etcd"), &args).stderr(log).spawn().expect("spawn the gateway"));
+    let through = format!("--endpoints={listen}");
+    wait_for("a read through the strict gateway", Duration::from_secs(20), || {
+        let got = run(&resolv, &real, &[&through, "get", "found", "--print-value-only"]);
+        (stdout(&got) == "by-srv\n").then_some(())
+    });
+    let said = std::fs::read_to_string(&strict.log).unwrap_or_default();
+    assert!(said.contains("failed to validate discovered endpoints") && said.contains("is insecure"), "{said}");
     drop(members);
 }

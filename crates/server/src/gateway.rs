@@ -18,6 +18,8 @@ pub struct GatewayFlags {
     pub discovery_srv: String,
     pub discovery_srv_name: String,
     pub insecure_discovery: bool,
+    /// `--trusted-ca-file`: the CA discovered endpoints are validated with.
+    pub trusted_ca_file: String,
 }
 
 /// Reads `gateway [flags] start [flags]` (cobra takes flags before and after `start`).
@@ -29,6 +31,7 @@ pub fn parse(args: &[String]) -> Result<GatewayFlags, String> {
         discovery_srv: String::new(),
         discovery_srv_name: String::new(),
         insecure_discovery: false,
+        trusted_ca_file: String::new(),
     };
     let mut started = false;
     let mut i = 0;
@@ -66,19 +69,12 @@ pub fn parse(args: &[String]) -> Result<GatewayFlags, String> {
             }
             "discovery-srv" => f.discovery_srv = value,
             "discovery-srv-name" => f.discovery_srv_name = value,
-            "trusted-ca-file" if !value.is_empty() => {
-                return Err(format!("--{name} is not supported yet by rustcd's gateway (client TLS)"));
-            }
-            "trusted-ca-file" => {}
+            "trusted-ca-file" => f.trusted_ca_file = value,
             _ => return Err(format!("unknown flag: --{name}")),
         }
     }
     if !started {
         return Err("etcd gateway needs a subcommand: start".into());
-    }
-    if !f.discovery_srv.is_empty() && !f.insecure_discovery {
-        // etcd checks each discovered endpoint with a TLS handshake first.
-        return Err("--discovery-srv without --insecure-discovery checks endpoints over TLS: not supported yet by rustcd's gateway (client TLS)".into());
     }
     strip_schemes(&mut f.endpoints);
     Ok(f)
@@ -94,10 +90,38 @@ fn strip_schemes(endpoints: &mut [String]) {
 }
 
 /// `--discovery-srv`: the endpoints of the domain's `_etcd-client._tcp` records replace
-/// `--endpoints` (when it finds any).
-fn discover(f: &mut GatewayFlags) -> Result<(), String> {
-    let found = rustcd_client::srv::get_client("etcd-client", &f.discovery_srv, &f.discovery_srv_name)?;
-    tracing::info!(srv_server = %f.discovery_srv, endpoints = ?found, "discovered cluster from SRV");
+/// `--endpoints` (when it finds any). Without `--insecure-discovery` only the `https://` ones
+/// that accept a connection are kept, as etcd's `ValidateSecureEndpoints` keeps them.
+async fn discover(f: &mut GatewayFlags) -> Result<(), String> {
+    let domain = f.discovery_srv.clone();
+    let mut found = rustcd_client::srv::get_client("etcd-client", &domain, &f.discovery_srv_name)?;
+    tracing::info!(srv_server = %domain, endpoints = ?found, "discovered cluster from SRV");
+    if !f.insecure_discovery {
+        if !f.trusted_ca_file.is_empty() {
+            let info = rustcd_tls::TlsInfo { trusted_ca_file: f.trusted_ca_file.clone(), ..Default::default() };
+            info.client_config().map_err(|e| e.to_string())?;
+        }
+        tracing::info!(srv_server = %domain, endpoints = ?found, "validating discovered SRV endpoints");
+        let (mut valid, mut errs) = (Vec::new(), Vec::new());
+        for ep in found {
+            let Some(addr) = ep.strip_prefix("https://") else {
+                errs.push(format!("{ep:?} is insecure"));
+                continue;
+            };
+            match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr.trim_end_matches('/'))).await {
+                Ok(Ok(_)) => valid.push(ep),
+                Ok(Err(e)) => errs.push(format!("{ep:?} failed to dial ({e})")),
+                Err(_) => errs.push(format!("{ep:?} failed to dial (i/o timeout)")),
+            }
+        }
+        if errs.is_empty() {
+            tracing::info!(srv_server = %domain, endpoints = ?valid, "using validated discovered SRV endpoints");
+        } else {
+            let error = errs.join(",");
+            tracing::warn!(srv_server = %domain, endpoints = ?valid, error = %error, "failed to validate discovered endpoints");
+        }
+        found = valid;
+    }
     if !found.is_empty() {
         f.endpoints = found;
         strip_schemes(&mut f.endpoints);
@@ -108,7 +132,7 @@ fn discover(f: &mut GatewayFlags) -> Result<(), String> {
 /// Runs the gateway until the process ends.
 pub async fn run(mut f: GatewayFlags) -> Result<(), String> {
     if !f.discovery_srv.is_empty() {
-        discover(&mut f)?;
+        discover(&mut f).await?;
     }
     let listener =
         TcpListener::bind(&f.listen_addr).await.map_err(|e| format!("cannot listen on {}: {e}", f.listen_addr))?;
