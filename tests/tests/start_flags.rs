@@ -131,10 +131,16 @@ fn flag_errors_are_gos_and_unbuilt_settings_are_refused() {
         String::from_utf8_lossy(&out.stderr).starts_with("invalid value \"abc\" for flag -snapshot-count: parse error")
     );
 
+    // Auth settings are checked before anything starts: keys that cannot be read, a bcrypt
+    // cost out of bcrypt's range, an unknown token type.
     let out = run_etcd(&["--auth-token=jwt,pub-key=/x.pub,priv-key=/x.key,sign-method=RS256"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("is not supported yet by rustcd (authentication)"), "{err}");
+    assert!(err.contains("auth: invalid auth options: /x.key: No such file"), "{err}");
+    let out = run_etcd(&["--bcrypt-cost=3"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid bcrypt-cost 3"));
+    let out = run_etcd(&["--auth-token=magic"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown token type \"magic\""));
 
     // A secure URL is never served without its certificate.
     let https = ["--listen-client-urls=https://127.0.0.1:1", "--advertise-client-urls=https://127.0.0.1:1"];

@@ -121,15 +121,16 @@ impl JwtOptions {
         };
         let (pub_key, priv_key) = (opts.get("pub-key"), opts.get("priv-key"));
         use signature::*;
-        let (rsa_verify, rsa_sign): (&'static dyn VerificationAlgorithm, &'static dyn RsaEncoding) = match method.as_str() {
-            "RS256" => (&RSA_PKCS1_2048_8192_SHA256, &RSA_PKCS1_SHA256),
-            "RS384" => (&RSA_PKCS1_2048_8192_SHA384, &RSA_PKCS1_SHA384),
-            "RS512" => (&RSA_PKCS1_2048_8192_SHA512, &RSA_PKCS1_SHA512),
-            "PS256" => (&RSA_PSS_2048_8192_SHA256, &RSA_PSS_SHA256),
-            "PS384" => (&RSA_PSS_2048_8192_SHA384, &RSA_PSS_SHA384),
-            "PS512" => (&RSA_PSS_2048_8192_SHA512, &RSA_PSS_SHA512),
-            _ => (&RSA_PKCS1_2048_8192_SHA256, &RSA_PKCS1_SHA256),
-        };
+        let (rsa_verify, rsa_sign): (&'static dyn VerificationAlgorithm, &'static dyn RsaEncoding) =
+            match method.as_str() {
+                "RS256" => (&RSA_PKCS1_2048_8192_SHA256, &RSA_PKCS1_SHA256),
+                "RS384" => (&RSA_PKCS1_2048_8192_SHA384, &RSA_PKCS1_SHA384),
+                "RS512" => (&RSA_PKCS1_2048_8192_SHA512, &RSA_PKCS1_SHA512),
+                "PS256" => (&RSA_PSS_2048_8192_SHA256, &RSA_PSS_SHA256),
+                "PS384" => (&RSA_PSS_2048_8192_SHA384, &RSA_PSS_SHA384),
+                "PS512" => (&RSA_PSS_2048_8192_SHA512, &RSA_PSS_SHA512),
+                _ => (&RSA_PKCS1_2048_8192_SHA256, &RSA_PKCS1_SHA256),
+            };
         let (signer, verifier) = match method.as_str() {
             "HS256" | "HS384" | "HS512" => {
                 let alg = match method.as_str() {
@@ -151,7 +152,10 @@ impl JwtOptions {
                     None => None,
                     Some(path) => {
                         let text = String::from_utf8_lossy(&read(path)?).into_owned();
-                        let (label, der) = pem_blocks(&text).into_iter().next().ok_or_else(|| invalid(format!("{path}: no PEM key")))?;
+                        let (label, der) = pem_blocks(&text)
+                            .into_iter()
+                            .next()
+                            .ok_or_else(|| invalid(format!("{path}: no PEM key")))?;
                         Some(match (ecdsa, label.as_str()) {
                             (Some((alg, _)), "PRIVATE KEY") => {
                                 let k = EcdsaKeyPair::from_pkcs8(alg, &der, &ring::rand::SystemRandom::new())
@@ -159,14 +163,20 @@ impl JwtOptions {
                                 Signer::Ecdsa(std::sync::Arc::new(k))
                             }
                             (Some(_), other) => {
-                                return Err(invalid(format!("{path}: an {other} key; give ECDSA keys in PKCS#8 (BEGIN PRIVATE KEY)")));
+                                return Err(invalid(format!(
+                                    "{path}: an {other} key; give ECDSA keys in PKCS#8 (BEGIN PRIVATE KEY)"
+                                )));
                             }
                             (None, "RSA PRIVATE KEY") => Signer::Rsa(
-                                std::sync::Arc::new(RsaKeyPair::from_der(&der).map_err(|e| invalid(format!("{path}: {e}")))?),
+                                std::sync::Arc::new(
+                                    RsaKeyPair::from_der(&der).map_err(|e| invalid(format!("{path}: {e}")))?,
+                                ),
                                 rsa_sign,
                             ),
                             (None, _) => Signer::Rsa(
-                                std::sync::Arc::new(RsaKeyPair::from_pkcs8(&der).map_err(|e| invalid(format!("{path}: {e}")))?),
+                                std::sync::Arc::new(
+                                    RsaKeyPair::from_pkcs8(&der).map_err(|e| invalid(format!("{path}: {e}")))?,
+                                ),
                                 rsa_sign,
                             ),
                         })
@@ -179,7 +189,10 @@ impl JwtOptions {
                 let public = match (pub_key, &signer) {
                     (Some(path), _) => {
                         let text = String::from_utf8_lossy(&read(path)?).into_owned();
-                        let (label, der) = pem_blocks(&text).into_iter().next().ok_or_else(|| invalid(format!("{path}: no PEM key")))?;
+                        let (label, der) = pem_blocks(&text)
+                            .into_iter()
+                            .next()
+                            .ok_or_else(|| invalid(format!("{path}: no PEM key")))?;
                         match label.as_str() {
                             "CERTIFICATE" => cert_spki(&der).and_then(|s| spki_key(&s)),
                             "PUBLIC KEY" => spki_key(&der),
@@ -200,11 +213,15 @@ impl JwtOptions {
     }
 
     pub(crate) fn sign(&self, username: &str, revision: u64) -> Result<String, AuthError> {
-        let signer = self.signer.as_ref().ok_or_else(|| AuthError::Backend("auth: this member has no key to sign tokens".into()))?;
+        let signer = self
+            .signer
+            .as_ref()
+            .ok_or_else(|| AuthError::Backend("auth: this member has no key to sign tokens".into()))?;
         let exp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default() + self.ttl;
         let header = serde_json::json!({"alg": self.method, "typ": "JWT"});
         let claims = serde_json::json!({"exp": exp.as_secs(), "revision": revision, "username": username});
-        let input = format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
+        let input =
+            format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
         let rng = ring::rand::SystemRandom::new();
         let sig = match signer {
             Signer::Rsa(k, enc) => {
@@ -212,7 +229,9 @@ impl JwtOptions {
                 k.sign(*enc, &rng, input.as_bytes(), &mut sig).map_err(|e| AuthError::Backend(e.to_string()))?;
                 sig
             }
-            Signer::Ecdsa(k) => k.sign(&rng, input.as_bytes()).map_err(|e| AuthError::Backend(e.to_string()))?.as_ref().to_vec(),
+            Signer::Ecdsa(k) => {
+                k.sign(&rng, input.as_bytes()).map_err(|e| AuthError::Backend(e.to_string()))?.as_ref().to_vec()
+            }
             Signer::Hmac(k) => ring::hmac::sign(k, input.as_bytes()).as_ref().to_vec(),
         };
         Ok(format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig)))
@@ -228,7 +247,9 @@ impl JwtOptions {
         }
         let sig = URL_SAFE_NO_PAD.decode(sig).ok()?;
         let ok = match &self.verifier {
-            Verifier::Public(key, alg) => signature::UnparsedPublicKey::new(*alg, key).verify(input.as_bytes(), &sig).is_ok(),
+            Verifier::Public(key, alg) => {
+                signature::UnparsedPublicKey::new(*alg, key).verify(input.as_bytes(), &sig).is_ok()
+            }
             Verifier::Hmac(k) => ring::hmac::verify(k, input.as_bytes(), &sig).is_ok(),
         };
         if !ok {

@@ -205,7 +205,8 @@ impl AuthStore {
         };
         if who.revision < st.revision {
             tracing::warn!(
-                current_node_auth_revision = st.revision, request_auth_revision = who.revision,
+                current_node_auth_revision = st.revision,
+                request_auth_revision = who.revision,
                 "request auth revision is less than current node auth revision"
             );
             return Err(AuthError::AuthOldRevision);
@@ -249,7 +250,13 @@ impl AuthStore {
     }
 
     /// Applies one auth request from the raft log, sent by `who`; `index` is its entry's.
-    pub fn apply(&self, w: &mut WriteTxn, op: Op, who: Option<&AuthInfo>, index: u64) -> Result<AuthResponse, AuthError> {
+    pub fn apply(
+        &self,
+        w: &mut WriteTxn,
+        op: Op,
+        who: Option<&AuthInfo>,
+        index: u64,
+    ) -> Result<AuthResponse, AuthError> {
         match &op {
             // A user may read itself, and the roles it has.
             Op::UserGet(r) => {
@@ -323,7 +330,12 @@ impl AuthStore {
                 }
                 let options = r.options.unwrap_or(UserAddOptions { no_password: false });
                 let password = if options.no_password { Vec::new() } else { stored_password(&r.hashed_password)? };
-                let u = User { name: r.name.clone().into_bytes().into(), password: password.into(), roles: vec![], options: Some(options) };
+                let u = User {
+                    name: r.name.clone().into_bytes().into(),
+                    password: password.into(),
+                    roles: vec![],
+                    options: Some(options),
+                };
                 Self::put_user(w, st, &r.name, u);
                 Self::commit_revision(st, w);
                 tracing::info!(user_name = %r.name, "added a user");
@@ -388,7 +400,9 @@ impl AuthStore {
                 tracing::info!(user_name = %r.name, new_user_roles = ?u.roles, revoked_role_name = %r.role, "revoked a role from a user");
                 AuthResponse::UserRevokeRole(Default::default())
             }
-            Op::UserList(_) => AuthResponse::UserList(AuthUserListResponse { header: None, users: st.users.keys().cloned().collect() }),
+            Op::UserList(_) => {
+                AuthResponse::UserList(AuthUserListResponse { header: None, users: st.users.keys().cloned().collect() })
+            }
             Op::RoleAdd(r) => {
                 if r.name.is_empty() {
                     return Err(AuthError::RoleEmpty);
@@ -396,7 +410,12 @@ impl AuthStore {
                 if st.roles.contains_key(&r.name) {
                     return Err(AuthError::RoleAlreadyExist);
                 }
-                Self::put_role(w, st, &r.name, Role { name: r.name.clone().into_bytes().into(), key_permission: vec![] });
+                Self::put_role(
+                    w,
+                    st,
+                    &r.name,
+                    Role { name: r.name.clone().into_bytes().into(), key_permission: vec![] },
+                );
                 Self::commit_revision(st, w);
                 tracing::info!(role_name = %r.name, "created a role");
                 AuthResponse::RoleAdd(Default::default())
@@ -410,7 +429,11 @@ impl AuthStore {
                 match role.key_permission.iter_mut().find(|x| x.key == p.key && x.range_end == p.range_end) {
                     Some(existing) => existing.perm_type = p.perm_type,
                     None => {
-                        role.key_permission.push(Permission { perm_type: p.perm_type, key: p.key.clone(), range_end: p.range_end.clone() });
+                        role.key_permission.push(Permission {
+                            perm_type: p.perm_type,
+                            key: p.key.clone(),
+                            range_end: p.range_end.clone(),
+                        });
                         role.key_permission.sort_by(|a, b| a.key.cmp(&b.key));
                     }
                 }
@@ -459,7 +482,9 @@ impl AuthStore {
                 tracing::info!(role_name = %r.role, "deleted a role");
                 AuthResponse::RoleDelete(Default::default())
             }
-            Op::RoleList(_) => AuthResponse::RoleList(AuthRoleListResponse { header: None, roles: st.roles.keys().cloned().collect() }),
+            Op::RoleList(_) => {
+                AuthResponse::RoleList(AuthRoleListResponse { header: None, roles: st.roles.keys().cloned().collect() })
+            }
         })
     }
 }
@@ -502,7 +527,9 @@ mod tests {
         assert_eq!(apply(&a, &store, Op::Enable(Default::default()), None), Err(AuthError::RootUserNotExist));
         apply(&a, &store, user_add(&a, "root", "pw"), None).expect("root");
         assert_eq!(apply(&a, &store, Op::Enable(Default::default()), None), Err(AuthError::RootRoleNotExist));
-        let grant = |user: &str, role: &str| Op::UserGrantRole(AuthUserGrantRoleRequest { user: user.into(), role: role.into() });
+        let grant = |user: &str, role: &str| {
+            Op::UserGrantRole(AuthUserGrantRoleRequest { user: user.into(), role: role.into() })
+        };
         assert_eq!(apply(&a, &store, grant("root", "reader"), None), Err(AuthError::RoleNotFound));
         apply(&a, &store, grant("root", ROOT), None).expect("root role");
         apply(&a, &store, Op::Enable(Default::default()), None).expect("enable");
@@ -516,7 +543,8 @@ mod tests {
         let del_root = Op::UserDelete(AuthUserDeleteRequest { name: ROOT.into() });
         assert_eq!(apply(&a, &store, del_root, Some(&root)), Err(AuthError::InvalidAuthMgmt));
         // A token made at apply names its user; a change of auth makes older checks stale.
-        let auth = Op::Authenticate(InternalAuthenticateRequest { name: "u".into(), simple_token: "abcdefghijklmnop".into() });
+        let auth =
+            Op::Authenticate(InternalAuthenticateRequest { name: "u".into(), simple_token: "abcdefghijklmnop".into() });
         let Ok(AuthResponse::Authenticate(t)) = apply(&a, &store, auth, None) else { panic!("authenticate") };
         assert_eq!(t.token, "abcdefghijklmnop.7");
         let u = a.info_from_token(&t.token).expect("valid").expect("enabled");
@@ -528,6 +556,10 @@ mod tests {
         // The state survives a reopen.
         let again = AuthStore::open(&store, TokenOptions::default(), 4).expect("reopen");
         assert!(again.is_enabled() && again.revision() == a.revision());
-        assert_eq!(again.info_from_token(&t.token), Err(AuthError::InvalidAuthToken), "simple tokens die with the member");
+        assert_eq!(
+            again.info_from_token(&t.token),
+            Err(AuthError::InvalidAuthToken),
+            "simple tokens die with the member"
+        );
     }
 }

@@ -15,7 +15,7 @@ use crate::{AuthError, AuthInfo};
 #[derive(Debug, Clone)]
 pub enum TokenOptions {
     Simple { ttl: Duration },
-    Jwt(JwtOptions),
+    Jwt(Box<JwtOptions>),
 }
 
 impl Default for TokenOptions {
@@ -33,12 +33,11 @@ pub fn parse_token_options(spec: &str, ttl_secs: u64) -> Result<TokenOptions, Au
         "jwt" => {
             let mut opts = HashMap::new();
             for p in parts {
-                let (k, v) = p
-                    .split_once('=')
-                    .ok_or_else(|| AuthError::InvalidOptions(format!("malformed option {p:?}")))?;
+                let (k, v) =
+                    p.split_once('=').ok_or_else(|| AuthError::InvalidOptions(format!("malformed option {p:?}")))?;
                 opts.insert(k.to_string(), v.to_string());
             }
-            Ok(TokenOptions::Jwt(JwtOptions::from_map(&opts)?))
+            Ok(TokenOptions::Jwt(Box::new(JwtOptions::from_map(&opts)?)))
         }
         other => Err(AuthError::InvalidOptions(format!("unknown token type {other:?}"))),
     }
@@ -110,7 +109,7 @@ pub(crate) fn random_prefix() -> String {
     // tokens distinct then, if not secret.
     if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).is_err() {
         let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        bytes = (n as u128).to_le_bytes();
+        bytes = n.to_le_bytes();
     }
     bytes.iter().map(|b| LETTERS[*b as usize % LETTERS.len()] as char).collect()
 }
@@ -146,6 +145,8 @@ mod tests {
         t.invalidate_user("bob");
         assert_eq!(t.info(&b, 5), None);
         assert!(parse_token_options("bogus", 1).is_err());
-        assert!(matches!(parse_token_options("simple", 9), Ok(TokenOptions::Simple { ttl }) if ttl == Duration::from_secs(9)));
+        assert!(
+            matches!(parse_token_options("simple", 9), Ok(TokenOptions::Simple { ttl }) if ttl == Duration::from_secs(9))
+        );
     }
 }

@@ -201,7 +201,9 @@ pub async fn user(ctx: &Ctx, cmd: UserCmd) -> Result<(), CtlError> {
             let r = ctx.call(a.user_get(AuthUserGetRequest { name: name.to_string() })).await?;
             if !detail {
                 let json = || with_header(&r.header, |o| o.list("roles", r.roles.iter().map(|x| string(x)).collect()));
-                emit(ctx.format, &r, json, || format!("User: {name}\nRoles: {}\n", r.roles.join(" ")));
+                emit(ctx.format, &r, json, || {
+                    format!("User: {name}\nRoles:{}\n", r.roles.iter().map(|x| format!(" {x}")).collect::<String>())
+                });
             } else {
                 println!("User: {name}");
                 for role in &r.roles {

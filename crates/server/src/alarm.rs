@@ -15,7 +15,7 @@ use rustcd_api::etcdserverpb::{AlarmMember, AlarmRequest, AlarmResponse, AlarmTy
 use rustcd_api::rustcdpb::internal_request::Request as Op;
 use rustcd_mvcc::{KvStore, WriteTxn};
 
-use crate::apply::{Applied, ApplyRequest};
+use crate::apply::{Applied, ApplyRequest, Origin};
 use crate::error::ServerError;
 
 /// Where the backend keeps an alarm: `alarm/<type>/<member id>`, with an empty value.
@@ -114,7 +114,7 @@ pub struct AlarmGate {
 }
 
 impl ApplyRequest for AlarmGate {
-    fn apply(&self, w: &mut WriteTxn, op: Op) -> Result<Applied, ServerError> {
+    fn apply(&self, w: &mut WriteTxn, op: Op, origin: &Origin) -> Result<Applied, ServerError> {
         if let Op::Alarm(r) = &op {
             return Ok(Applied::Alarm(self.alarms.apply(w, r)));
         }
@@ -133,7 +133,7 @@ impl ApplyRequest for AlarmGate {
         if grows && self.alarms.is_active(AlarmType::Nospace) {
             return Err(ServerError::NoSpace);
         }
-        self.inner.apply(w, op)
+        self.inner.apply(w, op, origin)
     }
 }
 
@@ -157,7 +157,8 @@ mod tests {
         let alarms = std::sync::Arc::new(Alarms::default());
         let lessor = std::sync::Arc::new(std::sync::Mutex::new(rustcd_lease::Lessor::new(5)));
         let gate = AlarmGate { alarms: alarms.clone(), inner: Box::new(crate::apply::StoreApply { lessor }) };
-        let run = |op: Op| store.write(true, &|_| false, |w| gate.apply(w, op)).expect("write").value;
+        let run =
+            |op: Op| store.write(true, &|_| false, |w| gate.apply(w, op, &Default::default())).expect("write").value;
         let put = || Op::Put(rustcd_api::etcdserverpb::PutRequest { key: b"k".to_vec().into(), ..Default::default() });
 
         run(Op::Alarm(req(AlarmAction::Activate, 7, AlarmType::Nospace))).expect("alarm request");

@@ -37,6 +37,17 @@ pub enum Applied {
     LeaseRevoke(LeaseRevokeResponse),
     LeaseCheckpoint,
     Alarm(rustcd_api::etcdserverpb::AlarmResponse),
+    Auth(rustcd_auth::AuthResponse),
+}
+
+/// Where a request in the raft log came from: its entry's index, and its sender (a client,
+/// named by its token or certificate, or the server itself).
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub index: u64,
+    /// The server's own proposal (lease expiry, compaction, alarms): no client to check.
+    pub internal: bool,
+    pub who: Option<rustcd_auth::AuthInfo>,
 }
 
 /// The response an apply result of the expected kind carries, or `UnexpectedApply`.
@@ -64,6 +75,7 @@ pub struct Applier {
     pub lessor: SharedLessor,
     /// Reloaded with the store when a snapshot replaces it.
     pub alarms: Arc<crate::alarm::Alarms>,
+    pub auth: Arc<rustcd_auth::AuthStore>,
     pub membership: Arc<Membership>,
     pub store: Arc<KvStore>,
     pub hub: Arc<WatchHub>,
@@ -169,6 +181,10 @@ impl Applier {
             tracing::error!(error = %e, "cannot restore alarms from the snapshot");
             std::process::exit(1);
         }
+        if let Err(e) = self.auth.reload(&self.store) {
+            tracing::error!(error = %e, "cannot restore the auth store from the snapshot");
+            std::process::exit(1);
+        }
         if let Err(e) = lease::restore(&self.store, &self.lessor) {
             tracing::error!(error = %e, "cannot restore leases from the snapshot");
             std::process::exit(1);
@@ -201,18 +217,28 @@ impl Applier {
                         results.push((cc.id, Ok(Applied::Members(self.membership.list()))));
                     }
                     EntryType::EntryNormal if !e.data.is_empty() => match InternalRequest::decode(e.data.as_ref()) {
-                        Ok(InternalRequest { id, request: Some(Op::MemberUpdate(u)) }) => {
+                        Ok(InternalRequest { id, request: Some(Op::MemberUpdate(u)), .. }) => {
                             self.membership.apply_update(u.id, u.peer_ur_ls, w);
                             results.push((id, Ok(Applied::Members(self.membership.list()))));
                         }
-                        Ok(InternalRequest { id, request: Some(Op::MemberAttributes(a)) }) => {
+                        Ok(InternalRequest { id, request: Some(Op::MemberAttributes(a)), .. }) => {
                             self.membership.apply_attributes(&a, w);
                             results.push((id, Ok(Applied::Members(self.membership.list()))));
                         }
                         Ok(req) => {
                             let started = std::time::Instant::now();
+                            let origin = Origin {
+                                index: e.index,
+                                internal: req.internal,
+                                who: (!req.username.is_empty() || req.auth_revision != 0).then(|| {
+                                    rustcd_auth::AuthInfo {
+                                        username: req.username.clone(),
+                                        revision: req.auth_revision,
+                                    }
+                                }),
+                            };
                             let r = match req.request {
-                                Some(op) => self.stack.apply(w, op),
+                                Some(op) => self.stack.apply(w, op, &origin),
                                 None => Err(ServerError::Internal("a raft entry without a request".into())),
                             };
                             let took = started.elapsed();
@@ -270,7 +296,7 @@ impl Applier {
 /// refuses it with a [`ServerError`] or passes it down, so what it refuses never reaches the
 /// store. Every member applies the same entries through the same stack.
 pub trait ApplyRequest: Send {
-    fn apply(&self, w: &mut WriteTxn, op: Op) -> Result<Applied, ServerError>;
+    fn apply(&self, w: &mut WriteTxn, op: Op, origin: &Origin) -> Result<Applied, ServerError>;
 }
 
 /// The bottom of the stack: the request changes the store, and the keys it touches move
@@ -280,7 +306,7 @@ pub struct StoreApply {
 }
 
 impl ApplyRequest for StoreApply {
-    fn apply(&self, w: &mut WriteTxn, op: Op) -> Result<Applied, ServerError> {
+    fn apply(&self, w: &mut WriteTxn, op: Op, _origin: &Origin) -> Result<Applied, ServerError> {
         let before = w.events().len();
         let r = store_request(w, &self.lessor, op);
         let events = &w.events()[before..];
@@ -306,7 +332,7 @@ fn store_request(w: &mut WriteTxn, lessor: &SharedLessor, op: Op) -> Result<Appl
         Op::LeaseRevoke(r) => lease::apply_revoke(w, lessor, &r),
         Op::LeaseCheckpoint(c) => lease::apply_checkpoint(w, lessor, &c),
         // Membership requests are applied by the apply loop itself, alarms by their layer.
-        Op::MemberAttributes(_) | Op::MemberUpdate(_) | Op::Alarm(_) => {
+        Op::MemberAttributes(_) | Op::MemberUpdate(_) | Op::Alarm(_) | Op::Auth(_) => {
             Err(ServerError::Internal("unexpected request in apply".into()))
         }
     }

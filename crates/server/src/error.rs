@@ -86,6 +86,49 @@ errors! {
         UnexpectedApply => Internal, "etcdserver: unexpected apply result";
         EmptyRequestOp => InvalidArgument, "etcdserver: request op is empty";
         AuthNotEnabled => FailedPrecondition, "etcdserver: authentication is not enabled";
+        RootUserNotExist => FailedPrecondition, "etcdserver: root user does not exist";
+        RootRoleNotExist => FailedPrecondition, "etcdserver: root user does not have root role";
+        UserAlreadyExist => FailedPrecondition, "etcdserver: user name already exists";
+        UserEmpty => InvalidArgument, "etcdserver: user name is empty";
+        UserNotFound => FailedPrecondition, "etcdserver: user name not found";
+        RoleAlreadyExist => FailedPrecondition, "etcdserver: role name already exists";
+        RoleNotFound => FailedPrecondition, "etcdserver: role name not found";
+        RoleEmpty => InvalidArgument, "etcdserver: role name is empty";
+        AuthFailed => InvalidArgument, "etcdserver: authentication failed, invalid user ID or password";
+        PermissionNotGiven => InvalidArgument, "etcdserver: permission not given";
+        PermissionDenied => PermissionDenied, "etcdserver: permission denied";
+        RoleNotGranted => FailedPrecondition, "etcdserver: role is not granted to the user";
+        PermissionNotGranted => FailedPrecondition, "etcdserver: permission is not granted to the role";
+        InvalidAuthToken => Unauthenticated, "etcdserver: invalid auth token";
+        InvalidAuthMgmt => InvalidArgument, "etcdserver: invalid auth management";
+        AuthOldRevision => InvalidArgument, "etcdserver: revision of auth store is old";
+}
+
+/// An auth error as etcd's client error.
+impl From<rustcd_auth::AuthError> for ServerError {
+    fn from(e: rustcd_auth::AuthError) -> ServerError {
+        use rustcd_auth::AuthError as E;
+        match e {
+            E::RootUserNotExist => ServerError::RootUserNotExist,
+            E::RootRoleNotExist => ServerError::RootRoleNotExist,
+            E::UserAlreadyExist => ServerError::UserAlreadyExist,
+            E::UserEmpty => ServerError::UserEmpty,
+            E::UserNotFound => ServerError::UserNotFound,
+            E::RoleAlreadyExist => ServerError::RoleAlreadyExist,
+            E::RoleNotFound => ServerError::RoleNotFound,
+            E::RoleEmpty => ServerError::RoleEmpty,
+            E::AuthFailed => ServerError::AuthFailed,
+            E::PermissionNotGiven => ServerError::PermissionNotGiven,
+            E::PermissionDenied => ServerError::PermissionDenied,
+            E::RoleNotGranted => ServerError::RoleNotGranted,
+            E::PermissionNotGranted => ServerError::PermissionNotGranted,
+            E::AuthNotEnabled => ServerError::AuthNotEnabled,
+            E::InvalidAuthToken => ServerError::InvalidAuthToken,
+            E::InvalidAuthMgmt => ServerError::InvalidAuthMgmt,
+            E::AuthOldRevision => ServerError::AuthOldRevision,
+            E::InvalidOptions(m) | E::Backend(m) => ServerError::Internal(m),
+        }
+    }
 }
 
 impl From<ServerError> for Status {

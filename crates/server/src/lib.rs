@@ -6,6 +6,7 @@
 
 pub mod alarm;
 pub mod apply;
+pub mod auth;
 pub mod compactor;
 pub mod concurrency;
 pub mod config;
@@ -151,6 +152,10 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         Arc::new(std::sync::Mutex::new(rustcd_lease::Lessor::new(lease::min_ttl(cfg.raw.election_timeout))));
     lease::restore(&store, &lessor)?;
     let alarms = Arc::new(alarm::Alarms::load(&store)?);
+    let auth = Arc::new(
+        rustcd_auth::AuthStore::open(&store, cfg.auth_tokens.clone(), cfg.raw.bcrypt_cost as u32)
+            .map_err(|e| StartError::Config(e.to_string()))?,
+    );
     let hub = Arc::new(WatchHub::new(store.clone()));
     let consistent_index = store.consistent_index();
     let (out_tx, out_rx) = mpsc::sync_channel(1024);
@@ -169,10 +174,15 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     let applier = Applier {
         member_id,
         warn_apply_duration: cfg.raw.experimental_warning_apply_duration,
-        stack: Box::new(alarm::AlarmGate {
-            alarms: alarms.clone(),
-            inner: Box::new(apply::StoreApply { lessor: lessor.clone() }),
+        stack: Box::new(auth::AuthGate {
+            auth: auth.clone(),
+            lessor: lessor.clone(),
+            inner: Box::new(alarm::AlarmGate {
+                alarms: alarms.clone(),
+                inner: Box::new(apply::StoreApply { lessor: lessor.clone() }),
+            }),
         }),
+        auth: auth.clone(),
         lessor: lessor.clone(),
         alarms: alarms.clone(),
         membership: membership.clone(),
@@ -204,6 +214,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         membership,
         client_dial: tls.client_dial.clone(),
         alarms,
+        auth,
         lessor,
         store,
         hub,
@@ -321,7 +332,10 @@ async fn serve_clients(
     if !cfg.listen_metrics_urls.is_empty() {
         listen::serve_on(&cfg.listen_metrics_urls, http::routes(s.clone()), "serving metrics", &opts).await?;
     }
-    let mut grpc = routes.into_axum_router().layer(axum::middleware::map_response(grpc::size_limit::rewrite));
+    let mut grpc = routes
+        .into_axum_router()
+        .layer(axum::middleware::map_response(grpc::size_limit::rewrite))
+        .layer(axum::middleware::from_fn_with_state(s.clone(), auth::layer));
     if let Some(t) = &cfg.raw.distributed_tracing {
         let tracer = otel::Tracer::start(t).map_err(StartError::Config)?;
         grpc = grpc.layer(axum::middleware::from_fn_with_state(tracer, otel::layer));

@@ -168,6 +168,13 @@ async fn serve_after_handshake(
                 tracing::warn!(remote_addr = %from, "rejected connection: the client certificate does not name the address it connects from");
                 return;
             }
+            // The client certificate's common name names the user when auth is on (etcd's
+            // AuthInfoFromTLS), for every request of the connection.
+            let cn = tls.peer_certificate().and_then(|c| rustcd_tls::common_name(&c));
+            let router = match cn {
+                Some(cn) => router.layer(axum::Extension(crate::auth::PeerCommonName(cn))),
+                None => router,
+            };
             serve_conn(tls, router, builder).await
         }
         Ok(Err(e)) => tracing::warn!(error = %e, "rejected connection: TLS handshake failed"),

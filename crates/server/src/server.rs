@@ -49,6 +49,7 @@ pub struct Parts {
     /// How the member dials fellow members' client URLs.
     pub client_dial: Option<Arc<rustcd_tls::ClientConfig>>,
     pub alarms: Arc<crate::alarm::Alarms>,
+    pub auth: Arc<rustcd_auth::AuthStore>,
     pub lessor: SharedLessor,
     pub store: Arc<KvStore>,
     pub hub: Arc<WatchHub>,
@@ -106,6 +107,25 @@ impl EtcdServer {
     pub fn alarms(&self) -> &Arc<crate::alarm::Alarms> {
         &self.p.alarms
     }
+    pub fn auth(&self) -> &Arc<rustcd_auth::AuthStore> {
+        &self.p.auth
+    }
+
+    /// Waits (up to `timeout`) until this member has applied raft index `index`.
+    pub async fn wait_applied(&self, index: u64, timeout: Duration) {
+        let mut rx = self.p.applied.clone();
+        let _ = tokio::time::timeout(timeout, rx.wait_for(|applied| *applied >= index)).await;
+    }
+
+    /// etcd's `IsAdminPermitted` for the request being handled: only root may change the
+    /// membership, defragment, hash or snapshot when auth is on.
+    pub fn check_admin(&self) -> Result<(), ServerError> {
+        if !self.p.auth.is_enabled() {
+            return Ok(());
+        }
+        let who = crate::auth::caller()?;
+        self.p.auth.is_admin_permitted(who.as_ref()).map_err(ServerError::from)
+    }
     pub fn lessor(&self) -> &SharedLessor {
         &self.p.lessor
     }
@@ -144,7 +164,15 @@ impl EtcdServer {
     /// Proposes a write through raft and waits for the apply thread's result.
     pub async fn propose(&self, op: InternalOp) -> Result<Applied, ServerError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let data = InternalRequest { id, request: Some(op) }.encode_to_vec();
+        // A client's request carries who sent it; the server's own carry nothing to check.
+        let (internal, who) = match crate::auth::current() {
+            None => (true, None),
+            Some(caller) => (false, caller.map_err(ServerError::from)?),
+        };
+        let who = who.unwrap_or_default();
+        let data =
+            InternalRequest { id, request: Some(op), username: who.username, auth_revision: who.revision, internal }
+                .encode_to_vec();
         if data.len() as u64 > self.p.cfg.raw.max_request_bytes {
             return Err(ServerError::RequestTooLarge);
         }

@@ -67,6 +67,10 @@ pub struct Settings {
     pub auto_compaction_mode: String,
     pub auto_compaction_retention: String,
     pub tls: tls::TlsSettings,
+    /// `--auth-token`, `--auth-token-ttl` (seconds) and `--bcrypt-cost`.
+    pub auth_token: String,
+    pub auth_token_ttl: u64,
+    pub bcrypt_cost: u64,
     /// `--experimental-enable-distributed-tracing` and its settings.
     pub distributed_tracing: Option<crate::otel::TracingSettings>,
     /// `--proxy`: off, on or readonly (etcd's HTTP proxy, [`crate::v2proxy`]).
@@ -125,6 +129,9 @@ impl Settings {
             auto_compaction_mode: v.get("auto-compaction-mode"),
             auto_compaction_retention: v.get("auto-compaction-retention"),
             tls: tls::TlsSettings::from_values(v),
+            auth_token: v.get("auth-token"),
+            auth_token_ttl: v.uint("auth-token-ttl"),
+            bcrypt_cost: v.uint("bcrypt-cost"),
             distributed_tracing: v.bool("experimental-enable-distributed-tracing").then(|| {
                 crate::otel::TracingSettings {
                     address: v.get("experimental-distributed-tracing-address"),
@@ -171,6 +178,8 @@ pub struct Config {
     pub listen_client_http_urls: Vec<Url>,
     /// `--auto-compaction-*`: what the leader keeps (`None`: no auto-compaction).
     pub auto_compaction: Option<crate::compactor::Retention>,
+    /// `--auth-token` read, its keys loaded.
+    pub auth_tokens: rustcd_auth::TokenOptions,
     /// `--enable-log-rotation` with its `--log-rotation-config-json`.
     pub log_rotation: Option<crate::log_rotate::RotationConfig>,
     /// What reading the settings found worth logging (etcd logs it once its logger is up).
@@ -299,6 +308,11 @@ impl Config {
         let auto_compaction =
             crate::compactor::Retention::parse(&raw.auto_compaction_mode, &raw.auto_compaction_retention)
                 .map_err(StartError::Config)?;
+        if !(4..=31).contains(&raw.bcrypt_cost) {
+            return Err(StartError::Config(format!("invalid bcrypt-cost {}", raw.bcrypt_cost)));
+        }
+        let auth_tokens = rustcd_auth::parse_token_options(&raw.auth_token, raw.auth_token_ttl)
+            .map_err(|e| StartError::Config(e.to_string()))?;
         if let Some(t) = &raw.distributed_tracing {
             t.validate().map_err(StartError::Config)?;
         }
@@ -317,6 +331,7 @@ impl Config {
             None
         };
         Ok(Config {
+            auth_tokens,
             log_rotation,
             listen_metrics_urls,
             listen_client_http_urls,

@@ -86,7 +86,7 @@ use Support::*;
 
 const TLS: Support = Yes;
 const PEER_TLS: Support = Yes;
-const AUTH: Support = NotYet("authentication");
+const AUTH: Support = Yes;
 const V2: Support = NoEffect("rustcd serves the v3 API only; the v2 API and its proxy are gone from etcd 3.6");
 const BBOLT: Support = NoEffect("rustcd's backend is not bbolt");
 

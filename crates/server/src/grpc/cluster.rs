@@ -24,14 +24,17 @@ impl ClusterService {
 #[tonic::async_trait]
 impl Cluster for ClusterService {
     async fn member_add(&self, req: Request<MemberAddRequest>) -> Result<Response<MemberAddResponse>, Status> {
+        self.0.check_admin()?;
         Ok(Response::new(self.0.member_add(req.into_inner()).await?))
     }
 
     async fn member_remove(&self, req: Request<MemberRemoveRequest>) -> Result<Response<MemberRemoveResponse>, Status> {
+        self.0.check_admin()?;
         Ok(Response::new(self.0.member_remove(req.into_inner().id).await?))
     }
 
     async fn member_update(&self, req: Request<MemberUpdateRequest>) -> Result<Response<MemberUpdateResponse>, Status> {
+        self.0.check_admin()?;
         Ok(Response::new(self.0.member_update(req.into_inner()).await?))
     }
 
@@ -43,6 +46,7 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
+        self.0.check_admin()?;
         let id = req.into_inner().id;
         match self.0.member_promote(id).await? {
             Promotion::Done(resp) => Ok(Response::new(resp)),

@@ -60,6 +60,7 @@ impl Maintenance for MaintenanceService {
 
     /// Rewrites this member's backend file without its free pages; requests wait meanwhile.
     async fn defragment(&self, _req: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
+        self.0.check_admin()?;
         let store = self.0.store().clone();
         blocking(move || {
             fail::fail_point!("defragBeforeCompact");
@@ -74,12 +75,14 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        self.0.check_admin()?;
         let store = self.0.store().clone();
         let (hash, _, rev) = blocking(move || store.hash_kv(0)).await?.map_err(ServerError::from)?;
         Ok(Response::new(HashResponse { header: self.0.header(rev), hash }))
     }
 
     async fn hash_kv(&self, req: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+        self.0.check_admin()?;
         let (store, rev) = (self.0.store().clone(), req.into_inner().revision);
         // A scan of the whole store: on a blocking thread.
         let (hash, compact_revision, hash_revision) =
@@ -88,10 +91,12 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn snapshot(&self, _req: Request<SnapshotRequest>) -> Result<Response<SnapshotStream>, Status> {
+        self.0.check_admin()?;
         Err(Status::unimplemented("snapshot is not implemented yet"))
     }
 
     async fn move_leader(&self, req: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
+        self.0.check_admin()?;
         let target = req.into_inner().target_id;
         let s = &self.0;
         if s.leader() != s.member_id() {

@@ -33,10 +33,20 @@ impl Watch for WatchService {
     type WatchStream = WatchStream;
 
     async fn watch(&self, req: Request<Streaming<WatchRequest>>) -> Result<Response<WatchStream>, Status> {
+        // Who may watch what is asked at each create, with the stream's token (or certificate).
+        let token = req.metadata().get("token").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let cn = req.extensions().get::<crate::auth::PeerCommonName>().map(|c| c.0.clone());
         let incoming = req.into_inner();
         let (out_tx, out_rx) = mpsc::channel(STREAM_BUFFER);
-        let session =
-            Session { s: self.0.clone(), watchers: HashMap::new(), next_id: 0, out: out_tx, progress_asked: false };
+        let session = Session {
+            s: self.0.clone(),
+            watchers: HashMap::new(),
+            next_id: 0,
+            out: out_tx,
+            progress_asked: false,
+            token,
+            cn,
+        };
         tokio::spawn(session.run(incoming));
         Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
     }
@@ -61,6 +71,9 @@ struct Session {
     out: mpsc::Sender<Result<WatchResponse, Status>>,
     /// The client asked for progress while a watcher was still catching up: answer once synced.
     progress_asked: bool,
+    /// The stream's auth token, and its TLS client certificate's common name.
+    token: Option<String>,
+    cn: Option<String>,
 }
 
 impl Session {
@@ -154,6 +167,19 @@ impl Session {
                 })
                 .await;
         }
+        if !self.is_watch_permitted(&c) {
+            let rev = self.s.store().current_rev();
+            return self
+                .send(WatchResponse {
+                    header: self.s.header(rev),
+                    watch_id: -1,
+                    created: true,
+                    canceled: true,
+                    cancel_reason: "rpc error: code = PermissionDenied desc = etcdserver: permission denied".into(),
+                    ..Default::default()
+                })
+                .await;
+        }
         let watch_id = if c.watch_id != 0 { c.watch_id } else { self.fresh_id() };
         if self.watchers.contains_key(&watch_id) {
             let rev = self.s.store().current_rev();
@@ -182,6 +208,23 @@ impl Session {
             Watching { key, fragment: c.fragment, progress_notify: c.progress_notify, active: false },
         );
         self.send(WatchResponse { header: self.s.header(rev), watch_id, created: true, ..Default::default() }).await
+    }
+
+    /// etcd's `isWatchPermitted`: read permission on the range, for the stream's caller now.
+    fn is_watch_permitted(&self, c: &WatchCreateRequest) -> bool {
+        let auth = self.s.auth();
+        if !auth.is_enabled() {
+            return true;
+        }
+        let who = match (&self.token, &self.cn) {
+            (Some(t), _) => match auth.info_from_token(t) {
+                Ok(w) => w,
+                Err(_) => return false,
+            },
+            (None, Some(cn)) if self.s.config().raw.tls.client.client_cert_auth => auth.info_from_common_name(cn),
+            _ => None,
+        };
+        auth.is_range_permitted(who.as_ref(), &c.key, &c.range_end).is_ok()
     }
 
     fn fresh_id(&mut self) -> i64 {

@@ -29,6 +29,10 @@ impl EtcdServer {
         if !r.serializable {
             self.linearizable_barrier().await?;
         }
+        if self.auth().is_enabled() {
+            let who = crate::auth::caller()?;
+            self.auth().is_range_permitted(who.as_ref(), &r.key, &r.range_end)?;
+        }
         let store = self.store().clone();
         let mut resp = blocking(move || store.range(&r)).await??;
         resp.header = self.header(revision(&resp.header));
@@ -68,6 +72,10 @@ impl EtcdServer {
         validate::txn(&t, self.config().raw.max_txn_ops)?;
         let mut resp = if rustcd_mvcc::is_read_only(&t) {
             self.linearizable_barrier().await?;
+            if self.auth().is_enabled() {
+                let who = crate::auth::caller()?;
+                crate::auth::check_read_txn(self.auth(), who.as_ref(), &t)?;
+            }
             let store = self.store().clone();
             blocking(move || store.read_only_txn(&t)).await??
         } else {
