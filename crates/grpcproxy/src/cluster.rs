@@ -15,18 +15,52 @@ use rustcd_api::etcdserverpb::*;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::channel::Change;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Request, Response, Status};
 
 use crate::Flags;
 use crate::forward::{request, unary};
 
-fn endpoint(f: &Flags, e: &str) -> Result<Endpoint, String> {
-    if rustcd_tls::connect::is_secure(e) {
-        return Err(format!("endpoint {e}: TLS to the cluster is not supported yet by rustcd's grpc-proxy (issue 13)"));
+/// clientv3's TLS for the proxy's connections to the cluster (`--cacert`, `--cert`, `--key`):
+/// `None` when none is given.
+fn upstream_tls(f: &Flags) -> Result<Option<ClientTlsConfig>, String> {
+    if f.cacert.is_empty() && f.cert.is_empty() && f.key.is_empty() {
+        return Ok(None);
     }
-    let url = if e.contains("://") { e.to_string() } else { format!("http://{e}") };
+    let read = |p: &str| std::fs::read(p).map_err(|e| format!("open {p}: {e}"));
+    let mut tls = ClientTlsConfig::new();
+    // Without --cacert, the system's CAs, as Go's TLS does.
+    let ca = if f.cacert.is_empty() { "/etc/ssl/certs/ca-certificates.crt" } else { f.cacert.as_str() };
+    tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
+    match (f.cert.is_empty(), f.key.is_empty()) {
+        (true, true) => {}
+        (false, false) => {
+            // etcd refuses a client certificate with a common name: with CN auth on, every
+            // request through the proxy would act as that user.
+            let pem = read(&f.cert)?;
+            if rustcd_tls::first_cert_common_name(&pem).is_some_and(|cn| !cn.is_empty()) {
+                return Err("cert has non empty Common Name".into());
+            }
+            tls = tls.identity(Identity::from_pem(pem, read(&f.key)?));
+        }
+        _ => return Err("--cert and --key must be given together".into()),
+    }
+    Ok(Some(tls))
+}
+
+fn endpoint(f: &Flags, e: &str) -> Result<Endpoint, String> {
+    let tls = upstream_tls(f)?;
+    let default = if tls.is_some() { "https" } else { "http" };
+    let url = if e.contains("://") { e.to_string() } else { format!("{default}://{e}") };
+    if rustcd_tls::connect::is_secure(&url) && tls.is_none() {
+        return Err(format!(
+            "endpoint {e}: an https endpoint needs --cacert (and --cert/--key for client certificates)"
+        ));
+    }
     let mut ep = Endpoint::from_shared(url).map_err(|err| format!("invalid endpoint {e:?}: {err}"))?;
+    if let Some(tls) = tls {
+        ep = ep.tls_config(tls).map_err(|err| format!("TLS to {e}: {err}"))?;
+    }
     ep = ep.connect_timeout(Duration::from_secs(5)).tcp_nodelay(true);
     if !f.dial_keepalive_time.is_zero() {
         ep = ep

@@ -65,6 +65,10 @@ pub struct Flags {
     pub resolver_ttl: i64,
     /// `--experimental-serializable-ordering`.
     pub ordering: bool,
+    /// TLS to the cluster: `--cacert`, `--cert`, `--key`.
+    pub cacert: String,
+    pub cert: String,
+    pub key: String,
     /// `--experimental-leasing-prefix` (empty: no leasing).
     pub leasing_prefix: String,
     /// The client-facing listener's TLS: `--cert-file`, `--key-file`, `--trusted-ca-file`,
@@ -104,6 +108,9 @@ impl Default for Flags {
             resolver_ttl: 0,
             ordering: false,
             leasing_prefix: String::new(),
+            cacert: String::new(),
+            cert: String::new(),
+            key: String::new(),
             listen_tls: rustcd_tls::TlsInfo::default(),
             auto_tls: false,
             cert_validity: 1,
@@ -114,12 +121,10 @@ impl Default for Flags {
 
 /// Flags that need what rustcd does not have yet: set to anything but their default, they
 /// refuse to start with this reason.
-const NOT_YET: [(&str, &str); 4] = [
-    ("cert", "TLS to the cluster"),
-    ("key", "TLS to the cluster"),
-    ("cacert", "TLS to the cluster"),
-    ("insecure-skip-tls-verify", "TLS to the cluster"),
-];
+const NOT_YET: [(&str, &str); 1] = [(
+    "insecure-skip-tls-verify",
+    "it always checks the cluster's certificates against --cacert (or the system's CAs)",
+)];
 
 /// Flags with no effect in rustcd, and why.
 const NO_EFFECT: [(&str, &str); 2] = [
@@ -242,6 +247,9 @@ fn set(f: &mut Flags, name: &str, v: &str) -> Result<(), String> {
         "namespace" => f.namespace = v.to_string(),
         "experimental-serializable-ordering" => f.ordering = boolean(name, v)?,
         "experimental-leasing-prefix" => f.leasing_prefix = v.to_string(),
+        "cacert" => f.cacert = v.to_string(),
+        "cert" => f.cert = v.to_string(),
+        "key" => f.key = v.to_string(),
         "cert-file" => f.listen_tls.cert_file = v.to_string(),
         "key-file" => f.listen_tls.key_file = v.to_string(),
         "trusted-ca-file" => f.listen_tls.trusted_ca_file = v.to_string(),
@@ -392,7 +400,7 @@ mod tests {
             Duration::from_secs(90)
         );
         for (bad, says) in [
-            ("start --cert=/x.crt", "--cert=/x.crt is not supported yet by rustcd's grpc-proxy (TLS to the cluster)"),
+            ("start --insecure-skip-tls-verify", "always checks the cluster's certificates"),
             ("start --resolver-prefix=/p", "invalid resolver-ttl"),
             ("start --bogus=1", "unknown flag: --bogus"),
             ("--endpoints=x", "needs a subcommand: start"),

@@ -29,6 +29,12 @@ pub use rustls::{ClientConfig, ServerConfig};
 pub use selfcert::self_cert;
 pub use verify::{common_name, san_matches};
 
+/// The common name of the first certificate of a PEM file's contents.
+pub fn first_cert_common_name(pem: &[u8]) -> Option<String> {
+    let der = CertificateDer::pem_slice_iter(pem).next()?.ok()?;
+    common_name(&der)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("open {0}: {1}")]

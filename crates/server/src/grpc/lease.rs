@@ -82,6 +82,7 @@ impl Lease for LeaseService {
         req: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         let r = req.into_inner();
+        self.check_time_to_live(&r)?;
         let local = {
             let l = lease::lock_as_leader(&self.0);
             l.is_primary().then(|| {
@@ -108,5 +109,26 @@ impl Lease for LeaseService {
         self.0.linearizable_barrier().await?;
         let leases = lease::lock(self.0.lessor()).ids().into_iter().map(|id| LeaseStatus { id }).collect();
         Ok(Response::new(LeaseLeasesResponse { header: self.0.current_header(), leases }))
+    }
+}
+
+impl LeaseService {
+    /// etcd's `checkLeaseTimeToLive`: with auth on, only a named caller asks, and asking for a
+    /// lease's keys needs read permission on each of them (root needs none).
+    fn check_time_to_live(&self, r: &LeaseTimeToLiveRequest) -> Result<(), ServerError> {
+        let auth = self.0.auth();
+        if !auth.is_enabled() {
+            return Ok(());
+        }
+        let who = crate::auth::caller()?.ok_or(ServerError::UserEmpty)?;
+        if !r.keys || auth.is_admin_permitted(Some(&who)).is_ok() {
+            return Ok(());
+        }
+        let keys: Vec<Vec<u8>> =
+            lease::lock(self.0.lessor()).get(r.id).map(|l| l.keys.iter().cloned().collect()).unwrap_or_default();
+        for k in keys {
+            auth.is_range_permitted(Some(&who), &k, &[]).map_err(|_| ServerError::PermissionDenied)?;
+        }
+        Ok(())
     }
 }
