@@ -391,6 +391,35 @@ async fn a_proxy_serves_its_clients_over_tls() {
     assert!(!plain.status.success(), "plaintext to a TLS proxy is refused");
 }
 
+/// TLS to the cluster (`--cacert`, `--cert`, `--key`): the proxy reaches members that take only
+/// clients with a certificate their CA signed; a certificate with a common name is refused at
+/// start, as etcd refuses it (with CN auth on, every request would act as that user).
+#[test]
+fn a_proxy_reaches_a_tls_cluster_with_its_client_certificate() {
+    let mut c = Cluster::start_tls(rustcd_testkit::Server::Rustcd, 1, &[]);
+    let pki = c.pki.as_mut().expect("the cluster's CA");
+    let (anonymous, named) = (pki.issue("proxy", ""), pki.issue("named", "someone"));
+    let ca = pki.ca.display().to_string();
+    let endpoint = format!("https://127.0.0.1:{}", c.members[0].client_port);
+    let tls = |pair: &rustcd_testkit::certs::Pair| {
+        format!("--cacert={ca} --cert={} --key={}", pair.cert.display(), pair.key.display())
+    };
+    let p = Proxy::start_at(&workspace_bin("etcd"), std::slice::from_ref(&endpoint), free_port(), &tls(&anonymous));
+    let ep = p.endpoint();
+    let put = Ctl::Real.run(&ep, &["put", "through", "tls"], None);
+    assert!(put.status.success(), "{}", String::from_utf8_lossy(&put.stderr));
+    let got = Ctl::Real.run(&ep, &["get", "through", "--print-value-only"], None);
+    assert_eq!(String::from_utf8_lossy(&got.stdout), "tls\n");
+
+    let out = Command::new(workspace_bin("etcd"))
+        .args(["grpc-proxy", "start", "--endpoints", &endpoint, "--listen-addr", &format!("127.0.0.1:{}", free_port())])
+        .args(tls(&named).split_whitespace())
+        .output()
+        .expect("run grpc-proxy");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cert has non empty Common Name"));
+}
+
 /// `--experimental-leasing-prefix`: etcd's own grpc-proxy (3.4) caches a key it read by holding
 /// `<prefix><key>`; a write that skips the leasing protocol leaves its cache stale (shown here,
 /// as etcd documents), while every write through rustcd's proxy with the same prefix (a put, a

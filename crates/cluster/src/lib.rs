@@ -126,6 +126,9 @@ pub struct Cluster {
     pub proxies: Vec<proxy::Proxy>,
     dir: TempDir,
     initial_cluster: String,
+    /// With [`Cluster::start_tls`], the CA that signed the members' and the client's
+    /// certificates, to issue more.
+    pub pki: Option<certs::Pki>,
 }
 
 impl Cluster {
@@ -173,7 +176,9 @@ impl Cluster {
         ];
         flags.extend(extra.iter().map(|s| s.to_string()));
         let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-        Self::start_in(dir, server, n, &flags, false, "https")
+        let mut c = Self::start_in(dir, server, n, &flags, false, "https");
+        c.pki = Some(pki);
+        c
     }
 
     fn start_inner(server: Server, n: usize, extra: &[&str], proxied: bool) -> Cluster {
@@ -212,7 +217,7 @@ impl Cluster {
             members.iter().map(|m| format!("{}={}", m.name, m.advertised_peer_url())).collect::<Vec<_>>().join(",");
         let proxies =
             members.iter().filter_map(|m| Some(proxy::Proxy::start(m.proxy_port?, m.peer_port))).collect::<Vec<_>>();
-        let mut c = Cluster { server, members, proxies, dir, initial_cluster };
+        let mut c = Cluster { server, members, proxies, dir, initial_cluster, pki: None };
         for i in 0..n {
             c.spawn(i);
         }
@@ -244,7 +249,14 @@ impl Cluster {
             })
             .collect();
         let n = members.len();
-        let mut c = Cluster { server: Server::Rustcd, members, proxies: vec![], dir, initial_cluster: String::new() };
+        let mut c = Cluster {
+            server: Server::Rustcd,
+            members,
+            proxies: vec![],
+            dir,
+            initial_cluster: String::new(),
+            pki: None,
+        };
         for i in 0..n {
             c.spawn(i);
         }
