@@ -29,6 +29,17 @@ pub struct Params {
     pub key_size: usize,
     pub val_size: usize,
     pub key_space: usize,
+    /// An auth token every request carries (`compare --auth`).
+    pub token: Option<String>,
+}
+
+/// `m` as a request, with the run's auth token.
+fn with_token<T>(m: T, token: &Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(m);
+    if let Some(t) = token {
+        r.metadata_mut().insert("token", t.clone());
+    }
+    r
 }
 
 /// One run's figures.
@@ -83,6 +94,7 @@ pub async fn run(c: &Cluster, p: &Params) -> Report {
 /// Runs the workload against `endpoints` (connections spread over them); `pids` are the
 /// server processes whose CPU time and RSS are sampled (none for a remote cluster).
 pub async fn run_on(endpoints: &[String], pids: &[u32], p: &Params) -> Report {
+    let token = p.token.as_ref().and_then(|t| t.parse().ok());
     if p.workload == Workload::Range {
         // Something to read.
         let mut kv = KvClient::new(rustcd_cluster::channel(&endpoints[0]).await);
@@ -92,7 +104,7 @@ pub async fn run_on(endpoints: &[String], pids: &[u32], p: &Params) -> Report {
                 value: vec![b'v'; p.val_size].into(),
                 ..Default::default()
             };
-            let _ = kv.put(put).await;
+            let _ = kv.put(with_token(put, &token)).await;
         }
     }
     let mut channels = Vec::new();
@@ -105,7 +117,7 @@ pub async fn run_on(endpoints: &[String], pids: &[u32], p: &Params) -> Report {
     let mut tasks = Vec::new();
     for i in 0..p.clients {
         let mut kv = KvClient::new(channels[i % channels.len()].clone());
-        let (next, p) = (next.clone(), p.clone());
+        let (next, p, token) = (next.clone(), p.clone(), token.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0;
@@ -119,7 +131,8 @@ pub async fn run_on(endpoints: &[String], pids: &[u32], p: &Params) -> Report {
                 let t = Instant::now();
                 let ok = match p.workload {
                     Workload::Put => {
-                        kv.put(PutRequest { key: k.into(), value: value.clone(), ..Default::default() }).await.is_ok()
+                        let put = PutRequest { key: k.into(), value: value.clone(), ..Default::default() };
+                        kv.put(with_token(put, &token)).await.is_ok()
                     }
                     Workload::TxnPut(ops) => {
                         let success = (0..ops)
@@ -131,15 +144,17 @@ pub async fn run_on(endpoints: &[String], pids: &[u32], p: &Params) -> Report {
                                 })),
                             })
                             .collect();
-                        kv.txn(TxnRequest { compare: vec![], success, failure: vec![] }).await.is_ok()
+                        kv.txn(with_token(TxnRequest { compare: vec![], success, failure: vec![] }, &token))
+                            .await
+                            .is_ok()
                     }
-                    Workload::Range => kv
-                        .range(RangeRequest {
+                    Workload::Range => {
+                        let r = RangeRequest {
                             key: key(n % p.key_space.min(1000), p.key_size).into(),
                             ..Default::default()
-                        })
-                        .await
-                        .is_ok(),
+                        };
+                        kv.range(with_token(r, &token)).await.is_ok()
+                    }
                 };
                 if ok {
                     lat.push(t.elapsed());

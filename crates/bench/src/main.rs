@@ -64,6 +64,10 @@ enum Cmd {
         /// made for the run).
         #[arg(long)]
         tls: bool,
+        /// Both servers with authentication on; the load runs as a user whose role may read
+        /// and write every key (each request checked, as for any non-root user).
+        #[arg(long)]
+        auth: bool,
         /// Keys loaded before the restart measurement (0 skips it).
         #[arg(long, default_value_t = 1_000_000)]
         restart_keys: usize,
@@ -90,8 +94,8 @@ async fn main() {
     match Cli::parse().cmd {
         Cmd::Put(f) => load_once(f, load::Workload::Put).await,
         Cmd::Range(f) => load_once(f, load::Workload::Range).await,
-        Cmd::Compare { total, key_size, val_size, key_space_size, only, tls, restart_keys, rss_puts } => {
-            compare(total, key_size, val_size, key_space_size, &only, tls).await;
+        Cmd::Compare { total, key_size, val_size, key_space_size, only, tls, auth, restart_keys, rss_puts } => {
+            compare(total, key_size, val_size, key_space_size, &only, tls, auth).await;
             if rss_puts > 0 {
                 rss_after_puts(rss_puts, key_size, val_size).await;
             }
@@ -122,6 +126,7 @@ async fn load_once(f: LoadFlags, workload: load::Workload) {
         key_size: f.key_size,
         val_size: f.val_size,
         key_space: f.key_space_size,
+        token: None,
     };
     let r = load::run_on(&f.endpoints, &[], &p).await;
     println!("{:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors", r.requests_per_sec, r.p50_ms, r.p99_ms, r.errors);
@@ -136,7 +141,7 @@ struct Row {
     conns: usize,
 }
 
-async fn compare(total: usize, key_size: usize, val_size: usize, key_space: usize, only: &str, tls: bool) {
+async fn compare(total: usize, key_size: usize, val_size: usize, key_space: usize, only: &str, tls: bool, auth: bool) {
     use load::Workload::{Put, Range};
     let rows = [
         Row { name: "3 nodes, put, 1000 clients / 100 conns", members: 3, workload: Put, clients: 1000, conns: 100 },
@@ -146,6 +151,9 @@ async fn compare(total: usize, key_size: usize, val_size: usize, key_space: usiz
     ];
     if tls {
         println!("(client and peer TLS on both servers, client certificates required)");
+    }
+    if auth {
+        println!("(authentication on, the load as a non-root user allowed every key)");
     }
     println!(
         "{:<42} {:>12} {:>12} {:>7} | {:>13} {:>13} | {:>9} {:>9} | {:>8} {:>8}",
@@ -171,6 +179,7 @@ async fn compare(total: usize, key_size: usize, val_size: usize, key_space: usiz
             key_size,
             val_size,
             key_space,
+            token: None,
         };
         let mut reports = Vec::new();
         for server in [Server::Rustcd, Server::Etcd] {
@@ -180,6 +189,10 @@ async fn compare(total: usize, key_size: usize, val_size: usize, key_space: usiz
                 Cluster::start_with(server, row.members, &[])
             };
             c.wait_writable(0);
+            let mut p = p.clone();
+            if auth {
+                p.token = Some(enable_auth(&c.members[0].endpoint()).await);
+            }
             reports.push(load::run(&c, &p).await);
         }
         let (a, b) = (&reports[0], &reports[1]);
@@ -200,6 +213,27 @@ async fn compare(total: usize, key_size: usize, val_size: usize, key_space: usiz
     }
 }
 
+/// Turns authentication on (root, and a user `bench` whose role may read and write every
+/// key) and returns `bench`'s token.
+async fn enable_auth(endpoint: &str) -> String {
+    use rustcd_api::etcdserverpb::auth_client::AuthClient;
+    use rustcd_api::etcdserverpb::*;
+    let mut a = AuthClient::new(rustcd_cluster::channel(endpoint).await);
+    for user in ["root", "bench"] {
+        let add = AuthUserAddRequest { name: user.into(), password: "pw".into(), ..Default::default() };
+        a.user_add(add).await.expect("user add");
+    }
+    a.user_grant_role(AuthUserGrantRoleRequest { user: "root".into(), role: "root".into() }).await.expect("root role");
+    a.role_add(AuthRoleAddRequest { name: "bench".into() }).await.expect("role add");
+    let every_key = rustcd_api::authpb::Permission { perm_type: 2, key: vec![0].into(), range_end: vec![0].into() };
+    let grant = AuthRoleGrantPermissionRequest { name: "bench".into(), perm: Some(every_key) };
+    a.role_grant_permission(grant).await.expect("grant");
+    a.user_grant_role(AuthUserGrantRoleRequest { user: "bench".into(), role: "bench".into() }).await.expect("grant");
+    a.auth_enable(AuthEnableRequest {}).await.expect("auth enable");
+    let auth = AuthenticateRequest { name: "bench".into(), password: "pw".into() };
+    a.authenticate(auth).await.expect("authenticate").into_inner().token
+}
+
 /// RSS of each member of a 3-member cluster after `puts` puts (1000 clients), both servers.
 async fn rss_after_puts(puts: usize, key_size: usize, val_size: usize) {
     let p = load::Params {
@@ -210,6 +244,7 @@ async fn rss_after_puts(puts: usize, key_size: usize, val_size: usize) {
         key_size,
         val_size,
         key_space: puts,
+        token: None,
     };
     let mut rss = Vec::new();
     for server in [Server::Rustcd, Server::Etcd] {
@@ -237,6 +272,7 @@ async fn restart_time(keys: usize, key_size: usize, val_size: usize) {
         key_size: key_size.max(keys.to_string().len()),
         val_size,
         key_space: keys,
+        token: None,
     };
     let mut times = Vec::new();
     for server in [Server::Rustcd, Server::Etcd] {

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
+use rustcd_api::etcdserverpb::{HashKvRequest, HashKvResponse};
 use rustcd_api::rustcdpb::peer_client::PeerClient;
 use rustcd_api::rustcdpb::peer_server::{Peer, PeerServer};
 use rustcd_api::rustcdpb::{PeerAck, PeerMembersRequest, PeerMembersResponse, RaftBatch, SnapshotChunk, StoredMember};
@@ -274,16 +275,25 @@ impl PeerTransport {
 /// Answers a peer's request for the member list (used to join an existing cluster).
 pub type MembersFn = Arc<dyn Fn() -> Vec<StoredMember> + Send + Sync>;
 
+/// The member's HashKV at a revision (run on a blocking thread: it reads the whole store).
+pub type HashKvFn = Arc<dyn Fn(i64) -> Result<HashKvResponse, Status> + Send + Sync>;
+
 /// The receiving side: steps incoming messages into the local raft.
 pub struct PeerService {
     cluster_id: u64,
     raft_tx: RaftSender,
     members: MembersFn,
+    hash_kv: HashKvFn,
 }
 
 impl PeerService {
-    pub fn server(cluster_id: u64, raft_tx: RaftSender, members: MembersFn) -> PeerServer<PeerService> {
-        PeerServer::new(PeerService { cluster_id, raft_tx, members })
+    pub fn server(
+        cluster_id: u64,
+        raft_tx: RaftSender,
+        members: MembersFn,
+        hash_kv: HashKvFn,
+    ) -> PeerServer<PeerService> {
+        PeerServer::new(PeerService { cluster_id, raft_tx, members, hash_kv })
             .max_decoding_message_size(MAX_PEER_MESSAGE)
             .max_encoding_message_size(MAX_PEER_MESSAGE)
     }
@@ -357,6 +367,12 @@ impl Peer for PeerService {
 
     async fn members(&self, _req: Request<PeerMembersRequest>) -> Result<Response<PeerMembersResponse>, Status> {
         Ok(Response::new(PeerMembersResponse { cluster_id: self.cluster_id, members: (self.members)() }))
+    }
+
+    async fn hash_kv(&self, req: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+        let (f, rev) = (self.hash_kv.clone(), req.into_inner().revision);
+        let r = tokio::task::spawn_blocking(move || f(rev)).await.map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(r?))
     }
 }
 

@@ -14,7 +14,6 @@ use std::sync::Weak;
 use std::time::Duration;
 
 use rustcd_api::etcdserverpb::alarm_request::AlarmAction;
-use rustcd_api::etcdserverpb::maintenance_client::MaintenanceClient;
 use rustcd_api::etcdserverpb::{AlarmRequest, AlarmType, HashKvRequest, HashKvResponse};
 
 use crate::error::StartError;
@@ -196,14 +195,15 @@ async fn compact_hash_check(s: &EtcdServer, latest_checked: &mut i64) {
     tracing::info!(number_of_hashes_checked = hashes.len(), "finished compaction hash check");
 }
 
-/// etcd's `getPeerHashKVs`: every other member's HashKV at `rev`, asked at its client URLs in
-/// turn (`None` for a member none of whose URLs answered; each failure is logged).
+/// etcd's `getPeerHashKVs`: every other member's HashKV at `rev`, asked at its peer URLs in
+/// turn, with the peer certificate (`None` for a member none of whose URLs answered; each
+/// failure is logged).
 async fn peer_hashes(s: &EtcdServer, rev: i64, timeout: Duration) -> Vec<(u64, Option<HashKvResponse>)> {
     let me = format!("{:x}", s.member_id());
     let mut out = Vec::new();
     for m in s.membership().list().into_iter().filter(|m| m.id != s.member_id()) {
         let mut answer = None;
-        for url in &m.client_ur_ls {
+        for url in &m.peer_ur_ls {
             match peer_hash(s, url, rev, timeout).await {
                 Ok(r) => {
                     answer = Some(r);
@@ -221,8 +221,8 @@ async fn peer_hashes(s: &EtcdServer, rev: i64, timeout: Duration) -> Vec<(u64, O
 }
 
 async fn peer_hash(s: &EtcdServer, url: &str, rev: i64, timeout: Duration) -> Result<HashKvResponse, String> {
-    let ch = s.dial_member(url, timeout).await?;
-    let mut client = MaintenanceClient::new(ch);
+    let ch = s.dial_peer(url, timeout).await?;
+    let mut client = rustcd_api::rustcdpb::peer_client::PeerClient::new(ch);
     match tokio::time::timeout(timeout, client.hash_kv(HashKvRequest { revision: rev })).await {
         Ok(r) => r.map(|r| r.into_inner()).map_err(|e| e.message().to_string()),
         Err(_) => Err("timed out".into()),

@@ -201,18 +201,37 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         .map_err(|e| StartError::DataDir(format!("cannot start apply thread: {e}")))?;
     start_watch_sync(hub.clone());
 
+    let hash_kv_fn: rustcd_peer::HashKvFn = {
+        let (store, status) = (store.clone(), raft.status.clone());
+        Arc::new(move |rev| {
+            let (hash, compact_revision, hash_revision) =
+                store.hash_kv(rev).map_err(|e| tonic::Status::from(error::ServerError::from(e)))?;
+            let header = Some(rustcd_api::etcdserverpb::ResponseHeader {
+                cluster_id,
+                member_id,
+                revision: store.current_rev(),
+                raft_term: status.term.load(std::sync::atomic::Ordering::Relaxed),
+            });
+            Ok(rustcd_api::etcdserverpb::HashKvResponse { header, hash, compact_revision, hash_revision })
+        })
+    };
     let members_fn: MembersFn = {
         let membership = membership.clone();
         Arc::new(move || membership.stored())
     };
-    let peer_addrs =
-        serve_peers(&cfg, tls.peer_server.clone(), PeerService::server(cluster_id, raft.sender(), members_fn)).await?;
+    let peer_addrs = serve_peers(
+        &cfg,
+        tls.peer_server.clone(),
+        PeerService::server(cluster_id, raft.sender(), members_fn, hash_kv_fn),
+    )
+    .await?;
     let server = EtcdServer::new(Parts {
         cfg: cfg.clone(),
         member_id,
         cluster_id,
         membership,
         client_dial: tls.client_dial.clone(),
+        peer_dial: tls.peer_dial.clone(),
         alarms,
         auth,
         lessor,

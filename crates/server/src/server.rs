@@ -48,6 +48,8 @@ pub struct Parts {
     pub membership: Arc<Membership>,
     /// How the member dials fellow members' client URLs.
     pub client_dial: Option<Arc<rustcd_tls::ClientConfig>>,
+    /// How the member dials fellow members' peer URLs (outside raft's transport).
+    pub peer_dial: Option<Arc<rustcd_tls::ClientConfig>>,
     pub alarms: Arc<crate::alarm::Alarms>,
     pub auth: Arc<rustcd_auth::AuthStore>,
     pub lessor: SharedLessor,
@@ -88,6 +90,11 @@ impl EtcdServer {
     /// A channel to a fellow member's client URL (with the member's client TLS for `https://`).
     pub async fn dial_member(&self, url: &str, timeout: Duration) -> Result<tonic::transport::Channel, String> {
         rustcd_tls::connect::dial(url, self.p.client_dial.as_ref(), timeout).await
+    }
+
+    /// A channel to a fellow member's peer URL, with the peer certificate.
+    pub async fn dial_peer(&self, url: &str, timeout: Duration) -> Result<tonic::transport::Channel, String> {
+        rustcd_tls::connect::dial(url, self.p.peer_dial.as_ref(), timeout).await
     }
 
     /// A channel to the leader's client URLs (`etcdserver: no leader` when none answers).

@@ -126,12 +126,13 @@ impl Connector {
             return Err(DialError::NoTls(url.to_string()));
         }
         let tls = if secure { tls } else { None };
+        // The connector makes the TLS connection itself: tonic is always handed an http URI,
+        // or, with its own TLS built in (the grpc-proxy's upstream), it would refuse an https
+        // one it has no TLS settings for.
         let (unix, uri) = match scheme {
             // The authority of a socket's URI is only a label; the path is what is dialled.
-            "unix" | "unixs" => {
-                (Some(rest.to_string()), format!("{}://localhost", if secure { "https" } else { "http" }))
-            }
-            "http" | "https" => (None, format!("{scheme}://{rest}")),
+            "unix" | "unixs" => (Some(rest.to_string()), "http://localhost".to_string()),
+            "http" | "https" => (None, format!("http://{rest}")),
             _ => return Err(DialError::BadUrl(url.to_string())),
         };
         let server_name = unix.as_ref().map(|p| p.split(':').next().unwrap_or(p).to_string());
