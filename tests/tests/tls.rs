@@ -249,3 +249,85 @@ async fn a_peer_certificate_must_name_the_address_it_connects_from() {
         assert_eq!(answered, skip, "skip-client-san-verification={skip}: the peer port answered {answered}");
     }
 }
+
+/// The seed's walkthrough on a TLS cluster with client certificates and auth on, driven by the
+/// real etcdctl: a certificate's common name is its user (etcd's CN auth), so the `root`
+/// certificate puts, watches and deletes; a certificate naming no user is refused; a user's
+/// password works beside any valid certificate; the status table shows one leader, and killing
+/// it gives a new one.
+#[test]
+fn the_walkthrough_on_a_tls_cluster_with_auth_on() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut pki = Pki::new(dir.path());
+    let (root, nobody) = (pki.issue("root-client", "root"), pki.issue("nobody-client", "nobody"));
+    let mut c = start_cluster(dir.path(), &mut pki, 3, &|_| vec![]);
+    let eps = c.endpoints();
+    let as_root = with_cert(&pki.ca, &root);
+    let as_nobody = with_cert(&pki.ca, &nobody);
+    wait_for("the TLS cluster to take a write", Duration::from_secs(30), || {
+        etcdctl(&eps, &as_root, &["put", "probe", "1"]).status.success().then_some(())
+    });
+    for args in [&["user", "add", "root:rootpw"][..], &["user", "grant-role", "root", "root"], &["auth", "enable"]] {
+        let out = etcdctl(&eps, &as_root, args);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    // Part C as root, named by its certificate.
+    assert_eq!(stdout(&etcdctl(&eps, &as_root, &["put", "srn", "pes1ug21csxxx"])), "OK\n");
+    assert_eq!(stdout(&etcdctl(&eps, &as_root, &["get", "srn"])), "srn\npes1ug21csxxx\n");
+    let first = format!("https://127.0.0.1:{}", c.clients[0]);
+    let mut watch = Command::new(REAL_ETCDCTL)
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={first}"))
+        .args(&as_root)
+        .args(["watch", "srn"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("watch");
+    // The watch is open once a put made after it starts shows up in it: put until one does.
+    let out = watch.stdout.take().expect("watch output");
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = lines.clone();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            seen.lock().expect("lines").push(l);
+        }
+    });
+    wait_for("the watch to see a put", Duration::from_secs(20), || {
+        etcdctl(&eps, &as_root, &["put", "srn", "pes1ug21csxxx_your_name"]);
+        lines.lock().expect("lines").iter().any(|l| l == "pes1ug21csxxx_your_name").then_some(())
+    });
+    assert_eq!(stdout(&etcdctl(&eps, &as_root, &["del", "srn"])), "1\n");
+    wait_for("the watch to see the delete", Duration::from_secs(10), || {
+        lines.lock().expect("lines").iter().any(|l| l == "DELETE").then_some(())
+    });
+    let _ = watch.kill();
+    let _ = watch.wait();
+    // A certificate naming no user may not write; a user's password works beside it.
+    let refused = etcdctl(&eps, &as_nobody, &["put", "srn", "x"]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("etcdserver: permission denied"), "{refused:?}");
+    let with_password = [as_nobody.clone(), vec!["--user=root:rootpw".into()]].concat();
+    assert_eq!(stdout(&etcdctl(&eps, &with_password, &["put", "srn", "by-password"])), "OK\n");
+    // Parts D and E: one leader; killing it gives another.
+    let table = stdout(&etcdctl(&eps, &as_root, &["endpoint", "status", "-w", "table"]));
+    let rows = rustcd_testkit::parse_status_table(&table);
+    assert_eq!(rows.iter().filter(|r| r.2).count(), 1, "one leader: {table}");
+    let leader = rows.iter().position(|r| r.2).expect("leader");
+    let old_term = rows[0].3;
+    let killed = c.members.remove(leader);
+    drop(killed);
+    let others: Vec<String> =
+        (0..3).filter(|i| *i != leader).map(|i| format!("https://127.0.0.1:{}", c.clients[i])).collect();
+    let others = others.join(",");
+    wait_for("a new leader", Duration::from_secs(15), || {
+        let rows = rustcd_testkit::parse_status_table(&stdout(&etcdctl(
+            &others,
+            &as_root,
+            &["endpoint", "status", "-w", "table"],
+        )));
+        (rows.len() == 2 && rows.iter().filter(|r| r.2).count() == 1 && rows.iter().all(|r| r.3 > old_term))
+            .then_some(())
+    });
+    assert_eq!(stdout(&etcdctl(&others, &as_root, &["get", "srn", "--print-value-only"])), "by-password\n");
+}
