@@ -46,7 +46,7 @@ impl Proxy {
             .expect("spawn grpc-proxy");
         let p = Proxy { child, port, _dir: dir };
         wait_for("the proxy to serve", Duration::from_secs(20), || {
-            Ctl::Real.run(&p.endpoint(), &["get", "x", "--consistency=s"], None).status.success().then_some(())
+            Ctl::Real.run(&p.endpoint(), &["endpoint", "status"], None).status.success().then_some(())
         });
         p
     }
@@ -464,4 +464,42 @@ fn writes_through_our_leasing_proxy_reach_etcds_leasing_cache() {
     let said = run(&ours.endpoint(), &["txn"], Some("value(\"t\") = \"before\"\n\nput t after\n\n\n"));
     assert!(said.starts_with("SUCCESS"), "{said}");
     assert_eq!(get(&theirs, "t"), "after", "after our txn");
+}
+
+/// With auth on, a watch through the proxy runs with its client's token: a user may watch what
+/// it may read, and is refused what it may not, as it is by the member itself.
+#[test]
+fn watches_through_the_proxy_carry_their_clients_auth() {
+    let c = Cluster::start(1);
+    c.wait_writable(0);
+    let member = c.members[0].endpoint();
+    let run = |ep: &str, args: &[&str]| Ctl::Real.run(ep, args, None);
+    for args in [
+        &["user", "add", "root:rootpw"][..],
+        &["user", "grant-role", "root", "root"],
+        &["user", "add", "u:upw"],
+        &["role", "add", "r"],
+        &["role", "grant-permission", "r", "read", "a"],
+        &["user", "grant-role", "u", "r"],
+        &["auth", "enable"],
+    ] {
+        assert!(run(&member, args).status.success(), "{args:?}");
+    }
+    let p = Proxy::start_with(&workspace_bin("etcd"), &c.endpoints(), &[]);
+    let ep = p.endpoint();
+    let denied_direct =
+        rustcd_testkit::ctl_watch(Ctl::Real, &member, &["watch", "b", "--user=u:upw"], 1, Duration::from_secs(5));
+    let denied = rustcd_testkit::ctl_watch(Ctl::Real, &ep, &["watch", "b", "--user=u:upw"], 1, Duration::from_secs(5));
+    assert_eq!(denied, denied_direct, "refused through the proxy as by the member");
+    assert!(!denied.errors.is_empty() || denied.code != Some(0), "{denied:?}");
+    let watcher = std::thread::spawn({
+        let ep = ep.clone();
+        move || rustcd_testkit::ctl_watch(Ctl::Real, &ep, &["watch", "a", "--user=u:upw"], 3, Duration::from_secs(15))
+    });
+    wait_for("the allowed watch to see a put", Duration::from_secs(15), || {
+        run(&member, &["put", "a", "1", "--user=root:rootpw"]);
+        watcher.is_finished().then_some(())
+    });
+    let seen = watcher.join().expect("watch");
+    assert_eq!(seen.stdout.lines().take(3).collect::<Vec<_>>(), ["PUT", "a", "1"], "{seen:?}");
 }

@@ -106,6 +106,9 @@ struct State {
 /// One watch on the cluster, shared by client watches on its range.
 pub struct Broadcast {
     range: Range,
+    /// The auth token of the client watch that started it (etcd's proxy watches with the
+    /// first watcher's context); later watches join only after their own permission check.
+    token: Option<Token>,
     state: Mutex<State>,
     task: Mutex<Option<tokio::task::AbortHandle>>,
 }
@@ -215,7 +218,7 @@ impl Hub {
     }
 
     /// Puts a client watch on a broadcast: an existing one that fits, or a new one.
-    fn add(self: &Arc<Self>, range: Range, key: WatcherKey, w: Watcher) -> Arc<Broadcast> {
+    fn add(self: &Arc<Self>, range: Range, key: WatcherKey, w: Watcher, token: Option<Token>) -> Arc<Broadcast> {
         let mut ranges = self.ranges();
         let list = ranges.entry(range.clone()).or_default();
         for b in list.iter() {
@@ -226,7 +229,7 @@ impl Hub {
         let start = w.next_rev;
         let mut st = State { next_rev: start, ..Default::default() };
         st.watchers.insert(key, w);
-        let b = Arc::new(Broadcast { range, state: Mutex::new(st), task: Mutex::new(None) });
+        let b = Arc::new(Broadcast { range, token, state: Mutex::new(st), task: Mutex::new(None) });
         let task = tokio::spawn(run(Arc::downgrade(self), b.clone()));
         *b.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task.abort_handle());
         list.push(b.clone());
@@ -282,7 +285,11 @@ async fn run(hub: std::sync::Weak<Hub>, b: Arc<Broadcast>) {
         // The request stream stays open while the watch runs: closing it ends the watch.
         let (tx, rx) = mpsc::channel(1);
         let _ = tx.send(WatchRequest { request_union: Some(RequestUnion::CreateRequest(create)) }).await;
-        match WatchClient::new(ch).max_decoding_message_size(usize::MAX).watch(ReceiverStream::new(rx)).await {
+        let mut req = Request::new(ReceiverStream::new(rx));
+        if let Some(t) = &b.token {
+            req.metadata_mut().insert("token", t.clone());
+        }
+        match WatchClient::new(ch).max_decoding_message_size(usize::MAX).watch(req).await {
             Ok(resp) => {
                 let mut s = resp.into_inner();
                 while let Ok(Some(m)) = s.message().await {
@@ -328,7 +335,27 @@ fn valid(key: &[u8], end: &[u8]) -> bool {
 }
 
 /// Serves one client stream: its creates, cancels and progress requests.
-async fn serve_stream(hub: Arc<Hub>, mut input: Streaming<WatchRequest>, out: Out) {
+/// A client's auth token, as its requests carry it.
+type Token = tonic::metadata::MetadataValue<tonic::metadata::Ascii>;
+
+/// etcd's `checkPermissionForWatch`: with the client's token, a one-key serializable read of
+/// the range must be allowed (the cluster answers `permission denied` otherwise).
+async fn check_permission(hub: &Hub, key: &[u8], range_end: &[u8], token: &Option<Token>) -> Result<(), Status> {
+    let Some(t) = token else { return Ok(()) };
+    let r = rustcd_api::etcdserverpb::RangeRequest {
+        key: key.to_vec().into(),
+        range_end: range_end.to_vec().into(),
+        limit: 1,
+        serializable: true,
+        keys_only: true,
+        ..Default::default()
+    };
+    let mut req = Request::new(r);
+    req.metadata_mut().insert("token", t.clone());
+    rustcd_api::etcdserverpb::kv_client::KvClient::new(hub.upstream.clone()).range(req).await.map(|_| ())
+}
+
+async fn serve_stream(hub: Arc<Hub>, mut input: Streaming<WatchRequest>, out: Out, token: Option<Token>) {
     let stream = hub.next_stream.fetch_add(1, Ordering::Relaxed);
     let mut watches: HashMap<i64, Arc<Broadcast>> = HashMap::new();
     let mut next_id = 0i64;
@@ -340,6 +367,18 @@ async fn serve_stream(hub: Arc<Hub>, mut input: Streaming<WatchRequest>, out: Ou
                         watch_id: -1,
                         created: true,
                         canceled: true,
+                        ..Default::default()
+                    }));
+                    continue;
+                }
+                let (key, end) = hub.ns.interval(&cr.key, &cr.range_end);
+                if let Err(e) = check_permission(&hub, &key, &end, &token).await {
+                    let _ = out.try_send(Ok(WatchResponse {
+                        header: Some(ResponseHeader::default()),
+                        watch_id: -1,
+                        created: true,
+                        canceled: true,
+                        cancel_reason: format!("rpc error: code = {:?} desc = {}", e.code(), e.message()),
                         ..Default::default()
                     }));
                     continue;
@@ -361,7 +400,7 @@ async fn serve_stream(hub: Arc<Hub>, mut input: Streaming<WatchRequest>, out: Ou
                     no_delete: cr.filters.contains(&1),
                     out: out.clone(),
                 };
-                let b = hub.add(hub.ns.interval(&cr.key, &cr.range_end), (stream, id), w);
+                let b = hub.add((key, end), (stream, id), w, token.clone());
                 watches.insert(id, b);
             }
             Some(RequestUnion::CancelRequest(c)) => {
@@ -405,7 +444,8 @@ impl Watch for WatchProxy {
 
     async fn watch(&self, req: Request<Streaming<WatchRequest>>) -> Result<Response<WatchStream>, Status> {
         let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
-        tokio::spawn(serve_stream(self.hub.clone(), req.into_inner(), tx));
+        let token = req.metadata().get("token").cloned();
+        tokio::spawn(serve_stream(self.hub.clone(), req.into_inner(), tx, token));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
