@@ -411,6 +411,13 @@ fn a_proxy_reaches_a_tls_cluster_with_its_client_certificate() {
     let got = Ctl::Real.run(&ep, &["get", "through", "--print-value-only"], None);
     assert_eq!(String::from_utf8_lossy(&got.stdout), "tls\n");
 
+    // --insecure-skip-tls-verify: no CA, the member's certificate unchecked (tests only).
+    let skip =
+        format!("--insecure-skip-tls-verify --cert={} --key={}", anonymous.cert.display(), anonymous.key.display());
+    let unchecked = Proxy::start_at(&workspace_bin("etcd"), std::slice::from_ref(&endpoint), free_port(), &skip);
+    let got = Ctl::Real.run(&unchecked.endpoint(), &["get", "through", "--print-value-only"], None);
+    assert_eq!(String::from_utf8_lossy(&got.stdout), "tls\n");
+
     let out = Command::new(workspace_bin("etcd"))
         .args(["grpc-proxy", "start", "--endpoints", &endpoint, "--listen-addr", &format!("127.0.0.1:{}", free_port())])
         .args(tls(&named).split_whitespace())

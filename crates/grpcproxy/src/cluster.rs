@@ -85,6 +85,9 @@ pub fn upstream(f: &Flags) -> Result<Channel, String> {
     if endpoints.is_empty() {
         return Err("no endpoints to proxy to".into());
     }
+    if f.insecure_skip_tls_verify {
+        return unverified(f, endpoints);
+    }
     let (ch, tx) = Channel::balance_channel::<String>(64);
     for e in &endpoints {
         tx.try_send(Change::Insert(e.clone(), endpoint(f, e)?)).map_err(|e| e.to_string())?;
@@ -94,6 +97,72 @@ pub fn upstream(f: &Flags) -> Result<Channel, String> {
         tokio::spawn(sync_endpoints(f.clone(), ch.clone(), tx, endpoints.into_iter().collect()));
     }
     Ok(ch)
+}
+
+/// `--insecure-skip-tls-verify` (for tests only, as etcd warns): the cluster's certificates go
+/// unchecked. tonic's TLS always checks them, so these connections are made by rustcd's own
+/// connector, one connection at a time: each (re)connection takes the next endpoint that
+/// answers, so the proxy fails over between members rather than balancing requests.
+fn unverified(f: &Flags, endpoints: Vec<String>) -> Result<Channel, String> {
+    tracing::warn!(
+        "--insecure-skip-tls-verify was given, this grpc proxy process skips authentication of etcd server TLS certificates. This option should be enabled only for testing purposes."
+    );
+    let info = rustcd_tls::TlsInfo {
+        cert_file: f.cert.clone(),
+        key_file: f.key.clone(),
+        insecure_skip_verify: true,
+        ..Default::default()
+    };
+    let tls = info.client_config().map_err(|e| e.to_string())?;
+    let connector = Failover { endpoints: std::sync::Arc::new(endpoints), next: Default::default(), tls };
+    let ep = Endpoint::from_static("http://grpc-proxy-upstream").connect_timeout(Duration::from_secs(5));
+    Ok(ep.connect_with_connector_lazy(connector))
+}
+
+/// Connects to the first of the endpoints, from the one after the last used, that answers.
+#[derive(Clone)]
+struct Failover {
+    endpoints: std::sync::Arc<Vec<String>>,
+    next: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    tls: std::sync::Arc<rustcd_tls::ClientConfig>,
+}
+
+impl tower_service::Service<tonic::codegen::http::Uri> for Failover {
+    type Response = hyper_util::rt::TokioIo<rustcd_tls::connect::Stream>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn std::future::Future<Output = Result<Self::Response, std::io::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), std::io::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: tonic::codegen::http::Uri) -> Self::Future {
+        let me = self.clone();
+        Box::pin(async move {
+            let n = me.endpoints.len();
+            let start = me.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut last = std::io::Error::other("no endpoints");
+            for i in 0..n {
+                let e = &me.endpoints[(start + i) % n];
+                let url = if e.contains("://") { e.clone() } else { format!("https://{e}") };
+                let made = rustcd_tls::connect::Connector::for_url(&url, Some(me.tls.clone()), Duration::from_secs(5))
+                    .map_err(|e| std::io::Error::other(e.to_string()));
+                let (mut c, uri) = match made {
+                    Ok(x) => x,
+                    Err(e) => {
+                        last = e;
+                        continue;
+                    }
+                };
+                let Ok(uri) = uri.parse() else { continue };
+                match tower_service::Service::call(&mut c, uri).await {
+                    Ok(io) => return Ok(io),
+                    Err(e) => last = e,
+                }
+            }
+            Err(last)
+        })
+    }
 }
 
 /// clientv3's endpoint auto-sync: the member list's client URLs become the endpoints.
