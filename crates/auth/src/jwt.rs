@@ -113,10 +113,14 @@ fn read(path: &str) -> Result<Vec<u8>, AuthError> {
 
 impl JwtOptions {
     /// From `--auth-token`'s options (`pub-key`, `priv-key`, `sign-method`, `ttl`).
-    pub fn from_map(opts: &HashMap<String, String>) -> Result<JwtOptions, AuthError> {
+    /// `duration` reads Go's duration syntax (`5m`), as the caller's flags do.
+    pub fn from_map(
+        opts: &HashMap<String, String>,
+        duration: &dyn Fn(&str) -> Option<Duration>,
+    ) -> Result<JwtOptions, AuthError> {
         let method = opts.get("sign-method").cloned().ok_or_else(|| invalid("jwt needs sign-method"))?;
         let ttl = match opts.get("ttl") {
-            Some(t) => parse_go_duration(t).ok_or_else(|| invalid(format!("invalid ttl {t:?}")))?,
+            Some(t) => duration(t).ok_or_else(|| invalid(format!("invalid ttl {t:?}")))?,
             None => Duration::from_secs(300),
         };
         let (pub_key, priv_key) = (opts.get("pub-key"), opts.get("priv-key"));
@@ -267,33 +271,6 @@ impl JwtOptions {
     }
 }
 
-/// Go's duration syntax (`5m`, `1h30m`, `300ms`).
-fn parse_go_duration(s: &str) -> Option<Duration> {
-    let mut total = 0f64;
-    let mut rest = s;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let n_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-        let n: f64 = rest[..n_end].parse().ok()?;
-        rest = &rest[n_end..];
-        let u_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let unit = match &rest[..u_end] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        total += n * unit;
-        rest = &rest[u_end..];
-    }
-    Some(Duration::from_secs_f64(total))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,19 +287,20 @@ mod tests {
             m.insert("ttl".to_string(), ttl.to_string());
             m
         };
-        let j = JwtOptions::from_map(&map("5m")).expect("options");
+        let secs =
+            |t: &str| t.strip_suffix('s').or(t.strip_suffix('m')).and_then(|n| n.parse().ok()).map(Duration::from_secs);
+        let j = JwtOptions::from_map(&map("5m"), &secs).expect("options");
         let t = j.sign("alice", 7).expect("sign");
         assert_eq!(j.verify(&t), Some(AuthInfo { username: "alice".into(), revision: 7 }));
         let mut forged = t.clone();
         forged.replace_range(forged.len() - 2.., "AA");
         assert_eq!(j.verify(&forged), None);
-        let short = JwtOptions::from_map(&map("0s")).expect("options");
+        let short = JwtOptions::from_map(&map("0s"), &secs).expect("options");
         let old = short.sign("alice", 7).expect("sign");
         std::thread::sleep(Duration::from_millis(1100));
         assert_eq!(short.verify(&old), None, "expired");
         let mut bad = map("5m");
         bad.insert("sign-method".into(), "none".into());
-        assert!(JwtOptions::from_map(&bad).is_err());
-        assert_eq!(parse_go_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert!(JwtOptions::from_map(&bad, &secs).is_err());
     }
 }

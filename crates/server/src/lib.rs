@@ -377,3 +377,16 @@ async fn serve_clients(
     tracing::info!("ready to serve client requests");
     Ok(bound)
 }
+
+/// Waits for SIGTERM or SIGINT (forever where signals cannot be watched).
+pub async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

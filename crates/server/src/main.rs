@@ -82,7 +82,7 @@ fn main() {
                 return 1;
             }
         };
-        wait_for_signal().await;
+        rustcd_server::wait_for_signal().await;
         tracing::info!("received signal; shutting down");
         let c = running.server.config();
         let (name, dir) = (c.raw.name.clone(), c.data_dir.display().to_string());
@@ -110,18 +110,6 @@ fn abort_on_panic() {
         default(info);
         std::process::abort();
     }));
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
 }
 
 /// `etcd gateway start`: the L4 proxy (see `rustcd_server::gateway`).
@@ -205,7 +193,7 @@ async fn serve_grpc_proxy(f: rustcd_grpcproxy::Flags) -> Result<(), String> {
     let url = listen(&f.listen_addr)?;
     serve_on(&[url], router, "listening for gRPC proxy client requests", &opts).await.map_err(|e| e.to_string())?;
     tracing::info!(address = %f.listen_addr, "started gRPC proxy");
-    wait_for_signal().await;
+    rustcd_server::wait_for_signal().await;
     tracing::info!(address = %f.listen_addr, "stop listening gRPC proxy client requests");
     Ok(())
 }

@@ -70,7 +70,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     crate::listen::serve_on(&cfg.listen_client_urls, router, "proxy listening for client requests", &opts)
         .await
         .map_err(|e| e.to_string())?;
-    wait_for_signal().await;
+    crate::wait_for_signal().await;
     Ok(())
 }
 
@@ -245,16 +245,4 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request<Body>) -> Response<Bo
         }
     }
     plain(StatusCode::BAD_GATEWAY, &format!("proxy: unable to get response from {} endpoint(s)", endpoints.len()))
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
 }

@@ -311,7 +311,7 @@ impl Config {
         if !(4..=31).contains(&raw.bcrypt_cost) {
             return Err(StartError::Config(format!("invalid bcrypt-cost {}", raw.bcrypt_cost)));
         }
-        let auth_tokens = rustcd_auth::parse_token_options(&raw.auth_token, raw.auth_token_ttl)
+        let auth_tokens = rustcd_auth::parse_token_options(&raw.auth_token, raw.auth_token_ttl, &parse_duration)
             .map_err(|e| StartError::Config(e.to_string()))?;
         if let Some(t) = &raw.distributed_tracing {
             t.validate().map_err(StartError::Config)?;

@@ -152,47 +152,31 @@ impl Session {
         }
     }
 
+    /// A create refused: created and canceled at once, with the reason.
+    async fn refuse(&self, watch_id: i64, reason: &str) -> bool {
+        let rev = self.s.store().current_rev();
+        let resp = WatchResponse {
+            header: self.s.header(rev),
+            watch_id,
+            created: true,
+            canceled: true,
+            cancel_reason: reason.into(),
+            ..Default::default()
+        };
+        self.send(resp).await
+    }
+
     async fn create(&mut self, c: WatchCreateRequest, ev_tx: &mpsc::Sender<WatchEvent>) -> bool {
         if c.start_revision < 0 {
             // etcd 3.5.24: a negative start revision is refused as compacted, with no watcher
-            let rev = self.s.store().current_rev();
-            return self
-                .send(WatchResponse {
-                    header: self.s.header(rev),
-                    watch_id: -1,
-                    created: true,
-                    canceled: true,
-                    cancel_reason: "etcdserver: mvcc: required revision has been compacted".into(),
-                    ..Default::default()
-                })
-                .await;
+            return self.refuse(-1, "etcdserver: mvcc: required revision has been compacted").await;
         }
         if !self.is_watch_permitted(&c) {
-            let rev = self.s.store().current_rev();
-            return self
-                .send(WatchResponse {
-                    header: self.s.header(rev),
-                    watch_id: -1,
-                    created: true,
-                    canceled: true,
-                    cancel_reason: "rpc error: code = PermissionDenied desc = etcdserver: permission denied".into(),
-                    ..Default::default()
-                })
-                .await;
+            return self.refuse(-1, "rpc error: code = PermissionDenied desc = etcdserver: permission denied").await;
         }
         let watch_id = if c.watch_id != 0 { c.watch_id } else { self.fresh_id() };
         if self.watchers.contains_key(&watch_id) {
-            let rev = self.s.store().current_rev();
-            return self
-                .send(WatchResponse {
-                    header: self.s.header(rev),
-                    watch_id,
-                    created: true,
-                    canceled: true,
-                    cancel_reason: "etcdserver: duplicate watch ID".into(),
-                    ..Default::default()
-                })
-                .await;
+            return self.refuse(watch_id, "etcdserver: duplicate watch ID").await;
         }
         let spec = WatchSpec {
             range: KeyRange::new(&c.key, &c.range_end),
