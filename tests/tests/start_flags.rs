@@ -359,3 +359,56 @@ fn members_talk_over_unix_socket_peer_urls() {
         (got == "v\n").then_some(())
     });
 }
+
+/// `--host-whitelist` and `--cors` on the client port's HTTP endpoints, side by side with the
+/// real etcd: a request naming another host over plain HTTP is refused with etcd's 421 and
+/// text; an allowed origin gets etcd's CORS headers; a preflight is answered at once.
+#[test]
+fn host_whitelist_and_cors_answer_as_etcd() {
+    use rustcd_testkit::{Cluster, Server};
+    let flags = ["--host-whitelist=localhost,127.0.0.1", "--cors=https://app.example:8443"];
+    let ask = |port: u16, method: &str, host: &str, origin: &str| -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let origin = if origin.is_empty() { String::new() } else { format!("Origin: {origin}\r\n") };
+        write!(s, "{method} /version HTTP/1.1\r\nHost: {host}\r\n{origin}Connection: close\r\n\r\n").expect("write");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("read");
+        // The status, the CORS headers (sorted), and the body of a refusal.
+        let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+        let mut lines = head.lines();
+        let status = lines.next().unwrap_or("").to_string();
+        let mut cors: Vec<String> = lines
+            .filter(|l| l.to_ascii_lowercase().starts_with("access-control-"))
+            .map(|l| l.to_ascii_lowercase())
+            .collect();
+        cors.sort();
+        // A chunked body: drop the chunk-size lines.
+        let body: String = if status.contains("421") {
+            body.split("\r\n")
+                .filter(|l| l.is_empty() || !l.bytes().all(|b| b.is_ascii_hexdigit()))
+                .collect::<Vec<_>>()
+                .join("\n")
+        } else {
+            String::new()
+        };
+        format!("{status}\n{}\n{}", cors.join("\n"), body.trim())
+    };
+    let run = |server| {
+        let c = Cluster::start_with(server, 1, &flags);
+        let port = c.members[0].client_port;
+        [
+            ask(port, "GET", "evil.example:2379", ""),
+            ask(port, "GET", &format!("localhost:{port}"), ""),
+            ask(port, "GET", &format!("127.0.0.1:{port}"), "https://app.example:8443"),
+            ask(port, "GET", &format!("127.0.0.1:{port}"), "https://other.example"),
+            ask(port, "OPTIONS", &format!("127.0.0.1:{port}"), "https://app.example:8443"),
+        ]
+    };
+    let (ours, theirs) = (run(Server::Rustcd), run(Server::Etcd));
+    assert!(theirs[0].starts_with("HTTP/1.1 421"), "{}", theirs[0]);
+    assert!(theirs[0].contains("CVE-2018-5702"), "{}", theirs[0]);
+    for (o, t) in ours.iter().zip(&theirs) {
+        assert_eq!(o, t);
+    }
+}

@@ -359,12 +359,13 @@ async fn serve_clients(
         let tracer = otel::Tracer::start(t).map_err(StartError::Config)?;
         grpc = grpc.layer(axum::middleware::from_fn_with_state(tracer, otel::layer));
     }
+    let access = http::Access { cors: cfg.raw.cors.clone(), hosts: cfg.raw.host_whitelist.clone() };
     let router = if cfg.listen_client_http_urls.is_empty() {
-        grpc.merge(http::routes(s))
+        grpc.merge(http::client_routes(s, access))
     } else {
         // etcd's --listen-client-http-urls: HTTP moves off the client URLs to its own listeners
         let what = "serving client traffic insecurely; this is strongly discouraged!";
-        listen::serve_on(&cfg.listen_client_http_urls, http::routes(s), what, &opts).await?;
+        listen::serve_on(&cfg.listen_client_http_urls, http::client_routes(s, access), what, &opts).await?;
         grpc
     };
     let bound = listen::serve_on(

@@ -174,7 +174,8 @@ async fn serve_after_handshake(
             let router = match cn {
                 Some(cn) => router.layer(axum::Extension(crate::auth::PeerCommonName(cn))),
                 None => router,
-            };
+            }
+            .layer(axum::Extension(crate::http::Secure));
             serve_conn(tls, router, builder).await
         }
         Ok(Err(e)) => tracing::warn!(error = %e, "rejected connection: TLS handshake failed"),

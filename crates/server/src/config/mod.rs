@@ -67,6 +67,9 @@ pub struct Settings {
     pub auto_compaction_mode: String,
     pub auto_compaction_retention: String,
     pub tls: tls::TlsSettings,
+    /// `--cors` and `--host-whitelist`.
+    pub cors: Vec<String>,
+    pub host_whitelist: Vec<String>,
     /// `--auth-token`, `--auth-token-ttl` (seconds) and `--bcrypt-cost`.
     pub auth_token: String,
     pub auth_token_ttl: u64,
@@ -129,6 +132,8 @@ impl Settings {
             auto_compaction_mode: v.get("auto-compaction-mode"),
             auto_compaction_retention: v.get("auto-compaction-retention"),
             tls: tls::TlsSettings::from_values(v),
+            cors: v.list("cors"),
+            host_whitelist: v.list("host-whitelist"),
             auth_token: v.get("auth-token"),
             auth_token_ttl: v.uint("auth-token-ttl"),
             bcrypt_cost: v.uint("bcrypt-cost"),
