@@ -29,6 +29,14 @@ pub use rustls::{ClientConfig, ServerConfig};
 pub use selfcert::self_cert;
 pub use verify::{common_name, san_matches};
 
+/// The subject public key (the bits of its SubjectPublicKeyInfo: PKCS#1 for RSA, the point for
+/// ECDSA) of the first certificate of a PEM file's contents.
+pub fn certificate_public_key(pem: &[u8]) -> Option<Vec<u8>> {
+    let der = CertificateDer::pem_slice_iter(pem).next()?.ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+    Some(cert.public_key().subject_public_key.data.to_vec())
+}
+
 /// The common name of the first certificate of a PEM file's contents.
 pub fn first_cert_common_name(pem: &[u8]) -> Option<String> {
     let der = CertificateDer::pem_slice_iter(pem).next()?.ok()?;
