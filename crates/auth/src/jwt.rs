@@ -107,7 +107,10 @@ impl JwtOptions {
     }
 
     pub(crate) fn sign(&self, username: &str, revision: u64) -> Result<String, AuthError> {
-        let key = self.encoding.as_ref().ok_or_else(|| AuthError::Backend("auth: this member has no key to sign tokens".into()))?;
+        let key = self
+            .encoding
+            .as_ref()
+            .ok_or_else(|| AuthError::Backend("auth: this member has no key to sign tokens".into()))?;
         let exp = (SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default() + self.ttl).as_secs();
         let claims = Claims { exp, revision, username: username.to_string() };
         jsonwebtoken::encode(&Header::new(self.alg), &claims, key).map_err(|e| AuthError::Backend(e.to_string()))
@@ -143,7 +146,8 @@ mod tests {
             m.insert("ttl".to_string(), ttl.to_string());
             m
         };
-        let secs = |t: &str| t.strip_suffix('s').or(t.strip_suffix('m')).and_then(|n| n.parse().ok()).map(Duration::from_secs);
+        let secs =
+            |t: &str| t.strip_suffix('s').or(t.strip_suffix('m')).and_then(|n| n.parse().ok()).map(Duration::from_secs);
         let j = JwtOptions::from_map(&map("5m"), &secs).expect("options");
         let t = j.sign("alice", 7).expect("sign");
         assert_eq!(j.verify(&t), Some(AuthInfo { username: "alice".into(), revision: 7 }));
