@@ -218,3 +218,63 @@ async fn compaction_hash_check_raises_corrupt() {
 fn futures_block<F: std::future::Future>(f: F) -> F::Output {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
 }
+
+/// `--quota-backend-bytes`: puts that would take the backend past the quota are refused with
+/// etcd's `database space exceeded` and raise NOSPACE for the member; reads and deletes go on,
+/// `/health` says why (unless told to exclude it); compacting, defragmenting and disarming
+/// recover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_fill_raises_nospace_and_compact_defrag_disarm_recover() {
+    let c = Cluster::start_with(Server::Rustcd, 1, &["--quota-backend-bytes=16777216"]);
+    c.wait_writable(0);
+    let ch = channel(&c.members[0].endpoint()).await;
+    let mut kv = KvClient::new(ch.clone());
+    let big = |i: usize| PutRequest {
+        key: format!("big{i:04}").into_bytes().into(),
+        value: vec![b'x'; 64 * 1024].into(),
+        ..Default::default()
+    };
+    let mut written = 0;
+    let refused = loop {
+        match kv.put(big(written)).await {
+            Ok(_) => written += 1,
+            Err(e) => break e,
+        }
+        assert!(written < 2000, "16 MiB of quota never filled");
+    };
+    assert!(written > 10, "puts went through before the quota filled: {written}");
+    assert_eq!(
+        (refused.code(), refused.message()),
+        (tonic::Code::ResourceExhausted, "etcdserver: mvcc: database space exceeded")
+    );
+    let mut m = MaintenanceClient::new(ch.clone());
+    let alarms = m.alarm(alarm(AlarmAction::Get, 0, AlarmType::None)).await.expect("alarm list").into_inner().alarms;
+    let member = m.status(StatusRequest {}).await.expect("status").into_inner().header.expect("header").member_id;
+    assert_eq!(
+        alarms.iter().map(|a| (a.alarm, a.member_id)).collect::<Vec<_>>(),
+        vec![(AlarmType::Nospace as i32, member)]
+    );
+    // Everything that would grow the store is refused; reads and deletes go on.
+    let small = kv.put(put("small")).await.expect_err("a small put too");
+    assert_eq!(small.message(), "etcdserver: mvcc: database space exceeded");
+    let mut lease = rustcd_api::etcdserverpb::lease_client::LeaseClient::new(ch.clone());
+    let grant =
+        lease.lease_grant(rustcd_api::etcdserverpb::LeaseGrantRequest { ttl: 60, id: 0 }).await.expect_err("a lease");
+    assert_eq!(grant.message(), "etcdserver: mvcc: database space exceeded");
+    let got = kv.range(RangeRequest { key: b"big0000".to_vec().into(), ..Default::default() }).await.expect("a read");
+    assert_eq!(got.into_inner().kvs.len(), 1);
+    let port = c.members[0].client_port;
+    let health = rustcd_testkit::http_get(port, "/health");
+    assert!(health.contains(r#""health":"false","reason":"ALARM NOSPACE""#), "{health}");
+    let excluded = rustcd_testkit::http_get(port, "/health?exclude=NOSPACE");
+    assert!(excluded.contains(r#""health":"true""#), "{excluded}");
+    // Recovery: delete, compact, defragment, disarm.
+    let del =
+        DeleteRangeRequest { key: b"big".to_vec().into(), range_end: b"bih".to_vec().into(), ..Default::default() };
+    let rev = kv.delete_range(del).await.expect("deletes go on").into_inner().header.expect("header").revision;
+    kv.compact(CompactionRequest { revision: rev, physical: true }).await.expect("compact");
+    m.defragment(rustcd_api::etcdserverpb::DefragmentRequest {}).await.expect("defragment");
+    m.alarm(alarm(AlarmAction::Deactivate, member, AlarmType::Nospace)).await.expect("disarm");
+    kv.put(put("after")).await.expect("writes again");
+    assert!(rustcd_testkit::http_get(port, "/health").contains(r#""health":"true""#));
+}

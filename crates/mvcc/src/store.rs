@@ -384,6 +384,12 @@ impl KvStore {
         Ok(out)
     }
 
+    /// The backend file's size in bytes (what etcd's quota compares with), without measuring
+    /// the part in use.
+    pub fn file_size(&self) -> u64 {
+        std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
+    }
+
     /// File size and the part of it in use, in bytes. The part in use is the figure the last
     /// durable sync measured (see [`IN_USE_MAX_AGE`] for how old it may be), so asking
     /// costs nothing; only when it was never measured (or a defrag or restore dropped it) is it measured
@@ -553,28 +559,47 @@ mod tests {
         assert_eq!(revisions(vec![get("x"), nested]), (5, vec![5, 0]));
     }
 
-    /// A compaction keeps the hash of the store at its revision as it stood before (etcd's
-    /// compaction hash): HashKV at that revision answers with it, under the old compaction.
+    /// Each compaction keeps a hash of the rows it ran over (etcd's compaction hash): members
+    /// that applied the same writes keep the same hashes, a member whose data differs keeps
+    /// another; HashKV at a compaction's revision answers with the kept hash, under the
+    /// compaction before it; only the last 10 are kept.
     #[test]
     fn compactions_keep_their_hashes() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = KvStore::open(dir.path().join("db")).expect("open");
+        let open = |name: &str| KvStore::open(dir.path().join(name)).expect("open");
+        let (a, b, c) = (open("a"), open("b"), open("c"));
         let no_leases = |_: i64| false;
-        let mut taken = Vec::new();
         for round in 0..12 {
-            put_many(&store, 0, 5);
-            let rev = store.current_rev();
-            let before = store.hash_kv(rev).expect("hash");
-            store.write(false, &no_leases, |w| w.compact(rev).map(|_| ())).expect("compact");
-            taken.push((rev, before));
-            assert_eq!(store.hash_kv(rev).expect("kept hash"), before, "round {round}");
+            for s in [&a, &b, &c] {
+                put_many(s, 0, 5);
+            }
+            if round == 11 {
+                // c's data differs from a's and b's at the same revision.
+                let other = PutRequest {
+                    key: b"k00000".to_vec().into(),
+                    value: b"other".to_vec().into(),
+                    ..Default::default()
+                };
+                c.write(false, &no_leases, |w| w.put(&other).map(|_| ())).expect("put");
+                for s in [&a, &b] {
+                    put_many(s, 0, 1);
+                }
+            }
+            let rev = a.current_rev();
+            for s in [&a, &b, &c] {
+                assert_eq!(s.current_rev(), rev);
+                s.write(false, &no_leases, |w| w.compact(rev).map(|_| ())).expect("compact");
+            }
         }
-        let kept = store.compaction_hashes();
-        assert_eq!(kept.len(), COMPACTION_HASHES_KEPT);
-        for (k, (rev, (hash, crev, _))) in kept.iter().zip(taken.iter().rev()) {
-            assert_eq!((k.revision, k.hash, k.compact_revision), (*rev, *hash, *crev));
-        }
+        let (ka, kb, kc) = (a.compaction_hashes(), b.compaction_hashes(), c.compaction_hashes());
+        assert_eq!(ka.len(), COMPACTION_HASHES_KEPT);
+        assert_eq!(ka, kb, "the same writes, the same hashes");
+        assert_ne!(ka[0].hash, kc[0].hash, "other data, another hash");
+        assert_eq!(ka[1..], kc[1..], "the rounds before agree");
+        let newest = ka[0];
+        assert_eq!(newest.compact_revision, ka[1].revision);
+        assert_eq!(a.hash_kv(newest.revision).expect("kept"), (newest.hash, newest.compact_revision, newest.revision));
         // The oldest ones are forgotten: at their revisions the store is compacted.
-        assert!(matches!(store.hash_kv(taken[0].0), Err(Error::Compacted)));
+        assert!(matches!(a.hash_kv(ka[COMPACTION_HASHES_KEPT - 1].revision - 6), Err(Error::Compacted)));
     }
 }

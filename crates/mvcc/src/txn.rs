@@ -282,15 +282,20 @@ impl<'a, 't> WriteTxn<'a, 't> {
         if rev > self.st.current_rev {
             return Err(Error::FutureRev);
         }
-        // The hash of what the compaction is about to drop and keep, taken first, so that the
-        // leader's compaction hash check can compare members at this revision later.
-        let hash = crate::store::hash_rows(&*self.kv, rev);
-        let hash = self.note(hash);
+        // The hash of every row the compaction visits (what it drops and what it keeps), taken
+        // in the same pass, so that the leader's compaction hash check can compare members at
+        // this revision later. The rows' hashes are summed: the visiting order does not matter.
         let keep: HashSet<Revision> = self.st.index.compact(rev);
         let hi = Revision::new(rev + 1, 0).lower_key();
-        let r = self.kv.retain_in(..hi.as_slice(), |k, _| Revision::from_key(k).is_none_or(|(r, _)| keep.contains(&r)));
-        self.note(r.map_err(Error::from));
-        if let Some(hash) = hash {
+        let mut hash = 0u32;
+        let r = self.kv.retain_in(..hi.as_slice(), |k, v| {
+            let mut h = crate::crc32c::Crc32c::new();
+            h.update(k);
+            h.update(v);
+            hash = hash.wrapping_add(h.finish());
+            Revision::from_key(k).is_none_or(|(r, _)| keep.contains(&r))
+        });
+        if self.note(r.map_err(Error::from)).is_some() {
             let hashes = &mut self.st.compaction_hashes;
             hashes.push_back(KeyValueHash { hash, compact_revision: self.st.compact_rev.max(0), revision: rev });
             if hashes.len() > crate::store::COMPACTION_HASHES_KEPT {

@@ -101,9 +101,28 @@ pub fn routes(s: Arc<EtcdServer>) -> Router {
 }
 
 /// etcd's `/health`: healthy when a leader exists and a linearizable read completes.
-async fn health(State(s): State<Arc<EtcdServer>>) -> (StatusCode, String) {
-    let reason = if s.leader() == 0 {
+async fn health(State(s): State<Arc<EtcdServer>>, uri: axum::http::Uri) -> (StatusCode, String) {
+    // etcd's /health: an active alarm not named in `?exclude=` makes the member unhealthy.
+    let query = uri.query().unwrap_or("");
+    let excluded: Vec<&str> = query.split('&').filter_map(|kv| kv.strip_prefix("exclude=")).collect();
+    let serializable = query.split('&').any(|kv| kv == "serializable=true");
+    let alarm = s
+        .alarms()
+        .get(rustcd_api::etcdserverpb::AlarmType::None)
+        .into_iter()
+        .filter_map(|a| rustcd_api::etcdserverpb::AlarmType::try_from(a.alarm).ok())
+        .find(|t| !excluded.contains(&t.as_str_name()));
+    let reason = if let Some(t) = alarm {
+        tracing::warn!(alarm = t.as_str_name(), "serving /health false; Alarm is activated");
+        Some(match t {
+            rustcd_api::etcdserverpb::AlarmType::Nospace => "ALARM NOSPACE",
+            rustcd_api::etcdserverpb::AlarmType::Corrupt => "ALARM CORRUPT",
+            _ => "ALARM UNKNOWN",
+        })
+    } else if s.leader() == 0 {
         Some("RAFT NO LEADER")
+    } else if serializable {
+        None
     } else {
         match tokio::time::timeout(Duration::from_secs(1), s.linearizable_barrier()).await {
             Ok(Ok(())) => None,

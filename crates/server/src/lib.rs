@@ -27,6 +27,7 @@ pub mod log_rotate;
 pub mod logging;
 pub mod membership;
 pub mod otel;
+pub mod quota;
 pub mod server;
 pub mod url;
 pub mod v2proxy;
@@ -152,6 +153,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         Arc::new(std::sync::Mutex::new(rustcd_lease::Lessor::new(lease::min_ttl(cfg.raw.election_timeout))));
     lease::restore(&store, &lessor)?;
     let alarms = Arc::new(alarm::Alarms::load(&store)?);
+    let quota = quota::from_flag(cfg.raw.quota_backend_bytes);
     let auth = Arc::new(
         rustcd_auth::AuthStore::open(&store, cfg.auth_tokens.clone(), cfg.raw.bcrypt_cost as u32)
             .map_err(|e| StartError::Config(e.to_string()))?,
@@ -179,7 +181,11 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
             lessor: lessor.clone(),
             inner: Box::new(alarm::AlarmGate {
                 alarms: alarms.clone(),
-                inner: Box::new(apply::StoreApply { lessor: lessor.clone() }),
+                inner: Box::new(quota::QuotaGate {
+                    store: store.clone(),
+                    quota,
+                    inner: Box::new(apply::StoreApply { lessor: lessor.clone() }),
+                }),
             }),
         }),
         auth: auth.clone(),
@@ -233,6 +239,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         client_dial: tls.client_dial.clone(),
         peer_dial: tls.peer_dial.clone(),
         alarms,
+        quota,
         auth,
         lessor,
         store,

@@ -51,6 +51,8 @@ pub struct Parts {
     /// How the member dials fellow members' peer URLs (outside raft's transport).
     pub peer_dial: Option<Arc<rustcd_tls::ClientConfig>>,
     pub alarms: Arc<crate::alarm::Alarms>,
+    /// `--quota-backend-bytes` (`None`: no quota).
+    pub quota: Option<u64>,
     pub auth: Arc<rustcd_auth::AuthStore>,
     pub lessor: SharedLessor,
     pub store: Arc<KvStore>,
@@ -116,6 +118,24 @@ impl EtcdServer {
     }
     pub fn auth(&self) -> &Arc<rustcd_auth::AuthStore> {
         &self.p.auth
+    }
+
+    /// etcd's quota check before proposing: a request that would take the backend past the
+    /// quota raises the NOSPACE alarm for this member and is refused.
+    pub async fn check_quota(&self, op: &InternalOp) -> Result<(), ServerError> {
+        if crate::quota::available(&self.p.store, self.p.quota, crate::quota::cost(op)) {
+            return Ok(());
+        }
+        use rustcd_api::etcdserverpb::{AlarmRequest, AlarmType, alarm_request::AlarmAction};
+        let raise = AlarmRequest {
+            action: AlarmAction::Activate as i32,
+            member_id: self.p.member_id,
+            alarm: AlarmType::Nospace as i32,
+        };
+        if let Err(e) = self.propose(InternalOp::Alarm(raise)).await {
+            tracing::warn!(error = %e, "cannot raise the NOSPACE alarm");
+        }
+        Err(ServerError::NoSpace)
     }
 
     /// Waits (up to `timeout`) until this member has applied raft index `index`.

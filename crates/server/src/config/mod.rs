@@ -67,6 +67,8 @@ pub struct Settings {
     pub auto_compaction_mode: String,
     pub auto_compaction_retention: String,
     pub tls: tls::TlsSettings,
+    /// `--quota-backend-bytes` (0: etcd's 2 GiB; negative: none).
+    pub quota_backend_bytes: i64,
     /// `--cors` and `--host-whitelist`.
     pub cors: Vec<String>,
     pub host_whitelist: Vec<String>,
@@ -132,6 +134,7 @@ impl Settings {
             auto_compaction_mode: v.get("auto-compaction-mode"),
             auto_compaction_retention: v.get("auto-compaction-retention"),
             tls: tls::TlsSettings::from_values(v),
+            quota_backend_bytes: v.int("quota-backend-bytes"),
             cors: v.list("cors"),
             host_whitelist: v.list("host-whitelist"),
             auth_token: v.get("auth-token"),

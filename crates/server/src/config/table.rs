@@ -117,7 +117,7 @@ pub const FLAGS: &[Flag] = &[
     f("listen-client-http-urls", Urls, "", Member, Yes, "List of URLs to listen on for http only client traffic. Enabling this flag removes http services from --listen-client-urls."),
     f("max-snapshots", Uint, "5", Member, NoEffect("rustcd keeps no snapshot files: a snapshot is its backend, and raft-engine purges the raft log itself"), "Maximum number of snapshot files to retain (0 is unlimited)."),
     f("max-wals", Uint, "5", Member, NoEffect("rustcd keeps no WAL files: raft-engine purges the raft log once it is applied and snapshotted"), "Maximum number of wal files to retain (0 is unlimited)."),
-    f("quota-backend-bytes", Int, "0", Member, NotYet("the backend quota"), "Sets the maximum size (in bytes) that the etcd backend database may consume. Exceeding this triggers an alarm and puts etcd in read-only mode. Set to 0 to use the default 2GiB limit."),
+    f("quota-backend-bytes", Int, "0", Member, Yes, "Sets the maximum size (in bytes) that the etcd backend database may consume. Exceeding this triggers an alarm and puts etcd in read-only mode. Set to 0 to use the default 2GiB limit."),
     f("backend-bbolt-freelist-type", Str, "map", Member, BBOLT, "BackendFreelistType specifies the type of freelist that boltdb backend uses(array and map are supported types)."),
     f("backend-batch-interval", Duration, "0s", Member, NoEffect("rustcd commits the backend once per applied batch of raft entries"), "BackendBatchInterval is the maximum time before commit the backend transaction."),
     f("backend-batch-limit", Int, "0", Member, NoEffect("rustcd commits the backend once per applied batch of raft entries"), "BackendBatchLimit is the maximum operations before commit the backend transaction."),

@@ -45,7 +45,9 @@ impl EtcdServer {
         if crate::failpoints::returns("ack-before-commit") {
             return Ok(self.put_acknowledged_before_commit(p));
         }
-        let mut resp = expect_applied!(self.propose(Op::Put(p)).await?, Put)?;
+        let op = Op::Put(p);
+        self.check_quota(&op).await?;
+        let mut resp = expect_applied!(self.propose(op).await?, Put)?;
         resp.header = self.header(revision(&resp.header));
         Ok(resp)
     }
@@ -79,7 +81,9 @@ impl EtcdServer {
             let store = self.store().clone();
             blocking(move || store.read_only_txn(&t)).await??
         } else {
-            expect_applied!(self.propose(Op::Txn(t)).await?, Txn)?
+            let op = Op::Txn(t);
+            self.check_quota(&op).await?;
+            expect_applied!(self.propose(op).await?, Txn)?
         };
         resp.header = self.header(revision(&resp.header));
         Ok(resp)
@@ -98,7 +102,9 @@ impl EtcdServer {
         if r.id == 0 {
             r.id = self.fresh_lease_id();
         }
-        let mut resp = expect_applied!(self.propose(Op::LeaseGrant(r)).await?, LeaseGrant)?;
+        let op = Op::LeaseGrant(r);
+        self.check_quota(&op).await?;
+        let mut resp = expect_applied!(self.propose(op).await?, LeaseGrant)?;
         resp.header = self.current_header();
         Ok(resp)
     }
