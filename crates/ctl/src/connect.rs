@@ -27,9 +27,6 @@ pub fn endpoints_of(cli: &Cli) -> Result<Vec<String>, CtlError> {
     Ok(if kept.is_empty() { cli.endpoints.clone() } else { kept })
 }
 
-/// Where Debian keeps the system's trusted CAs (Go's default roots on this platform).
-const SYSTEM_CAS: &str = "/etc/ssl/certs/ca-certificates.crt";
-
 /// etcdctl's TLS: with `--cacert`, `--cert` or `--key`, with `--insecure-transport=false`, for
 /// an `https://` endpoint, or for secure DNS discovery; checked against `--cacert` (the
 /// system's CAs without one), or not at all with `--insecure-skip-tls-verify`.
@@ -64,7 +61,7 @@ pub fn tls_config(
     if !(asked || secure_url || secure_discovery || !flags.insecure_transport) {
         return Ok(None);
     }
-    let ca = if flags.cacert.is_empty() && !flags.skip_verify { SYSTEM_CAS } else { flags.cacert };
+    let ca = if flags.cacert.is_empty() && !flags.skip_verify { rustcd_tls::SYSTEM_CAS } else { flags.cacert };
     let info = rustcd_tls::TlsInfo {
         cert_file: flags.cert.to_string(),
         key_file: flags.key.to_string(),

@@ -30,7 +30,7 @@ fn upstream_tls(f: &Flags) -> Result<Option<ClientTlsConfig>, String> {
     let read = |p: &str| std::fs::read(p).map_err(|e| format!("open {p}: {e}"));
     let mut tls = ClientTlsConfig::new();
     // Without --cacert, the system's CAs, as Go's TLS does.
-    let ca = if f.cacert.is_empty() { "/etc/ssl/certs/ca-certificates.crt" } else { f.cacert.as_str() };
+    let ca = if f.cacert.is_empty() { rustcd_tls::SYSTEM_CAS } else { f.cacert.as_str() };
     tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
     match (f.cert.is_empty(), f.key.is_empty()) {
         (true, true) => {}
@@ -145,17 +145,7 @@ impl tower_service::Service<tonic::codegen::http::Uri> for Failover {
             for i in 0..n {
                 let e = &me.endpoints[(start + i) % n];
                 let url = if e.contains("://") { e.clone() } else { format!("https://{e}") };
-                let made = rustcd_tls::connect::Connector::for_url(&url, Some(me.tls.clone()), Duration::from_secs(5))
-                    .map_err(|e| std::io::Error::other(e.to_string()));
-                let (mut c, uri) = match made {
-                    Ok(x) => x,
-                    Err(e) => {
-                        last = e;
-                        continue;
-                    }
-                };
-                let Ok(uri) = uri.parse() else { continue };
-                match tower_service::Service::call(&mut c, uri).await {
+                match rustcd_tls::connect::open(&url, Some(me.tls.clone()), Duration::from_secs(5)).await {
                     Ok(io) => return Ok(io),
                     Err(e) => last = e,
                 }

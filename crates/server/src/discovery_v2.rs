@@ -111,7 +111,7 @@ impl Discovery {
         let tls = (scheme == "https")
             .then(|| {
                 // Discovery trusts the system's CAs, as etcd's default transport does.
-                let info = rustcd_tls::TlsInfo { trusted_ca_file: SYSTEM_CAS.into(), ..Default::default() };
+                let info = rustcd_tls::TlsInfo { trusted_ca_file: rustcd_tls::SYSTEM_CAS.into(), ..Default::default() };
                 info.client_config().map_err(|e| DiscoveryError::Other(format!("discovery TLS: {e}")))
             })
             .transpose()?;
@@ -279,10 +279,7 @@ impl Discovery {
     async fn connect(&self) -> std::io::Result<hyper_util::rt::TokioIo<rustcd_tls::connect::Stream>> {
         let timeout = Duration::from_secs(5);
         let Some(proxy) = &self.proxy else {
-            let (mut c, uri) = rustcd_tls::connect::Connector::for_url(&self.origin, self.tls.clone(), timeout)
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
-            let uri = uri.parse().map_err(std::io::Error::other)?;
-            return tower_service::Service::call(&mut c, uri).await;
+            return rustcd_tls::connect::open(&self.origin, self.tls.clone(), timeout).await;
         };
         let tcp = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(proxy.as_str()))
             .await
@@ -298,8 +295,6 @@ impl Discovery {
         Ok(hyper_util::rt::TokioIo::new(rustcd_tls::connect::tls_client(tls, name, tcp).await?))
     }
 }
-
-const SYSTEM_CAS: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// Asks an HTTP proxy for a tunnel to `authority`.
 async fn connect_tunnel(mut tcp: tokio::net::TcpStream, authority: &str) -> std::io::Result<tokio::net::TcpStream> {

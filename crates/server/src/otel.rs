@@ -175,28 +175,7 @@ pub async fn layer(State(t): State<Tracer>, req: Request<Body>, next: Next) -> R
 fn grpc_status(h: &HeaderMap) -> Option<(i64, String)> {
     let code = h.get("grpc-status")?.to_str().ok()?.parse().ok()?;
     let msg = h.get("grpc-message").and_then(|m| m.to_str().ok()).unwrap_or("");
-    Some((code, percent_decode(msg)))
-}
-
-/// gRPC percent-encodes `grpc-message`.
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = (b[i] == b'%').then(|| s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok())).flatten();
-        match hex {
-            Some(v) => {
-                out.push(v);
-                i += 3;
-            }
-            None => {
-                out.push(b[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    Some((code, crate::grpc::size_limit::percent_decode(msg)))
 }
 
 /// A response body that ends its request's span when it is done (or dropped: a cancelled call).
@@ -355,6 +334,5 @@ mod tests {
         let picked = (0..2000).filter(|_| half.sample(&none).is_some()).count();
         assert!((800..1200).contains(&picked), "about half sampled: {picked}");
         assert!(settings(-1).validate().is_err() && settings(1_000_001).validate().is_err());
-        assert_eq!(percent_decode("etcdserver:%20key%20is%20not%20provided%"), "etcdserver: key is not provided%");
     }
 }

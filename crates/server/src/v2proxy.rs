@@ -172,11 +172,8 @@ impl Proxy {
         parts: &axum::http::request::Parts,
         body: bytes::Bytes,
     ) -> Result<Response<Body>, String> {
-        let (mut connector, uri) = rustcd_tls::connect::Connector::for_url(base, self.tls.clone(), self.dial_timeout)
-            .map_err(|e| e.to_string())?;
-        let io = tower_service::Service::call(&mut connector, uri.parse().map_err(|e| format!("{e}"))?)
-            .await
-            .map_err(|e| e.to_string())?;
+        let io =
+            rustcd_tls::connect::open(base, self.tls.clone(), self.dial_timeout).await.map_err(|e| e.to_string())?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.map_err(|e| e.to_string())?;
         tokio::spawn(conn);
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());

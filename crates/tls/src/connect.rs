@@ -193,6 +193,15 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     tokio_rustls::TlsConnector::from(cfg.clone()).connect(server, s).await.map_err(go_tls_error)
 }
 
+/// One connection to `url` (http, https, unix or unixs), TLS made with `tls` where the URL is
+/// secure: for the HTTP/1 clients (v2 discovery, the HTTP proxy) and tonic channels that need
+/// a connector of their own.
+pub async fn open(url: &str, tls: Option<Arc<ClientConfig>>, timeout: Duration) -> io::Result<TokioIo<Stream>> {
+    let (mut c, uri) = Connector::for_url(url, tls, timeout).map_err(|e| io::Error::other(e.to_string()))?;
+    let uri: Uri = uri.parse().map_err(io::Error::other)?;
+    tower_service::Service::call(&mut c, uri).await
+}
+
 /// A TLS client on an already connected stream (a tunnel through an HTTP proxy, say).
 pub async fn tls_client(cfg: &Arc<ClientConfig>, name: &str, s: TcpStream) -> io::Result<Stream> {
     Ok(Stream::ClientTls(Box::new(handshake(cfg, name, s).await?)))

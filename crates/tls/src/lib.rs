@@ -29,6 +29,10 @@ pub use rustls::{ClientConfig, ServerConfig};
 pub use selfcert::self_cert;
 pub use verify::{common_name, san_matches};
 
+/// Where Debian (and most Linux systems) keep the system's trusted CAs, which a TLS client
+/// trusts when it is given no CA file, as Go's does.
+pub const SYSTEM_CAS: &str = "/etc/ssl/certs/ca-certificates.crt";
+
 /// The subject public key (the bits of its SubjectPublicKeyInfo: PKCS#1 for RSA, the point for
 /// ECDSA) of the first certificate of a PEM file's contents.
 pub fn certificate_public_key(pem: &[u8]) -> Option<Vec<u8>> {

@@ -31,7 +31,8 @@ pub async fn rewrite<B>(mut resp: Response<B>) -> Response<B> {
     resp
 }
 
-fn percent_decode(s: &str) -> String {
+/// gRPC's percent-decoding of `grpc-message`.
+pub(crate) fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -63,6 +64,7 @@ mod tests {
     #[test]
     fn percent_round_trip() {
         assert_eq!(percent_decode("a%20b%3A"), "a b:");
+        assert_eq!(percent_decode("etcdserver:%20key%20is%20not%20provided%"), "etcdserver: key is not provided%");
         assert_eq!(percent_decode(&percent_encode("x%y")), "x%y");
     }
 }
