@@ -52,22 +52,25 @@ pub struct PeerCommonName(pub String);
 /// How long a request waits for its member to apply the entry that made its simple token.
 const TOKEN_WAIT: Duration = Duration::from_secs(5);
 
+/// Who a request's token (or, with `--client-cert-auth`, its TLS client certificate's common
+/// name) names, now: etcd's `AuthInfoFromCtx`. The token wins over the certificate.
+pub fn resolve(s: &EtcdServer, token: Option<&str>, common_name: Option<&str>) -> Caller {
+    match (token, common_name) {
+        (Some(t), _) => s.auth().info_from_token(t),
+        (None, Some(cn)) if s.config().raw.tls.client.client_cert_auth => Ok(s.auth().info_from_common_name(cn)),
+        _ => Ok(None),
+    }
+}
+
 /// The middleware: resolves the caller and runs the handler with it.
 pub async fn layer(State(s): State<Arc<EtcdServer>>, req: Request<Body>, next: Next) -> Response<Body> {
-    let token = req.headers().get("token").and_then(|v| v.to_str().ok()).map(str::to_string);
-    let caller = match token {
-        Some(t) => {
-            // A token made through another member is known here once this member applied it.
-            if let Some(index) = AuthStore::token_index(&t) {
-                s.wait_applied(index, TOKEN_WAIT).await;
-            }
-            s.auth().info_from_token(&t)
-        }
-        None if s.config().raw.tls.client.client_cert_auth => {
-            Ok(req.extensions().get::<PeerCommonName>().and_then(|cn| s.auth().info_from_common_name(&cn.0)))
-        }
-        None => Ok(None),
-    };
+    let token = req.headers().get("token").and_then(|v| v.to_str().ok());
+    // A token made through another member is known here once this member applied it.
+    if let Some(index) = token.and_then(AuthStore::token_index) {
+        s.wait_applied(index, TOKEN_WAIT).await;
+    }
+    let cn = req.extensions().get::<PeerCommonName>().map(|c| c.0.as_str());
+    let caller = resolve(&s, token, cn);
     CALLER.scope(caller, next.run(req)).await
 }
 

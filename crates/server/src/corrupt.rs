@@ -13,8 +13,7 @@
 use std::sync::Weak;
 use std::time::Duration;
 
-use rustcd_api::etcdserverpb::alarm_request::AlarmAction;
-use rustcd_api::etcdserverpb::{AlarmRequest, AlarmType, HashKvRequest, HashKvResponse};
+use rustcd_api::etcdserverpb::{AlarmType, HashKvRequest, HashKvResponse};
 
 use crate::error::StartError;
 use crate::server::EtcdServer;
@@ -120,8 +119,7 @@ async fn check_peers(s: &EtcdServer) -> Result<(), String> {
     }
     tracing::info!(number_of_peers_checked = peers.len(), "finished peer corruption check");
     if let Some(member_id) = suspect {
-        let raise = AlarmRequest { action: AlarmAction::Activate as i32, member_id, alarm: AlarmType::Corrupt as i32 };
-        s.alarm(raise).await.map_err(|e| e.to_string())?;
+        s.raise_alarm(member_id, AlarmType::Corrupt).await.map_err(|e| e.to_string())?;
     }
     Ok(())
 }
@@ -162,12 +160,7 @@ async fn compact_hash_check(s: &EtcdServer, latest_checked: &mut i64) {
                     follower_compact_revision = p.compact_revision, follower_hash = p.hash,
                     follower_peer_id = %peer, "failed compaction hash check"
                 );
-                let raise = AlarmRequest {
-                    action: AlarmAction::Activate as i32,
-                    member_id: *id,
-                    alarm: AlarmType::Corrupt as i32,
-                };
-                if let Err(e) = s.alarm(raise).await {
+                if let Err(e) = s.raise_alarm(*id, AlarmType::Corrupt).await {
                     tracing::warn!(error = %e, "failed to raise the corrupt alarm");
                 }
                 return;

@@ -126,13 +126,7 @@ impl EtcdServer {
         if crate::quota::available(&self.p.store, self.p.quota, crate::quota::cost(op)) {
             return Ok(());
         }
-        use rustcd_api::etcdserverpb::{AlarmRequest, AlarmType, alarm_request::AlarmAction};
-        let raise = AlarmRequest {
-            action: AlarmAction::Activate as i32,
-            member_id: self.p.member_id,
-            alarm: AlarmType::Nospace as i32,
-        };
-        if let Err(e) = self.propose(InternalOp::Alarm(raise)).await {
+        if let Err(e) = self.raise_alarm(self.p.member_id, rustcd_api::etcdserverpb::AlarmType::Nospace).await {
             tracing::warn!(error = %e, "cannot raise the NOSPACE alarm");
         }
         Err(ServerError::NoSpace)

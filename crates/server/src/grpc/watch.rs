@@ -200,15 +200,10 @@ impl Session {
         if !auth.is_enabled() {
             return true;
         }
-        let who = match (&self.token, &self.cn) {
-            (Some(t), _) => match auth.info_from_token(t) {
-                Ok(w) => w,
-                Err(_) => return false,
-            },
-            (None, Some(cn)) if self.s.config().raw.tls.client.client_cert_auth => auth.info_from_common_name(cn),
-            _ => None,
-        };
-        auth.is_range_permitted(who.as_ref(), &c.key, &c.range_end).is_ok()
+        match crate::auth::resolve(&self.s, self.token.as_deref(), self.cn.as_deref()) {
+            Ok(who) => auth.is_range_permitted(who.as_ref(), &c.key, &c.range_end).is_ok(),
+            Err(_) => false,
+        }
     }
 
     fn fresh_id(&mut self) -> i64 {

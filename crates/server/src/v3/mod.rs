@@ -115,6 +115,17 @@ impl EtcdServer {
         expect_applied!(self.propose(Op::Alarm(r)).await?, Alarm)
     }
 
+    /// Raises `alarm` for `member_id` through raft (the corruption checks, the quota).
+    pub async fn raise_alarm(
+        &self,
+        member_id: u64,
+        alarm: rustcd_api::etcdserverpb::AlarmType,
+    ) -> Result<(), ServerError> {
+        use rustcd_api::etcdserverpb::alarm_request::AlarmAction;
+        let r = AlarmRequest { action: AlarmAction::Activate as i32, member_id, alarm: alarm as i32 };
+        self.alarm(r).await.map(|_| ())
+    }
+
     pub async fn lease_revoke(&self, r: LeaseRevokeRequest) -> Result<LeaseRevokeResponse, ServerError> {
         expect_applied!(self.propose(Op::LeaseRevoke(r)).await?, LeaseRevoke)?;
         Ok(LeaseRevokeResponse { header: self.current_header() })
