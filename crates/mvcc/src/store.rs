@@ -77,6 +77,9 @@ pub struct KvStore {
     /// Bytes of the file in use and when they were measured ([`KvStore::db_size`]); `None`
     /// until first measured, and again after a defrag or a restore from a snapshot.
     in_use: Mutex<Option<InUse>>,
+    /// The file's size after the last commit (what etcd's quota compares with, read on every
+    /// growing request: kept here rather than asked of the file system each time).
+    file_len: std::sync::atomic::AtomicU64,
 }
 
 /// Outcome of a committed write batch.
@@ -136,7 +139,15 @@ impl KvStore {
         tx.open_table(META)?;
         tx.commit()?;
         let state = Self::load_state(&db)?;
-        Ok(KvStore { db: RwLock::new(db), path, state: RwLock::new(state), in_use: Mutex::new(None) })
+        let store = KvStore {
+            db: RwLock::new(db),
+            path,
+            state: RwLock::new(state),
+            in_use: Mutex::new(None),
+            file_len: Default::default(),
+        };
+        store.note_file_len();
+        Ok(store)
     }
 
     fn load_state(db: &Database) -> Result<State> {
@@ -181,7 +192,10 @@ impl KvStore {
         *self.in_use.lock().unwrap_or_else(|p| p.into_inner()) = None;
         for _ in 0..300 {
             match db.compact() {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    self.note_file_len();
+                    return Ok(());
+                }
                 Err(redb::CompactionError::TransactionInProgress) => {
                     std::thread::sleep(std::time::Duration::from_millis(10));
                 }
@@ -250,6 +264,7 @@ impl KvStore {
             (value, events, ci)
         };
         tx.commit()?;
+        self.note_file_len();
         if let Some(ci) = consistent_index {
             st.consistent_index = ci;
         }
@@ -285,6 +300,7 @@ impl KvStore {
             }
         }
         tx.commit()?;
+        self.note_file_len();
         *st = Self::load_state(&self.db())?;
         Ok(())
     }
@@ -384,10 +400,15 @@ impl KvStore {
         Ok(out)
     }
 
-    /// The backend file's size in bytes (what etcd's quota compares with), without measuring
-    /// the part in use.
+    /// The backend file's size in bytes after the last commit, defrag or restore (what etcd's
+    /// quota compares with), without measuring the part in use.
     pub fn file_size(&self) -> u64 {
-        std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
+        self.file_len.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn note_file_len(&self) {
+        let len = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
+        self.file_len.store(len, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// File size and the part of it in use, in bytes. The part in use is the figure the last
