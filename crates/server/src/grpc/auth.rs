@@ -20,7 +20,25 @@ use crate::server::EtcdServer;
 pub struct AuthService(pub Arc<EtcdServer>);
 
 impl AuthService {
+    /// Proposes `op`, its password (UserAdd, UserChangePassword) replaced by its hash first.
     async fn propose(&self, op: Op) -> Result<AuthResponse, ServerError> {
+        let op = match op {
+            Op::UserAdd(mut r) => {
+                if !r.options.is_some_and(|o| o.no_password) && r.hashed_password.is_empty() {
+                    r.hashed_password = self.hash(&r.password).await?;
+                }
+                r.password.clear();
+                Op::UserAdd(r)
+            }
+            Op::UserChangePassword(mut r) => {
+                if r.hashed_password.is_empty() {
+                    r.hashed_password = self.hash(&r.password).await?;
+                }
+                r.password.clear();
+                Op::UserChangePassword(r)
+            }
+            other => other,
+        };
         expect_applied!(self.0.propose(Internal::Auth(AuthRequest { op: Some(op) })).await?, Auth)
     }
 }
@@ -42,39 +60,6 @@ macro_rules! auth_impl {
                     }
                 }
             )*
-
-    async fn user_add(&self, req: Request<AuthUserAddRequest>) -> Result<Response<AuthUserAddResponse>, Status> {
-        let mut r = req.into_inner();
-        if !r.options.is_some_and(|o| o.no_password) && r.hashed_password.is_empty() {
-            r.hashed_password = self.hash(&r.password).await?;
-        }
-        r.password.clear();
-        match self.propose(Op::UserAdd(r)).await? {
-            AuthResponse::UserAdd(mut r) => {
-                r.header = self.0.current_header();
-                Ok(Response::new(r))
-            }
-            _ => Err(ServerError::UnexpectedApply.into()),
-        }
-    }
-
-    async fn user_change_password(
-        &self,
-        req: Request<AuthUserChangePasswordRequest>,
-    ) -> Result<Response<AuthUserChangePasswordResponse>, Status> {
-        let mut r = req.into_inner();
-        if r.hashed_password.is_empty() {
-            r.hashed_password = self.hash(&r.password).await?;
-        }
-        r.password.clear();
-        match self.propose(Op::UserChangePassword(r)).await? {
-            AuthResponse::UserChangePassword(mut r) => {
-                r.header = self.0.current_header();
-                Ok(Response::new(r))
-            }
-            _ => Err(ServerError::UnexpectedApply.into()),
-        }
-    }
 
     async fn authenticate(&self, req: Request<AuthenticateRequest>) -> Result<Response<AuthenticateResponse>, Status> {
         let r = req.into_inner();
@@ -114,6 +99,8 @@ auth_impl! {
     auth_enable(AuthEnableRequest) -> AuthEnableResponse = Enable;
     auth_disable(AuthDisableRequest) -> AuthDisableResponse = Disable;
     auth_status(AuthStatusRequest) -> AuthStatusResponse = Status;
+    user_add(AuthUserAddRequest) -> AuthUserAddResponse = UserAdd;
+    user_change_password(AuthUserChangePasswordRequest) -> AuthUserChangePasswordResponse = UserChangePassword;
     user_get(AuthUserGetRequest) -> AuthUserGetResponse = UserGet;
     user_list(AuthUserListRequest) -> AuthUserListResponse = UserList;
     user_delete(AuthUserDeleteRequest) -> AuthUserDeleteResponse = UserDelete;
