@@ -242,3 +242,43 @@ async fn every_attempt_without_permission_is_refused_with_etcds_error() {
     let others: Vec<_> = after.kvs.iter().filter(|k| k.key.as_ref() != b"eve/x").cloned().collect();
     assert_eq!(others, before.kvs, "nothing but eve's own key changed");
 }
+
+/// Election's Observe with auth on: its stream reads the election's keys as its caller, so root
+/// sees the leader and a user without permission is refused, as in a Range of the same keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observe_reads_as_its_caller() {
+    use rustcd_api::v3electionpb::election_client::ElectionClient;
+    use rustcd_api::v3electionpb::{CampaignRequest, LeaderRequest};
+    let c = Cluster::start_with(Server::Rustcd, 1, &[]);
+    c.wait_writable(0);
+    let ch = channel(&c.members[0].endpoint()).await;
+    let mut a = AuthClient::new(ch.clone());
+    for (name, pw) in [("root", "rootpw"), ("eve", "evepw")] {
+        a.user_add(AuthUserAddRequest { name: name.into(), password: pw.into(), ..Default::default() })
+            .await
+            .expect("user");
+    }
+    a.user_grant_role(AuthUserGrantRoleRequest { user: "root".into(), role: "root".into() }).await.expect("root role");
+    a.auth_enable(AuthEnableRequest {}).await.expect("enable");
+    let (root, eve) = (authenticate(&ch, "root", "rootpw").await, authenticate(&ch, "eve", "evepw").await);
+    let lease = LeaseClient::new(ch.clone())
+        .lease_grant(with_token(&root, LeaseGrantRequest { ttl: 600, id: 0 }))
+        .await
+        .expect("lease")
+        .into_inner()
+        .id;
+    let mut e = ElectionClient::new(ch.clone());
+    let campaign = CampaignRequest { name: b"e".to_vec().into(), lease, value: b"v1".to_vec().into() };
+    e.campaign(with_token(&root, campaign)).await.expect("root campaigns");
+    let observe = |token: String| {
+        let mut e = e.clone();
+        async move {
+            let mut s = e.observe(with_token(&token, LeaderRequest { name: b"e".to_vec().into() })).await?.into_inner();
+            s.message().await
+        }
+    };
+    let seen = observe(root).await.expect("root observes").expect("a leader");
+    assert_eq!(seen.kv.expect("the leader's key").value.as_ref(), b"v1");
+    let refused = observe(eve).await.expect_err("eve may not read the election");
+    assert_eq!((refused.code(), refused.message()), (Code::PermissionDenied, "etcdserver: permission denied"));
+}

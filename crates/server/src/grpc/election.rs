@@ -72,7 +72,9 @@ impl Election for ElectionService {
         let prefix = cc::prefix_of(&req.into_inner().name);
         let s = self.0.clone();
         let (tx, rx) = mpsc::channel(16);
-        tokio::spawn(async move {
+        // The stream's reads are its caller's: they keep its auth in the task serving them.
+        let caller = crate::auth::current().unwrap_or(Ok(None));
+        tokio::spawn(crate::auth::CALLER.scope(caller, async move {
             let mut last: Option<(bytes::Bytes, i64)> = None;
             loop {
                 let (kv, rev) = match cc::first_key(&s, &prefix).await {
@@ -99,7 +101,7 @@ impl Election for ElectionService {
                     _ = tx.closed() => return,
                 }
             }
-        });
+        }));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
