@@ -13,6 +13,7 @@ pub mod key_range;
 mod range;
 mod read_txn;
 pub mod revision;
+mod bulk;
 mod snapshot;
 mod store;
 mod txn;
@@ -22,6 +23,7 @@ pub use error::{Error, Result};
 pub use key_range::KeyRange;
 pub use read_txn::is_read_only;
 pub use revision::Revision;
+pub use bulk::{Loader, RowView};
 pub use store::{Committed, KeyValueHash, KvStore};
 pub use txn::WriteTxn;
 

@@ -180,7 +180,7 @@ impl KvStore {
     }
 
     /// The database, for beginning a transaction (the guard may go once it has begun).
-    fn db(&self) -> RwLockReadGuard<'_, Database> {
+    pub(crate) fn db(&self) -> RwLockReadGuard<'_, Database> {
         self.db.read().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -300,6 +300,15 @@ impl KvStore {
             }
         }
         tx.commit()?;
+        self.note_file_len();
+        *st = Self::load_state(&self.db())?;
+        Ok(())
+    }
+
+    /// Reads the store's state back from the backend, after its rows were replaced.
+    pub(crate) fn reload(&self) -> Result<()> {
+        let mut st = self.write_lock();
+        *self.in_use.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.note_file_len();
         *st = Self::load_state(&self.db())?;
         Ok(())
