@@ -17,10 +17,11 @@ use rustcd_mvcc::{KvStore, WriteTxn};
 use crate::token::{TokenOptions, Tokens};
 use crate::{AuthError, AuthInfo, ROOT, perm};
 
-const ENABLED: &str = "auth/enabled";
-const REVISION: &str = "auth/revision";
-const USERS: &str = "auth/users/";
-const ROLES: &str = "auth/roles/";
+/// Where the backend keeps the auth state (meta table keys; read also by snapshots in etcd's format).
+pub const ENABLED: &str = "auth/enabled";
+pub const REVISION: &str = "auth/revision";
+pub const USERS: &str = "auth/users/";
+pub const ROLES: &str = "auth/roles/";
 
 #[derive(Debug, Default, Clone)]
 struct State {

@@ -20,7 +20,12 @@ pub struct Reader {
     pages: u64,
     root: u64,
     freelist: u64,
+    /// Bytes of pages read so far (for progress reports).
+    read: std::sync::atomic::AtomicU64,
 }
+
+/// What a walk calls with each leaf element: key, value, element flags.
+type Visit<'a> = dyn FnMut(&[u8], &[u8], u32) -> Result<()> + 'a;
 
 /// Where a node is: a page of the file, or a bucket's inline page.
 enum Node<'a> {
@@ -45,7 +50,8 @@ impl Reader {
             let ps = page::u32_at(m, 8) as u64;
             let sane = ps.is_power_of_two() && (512..=1 << 20).contains(&ps);
             // (page size, root, freelist, pages, txid)
-            (ok && sane).then(|| (ps, page::u64_at(m, 16), page::u64_at(m, 32), page::u64_at(m, 40), page::u64_at(m, 48)))
+            (ok && sane)
+                .then(|| (ps, page::u64_at(m, 16), page::u64_at(m, 32), page::u64_at(m, 40), page::u64_at(m, 48)))
         };
         let first = read_meta(0);
         let second = read_meta(first.map_or(page::PAGE_SIZE as u64, |m| m.0));
@@ -59,7 +65,7 @@ impl Reader {
         if pages.checked_mul(page_size).is_none_or(|size| size > len) {
             return corrupt(format!("file size too small: {len} bytes for {pages} pages of {page_size}"));
         }
-        Ok(Reader { file, page_size, pages, root, freelist })
+        Ok(Reader { file, page_size, pages, root, freelist, read: Default::default() })
     }
 
     /// Opens a bbolt file.
@@ -72,6 +78,11 @@ impl Reader {
     /// The database's size: pages times the page size (bbolt's `Tx.Size`).
     pub fn size(&self) -> u64 {
         self.pages * self.page_size
+    }
+
+    /// Bytes of pages read so far, counting a page once per time it is read.
+    pub fn bytes_read(&self) -> u64 {
+        self.read.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn page_size(&self) -> u64 {
@@ -103,11 +114,12 @@ impl Reader {
         let node = bucket_root(&bucket)?;
         let mut failed = None;
         let walked = self.walk(node, &mut HashSet::new(), 0, &mut None, &mut |k, v, flags| {
-            if flags & BUCKET_LEAF == 0 && failed.is_none() {
-                if let Err(e) = f(k, v) {
-                    failed = Some(e);
-                    return Err(Error::Misuse("stopped".into()));
-                }
+            if flags & BUCKET_LEAF == 0
+                && failed.is_none()
+                && let Err(e) = f(k, v)
+            {
+                failed = Some(e);
+                return Err(Error::Misuse("stopped".into()));
             }
             Ok(())
         });
@@ -191,6 +203,7 @@ impl Reader {
         }
         let mut buf = vec![0u8; ((overflow + 1) * self.page_size) as usize];
         self.file.read_exact_at(&mut buf, id * self.page_size)?;
+        self.read.fetch_add(buf.len() as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(buf)
     }
 
@@ -201,7 +214,7 @@ impl Reader {
         seen: &mut HashSet<u64>,
         depth: usize,
         last: &mut Option<Vec<u8>>,
-        f: &mut dyn FnMut(&[u8], &[u8], u32) -> Result<()>,
+        f: &mut Visit<'_>,
     ) -> Result<()> {
         if depth > MAX_DEPTH {
             return corrupt("tree too deep");

@@ -218,13 +218,52 @@ impl Cluster {
         let proxies =
             members.iter().filter_map(|m| Some(proxy::Proxy::start(m.proxy_port?, m.peer_port))).collect::<Vec<_>>();
         let mut c = Cluster { server, members, proxies, dir, initial_cluster, pki: None };
-        for i in 0..n {
-            c.spawn(i);
-        }
-        for i in 0..n {
-            c.wait_ready(i);
-        }
+        c.start_all();
         c
+    }
+
+    /// `n` members of `server` planned (names, ports, data dirs) but not started: to fill
+    /// their data dirs first (a restore), then [`Cluster::start_all`].
+    pub fn planned(server: Server, n: usize, extra: &[&str]) -> Cluster {
+        let dir = tempfile::Builder::new().prefix("rustcd-test-").tempdir().expect("temp dir");
+        let mut c = Self::start_in(dir, server, 0, extra, false, "http");
+        for i in 0..n {
+            let name = format!("m{i}");
+            c.members.push(Member {
+                host: "127.0.0.1".into(),
+                config_file: None,
+                joining_cluster: None,
+                data_dir: c.dir.path().join(format!("{name}.etcd")),
+                log: c.dir.path().join(format!("{name}.log")),
+                name,
+                client_port: free_port(),
+                peer_port: free_port(),
+                proxy_port: None,
+                extra_args: extra.iter().map(|s| s.to_string()).collect(),
+                scheme: "http",
+                env: vec![],
+                child: None,
+            });
+        }
+        c.initial_cluster =
+            c.members.iter().map(|m| format!("{}={}", m.name, m.advertised_peer_url())).collect::<Vec<_>>().join(",");
+        c
+    }
+
+    /// The `--initial-cluster` the members start with.
+    pub fn initial_cluster(&self) -> &str {
+        &self.initial_cluster
+    }
+
+    /// Starts every member not running and waits until each serves.
+    pub fn start_all(&mut self) {
+        let stopped: Vec<usize> = (0..self.members.len()).filter(|i| self.members[*i].child.is_none()).collect();
+        for &i in &stopped {
+            self.spawn(i);
+        }
+        for &i in &stopped {
+            self.wait_ready(i);
+        }
     }
 
     /// Starts rustcd members each from its YAML config file, as the seed walkthrough does.

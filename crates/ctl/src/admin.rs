@@ -7,7 +7,7 @@ use tokio::io::AsyncWriteExt;
 use tokio_stream::StreamExt;
 
 use crate::json::{Obj, human_bytes};
-use crate::print::{emit, with_header};
+use crate::print::{Format, emit, with_header};
 use crate::{CtlError, Ctx};
 
 #[derive(Subcommand, Debug)]
@@ -29,33 +29,7 @@ The items in the lists are hash, revision, total keys, total size."
     )]
     Status { args: Vec<String> },
     /// Restores an etcd member snapshot to an etcd directory
-    Restore(RestoreArgs),
-}
-
-#[derive(clap::Args, Debug)]
-pub struct RestoreArgs {
-    /// Path to the data directory
-    #[arg(long = "data-dir", default_value = "")]
-    pub data_dir: String,
-    /// Path to the WAL directory (use --data-dir if none given)
-    #[arg(long = "wal-dir", default_value = "")]
-    pub wal_dir: String,
-    /// Initial cluster configuration for restore bootstrap
-    #[arg(long = "initial-cluster", default_value = "default=http://localhost:2380")]
-    pub initial_cluster: String,
-    /// Initial cluster token for the etcd cluster during restore bootstrap
-    #[arg(long = "initial-cluster-token", default_value = "etcd-cluster")]
-    pub initial_cluster_token: String,
-    /// List of this member's peer URLs to advertise to the rest of the cluster
-    #[arg(long = "initial-advertise-peer-urls", default_value = "http://localhost:2380")]
-    pub initial_advertise_peer_urls: String,
-    /// Human-readable name for this member
-    #[arg(long, default_value = "default")]
-    pub name: String,
-    /// Ignore snapshot integrity hash value (required if copied from data directory)
-    #[arg(long = "skip-hash-check")]
-    pub skip_hash_check: bool,
-    pub args: Vec<String>,
+    Restore(rustcd_utl::snapshot::RestoreArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -153,19 +127,37 @@ pub async fn snapshot(ctx: &Ctx, cmd: SnapshotCmd) -> Result<(), CtlError> {
             let io = |e: std::io::Error| CtlError::new(5, &format!("could not write snapshot {partial}: {e}"));
             let mut file = tokio::fs::File::create(&partial).await.map_err(io)?;
             let mut size = 0u64;
+            let bar = rustcd_utl::progress::bytes(0, "saving");
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(|e| interrupted(e.into()))?;
                 size += chunk.blob.len() as u64;
+                bar.set_length(size + chunk.remaining_bytes);
+                bar.set_position(size);
                 file.write_all(&chunk.blob).await.map_err(io)?;
             }
+            bar.finish_and_clear();
             file.sync_all().await.map_err(io)?;
             tokio::fs::rename(&partial, path).await.map_err(io)?;
             println!("Snapshot saved at {path}");
             eprintln!("snapshot size {}", human_bytes(size));
             Ok(())
         }
-        SnapshotCmd::Status { .. } | SnapshotCmd::Restore { .. } => Err(CtlError::bad_feature(
-            "snapshot status and restore are etcdutl's work (etcdutl snapshot ...), and rustcd's etcdutl is not built yet",
-        )),
+        // etcd 3.5's etcdctl hands these to etcdutl's code, and so does this one.
+        SnapshotCmd::Status { args } => {
+            let format = match ctx.format {
+                Format::Simple => "simple",
+                Format::Json => "json",
+                Format::Fields => "fields",
+                Format::Table => "table",
+                Format::Protobuf => "protobuf",
+            };
+            print!("{}", rustcd_utl::snapshot::status(&args, format).map_err(utl_error)?);
+            Ok(())
+        }
+        SnapshotCmd::Restore(a) => rustcd_utl::snapshot::restore(&a).map_err(utl_error),
     }
+}
+
+fn utl_error(e: rustcd_utl::UtlError) -> CtlError {
+    CtlError::new(e.code, &e.msg)
 }

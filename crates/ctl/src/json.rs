@@ -138,17 +138,7 @@ pub fn quote(data: &[u8]) -> String {
     out
 }
 
-/// go-humanize's `Bytes`: SI units, one decimal below 10.
-pub fn human_bytes(n: u64) -> String {
-    if n < 10 {
-        return format!("{n} B");
-    }
-    const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
-    let e = ((n as f64).ln() / 1000f64.ln()).floor() as usize;
-    let e = e.min(UNITS.len() - 1);
-    let val = ((n as f64) / 1000f64.powi(e as i32) * 10.0 + 0.5).floor() / 10.0;
-    if val < 10.0 { format!("{val:.1} {}", UNITS[e]) } else { format!("{val:.0} {}", UNITS[e]) }
-}
+pub use rustcd_utl::print::human_bytes;
 
 /// Go's `time.Duration.String()`.
 pub fn go_duration(d: Duration) -> String {

@@ -341,35 +341,5 @@ fn fields_kv(out: &mut String, pfx: &str, kv: &KeyValue) {
     let _ = writeln!(out, "\"{pfx}Lease\" : {}", kv.lease);
 }
 
-/// A table as etcdctl's tablewriter draws it: centred headers, right-aligned cells.
-pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
-    let widths: Vec<usize> = (0..headers.len())
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).chain([headers[i].len()]).max().unwrap_or(0))
-        .collect();
-    let line = {
-        let mut l = String::from("+");
-        for w in &widths {
-            l.push_str(&"-".repeat(w + 2));
-            l.push('+');
-        }
-        l + "\n"
-    };
-    let mut out = line.clone();
-    out.push('|');
-    for (h, w) in headers.iter().zip(&widths) {
-        let gap = w - h.len();
-        let left = gap / 2;
-        let _ = write!(out, " {}{}{} |", " ".repeat(left), h, " ".repeat(gap - left));
-    }
-    out.push('\n');
-    out.push_str(&line);
-    for r in rows {
-        out.push('|');
-        for (c, w) in r.iter().zip(&widths) {
-            let _ = write!(out, " {}{c} |", " ".repeat(w - c.chars().count()));
-        }
-        out.push('\n');
-    }
-    out.push_str(&line);
-    out
-}
+/// etcd's tables (the offline tools draw the same ones).
+pub use rustcd_utl::print::table;

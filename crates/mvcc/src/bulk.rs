@@ -22,7 +22,12 @@ impl KvStore {
     /// A consistent view of every row, and the revisions it stands at.
     pub fn row_view(&self) -> Result<RowView> {
         let (st, tx) = self.read_view()?;
-        Ok(RowView { tx, consistent_index: st.consistent_index, current_rev: st.current_rev, compact_rev: st.compact_rev })
+        Ok(RowView {
+            tx,
+            consistent_index: st.consistent_index,
+            current_rev: st.current_rev,
+            compact_rev: st.compact_rev,
+        })
     }
 
     /// Replaces the whole store with rows given to the returned [`Loader`]; the store's state
@@ -86,10 +91,11 @@ pub struct Loader<'a> {
 
 impl Loader<'_> {
     fn tx(&mut self) -> Result<&redb::WriteTransaction> {
-        if self.rows > 0 && self.rows.is_multiple_of(ROWS_PER_COMMIT) {
-            if let Some(tx) = self.tx.take() {
-                tx.commit()?;
-            }
+        if self.rows > 0
+            && self.rows.is_multiple_of(ROWS_PER_COMMIT)
+            && let Some(tx) = self.tx.take()
+        {
+            tx.commit()?;
         }
         self.rows += 1;
         if self.tx.is_none() {

@@ -6,6 +6,7 @@
 //! and the watcher hub ([`watch::WatchHub`]). It knows nothing of raft, the network or leases
 //! beyond asking whether a lease id exists. Start with [`KvStore`].
 
+mod bulk;
 pub mod crc32c;
 mod error;
 pub mod key_index;
@@ -13,17 +14,16 @@ pub mod key_range;
 mod range;
 mod read_txn;
 pub mod revision;
-mod bulk;
 mod snapshot;
 mod store;
 mod txn;
 pub mod watch;
 
+pub use bulk::{Loader, RowView};
 pub use error::{Error, Result};
 pub use key_range::KeyRange;
 pub use read_txn::is_read_only;
 pub use revision::Revision;
-pub use bulk::{Loader, RowView};
 pub use store::{Committed, KeyValueHash, KvStore};
 pub use txn::WriteTxn;
 

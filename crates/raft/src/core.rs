@@ -233,6 +233,18 @@ impl<L: LogStorage, T: Transport, A: ApplySink> RaftCore<L, T, A> {
     }
 }
 
+/// Writes the initial log of a member restored from a snapshot (etcd's `snapshot restore`): the
+/// same committed AddNode entries a new cluster starts with, in the log at `dir`, which must be
+/// empty. Started on it, the member applies nothing from them (its backend already holds the
+/// membership, at the consistent index of the last entry).
+pub fn bootstrap_log(dir: &std::path::Path, members: &[(u64, Vec<u8>)]) -> Result<()> {
+    let mut store = crate::log_store::LogStore::open(dir)?;
+    if !store.is_empty() {
+        return Err(Error::Corrupt(format!("{}: the raft log is not empty", dir.display())));
+    }
+    bootstrap(&mut store, members)
+}
+
 /// Writes a new member's initial log: one committed AddNode entry per member at term 1, so the
 /// first election makes term 2 and the log indexes line up with etcd's.
 fn bootstrap<L: LogStorage>(store: &mut L, members: &[(u64, Vec<u8>)]) -> Result<()> {

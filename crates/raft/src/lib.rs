@@ -15,7 +15,7 @@ pub mod node;
 mod slog_bridge;
 mod tail;
 
-pub use core::{RaftCore, refuse};
+pub use core::{RaftCore, bootstrap_log, refuse};
 pub use error::{Error, Result};
 pub use io::{ApplySink, LogStorage, Transport};
 pub use node::{Input, NodeConfig, NodeStatus, Output, RaftNode, RaftSender};

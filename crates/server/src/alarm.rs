@@ -19,10 +19,16 @@ use crate::apply::{Applied, ApplyRequest, Origin};
 use crate::error::ServerError;
 
 /// Where the backend keeps an alarm: `alarm/<type>/<member id>`, with an empty value.
-const PREFIX: &str = "alarm/";
+pub(crate) const PREFIX: &str = "alarm/";
 
-fn meta_key(a: &AlarmMember) -> String {
+pub(crate) fn meta_key(a: &AlarmMember) -> String {
     format!("{PREFIX}{}/{:016x}", a.alarm, a.member_id)
+}
+
+/// The (alarm type, member id) a meta key names.
+pub(crate) fn parse_meta_key(k: &str) -> Option<(i32, u64)> {
+    let (t, m) = k.strip_prefix(PREFIX)?.split_once('/')?;
+    Some((t.parse().ok()?, u64::from_str_radix(m, 16).ok()?))
 }
 
 /// The active alarms, as (alarm type, member id).
@@ -43,10 +49,7 @@ impl Alarms {
     pub fn reload(&self, store: &KvStore) -> Result<(), rustcd_mvcc::Error> {
         let mut set = BTreeSet::new();
         for (k, _) in store.meta_prefix(PREFIX)? {
-            let parsed = k[PREFIX.len()..]
-                .split_once('/')
-                .and_then(|(t, m)| Some((t.parse().ok()?, u64::from_str_radix(m, 16).ok()?)));
-            match parsed {
+            match parse_meta_key(&k) {
                 Some(entry) => {
                     set.insert(entry);
                 }

@@ -22,7 +22,7 @@ pub struct Identity {
     pub bootstrap: bool,
 }
 
-const IDENTITY_FILE: &str = "identity";
+pub(crate) const IDENTITY_FILE: &str = "identity";
 
 /// Finds this member's identity: from its data dir on restart, from the initial cluster for
 /// a new one, or from the existing members' answer when joining.
@@ -56,7 +56,13 @@ pub async fn identify(
     Ok(id)
 }
 
-fn write_identity(path: &Path, member_id: u64, cluster_id: u64) -> Result<(), StartError> {
+/// The member ID a data dir's `member` directory holds, if any.
+pub fn read_member_id(member_dir: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(member_dir.join(IDENTITY_FILE)).ok()?;
+    u64::from_str_radix(text.split_whitespace().next()?, 16).ok()
+}
+
+pub(crate) fn write_identity(path: &Path, member_id: u64, cluster_id: u64) -> Result<(), StartError> {
     use std::io::Write;
     let err = |e: std::io::Error| StartError::DataDir(format!("{}: {e}", path.display()));
     let tmp = path.with_extension("tmp");

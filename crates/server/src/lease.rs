@@ -21,7 +21,7 @@ use crate::apply::Applied;
 use crate::error::ServerError;
 use crate::server::EtcdServer;
 
-const META_PREFIX: &str = "lease/";
+pub(crate) const META_PREFIX: &str = "lease/";
 
 pub type SharedLessor = Arc<Mutex<Lessor>>;
 
@@ -49,7 +49,7 @@ fn follow_leadership(l: &mut Lessor, s: &EtcdServer, leader: bool, now: Instant)
     }
 }
 
-fn meta_key(id: i64) -> String {
+pub(crate) fn meta_key(id: i64) -> String {
     format!("{META_PREFIX}{:016x}", id as u64)
 }
 

@@ -7,6 +7,7 @@
 pub mod alarm;
 pub mod apply;
 pub mod auth;
+pub mod backup;
 pub mod compactor;
 pub mod concurrency;
 pub mod config;
@@ -19,6 +20,7 @@ pub mod gateway;
 pub mod grpc;
 pub mod h2_authority;
 pub mod http;
+pub mod humanize;
 pub mod identity;
 pub mod ids;
 pub mod lease;

@@ -10,7 +10,7 @@ use rustcd_api::rustcdpb::{MemberAttributes, StoredMember, StoredMembers};
 use rustcd_mvcc::{KvStore, WriteTxn};
 use rustcd_raft::eraftpb::{ConfChange, ConfChangeType};
 
-const META_MEMBERS: &str = "members";
+pub(crate) const META_MEMBERS: &str = "members";
 
 pub struct Membership {
     inner: RwLock<StoredMembers>,

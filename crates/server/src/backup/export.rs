@@ -1,0 +1,107 @@
+//! Writing the backend as etcd's bbolt database, from one consistent view while writes go on.
+
+use std::collections::BTreeMap;
+use std::io::{Seek, Write};
+
+use prost::Message;
+use rustcd_api::etcdserverpb::AlarmMember;
+use rustcd_api::rustcdpb::StoredMembers;
+use rustcd_auth::layout as auth_keys;
+use rustcd_bbolt::Writer;
+use rustcd_mvcc::{KvStore, Revision};
+
+use super::{BackupError, bucket, etcd_rev_key, meta_key};
+
+/// What was written.
+#[derive(Debug, Clone, Copy)]
+pub struct Exported {
+    /// Bytes of the database (without the sha256 a snapshot file adds).
+    pub size: u64,
+    pub revision: i64,
+    pub consistent_index: u64,
+}
+
+type Buckets = BTreeMap<&'static [u8], BTreeMap<Vec<u8>, Vec<u8>>>;
+
+/// Writes the store, as of now, as etcd's database to `out` (an empty file).
+pub fn export<W: Write + Seek>(store: &KvStore, out: W) -> Result<(W, Exported), BackupError> {
+    let view = store.row_view()?;
+    let mut w = Writer::new(out)?;
+    w.bucket(bucket::KEY)?;
+    view.kv_rows(|rev, tombstone, value| -> Result<(), BackupError> {
+        w.put(&etcd_rev_key(rev, tombstone), value)?;
+        Ok(())
+    })?;
+    let mut small: Buckets = bucket::ALL[1..].iter().map(|b| (*b, BTreeMap::new())).collect();
+    let mut put = |b: &'static [u8], k: Vec<u8>, v: Vec<u8>| {
+        small.entry(b).or_default().insert(k, v);
+    };
+    put(bucket::META, meta_key::CONSISTENT_INDEX.to_vec(), view.consistent_index.to_be_bytes().to_vec());
+    if view.compact_rev > 0 {
+        let rev = etcd_rev_key(Revision::new(view.compact_rev, 0), false);
+        put(bucket::META, meta_key::FINISHED_COMPACT.to_vec(), rev.clone());
+        put(bucket::META, meta_key::SCHEDULED_COMPACT.to_vec(), rev);
+    }
+    put(bucket::CLUSTER, meta_key::CLUSTER_VERSION.to_vec(), rustcd_api::ETCD_CLUSTER_VERSION.as_bytes().to_vec());
+    view.meta_rows(|k, v| -> Result<(), BackupError> {
+        meta_row(k, v, &mut put);
+        Ok(())
+    })?;
+    for (name, pairs) in &small {
+        w.bucket(name)?;
+        for (k, v) in pairs {
+            w.put(k, v)?;
+        }
+    }
+    let (out, size) = w.finish()?;
+    Ok((out, Exported { size, revision: view.current_rev, consistent_index: view.consistent_index }))
+}
+
+/// Places one of rustcd's meta records in etcd's buckets (records etcd has no place for, such
+/// as rustcd's own bookkeeping, stay behind).
+fn meta_row(k: &str, v: &[u8], put: &mut impl FnMut(&'static [u8], Vec<u8>, Vec<u8>)) {
+    if let Some(hex) = k.strip_prefix(crate::lease::META_PREFIX) {
+        if let Ok(id) = u64::from_str_radix(hex, 16) {
+            put(bucket::LEASE, id.to_be_bytes().to_vec(), v.to_vec());
+        }
+    } else if let Some((alarm, member_id)) = crate::alarm::parse_meta_key(k) {
+        put(bucket::ALARM, AlarmMember { member_id, alarm }.encode_to_vec(), Vec::new());
+    } else if k == auth_keys::ENABLED {
+        put(bucket::AUTH, meta_key::AUTH_ENABLED.to_vec(), v.to_vec());
+    } else if k == auth_keys::REVISION {
+        put(bucket::AUTH, meta_key::AUTH_REVISION.to_vec(), v.to_vec());
+    } else if let Some(name) = k.strip_prefix(auth_keys::USERS) {
+        put(bucket::AUTH_USERS, name.as_bytes().to_vec(), v.to_vec());
+    } else if let Some(name) = k.strip_prefix(auth_keys::ROLES) {
+        put(bucket::AUTH_ROLES, name.as_bytes().to_vec(), v.to_vec());
+    } else if k == crate::membership::META_MEMBERS {
+        let Ok(m) = StoredMembers::decode(v) else {
+            tracing::warn!("the stored membership is unreadable; the snapshot has no members");
+            return;
+        };
+        for member in &m.members {
+            put(bucket::MEMBERS, format!("{:x}", member.id).into_bytes(), member_json(member).into_bytes());
+        }
+        for id in &m.removed {
+            put(bucket::MEMBERS_REMOVED, format!("{id:x}").into_bytes(), b"removed".to_vec());
+        }
+    }
+}
+
+/// A member as etcd stores it: Go's JSON of its `membership.Member`.
+fn member_json(m: &rustcd_api::rustcdpb::StoredMember) -> String {
+    let s = |v: &str| serde_json::Value::from(v).to_string();
+    let list = |v: &[String]| format!("[{}]", v.iter().map(|u| s(u)).collect::<Vec<_>>().join(","));
+    let mut out = format!("{{\"id\":{},\"peerURLs\":{}", m.id, list(&m.peer_urls));
+    if m.is_learner {
+        out.push_str(",\"isLearner\":true");
+    }
+    if !m.name.is_empty() {
+        out.push_str(&format!(",\"name\":{}", s(&m.name)));
+    }
+    if !m.client_urls.is_empty() {
+        out.push_str(&format!(",\"clientURLs\":{}", list(&m.client_urls)));
+    }
+    out.push('}');
+    out
+}

@@ -1,0 +1,116 @@
+//! Snapshots in etcd's format (etcd's `snapshot` package, `etcdutl snapshot`): the backend
+//! written as the bbolt database etcd keeps for the same data ([`export`]), read back from a
+//! file etcd or rustcd wrote ([`import`]), checked ([`status`]), and a new member's data dir
+//! made from one ([`restore`]). A snapshot file is that database followed by the sha256 of it.
+//!
+//! etcd's buckets and rustcd's backend, row for row:
+//! - `key`: every revision; etcd's key is `main` (8 bytes, big-endian), `_`, `sub` (8 bytes), and
+//!   `t` for a tombstone; the value is the same `mvccpb.KeyValue` in both.
+//! - `meta`: `consistent_index` (8 bytes), `finishedCompactRev`/`scheduledCompactRev` (revision keys).
+//! - `lease`: the lease ID (8 bytes) to `leasepb.Lease` (rustcd's `StoredLease` is that message).
+//! - `auth` (`authEnabled`, `authRevision`), `authUsers`, `authRoles` (`authpb` messages, as here).
+//! - `alarm`: an encoded `AlarmMember` with an empty value.
+//! - `members`, `members_removed`, `cluster`: the membership as etcd's JSON, and the cluster
+//!   version; a restore replaces them with the new cluster's.
+
+pub mod export;
+pub mod import;
+pub mod restore;
+pub mod status;
+
+use rustcd_mvcc::Revision;
+
+/// What can go wrong with a snapshot file. The texts users see are etcd's where etcd has one.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("{0}")]
+    Bbolt(#[from] rustcd_bbolt::Error),
+    #[error("{0}")]
+    Store(#[from] rustcd_mvcc::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Raft(#[from] rustcd_raft::Error),
+    /// A snapshot whose rows do not mean what etcd's would.
+    #[error("snapshot: {0}")]
+    Corrupt(String),
+    /// A request that cannot be carried out (etcd's wording).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// etcd's bucket names.
+pub(crate) mod bucket {
+    pub const KEY: &[u8] = b"key";
+    pub const META: &[u8] = b"meta";
+    pub const LEASE: &[u8] = b"lease";
+    pub const ALARM: &[u8] = b"alarm";
+    pub const CLUSTER: &[u8] = b"cluster";
+    pub const MEMBERS: &[u8] = b"members";
+    pub const MEMBERS_REMOVED: &[u8] = b"members_removed";
+    pub const AUTH: &[u8] = b"auth";
+    pub const AUTH_USERS: &[u8] = b"authUsers";
+    pub const AUTH_ROLES: &[u8] = b"authRoles";
+    /// Every bucket an etcd 3.4/3.5 backend has, written even when empty.
+    pub const ALL: [&[u8]; 10] =
+        [KEY, META, LEASE, ALARM, CLUSTER, MEMBERS, MEMBERS_REMOVED, AUTH, AUTH_USERS, AUTH_ROLES];
+}
+
+/// etcd's keys in the `meta` and `auth` buckets.
+pub(crate) mod meta_key {
+    pub const CONSISTENT_INDEX: &[u8] = b"consistent_index";
+    pub const FINISHED_COMPACT: &[u8] = b"finishedCompactRev";
+    pub const SCHEDULED_COMPACT: &[u8] = b"scheduledCompactRev";
+    pub const CLUSTER_VERSION: &[u8] = b"clusterVersion";
+    pub const AUTH_ENABLED: &[u8] = b"authEnabled";
+    pub const AUTH_REVISION: &[u8] = b"authRevision";
+}
+
+/// etcd's revision key: `main`, `_`, `sub`, then `t` for a tombstone.
+pub(crate) fn etcd_rev_key(rev: Revision, tombstone: bool) -> Vec<u8> {
+    let mut k = Vec::with_capacity(18);
+    k.extend_from_slice(&rev.main.to_be_bytes());
+    k.push(b'_');
+    k.extend_from_slice(&rev.sub.to_be_bytes());
+    if tombstone {
+        k.push(b't');
+    }
+    k
+}
+
+/// Reads etcd's revision key; `None` for anything else.
+pub(crate) fn parse_etcd_rev_key(k: &[u8]) -> Option<(Revision, bool)> {
+    let tombstone = match k.len() {
+        17 => false,
+        18 if k[17] == b't' => true,
+        _ => return None,
+    };
+    if k[8] != b'_' {
+        return None;
+    }
+    let main = i64::from_be_bytes(k[..8].try_into().ok()?);
+    let sub = i64::from_be_bytes(k[9..17].try_into().ok()?);
+    Some((Revision::new(main, sub), tombstone))
+}
+
+/// A snapshot file carries the sha256 of the database after it when its length is a multiple
+/// of 512 plus 32 (etcd's `hasChecksum`: bbolt files are whole pages).
+pub fn has_checksum(len: u64) -> bool {
+    len % 512 == 32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revision_keys_are_etcds() {
+        let k = etcd_rev_key(Revision::new(0x0102, 3), false);
+        assert_eq!(k, [0, 0, 0, 0, 0, 0, 1, 2, b'_', 0, 0, 0, 0, 0, 0, 0, 3]);
+        assert_eq!(parse_etcd_rev_key(&k), Some((Revision::new(0x0102, 3), false)));
+        let t = etcd_rev_key(Revision::new(9, 0), true);
+        assert_eq!(parse_etcd_rev_key(&t), Some((Revision::new(9, 0), true)));
+        assert_eq!(parse_etcd_rev_key(&k[..16]), None);
+        assert_eq!(parse_etcd_rev_key(&Revision::new(1, 1).to_key(false)), None, "rustcd's own key form");
+    }
+}
