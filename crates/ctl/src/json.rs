@@ -2,7 +2,6 @@
 //! `omitempty`, bytes as base64), `%q` quoting, humanized byte sizes and `time.Duration` strings.
 
 use std::fmt::Write;
-use std::time::Duration;
 
 /// A JSON object written field by field, the way Go's `encoding/json` writes a struct.
 #[derive(Default)]
@@ -140,37 +139,7 @@ pub fn quote(data: &[u8]) -> String {
 
 pub use rustcd_utl::print::human_bytes;
 
-/// Go's `time.Duration.String()`.
-pub fn go_duration(d: Duration) -> String {
-    let ns = d.as_nanos();
-    if ns == 0 {
-        return "0s".into();
-    }
-    let trim = |whole: u128, frac: u128, digits: usize, unit: &str| {
-        let mut f = format!("{frac:0digits$}");
-        while f.ends_with('0') {
-            f.pop();
-        }
-        if f.is_empty() { format!("{whole}{unit}") } else { format!("{whole}.{f}{unit}") }
-    };
-    if ns < 1_000 {
-        format!("{ns}ns")
-    } else if ns < 1_000_000 {
-        trim(ns / 1_000, ns % 1_000, 3, "µs")
-    } else if ns < 1_000_000_000 {
-        trim(ns / 1_000_000, ns % 1_000_000, 6, "ms")
-    } else {
-        let secs = ns / 1_000_000_000;
-        let frac = ns % 1_000_000_000;
-        let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
-        let s = trim(s, frac, 9, "s");
-        match (h, m) {
-            (0, 0) => s,
-            (0, m) => format!("{m}m{s}"),
-            (h, m) => format!("{h}h{m}m{s}"),
-        }
-    }
-}
+pub use rustcd_utl::print::go_duration;
 
 #[cfg(test)]
 mod tests {

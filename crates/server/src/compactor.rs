@@ -13,6 +13,7 @@ use rustcd_api::etcdserverpb::CompactionRequest;
 use tokio::time::Instant;
 
 use crate::error::ServerError;
+use crate::humanize::go_duration;
 use crate::server::EtcdServer;
 
 /// What to keep.
@@ -44,6 +45,26 @@ impl Retention {
 
 /// Runs the compactor until the server goes away.
 pub async fn run(s: std::sync::Weak<EtcdServer>, retention: Retention) {
+    let state = || s.upgrade().map(|s| (s.store().current_rev(), s.leader() == s.member_id()));
+    let compact = |revision: i64| {
+        let s = s.clone();
+        async move {
+            match s.upgrade() {
+                Some(s) => s.compact(CompactionRequest { revision, physical: false }).await.map(|_| ()),
+                None => Ok(()),
+            }
+        }
+    };
+    schedule(retention, state, compact).await
+}
+
+/// The compactor's schedule, on tokio's clock: `state` gives the store's revision and whether
+/// this member leads (`None` once the server is gone), `compact` compacts.
+async fn schedule<F, Fut>(retention: Retention, state: impl Fn() -> Option<(i64, bool)>, compact: F)
+where
+    F: Fn(i64) -> Fut,
+    Fut: std::future::Future<Output = Result<(), ServerError>>,
+{
     let (interval, sample) = match retention {
         Retention::Period(p) => {
             let every = p.min(Duration::from_secs(3600));
@@ -56,9 +77,8 @@ pub async fn run(s: std::sync::Weak<EtcdServer>, retention: Retention) {
     let mut compacted = 0i64;
     loop {
         tokio::time::sleep(sample.max(Duration::from_millis(10))).await;
-        let Some(s) = s.upgrade() else { return };
+        let Some((rev, leads)) = state() else { return };
         let now = Instant::now();
-        let rev = s.store().current_rev();
         samples.push_back((now, rev));
         let target = match retention {
             Retention::Period(p) => {
@@ -75,22 +95,38 @@ pub async fn run(s: std::sync::Weak<EtcdServer>, retention: Retention) {
                 rev - n
             }
         };
-        if now < last_run + interval || s.leader() != s.member_id() || target <= compacted.max(0) {
+        if now < last_run + interval || !leads || target <= compacted.max(0) {
             continue;
         }
         last_run = now;
-        let (mode, field) = match retention {
-            Retention::Period(p) => ("periodic", format!("{p:?}")),
-            Retention::Revisions(n) => ("revision", n.to_string()),
-        };
-        tracing::info!(revision = target, retention = %field, "starting auto {mode} compaction");
-        match s.compact(CompactionRequest { revision: target, physical: false }).await {
-            Ok(_) => {
+        let started = std::time::Instant::now();
+        match retention {
+            Retention::Period(p) => {
+                tracing::info!(revision = target, compact_period = %go_duration(p), "starting auto periodic compaction")
+            }
+            Retention::Revisions(n) => tracing::info!(
+                revision = target,
+                revision_compaction_retention = n,
+                "starting auto revision compaction"
+            ),
+        }
+        match compact(target).await {
+            Ok(()) => {
                 compacted = target;
-                tracing::info!(revision = target, retention = %field, "completed auto {mode} compaction");
+                let took = go_duration(started.elapsed());
+                match retention {
+                    Retention::Period(p) => {
+                        tracing::info!(revision = target, compact_period = %go_duration(p), took = %took, "completed auto periodic compaction")
+                    }
+                    Retention::Revisions(n) => {
+                        tracing::info!(revision = target, revision_compaction_retention = n, took = %took, "completed auto revision compaction")
+                    }
+                }
             }
             Err(ServerError::Compacted) => compacted = target,
-            Err(e) => tracing::warn!(revision = target, error = %e, "failed auto {mode} compaction"),
+            Err(e) => {
+                tracing::warn!(revision = target, error = %e, retry_interval = %go_duration(sample), "failed auto compaction")
+            }
         }
     }
 }
@@ -106,5 +142,62 @@ mod tests {
         assert_eq!(Retention::parse("periodic", "5m"), Ok(Some(Retention::Period(Duration::from_secs(300)))));
         assert_eq!(Retention::parse("revision", "1000"), Ok(Some(Retention::Revisions(1000))));
         assert!(Retention::parse("revision", "5m").is_err());
+    }
+
+    /// Runs the schedule for `hours` of tokio's (paused) clock over a store whose revision grows
+    /// by 10 a second, leading only while `leads` says so; returns each compaction as (seconds
+    /// since the start, revision).
+    async fn compactions(retention: Retention, hours: u64, leads: fn(u64) -> bool) -> Vec<(u64, i64)> {
+        let start = Instant::now();
+        let done = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let secs = move || (Instant::now() - start).as_secs();
+        let state = move || Some((secs() as i64 * 10, leads(secs())));
+        let record = done.clone();
+        let compact = move |rev: i64| {
+            record.lock().expect("lock").push((secs(), rev));
+            async { Ok(()) }
+        };
+        let task = tokio::spawn(schedule(retention, state, compact));
+        tokio::time::sleep(Duration::from_secs(hours * 3600)).await;
+        task.abort();
+        let out = done.lock().expect("lock").clone();
+        out
+    }
+
+    /// etcd's revision mode: every 5 minutes, the revision then minus the retention.
+    #[tokio::test(start_paused = true)]
+    async fn revision_mode_keeps_the_last_revisions_every_five_minutes() {
+        let got = compactions(Retention::Revisions(1000), 1, |_| true).await;
+        let want: Vec<(u64, i64)> = (1..12).map(|i| (i * 300, i as i64 * 3000 - 1000)).collect();
+        assert_eq!(got, want);
+    }
+
+    /// etcd's periodic mode: every `min(retention, 1h)`, the revision the store had a retention
+    /// ago (sampled every tenth of the interval).
+    #[tokio::test(start_paused = true)]
+    async fn periodic_mode_keeps_the_retention_of_history() {
+        for (retention, every) in [(Duration::from_secs(600), 600), (Duration::from_secs(3 * 3600), 3600)] {
+            let got = compactions(Retention::Period(retention), 8, |_| true).await;
+            assert!(got.len() >= 4, "{retention:?}: {got:?}");
+            for pair in got.windows(2) {
+                assert!(pair[1].0 - pair[0].0 >= every, "{retention:?}: at most one compaction an interval: {got:?}");
+            }
+            for &(at, rev) in &got {
+                // The revision of `retention` ago, give or take one sample.
+                let ago = at - retention.as_secs();
+                assert!(
+                    rev <= ago as i64 * 10 && rev >= (ago - every / 10) as i64 * 10,
+                    "{retention:?}: at {at}s compacted {rev}"
+                );
+            }
+        }
+    }
+
+    /// Only the leader compacts.
+    #[tokio::test(start_paused = true)]
+    async fn followers_do_not_compact() {
+        let got = compactions(Retention::Revisions(10), 1, |secs| secs >= 1800).await;
+        assert!(got.iter().all(|(at, _)| *at >= 1800), "{got:?}");
+        assert_eq!(got.first().map(|c| c.0), Some(1800));
     }
 }

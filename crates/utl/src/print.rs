@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use rustcd_server::backup::status::SnapshotStatus;
-pub use rustcd_server::humanize::human_bytes;
+pub use rustcd_server::humanize::{go_duration, human_bytes};
 
 use crate::UtlError;
 
