@@ -137,12 +137,12 @@ pub fn quote(data: &[u8]) -> String {
     out
 }
 
-pub use rustcd_utl::print::human_bytes;
-
-pub use rustcd_utl::print::go_duration;
+pub use rustcd_utl::print::{go_duration, human_bytes};
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]

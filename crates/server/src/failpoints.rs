@@ -11,6 +11,9 @@
 //! - `beforeCommit`, `afterCommit`: around the backend's durable commit;
 //! - `compactBeforeCommit`, `compactAfterCommit`: around the compaction's write and its commit;
 //! - `defragBeforeCompact`, `defragAfterCompact`: around the backend file's rewrite (defrag);
+//! - `beforeSnapshotExport`, `snapshotSendPiece`: a client's snapshot (Maintenance.Snapshot)
+//!   before it is written, and after each piece sent;
+//! - `restoreBeforeRename` (etcdutl): a restored member written, not yet moved in place;
 //! - `ack-before-commit` (action `return`): a deliberate bug, a put answered as soon as it is
 //!   proposed, before raft commits it. The checker must notice.
 //!
@@ -34,6 +37,9 @@ pub const NAMES: &[&str] = &[
     "compactAfterCommit",
     "defragBeforeCompact",
     "defragAfterCompact",
+    "beforeSnapshotExport",
+    "snapshotSendPiece",
+    "restoreBeforeRename",
     "ack-before-commit",
 ];
 

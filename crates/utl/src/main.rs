@@ -88,6 +88,10 @@ fn run(cli: Cli) -> Result<(), UtlError> {
 fn main() -> ExitCode {
     // etcd's tools log as zap does: JSON lines on stderr.
     let _ = rustcd_server::logging::init("info", &["stderr".to_string()], None);
+    if let Err(e) = rustcd_server::failpoints::setup() {
+        eprintln!("Error: {e}");
+        return ExitCode::from(1);
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

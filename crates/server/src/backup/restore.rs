@@ -42,7 +42,7 @@ pub struct Restored {
 }
 
 /// Restores `cfg.snapshot_path` into `cfg.output_data_dir` (which must be empty or absent).
-/// On any failure the directories it created are removed again. `progress` hears the bytes of
+/// On any failure nothing is left behind. `progress` hears the bytes of
 /// the snapshot read so far and its size.
 pub fn restore(cfg: &RestoreConfig, progress: &dyn Fn(u64, u64)) -> Result<Restored, BackupError> {
     if (cfg.revision_bump == 0) == cfg.mark_compacted {
@@ -59,21 +59,54 @@ pub fn restore(cfg: &RestoreConfig, progress: &dyn Fn(u64, u64)) -> Result<Resto
     }
     let snap_dir = data_dir.join("member").join("snap");
     tracing::info!(path = %cfg.snapshot_path.display(), wal_dir = %wal_dir.display(), data_dir = %data_dir.display(), snap_dir = %snap_dir.display(), "restoring snapshot");
-    let made = (!data_dir.exists(), cfg.output_wal_dir.is_some());
-    let result = write_member(cfg, &snap_dir, &wal_dir, (&members, member_id, cluster_id), progress);
-    if result.is_err() {
-        if made.0 {
-            let _ = std::fs::remove_dir_all(data_dir);
-        } else {
-            let _ = std::fs::remove_dir_all(data_dir.join("member"));
+    // Everything is written beside the data dir first and moved in place at the end: a restore
+    // cut short (a crash, a full disk) leaves no member dir a server could start on half made.
+    let tmp = beside(data_dir);
+    let tmp_wal = cfg.output_wal_dir.as_deref().map(beside);
+    for t in [Some(&tmp), tmp_wal.as_ref()].into_iter().flatten() {
+        if t.exists() {
+            std::fs::remove_dir_all(t)?; // what an interrupted restore left
         }
-        if made.1 {
-            let _ = std::fs::remove_dir_all(&wal_dir);
+    }
+    let written_wal = tmp_wal.clone().unwrap_or_else(|| tmp.join("member").join("raft"));
+    let result =
+        write_member(cfg, &tmp.join("member").join("snap"), &written_wal, (&members, member_id, cluster_id), progress)
+            .and_then(|r| {
+                fail::fail_point!("restoreBeforeRename");
+                if let Some(t) = &tmp_wal {
+                    std::fs::rename(t, &wal_dir)?;
+                    sync_parent(&wal_dir)?;
+                }
+                std::fs::create_dir_all(data_dir)?;
+                std::fs::rename(tmp.join("member"), data_dir.join("member"))?;
+                sync_parent(&data_dir.join("member"))?;
+                std::fs::remove_dir_all(&tmp)?;
+                Ok(r)
+            });
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+        if let Some(t) = &tmp_wal {
+            let _ = std::fs::remove_dir_all(t);
         }
     }
     let restored = result?;
     tracing::info!(path = %cfg.snapshot_path.display(), wal_dir = %wal_dir.display(), data_dir = %data_dir.display(), snap_dir = %snap_dir.display(), "restored snapshot");
     Ok(restored)
+}
+
+/// Where a directory is written before it is moved in place: `<dir>.restore.tmp`.
+fn beside(dir: &Path) -> PathBuf {
+    let mut name = dir.as_os_str().to_os_string();
+    name.push(".restore.tmp");
+    PathBuf::from(name)
+}
+
+/// Makes a rename into `path`'s directory durable.
+fn sync_parent(path: &Path) -> std::io::Result<()> {
+    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(dir) => std::fs::File::open(dir)?.sync_all(),
+        None => std::fs::File::open(".")?.sync_all(),
+    }
 }
 
 /// The new cluster's members from `--initial-cluster`, this member's ID and the cluster's,
