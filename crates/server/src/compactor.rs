@@ -160,8 +160,7 @@ mod tests {
         let task = tokio::spawn(schedule(retention, state, compact));
         tokio::time::sleep(Duration::from_secs(hours * 3600)).await;
         task.abort();
-        let out = done.lock().expect("lock").clone();
-        out
+        done.lock().expect("lock").clone()
     }
 
     /// etcd's revision mode: every 5 minutes, the revision then minus the retention.
