@@ -127,15 +127,14 @@ pub async fn snapshot(ctx: &Ctx, cmd: SnapshotCmd) -> Result<(), CtlError> {
             let io = |e: std::io::Error| CtlError::new(5, &format!("could not write snapshot {partial}: {e}"));
             let mut file = tokio::fs::File::create(&partial).await.map_err(io)?;
             let mut size = 0u64;
-            let bar = rustcd_utl::progress::bytes(0, "saving");
+            let progress = rustcd_utl::progress::Progress::new("saving");
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(|e| interrupted(e.into()))?;
                 size += chunk.blob.len() as u64;
-                bar.set_length(size + chunk.remaining_bytes);
-                bar.set_position(size);
+                progress.update(size, size + chunk.remaining_bytes);
                 file.write_all(&chunk.blob).await.map_err(io)?;
             }
-            bar.finish_and_clear();
+            progress.finish();
             file.sync_all().await.map_err(io)?;
             tokio::fs::rename(&partial, path).await.map_err(io)?;
             println!("Snapshot saved at {path}");
@@ -154,7 +153,11 @@ pub async fn snapshot(ctx: &Ctx, cmd: SnapshotCmd) -> Result<(), CtlError> {
             print!("{}", rustcd_utl::snapshot::status(&args, format).map_err(utl_error)?);
             Ok(())
         }
-        SnapshotCmd::Restore(a) => rustcd_utl::snapshot::restore(&a).map_err(utl_error),
+        SnapshotCmd::Restore(a) => {
+            // etcdctl's restore logs its steps (`restoring snapshot`, `added member`, ...).
+            rustcd_utl::log_to_stderr();
+            rustcd_utl::snapshot::restore(&a).map_err(utl_error)
+        }
     }
 }
 

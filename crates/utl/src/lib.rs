@@ -11,6 +11,11 @@ pub mod print;
 pub mod progress;
 pub mod snapshot;
 
+/// Logs as etcd's tools do (zap's JSON lines on stderr), for the commands that log.
+pub fn log_to_stderr() {
+    let _ = rustcd_server::logging::init("info", &["stderr".to_string()], None);
+}
+
 /// A failed command: the exit code (etcd's `cobrautl` codes) and the text after `Error: `.
 #[derive(Debug)]
 pub struct UtlError {

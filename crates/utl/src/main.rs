@@ -87,7 +87,7 @@ fn run(cli: Cli) -> Result<(), UtlError> {
 
 fn main() -> ExitCode {
     // etcd's tools log as zap does: JSON lines on stderr.
-    let _ = rustcd_server::logging::init("info", &["stderr".to_string()], None);
+    rustcd_utl::log_to_stderr();
     if let Err(e) = rustcd_server::failpoints::setup() {
         eprintln!("Error: {e}");
         return ExitCode::from(1);

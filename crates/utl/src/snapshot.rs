@@ -84,12 +84,8 @@ pub fn restore(a: &RestoreArgs) -> Result<(), UtlError> {
         revision_bump: a.bump_revision,
         mark_compacted: a.mark_compacted,
     };
-    let bar = crate::progress::bytes(0, "restoring");
-    let shown = |done: u64, total: u64| {
-        bar.set_length(total);
-        bar.set_position(done);
-    };
-    let result = restore::restore(&cfg, &shown);
-    bar.finish_and_clear();
+    let progress = crate::progress::Progress::new("restoring");
+    let result = restore::restore(&cfg, &|done, total| progress.update(done, total));
+    progress.finish();
     result.map(|_| ()).map_err(UtlError::error)
 }

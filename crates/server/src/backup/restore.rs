@@ -207,6 +207,9 @@ fn write_member(
         tracing::info!(revision, "marking revision compacted");
         load.compact_rev(revision)?;
     }
+    for m in members {
+        tracing::info!(cluster_id = %format!("{cluster_id:x}"), local_member_id = "0", added_peer_id = %format!("{:x}", m.id), added_peer_peer_urls = ?m.peer_urls, "added member");
+    }
     let stored = StoredMembers { members: members.to_vec(), removed: vec![] };
     load.meta(crate::membership::META_MEMBERS, &stored.encode_to_vec())?;
     // The raft log below holds one entry per member, all applied: the backend is at its end.
