@@ -93,7 +93,7 @@ async fn single_member_crashes_at_failpoints_lose_no_acknowledged_write() {
         c.crash_at(0, point, 10, |c| compact_now(c, 0));
     }
     // Defrag rewrites the whole backend file: a crash on either side of it loses nothing.
-    for point in ["defragBeforeCompact", "defragAfterCompact"] {
+    for point in ["defragBeforeCompact", "defragBeforeSwap", "defragAfterCompact"] {
         progress(&acked, 100).await;
         c.crash_at(0, point, 0, |c| {
             compact_now(c, 0);

@@ -11,7 +11,7 @@ use crate::store::{KV, KvStore, META};
 /// Every row of the store as of one moment: later writes do not show, and a compaction meanwhile
 /// takes nothing away from it (redb keeps a read transaction's pages).
 pub struct RowView {
-    tx: redb::ReadTransaction,
+    tx: crate::store::Read,
     pub consistent_index: u64,
     pub current_rev: i64,
     /// The last compaction's revision; -1 when none ran.
@@ -34,13 +34,14 @@ impl KvStore {
     /// is read back from them by [`Loader::finish`]. Meant for a store nobody else uses yet
     /// (restoring a data dir): writes made meanwhile are lost.
     pub fn loader(&self) -> Result<Loader<'_>> {
+        let no_defrag = self.defrag_guard();
         let tx = self.begin_load()?;
         tx.delete_table(KV)?;
         tx.delete_table(META)?;
         // Both tables exist again even if no row of one comes.
         tx.open_table(KV)?;
         tx.open_table(META)?;
-        Ok(Loader { store: self, tx: Some(tx), rows: 0 })
+        Ok(Loader { store: self, tx: Some(tx), rows: 0, _no_defrag: no_defrag })
     }
 
     fn begin_load(&self) -> Result<redb::WriteTransaction> {
@@ -90,6 +91,7 @@ pub struct Loader<'a> {
     store: &'a KvStore,
     tx: Option<redb::WriteTransaction>,
     rows: usize,
+    _no_defrag: std::sync::MutexGuard<'a, ()>,
 }
 
 impl Loader<'_> {

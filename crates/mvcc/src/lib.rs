@@ -8,6 +8,7 @@
 
 mod bulk;
 pub mod crc32c;
+mod defrag;
 mod error;
 pub mod key_index;
 pub mod key_range;

@@ -27,6 +27,20 @@ pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta
 const META_CONSISTENT_INDEX: &str = "consistent_index";
 const META_COMPACT_REV: &str = "finished_compact_rev";
 
+/// A read transaction and the database file it reads, kept open until the transaction ends
+/// (dropped in this order).
+pub(crate) struct Read {
+    tx: redb::ReadTransaction,
+    _db: std::sync::Arc<Database>,
+}
+
+impl std::ops::Deref for Read {
+    type Target = redb::ReadTransaction;
+    fn deref(&self) -> &redb::ReadTransaction {
+        &self.tx
+    }
+}
+
 /// The store's view of itself, guarded by one lock.
 #[derive(Debug)]
 pub(crate) struct State {
@@ -71,7 +85,7 @@ impl State {
 /// The key-value store. Cheap to share behind an `Arc`.
 pub struct KvStore {
     /// Written only to defragment (redb's compaction wants the database to itself).
-    db: RwLock<Database>,
+    db: RwLock<std::sync::Arc<Database>>,
     path: PathBuf,
     state: RwLock<State>,
     /// Bytes of the file in use and when they were measured ([`KvStore::db_size`]); `None`
@@ -80,6 +94,8 @@ pub struct KvStore {
     /// The file's size after the last commit (what etcd's quota compares with, read on every
     /// growing request: kept here rather than asked of the file system each time).
     file_len: std::sync::atomic::AtomicU64,
+    /// See [`KvStore::defrag_guard`].
+    defrag: Mutex<()>,
 }
 
 /// Outcome of a committed write batch.
@@ -104,7 +120,7 @@ impl Drop for KvStore {
 
 /// redb's page cache. redb's default (1 GiB) keeps every page it ever wrote or read in the
 /// process; past this, pages are read back through the OS page cache.
-const CACHE_BYTES: usize = 8 << 20;
+pub(crate) const CACHE_BYTES: usize = 8 << 20;
 
 /// How old the measured bytes in use may be before a durable sync measures them again. redb
 /// counts them by walking every page of the database under its one write transaction (46 ms
@@ -133,6 +149,8 @@ impl KvStore {
     /// Opens (or creates) the backend file and rebuilds the key index from it.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
+        // A defrag that a crash cut short left its unfinished copy: the backend is the old file.
+        let _ = std::fs::remove_file(crate::defrag::temp_path(&path));
         let db = Database::builder().set_cache_size(CACHE_BYTES).create(&path)?;
         let tx = db.begin_write()?;
         tx.open_table(KV)?;
@@ -140,11 +158,12 @@ impl KvStore {
         tx.commit()?;
         let state = Self::load_state(&db)?;
         let store = KvStore {
-            db: RwLock::new(db),
+            db: RwLock::new(std::sync::Arc::new(db)),
             path,
             state: RwLock::new(state),
             in_use: Mutex::new(None),
             file_len: Default::default(),
+            defrag: Mutex::new(()),
         };
         store.note_file_len();
         Ok(store)
@@ -180,29 +199,42 @@ impl KvStore {
     }
 
     /// The database, for beginning a transaction (the guard may go once it has begun).
-    pub(crate) fn db(&self) -> RwLockReadGuard<'_, Database> {
+    pub(crate) fn db(&self) -> RwLockReadGuard<'_, std::sync::Arc<Database>> {
         self.db.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Rewrites the backend file without its free pages (etcd's defrag): writes and reads wait
-    /// meanwhile; a transaction still open elsewhere is waited out for up to 3 s.
-    pub fn defragment(&self) -> Result<()> {
-        let _st = self.write_lock();
-        let mut db = self.db.write().unwrap_or_else(|p| p.into_inner());
+    /// Held by a defrag for its whole copy, and by whatever replaces the store's rows (a
+    /// restore, a load): a defrag never copies a store being replaced under it.
+    pub(crate) fn defrag_guard(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.defrag.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The state's write lock: writes wait while it is held.
+    pub(crate) fn write_lock_for_swap(&self) -> RwLockWriteGuard<'_, State> {
+        self.write_lock()
+    }
+
+    /// A read transaction, keeping the file it reads open (a defrag may put another in its
+    /// place meanwhile).
+    pub(crate) fn begin_read(&self) -> Result<Read> {
+        let db = self.db().clone();
+        let tx = db.begin_read()?;
+        Ok(Read { tx, _db: db })
+    }
+
+    /// The database handle itself, to replace it with a rewritten file.
+    pub(crate) fn db_for_swap(&self) -> RwLockWriteGuard<'_, std::sync::Arc<Database>> {
+        self.db.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forgets what was measured of the old file after the file was rewritten.
+    pub(crate) fn after_rewrite(&self) {
         *self.in_use.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        for _ in 0..300 {
-            match db.compact() {
-                Ok(_) => {
-                    self.note_file_len();
-                    return Ok(());
-                }
-                Err(redb::CompactionError::TransactionInProgress) => {
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                Err(e) => return Err(Error::backend(e)),
-            }
-        }
-        Err(Error::Backend("defragment: a transaction stayed open".into()))
+        self.note_file_len();
     }
 
     /// Serves a Range at the latest committed state.
@@ -215,9 +247,9 @@ impl KvStore {
     /// The key index (read-locked: writes wait) and a backend snapshot at the same revision.
     /// The snapshot is opened while the lock is held: it then holds every revision the index
     /// names, and a later compaction cannot take them away.
-    pub(crate) fn read_view(&self) -> Result<(RwLockReadGuard<'_, State>, redb::ReadTransaction)> {
+    pub(crate) fn read_view(&self) -> Result<(RwLockReadGuard<'_, State>, Read)> {
         let st = self.read_lock();
-        let tx = self.db().begin_read()?;
+        let tx = self.begin_read()?;
         Ok((st, tx))
     }
 
@@ -272,9 +304,9 @@ impl KvStore {
     }
 
     /// A read snapshot of the backend and the consistent index it holds.
-    pub(crate) fn read_txn_with_index(&self) -> Result<(redb::ReadTransaction, u64)> {
+    pub(crate) fn read_txn_with_index(&self) -> Result<(Read, u64)> {
         let st = self.read_lock();
-        let tx = self.db().begin_read()?;
+        let tx = self.begin_read()?;
         Ok((tx, st.consistent_index))
     }
 
@@ -282,6 +314,7 @@ impl KvStore {
     /// new state is durable when this returns.
     pub fn restore(&self, data: &[u8]) -> Result<()> {
         let records = crate::snapshot::parse(data)?;
+        let _no_defrag = self.defrag_guard();
         let mut st = self.write_lock();
         let tx = self.db().begin_write()?;
         *self.in_use.lock().unwrap_or_else(|p| p.into_inner()) = None;
@@ -345,7 +378,7 @@ impl KvStore {
         if from < st.compact_rev {
             return Err(Error::Compacted);
         }
-        let tx = self.db().begin_read()?;
+        let tx = self.begin_read()?;
         let table = tx.open_table(KV)?;
         drop(st);
         let lo = Revision::new(from, 0).lower_key();
@@ -381,7 +414,7 @@ impl KvStore {
         let Some(at) = st.index.get(key, rev) else {
             return Ok(None);
         };
-        let tx = self.db().begin_read()?;
+        let tx = self.begin_read()?;
         let table = tx.open_table(KV)?;
         drop(st);
         Ok(Some(range::load(&table, at.modified)?))
@@ -389,14 +422,14 @@ impl KvStore {
 
     /// Reads a metadata record.
     pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let tx = self.db().begin_read()?;
+        let tx = self.begin_read()?;
         let meta = tx.open_table(META)?;
         Ok(meta.get(key)?.map(|v| v.value().to_vec()))
     }
 
     /// Metadata records whose key starts with `prefix`, in key order.
     pub fn meta_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
-        let tx = self.db().begin_read()?;
+        let tx = self.begin_read()?;
         let meta = tx.open_table(META)?;
         let mut out = Vec::new();
         for item in meta.range(prefix..)? {
@@ -453,7 +486,7 @@ impl KvStore {
             return Err(Error::Compacted);
         }
         let compact_rev = st.compact_rev;
-        let tx = self.db().begin_read()?;
+        let tx = self.begin_read()?;
         let table = tx.open_table(KV)?;
         drop(st);
         Ok((hash_rows(&table, rev)?, compact_rev.max(0), rev))

@@ -11,6 +11,7 @@
 //! - `beforeCommit`, `afterCommit`: around the backend's durable commit;
 //! - `compactBeforeCommit`, `compactAfterCommit`: around the compaction's write and its commit;
 //! - `defragBeforeCompact`, `defragAfterCompact`: around the backend file's rewrite (defrag);
+//!   `defragBeforeSwap`: the new file complete, about to take the old one's place;
 //! - `beforeSnapshotExport`, `snapshotSendPiece`: a client's snapshot (Maintenance.Snapshot)
 //!   before it is written, and after each piece sent;
 //! - `restoreBeforeRename` (etcdutl): a restored member written, not yet moved in place;
@@ -37,6 +38,7 @@ pub const NAMES: &[&str] = &[
     "compactAfterCommit",
     "defragBeforeCompact",
     "defragAfterCompact",
+    "defragBeforeSwap",
     "beforeSnapshotExport",
     "snapshotSendPiece",
     "restoreBeforeRename",

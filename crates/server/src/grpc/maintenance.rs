@@ -66,13 +66,14 @@ impl Maintenance for MaintenanceService {
         }))
     }
 
-    /// Rewrites this member's backend file without its free pages; requests wait meanwhile.
+    /// Rewrites this member's backend file without its free pages. Writes go on meanwhile: they
+    /// wait only for the rows written during the copy to be copied, and for the swap of files.
     async fn defragment(&self, _req: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
         self.0.check_admin()?;
         let store = self.0.store().clone();
         blocking(move || {
             fail::fail_point!("defragBeforeCompact");
-            let r = store.defragment();
+            let r = store.defragment_with(&|| fail::fail_point!("defragBeforeSwap"));
             fail::fail_point!("defragAfterCompact");
             r
         })
