@@ -62,7 +62,7 @@ fn key(i: usize, size: usize) -> Vec<u8> {
 }
 
 /// user + system CPU seconds and RSS bytes of a process, from /proc.
-fn proc_usage(pid: u32) -> (f64, f64) {
+pub fn proc_usage(pid: u32) -> (f64, f64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name, which is in parentheses.
     let after = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");

@@ -3,8 +3,10 @@
 //!
 //! Built so far: `failover` (SIGKILL or SIGTERM the leader of a 3-member cluster, time until
 //! the first successful put through a surviving member) and `compare` (put and range load on
-//! 1- and 3-member clusters: throughput, latency, server CPU per request, RSS).
+//! 1- and 3-member clusters: throughput, latency, server CPU per request, RSS), `snapshot`
+//! (save and restore of a million keys) and `defrag` (put latency during a 1 GiB defrag).
 
+mod backup;
 mod load;
 
 use std::time::{Duration, Instant};
@@ -75,6 +77,20 @@ enum Cmd {
         #[arg(long, default_value_t = 100_000)]
         rss_puts: usize,
     },
+    /// Snapshot save and restore of a one-member store, rustcd against etcd.
+    Snapshot {
+        #[arg(long, default_value_t = 1_000_000)]
+        keys: usize,
+        #[arg(long, default_value_t = 256)]
+        val_size: usize,
+    },
+    /// Defrag of a large backend under a put load: worst put latency, rustcd against etcd.
+    Defrag {
+        #[arg(long, default_value_t = 1.0)]
+        gib: f64,
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+    },
     /// Leader failover: kill the leader, time until a put succeeds again.
     Failover {
         /// Members per cluster.
@@ -94,6 +110,8 @@ async fn main() {
     match Cli::parse().cmd {
         Cmd::Put(f) => load_once(f, load::Workload::Put).await,
         Cmd::Range(f) => load_once(f, load::Workload::Range).await,
+        Cmd::Snapshot { keys, val_size } => backup::snapshot(keys, val_size).await,
+        Cmd::Defrag { gib, clients } => backup::defrag(gib, clients).await,
         Cmd::Compare { total, key_size, val_size, key_space_size, only, tls, auth, restart_keys, rss_puts } => {
             compare(total, key_size, val_size, key_space_size, &only, tls, auth).await;
             if rss_puts > 0 {
