@@ -128,6 +128,20 @@ fn ok(o: Output, what: &str) -> String {
     stdout(&o)
 }
 
+/// `snapshot restore` of `snap` as member `i` of the planned cluster `c`.
+fn restore_args(snap: &Path, c: &Cluster, i: usize) -> Vec<String> {
+    let m = &c.members[i];
+    vec![
+        "snapshot".into(),
+        "restore".into(),
+        path(snap).into(),
+        format!("--name={}", m.name),
+        format!("--data-dir={}", m.data_dir.display()),
+        format!("--initial-cluster={}", c.initial_cluster()),
+        format!("--initial-advertise-peer-urls={}", m.peer_url()),
+    ]
+}
+
 fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
@@ -178,16 +192,8 @@ async fn migration_both_ways_with_the_real_etcd_keeps_revisions_and_leases() {
         assert!(real.contains(&before.revision.to_string()), "{real}");
     }
     let mut etcd = Cluster::planned(Server::Etcd, 1, &[]);
-    let m = &etcd.members[0];
-    let restore = [
-        "snapshot",
-        "restore",
-        path(&snap),
-        "--name=m0",
-        &format!("--data-dir={}", m.data_dir.display()),
-        &format!("--initial-cluster={}", etcd.initial_cluster()),
-        &format!("--initial-advertise-peer-urls={}", m.peer_url()),
-    ];
+    let restore = restore_args(&snap, &etcd, 0);
+    let restore: Vec<&str> = restore.iter().map(String::as_str).collect();
     ok(Ctl::Real.run(&ep, &restore, None), "real etcdctl snapshot restore");
     etcd.start_all();
     let eep = etcd.members[0].endpoint();
@@ -234,16 +240,8 @@ async fn migration_both_ways_with_the_real_etcd_keeps_revisions_and_leases() {
     drop(etcd);
 
     let mut back = Cluster::planned(Server::Rustcd, 1, &[]);
-    let m = &back.members[0];
-    let restore = [
-        "snapshot",
-        "restore",
-        path(&snap2),
-        "--name=m0",
-        &format!("--data-dir={}", m.data_dir.display()),
-        &format!("--initial-cluster={}", back.initial_cluster()),
-        &format!("--initial-advertise-peer-urls={}", m.peer_url()),
-    ];
+    let restore = restore_args(&snap2, &back, 0);
+    let restore: Vec<&str> = restore.iter().map(String::as_str).collect();
     ok(etcdutl(&restore), "etcdutl snapshot restore");
     back.start_all();
     let bep = back.members[0].endpoint();
@@ -290,16 +288,8 @@ async fn snapshot_under_writes_holds_one_revision() {
     let acked = writer.await.expect("writer");
 
     let mut dst = Cluster::planned(Server::Rustcd, 1, &[]);
-    let m = &dst.members[0];
-    let restore = [
-        "snapshot",
-        "restore",
-        path(&snap),
-        "--name=m0",
-        &format!("--data-dir={}", m.data_dir.display()),
-        &format!("--initial-cluster={}", dst.initial_cluster()),
-        &format!("--initial-advertise-peer-urls={}", m.peer_url()),
-    ];
+    let restore = restore_args(&snap, &dst, 0);
+    let restore: Vec<&str> = restore.iter().map(String::as_str).collect();
     ok(etcdutl(&restore), "etcdutl snapshot restore");
     dst.start_all();
     let dep = dst.members[0].endpoint();
@@ -349,17 +339,10 @@ async fn cluster_restore_three_members_from_one_snapshot() {
     drop(src);
 
     let mut c = Cluster::planned(Server::Rustcd, 3, &[]);
-    for m in &c.members {
-        let restore = [
-            "snapshot",
-            "restore",
-            path(&snap),
-            &format!("--name={}", m.name),
-            &format!("--data-dir={}", m.data_dir.display()),
-            &format!("--initial-cluster={}", c.initial_cluster()),
-            "--initial-cluster-token=restored",
-            &format!("--initial-advertise-peer-urls={}", m.peer_url()),
-        ];
+    for i in 0..c.members.len() {
+        let mut restore = restore_args(&snap, &c, i);
+        restore.push("--initial-cluster-token=restored".into());
+        let restore: Vec<&str> = restore.iter().map(String::as_str).collect();
         ok(etcdutl(&restore), "etcdutl snapshot restore");
     }
     c.start_all();
@@ -470,17 +453,8 @@ async fn a_restore_cut_short_leaves_nothing_to_start_on() {
     let snap = kept.path().join("c.db");
     ok(Ctl::Ours.run(&ep, &["snapshot", "save", path(&snap)], None), "snapshot save");
     let mut dst = Cluster::planned(Server::Rustcd, 1, &[]);
-    let m = &dst.members[0];
-    let data = m.data_dir.clone();
-    let args = [
-        "snapshot".to_string(),
-        "restore".into(),
-        path(&snap).into(),
-        "--name=m0".into(),
-        format!("--data-dir={}", data.display()),
-        format!("--initial-cluster={}", dst.initial_cluster()),
-        format!("--initial-advertise-peer-urls={}", m.peer_url()),
-    ];
+    let data = dst.members[0].data_dir.clone();
+    let args = restore_args(&snap, &dst, 0);
     let crashed = Command::new(workspace_bin("etcdutl"))
         .args(&args)
         .env("FAILPOINTS", "restoreBeforeRename=panic")

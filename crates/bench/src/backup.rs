@@ -16,7 +16,7 @@ use crate::load;
 const REAL_ETCDCTL: &str = "/usr/bin/etcdctl";
 
 /// Loads `keys` keys of `val_size` bytes in txns of 100 puts (distinct keys).
-async fn fill(c: &Cluster, keys: usize, val_size: usize) {
+pub async fn fill(c: &Cluster, keys: usize, val_size: usize) {
     const OPS: usize = 100;
     let p = load::Params {
         workload: load::Workload::TxnPut(OPS),
@@ -199,14 +199,28 @@ pub async fn defrag(gib: f64, clients: usize) {
         stop.store(true, Ordering::Relaxed);
         let mut during = Vec::new();
         let mut failed = 0;
+        let mut slowest = (Duration::ZERO, Duration::ZERO);
         for w in writers {
             for (t, l, ok) in w.await.unwrap_or_default() {
                 // A put that overlapped the defrag at all.
                 if t < ended && t + l > began {
                     during.push(l);
                     failed += usize::from(!ok);
+                    if l > slowest.1 {
+                        slowest = (t.saturating_duration_since(began), l);
+                    }
                 }
             }
+        }
+        println!(
+            "  ({server:?}: the slowest put began {:.0} ms into the {:.0} ms defrag)",
+            slowest.0.as_secs_f64() * 1000.0,
+            took.as_secs_f64() * 1000.0
+        );
+        // What the server complained of meanwhile (slow applies, slow syncs).
+        let log = std::fs::read_to_string(&c.members[0].log).unwrap_or_default();
+        for line in log.lines().filter(|l| l.contains("\"level\":\"warn\"")).take(5) {
+            println!("  ({server:?} log) {}", &line[..line.len().min(300)]);
         }
         during.sort();
         let worst = during.last().copied().unwrap_or_default();

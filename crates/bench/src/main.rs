@@ -118,7 +118,7 @@ async fn main() {
                 rss_after_puts(rss_puts, key_size, val_size).await;
             }
             if restart_keys > 0 {
-                restart_time(restart_keys, key_size.max(8), val_size).await;
+                restart_time(restart_keys, val_size).await;
             }
         }
         Cmd::Failover { members, rounds, signal } => {
@@ -280,30 +280,16 @@ async fn rss_after_puts(puts: usize, key_size: usize, val_size: usize) {
 
 /// One member loaded with `keys` keys, stopped gracefully, started again: time until its first
 /// served read.
-async fn restart_time(keys: usize, key_size: usize, val_size: usize) {
-    const OPS: usize = 100;
-    let p = load::Params {
-        workload: load::Workload::TxnPut(OPS),
-        clients: 100,
-        conns: 10,
-        total: keys.div_ceil(OPS),
-        key_size: key_size.max(keys.to_string().len()),
-        val_size,
-        key_space: keys,
-        token: None,
-    };
+async fn restart_time(keys: usize, val_size: usize) {
     let mut times = Vec::new();
     for server in [Server::Rustcd, Server::Etcd] {
         let mut c = Cluster::start_with(server, 1, &[]);
         c.wait_writable(0);
-        let r = load::run(&c, &p).await;
+        backup::fill(&c, keys, val_size).await;
         c.kill(0, libc::SIGTERM);
         let started = Instant::now();
         c.restart(0);
         times.push(started.elapsed().as_secs_f64() * 1000.0);
-        if r.errors > 0 {
-            println!("({} failed txns while loading)", r.errors);
-        }
     }
     println!(
         "restart with {keys} keys to first served read, 1 member: rustcd {:.0} ms, etcd {:.0} ms, ratio {:.2}",

@@ -14,7 +14,7 @@ use crate::revision::Revision;
 use crate::store::{CACHE_BYTES, KV, KvStore, META};
 
 /// Rows per write transaction of the copy (bounds its memory).
-const ROWS_PER_COMMIT: usize = 20_000;
+const ROWS_PER_COMMIT: usize = 5_000;
 /// A catch-up pass that copied fewer rows than this is the last one run with writes going on.
 const SMALL_PASS: u64 = 2_000;
 /// At most this many passes with writes going on.
@@ -66,12 +66,18 @@ impl KvStore {
                 break;
             }
         }
+        // What the passes wrote goes to disk now, while writes go on: the commit made with
+        // writes held then syncs only the last rows.
+        let mut tx = dst.begin_write()?;
+        tx.set_durability(Durability::Immediate)?;
+        tx.commit()?;
         // The last rows with writes held, then the swap.
         let st = self.write_lock_for_swap();
         let held = std::time::Instant::now();
         let mut db = self.db_for_swap();
         let src = db.begin_read()?;
-        catch_up(&src, &dst, at, &mut compacted, st.compact_rev)?;
+        let last_rows = catch_up(&src, &dst, at, &mut compacted, st.compact_rev)?;
+        let caught_up = held.elapsed();
         let tx = dst.begin_write()?;
         tx.delete_table(META)?;
         {
@@ -83,6 +89,7 @@ impl KvStore {
             tx.open_table(KV)?;
         }
         tx.commit()?;
+        let committed = held.elapsed();
         drop(src);
         drop(dst);
         before_swap();
@@ -94,10 +101,13 @@ impl KvStore {
         // Readers still on the old file keep it open (and their view) until they end.
         let old = std::mem::replace(&mut *db, std::sync::Arc::new(new));
         drop(db);
-        drop(old);
         self.after_rewrite();
         drop(st);
-        Ok((passes, held.elapsed()))
+        let held = held.elapsed();
+        tracing::debug!(last_rows, caught_up = ?caught_up, committed = ?committed, swapped = ?held, "defrag: writes held");
+        // Closing the old file (redb writes its allocator state) need not hold writes.
+        drop(old);
+        Ok((passes, held))
     }
 }
 
@@ -132,10 +142,10 @@ fn catch_up(
     Ok(rows)
 }
 
+/// A write transaction of the copy. Each is made durable: the copy then reaches the disk a few
+/// MB at a time, and the raft log's fsyncs never queue behind a flush of the whole file.
 fn begin(db: &Database) -> Result<redb::WriteTransaction> {
-    let mut tx = db.begin_write()?;
-    tx.set_durability(Durability::None)?;
-    Ok(tx)
+    db.begin_write().map_err(Error::from)
 }
 
 /// Removes from `dst` every revision at or below `compact_rev` that `src` no longer has.

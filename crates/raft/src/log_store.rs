@@ -201,6 +201,9 @@ impl LogStore {
     }
 }
 
+/// A synced write of the raft log slower than this is logged (etcd's `warnSyncDuration`).
+const SLOW_SYNC: std::time::Duration = std::time::Duration::from_secs(1);
+
 static RECOVERING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// True while raft-engine recovers a log. It panics on some damaged logs (e.g. "memtable has a
@@ -270,7 +273,13 @@ impl LogStorage for LogStore {
         if batch.is_empty() {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         self.engine.write(&mut batch, sync && !self.no_fsync)?;
+        let took = started.elapsed();
+        if sync && took > SLOW_SYNC {
+            // etcd's WAL warning, with its words.
+            tracing::warn!(took = ?took, expected_duration = "1s", "slow fdatasync");
+        }
         if let Some(hs) = hs {
             self.hard_state = hs.clone();
         }
