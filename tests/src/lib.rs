@@ -121,9 +121,19 @@ pub fn etcdctl(endpoints: &[&str], args: &[&str]) -> Output {
 
 /// A plain HTTP/1.1 GET on loopback: the whole response, status line and headers included.
 pub fn http_get(port: u16, path: &str) -> String {
+    http_request(port, "GET", path, "")
+}
+
+/// A plain HTTP/1.1 request with a body on loopback: the whole response.
+pub fn http_request(port: u16, method: &str, path: &str, body: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").expect("write");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
     let mut out = String::new();
     s.read_to_string(&mut out).expect("read");
     out

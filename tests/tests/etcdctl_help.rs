@@ -11,6 +11,8 @@ const ONLY_IN_ONE: &[&str] = &[
     "\tauth status\t\tReturns authentication status",
     "      --count-only[=false]\t\tGet only the count",
     "      --progress-notify[=false]\tget periodic watch progress notification from server",
+    "      --bump-revision=0\t\t\t\t\t\tHow much to increase the latest revision after restore",
+    "      --mark-compacted[=false]\t\t\t\t\tMark the latest revision after restore as the point of scheduled compaction (required if --bump-revision > 0, disallowed otherwise)",
 ];
 
 fn help(ctl: Ctl, args: &[&str]) -> String {

@@ -29,6 +29,7 @@ The items in the lists are hash, revision, total keys, total size."
     )]
     Status { args: Vec<String> },
     /// Restores an etcd member snapshot to an etcd directory
+    #[command(mut_arg("data_dir", |a| a.help("Path to the data directory")))]
     Restore(rustcd_utl::snapshot::RestoreArgs),
 }
 

@@ -1,8 +1,8 @@
-//! Plain HTTP endpoints served beside gRPC on the client port: `/health`, `/version` and
-//! `/metrics` (a few of etcd's Prometheus metrics, enough for `etcdctl check datascale`).
+//! Plain HTTP endpoints served beside gRPC on the client port: the health probes (`probes.rs`),
+//! `/version` and `/metrics` (a few of etcd's Prometheus metrics, enough for `etcdctl check
+//! datascale`); any other path is etcd's 404.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -93,46 +93,34 @@ fn hostname(hostport: &str) -> String {
 }
 
 pub fn routes(s: Arc<EtcdServer>) -> Router {
-    Router::new()
-        .route("/health", get(health))
+    crate::probes::routes(Router::new())
         .route("/version", get(version))
         .route("/metrics", get(metrics))
+        .fallback(crate::probes::not_found)
         .with_state(s)
 }
 
-/// etcd's `/health`: healthy when a leader exists and a linearizable read completes.
-async fn health(State(s): State<Arc<EtcdServer>>, uri: axum::http::Uri) -> (StatusCode, String) {
-    // etcd's /health: an active alarm not named in `?exclude=` makes the member unhealthy.
-    let query = uri.query().unwrap_or("");
-    let excluded: Vec<&str> = query.split('&').filter_map(|kv| kv.strip_prefix("exclude=")).collect();
-    let serializable = query.split('&').any(|kv| kv == "serializable=true");
-    let alarm = s
-        .alarms()
-        .get(rustcd_api::etcdserverpb::AlarmType::None)
-        .into_iter()
-        .filter_map(|a| rustcd_api::etcdserverpb::AlarmType::try_from(a.alarm).ok())
-        .find(|t| !excluded.contains(&t.as_str_name()));
-    let reason = if let Some(t) = alarm {
-        tracing::warn!(alarm = t.as_str_name(), "serving /health false; Alarm is activated");
-        Some(match t {
-            rustcd_api::etcdserverpb::AlarmType::Nospace => "ALARM NOSPACE",
-            rustcd_api::etcdserverpb::AlarmType::Corrupt => "ALARM CORRUPT",
-            _ => "ALARM UNKNOWN",
-        })
-    } else if s.leader() == 0 {
-        Some("RAFT NO LEADER")
-    } else if serializable {
-        None
-    } else {
-        match tokio::time::timeout(Duration::from_secs(1), s.linearizable_barrier()).await {
-            Ok(Ok(())) => None,
-            _ => Some("QGET ERROR"),
+/// The client port: gRPC requests (`content-type: application/grpc...`) go to `grpc`, every
+/// other request to `http`, as etcd chooses per request (so an unknown path is etcd's 404, not
+/// an empty gRPC answer).
+pub fn by_content_type(grpc: Router, http: Router) -> Router {
+    grpc.layer(axum::middleware::from_fn(move |req: axum::extract::Request, next: axum::middleware::Next| {
+        let mut http = http.clone();
+        async move {
+            let is_grpc = req
+                .headers()
+                .get(axum::http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("application/grpc"));
+            if is_grpc {
+                return next.run(req).await;
+            }
+            match tower_service::Service::call(&mut http, req).await {
+                Ok(r) => r,
+                Err(never) => match never {},
+            }
         }
-    };
-    match reason {
-        None => (StatusCode::OK, json!({"health": "true", "reason": ""}).to_string()),
-        Some(r) => (StatusCode::SERVICE_UNAVAILABLE, json!({"health": "false", "reason": r}).to_string()),
-    }
+    }))
 }
 
 async fn version() -> String {

@@ -29,6 +29,7 @@ pub mod log_rotate;
 pub mod logging;
 pub mod membership;
 pub mod otel;
+pub mod probes;
 pub mod quota;
 pub mod server;
 pub mod url;
@@ -370,7 +371,7 @@ async fn serve_clients(
     }
     let access = http::Access { cors: cfg.raw.cors.clone(), hosts: cfg.raw.host_whitelist.clone() };
     let router = if cfg.listen_client_http_urls.is_empty() {
-        grpc.merge(http::client_routes(s, access))
+        http::by_content_type(grpc, http::client_routes(s, access))
     } else {
         // etcd's --listen-client-http-urls: HTTP moves off the client URLs to its own listeners
         let what = "serving client traffic insecurely; this is strongly discouraged!";
