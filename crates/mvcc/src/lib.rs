@@ -15,6 +15,7 @@ pub mod key_range;
 mod range;
 mod read_txn;
 pub mod revision;
+mod size;
 mod snapshot;
 mod store;
 mod txn;

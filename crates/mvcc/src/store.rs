@@ -6,7 +6,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{Duration, Instant};
 
 use prost::Message;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
@@ -86,14 +85,14 @@ impl State {
 pub struct KvStore {
     /// Written only to defragment (redb's compaction wants the database to itself).
     db: RwLock<std::sync::Arc<Database>>,
-    path: PathBuf,
+    pub(crate) path: PathBuf,
     state: RwLock<State>,
     /// Bytes of the file in use and when they were measured ([`KvStore::db_size`]); `None`
     /// until first measured, and again after a defrag or a restore from a snapshot.
-    in_use: Mutex<Option<InUse>>,
+    pub(crate) in_use: Mutex<Option<crate::size::InUse>>,
     /// The file's size after the last commit (what etcd's quota compares with, read on every
     /// growing request: kept here rather than asked of the file system each time).
-    file_len: std::sync::atomic::AtomicU64,
+    pub(crate) file_len: std::sync::atomic::AtomicU64,
     /// See [`KvStore::defrag_guard`].
     defrag: Mutex<()>,
 }
@@ -121,29 +120,6 @@ impl Drop for KvStore {
 /// redb's page cache. redb's default (1 GiB) keeps every page it ever wrote or read in the
 /// process; past this, pages are read back through the OS page cache.
 pub(crate) const CACHE_BYTES: usize = 8 << 20;
-
-/// How old the measured bytes in use may be before a durable sync measures them again. redb
-/// counts them by walking every page of the database under its one write transaction (46 ms
-/// for 273 MB in a release build, 4 s in a debug one), and applies wait meanwhile: so the walk
-/// also waits [`IN_USE_COST_FACTOR`] times its own last duration, keeping it under 1% of the
-/// writer's time on any database size.
-const IN_USE_MAX_AGE: Duration = Duration::from_secs(10);
-const IN_USE_COST_FACTOR: u32 = 100;
-
-/// The bytes of the backend file in use, as last measured.
-#[derive(Clone, Copy)]
-struct InUse {
-    bytes: i64,
-    at: Instant,
-    /// How long the measurement took.
-    cost: Duration,
-}
-
-impl InUse {
-    fn stale(&self) -> bool {
-        self.at.elapsed() >= IN_USE_MAX_AGE.max(self.cost * IN_USE_COST_FACTOR)
-    }
-}
 
 impl KvStore {
     /// Opens (or creates) the backend file and rebuilds the key index from it.
@@ -231,12 +207,6 @@ impl KvStore {
         self.db.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Forgets what was measured of the old file after the file was rewritten.
-    pub(crate) fn after_rewrite(&self) {
-        *self.in_use.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        self.note_file_len();
-    }
-
     /// Serves a Range at the latest committed state.
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
         let (st, tx) = self.read_view()?;
@@ -317,7 +287,7 @@ impl KvStore {
         let _no_defrag = self.defrag_guard();
         let mut st = self.write_lock();
         let tx = self.db().begin_write()?;
-        *self.in_use.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.forget_in_use();
         tx.delete_table(KV)?;
         tx.delete_table(META)?;
         {
@@ -341,34 +311,9 @@ impl KvStore {
     /// Reads the store's state back from the backend, after its rows were replaced.
     pub(crate) fn reload(&self) -> Result<()> {
         let mut st = self.write_lock();
-        *self.in_use.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        self.note_file_len();
+        self.after_rewrite();
         *st = Self::load_state(&self.db())?;
         Ok(())
-    }
-
-    /// Forces everything committed so far onto disk.
-    pub fn sync(&self) -> Result<()> {
-        let tx = self.db().begin_write()?;
-        if self.in_use_cache().is_none_or(|m| m.stale()) {
-            self.measure_in_use(&tx);
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
-    fn in_use_cache(&self) -> Option<InUse> {
-        *self.in_use.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Measures the bytes in use (a walk of every page) within `tx`, and keeps the figure.
-    fn measure_in_use(&self, tx: &redb::WriteTransaction) -> Option<i64> {
-        let started = Instant::now();
-        let s = tx.stats().ok()?;
-        let bytes = s.allocated_pages() as i64 * s.page_size() as i64;
-        let m = InUse { bytes, at: Instant::now(), cost: started.elapsed() };
-        *self.in_use.lock().unwrap_or_else(|p| p.into_inner()) = Some(m);
-        Some(bytes)
     }
 
     /// Changes with revisions in `[from, to]`, in order, at most `limit` whole revisions, and
@@ -442,34 +387,6 @@ impl KvStore {
         Ok(out)
     }
 
-    /// The backend file's size in bytes after the last commit, defrag or restore (what etcd's
-    /// quota compares with), without measuring the part in use.
-    pub fn file_size(&self) -> u64 {
-        self.file_len.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    fn note_file_len(&self) {
-        let len = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
-        self.file_len.store(len, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// File size and the part of it in use, in bytes. The part in use is the figure the last
-    /// durable sync measured (see [`IN_USE_MAX_AGE`] for how old it may be), so asking
-    /// costs nothing; only when it was never measured (or a defrag or restore dropped it) is it measured
-    /// here, with a write transaction.
-    pub fn db_size(&self) -> (i64, i64) {
-        let total = std::fs::metadata(&self.path).map(|m| m.len() as i64).unwrap_or(0);
-        let in_use = match self.in_use_cache() {
-            Some(m) => Some(m.bytes),
-            None => self.db().begin_write().ok().and_then(|tx| {
-                let used = self.measure_in_use(&tx);
-                tx.abort().ok()?;
-                used
-            }),
-        };
-        (total, in_use.unwrap_or(total).min(total))
-    }
-
     /// The hash of every stored revision up to `rev` (for HashKV): equal stores give equal
     /// hashes. Returns (hash, compact revision, revision). A revision a recent compaction ran at
     /// is answered with the hash taken then, as etcd answers it.
@@ -521,23 +438,6 @@ mod tests {
             };
             store.write(false, &no_leases, |w| w.put(&req).map(|_| ())).expect("put");
         }
-    }
-
-    #[test]
-    fn bytes_in_use_are_measured_by_a_sync_not_by_asking() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = KvStore::open(dir.path().join("db")).expect("open");
-        put_many(&store, 0, 300);
-        store.sync().expect("sync");
-        let (total, used) = store.db_size();
-        assert!(used > 300 * 1024 && used <= total, "in use {used} of {total}");
-        // More writes without a sync: asking again gives the measured figure, no page walk.
-        put_many(&store, 300, 300);
-        assert_eq!(store.db_size().1, used);
-        // A defrag drops the figure: the next question measures the rewritten file.
-        store.defragment().expect("defragment");
-        let (total, after) = store.db_size();
-        assert!(after > 600 * 1024 && after <= total, "in use after defrag {after} of {total}");
     }
 
     /// Defragmenting after deleting and compacting most data shrinks the file and keeps what is
