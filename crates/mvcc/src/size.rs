@@ -97,22 +97,8 @@ impl KvStore {
 
 #[cfg(test)]
 mod tests {
-    use rustcd_api::etcdserverpb::PutRequest;
-
     use crate::KvStore;
-
-    /// Puts keys `k{from}`.. `k{from + n - 1}` with 1 KiB values.
-    fn put_many(store: &KvStore, from: usize, n: usize) {
-        let no_leases = |_: i64| false;
-        for i in from..from + n {
-            let req = PutRequest {
-                key: format!("k{i:05}").into_bytes().into(),
-                value: vec![b'v'; 1024].into(),
-                ..Default::default()
-            };
-            store.write(false, &no_leases, |w| w.put(&req).map(|_| ())).expect("put");
-        }
-    }
+    use crate::store::tests::put_many;
 
     #[test]
     fn bytes_in_use_are_measured_by_a_sync_not_by_asking() {

@@ -423,12 +423,12 @@ impl KvStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use rustcd_api::etcdserverpb::{DeleteRangeRequest, PutRequest};
 
     /// Puts keys `k{from}`.. `k{from + n - 1}` with 1 KiB values.
-    fn put_many(store: &KvStore, from: usize, n: usize) {
+    pub(crate) fn put_many(store: &KvStore, from: usize, n: usize) {
         let no_leases = |_: i64| false;
         for i in from..from + n {
             let req = PutRequest {
