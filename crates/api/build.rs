@@ -11,10 +11,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = prost_build::Config::new();
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
     config.bytes(["."]);
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    let descriptors = out.join("descriptors.bin");
+    config.file_descriptor_set_path(&descriptors);
     tonic_prost_build::configure().build_client(true).build_server(true).compile_with_config(
         config,
         &protos,
         &[proto_dir],
     )?;
+    // etcd's JSON gateway speaks the proto3 JSON mapping with the .proto's own field names
+    // (grpc-gateway's `OrigName`): serde impls for the etcd API's messages.
+    pbjson_build::Builder::new()
+        .register_descriptors(&std::fs::read(&descriptors)?)?
+        .preserve_proto_field_names()
+        .build(&[".etcdserverpb", ".mvccpb", ".authpb", ".v3lockpb", ".v3electionpb"])?;
     Ok(())
 }

@@ -34,7 +34,8 @@ impl Access {
 
 /// The client port's HTTP endpoints behind etcd's access controller.
 pub fn client_routes(s: Arc<EtcdServer>, access: Access) -> Router {
-    routes(s).layer(axum::middleware::from_fn_with_state(Arc::new(access), access_control))
+    let gateway = crate::json_gateway::routes(Router::new()).with_state(s.clone());
+    gateway.merge(routes(s)).layer(axum::middleware::from_fn_with_state(Arc::new(access), access_control))
 }
 
 /// etcd's `accessController`: over plain HTTP a request must name an allowed host (its defence

@@ -23,6 +23,7 @@ pub mod http;
 pub mod humanize;
 pub mod identity;
 pub mod ids;
+pub mod json_gateway;
 pub mod lease;
 pub mod listen;
 pub mod log_rotate;
