@@ -1,6 +1,6 @@
-//! etcd's JSON gateway, side by side with the real etcd 3.4: the KV calls of etcd's curl
-//! documentation (put, range, txn, deleterange, compaction) and their errors answer the same
-//! bodies and statuses, IDs masked.
+//! etcd's JSON gateway, side by side with the real etcd 3.4: the calls of etcd's curl
+//! documentation (KV, leases, locks, elections, auth) and their errors answer the same bodies
+//! and statuses, IDs masked.
 
 use rustcd_testkit::{Cluster, Server, http_request};
 
@@ -35,7 +35,7 @@ fn call(port: u16, path: &str, body: &str) -> (u16, serde_json::Value) {
 }
 
 #[test]
-fn kv_calls_answer_as_the_real_etcds_gateway() {
+fn gateway_calls_answer_as_the_real_etcds_gateway() {
     let steps: &[(&str, &str)] = &[
         ("/v3/kv/put", r#"{"key": "Zm9v", "value": "YmFy"}"#),
         ("/v3/kv/range", r#"{"key": "Zm9v"}"#),
@@ -49,6 +49,24 @@ fn kv_calls_answer_as_the_real_etcds_gateway() {
         ("/v3/kv/deleterange", r#"{"key": "Zm9v", "prev_kv": true}"#),
         ("/v3/kv/compaction", r#"{"revision": "3"}"#),
         ("/v3/kv/range", r#"{"key": "Zm9v", "revision": "2"}"#),
+        ("/v3/lease/grant", r#"{"TTL": "60", "ID": "1000"}"#),
+        ("/v3/kv/put", r#"{"key": "bGVhc2Vk", "value": "eA==", "lease": "1000"}"#),
+        ("/v3/lease/leases", "{}"),
+        ("/v3/kv/lease/leases", "{}"),
+        ("/v3/lock/lock", r#"{"name": "bXlsb2Nr", "lease": "1000"}"#),
+        ("/v3/lock/unlock", r#"{"key": "bXlsb2NrLzNlOA=="}"#),
+        ("/v3/election/leader", r#"{"name": "ZWw="}"#),
+        ("/v3/lease/revoke", r#"{"ID": "1000"}"#),
+        ("/v3/lease/timetolive", r#"{"ID": "1000", "keys": true}"#),
+        ("/v3/lease/revoke", r#"{"ID": "1000"}"#),
+        ("/v3/auth/user/add", r#"{"name": "alice", "password": "pw"}"#),
+        ("/v3/auth/role/add", r#"{"name": "reader"}"#),
+        ("/v3/auth/role/grant", r#"{"name": "reader", "perm": {"key": "YQ==", "range_end": "Yg=="}}"#),
+        ("/v3/auth/user/grant", r#"{"user": "alice", "role": "reader"}"#),
+        ("/v3/auth/user/get", r#"{"name": "alice"}"#),
+        ("/v3/auth/role/get", r#"{"role": "reader"}"#),
+        ("/v3/auth/user/list", "{}"),
+        ("/v3/auth/enable", "{}"),
         ("/v3/kv/range", r#"{"key": 5}"#),
     ];
     let mut seen = Vec::new();

@@ -2,7 +2,8 @@
 //! the request as proto3 JSON (the .proto's field names, int64 as strings, bytes as base64),
 //! answered with the response the same way, or with grpc-gateway's error body
 //! `{"error","code","message"}` and the HTTP status its code maps to. An `Authorization` header
-//! carries an auth token, as etcd's gateway takes it. Built so far: the KV service.
+//! carries an auth token, as etcd's gateway takes it. Every unary RPC is served; the streams
+//! (watch, lease keep-alive, snapshot, election observe) are not yet.
 
 use std::sync::Arc;
 
@@ -14,17 +15,92 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::error::ServerError;
 use crate::server::EtcdServer;
 
-/// The gateway's routes.
-pub fn routes(r: Router<Arc<EtcdServer>>) -> Router<Arc<EtcdServer>> {
-    use axum::routing::post;
-    r.route("/v3/kv/range", post(|s, h, b| call(s, h, b, |s, r| async move { s.range(r).await })))
-        .route("/v3/kv/put", post(|s, h, b| call(s, h, b, |s, r| async move { s.put(r).await })))
-        .route("/v3/kv/deleterange", post(|s, h, b| call(s, h, b, |s, r| async move { s.delete_range(r).await })))
-        .route("/v3/kv/txn", post(|s, h, b| call(s, h, b, |s, r| async move { s.txn(r).await })))
-        .route("/v3/kv/compaction", post(|s, h, b| call(s, h, b, |s, r| async move { s.compact(r).await })))
+/// Routes `$path` to the unary RPC `$method` of the gRPC service `$svc` (so the gateway runs
+/// exactly what a gRPC client's call runs: checks, forwarding to the leader, headers).
+macro_rules! unary {
+    ($r:ident, $($path:literal => $svc:ident :: $method:ident),* $(,)?) => {
+        $(
+            $r = $r.route(
+                $path,
+                axum::routing::post(|st: State<Arc<EtcdServer>>, h: HeaderMap, b: Bytes| {
+                    call(st, h, b, |s, req| async move {
+                        $svc(s).$method(tonic::Request::new(req)).await.map(tonic::Response::into_inner)
+                    })
+                }),
+            );
+        )*
+    };
+}
+
+/// The gateway's routes: etcd 3.5's paths for every unary RPC.
+pub fn routes(mut r: Router<Arc<EtcdServer>>) -> Router<Arc<EtcdServer>> {
+    use rustcd_api::etcdserverpb::auth_server::Auth;
+    use rustcd_api::etcdserverpb::cluster_server::Cluster;
+    use rustcd_api::etcdserverpb::kv_server::Kv;
+    use rustcd_api::etcdserverpb::lease_server::Lease;
+    use rustcd_api::etcdserverpb::maintenance_server::Maintenance;
+    use rustcd_api::v3electionpb::election_server::Election;
+    use rustcd_api::v3lockpb::lock_server::Lock;
+
+    use crate::grpc::auth::AuthService;
+    use crate::grpc::cluster::ClusterService;
+    use crate::grpc::election::ElectionService;
+    use crate::grpc::kv::KvService;
+    use crate::grpc::lease::LeaseService;
+    use crate::grpc::lock::LockService;
+    use crate::grpc::maintenance::MaintenanceService;
+    unary!(r,
+        "/v3/kv/range" => KvService::range,
+        "/v3/kv/put" => KvService::put,
+        "/v3/kv/deleterange" => KvService::delete_range,
+        "/v3/kv/txn" => KvService::txn,
+        "/v3/kv/compaction" => KvService::compact,
+        "/v3/lease/grant" => LeaseService::lease_grant,
+        "/v3/lease/revoke" => LeaseService::lease_revoke,
+        "/v3/kv/lease/revoke" => LeaseService::lease_revoke,
+        "/v3/lease/timetolive" => LeaseService::lease_time_to_live,
+        "/v3/kv/lease/timetolive" => LeaseService::lease_time_to_live,
+        "/v3/lease/leases" => LeaseService::lease_leases,
+        "/v3/kv/lease/leases" => LeaseService::lease_leases,
+        "/v3/cluster/member/add" => ClusterService::member_add,
+        "/v3/cluster/member/remove" => ClusterService::member_remove,
+        "/v3/cluster/member/update" => ClusterService::member_update,
+        "/v3/cluster/member/list" => ClusterService::member_list,
+        "/v3/cluster/member/promote" => ClusterService::member_promote,
+        "/v3/maintenance/alarm" => MaintenanceService::alarm,
+        "/v3/maintenance/status" => MaintenanceService::status,
+        "/v3/maintenance/defragment" => MaintenanceService::defragment,
+        "/v3/maintenance/hash" => MaintenanceService::hash,
+        "/v3/maintenance/hashkv" => MaintenanceService::hash_kv,
+        "/v3/maintenance/transfer-leadership" => MaintenanceService::move_leader,
+        "/v3/maintenance/downgrade" => MaintenanceService::downgrade,
+        "/v3/auth/enable" => AuthService::auth_enable,
+        "/v3/auth/disable" => AuthService::auth_disable,
+        "/v3/auth/status" => AuthService::auth_status,
+        "/v3/auth/authenticate" => AuthService::authenticate,
+        "/v3/auth/user/add" => AuthService::user_add,
+        "/v3/auth/user/get" => AuthService::user_get,
+        "/v3/auth/user/list" => AuthService::user_list,
+        "/v3/auth/user/delete" => AuthService::user_delete,
+        "/v3/auth/user/changepw" => AuthService::user_change_password,
+        "/v3/auth/user/grant" => AuthService::user_grant_role,
+        "/v3/auth/user/revoke" => AuthService::user_revoke_role,
+        "/v3/auth/role/add" => AuthService::role_add,
+        "/v3/auth/role/get" => AuthService::role_get,
+        "/v3/auth/role/list" => AuthService::role_list,
+        "/v3/auth/role/delete" => AuthService::role_delete,
+        "/v3/auth/role/grant" => AuthService::role_grant_permission,
+        "/v3/auth/role/revoke" => AuthService::role_revoke_permission,
+        "/v3/lock/lock" => LockService::lock,
+        "/v3/lock/unlock" => LockService::unlock,
+        "/v3/election/campaign" => ElectionService::campaign,
+        "/v3/election/proclaim" => ElectionService::proclaim,
+        "/v3/election/leader" => ElectionService::leader,
+        "/v3/election/resign" => ElectionService::resign,
+    );
+    r
 }
 
 /// One unary call: the body parsed as the request, `f` run as the token's caller.
@@ -33,7 +109,7 @@ where
     Req: DeserializeOwned,
     Resp: Serialize,
     F: FnOnce(Arc<EtcdServer>, Req) -> Fut,
-    Fut: std::future::Future<Output = Result<Resp, ServerError>>,
+    Fut: std::future::Future<Output = Result<Resp, tonic::Status>>,
 {
     let req: Req = match serde_json::from_slice(if body.is_empty() { b"{}" } else { &body }) {
         Ok(r) => r,
@@ -46,10 +122,7 @@ where
             Ok(body) => json(StatusCode::OK, body),
             Err(e) => error(tonic::Code::Internal, &e.to_string()),
         },
-        Err(e) => {
-            let status = tonic::Status::from(e);
-            error(status.code(), status.message())
-        }
+        Err(status) => error(status.code(), status.message()),
     }
 }
 
@@ -72,7 +145,8 @@ fn http_status(code: tonic::Code) -> StatusCode {
     match code {
         C::Ok => StatusCode::OK,
         C::Cancelled => StatusCode::REQUEST_TIMEOUT,
-        C::InvalidArgument | C::FailedPrecondition | C::OutOfRange => StatusCode::BAD_REQUEST,
+        C::InvalidArgument | C::OutOfRange => StatusCode::BAD_REQUEST,
+        C::FailedPrecondition => StatusCode::PRECONDITION_FAILED,
         C::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
         C::NotFound => StatusCode::NOT_FOUND,
         C::AlreadyExists | C::Aborted => StatusCode::CONFLICT,
