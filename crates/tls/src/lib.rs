@@ -173,7 +173,7 @@ fn read(path: &str) -> Result<Vec<u8>, TlsError> {
 }
 
 /// An I/O error in Go's words (`open x: no such file or directory`), as etcd prints them.
-fn go_io_error(e: &std::io::Error) -> String {
+pub fn go_io_error(e: &std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::NotFound => "no such file or directory".into(),
         std::io::ErrorKind::PermissionDenied => "permission denied".into(),

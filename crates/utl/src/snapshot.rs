@@ -14,19 +14,10 @@ pub fn status(args: &[String], format: &str) -> Result<String, UtlError> {
     };
     let path = std::path::Path::new(path);
     if let Err(e) = std::fs::metadata(path) {
-        return Err(UtlError::error(format!("stat {}: {}", path.display(), go_io_error(&e))));
+        return Err(UtlError::error(format!("stat {}: {}", path.display(), rustcd_tls::go_io_error(&e))));
     }
     let st = status::status(path).map_err(UtlError::error)?;
     crate::print::snapshot_status(&st, format)
-}
-
-/// Go's text for an I/O error (`no such file or directory`), which etcd's messages carry.
-fn go_io_error(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => "no such file or directory".into(),
-        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
-        _ => e.to_string(),
-    }
 }
 
 /// `snapshot restore`'s flags (etcd 3.5's etcdutl and etcdctl).

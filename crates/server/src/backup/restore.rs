@@ -153,9 +153,7 @@ fn new_cluster(cfg: &RestoreConfig) -> Result<(Vec<StoredMember>, u64, u64), Bac
 fn open_snapshot(cfg: &RestoreConfig) -> Result<Reader, BackupError> {
     use std::io::Read;
     let mut f = std::fs::File::open(&cfg.snapshot_path).map_err(|e| {
-        let why =
-            if e.kind() == std::io::ErrorKind::NotFound { "no such file or directory".into() } else { e.to_string() };
-        BackupError::Invalid(format!("open {}: {why}", cfg.snapshot_path.display()))
+        BackupError::Invalid(format!("open {}: {}", cfg.snapshot_path.display(), rustcd_tls::go_io_error(&e)))
     })?;
     let len = f.metadata()?.len();
     let hashed = has_checksum(len);
