@@ -47,6 +47,10 @@ pub mod otlp {
 /// Clients gate features on it: Kubernetes reads consistently from its watch cache only from
 /// 3.5.13 on. docs/compatibility.md says which of 3.5.13's changes rustcd is checked against.
 pub const ETCD_VERSION: &str = "3.5.13";
+/// The API version of [`ETCD_VERSION`] (`3.5` for `3.5.13`), as etcd's tools print it.
+pub fn etcd_api_version() -> String {
+    ETCD_VERSION.splitn(3, '.').take(2).collect::<Vec<_>>().join(".")
+}
 /// The etcd cluster version rustcd reports.
 pub const ETCD_CLUSTER_VERSION: &str = "3.5.0";
 /// rustcd's own version.

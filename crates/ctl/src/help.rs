@@ -128,7 +128,7 @@ pub fn render(root: &Command, path: &[String]) -> String {
         out.push_str(&format!(
             "VERSION:\n\t{}\n\nAPI VERSION:\n\t{}\n\n\n",
             rustcd_api::ETCD_VERSION,
-            crate::api_version()
+            rustcd_api::etcd_api_version()
         ));
     }
     if let Some(long) = cmd.get_long_about() {
@@ -140,7 +140,7 @@ pub fn render(root: &Command, path: &[String]) -> String {
     }
     if cmd.has_subcommands() {
         if !names.is_empty() {
-            out.push_str(&format!("API VERSION:\n\t{}\n\n\n", crate::api_version()));
+            out.push_str(&format!("API VERSION:\n\t{}\n\n\n", rustcd_api::etcd_api_version()));
         }
         let mut cmds = Vec::new();
         leaves(cmd, "", &mut cmds);

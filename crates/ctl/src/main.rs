@@ -322,7 +322,7 @@ async fn run(cli: Cli) -> Result<(), CtlError> {
     match cli.command {
         Command::Version => {
             println!("etcdctl version: {}", rustcd_api::ETCD_VERSION);
-            println!("API version: {}", api_version());
+            println!("API version: {}", rustcd_api::etcd_api_version());
         }
         Command::Get(a) => {
             let req = kv::range_request(&a)?;
@@ -390,11 +390,6 @@ async fn run(cli: Cli) -> Result<(), CtlError> {
         Command::Completion(cmd) => print!("{}", help::completion(&Cli::command(), cmd)),
     }
     Ok(())
-}
-
-/// `3.5` for `3.5.13`.
-pub fn api_version() -> String {
-    rustcd_api::ETCD_VERSION.splitn(3, '.').take(2).collect::<Vec<_>>().join(".")
 }
 
 /// The words of a command line that are not flags or flag values (global flags such as

@@ -78,8 +78,7 @@ fn run(cli: Cli) -> Result<(), UtlError> {
         }
         Command::Version => {
             println!("etcdutl version: {}", rustcd_api::ETCD_VERSION);
-            let api: Vec<&str> = rustcd_api::ETCD_VERSION.split('.').take(2).collect();
-            println!("API version: {}", api.join("."));
+            println!("API version: {}", rustcd_api::etcd_api_version());
             Ok(())
         }
     }
