@@ -70,10 +70,15 @@ pub(crate) fn write_identity(path: &Path, member_id: u64, cluster_id: u64) -> Re
     writeln!(f, "{member_id:x} {cluster_id:x}").map_err(err)?;
     f.sync_all().map_err(err)?;
     std::fs::rename(&tmp, path).map_err(err)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(err)?;
+    sync_parent(path).map_err(err)
+}
+
+/// Makes a rename into `path`'s directory durable (fsyncs the directory).
+pub(crate) fn sync_parent(path: &Path) -> std::io::Result<()> {
+    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(dir) => std::fs::File::open(dir)?.sync_all(),
+        None => std::fs::File::open(".")?.sync_all(),
     }
-    Ok(())
 }
 
 fn initial_members(cfg: &Config, token: &str) -> Vec<StoredMember> {

@@ -64,12 +64,8 @@ pub fn routes(r: axum::Router<Arc<EtcdServer>>) -> axum::Router<Arc<EtcdServer>>
         .route("/livez", axum::routing::any(|s, req| checks(s, req, LIVEZ)))
         .route("/readyz", axum::routing::any(|s, req| checks(s, req, READYZ)));
     for (root, list) in [("/livez", LIVEZ), ("/readyz", READYZ)] {
-        for &c in list {
-            let one: &'static [Check] = match c {
-                Check::DataCorruption => &[Check::DataCorruption],
-                Check::SerializableRead => &[Check::SerializableRead],
-                Check::LinearizableRead => &[Check::LinearizableRead],
-            };
+        for c in list {
+            let one = std::slice::from_ref(c);
             r = r.route(&format!("{root}/{}", c.name()), axum::routing::any(move |s, req| checks(s, req, one)));
         }
     }

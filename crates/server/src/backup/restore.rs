@@ -75,11 +75,11 @@ pub fn restore(cfg: &RestoreConfig, progress: &dyn Fn(u64, u64)) -> Result<Resto
                 fail::fail_point!("restoreBeforeRename");
                 if let Some(t) = &tmp_wal {
                     std::fs::rename(t, &wal_dir)?;
-                    sync_parent(&wal_dir)?;
+                    crate::identity::sync_parent(&wal_dir)?;
                 }
                 std::fs::create_dir_all(data_dir)?;
                 std::fs::rename(tmp.join("member"), data_dir.join("member"))?;
-                sync_parent(&data_dir.join("member"))?;
+                crate::identity::sync_parent(&data_dir.join("member"))?;
                 std::fs::remove_dir_all(&tmp)?;
                 Ok(r)
             });
@@ -99,14 +99,6 @@ fn beside(dir: &Path) -> PathBuf {
     let mut name = dir.as_os_str().to_os_string();
     name.push(".restore.tmp");
     PathBuf::from(name)
-}
-
-/// Makes a rename into `path`'s directory durable.
-fn sync_parent(path: &Path) -> std::io::Result<()> {
-    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        Some(dir) => std::fs::File::open(dir)?.sync_all(),
-        None => std::fs::File::open(".")?.sync_all(),
-    }
 }
 
 /// The new cluster's members from `--initial-cluster`, this member's ID and the cluster's,
