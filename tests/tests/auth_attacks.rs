@@ -151,18 +151,23 @@ async fn attempts(ch: &Channel, token: &str, lease: i64) -> Vec<(&'static str, S
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_attempt_without_permission_is_refused_with_etcds_error() {
-    let c = Cluster::start_with(Server::Rustcd, 1, &["--auth-token-ttl=2"]);
-    c.wait_writable(0);
-    let ch = channel(&c.members[0].endpoint()).await;
-    let mut a = AuthClient::new(ch.clone());
+/// Users `root` (password `rootpw`, with the root role) and `eve` (`evepw`), auth still off.
+async fn add_root_and_eve(a: &mut AuthClient<tonic::transport::Channel>) {
     for (name, pw) in [("root", "rootpw"), ("eve", "evepw")] {
         a.user_add(AuthUserAddRequest { name: name.into(), password: pw.into(), ..Default::default() })
             .await
             .expect("user");
     }
     a.user_grant_role(AuthUserGrantRoleRequest { user: "root".into(), role: "root".into() }).await.expect("root role");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_attempt_without_permission_is_refused_with_etcds_error() {
+    let c = Cluster::start_with(Server::Rustcd, 1, &["--auth-token-ttl=2"]);
+    c.wait_writable(0);
+    let ch = channel(&c.members[0].endpoint()).await;
+    let mut a = AuthClient::new(ch.clone());
+    add_root_and_eve(&mut a).await;
     a.role_add(AuthRoleAddRequest { name: "eve-only".into() }).await.expect("role");
     let perm = rustcd_api::authpb::Permission {
         perm_type: 2,
@@ -253,12 +258,7 @@ async fn observe_reads_as_its_caller() {
     c.wait_writable(0);
     let ch = channel(&c.members[0].endpoint()).await;
     let mut a = AuthClient::new(ch.clone());
-    for (name, pw) in [("root", "rootpw"), ("eve", "evepw")] {
-        a.user_add(AuthUserAddRequest { name: name.into(), password: pw.into(), ..Default::default() })
-            .await
-            .expect("user");
-    }
-    a.user_grant_role(AuthUserGrantRoleRequest { user: "root".into(), role: "root".into() }).await.expect("root role");
+    add_root_and_eve(&mut a).await;
     a.auth_enable(AuthEnableRequest {}).await.expect("enable");
     let (root, eve) = (authenticate(&ch, "root", "rootpw").await, authenticate(&ch, "eve", "evepw").await);
     let lease = LeaseClient::new(ch.clone())
