@@ -128,15 +128,102 @@ pub fn http_get(port: u16, path: &str) -> String {
 pub fn http_request(port: u16, method: &str, path: &str, body: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    write!(
-        s,
+    // One write, so that the body never arrives after an early answer closed the connection.
+    let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
-    )
-    .expect("write");
+    );
+    s.write_all(req.as_bytes()).expect("write");
     let mut out = String::new();
     s.read_to_string(&mut out).expect("read");
     out
+}
+
+/// A streamed HTTP answer being read: the request is sent at once, lines of its (de-chunked)
+/// body are read as they come.
+pub struct HttpStream {
+    sock: std::net::TcpStream,
+    raw: Vec<u8>,
+    /// Bytes of the head (status line and headers), once it has arrived.
+    head_len: Option<usize>,
+    ended: bool,
+}
+
+impl HttpStream {
+    /// Sends `method path` with `body` (and `Connection: close`).
+    pub fn open(port: u16, method: &str, path: &str, body: &str) -> Self {
+        use std::io::Write;
+        let mut sock = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        sock.write_all(req.as_bytes()).expect("write");
+        sock.set_read_timeout(Some(Duration::from_millis(100))).expect("timeout");
+        HttpStream { sock, raw: Vec::new(), head_len: None, ended: false }
+    }
+
+    /// The status code (waits for the head).
+    pub fn status(&mut self, deadline: Duration) -> u16 {
+        let until = Instant::now() + deadline;
+        while self.head_len.is_none() && !self.ended && Instant::now() < until {
+            self.read_some();
+        }
+        let head = String::from_utf8_lossy(&self.raw[..self.head_len.unwrap_or(0)]).into_owned();
+        head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+    }
+
+    /// The body's complete lines so far, reading until there are `n` of them, the answer
+    /// ends, or `deadline` passes. A last piece without a newline counts once the answer ended.
+    pub fn lines(&mut self, n: usize, deadline: Duration) -> Vec<String> {
+        let until = Instant::now() + deadline;
+        loop {
+            let body = self.body();
+            let mut lines: Vec<String> = body.split_inclusive('\n').map(str::to_string).collect();
+            if !self.ended && lines.last().is_some_and(|l| !l.ends_with('\n')) {
+                lines.pop();
+            }
+            if lines.len() >= n || self.ended || Instant::now() >= until {
+                return lines.into_iter().map(|l| l.trim_end().to_string()).collect();
+            }
+            self.read_some();
+        }
+    }
+
+    fn read_some(&mut self) {
+        use std::io::Read;
+        let mut buf = [0u8; 65536];
+        match self.sock.read(&mut buf) {
+            Ok(0) => self.ended = true,
+            Ok(n) => self.raw.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => self.ended = true,
+        }
+        if self.head_len.is_none() {
+            self.head_len = self.raw.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
+        }
+    }
+
+    /// The body received so far, de-chunked when the answer is chunked.
+    fn body(&self) -> String {
+        let Some(h) = self.head_len else { return String::new() };
+        let head = String::from_utf8_lossy(&self.raw[..h]).to_lowercase();
+        let body = String::from_utf8_lossy(&self.raw[h..]).into_owned();
+        if !head.contains("transfer-encoding: chunked") {
+            return body;
+        }
+        let mut out = String::new();
+        let mut rest = body.as_str();
+        while let Some((size, after)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if n == 0 || after.len() < n {
+                break;
+            }
+            out.push_str(&after[..n]);
+            rest = after.get(n + 2..).unwrap_or("");
+        }
+        out
+    }
 }
 
 /// stdout as text.

@@ -85,3 +85,119 @@ fn gateway_calls_answer_as_the_real_etcds_gateway() {
         assert_eq!(ours, real, "step {i}: {:?}", steps[i]);
     }
 }
+
+/// A stream's lines as JSON, cluster and member IDs masked.
+fn masked_lines(lines: Vec<String>) -> Vec<serde_json::Value> {
+    lines
+        .iter()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap_or(serde_json::Value::String(l.clone()));
+            if let Some(h) = v.pointer_mut("/result/header").and_then(|h| h.as_object_mut()) {
+                for id in ["cluster_id", "member_id"] {
+                    if h.contains_key(id) {
+                        h.insert(id.into(), "<id>".into());
+                    }
+                }
+            }
+            v
+        })
+        .collect()
+}
+
+/// What the streams of one server answered.
+#[derive(Debug, PartialEq)]
+struct Streams {
+    history: Vec<serde_json::Value>,
+    progress: Vec<serde_json::Value>,
+    live: Vec<serde_json::Value>,
+    keepalive: Vec<serde_json::Value>,
+    keepalive_unknown: Vec<serde_json::Value>,
+    compacted: Vec<serde_json::Value>,
+    observe: Vec<serde_json::Value>,
+    bad_watch_status: u16,
+}
+
+fn streams(port: u16) -> (Streams, Vec<u8>) {
+    use rustcd_testkit::HttpStream;
+    let wait = std::time::Duration::from_secs(10);
+    let lines =
+        |path: &str, body: &str, n: usize| masked_lines(HttpStream::open(port, "POST", path, body).lines(n, wait));
+    call(port, "/v3/kv/put", r#"{"key": "Zm9v", "value": "YmFy"}"#);
+    call(port, "/v3/kv/put", r#"{"key": "Zm9v", "value": "YmF6"}"#);
+    let history = lines("/v3/watch", r#"{"create_request": {"key": "Zm9v", "start_revision": "1"}}"#, 2);
+    let progress = lines("/v3/watch", r#"{"create_request": {"key": "Zm9v"}} {"progress_request": {}}"#, 2);
+    // A watch that is open before the write it reports.
+    let mut w =
+        HttpStream::open(port, "POST", "/v3/watch", r#"{"create_request": {"key": "bGl2ZQ==", "prev_kv": true}}"#);
+    let mut live = masked_lines(w.lines(1, wait));
+    call(port, "/v3/kv/put", r#"{"key": "bGl2ZQ==", "value": "MQ=="}"#);
+    call(port, "/v3/kv/put", r#"{"key": "bGl2ZQ==", "value": "Mg=="}"#);
+    call(port, "/v3/kv/deleterange", r#"{"key": "bGl2ZQ=="}"#);
+    // The events may come in one response or several: compare them in order.
+    let mut events = Vec::new();
+    while events.len() < 3 {
+        let all = masked_lines(w.lines(live.len() + 1, wait));
+        assert!(all.len() > live.len(), "the live watch stopped at {all:?}");
+        let next = all[live.len()].clone();
+        events.extend(next.pointer("/result/events").and_then(|e| e.as_array()).cloned().unwrap_or_default());
+        live.push(next);
+    }
+    live.truncate(1);
+    live.push(serde_json::Value::Array(events));
+    call(port, "/v3/lease/grant", r#"{"TTL": "60", "ID": "7"}"#);
+    let keepalive = lines("/v3/lease/keepalive", r#"{"ID": "7"}"#, 9);
+    let keepalive_unknown = lines("/v3/lease/keepalive", r#"{"ID": "8"}"#, 9);
+    call(port, "/v3/kv/compaction", r#"{"revision": "5"}"#);
+    let compacted = lines("/v3/watch", r#"{"create_request": {"key": "Zm9v", "start_revision": "2"}}"#, 2);
+    call(port, "/v3/election/campaign", r#"{"name": "ZWw=", "value": "dg==", "lease": "7"}"#);
+    let observe = lines("/v3/election/observe", r#"{"name": "ZWw="}"#, 1);
+    let bad_watch_status = HttpStream::open(port, "POST", "/v3/watch", "xx").status(wait);
+    // The snapshot: its pieces as etcd sends them, the database put back together.
+    let pieces = masked_lines(HttpStream::open(port, "POST", "/v3/maintenance/snapshot", "{}").lines(usize::MAX, wait));
+    let mut db = Vec::new();
+    for (i, p) in pieces.iter().enumerate() {
+        let r = &p["result"];
+        let blob = r["blob"].as_str().unwrap_or_else(|| panic!("piece {i} has a blob: {p}"));
+        db.extend(base64_decode(blob));
+        let remaining: u64 = r["remaining_bytes"].as_str().map_or(0, |s| s.parse().unwrap_or(u64::MAX));
+        // Every piece says what is still to come; the last two (the end of the database, then
+        // its sha256) leave nothing.
+        assert_eq!(remaining == 0, i + 2 >= pieces.len(), "piece {i} of {}: {p}", pieces.len());
+    }
+    assert_eq!(pieces.last().and_then(|p| p["result"]["blob"].as_str()).map(|b| base64_decode(b).len()), Some(32));
+    let got = Streams { history, progress, live, keepalive, keepalive_unknown, compacted, observe, bad_watch_status };
+    (got, db)
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(s).unwrap_or_else(|e| panic!("base64 {s}: {e}"))
+}
+
+#[test]
+fn gateway_streams_answer_as_the_real_etcds_gateway() {
+    let mut seen = Vec::new();
+    for server in [Server::Rustcd, Server::Etcd] {
+        let c = Cluster::start_with(server, 1, &[]);
+        let (got, db) = streams(c.members[0].client_port);
+        // The snapshot streamed through the gateway is a database the real etcd's tools read.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("gateway.db");
+        std::fs::write(&file, &db).expect("write snapshot");
+        let out = std::process::Command::new("/usr/bin/etcdctl")
+            .args(["snapshot", "status", "-w", "json"])
+            .arg(&file)
+            .env("ETCDCTL_API", "3")
+            .output()
+            .expect("etcdctl");
+        let status = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && status.contains("\"revision\":7"), "{server:?}: {status} {out:?}");
+        seen.push(got);
+    }
+    assert_eq!(seen[0], seen[1]);
+    assert_eq!(seen[0].bad_watch_status, 500);
+    let s = &seen[0];
+    assert_eq!((s.history.len(), s.progress.len(), s.compacted.len()), (2, 2, 2), "{s:?}");
+    assert_eq!((s.keepalive.len(), s.keepalive_unknown.len(), s.observe.len()), (1, 1, 1), "{s:?}");
+    assert_eq!(s.keepalive[0]["result"]["TTL"], "60");
+}

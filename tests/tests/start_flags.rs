@@ -362,16 +362,23 @@ fn members_talk_over_unix_socket_peer_urls() {
 
 /// `--host-whitelist` and `--cors` on the client port's HTTP endpoints, side by side with the
 /// real etcd: a request naming another host over plain HTTP is refused with etcd's 421 and
-/// text; an allowed origin gets etcd's CORS headers; a preflight is answered at once.
+/// text; an allowed origin gets etcd's CORS headers; a preflight is answered at once. The JSON
+/// gateway's paths answer the same way.
 #[test]
 fn host_whitelist_and_cors_answer_as_etcd() {
     use rustcd_testkit::{Cluster, Server};
     let flags = ["--host-whitelist=localhost,127.0.0.1", "--cors=https://app.example:8443"];
-    let ask = |port: u16, method: &str, host: &str, origin: &str| -> String {
+    let ask = |port: u16, method: &str, path: &str, host: &str, origin: &str| -> String {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
         let origin = if origin.is_empty() { String::new() } else { format!("Origin: {origin}\r\n") };
-        write!(s, "{method} /version HTTP/1.1\r\nHost: {host}\r\n{origin}Connection: close\r\n\r\n").expect("write");
+        let body = if method == "POST" { r#"{"key":"Zm9v"}"# } else { "" };
+        let len = body.len();
+        // One write: a body arriving after a refusal was sent would reset the connection.
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{origin}Content-Length: {len}\r\nConnection: close\r\n\r\n{body}"
+        );
+        s.write_all(req.as_bytes()).expect("write");
         let mut out = String::new();
         s.read_to_string(&mut out).expect("read");
         // The status, the CORS headers (sorted), and the body of a refusal.
@@ -397,12 +404,17 @@ fn host_whitelist_and_cors_answer_as_etcd() {
     let run = |server| {
         let c = Cluster::start_with(server, 1, &flags);
         let port = c.members[0].client_port;
+        let local = format!("127.0.0.1:{port}");
         [
-            ask(port, "GET", "evil.example:2379", ""),
-            ask(port, "GET", &format!("localhost:{port}"), ""),
-            ask(port, "GET", &format!("127.0.0.1:{port}"), "https://app.example:8443"),
-            ask(port, "GET", &format!("127.0.0.1:{port}"), "https://other.example"),
-            ask(port, "OPTIONS", &format!("127.0.0.1:{port}"), "https://app.example:8443"),
+            ask(port, "GET", "/version", "evil.example:2379", ""),
+            ask(port, "GET", "/version", &format!("localhost:{port}"), ""),
+            ask(port, "GET", "/version", &local, "https://app.example:8443"),
+            ask(port, "GET", "/version", &local, "https://other.example"),
+            ask(port, "OPTIONS", "/version", &local, "https://app.example:8443"),
+            ask(port, "POST", "/v3/kv/range", &local, "https://app.example:8443"),
+            ask(port, "POST", "/v3/kv/range", &local, "https://other.example"),
+            ask(port, "OPTIONS", "/v3/kv/range", &local, "https://app.example:8443"),
+            ask(port, "POST", "/v3/kv/range", "evil.example:2379", ""),
         ]
     };
     let (ours, theirs) = (run(Server::Rustcd), run(Server::Etcd));

@@ -9,8 +9,8 @@ use rustcd_api::etcdserverpb::lease_client::LeaseClient;
 use rustcd_api::etcdserverpb::lease_server::Lease;
 use rustcd_api::etcdserverpb::*;
 use tokio::sync::mpsc;
-use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::ServerError;
@@ -19,9 +19,28 @@ use crate::server::EtcdServer;
 
 pub struct LeaseService(pub Arc<EtcdServer>);
 
-type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
+pub type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
 
 impl LeaseService {
+    /// One keep-alive stream: each request in `incoming` (a gRPC stream, or the JSON gateway's
+    /// decoded body) renews its lease and is answered in order; the answers end with the requests.
+    pub fn keep_alive_stream<S>(&self, mut incoming: S) -> KeepAliveStream
+    where
+        S: Stream<Item = Result<LeaseKeepAliveRequest, Status>> + Send + Unpin + 'static,
+    {
+        let (tx, rx) = mpsc::channel(16);
+        let svc = LeaseService(self.0.clone());
+        tokio::spawn(async move {
+            while let Some(Ok(r)) = incoming.next().await {
+                let resp = svc.keep_alive_once(r.id).await;
+                if tx.send(resp).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Box::pin(ReceiverStream::new(rx))
+    }
+
     async fn leader_client(&self) -> Result<LeaseClient<tonic::transport::Channel>, Status> {
         Ok(LeaseClient::new(self.0.leader_channel().await?))
     }
@@ -63,18 +82,7 @@ impl Lease for LeaseService {
         &self,
         req: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<KeepAliveStream>, Status> {
-        let mut incoming = req.into_inner();
-        let (tx, rx) = mpsc::channel(16);
-        let svc = LeaseService(self.0.clone());
-        tokio::spawn(async move {
-            while let Ok(Some(r)) = incoming.message().await {
-                let resp = svc.keep_alive_once(r.id).await;
-                if tx.send(resp).await.is_err() {
-                    return;
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(self.keep_alive_stream(req.into_inner())))
     }
 
     async fn lease_time_to_live(

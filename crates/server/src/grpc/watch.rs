@@ -13,8 +13,8 @@ use rustcd_api::etcdserverpb::{WatchCreateRequest, WatchRequest, WatchResponse};
 use rustcd_mvcc::KeyRange;
 use rustcd_mvcc::watch::{WatchEvent, WatchSpec, WatcherKey};
 use tokio::sync::mpsc;
-use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::server::EtcdServer;
@@ -26,7 +26,7 @@ const STREAM_BUFFER: usize = 1024;
 /// How often a progress request waiting for a watcher to catch up is tried again.
 const PROGRESS_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
 
-type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
+pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Watch for WatchService {
@@ -36,7 +36,18 @@ impl Watch for WatchService {
         // Who may watch what is asked at each create, with the stream's token (or certificate).
         let token = req.metadata().get("token").and_then(|v| v.to_str().ok()).map(str::to_string);
         let cn = req.extensions().get::<crate::auth::PeerCommonName>().map(|c| c.0.clone());
-        let incoming = req.into_inner();
+        Ok(Response::new(self.open(req.into_inner(), token, cn)))
+    }
+}
+
+impl WatchService {
+    /// Serves one watch stream: `incoming` carries the client's requests (a gRPC stream, or the
+    /// JSON gateway's decoded body); the answer is the stream of responses. As etcd's, the
+    /// responses go on after the client stops sending, until it goes away.
+    pub fn open<S>(&self, incoming: S, token: Option<String>, cn: Option<String>) -> WatchStream
+    where
+        S: Stream<Item = Result<WatchRequest, Status>> + Send + Unpin + 'static,
+    {
         let (out_tx, out_rx) = mpsc::channel(STREAM_BUFFER);
         let session = Session {
             s: self.0.clone(),
@@ -48,7 +59,7 @@ impl Watch for WatchService {
             cn,
         };
         tokio::spawn(session.run(incoming));
-        Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
+        Box::pin(ReceiverStream::new(out_rx))
     }
 }
 
@@ -77,22 +88,30 @@ struct Session {
 }
 
 impl Session {
-    async fn run(mut self, mut incoming: Streaming<WatchRequest>) {
+    async fn run<S>(mut self, mut incoming: S)
+    where
+        S: Stream<Item = Result<WatchRequest, Status>> + Send + Unpin,
+    {
         let (ev_tx, mut ev_rx) = mpsc::channel::<WatchEvent>(STREAM_BUFFER);
         let every = self.s.config().raw.experimental_watch_progress_notify_interval;
         let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let mut sending_done = false;
+        let out = self.out.clone();
         loop {
             tokio::select! {
                 _ = progress.tick() => self.progress_notify(&ev_tx),
                 _ = tokio::time::sleep(PROGRESS_RETRY), if self.progress_asked => self.request_progress(&ev_tx),
-                msg = incoming.message() => match msg {
-                    Ok(Some(req)) => {
+                msg = incoming.next(), if !sending_done => match msg {
+                    Some(Ok(req)) => {
                         if !self.handle(req, &ev_tx).await {
                             break;
                         }
                     }
-                    _ => break,
+                    // The client closed its side: its watchers go on (as etcd's recvLoop ends).
+                    None => sending_done = true,
+                    Some(Err(_)) => break,
                 },
+                _ = out.closed() => break,
                 Some(ev) = ev_rx.recv() => {
                     if !self.forward(ev).await {
                         break;
@@ -234,7 +253,8 @@ impl Session {
         if canceled {
             self.watchers.remove(&ev.watch_id);
         }
-        let header = self.s.header(ev.revision);
+        // etcd's cancel for a compacted start revision carries no revision in its header.
+        let header = self.s.header(if canceled { 0 } else { ev.revision });
         let limit = self.s.config().raw.max_request_bytes as usize;
         let parts = if fragment { fragments(ev.events, limit) } else { vec![ev.events] };
         let last = parts.len() - 1;

@@ -2,8 +2,10 @@
 //! the request as proto3 JSON (the .proto's field names, int64 as strings, bytes as base64),
 //! answered with the response the same way, or with grpc-gateway's error body
 //! `{"error","code","message"}` and the HTTP status its code maps to. An `Authorization` header
-//! carries an auth token, as etcd's gateway takes it. Every unary RPC is served; the streams
-//! (watch, lease keep-alive, snapshot, election observe) are not yet.
+//! carries an auth token, as etcd's gateway takes it. Every unary RPC is served here, the streams
+//! (watch, lease keep-alive, snapshot, election observe) in `stream`.
+
+mod stream;
 
 use std::sync::Arc;
 
@@ -100,7 +102,12 @@ pub fn routes(mut r: Router<Arc<EtcdServer>>) -> Router<Arc<EtcdServer>> {
         "/v3/election/leader" => ElectionService::leader,
         "/v3/election/resign" => ElectionService::resign,
     );
-    r
+    stream::routes(r)
+}
+
+/// The auth token of the `Authorization` header.
+fn token(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
 }
 
 /// One unary call: the body parsed as the request, `f` run as the token's caller.
@@ -115,8 +122,7 @@ where
         Ok(r) => r,
         Err(e) => return error(tonic::Code::InvalidArgument, &e.to_string()),
     };
-    let token = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let caller = crate::auth::resolve(&s, token, None);
+    let caller = crate::auth::resolve(&s, token(&headers), None);
     match crate::auth::CALLER.scope(caller, f(s.clone(), req)).await {
         Ok(resp) => match serde_json::to_vec(&resp) {
             Ok(body) => json(StatusCode::OK, body),
