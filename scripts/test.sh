@@ -12,6 +12,8 @@ if [ ! -x /usr/bin/etcdctl ] || [ ! -x /usr/bin/etcd ]; then
   $SUDO apt-get install -y etcd-client etcd-server
   # Debian's package may start a system etcd on the default ports; tests pick their own ports.
 fi
+# Python clients people use with etcd, for tests/tests/python_clients.rs (pinned).
+python3 -c 'import etcd3gw' 2>/dev/null || python3 -m pip install --quiet 'etcd3gw==2.7.0'
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 
 cargo build --bins --features rustcd-server/failpoints
