@@ -5,12 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ ! -x /usr/bin/etcdctl ] || [ ! -x /usr/bin/etcd ]; then
+# Debian's packages the tests run beside rustcd: the real etcd tools (compatibility tests) and
+# Prometheus (it scrapes a cluster and runs etcd's dashboard queries, tests/tests/metrics.rs).
+if [ ! -x /usr/bin/etcdctl ] || [ ! -x /usr/bin/etcd ] || ! command -v prometheus >/dev/null; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update
-  $SUDO apt-get install -y etcd-client etcd-server
-  # Debian's package may start a system etcd on the default ports; tests pick their own ports.
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends etcd-client etcd-server prometheus
+  # Debian's packages may start system services on their default ports; tests pick their own.
 fi
 # Python clients people use with etcd, for tests/tests/python_clients.rs (pinned).
 python3 -c 'import etcd3gw' 2>/dev/null || python3 -m pip install --quiet 'etcd3gw==2.7.0'

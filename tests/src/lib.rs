@@ -150,10 +150,15 @@ pub struct HttpStream {
 }
 
 impl HttpStream {
-    /// Sends `method path` with `body` (and `Connection: close`).
+    /// Sends `method path` with `body` (and `Connection: close`) to `127.0.0.1:port`.
     pub fn open(port: u16, method: &str, path: &str, body: &str) -> Self {
+        Self::open_at(&format!("127.0.0.1:{port}"), method, path, body)
+    }
+
+    /// Sends `method path` with `body` (and `Connection: close`) to `addr` (`host:port`).
+    pub fn open_at(addr: &str, method: &str, path: &str, body: &str) -> Self {
         use std::io::Write;
-        let mut sock = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let mut sock = std::net::TcpStream::connect(addr).expect("connect");
         let req = format!(
             "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()

@@ -80,6 +80,8 @@ fn kubeadm_manifest_flags_start_a_member() {
     member.wait_writable(c);
     let health = http_get(m, "/health");
     assert!(health.starts_with("HTTP/1.1 200") && health.contains(r#""health":"true""#), "{health}");
+    let metrics = http_get(m, "/metrics");
+    assert!(metrics.contains("\netcd_server_has_leader 1\n"), "the metrics port serves etcd's metrics: {metrics}");
     for line in [
         "initial corruption checking passed; no corruption",
         "enabled capabilities for version",

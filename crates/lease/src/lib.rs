@@ -81,6 +81,9 @@ impl Lessor {
         let ttl = ttl.max(self.min_ttl);
         let expiry = self.primary.then(|| now + Duration::from_secs(ttl as u64));
         self.leases.insert(id, Lease { id, ttl, remaining_ttl: 0, expiry, keys: BTreeSet::new() });
+        let m = &rustcd_metrics::get().lease;
+        m.granted_total.inc();
+        m.ttl_total.observe(ttl as f64);
         Ok(ttl)
     }
 
@@ -98,6 +101,7 @@ impl Lessor {
     /// Removes a lease; returns the keys attached to it, which the caller deletes.
     pub fn revoke(&mut self, id: i64) -> Result<Vec<Vec<u8>>, LeaseError> {
         let lease = self.leases.remove(&id).ok_or(LeaseError::NotFound)?;
+        rustcd_metrics::get().lease.revoked_total.inc();
         for k in &lease.keys {
             self.items.remove(k);
         }
@@ -109,6 +113,7 @@ impl Lessor {
         let lease = self.leases.get_mut(&id).ok_or(LeaseError::NotFound)?;
         lease.expiry = Some(now + Duration::from_secs(lease.ttl as u64));
         lease.remaining_ttl = 0;
+        rustcd_metrics::get().lease.renewed_total.inc();
         Ok(lease.ttl)
     }
 

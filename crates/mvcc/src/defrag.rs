@@ -36,7 +36,11 @@ impl KvStore {
         let tmp = temp_path(self.path());
         let _ = std::fs::remove_file(&tmp);
         let started = std::time::Instant::now();
+        let disk = &rustcd_metrics::get().disk;
+        disk.defrag_inflight.set(1);
         let result = self.copy_and_swap(&tmp, before_swap);
+        disk.defrag_inflight.set(0);
+        disk.backend_defrag_duration_seconds.observe(rustcd_metrics::secs(started.elapsed()));
         if result.is_err() {
             let _ = std::fs::remove_file(&tmp);
         }

@@ -12,6 +12,7 @@ mod defrag;
 mod error;
 pub mod key_index;
 pub mod key_range;
+mod metrics;
 mod range;
 mod read_txn;
 pub mod revision;

@@ -45,6 +45,7 @@ pub(crate) fn read_rev(st: &ReadState, requested: i64) -> Result<i64> {
 
 /// Serves one Range request; the header's revision is the store's current revision.
 pub(crate) fn range(st: &ReadState, table: &impl RevTable, r: &RangeRequest) -> Result<RangeResponse> {
+    crate::metrics::range();
     let rev = read_rev(st, r.revision)?;
     let krange = KeyRange::new(&r.key, &r.range_end);
     let header = Some(ResponseHeader { revision: st.current_rev, ..Default::default() });

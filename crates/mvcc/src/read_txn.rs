@@ -30,6 +30,7 @@ impl KvStore {
         let table = tx.open_table(KV)?;
         let rs = st.read_state();
         let (succeeded, responses) = exec(&rs, &table, t)?;
+        crate::metrics::txn(responses.len());
         Ok(TxnResponse { header: WriteTxn::header(rs.current_rev), succeeded, responses })
     }
 }

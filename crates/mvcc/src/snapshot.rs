@@ -89,6 +89,14 @@ pub(crate) fn parse(all: &[u8]) -> Result<Vec<Record<'_>>> {
 impl KvStore {
     /// The whole store as one snapshot, and the consistent index it reflects.
     pub fn snapshot(&self) -> Result<(Vec<u8>, u64)> {
+        let started = std::time::Instant::now();
+        let taken = self.snapshot_records();
+        let took = rustcd_metrics::secs(started.elapsed());
+        rustcd_metrics::get().disk.backend_snapshot_duration_seconds.observe(took);
+        taken
+    }
+
+    fn snapshot_records(&self) -> Result<(Vec<u8>, u64)> {
         let (tx, ci) = self.read_txn_with_index()?;
         let mut out = MAGIC.to_vec();
         let mut count = 0;

@@ -265,7 +265,9 @@ impl KvStore {
             let (events, ci) = w.finish()?;
             (value, events, ci)
         };
+        let started = std::time::Instant::now();
         tx.commit()?;
+        crate::metrics::commit(started.elapsed());
         self.note_file_len();
         if let Some(ci) = consistent_index {
             st.consistent_index = ci;
@@ -283,6 +285,14 @@ impl KvStore {
     /// Replaces the whole store with a snapshot's contents (see [`KvStore::snapshot`]); the
     /// new state is durable when this returns.
     pub fn restore(&self, data: &[u8]) -> Result<()> {
+        let started = std::time::Instant::now();
+        let restored = self.restore_records(data);
+        let took = rustcd_metrics::secs(started.elapsed());
+        rustcd_metrics::get().snap.db_save_total_duration_seconds.observe(took);
+        restored
+    }
+
+    fn restore_records(&self, data: &[u8]) -> Result<()> {
         let records = crate::snapshot::parse(data)?;
         let _no_defrag = self.defrag_guard();
         let mut st = self.write_lock();
@@ -406,7 +416,10 @@ impl KvStore {
         let tx = self.begin_read()?;
         let table = tx.open_table(KV)?;
         drop(st);
-        Ok((hash_rows(&table, rev)?, compact_rev.max(0), rev))
+        let started = std::time::Instant::now();
+        let hash = hash_rows(&table, rev)?;
+        rustcd_metrics::get().mvcc.hash_rev_duration_seconds.observe(rustcd_metrics::secs(started.elapsed()));
+        Ok((hash, compact_rev.max(0), rev))
     }
 
     /// The hashes the last compactions took, newest first.

@@ -150,6 +150,7 @@ impl<'a, 't> WriteTxn<'a, 't> {
             _ => p.lease,
         };
         let kv = KeyValue { key: p.key.clone(), create_revision, mod_revision: main, version, value, lease };
+        crate::metrics::put(kv.key.len() + kv.value.len());
         self.kv.insert(rev.to_key(false).as_slice(), kv.encode_to_vec().as_slice())?;
         self.st.index.put(&p.key, rev, version);
         self.sub += 1;
@@ -159,6 +160,7 @@ impl<'a, 't> WriteTxn<'a, 't> {
     }
 
     fn delete_inner(&mut self, d: &DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+        crate::metrics::delete();
         let krange = KeyRange::new(&d.key, &d.range_end);
         let mut keys = Vec::new();
         self.st.index.visit(&krange, self.read_rev(), |k, at| {
@@ -211,6 +213,7 @@ impl<'a, 't> WriteTxn<'a, 't> {
         let succeeded = self.compares_hold(&t.compare)?;
         let ops = if succeeded { &t.success } else { &t.failure };
         self.check_ops(ops)?;
+        crate::metrics::txn(ops.len());
         let r = self.exec_ops(ops);
         let rev = self.end_op();
         let responses = self.note(r).ok_or_else(|| Error::Backend("write failed".into()))?;
@@ -285,16 +288,26 @@ impl<'a, 't> WriteTxn<'a, 't> {
         // The hash of every row the compaction visits (what it drops and what it keeps), taken
         // in the same pass, so that the leader's compaction hash check can compare members at
         // this revision later. The rows' hashes are summed: the visiting order does not matter.
+        let started = std::time::Instant::now();
         let keep: HashSet<Revision> = self.st.index.compact(rev);
+        let m = &rustcd_metrics::get().mvcc;
+        m.index_compaction_pause_duration_milliseconds.observe(rustcd_metrics::millis(started.elapsed()));
         let hi = Revision::new(rev + 1, 0).lower_key();
         let mut hash = 0u32;
+        let mut dropped = 0u64;
         let r = self.kv.retain_in(..hi.as_slice(), |k, v| {
             let mut h = crate::crc32c::Crc32c::new();
             h.update(k);
             h.update(v);
             hash = hash.wrapping_add(h.finish());
-            Revision::from_key(k).is_none_or(|(r, _)| keep.contains(&r))
+            let kept = Revision::from_key(k).is_none_or(|(r, _)| keep.contains(&r));
+            dropped += u64::from(!kept);
+            kept
         });
+        m.db_compaction_keys_total.inc_by(dropped);
+        m.db_compaction_total_duration_milliseconds.observe(rustcd_metrics::millis(started.elapsed()));
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        m.db_compaction_last.set(now as i64);
         if self.note(r.map_err(Error::from)).is_some() {
             let hashes = &mut self.st.compaction_hashes;
             hashes.push_back(KeyValueHash { hash, compact_revision: self.st.compact_rev.max(0), revision: rev });

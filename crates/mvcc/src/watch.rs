@@ -152,6 +152,11 @@ impl WatchHub {
         !matches!(tx.try_send(ev), Err(mpsc::error::TrySendError::Full(_)))
     }
 
+    /// Number of watchers.
+    pub fn watchers(&self) -> usize {
+        self.lock().watchers.len()
+    }
+
     /// Number of watchers not yet caught up.
     pub fn unsynced(&self) -> usize {
         self.lock().watchers.values().filter(|w| !w.synced).count()

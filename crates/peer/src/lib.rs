@@ -25,12 +25,17 @@ use tonic::{Request, Response, Status, Streaming};
 
 use rustcd_raft::{Input, RaftSender, Transport};
 
+mod metrics;
+
 /// Messages queued per peer before new ones are dropped.
 const PEER_QUEUE: usize = 4096;
 /// Most messages in one batch on the wire.
 const MAX_BATCH: usize = 512;
 /// Snapshot data per chunk.
 const CHUNK: usize = 1024 * 1024;
+/// How often each peer's round trip is timed (etcd's prober: its connection read timeout less
+/// a second).
+const PROBE_INTERVAL: Duration = Duration::from_secs(4);
 /// Largest peer message accepted (raft entries are bounded by max_size_per_msg, 1 MiB).
 const MAX_PEER_MESSAGE: usize = 64 * 1024 * 1024;
 
@@ -107,7 +112,33 @@ impl PeerTransport {
         }
         let (tx, rx) = mpsc::channel(PEER_QUEUE);
         peers.insert(id, PeerHandle { urls: urls.clone(), tx });
+        let prober = me.clone();
+        let probed = urls.clone();
         self.runtime.spawn(async move { me.peer_loop(id, urls, rx).await });
+        self.runtime.spawn(async move { prober.probe_loop(id, probed).await });
+    }
+
+    /// etcd's prober: every [`PROBE_INTERVAL`] a small request to the peer (its member list)
+    /// times the round trip, for `etcd_network_peer_round_trip_time_seconds`. Ends when the
+    /// peer is removed or its URLs change (a new prober takes over).
+    async fn probe_loop(self: Arc<Self>, id: u64, urls: Vec<String>) {
+        let mut client = None;
+        loop {
+            tokio::time::sleep(PROBE_INTERVAL).await;
+            let current = self.peers.lock().unwrap_or_else(|p| p.into_inner()).get(&id).map(|p| p.urls == urls);
+            if current != Some(true) {
+                return;
+            }
+            if client.is_none() {
+                client = self.connect(&urls).await.ok();
+            }
+            let Some(c) = client.as_mut() else { continue };
+            let started = std::time::Instant::now();
+            match tokio::time::timeout(PROBE_INTERVAL, c.members(PeerMembersRequest {})).await {
+                Ok(Ok(_)) => metrics::round_trip(id, started.elapsed()),
+                _ => client = None,
+            }
+        }
     }
 
     fn remove_peer(&self, id: u64) {
@@ -155,6 +186,7 @@ impl PeerTransport {
                     let mut dropped = false;
                     while let Ok(m) = rx.try_recv() {
                         dropped = true;
+                        metrics::send_failed(id);
                         if m.get_msg_type() == MessageType::MsgSnapshot {
                             self.report(Input::SnapshotStatus(id, false));
                         }
@@ -173,7 +205,10 @@ impl PeerTransport {
                 reported = None;
             }
             backoff = Duration::from_millis(50);
-            match self.stream_to(id, client, &mut rx).await {
+            metrics::peer_active(self.id, id, true);
+            let ended = self.stream_to(id, client, &mut rx).await;
+            metrics::peer_active(self.id, id, false);
+            match ended {
                 None => return,
                 Some(Some(why)) => {
                     if reported.as_ref().map(|r| &r.0) != Some(&why) {
@@ -212,6 +247,7 @@ impl PeerTransport {
                         if m.get_msg_type() == MessageType::MsgSnapshot {
                             self.send_snapshot(id, client.clone(), m);
                         } else if let Ok(bytes) = m.write_to_bytes() {
+                            metrics::sent(id, bytes.len());
                             batch.messages.push(bytes.into());
                         }
                         if batch.messages.len() < MAX_BATCH {
@@ -263,7 +299,12 @@ impl PeerTransport {
                 at = end;
             }
             let size = data.len();
+            let started = std::time::Instant::now();
             let ok = client.snapshot(tokio_stream::iter(chunks)).await.is_ok();
+            metrics::snapshot_sent(id, ok, started.elapsed());
+            if ok {
+                metrics::sent(id, size);
+            }
             tracing::info!(remote_peer_id = %format!("{id:x}"), bytes = size, ok, "sent database snapshot");
             if let Some(tx) = raft_tx {
                 tx.try_send(Input::SnapshotStatus(id, ok));
@@ -310,6 +351,32 @@ impl PeerService {
     }
 
     /// Hands a message to raft; dropped when raft's queue is full (raft resends what matters).
+    /// Reads a snapshot stream whole and steps it into raft; `from` learns the sender.
+    async fn receive_snapshot(
+        &self,
+        mut stream: Streaming<SnapshotChunk>,
+        from: &mut u64,
+    ) -> Result<Response<PeerAck>, Status> {
+        let mut header: Option<Message> = None;
+        let mut data = Vec::new();
+        while let Some(chunk) = stream.message().await? {
+            *from = chunk.from;
+            self.check_cluster(chunk.cluster_id)?;
+            if header.is_none() {
+                let m = Message::parse_from_bytes(&chunk.message)
+                    .map_err(|e| Status::invalid_argument(format!("bad snapshot message: {e}")))?;
+                header = Some(m);
+            }
+            data.extend_from_slice(&chunk.data);
+        }
+        let mut m = header.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
+        tracing::info!(bytes = data.len(), "received database snapshot");
+        metrics::received(*from, data.len());
+        m.mut_snapshot().set_data(data.into());
+        self.step(m).await?;
+        Ok(Response::new(PeerAck {}))
+    }
+
     async fn step(&self, m: Message) -> Result<(), Status> {
         if m.get_msg_type() == MessageType::MsgSnapshot {
             // A snapshot is worth waiting for room: it is expensive to send again.
@@ -333,6 +400,7 @@ impl Peer for PeerService {
         while let Some(batch) = stream.message().await? {
             tracing::trace!(from = %format!("{:x}", batch.from), count = batch.messages.len(), "raft batch received");
             self.check_cluster(batch.cluster_id)?;
+            metrics::received(batch.from, batch.messages.iter().map(|m| m.len()).sum());
             for bytes in batch.messages {
                 match Message::parse_from_bytes(&bytes) {
                     Ok(m) => self.step(m).await?,
@@ -346,23 +414,11 @@ impl Peer for PeerService {
     }
 
     async fn snapshot(&self, req: Request<Streaming<SnapshotChunk>>) -> Result<Response<PeerAck>, Status> {
-        let mut stream = req.into_inner();
-        let mut header: Option<Message> = None;
-        let mut data = Vec::new();
-        while let Some(chunk) = stream.message().await? {
-            self.check_cluster(chunk.cluster_id)?;
-            if header.is_none() {
-                let m = Message::parse_from_bytes(&chunk.message)
-                    .map_err(|e| Status::invalid_argument(format!("bad snapshot message: {e}")))?;
-                header = Some(m);
-            }
-            data.extend_from_slice(&chunk.data);
-        }
-        let mut m = header.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
-        tracing::info!(bytes = data.len(), "received database snapshot");
-        m.mut_snapshot().set_data(data.into());
-        self.step(m).await?;
-        Ok(Response::new(PeerAck {}))
+        let started = std::time::Instant::now();
+        let mut from = 0;
+        let received = self.receive_snapshot(req.into_inner(), &mut from).await;
+        metrics::snapshot_received(from, received.is_ok(), started.elapsed());
+        received
     }
 
     async fn members(&self, _req: Request<PeerMembersRequest>) -> Result<Response<PeerMembersResponse>, Status> {
@@ -386,7 +442,12 @@ impl Transport for PeerTransport {
             let to = m.to;
             match peers.get(&to) {
                 Some(p) => {
+                    let heartbeat = m.get_msg_type() == MessageType::MsgHeartbeat;
                     if p.tx.try_send(m).is_err() {
+                        metrics::send_failed(to);
+                        if heartbeat {
+                            rustcd_metrics::get().server.heartbeat_send_failures_total.inc();
+                        }
                         unreachable.push(to);
                     }
                 }

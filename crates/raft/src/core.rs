@@ -161,6 +161,13 @@ impl<L: LogStorage, T: Transport, A: ApplySink> RaftCore<L, T, A> {
                 (o, 0) => tracing::info!("raft.node: {id:x} lost leader {o:x} at term {term}"),
                 (o, n) => tracing::info!("raft.node: {id:x} changed leader from {o:x} to {n:x} at term {term}"),
             }
+            let m = &rustcd_metrics::get().server;
+            // etcd counts a change to a (new) leader, not the loss of one.
+            if ss.leader_id != 0 && ss.leader_id != old {
+                m.leader_changes_seen_total.inc();
+            }
+            m.has_leader.set(i64::from(ss.leader_id != 0));
+            m.is_leader.set(i64::from(ss.raft_state == StateRole::Leader));
             self.status.is_leader.store(ss.raft_state == StateRole::Leader, Ordering::Relaxed);
         }
         if !rd.snapshot().is_empty() {
@@ -168,7 +175,11 @@ impl<L: LogStorage, T: Transport, A: ApplySink> RaftCore<L, T, A> {
             let index = snap.get_metadata().index;
             // The state machine takes the snapshot (durably) before the log forgets what it
             // replaces: a crash in between must not leave a gap between the two.
-            self.apply.restore(snap.get_data().to_vec(), index)?;
+            let in_progress = &rustcd_metrics::get().server.snapshot_apply_in_progress_total;
+            in_progress.set(1);
+            let restored = self.apply.restore(snap.get_data().to_vec(), index);
+            in_progress.set(0);
+            restored?;
             fail::fail_point!("raftBeforeApplySnap");
             self.node.mut_store().apply_snapshot(&snap)?;
             fail::fail_point!("raftAfterApplySnap");

@@ -274,8 +274,14 @@ impl LogStorage for LogStore {
             return Ok(());
         }
         let started = std::time::Instant::now();
-        self.engine.write(&mut batch, sync && !self.no_fsync)?;
+        let written = self.engine.write(&mut batch, sync && !self.no_fsync)?;
         let took = started.elapsed();
+        let disk = &rustcd_metrics::get().disk;
+        disk.wal_write_bytes_total.add(written as i64);
+        if sync {
+            // The log's write and its fsync are one call here; etcd times the fsync alone.
+            disk.wal_fsync_duration_seconds.observe(rustcd_metrics::secs(took));
+        }
         if sync && took > SLOW_SYNC {
             // etcd's WAL warning, with its words.
             tracing::warn!(took = ?took, expected_duration = "1s", "slow fdatasync");

@@ -162,8 +162,9 @@ pub async fn expiry_loop(s: Arc<EtcdServer>) {
             }
             let s = s.clone();
             tokio::spawn(async move {
-                if let Err(e) = s.propose(Op::LeaseRevoke(LeaseRevokeRequest { id })).await {
-                    tracing::debug!(lease = id, error = %e, "revoking an expired lease failed; will retry");
+                match s.propose(Op::LeaseRevoke(LeaseRevokeRequest { id })).await {
+                    Ok(_) => rustcd_metrics::get().server.lease_expired_total.inc(),
+                    Err(e) => tracing::debug!(lease = id, error = %e, "revoking an expired lease failed; will retry"),
                 }
             });
         }

@@ -29,6 +29,7 @@ pub mod listen;
 pub mod log_rotate;
 pub mod logging;
 pub mod membership;
+pub mod metrics;
 pub mod otel;
 pub mod probes;
 pub mod quota;
@@ -257,6 +258,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     if cfg.raw.experimental_initial_corrupt_check {
         corrupt::initial_check(&server).await?;
     }
+    metrics::initialize(&server);
     let client_addrs = serve_clients(&cfg, tls.client_server.clone(), server.clone()).await?;
     tokio::spawn(publish(server.clone()));
     tokio::spawn(lease::expiry_loop(server.clone()));
@@ -365,7 +367,8 @@ async fn serve_clients(
     let mut grpc = routes
         .into_axum_router()
         .layer(axum::middleware::map_response(grpc::size_limit::rewrite))
-        .layer(axum::middleware::from_fn_with_state(s.clone(), auth::layer));
+        .layer(axum::middleware::from_fn_with_state(s.clone(), auth::layer))
+        .layer(axum::middleware::from_fn(grpc::metrics::layer));
     if let Some(t) = &cfg.raw.distributed_tracing {
         let tracer = otel::Tracer::start(t).map_err(StartError::Config)?;
         grpc = grpc.layer(axum::middleware::from_fn_with_state(tracer, otel::layer));

@@ -162,6 +162,12 @@ async fn health(State(s): State<Arc<EtcdServer>>, req: Request<Body>) -> Respons
             Err(_) => Some("QGET ERROR"),
         }
     };
+    let m = &rustcd_metrics::get().server;
+    if reason.is_none() {
+        m.health_success.inc()
+    } else {
+        m.health_failures.inc()
+    }
     let (status, body) = match reason {
         None => (StatusCode::OK, json!({"health": "true", "reason": ""})),
         Some(r) => (StatusCode::SERVICE_UNAVAILABLE, json!({"health": "false", "reason": r})),

@@ -120,6 +120,11 @@ impl EtcdServer {
         &self.p.auth
     }
 
+    /// `--quota-backend-bytes` as in force (`None`: no quota).
+    pub fn quota(&self) -> Option<u64> {
+        self.p.quota
+    }
+
     /// etcd's quota check before proposing: a request that would take the backend past the
     /// quota raises the NOSPACE alarm for this member and is refused.
     pub async fn check_quota(&self, op: &InternalOp) -> Result<(), ServerError> {
@@ -203,6 +208,21 @@ impl EtcdServer {
     /// Registers a waiter for `id`, hands raft the input `make` builds, and waits until the
     /// apply thread answers (or the proposal is refused, or time runs out).
     async fn propose_and_wait(
+        &self,
+        id: u64,
+        make: impl FnOnce(oneshot::Sender<rustcd_raft::Result<()>>) -> Input,
+    ) -> Result<Applied, ServerError> {
+        let m = &rustcd_metrics::get().server;
+        m.proposals_pending.inc();
+        let r = self.propose_and_wait_inner(id, make).await;
+        m.proposals_pending.dec();
+        if matches!(r, Err(ServerError::Timeout | ServerError::NoLeader | ServerError::Stopped)) {
+            m.proposals_failed_total.inc();
+        }
+        r
+    }
+
+    async fn propose_and_wait_inner(
         &self,
         id: u64,
         make: impl FnOnce(oneshot::Sender<rustcd_raft::Result<()>>) -> Input,

@@ -29,6 +29,8 @@ pub struct Settings {
     pub listen_peer_urls: String,
     pub initial_advertise_peer_urls: String,
     pub listen_metrics_urls: String,
+    /// `--metrics extensive`: the gRPC handling-time histograms too.
+    pub metrics_extensive: bool,
     pub listen_client_http_urls: String,
     pub initial_cluster: String,
     pub initial_cluster_token: String,
@@ -97,6 +99,7 @@ impl Settings {
             listen_peer_urls: v.get("listen-peer-urls"),
             initial_advertise_peer_urls: v.get("initial-advertise-peer-urls"),
             listen_metrics_urls: v.get("listen-metrics-urls"),
+            metrics_extensive: v.get("metrics") == "extensive",
             listen_client_http_urls: v.get("listen-client-http-urls"),
             initial_cluster: v.get("initial-cluster"),
             initial_cluster_token: v.get("initial-cluster-token"),

@@ -182,7 +182,7 @@ pub const FLAGS: &[Flag] = &[
     f("auth-token-ttl", Uint, "300", Auth, AUTH, "Time (in seconds) of the auth-token-ttl."),
     // Profiling and monitoring
     f("enable-pprof", Bool, "false", Profiling, NoEffect("rustcd is not a Go program: there is no Go runtime to profile"), "Enable runtime profiling data via HTTP server. Address is at client URL + \"/debug/pprof/\""),
-    f("metrics", Choice(&["basic", "extensive"]), "basic", Profiling, NoEffect("rustcd exports no gRPC histograms yet"), "Set level of detail for exported metrics, specify 'extensive' to include server side grpc histogram metrics."),
+    f("metrics", Choice(&["basic", "extensive"]), "basic", Profiling, Yes, "Set level of detail for exported metrics, specify 'extensive' to include server side grpc histogram metrics."),
     f("listen-metrics-urls", Urls, "", Profiling, Yes, "List of URLs to listen on for the metrics and health endpoints."),
     // Logging
     f("logger", Choice(&["zap"]), "zap", Logging, Yes, "Currently only supports 'zap' for structured logging."),

@@ -49,7 +49,11 @@ impl Cluster for ClusterService {
         self.0.check_admin()?;
         let id = req.into_inner().id;
         match self.0.member_promote(id).await? {
-            Promotion::Done(resp) => Ok(Response::new(resp)),
+            Promotion::Done(resp) => {
+                // Done here: this member is the leader that promoted it.
+                rustcd_metrics::get().server.learner_promote_successes.inc();
+                Ok(Response::new(resp))
+            }
             Promotion::AskLeader => self.forward_promote(id).await,
         }
     }

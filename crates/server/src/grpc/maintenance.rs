@@ -164,7 +164,10 @@ fn send_snapshot(
     let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
     std::fs::remove_file(&path)?;
     fail::fail_point!("beforeSnapshotExport");
+    let started = std::time::Instant::now();
     let (out, exported) = crate::backup::export::export(store, std::io::BufWriter::new(file))?;
+    let took = rustcd_metrics::secs(started.elapsed());
+    rustcd_metrics::get().disk.backend_snapshot_duration_seconds.observe(took);
     let mut file = out.into_inner().map_err(|e| e.into_error())?;
     let total = exported.size;
     tracing::info!(total_bytes = total, size = %crate::humanize::human_bytes(total), "sending database snapshot to client");

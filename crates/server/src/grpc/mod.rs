@@ -8,5 +8,6 @@ pub mod kv;
 pub mod lease;
 pub mod lock;
 pub mod maintenance;
+pub mod metrics;
 pub mod size_limit;
 pub mod watch;

@@ -49,6 +49,7 @@ impl WatchService {
         S: Stream<Item = Result<WatchRequest, Status>> + Send + Unpin + 'static,
     {
         let (out_tx, out_rx) = mpsc::channel(STREAM_BUFFER);
+        rustcd_metrics::get().mvcc.watch_stream_total.inc();
         let session = Session {
             s: self.0.clone(),
             watchers: HashMap::new(),
@@ -122,6 +123,7 @@ impl Session {
         for w in self.watchers.values() {
             self.s.hub().cancel(w.key);
         }
+        rustcd_metrics::get().mvcc.watch_stream_total.dec();
     }
 
     /// etcd's progress notification: idle, synced watchers that asked for it learn the
@@ -259,6 +261,7 @@ impl Session {
         let parts = if fragment { fragments(ev.events, limit) } else { vec![ev.events] };
         let last = parts.len() - 1;
         for (i, events) in parts.into_iter().enumerate() {
+            rustcd_metrics::get().mvcc.events_total.inc_by(events.len() as u64);
             let resp = WatchResponse {
                 header,
                 watch_id: ev.watch_id,

@@ -1,0 +1,281 @@
+//! go-grpc-prometheus' server families for every gRPC call (started; handled, with its code;
+//! messages received and sent; with `--metrics extensive`, the handling time), and etcd's
+//! client byte and request counters, taken from the wire: the request and response bodies are
+//! counted as their gRPC frames pass.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, Response};
+use axum::middleware::Next;
+use rustcd_metrics::get;
+
+/// Every method rustcd serves, with go-grpc-prometheus' type, so that each has its zero
+/// series from the start (go-grpc-prometheus' `InitializeMetrics`).
+const METHODS: &[(&str, &[&str])] = &[
+    ("etcdserverpb.KV", &["Range", "Put", "DeleteRange", "Txn", "Compact"]),
+    ("etcdserverpb.Watch", &["Watch"]),
+    ("etcdserverpb.Lease", &["LeaseGrant", "LeaseRevoke", "LeaseKeepAlive", "LeaseTimeToLive", "LeaseLeases"]),
+    ("etcdserverpb.Cluster", &["MemberAdd", "MemberRemove", "MemberUpdate", "MemberList", "MemberPromote"]),
+    (
+        "etcdserverpb.Maintenance",
+        &["Alarm", "Status", "Defragment", "Hash", "HashKV", "Snapshot", "MoveLeader", "Downgrade"],
+    ),
+    (
+        "etcdserverpb.Auth",
+        &[
+            "AuthEnable",
+            "AuthDisable",
+            "AuthStatus",
+            "Authenticate",
+            "UserAdd",
+            "UserGet",
+            "UserList",
+            "UserDelete",
+            "UserChangePassword",
+            "UserGrantRole",
+            "UserRevokeRole",
+            "RoleAdd",
+            "RoleGet",
+            "RoleList",
+            "RoleDelete",
+            "RoleGrantPermission",
+            "RoleRevokePermission",
+        ],
+    ),
+    ("v3lockpb.Lock", &["Lock", "Unlock"]),
+    ("v3electionpb.Election", &["Campaign", "Proclaim", "Leader", "Observe", "Resign"]),
+];
+
+/// Go's names of the gRPC codes, as the `grpc_code` label spells them.
+const CODES: [&str; 17] = [
+    "OK",
+    "Canceled",
+    "Unknown",
+    "InvalidArgument",
+    "DeadlineExceeded",
+    "NotFound",
+    "AlreadyExists",
+    "PermissionDenied",
+    "ResourceExhausted",
+    "FailedPrecondition",
+    "Aborted",
+    "OutOfRange",
+    "Unimplemented",
+    "Internal",
+    "Unavailable",
+    "DataLoss",
+    "Unauthenticated",
+];
+
+fn kind(service: &str, method: &str) -> &'static str {
+    match (service, method) {
+        ("etcdserverpb.Watch", "Watch") | ("etcdserverpb.Lease", "LeaseKeepAlive") => "bidi_stream",
+        ("etcdserverpb.Maintenance", "Snapshot") | ("v3electionpb.Election", "Observe") => "server_stream",
+        _ => "unary",
+    }
+}
+
+/// The zero series of every method, as etcd shows them before any call.
+pub fn initialize() {
+    let g = &get().grpc;
+    for (service, methods) in METHODS {
+        for method in *methods {
+            let labels = [kind(service, method), service, method];
+            g.started_total.with_label_values(&labels);
+            g.msg_received_total.with_label_values(&labels);
+            g.msg_sent_total.with_label_values(&labels);
+            for code in CODES {
+                g.handled_total.with_label_values(&[labels[0], service, method, code]);
+            }
+        }
+    }
+}
+
+/// The axum middleware on the gRPC router.
+pub async fn layer(req: Request<Body>, next: Next) -> Response<Body> {
+    let path = req.uri().path().trim_start_matches('/');
+    let Some((service, method)) = path.split_once('/') else {
+        return next.run(req).await;
+    };
+    let labels = [kind(service, method).to_string(), service.to_string(), method.to_string()];
+    let m = get();
+    m.grpc.started_total.with_label_values(&label_refs(&labels)).inc();
+    let version = req.headers().get("client-api-version").and_then(|v| v.to_str().ok()).unwrap_or("unknown");
+    let kind = if labels[0] == "unary" { "unary" } else { "stream" };
+    m.server.client_requests_total.with_label_values(&[kind, version]).inc();
+    let (parts, body) = req.into_parts();
+    let counted = Counted::new(body, labels.clone(), Direction::Received);
+    let resp = next.run(Request::from_parts(parts, Body::new(counted))).await;
+    let (parts, body) = resp.into_parts();
+    let mut counted = Counted::new(body, labels, Direction::Sent);
+    // A call refused before any message carries its status in the headers.
+    counted.code = code_of(&parts.headers);
+    Response::from_parts(parts, Body::new(counted))
+}
+
+fn label_refs(l: &[String; 3]) -> [&str; 3] {
+    [l[0].as_str(), l[1].as_str(), l[2].as_str()]
+}
+
+fn code_of(h: &HeaderMap) -> Option<usize> {
+    h.get("grpc-status")?.to_str().ok()?.parse().ok()
+}
+
+#[derive(PartialEq)]
+enum Direction {
+    Received,
+    Sent,
+}
+
+/// A body whose gRPC messages and bytes are counted as they pass; a response body also ends
+/// its call's `handled` count (when done, or dropped: a cancelled call).
+struct Counted {
+    inner: Body,
+    labels: [String; 3],
+    direction: Direction,
+    framing: Framing,
+    code: Option<usize>,
+    started: Instant,
+    finished: bool,
+}
+
+impl Counted {
+    fn new(inner: Body, labels: [String; 3], direction: Direction) -> Self {
+        Counted {
+            inner,
+            labels,
+            direction,
+            framing: Framing::default(),
+            code: None,
+            started: Instant::now(),
+            finished: false,
+        }
+    }
+
+    fn count(&mut self, data: &[u8]) {
+        let (messages, bytes) = self.framing.feed(data);
+        let m = get();
+        let labels = label_refs(&self.labels);
+        if self.direction == Direction::Received {
+            m.grpc.msg_received_total.with_label_values(&labels).inc_by(messages);
+            m.network.client_grpc_received_bytes_total.inc_by(bytes);
+        } else {
+            m.grpc.msg_sent_total.with_label_values(&labels).inc_by(messages);
+            m.network.client_grpc_sent_bytes_total.inc_by(bytes);
+        }
+    }
+
+    fn finish(&mut self) {
+        if self.finished || self.direction == Direction::Received {
+            return;
+        }
+        self.finished = true;
+        // A stream cut off before its trailers ends as Canceled, as Go's server sees it.
+        let code = CODES.get(self.code.unwrap_or(1)).copied().unwrap_or("Unknown");
+        let g = &get().grpc;
+        let [kind, service, method] = label_refs(&self.labels);
+        g.handled_total.with_label_values(&[kind, service, method, code]).inc();
+        if rustcd_metrics::extensive() {
+            let took = rustcd_metrics::secs(self.started.elapsed());
+            g.handling_seconds.with_label_values(&[kind, service, method]).observe(took);
+        }
+    }
+}
+
+impl http_body::Body for Counted {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let data = data.clone();
+                    self.count(&data);
+                } else if let Some(code) = frame.trailers_ref().and_then(code_of) {
+                    self.code = Some(code);
+                }
+            }
+            Poll::Ready(None) => self.finish(),
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// gRPC's length-prefixed framing, followed across body chunks: each message is a flag byte,
+/// a 4-byte big-endian length, then that many bytes.
+#[derive(Default)]
+struct Framing {
+    header: [u8; 5],
+    have: usize,
+    remaining: usize,
+}
+
+impl Framing {
+    /// The messages that start in `data` and the message bytes it carries.
+    fn feed(&mut self, mut data: &[u8]) -> (u64, u64) {
+        let (mut messages, mut bytes) = (0, 0);
+        while !data.is_empty() {
+            if self.remaining > 0 {
+                let n = self.remaining.min(data.len());
+                self.remaining -= n;
+                bytes += n as u64;
+                data = &data[n..];
+                continue;
+            }
+            let n = (5 - self.have).min(data.len());
+            self.header[self.have..self.have + n].copy_from_slice(&data[..n]);
+            self.have += n;
+            data = &data[n..];
+            if self.have == 5 {
+                self.have = 0;
+                let h = self.header;
+                self.remaining = u32::from_be_bytes([h[1], h[2], h[3], h[4]]) as usize;
+                messages += 1;
+            }
+        }
+        (messages, bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Framing;
+
+    #[test]
+    fn framing_counts_messages_split_anywhere() {
+        let mut wire = Vec::new();
+        for payload in [&b"abc"[..], b"", b"0123456789"] {
+            wire.push(0);
+            wire.extend((payload.len() as u32).to_be_bytes());
+            wire.extend(payload);
+        }
+        for cut in 0..wire.len() {
+            let mut f = Framing::default();
+            let (a, b) = (f.feed(&wire[..cut]), f.feed(&wire[cut..]));
+            assert_eq!((a.0 + b.0, a.1 + b.1), (3, 13), "cut at {cut}");
+        }
+    }
+}
