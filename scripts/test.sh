@@ -5,13 +5,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian's packages the tests run beside rustcd: the real etcd tools (compatibility tests) and
-# Prometheus (it scrapes a cluster and runs etcd's dashboard queries, tests/tests/metrics.rs).
-if [ ! -x /usr/bin/etcdctl ] || [ ! -x /usr/bin/etcd ] || ! command -v prometheus >/dev/null; then
+# Debian's packages the tests run beside rustcd: the real etcd tools (compatibility tests),
+# Prometheus (it scrapes a cluster and runs etcd's dashboard queries, tests/tests/metrics.rs),
+# and Chromium with chromedriver (the dashboard in a real browser, tests/tests/dashboard.rs).
+if [ ! -x /usr/bin/etcdctl ] || [ ! -x /usr/bin/etcd ] || ! command -v prometheus >/dev/null \
+  || ! command -v chromedriver >/dev/null; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends etcd-client etcd-server prometheus
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends etcd-client etcd-server prometheus \
+    chromium chromium-driver
   # Debian's packages may start system services on their default ports; tests pick their own.
 fi
 # Python clients people use with etcd, for tests/tests/python_clients.rs (pinned).

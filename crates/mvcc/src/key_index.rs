@@ -124,12 +124,19 @@ impl KeyIndex {
     fn is_empty(&self) -> bool {
         self.generations.len() == 1 && self.generations[0].revs.is_empty()
     }
+
+    /// The key exists now (its last generation is not ended by a tombstone).
+    fn is_live(&self) -> bool {
+        self.generations.last().is_some_and(|g| !g.revs.is_empty())
+    }
 }
 
 /// The index of all keys (etcd's `treeIndex`).
 #[derive(Debug, Default)]
 pub struct TreeIndex {
     keys: BTreeMap<Vec<u8>, KeyIndex>,
+    /// Keys that exist now (etcd's `etcd_debugging_mvcc_keys_total`).
+    live: usize,
 }
 
 /// One stored revision as a restart reads it: key, revision, version, tombstone.
@@ -171,23 +178,36 @@ impl TreeIndex {
             }
         }
         // A key whose only revisions are tombstones (history compacted) has no entry.
-        TreeIndex { keys: keys.into_iter().filter(|(_, ki)| !ki.generations.is_empty()).collect() }
+        let keys: BTreeMap<_, _> = keys.into_iter().filter(|(_, ki)| !ki.generations.is_empty()).collect();
+        let live = keys.values().filter(|ki| ki.is_live()).count();
+        TreeIndex { keys, live }
     }
 
     pub fn put(&mut self, key: &[u8], rev: Revision, version: i64) {
         match self.keys.get_mut(key) {
-            Some(ki) => ki.put(rev, version),
+            Some(ki) => {
+                self.live += usize::from(!ki.is_live());
+                ki.put(rev, version);
+            }
             None => {
                 let mut ki = KeyIndex::default();
                 ki.put(rev, version);
                 self.keys.insert(key.to_vec(), ki);
+                self.live += 1;
             }
         }
     }
 
     /// Records a deletion of a live key; false when it is not live.
     pub fn tombstone(&mut self, key: &[u8], rev: Revision) -> bool {
-        self.keys.get_mut(key).is_some_and(|ki| ki.tombstone(rev))
+        let deleted = self.keys.get_mut(key).is_some_and(|ki| ki.tombstone(rev));
+        self.live -= usize::from(deleted);
+        deleted
+    }
+
+    /// Keys that exist now (`len` counts those with only history left too).
+    pub fn live_len(&self) -> usize {
+        self.live
     }
 
     pub fn get(&self, key: &[u8], rev: i64) -> Option<KeyAt> {
@@ -267,6 +287,11 @@ mod tests {
             }
         }
         assert_eq!(rebuilt.len(), one_by_one.len());
+        // a (deleted, then put again) and b exist; "gone" never did.
+        assert_eq!((rebuilt.live_len(), one_by_one.live_len()), (2, 2));
+        one_by_one.tombstone(b"b", r(8));
+        one_by_one.tombstone(b"b", r(9));
+        assert_eq!(one_by_one.live_len(), 1, "a second delete of a deleted key changes nothing");
     }
 
     use super::*;

@@ -238,7 +238,7 @@ impl KvStore {
 
     /// Number of live keys.
     pub fn key_count(&self) -> usize {
-        self.read_lock().index.len()
+        self.read_lock().index.live_len()
     }
 
     /// Runs one batch of writes as a single backend transaction and commits it.

@@ -81,6 +81,7 @@ errors! {
         BadLeaderTransferee => FailedPrecondition, "etcdserver: bad leader transferee";
         LeaderTransferTimeout => Unavailable, "etcdserver: request timed out, leader transfer took too long";
         ElectionNotLeader => Unknown, "election: not leader";
+        ElectionMissingLeaderKey => Unknown, "\"leader\" field must be provided";
         ElectionNoLeader => Unknown, "election: no leader";
         SessionExpired => Unknown, "concurrency: session expired";
         UnexpectedApply => Internal, "etcdserver: unexpected apply result";

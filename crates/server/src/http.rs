@@ -34,8 +34,19 @@ impl Access {
 
 /// The client port's HTTP endpoints behind etcd's access controller.
 pub fn client_routes(s: Arc<EtcdServer>, access: Access) -> Router {
-    let gateway = crate::json_gateway::routes(Router::new()).with_state(s.clone());
-    gateway.merge(routes(s)).layer(axum::middleware::from_fn_with_state(Arc::new(access), access_control))
+    let mut extra = Router::new();
+    if s.config().raw.enable_grpc_gateway {
+        extra = crate::json_gateway::routes(extra);
+    }
+    if s.config().raw.enable_dashboard {
+        extra = crate::dashboard::routes(extra);
+    }
+    let gateway = extra.with_state(s.clone());
+    // The access controller wraps the routes as a whole: its rewrite of `/v3beta/` paths comes
+    // before routing.
+    Router::new()
+        .fallback_service(gateway.merge(routes(s)))
+        .layer(axum::middleware::from_fn_with_state(Arc::new(access), access_control))
 }
 
 /// etcd's `accessController`: over plain HTTP a request must name an allowed host (its defence
@@ -47,6 +58,14 @@ async fn access_control(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
+    let mut req = req;
+    // etcd 3.4's gateway prefix, still redirected by etcd 3.5 "for backward compatibilities".
+    if let Some(rest) = req.uri().path().strip_prefix("/v3beta/") {
+        let query = req.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
+        if let Ok(uri) = format!("/v3/{rest}{query}").parse() {
+            *req.uri_mut() = uri;
+        }
+    }
     if req.extensions().get::<Secure>().is_none() {
         let host = req
             .headers()

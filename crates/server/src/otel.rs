@@ -8,9 +8,7 @@
 //! Spans are sent in batches; a full queue or an unreachable collector drops them (with a
 //! warning), never slows a request.
 
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
@@ -24,6 +22,8 @@ use rustcd_api::otlp::{
     span, status,
 };
 use tokio::sync::mpsc;
+
+use crate::observed_body::{Observer, observe};
 
 /// etcd's tracing settings.
 #[derive(Debug, Clone)]
@@ -168,8 +168,8 @@ pub async fn layer(State(t): State<Tracer>, req: Request<Body>, next: Next) -> R
     let (parts, body) = resp.into_parts();
     // A gRPC error without a body carries its status in the headers.
     let status = grpc_status(&parts.headers);
-    let traced = Traced { inner: body, span: Some(span), status, tx: t.tx };
-    Response::from_parts(parts, Body::new(traced))
+    let traced = Traced { span: Some(span), status, tx: t.tx };
+    Response::from_parts(parts, observe(body, traced))
 }
 
 fn grpc_status(h: &HeaderMap) -> Option<(i64, String)> {
@@ -178,15 +178,20 @@ fn grpc_status(h: &HeaderMap) -> Option<(i64, String)> {
     Some((code, crate::grpc::size_limit::percent_decode(msg)))
 }
 
-/// A response body that ends its request's span when it is done (or dropped: a cancelled call).
+/// Ends its request's span when the response body is done (or dropped: a cancelled call).
 struct Traced {
-    inner: Body,
     span: Option<Span>,
     status: Option<(i64, String)>,
     tx: mpsc::Sender<Span>,
 }
 
-impl Traced {
+impl Observer for Traced {
+    fn trailers(&mut self, trailers: &HeaderMap) {
+        if let Some(s) = grpc_status(trailers) {
+            self.status = Some(s);
+        }
+    }
+
     fn finish(&mut self) {
         let Some(mut span) = self.span.take() else { return };
         span.end_time_unix_nano = unix_nanos(SystemTime::now());
@@ -198,42 +203,6 @@ impl Traced {
         }
         // A full queue drops the span rather than hold up the response.
         let _ = self.tx.try_send(span);
-    }
-}
-
-impl http_body::Body for Traced {
-    type Data = bytes::Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(s) = frame.trailers_ref().and_then(grpc_status) {
-                    self.status = Some(s);
-                }
-            }
-            Poll::Ready(None) => self.finish(),
-            _ => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for Traced {
-    fn drop(&mut self) {
-        self.finish();
     }
 }
 

@@ -31,6 +31,10 @@ pub struct Settings {
     pub listen_metrics_urls: String,
     /// `--metrics extensive`: the gRPC handling-time histograms too.
     pub metrics_extensive: bool,
+    /// `--enable-grpc-gateway` (etcd 3.4's; on by default): the JSON gateway on the client URLs.
+    pub enable_grpc_gateway: bool,
+    /// `--enable-dashboard` (rustcd's own): the live dashboard at `/dashboard`.
+    pub enable_dashboard: bool,
     pub listen_client_http_urls: String,
     pub initial_cluster: String,
     pub initial_cluster_token: String,
@@ -100,6 +104,8 @@ impl Settings {
             initial_advertise_peer_urls: v.get("initial-advertise-peer-urls"),
             listen_metrics_urls: v.get("listen-metrics-urls"),
             metrics_extensive: v.get("metrics") == "extensive",
+            enable_grpc_gateway: v.bool("enable-grpc-gateway"),
+            enable_dashboard: v.bool("enable-dashboard"),
             listen_client_http_urls: v.get("listen-client-http-urls"),
             initial_cluster: v.get("initial-cluster"),
             initial_cluster_token: v.get("initial-cluster-token"),

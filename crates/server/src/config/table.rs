@@ -224,7 +224,9 @@ pub const FLAGS: &[Flag] = &[
     f("proxy-write-timeout", Uint, "5000", Proxy, NoEffect("rustcd's HTTP proxy bounds a whole forwarded request by --proxy-read-timeout"), "Time (in milliseconds) for a write to timeout."),
     f("proxy-read-timeout", Uint, "0", Proxy, Yes, "Time (in milliseconds) for a read to timeout."),
     // etcd 3.4's gateway flag, on by default
-    f("enable-grpc-gateway", Bool, "true", Hidden, NoEffect("rustcd's JSON gateway is not built yet"), "Enable GRPC gateway."),
+    f("enable-grpc-gateway", Bool, "true", Hidden, Yes, "Enable GRPC gateway."),
+    // rustcd's own: etcd has no dashboard
+    f("enable-dashboard", Bool, "false", Hidden, Yes, "Serve a live dashboard of the cluster at /dashboard on the client URLs."),
     // etcd's long-gone flags, accepted and ignored as etcd does
     f("cluster-active-size", Bool, "false", Hidden, Ignored, ""),
     f("cluster-remove-delay", Bool, "false", Hidden, Ignored, ""),

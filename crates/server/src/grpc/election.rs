@@ -57,7 +57,7 @@ impl Election for ElectionService {
 
     async fn proclaim(&self, req: Request<ProclaimRequest>) -> Result<Response<ProclaimResponse>, Status> {
         let r = req.into_inner();
-        let leader = r.leader.ok_or(ServerError::ElectionNotLeader)?;
+        let leader = r.leader.ok_or(ServerError::ElectionMissingLeaderKey)?;
         let rev = proclaim(&self.0, &leader, &r.value).await?;
         Ok(Response::new(ProclaimResponse { header: self.0.header(rev) }))
     }
@@ -106,7 +106,7 @@ impl Election for ElectionService {
     }
 
     async fn resign(&self, req: Request<ResignRequest>) -> Result<Response<ResignResponse>, Status> {
-        let leader = req.into_inner().leader.ok_or(ServerError::ElectionNotLeader)?;
+        let leader = req.into_inner().leader.ok_or(ServerError::ElectionMissingLeaderKey)?;
         let resp = cc::delete_if_created_at(&self.0, &leader.key, leader.rev).await?;
         let rev = resp.header.map(|h| h.revision).unwrap_or(0);
         Ok(Response::new(ResignResponse { header: self.0.header(rev) }))

@@ -3,14 +3,14 @@
 //! client byte and request counters, taken from the wire: the request and response bodies are
 //! counted as their gRPC frames pass.
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, Response};
 use axum::middleware::Next;
 use rustcd_metrics::get;
+
+use crate::observed_body::{Observer, observe};
 
 /// Every method rustcd serves, with go-grpc-prometheus' type, so that each has its zero
 /// series from the start (go-grpc-prometheus' `InitializeMetrics`).
@@ -107,13 +107,13 @@ pub async fn layer(req: Request<Body>, next: Next) -> Response<Body> {
     let kind = if labels[0] == "unary" { "unary" } else { "stream" };
     m.server.client_requests_total.with_label_values(&[kind, version]).inc();
     let (parts, body) = req.into_parts();
-    let counted = Counted::new(body, labels.clone(), Direction::Received);
-    let resp = next.run(Request::from_parts(parts, Body::new(counted))).await;
+    let body = observe(body, Counted::new(labels.clone(), Direction::Received));
+    let resp = next.run(Request::from_parts(parts, body)).await;
     let (parts, body) = resp.into_parts();
-    let mut counted = Counted::new(body, labels, Direction::Sent);
+    let mut counted = Counted::new(labels, Direction::Sent);
     // A call refused before any message carries its status in the headers.
     counted.code = code_of(&parts.headers);
-    Response::from_parts(parts, Body::new(counted))
+    Response::from_parts(parts, observe(body, counted))
 }
 
 fn label_refs(l: &[String; 3]) -> [&str; 3] {
@@ -130,32 +130,24 @@ enum Direction {
     Sent,
 }
 
-/// A body whose gRPC messages and bytes are counted as they pass; a response body also ends
-/// its call's `handled` count (when done, or dropped: a cancelled call).
+/// Counts a body's gRPC messages and bytes as they pass; a response body also ends its call's
+/// `handled` count (when done, or dropped: a cancelled call).
 struct Counted {
-    inner: Body,
     labels: [String; 3],
     direction: Direction,
     framing: Framing,
     code: Option<usize>,
     started: Instant,
-    finished: bool,
 }
 
 impl Counted {
-    fn new(inner: Body, labels: [String; 3], direction: Direction) -> Self {
-        Counted {
-            inner,
-            labels,
-            direction,
-            framing: Framing::default(),
-            code: None,
-            started: Instant::now(),
-            finished: false,
-        }
+    fn new(labels: [String; 3], direction: Direction) -> Self {
+        Counted { labels, direction, framing: Framing::default(), code: None, started: Instant::now() }
     }
+}
 
-    fn count(&mut self, data: &[u8]) {
+impl Observer for Counted {
+    fn data(&mut self, data: &[u8]) {
         let (messages, bytes) = self.framing.feed(data);
         let m = get();
         let labels = label_refs(&self.labels);
@@ -168,11 +160,16 @@ impl Counted {
         }
     }
 
+    fn trailers(&mut self, trailers: &HeaderMap) {
+        if let Some(code) = code_of(trailers) {
+            self.code = Some(code);
+        }
+    }
+
     fn finish(&mut self) {
-        if self.finished || self.direction == Direction::Received {
+        if self.direction == Direction::Received {
             return;
         }
-        self.finished = true;
         // A stream cut off before its trailers ends as Canceled, as Go's server sees it.
         let code = CODES.get(self.code.unwrap_or(1)).copied().unwrap_or("Unknown");
         let g = &get().grpc;
@@ -182,45 +179,6 @@ impl Counted {
             let took = rustcd_metrics::secs(self.started.elapsed());
             g.handling_seconds.with_label_values(&[kind, service, method]).observe(took);
         }
-    }
-}
-
-impl http_body::Body for Counted {
-    type Data = bytes::Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    let data = data.clone();
-                    self.count(&data);
-                } else if let Some(code) = frame.trailers_ref().and_then(code_of) {
-                    self.code = Some(code);
-                }
-            }
-            Poll::Ready(None) => self.finish(),
-            _ => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.finish();
     }
 }
 
