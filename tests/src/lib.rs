@@ -126,11 +126,17 @@ pub fn http_get(port: u16, path: &str) -> String {
 
 /// A plain HTTP/1.1 request with a body on loopback: the whole response.
 pub fn http_request(port: u16, method: &str, path: &str, body: &str) -> String {
+    http_request_with(port, method, path, &[], body)
+}
+
+/// [`http_request`] with extra headers.
+pub fn http_request_with(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
     // One write, so that the body never arrives after an early answer closed the connection.
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{extra}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).expect("write");

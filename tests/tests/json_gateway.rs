@@ -2,11 +2,15 @@
 //! documentation (KV, leases, locks, elections, auth) and their errors answer the same bodies
 //! and statuses, IDs masked.
 
-use rustcd_testkit::{Cluster, Server, http_request};
+use rustcd_testkit::{Cluster, Server, http_request_with};
 
 /// Status and body (de-chunked, as JSON), cluster and member IDs masked.
 fn call(port: u16, path: &str, body: &str) -> (u16, serde_json::Value) {
-    let resp = http_request(port, "POST", path, body);
+    call_with(port, path, &[], body)
+}
+
+fn call_with(port: u16, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, serde_json::Value) {
+    let resp = http_request_with(port, "POST", path, headers, body);
     let code = resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
     let (head, mut body) =
         resp.split_once("\r\n\r\n").map(|(h, b)| (h.to_lowercase(), b.to_string())).unwrap_or_default();
@@ -39,10 +43,15 @@ fn gateway_calls_answer_as_the_real_etcds_gateway() {
     let steps: &[(&str, &str)] = &[
         ("/v3/kv/put", r#"{"key": "Zm9v", "value": "YmFy"}"#),
         ("/v3/kv/range", r#"{"key": "Zm9v"}"#),
+        ("/v3/kv/range", r#"{"key": "Zm9v", "range_end": "Zm9w"}"#),
         ("/v3/kv/put", r#"{"value": "YmFy"}"#),
         (
             "/v3/kv/txn",
             r#"{"compare":[{"target":"CREATE","key":"Zm9v","createRevision":"2"}],"success":[{"requestPut":{"key":"Zm9v","value":"YmF6"}}]}"#,
+        ),
+        (
+            "/v3/kv/txn",
+            r#"{"compare":[{"version":"2","result":"EQUAL","target":"VERSION","key":"Zm9v"}],"success":[{"requestRange":{"key":"Zm9v"}}]}"#,
         ),
         ("/v3/kv/range", r#"{"key": "Zm9v", "revision": "100"}"#),
         ("/v3/kv/range", r#"{"key": "AA==", "range_end": "AA==", "keys_only": true}"#),
@@ -73,8 +82,11 @@ fn gateway_calls_answer_as_the_real_etcds_gateway() {
     for server in [Server::Rustcd, Server::Etcd] {
         let c = Cluster::start_with(server, 1, &[]);
         let port = c.members[0].client_port;
-        seen.push(steps.iter().map(|(path, body)| call(port, path, body)).collect::<Vec<_>>());
+        let mut calls = steps.iter().map(|(path, body)| call(port, path, body)).collect::<Vec<_>>();
+        calls.extend(auth_flow(port));
+        seen.push(calls);
     }
+    assert_eq!(seen[0].len(), seen[1].len());
     for (i, (ours, real)) in seen[0].iter().zip(&seen[1]).enumerate() {
         if i == steps.len() - 1 {
             // A body that is not the request: both refuse it as a bad request (the texts are
@@ -82,8 +94,29 @@ fn gateway_calls_answer_as_the_real_etcds_gateway() {
             assert_eq!((ours.0, real.0), (400, 400), "{ours:?} vs {real:?}");
             continue;
         }
-        assert_eq!(ours, real, "step {i}: {:?}", steps[i]);
+        assert_eq!(ours, real, "step {i}: {:?}", steps.get(i));
     }
+}
+
+/// etcd's documented auth walk-through: root added and granted, auth on, a token, a write with
+/// it in the `Authorization` header; without one, and with a wrong one.
+fn auth_flow(port: u16) -> Vec<(u16, serde_json::Value)> {
+    let mut out = vec![
+        call(port, "/v3/auth/user/add", r#"{"name": "root", "password": "pass"}"#),
+        call(port, "/v3/auth/role/add", r#"{"name": "root"}"#),
+        call(port, "/v3/auth/user/grant", r#"{"user": "root", "role": "root"}"#),
+        call(port, "/v3/auth/enable", "{}"),
+    ];
+    let (status, mut auth) = call(port, "/v3/auth/authenticate", r#"{"name": "root", "password": "pass"}"#);
+    let token = auth["token"].as_str().unwrap_or_default().to_string();
+    assert!(!token.is_empty(), "{auth}");
+    auth["token"] = "<token>".into();
+    out.push((status, auth));
+    let put = r#"{"key": "Zm9v", "value": "YmFy"}"#;
+    out.push(call_with(port, "/v3/kv/put", &[("Authorization", &token)], put));
+    out.push(call(port, "/v3/kv/put", put));
+    out.push(call_with(port, "/v3/kv/put", &[("Authorization", "not-a-token")], put));
+    out
 }
 
 /// A stream's lines as JSON, cluster and member IDs masked.

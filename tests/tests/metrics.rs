@@ -33,8 +33,6 @@ const LEFT_OUT: &[(&str, &str)] = &[
     ("etcd_grpc_proxy_events_coalescing_total", "the grpc-proxy's, on `etcd grpc-proxy start` only"),
     ("etcd_grpc_proxy_watchers_coalescing_total", "the grpc-proxy's, on `etcd grpc-proxy start` only"),
     ("etcd_server_go_version", "no Go runtime"),
-    ("etcd_server_slow_apply_total", "not measured"),
-    ("etcd_server_slow_read_indexes_total", "not measured"),
 ];
 
 /// Families rustcd exports that etcd 3.4 does not, and why.

@@ -82,6 +82,7 @@ fn kubeadm_manifest_flags_start_a_member() {
     assert!(health.starts_with("HTTP/1.1 200") && health.contains(r#""health":"true""#), "{health}");
     let metrics = http_get(m, "/metrics");
     assert!(metrics.contains("\netcd_server_has_leader 1\n"), "the metrics port serves etcd's metrics: {metrics}");
+    assert!(!metrics.contains("grpc_server_handling_seconds"), "latency histograms only with --metrics extensive");
     for line in [
         "initial corruption checking passed; no corruption",
         "enabled capabilities for version",

@@ -212,6 +212,8 @@ pub struct Server {
     pub proposals_pending: IntGauge,
     pub proposals_failed_total: IntCounter,
     pub read_indexes_failed_total: IntCounter,
+    pub slow_read_indexes_total: IntCounter,
+    pub slow_apply_total: IntCounter,
     pub lease_expired_total: IntCounter,
     pub quota_backend_bytes: IntGauge,
     pub snapshot_apply_in_progress_total: IntGauge,
@@ -282,6 +284,16 @@ impl Server {
                 r,
                 "etcd_server_read_indexes_failed_total",
                 "The total number of failed read indexes seen.",
+            ),
+            slow_read_indexes_total: counter(
+                r,
+                "etcd_server_slow_read_indexes_total",
+                "The total number of pending read indexes not in sync with leader's or timed out read index requests.",
+            ),
+            slow_apply_total: counter(
+                r,
+                "etcd_server_slow_apply_total",
+                "The total number of slow apply requests (likely overloaded from slow disk).",
             ),
             lease_expired_total: counter(
                 r,

@@ -243,6 +243,7 @@ impl Applier {
                             };
                             let took = started.elapsed();
                             if took > self.warn_apply_duration {
+                                rustcd_metrics::get().server.slow_apply_total.inc();
                                 tracing::warn!(
                                     took = ?took, expected_duration = ?self.warn_apply_duration, index = e.index,
                                     "apply request took too long"

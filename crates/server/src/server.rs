@@ -320,13 +320,21 @@ async fn read_index_round(s: &EtcdServer, round: u64) -> Result<(), ServerError>
             let retry = if s.leader() == 0 { s.p.cfg.raw.heartbeat_interval.max(10) } else { 500 };
             tokio::select! {
                 idx = &mut rx => return idx.map_err(|_| ServerError::Stopped),
-                _ = tokio::time::sleep(Duration::from_millis(retry)) => {}
+                _ = tokio::time::sleep(Duration::from_millis(retry)) => {
+                    // etcd's "timed out waiting for read index response", sent again.
+                    rustcd_metrics::get().server.slow_read_indexes_total.inc();
+                }
             }
         }
     };
     let index = match tokio::time::timeout(deadline, r).await {
-        Ok(r) => r?,
+        Ok(Ok(index)) => index,
+        Ok(Err(e)) => {
+            rustcd_metrics::get().server.read_indexes_failed_total.inc();
+            return Err(e);
+        }
         Err(_) => {
+            rustcd_metrics::get().server.read_indexes_failed_total.inc();
             s.p.read_waiters.lock().unwrap_or_else(|p| p.into_inner()).remove(&round);
             return Err(ServerError::Timeout);
         }
