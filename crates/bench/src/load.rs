@@ -6,8 +6,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rustcd_api::etcdserverpb::kv_client::KvClient;
+use rustcd_api::etcdserverpb::lease_client::LeaseClient;
 use rustcd_api::etcdserverpb::request_op::Request as ReqOp;
-use rustcd_api::etcdserverpb::{PutRequest, RangeRequest, RequestOp, TxnRequest};
+use rustcd_api::etcdserverpb::{
+    LeaseGrantRequest, LeaseKeepAliveRequest, LeaseKeepAliveResponse, PutRequest, RangeRequest, RequestOp, TxnRequest,
+};
 use rustcd_cluster::Cluster;
 
 /// What a workload sends.
@@ -18,6 +21,11 @@ pub enum Workload {
     Range,
     /// Txns of this many puts of distinct keys each (etcd's `txn-put`).
     TxnPut(usize),
+    /// Txns of one range (this percentage of them) or one put (etcd's `txn-mixed`).
+    TxnMixed(usize),
+    /// Keep-alives, each client renewing a lease of its own over its own stream (etcd's
+    /// `lease-keepalive`).
+    LeaseKeepalive,
 }
 
 #[derive(Clone, Debug)]
@@ -95,7 +103,7 @@ pub async fn run(c: &Cluster, p: &Params) -> Report {
 /// server processes whose CPU time and RSS are sampled (none for a remote cluster).
 pub async fn run_on(endpoints: &[String], pids: &[u32], p: &Params) -> Report {
     let token = p.token.as_ref().and_then(|t| t.parse().ok());
-    if p.workload == Workload::Range {
+    if matches!(p.workload, Workload::Range | Workload::TxnMixed(_)) {
         // Something to read.
         let mut kv = KvClient::new(rustcd_cluster::channel(&endpoints[0]).await);
         for i in 0..p.key_space.min(1000) {
@@ -116,46 +124,24 @@ pub async fn run_on(endpoints: &[String], pids: &[u32], p: &Params) -> Report {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..p.clients {
-        let mut kv = KvClient::new(channels[i % channels.len()].clone());
+        let channel = channels[i % channels.len()].clone();
+        let mut kv = KvClient::new(channel.clone());
         let (next, p, token) = (next.clone(), p.clone(), token.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0;
             let value: bytes::Bytes = vec![b'v'; p.val_size].into();
+            let mut keep_alive = match p.workload {
+                Workload::LeaseKeepalive => KeepAlive::open(&channel, &token).await,
+                _ => None,
+            };
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 if n >= p.total {
                     return (lat, errors);
                 }
-                let k = key((n * 7919) % p.key_space.max(1), p.key_size);
                 let t = Instant::now();
-                let ok = match p.workload {
-                    Workload::Put => {
-                        let put = PutRequest { key: k.into(), value: value.clone(), ..Default::default() };
-                        kv.put(with_token(put, &token)).await.is_ok()
-                    }
-                    Workload::TxnPut(ops) => {
-                        let success = (0..ops)
-                            .map(|i| RequestOp {
-                                request: Some(ReqOp::RequestPut(PutRequest {
-                                    key: key(n * ops + i, p.key_size).into(),
-                                    value: value.clone(),
-                                    ..Default::default()
-                                })),
-                            })
-                            .collect();
-                        kv.txn(with_token(TxnRequest { compare: vec![], success, failure: vec![] }, &token))
-                            .await
-                            .is_ok()
-                    }
-                    Workload::Range => {
-                        let r = RangeRequest {
-                            key: key(n % p.key_space.min(1000), p.key_size).into(),
-                            ..Default::default()
-                        };
-                        kv.range(with_token(r, &token)).await.is_ok()
-                    }
-                };
+                let ok = one(&mut kv, keep_alive.as_mut(), n, &p, &value, &token).await;
                 if ok {
                     lat.push(t.elapsed());
                 } else {
@@ -187,5 +173,73 @@ pub async fn run_on(endpoints: &[String], pids: &[u32], p: &Params) -> Report {
         errors,
         cpu_us_per_req: (cpu1 - cpu0) * 1e6 / p.total as f64,
         rss_mib: rss / (1024.0 * 1024.0),
+    }
+}
+
+type Token = Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>;
+
+/// The `n`th request of a run: whether it succeeded.
+async fn one(
+    kv: &mut KvClient<tonic::transport::Channel>,
+    keep_alive: Option<&mut KeepAlive>,
+    n: usize,
+    p: &Params,
+    value: &bytes::Bytes,
+    token: &Token,
+) -> bool {
+    let k = key((n * 7919) % p.key_space.max(1), p.key_size);
+    let put = |key: Vec<u8>| PutRequest { key: key.into(), value: value.clone(), ..Default::default() };
+    match p.workload {
+        Workload::Put => kv.put(with_token(put(k), token)).await.is_ok(),
+        Workload::TxnPut(ops) => {
+            let success = (0..ops)
+                .map(|i| RequestOp { request: Some(ReqOp::RequestPut(put(key(n * ops + i, p.key_size)))) })
+                .collect();
+            kv.txn(with_token(TxnRequest { compare: vec![], success, failure: vec![] }, token)).await.is_ok()
+        }
+        Workload::TxnMixed(read_pct) => {
+            let op = if n % 100 < read_pct {
+                let read = key(n % p.key_space.min(1000), p.key_size);
+                ReqOp::RequestRange(RangeRequest { key: read.into(), ..Default::default() })
+            } else {
+                ReqOp::RequestPut(put(k))
+            };
+            let success = vec![RequestOp { request: Some(op) }];
+            kv.txn(with_token(TxnRequest { compare: vec![], success, failure: vec![] }, token)).await.is_ok()
+        }
+        Workload::Range => {
+            let r = RangeRequest { key: key(n % p.key_space.min(1000), p.key_size).into(), ..Default::default() };
+            kv.range(with_token(r, token)).await.is_ok()
+        }
+        Workload::LeaseKeepalive => match keep_alive {
+            Some(ka) => ka.renew().await,
+            None => false,
+        },
+    }
+}
+
+/// One client's lease and its keep-alive stream.
+struct KeepAlive {
+    id: i64,
+    tx: tokio::sync::mpsc::Sender<LeaseKeepAliveRequest>,
+    rx: tonic::Streaming<LeaseKeepAliveResponse>,
+}
+
+impl KeepAlive {
+    async fn open(channel: &tonic::transport::Channel, token: &Token) -> Option<KeepAlive> {
+        let mut lease = LeaseClient::new(channel.clone());
+        let granted = lease.lease_grant(with_token(LeaseGrantRequest { ttl: 60, id: 0 }, token)).await.ok()?;
+        let id = granted.into_inner().id;
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+        let rx = lease.lease_keep_alive(with_token(stream, token)).await.ok()?.into_inner();
+        Some(KeepAlive { id, tx, rx })
+    }
+
+    async fn renew(&mut self) -> bool {
+        if self.tx.send(LeaseKeepAliveRequest { id: self.id }).await.is_err() {
+            return false;
+        }
+        matches!(self.rx.message().await, Ok(Some(r)) if r.ttl > 0)
     }
 }

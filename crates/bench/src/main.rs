@@ -8,6 +8,7 @@
 
 mod backup;
 mod load;
+mod pin;
 
 use std::time::{Duration, Instant};
 
@@ -76,6 +77,13 @@ enum Cmd {
         /// Puts before the RSS measurement on 3 members (0 skips it).
         #[arg(long, default_value_t = 100_000)]
         rss_puts: usize,
+        /// Servers on half the cores, the load generator on the others (the default on two
+        /// cores or more).
+        #[arg(long, conflicts_with = "no_pin")]
+        pin: bool,
+        /// Everything on every core (the first round's measurement).
+        #[arg(long)]
+        no_pin: bool,
     },
     /// Snapshot save and restore of a one-member store, rustcd against etcd.
     Snapshot {
@@ -112,8 +120,31 @@ async fn main() {
         Cmd::Range(f) => load_once(f, load::Workload::Range).await,
         Cmd::Snapshot { keys, val_size } => backup::snapshot(keys, val_size).await,
         Cmd::Defrag { gib, clients } => backup::defrag(gib, clients).await,
-        Cmd::Compare { total, key_size, val_size, key_space_size, only, tls, auth, restart_keys, rss_puts } => {
-            compare(total, key_size, val_size, key_space_size, &only, tls, auth).await;
+        Cmd::Compare {
+            total,
+            key_size,
+            val_size,
+            key_space_size,
+            only,
+            tls,
+            auth,
+            restart_keys,
+            rss_puts,
+            pin: _,
+            no_pin,
+        } => {
+            let pinning = if no_pin { None } else { pin::Pinning::for_this_machine() };
+            match &pinning {
+                Some(p) => {
+                    if let Err(e) = p.pin_client() {
+                        eprintln!("rustcd-bench: {e}");
+                        std::process::exit(1);
+                    }
+                    println!("({})", p.describe());
+                }
+                None => println!("(not pinned: servers and load generator share every core)"),
+            }
+            compare(total, key_size, val_size, key_space_size, &only, tls, auth, pinning.as_ref()).await;
             if rss_puts > 0 {
                 rss_after_puts(rss_puts, key_size, val_size).await;
             }
@@ -159,12 +190,36 @@ struct Row {
     conns: usize,
 }
 
-async fn compare(total: usize, key_size: usize, val_size: usize, key_space: usize, only: &str, tls: bool, auth: bool) {
-    use load::Workload::{Put, Range};
+#[allow(clippy::too_many_arguments)]
+async fn compare(
+    total: usize,
+    key_size: usize,
+    val_size: usize,
+    key_space: usize,
+    only: &str,
+    tls: bool,
+    auth: bool,
+    pinning: Option<&pin::Pinning>,
+) {
+    use load::Workload::{LeaseKeepalive, Put, Range, TxnMixed};
     let rows = [
         Row { name: "3 nodes, put, 1000 clients / 100 conns", members: 3, workload: Put, clients: 1000, conns: 100 },
         Row { name: "3 nodes, put, 1 client", members: 3, workload: Put, clients: 1, conns: 1 },
         Row { name: "3 nodes, linearizable range, 100 clients", members: 3, workload: Range, clients: 100, conns: 10 },
+        Row {
+            name: "3 nodes, txn-mixed 90/10, 100 clients",
+            members: 3,
+            workload: TxnMixed(90),
+            clients: 100,
+            conns: 10,
+        },
+        Row {
+            name: "3 nodes, lease-keepalive, 1000 leases",
+            members: 3,
+            workload: LeaseKeepalive,
+            clients: 1000,
+            conns: 100,
+        },
         Row { name: "1 node, put, 1000 clients", members: 1, workload: Put, clients: 1000, conns: 100 },
     ];
     if tls {
@@ -207,6 +262,14 @@ async fn compare(total: usize, key_size: usize, val_size: usize, key_space: usiz
                 Cluster::start_with(server, row.members, &[])
             };
             c.wait_writable(0);
+            if let Some(pinning) = pinning {
+                for pid in c.members.iter().filter_map(|m| m.pid()) {
+                    if let Err(e) = pinning.pin_server(pid) {
+                        eprintln!("rustcd-bench: {e}");
+                        std::process::exit(1);
+                    }
+                }
+            }
             let mut p = p.clone();
             if auth {
                 p.token = Some(enable_auth(&c.members[0].endpoint()).await);
