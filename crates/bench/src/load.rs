@@ -231,8 +231,12 @@ impl KeepAlive {
         let granted = lease.lease_grant(with_token(LeaseGrantRequest { ttl: 60, id: 0 }, token)).await.ok()?;
         let id = granted.into_inner().id;
         let (tx, rx) = tokio::sync::mpsc::channel(1);
+        // The first request goes in before the call: a Go server sends the stream's headers
+        // with its first answer, which the call waits for.
+        tx.send(LeaseKeepAliveRequest { id }).await.ok()?;
         let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
-        let rx = lease.lease_keep_alive(with_token(stream, token)).await.ok()?.into_inner();
+        let mut rx = lease.lease_keep_alive(with_token(stream, token)).await.ok()?.into_inner();
+        rx.message().await.ok()??;
         Some(KeepAlive { id, tx, rx })
     }
 

@@ -3,12 +3,14 @@
 //! client byte and request counters, taken from the wire: the request and response bodies are
 //! counted as their gRPC frames pass.
 
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, Response};
 use axum::middleware::Next;
-use rustcd_metrics::get;
+use rustcd_metrics::{Histogram, IntCounter, get};
 
 use crate::observed_body::{Observer, observe};
 
@@ -78,46 +80,77 @@ fn kind(service: &str, method: &str) -> &'static str {
     }
 }
 
-/// The zero series of every method, as etcd shows them before any call.
-pub fn initialize() {
-    let g = &get().grpc;
-    for (service, methods) in METHODS {
-        for method in *methods {
-            let labels = [kind(service, method), service, method];
-            g.started_total.with_label_values(&labels);
-            g.msg_received_total.with_label_values(&labels);
-            g.msg_sent_total.with_label_values(&labels);
-            for code in CODES {
-                g.handled_total.with_label_values(&[labels[0], service, method, code]);
-            }
+/// One method's series, resolved once: a call then adds to counters instead of looking its
+/// labels up (a hash and a lock per series per call, and the label strings' allocations).
+struct Series {
+    started: IntCounter,
+    received: IntCounter,
+    sent: IntCounter,
+    /// By gRPC code.
+    handled: Vec<IntCounter>,
+    handling: Histogram,
+    /// `unary` or `stream`, for `etcd_server_client_requests_total`.
+    request_type: &'static str,
+}
+
+impl Series {
+    fn new(kind: &str, service: &str, method: &str) -> Series {
+        let g = &get().grpc;
+        let labels = [kind, service, method];
+        Series {
+            started: g.started_total.with_label_values(&labels),
+            received: g.msg_received_total.with_label_values(&labels),
+            sent: g.msg_sent_total.with_label_values(&labels),
+            handled: CODES
+                .iter()
+                .map(|code| g.handled_total.with_label_values(&[kind, service, method, code]))
+                .collect(),
+            handling: g.handling_seconds.with_label_values(&labels),
+            request_type: if kind == "unary" { "unary" } else { "stream" },
         }
     }
 }
 
+/// Every served method's series by path (`/etcdserverpb.KV/Range`).
+static SERIES: LazyLock<HashMap<String, Arc<Series>>> = LazyLock::new(|| {
+    let mut all = HashMap::new();
+    for (service, methods) in METHODS {
+        for method in *methods {
+            all.insert(format!("/{service}/{method}"), Arc::new(Series::new(kind(service, method), service, method)));
+        }
+    }
+    all
+});
+
+/// The zero series of every method, as etcd shows them before any call.
+pub fn initialize() {
+    LazyLock::force(&SERIES);
+    // `grpc_server_handling_seconds` shows only with --metrics extensive; its series exist
+    // from the start like the others.
+}
+
 /// The axum middleware on the gRPC router.
 pub async fn layer(req: Request<Body>, next: Next) -> Response<Body> {
-    let path = req.uri().path().trim_start_matches('/');
-    let Some((service, method)) = path.split_once('/') else {
-        return next.run(req).await;
+    let path = req.uri().path();
+    let series = match SERIES.get(path) {
+        Some(s) => s.clone(),
+        None => match path.trim_start_matches('/').split_once('/') {
+            // A method rustcd does not serve (answered Unimplemented) still counts.
+            Some((service, method)) => Arc::new(Series::new("unary", service, method)),
+            None => return next.run(req).await,
+        },
     };
-    let labels = [kind(service, method).to_string(), service.to_string(), method.to_string()];
-    let m = get();
-    m.grpc.started_total.with_label_values(&label_refs(&labels)).inc();
+    series.started.inc();
     let version = req.headers().get("client-api-version").and_then(|v| v.to_str().ok()).unwrap_or("unknown");
-    let kind = if labels[0] == "unary" { "unary" } else { "stream" };
-    m.server.client_requests_total.with_label_values(&[kind, version]).inc();
+    get().server.client_requests_total.with_label_values(&[series.request_type, version]).inc();
     let (parts, body) = req.into_parts();
-    let body = observe(body, Counted::new(labels.clone(), Direction::Received));
+    let body = observe(body, Counted::new(series.clone(), Direction::Received));
     let resp = next.run(Request::from_parts(parts, body)).await;
     let (parts, body) = resp.into_parts();
-    let mut counted = Counted::new(labels, Direction::Sent);
+    let mut counted = Counted::new(series, Direction::Sent);
     // A call refused before any message carries its status in the headers.
     counted.code = code_of(&parts.headers);
     Response::from_parts(parts, observe(body, counted))
-}
-
-fn label_refs(l: &[String; 3]) -> [&str; 3] {
-    [l[0].as_str(), l[1].as_str(), l[2].as_str()]
 }
 
 fn code_of(h: &HeaderMap) -> Option<usize> {
@@ -133,7 +166,7 @@ enum Direction {
 /// Counts a body's gRPC messages and bytes as they pass; a response body also ends its call's
 /// `handled` count (when done, or dropped: a cancelled call).
 struct Counted {
-    labels: [String; 3],
+    series: Arc<Series>,
     direction: Direction,
     framing: Framing,
     code: Option<usize>,
@@ -141,22 +174,21 @@ struct Counted {
 }
 
 impl Counted {
-    fn new(labels: [String; 3], direction: Direction) -> Self {
-        Counted { labels, direction, framing: Framing::default(), code: None, started: Instant::now() }
+    fn new(series: Arc<Series>, direction: Direction) -> Self {
+        Counted { series, direction, framing: Framing::default(), code: None, started: Instant::now() }
     }
 }
 
 impl Observer for Counted {
     fn data(&mut self, data: &[u8]) {
         let (messages, bytes) = self.framing.feed(data);
-        let m = get();
-        let labels = label_refs(&self.labels);
+        let network = &get().network;
         if self.direction == Direction::Received {
-            m.grpc.msg_received_total.with_label_values(&labels).inc_by(messages);
-            m.network.client_grpc_received_bytes_total.inc_by(bytes);
+            self.series.received.inc_by(messages);
+            network.client_grpc_received_bytes_total.inc_by(bytes);
         } else {
-            m.grpc.msg_sent_total.with_label_values(&labels).inc_by(messages);
-            m.network.client_grpc_sent_bytes_total.inc_by(bytes);
+            self.series.sent.inc_by(messages);
+            network.client_grpc_sent_bytes_total.inc_by(bytes);
         }
     }
 
@@ -171,13 +203,16 @@ impl Observer for Counted {
             return;
         }
         // A stream cut off before its trailers ends as Canceled, as Go's server sees it.
-        let code = CODES.get(self.code.unwrap_or(1)).copied().unwrap_or("Unknown");
-        let g = &get().grpc;
-        let [kind, service, method] = label_refs(&self.labels);
-        g.handled_total.with_label_values(&[kind, service, method, code]).inc();
+        let code = match self.code {
+            None => 1,
+            Some(c) if c < CODES.len() => c,
+            Some(_) => 2,
+        };
+        if let Some(c) = self.series.handled.get(code) {
+            c.inc();
+        }
         if rustcd_metrics::extensive() {
-            let took = rustcd_metrics::secs(self.started.elapsed());
-            g.handling_seconds.with_label_values(&[kind, service, method]).observe(took);
+            self.series.handling.observe(rustcd_metrics::secs(self.started.elapsed()));
         }
     }
 }
