@@ -31,8 +31,10 @@ impl LeaseService {
         let (tx, rx) = mpsc::channel(16);
         let svc = LeaseService(self.0.clone());
         tokio::spawn(async move {
+            // On a follower, one stream to the leader serves this client's stream throughout.
+            let mut forward: Option<Forward> = None;
             while let Some(Ok(r)) = incoming.next().await {
-                let resp = svc.keep_alive_once(r.id).await;
+                let resp = svc.keep_alive(r.id, &mut forward).await;
                 if tx.send(resp).await.is_err() {
                     return;
                 }
@@ -45,24 +47,51 @@ impl LeaseService {
         Ok(LeaseClient::new(self.0.leader_channel().await?))
     }
 
-    /// Renews on the primary, or asks the leader to.
-    async fn keep_alive_once(&self, id: i64) -> Result<LeaseKeepAliveResponse, Status> {
+    /// Renews on the primary, or asks the leader to over `forward` (opened on first use, and
+    /// again when the leader changed or the stream broke).
+    async fn keep_alive(&self, id: i64, forward: &mut Option<Forward>) -> Result<LeaseKeepAliveResponse, Status> {
         let renewed = {
             let mut l = lease::lock_as_leader(&self.0);
             l.is_primary().then(|| l.renew(id, Instant::now()))
         };
         match renewed {
-            Some(Ok(ttl)) => Ok(LeaseKeepAliveResponse { header: self.0.current_header(), id, ttl }),
+            Some(Ok(ttl)) => return Ok(LeaseKeepAliveResponse { header: self.0.current_header(), id, ttl }),
             // etcd answers an unknown lease with TTL 0.
-            Some(Err(_)) => Ok(LeaseKeepAliveResponse { header: self.0.current_header(), id, ttl: 0 }),
-            None => {
-                let mut client = self.leader_client().await?;
-                let (tx, rx) = mpsc::channel(1);
-                let _ = tx.send(LeaseKeepAliveRequest { id }).await;
-                let mut stream = client.lease_keep_alive(ReceiverStream::new(rx)).await?.into_inner();
-                stream.message().await?.ok_or_else(|| Status::from(ServerError::NoLeader))
-            }
+            Some(Err(_)) => return Ok(LeaseKeepAliveResponse { header: self.0.current_header(), id, ttl: 0 }),
+            None => {}
         }
+        let leader = self.0.leader();
+        if forward.as_ref().is_none_or(|f| f.leader != leader) {
+            *forward = Some(Forward::open(self, leader).await?);
+        }
+        let Some(f) = forward.as_mut() else { return Err(ServerError::NoLeader.into()) };
+        let answer = f.renew(id).await;
+        if answer.is_err() {
+            *forward = None;
+        }
+        answer
+    }
+}
+
+/// A follower's keep-alive stream to the leader, carrying one client stream's renewals.
+struct Forward {
+    leader: u64,
+    tx: mpsc::Sender<LeaseKeepAliveRequest>,
+    rx: Streaming<LeaseKeepAliveResponse>,
+}
+
+impl Forward {
+    async fn open(svc: &LeaseService, leader: u64) -> Result<Forward, Status> {
+        let mut client = svc.leader_client().await?;
+        let (tx, rx) = mpsc::channel(1);
+        // The leader is a rustcd member: it answers the call's headers at once.
+        let rx = client.lease_keep_alive(ReceiverStream::new(rx)).await?.into_inner();
+        Ok(Forward { leader, tx, rx })
+    }
+
+    async fn renew(&mut self, id: i64) -> Result<LeaseKeepAliveResponse, Status> {
+        self.tx.send(LeaseKeepAliveRequest { id }).await.map_err(|_| Status::from(ServerError::NoLeader))?;
+        self.rx.message().await?.ok_or_else(|| Status::from(ServerError::NoLeader))
     }
 }
 
