@@ -247,7 +247,6 @@ impl PeerTransport {
                         if m.get_msg_type() == MessageType::MsgSnapshot {
                             self.send_snapshot(id, client.clone(), m);
                         } else if let Ok(bytes) = m.write_to_bytes() {
-                            metrics::sent(id, bytes.len());
                             batch.messages.push(bytes.into());
                         }
                         if batch.messages.len() < MAX_BATCH {
@@ -255,6 +254,8 @@ impl PeerTransport {
                         }
                     }
                     tracing::trace!(to = %format!("{id:x}"), count = batch.messages.len(), "raft batch sent");
+                    // Counted per batch: a label lookup per raft message would cost more than the count.
+                    metrics::sent(id, batch.messages.iter().map(|m| m.len()).sum());
                     if !batch.messages.is_empty() && btx.send(batch).await.is_err() {
                         // The call has ended: its result says why.
                         let why = match (&mut call).await {
