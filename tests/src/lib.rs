@@ -220,21 +220,24 @@ impl HttpStream {
         let Some(h) = self.head_len else { return String::new() };
         let head = String::from_utf8_lossy(&self.raw[..h]).to_lowercase();
         let body = String::from_utf8_lossy(&self.raw[h..]).into_owned();
-        if !head.contains("transfer-encoding: chunked") {
-            return body;
-        }
-        let mut out = String::new();
-        let mut rest = body.as_str();
-        while let Some((size, after)) = rest.split_once("\r\n") {
-            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-            if n == 0 || after.len() < n {
-                break;
-            }
-            out.push_str(&after[..n]);
-            rest = after.get(n + 2..).unwrap_or("");
-        }
-        out
+        if head.contains("transfer-encoding: chunked") { dechunk(&body) } else { body }
     }
+}
+
+/// The data of an HTTP/1.1 chunked body: its complete chunks, in order (a chunk still arriving
+/// is left out).
+pub fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after.get(n + 2..).unwrap_or("");
+    }
+    out
 }
 
 /// stdout as text.

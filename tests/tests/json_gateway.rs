@@ -2,7 +2,7 @@
 //! documentation (KV, leases, locks, elections, auth) and their errors answer the same bodies
 //! and statuses, IDs masked.
 
-use rustcd_testkit::{Cluster, Server, http_request_with};
+use rustcd_testkit::{Cluster, Server, dechunk, http_request_with};
 
 /// Status and body (de-chunked, as JSON), cluster and member IDs masked.
 fn call(port: u16, path: &str, body: &str) -> (u16, serde_json::Value) {
@@ -15,27 +15,22 @@ fn call_with(port: u16, path: &str, headers: &[(&str, &str)], body: &str) -> (u1
     let (head, mut body) =
         resp.split_once("\r\n\r\n").map(|(h, b)| (h.to_lowercase(), b.to_string())).unwrap_or_default();
     if head.contains("transfer-encoding: chunked") {
-        let mut out = String::new();
-        let mut rest = body.as_str();
-        while let Some((size, after)) = rest.split_once("\r\n") {
-            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-            if n == 0 {
-                break;
-            }
-            out.push_str(&after[..n.min(after.len())]);
-            rest = after.get(n + 2..).unwrap_or("");
-        }
-        body = out;
+        body = dechunk(&body);
     }
     let mut v: serde_json::Value = serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body));
-    if let Some(h) = v.get_mut("header").and_then(|h| h.as_object_mut()) {
+    mask_header(v.get_mut("header"));
+    (code, v)
+}
+
+/// A response header's cluster and member IDs as `<id>` (they differ between fresh clusters).
+fn mask_header(header: Option<&mut serde_json::Value>) {
+    if let Some(h) = header.and_then(|h| h.as_object_mut()) {
         for id in ["cluster_id", "member_id"] {
             if h.contains_key(id) {
                 h.insert(id.into(), "<id>".into());
             }
         }
     }
-    (code, v)
 }
 
 #[test]
@@ -125,13 +120,7 @@ fn masked_lines(lines: Vec<String>) -> Vec<serde_json::Value> {
         .iter()
         .map(|l| {
             let mut v: serde_json::Value = serde_json::from_str(l).unwrap_or(serde_json::Value::String(l.clone()));
-            if let Some(h) = v.pointer_mut("/result/header").and_then(|h| h.as_object_mut()) {
-                for id in ["cluster_id", "member_id"] {
-                    if h.contains_key(id) {
-                        h.insert(id.into(), "<id>".into());
-                    }
-                }
-            }
+            mask_header(v.pointer_mut("/result/header"));
             v
         })
         .collect()

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use rustcd_metrics::get;
+use rustcd_metrics::{HistogramVec, IntCounterVec, get};
 
 fn hex(id: u64) -> String {
     format!("{id:x}")
@@ -41,22 +41,36 @@ pub(crate) fn round_trip(to: u64, rtt: Duration) {
 
 pub(crate) fn snapshot_sent(to: u64, ok: bool, took: Duration) {
     let n = &get().network;
-    let to = hex(to);
-    if ok {
-        n.snapshot_send_success.with_label_values(&[&to]).inc();
-        n.snapshot_send_total_duration_seconds.with_label_values(&[&to]).observe(rustcd_metrics::secs(took));
-    } else {
-        n.snapshot_send_failures.with_label_values(&[&to]).inc();
-    }
+    snapshot_done(
+        to,
+        ok,
+        took,
+        &n.snapshot_send_success,
+        &n.snapshot_send_failures,
+        &n.snapshot_send_total_duration_seconds,
+    );
 }
 
 pub(crate) fn snapshot_received(from: u64, ok: bool, took: Duration) {
     let n = &get().network;
-    let from = hex(from);
+    let (success, failures) = (&n.snapshot_receive_success, &n.snapshot_receive_failures);
+    snapshot_done(from, ok, took, success, failures, &n.snapshot_receive_total_duration_seconds);
+}
+
+/// A snapshot transfer with `peer` ended: a success with its duration, or a failure.
+fn snapshot_done(
+    peer: u64,
+    ok: bool,
+    took: Duration,
+    success: &IntCounterVec,
+    failures: &IntCounterVec,
+    duration: &HistogramVec,
+) {
+    let peer = hex(peer);
     if ok {
-        n.snapshot_receive_success.with_label_values(&[&from]).inc();
-        n.snapshot_receive_total_duration_seconds.with_label_values(&[&from]).observe(rustcd_metrics::secs(took));
+        success.with_label_values(&[&peer]).inc();
+        duration.with_label_values(&[&peer]).observe(rustcd_metrics::secs(took));
     } else {
-        n.snapshot_receive_failures.with_label_values(&[&from]).inc();
+        failures.with_label_values(&[&peer]).inc();
     }
 }

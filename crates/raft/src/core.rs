@@ -161,13 +161,11 @@ impl<L: LogStorage, T: Transport, A: ApplySink> RaftCore<L, T, A> {
                 (o, 0) => tracing::info!("raft.node: {id:x} lost leader {o:x} at term {term}"),
                 (o, n) => tracing::info!("raft.node: {id:x} changed leader from {o:x} to {n:x} at term {term}"),
             }
-            let m = &rustcd_metrics::get().server;
-            // etcd counts a change to a (new) leader, not the loss of one.
+            // etcd counts a change to a (new) leader, not the loss of one. (Whether there is a
+            // leader, and whether it is this member, are read off the status at scrape time.)
             if ss.leader_id != 0 && ss.leader_id != old {
-                m.leader_changes_seen_total.inc();
+                rustcd_metrics::get().server.leader_changes_seen_total.inc();
             }
-            m.has_leader.set(i64::from(ss.leader_id != 0));
-            m.is_leader.set(i64::from(ss.raft_state == StateRole::Leader));
             self.status.is_leader.store(ss.raft_state == StateRole::Leader, Ordering::Relaxed);
         }
         if !rd.snapshot().is_empty() {

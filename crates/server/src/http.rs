@@ -1,6 +1,6 @@
 //! Plain HTTP endpoints served beside gRPC on the client port: the health probes (`probes.rs`),
-//! `/version` and `/metrics` (a few of etcd's Prometheus metrics, enough for `etcdctl check
-//! datascale`); any other path is etcd's 404.
+//! `/version`, `/metrics` (`metrics.rs`), the JSON gateway and the dashboard, behind etcd's
+//! access controller; any other path is etcd's 404.
 
 use std::sync::Arc;
 

@@ -40,9 +40,8 @@ pub async fn scrape(State(s): State<Arc<EtcdServer>>) -> Response {
         m.mvcc.db_total_size_in_use_in_bytes.set(in_use);
     }
     let st = s.raft_status();
-    let leader = st.leader.load(Ordering::Relaxed);
-    m.server.has_leader.set(i64::from(leader != 0));
-    m.server.is_leader.set(i64::from(leader != 0 && leader == s.member_id()));
+    m.server.has_leader.set(i64::from(st.leader.load(Ordering::Relaxed) != 0));
+    m.server.is_leader.set(i64::from(st.is_leader.load(Ordering::Relaxed)));
     m.server.is_learner.set(i64::from(st.is_learner.load(Ordering::Relaxed)));
     m.server.proposals_committed_total.set(st.commit.load(Ordering::Relaxed) as i64);
     m.server.proposals_applied_total.set(s.applied() as i64);

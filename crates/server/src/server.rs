@@ -328,17 +328,13 @@ async fn read_index_round(s: &EtcdServer, round: u64) -> Result<(), ServerError>
         }
     };
     let index = match tokio::time::timeout(deadline, r).await {
-        Ok(Ok(index)) => index,
-        Ok(Err(e)) => {
-            rustcd_metrics::get().server.read_indexes_failed_total.inc();
-            return Err(e);
-        }
+        Ok(r) => r,
         Err(_) => {
-            rustcd_metrics::get().server.read_indexes_failed_total.inc();
             s.p.read_waiters.lock().unwrap_or_else(|p| p.into_inner()).remove(&round);
-            return Err(ServerError::Timeout);
+            Err(ServerError::Timeout)
         }
     };
+    let index = index.inspect_err(|_| rustcd_metrics::get().server.read_indexes_failed_total.inc())?;
     let mut applied = s.p.applied.clone();
     let wait = applied.wait_for(|a| *a >= index);
     match tokio::time::timeout(deadline, wait).await {

@@ -131,14 +131,10 @@ pub fn initialize() {
 
 /// The axum middleware on the gRPC router.
 pub async fn layer(req: Request<Body>, next: Next) -> Response<Body> {
-    let path = req.uri().path();
-    let series = match SERIES.get(path) {
-        Some(s) => s.clone(),
-        None => match path.trim_start_matches('/').split_once('/') {
-            // A method rustcd does not serve (answered Unimplemented) still counts.
-            Some((service, method)) => Arc::new(Series::new("unary", service, method)),
-            None => return next.run(req).await,
-        },
+    // Only served methods are counted, as gRPC's interceptors see only those: a path a client
+    // makes up must not add series (labels the client chooses would grow without bound).
+    let Some(series) = SERIES.get(req.uri().path()).cloned() else {
+        return next.run(req).await;
     };
     series.started.inc();
     let version = req.headers().get("client-api-version").and_then(|v| v.to_str().ok()).unwrap_or("unknown");

@@ -118,9 +118,9 @@ where
     F: FnOnce(Arc<EtcdServer>, Req) -> Fut,
     Fut: std::future::Future<Output = Result<Resp, tonic::Status>>,
 {
-    let req: Req = match serde_json::from_slice(if body.is_empty() { b"{}" } else { &body }) {
+    let req: Req = match decode(&body) {
         Ok(r) => r,
-        Err(e) => return error(tonic::Code::InvalidArgument, &e.to_string()),
+        Err(e) => return bad_request(e),
     };
     let caller = crate::auth::resolve(&s, token(&headers), None);
     match crate::auth::CALLER.scope(caller, f(s.clone(), req)).await {
@@ -130,6 +130,17 @@ where
         },
         Err(status) => error(status.code(), status.message()),
     }
+}
+
+/// A call's one request: the body as proto3 JSON (an empty body is `{}`). One that does not
+/// decode is answered with `bad_request`.
+fn decode<Req: DeserializeOwned>(body: &[u8]) -> Result<Req, serde_json::Error> {
+    serde_json::from_slice(if body.is_empty() { b"{}" } else { body })
+}
+
+/// grpc-gateway's answer to a body that is not the request.
+fn bad_request(e: serde_json::Error) -> Response {
+    error(tonic::Code::InvalidArgument, &e.to_string())
 }
 
 fn json(status: StatusCode, body: Vec<u8>) -> Response {

@@ -21,7 +21,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::Status;
 
-use super::{error, http_status, token};
+use super::{bad_request, decode, error, http_status, token};
 use crate::server::EtcdServer;
 
 /// The streaming routes: watch, lease keep-alive, snapshot and election observe.
@@ -51,7 +51,7 @@ async fn keep_alive(State(s): State<Arc<EtcdServer>>, body: Body) -> Response {
     respond(crate::grpc::lease::LeaseService(s).keep_alive_stream(incoming)).await
 }
 
-async fn snapshot(State(s): State<Arc<EtcdServer>>, headers: HeaderMap, body: Body) -> Response {
+async fn snapshot(State(s): State<Arc<EtcdServer>>, headers: HeaderMap, body: Bytes) -> Response {
     use rustcd_api::etcdserverpb::maintenance_server::Maintenance;
     server_stream(s, headers, body, |s, req: SnapshotRequest| async move {
         crate::grpc::maintenance::MaintenanceService(s).snapshot(tonic::Request::new(req)).await
@@ -59,7 +59,7 @@ async fn snapshot(State(s): State<Arc<EtcdServer>>, headers: HeaderMap, body: Bo
     .await
 }
 
-async fn observe(State(s): State<Arc<EtcdServer>>, headers: HeaderMap, body: Body) -> Response {
+async fn observe(State(s): State<Arc<EtcdServer>>, headers: HeaderMap, body: Bytes) -> Response {
     use rustcd_api::v3electionpb::election_server::Election;
     server_stream(s, headers, body, |s, req: LeaderRequest| async move {
         crate::grpc::election::ElectionService(s).observe(tonic::Request::new(req)).await
@@ -67,8 +67,9 @@ async fn observe(State(s): State<Arc<EtcdServer>>, headers: HeaderMap, body: Bod
     .await
 }
 
-/// A server stream: one request (the whole body), opened as the token's caller.
-async fn server_stream<Req, Resp, St, F, Fut>(s: Arc<EtcdServer>, headers: HeaderMap, body: Body, f: F) -> Response
+/// A server stream: one request (the whole body, bounded as a unary call's), opened as the
+/// token's caller.
+async fn server_stream<Req, Resp, St, F, Fut>(s: Arc<EtcdServer>, headers: HeaderMap, body: Bytes, f: F) -> Response
 where
     Req: DeserializeOwned,
     Resp: Serialize + Send + 'static,
@@ -76,13 +77,9 @@ where
     F: FnOnce(Arc<EtcdServer>, Req) -> Fut,
     Fut: std::future::Future<Output = Result<tonic::Response<St>, Status>>,
 {
-    let body = match axum::body::to_bytes(body, usize::MAX).await {
-        Ok(b) => b,
-        Err(e) => return error(tonic::Code::InvalidArgument, &e.to_string()),
-    };
-    let req: Req = match serde_json::from_slice(if body.is_empty() { b"{}" } else { &body }) {
+    let req: Req = match decode(&body) {
         Ok(r) => r,
-        Err(e) => return error(tonic::Code::InvalidArgument, &e.to_string()),
+        Err(e) => return bad_request(e),
     };
     let caller = crate::auth::resolve(&s, token(&headers), None);
     match crate::auth::CALLER.scope(caller, f(s.clone(), req)).await {
