@@ -131,18 +131,25 @@ pub fn http_request(port: u16, method: &str, path: &str, body: &str) -> String {
 
 /// [`http_request`] with extra headers.
 pub fn http_request_with(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    use std::io::Read;
+    let mut s = send_request(&format!("127.0.0.1:{port}"), method, path, headers, body);
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out
+}
+
+/// Connects to `addr` and sends one HTTP/1.1 request (`Connection: close`) in one write, so that
+/// the body never arrives after an early answer closed the connection.
+fn send_request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
     let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
-    // One write, so that the body never arrives after an early answer closed the connection.
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{extra}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).expect("write");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("read");
-    out
+    s
 }
 
 /// A streamed HTTP answer being read: the request is sent at once, lines of its (de-chunked)
@@ -163,13 +170,7 @@ impl HttpStream {
 
     /// Sends `method path` with `body` (and `Connection: close`) to `addr` (`host:port`).
     pub fn open_at(addr: &str, method: &str, path: &str, body: &str) -> Self {
-        use std::io::Write;
-        let mut sock = std::net::TcpStream::connect(addr).expect("connect");
-        let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        sock.write_all(req.as_bytes()).expect("write");
+        let sock = send_request(addr, method, path, &[], body);
         sock.set_read_timeout(Some(Duration::from_millis(100))).expect("timeout");
         HttpStream { sock, raw: Vec::new(), head_len: None, ended: false }
     }

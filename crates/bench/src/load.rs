@@ -188,29 +188,23 @@ async fn one(
     token: &Token,
 ) -> bool {
     let k = key((n * 7919) % p.key_space.max(1), p.key_size);
+    // Reads go to the keys `run_on` wrote first.
+    let read = || RangeRequest { key: key(n % p.key_space.min(1000), p.key_size).into(), ..Default::default() };
     let put = |key: Vec<u8>| PutRequest { key: key.into(), value: value.clone(), ..Default::default() };
+    let txn = |success: Vec<RequestOp>| with_token(TxnRequest { compare: vec![], success, failure: vec![] }, token);
     match p.workload {
         Workload::Put => kv.put(with_token(put(k), token)).await.is_ok(),
         Workload::TxnPut(ops) => {
             let success = (0..ops)
                 .map(|i| RequestOp { request: Some(ReqOp::RequestPut(put(key(n * ops + i, p.key_size)))) })
                 .collect();
-            kv.txn(with_token(TxnRequest { compare: vec![], success, failure: vec![] }, token)).await.is_ok()
+            kv.txn(txn(success)).await.is_ok()
         }
         Workload::TxnMixed(read_pct) => {
-            let op = if n % 100 < read_pct {
-                let read = key(n % p.key_space.min(1000), p.key_size);
-                ReqOp::RequestRange(RangeRequest { key: read.into(), ..Default::default() })
-            } else {
-                ReqOp::RequestPut(put(k))
-            };
-            let success = vec![RequestOp { request: Some(op) }];
-            kv.txn(with_token(TxnRequest { compare: vec![], success, failure: vec![] }, token)).await.is_ok()
+            let op = if n % 100 < read_pct { ReqOp::RequestRange(read()) } else { ReqOp::RequestPut(put(k)) };
+            kv.txn(txn(vec![RequestOp { request: Some(op) }])).await.is_ok()
         }
-        Workload::Range => {
-            let r = RangeRequest { key: key(n % p.key_space.min(1000), p.key_size).into(), ..Default::default() };
-            kv.range(with_token(r, token)).await.is_ok()
-        }
+        Workload::Range => kv.range(with_token(read(), token)).await.is_ok(),
         Workload::LeaseKeepalive => match keep_alive {
             Some(ka) => ka.renew().await,
             None => false,
