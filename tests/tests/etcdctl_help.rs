@@ -1,7 +1,7 @@
 //! `etcdctl --help` and every command's `--help` print what etcd's etcdctl prints: the same
 //! commands, flags, defaults, usage lines and descriptions, aligned the same way. The only
 //! differences allowed are etcd 3.5's over the 3.4 reference: the version lines, the commands
-//! and flags 3.5 added, and `migrate`, which 3.5 removed.
+//! and flags 3.5 added (and 3.7's `get --stream`), and `migrate`, which 3.5 removed.
 
 use rustcd_testkit::Ctl;
 
@@ -12,6 +12,8 @@ const ONLY_IN_ONE: &[&str] = &[
     "      --count-only[=false]\t\tGet only the count",
     "      --progress-notify[=false]\tget periodic watch progress notification from server",
     "      --bump-revision=0\t\t\t\t\t\tHow much to increase the latest revision after restore",
+    // etcd 3.7's `get --stream` (RangeStream).
+    "      --stream[=false]\t\t\tUse the RangeStream RPC",
     "      --mark-compacted[=false]\t\t\t\t\tMark the latest revision after restore as the point of scheduled compaction (required if --bump-revision > 0, disallowed otherwise)",
 ];
 

@@ -26,11 +26,12 @@ pub async fn fill(c: &Cluster, keys: usize, val_size: usize) {
         key_size: keys.to_string().len().max(8),
         val_size,
         key_space: keys,
-        token: None,
+        sequential_keys: true,
+        ..load::Params::default()
     };
     let r = load::run(c, &p).await;
-    if r.errors > 0 {
-        println!("({} failed txns while loading)", r.errors);
+    if r.error_count() > 0 {
+        println!("({} failed txns while loading)", r.error_count());
     }
 }
 
@@ -49,7 +50,7 @@ fn peak_rss_during<T>(pid: u32, f: impl FnOnce() -> T) -> (T, f64) {
         std::thread::spawn(move || {
             let mut peak: f64 = 0.0;
             while !stop.load(Ordering::Relaxed) {
-                peak = peak.max(load::proc_usage(pid).1);
+                peak = peak.max(crate::proc::proc_usage(pid).1);
                 std::thread::sleep(Duration::from_millis(10));
             }
             peak
@@ -76,7 +77,7 @@ pub async fn snapshot(keys: usize, val_size: usize) {
         let ep = c.members[0].endpoint();
         let pid = c.members[0].pid().unwrap_or(0);
         let snap = c.dir().join("bench.db");
-        let rss_before = load::proc_usage(pid).1;
+        let rss_before = crate::proc::proc_usage(pid).1;
         let (save, peak) = peak_rss_during(pid, || {
             run(
                 Command::new(REAL_ETCDCTL)

@@ -7,8 +7,16 @@
 //! (save and restore of a million keys) and `defrag` (put latency during a 1 GiB defrag).
 
 mod backup;
+mod compare;
+mod conn;
+mod k8s;
 mod load;
 mod pin;
+mod plot;
+mod proc;
+mod report;
+mod stm;
+mod watch;
 
 use std::time::{Duration, Instant};
 
@@ -17,38 +25,188 @@ use rustcd_api::etcdserverpb::PutRequest;
 use rustcd_api::etcdserverpb::kv_client::KvClient;
 use rustcd_cluster::{Cluster, Server, leader_index, wait_for};
 
+use crate::load::{Params, Workload};
+
 #[derive(Parser)]
-#[command(name = "rustcd-bench", about = "Side-by-side benchmarks of rustcd and etcd")]
+#[command(name = "rustcd-bench", about = "Side-by-side benchmarks of rustcd and etcd, and etcd's benchmark workloads")]
 struct Cli {
+    #[command(flatten)]
+    global: Global,
     #[command(subcommand)]
     cmd: Cmd,
 }
 
+/// etcd benchmark's persistent flags.
 #[derive(clap::Args, Clone)]
-struct LoadFlags {
-    /// Comma-separated `host:port` endpoints of a running cluster.
-    #[arg(long, default_value = "127.0.0.1:2379", value_delimiter = ',')]
+struct Global {
+    /// gRPC endpoints
+    #[arg(long, global = true, default_value = "127.0.0.1:2379", value_delimiter = ',')]
     endpoints: Vec<String>,
-    #[arg(long, default_value_t = 1)]
-    clients: usize,
-    #[arg(long, default_value_t = 1)]
+    /// Total number of gRPC connections
+    #[arg(long, global = true, default_value_t = 1)]
     conns: usize,
+    /// Total number of gRPC clients
+    #[arg(long, global = true, default_value_t = 1)]
+    clients: usize,
+    /// Connect only to the leader node
+    #[arg(long, global = true)]
+    target_leader: bool,
+    /// Use full floating point precision
+    #[arg(long, global = true)]
+    precise: bool,
+    /// Output format: simple (etcd benchmark's report) or json
+    #[arg(short = 'w', long = "write-out", global = true, default_value = "simple")]
+    write_out: String,
+}
+
+/// The request shape flags most workloads share (etcd's defaults).
+#[derive(clap::Args, Clone)]
+struct Shape {
+    /// Total number of requests
     #[arg(long, default_value_t = 10_000)]
     total: usize,
+    /// Maximum requests per second (0 is no limit)
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Key size of a request
     #[arg(long, default_value_t = 8)]
     key_size: usize,
-    #[arg(long, default_value_t = 256)]
+    /// Value size of a request
+    #[arg(long, default_value_t = 8)]
     val_size: usize,
-    #[arg(long, default_value_t = 100_000)]
+    /// Maximum possible keys
+    #[arg(long, default_value_t = 1)]
     key_space_size: usize,
+    /// Use sequential keys
+    #[arg(long)]
+    sequential_keys: bool,
 }
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Puts against a running cluster (etcd's `benchmark put`).
-    Put(LoadFlags),
-    /// Linearizable single-key ranges against a running cluster (etcd's `benchmark range`).
-    Range(LoadFlags),
+    /// Benchmark put
+    Put(Shape),
+    /// Benchmark range (of the given key or range; without one, of keys written first)
+    Range {
+        key: Option<String>,
+        end: Option<String>,
+        /// Linearizable(l) or Serializable(s)
+        #[arg(long, default_value = "l")]
+        consistency: String,
+        #[command(flatten)]
+        shape: Shape,
+    },
+    /// Benchmark txn-put
+    TxnPut {
+        /// Number of puts per txn
+        #[arg(long, default_value_t = 1)]
+        txn_ops: usize,
+        #[command(flatten)]
+        shape: Shape,
+    },
+    /// Benchmark txn-mixed: txns of one range or one put
+    TxnMixed {
+        key: Option<String>,
+        /// Read operation range end key (reads without a key read single keys written first)
+        #[arg(long, default_value = "")]
+        end_key: String,
+        /// Read operation range result limit
+        #[arg(long, default_value_t = 1000)]
+        limit: i64,
+        /// Read/write ops ratio
+        #[arg(long, default_value_t = 1.0)]
+        rw_ratio: f64,
+        /// Linearizable(l) or Serializable(s)
+        #[arg(long, default_value = "l")]
+        consistency: String,
+        #[command(flatten)]
+        shape: Shape,
+    },
+    /// Benchmark watch: watchers, then puts; creation time and put-to-event latency
+    Watch {
+        #[arg(long, default_value_t = 10)]
+        streams: usize,
+        #[arg(long, default_value_t = 100)]
+        watch_per_stream: usize,
+        #[arg(long, default_value_t = 1)]
+        watched_key_total: usize,
+        /// Number of keys to put per second (0 is no limit)
+        #[arg(long, default_value_t = 0)]
+        put_rate: u64,
+        #[arg(long, default_value_t = 1000)]
+        put_total: usize,
+        #[arg(long, default_value_t = 32)]
+        key_size: usize,
+        #[arg(long, default_value_t = 1)]
+        key_space_size: usize,
+        #[arg(long)]
+        sequential_keys: bool,
+    },
+    /// Benchmark watch with get
+    WatchGet {
+        #[arg(long, default_value_t = 10_000)]
+        watchers: usize,
+        #[arg(long, default_value_t = 1)]
+        streams: usize,
+        /// Number of events per watcher
+        #[arg(long, default_value_t = 8)]
+        events: usize,
+    },
+    /// Benchmark watch latency
+    WatchLatency {
+        #[arg(long, default_value_t = 10_000)]
+        total: usize,
+        #[arg(long, default_value_t = 100)]
+        put_rate: u64,
+        #[arg(long, default_value_t = 32)]
+        key_size: usize,
+        #[arg(long, default_value_t = 32)]
+        val_size: usize,
+    },
+    /// Benchmark lease keepalive
+    LeaseKeepalive {
+        #[arg(long, default_value_t = 10_000)]
+        total: usize,
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+    },
+    /// Benchmark STM
+    Stm {
+        /// Read Committed (c), Repeatable Reads (r), Serializable (s), or Snapshot (ss)
+        #[arg(long, default_value = "r")]
+        isolation: stm::Isolation,
+        /// Total unique keys accessible by the benchmark
+        #[arg(long, default_value_t = 1)]
+        keys: usize,
+        #[arg(long, default_value_t = 10_000)]
+        total: usize,
+        #[arg(long, default_value_t = 1)]
+        keys_per_txn: usize,
+        #[arg(long, default_value_t = 50)]
+        txn_wr_percent: usize,
+        /// Only "stm" (etcd's lock-client and lock-rpc lockers are not built)
+        #[arg(long, default_value = "stm")]
+        stm_locker: String,
+        #[arg(long, default_value_t = 8)]
+        val_size: usize,
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+    },
+    /// A Kubernetes API server's traffic: paged lists, gets, CAS updates, leased events, watches
+    K8s {
+        /// Objects over all resource types
+        #[arg(long, default_value_t = 10_000)]
+        objects: usize,
+        /// Objects per page of a list
+        #[arg(long, default_value_t = 500)]
+        page: i64,
+        #[arg(long, default_value_t = 10_000)]
+        total: usize,
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        #[arg(long, default_value_t = 256)]
+        val_size: usize,
+    },
     /// The issue's comparison table: each row run against rustcd, then etcd, with the ratio.
     Compare {
         /// Requests per row.
@@ -71,6 +229,15 @@ enum Cmd {
         /// and write every key (each request checked, as for any non-root user).
         #[arg(long)]
         auth: bool,
+        /// Leases of the lease-keepalive row (0 skips it).
+        #[arg(long, default_value_t = 10_000)]
+        leases: usize,
+        /// Watchers of the watch row, on one member (0 skips it).
+        #[arg(long, default_value_t = 10_000)]
+        watchers: usize,
+        /// MiB of the one-large-range row, in 10 KiB values (0 skips it).
+        #[arg(long, default_value_t = 1024)]
+        big_range_mib: usize,
         /// Keys loaded before the restart measurement (0 skips it).
         #[arg(long, default_value_t = 1_000_000)]
         restart_keys: usize,
@@ -84,6 +251,9 @@ enum Cmd {
         /// Everything on every core (the first round's measurement).
         #[arg(long)]
         no_pin: bool,
+        /// Draws each row's latency CDF, both servers, into this SVG file.
+        #[arg(long)]
+        plot: Option<std::path::PathBuf>,
     },
     /// Snapshot save and restore of a one-member store, rustcd against etcd.
     Snapshot {
@@ -113,11 +283,156 @@ enum Cmd {
     },
 }
 
+/// Ends the process with `e` in one line.
+fn fail(e: impl std::fmt::Display) -> ! {
+    eprintln!("rustcd-bench: {e}");
+    std::process::exit(1);
+}
+
+fn serializable(consistency: &str) -> bool {
+    match consistency {
+        "l" => false,
+        "s" => true,
+        other => fail(format!("unknown consistency flag {other:?}")),
+    }
+}
+
+impl Global {
+    fn params(&self, workload: Workload, s: &Shape) -> Params {
+        Params {
+            workload,
+            clients: self.clients,
+            conns: self.conns,
+            total: s.total,
+            key_size: s.key_size,
+            val_size: s.val_size,
+            key_space: s.key_space_size,
+            sequential_keys: s.sequential_keys,
+            rate: s.rate,
+            target_leader: self.target_leader,
+            ..Params::default()
+        }
+    }
+
+    fn json(&self) -> bool {
+        match self.write_out.as_str() {
+            "json" => true,
+            "simple" => false,
+            other => fail(format!("unsupported output format {other:?} (simple or json)")),
+        }
+    }
+
+    /// Prints a report under `title` (etcd prints some under a heading).
+    fn print(&self, title: Option<&str>, r: &report::Report) {
+        if self.json() {
+            let mut j = r.json();
+            if let Some(t) = title {
+                j["title"] = t.into();
+            }
+            println!("{j}");
+        } else {
+            match title {
+                Some(t) => print!("{t}:\n{}", r.etcd_text(self.precise)),
+                None => print!("{}", r.etcd_text(self.precise)),
+            }
+        }
+    }
+
+    async fn channels(&self) -> Vec<tonic::transport::Channel> {
+        conn::connect(&self.endpoints, self.conns, self.target_leader).await.unwrap_or_else(|e| fail(e))
+    }
+}
+
+const NO_SHAPE: Shape =
+    Shape { total: 10_000, rate: 0, key_size: 8, val_size: 8, key_space_size: 1, sequential_keys: false };
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    match Cli::parse().cmd {
-        Cmd::Put(f) => load_once(f, load::Workload::Put).await,
-        Cmd::Range(f) => load_once(f, load::Workload::Range).await,
+    let Cli { global: g, cmd } = Cli::parse();
+    g.json();
+    let load = |p: Params| {
+        let g = g.clone();
+        async move {
+            let r = load::run_on(&g.endpoints, &[], &p).await.unwrap_or_else(|e| fail(e));
+            g.print(None, &r);
+        }
+    };
+    match cmd {
+        Cmd::Put(s) => load(g.params(Workload::Put, &s)).await,
+        Cmd::Range { key, end, consistency, shape } => {
+            let mut p = g.params(Workload::Range, &shape);
+            p.serializable = serializable(&consistency);
+            p.read_range = key.map(|k| (k.into_bytes(), end.unwrap_or_default().into_bytes()));
+            load(p).await
+        }
+        Cmd::TxnPut { txn_ops, shape } => load(g.params(Workload::TxnPut(txn_ops), &shape)).await,
+        Cmd::TxnMixed { key, end_key, limit, rw_ratio, consistency, shape } => {
+            let read_pct = (100.0 * rw_ratio / (1.0 + rw_ratio)).round() as usize;
+            let mut p = g.params(Workload::TxnMixed(read_pct), &shape);
+            p.serializable = serializable(&consistency);
+            p.read_range = key.map(|k| (k.into_bytes(), end_key.into_bytes()));
+            p.limit = limit;
+            load(p).await
+        }
+        Cmd::LeaseKeepalive { total, rate } => {
+            load(g.params(Workload::LeaseKeepalive, &Shape { total, rate, ..NO_SHAPE })).await
+        }
+        Cmd::Stm { isolation, keys, total, keys_per_txn, txn_wr_percent, stm_locker, val_size, rate } => {
+            if stm_locker != "stm" {
+                fail(format!("--stm-locker {stm_locker}: only \"stm\" is built"));
+            }
+            if keys == 0 || keys_per_txn > keys || txn_wr_percent > 100 {
+                fail("expected positive --keys, --keys-per-txn at most --keys, --txn-wr-percent in [0, 100]");
+            }
+            let cfg = stm::Config { isolation, keys, keys_per_txn, write_percent: txn_wr_percent };
+            load(g.params(Workload::Stm(cfg), &Shape { total, rate, val_size, ..NO_SHAPE })).await
+        }
+        Cmd::K8s { objects, page, total, rate, val_size } => {
+            let cfg = k8s::Config { objects: objects.max(1), page };
+            load(g.params(Workload::K8s(cfg), &Shape { total, rate, val_size, ..NO_SHAPE })).await
+        }
+        Cmd::Watch {
+            streams,
+            watch_per_stream,
+            watched_key_total,
+            put_rate,
+            put_total,
+            key_size,
+            key_space_size,
+            sequential_keys,
+        } => {
+            if key_space_size == 0 {
+                fail("expected positive --key-space-size");
+            }
+            let wp = watch::WatchParams {
+                streams,
+                watch_per_stream,
+                watched_key_total,
+                put_rate,
+                put_total,
+                key_size,
+                key_space: key_space_size,
+                sequential_keys,
+            };
+            let r = watch::watch(&g.channels().await, &None, &wp).await.unwrap_or_else(|e| fail(e));
+            g.print(Some("Watch creation summary"), &r.create);
+            g.print(Some("Put to event summary"), &r.events);
+        }
+        Cmd::WatchGet { watchers, streams, events } => {
+            let get = conn::connect(&g.endpoints, 1, g.target_leader).await.unwrap_or_else(|e| fail(e));
+            let get = get.into_iter().next().unwrap_or_else(|| fail("no connection"));
+            let r = watch::watch_get(&g.channels().await, get, &None, watchers, streams, events).await;
+            g.print(Some("Get during watch summary"), &r.unwrap_or_else(|e| fail(e)));
+        }
+        Cmd::WatchLatency { total, put_rate, key_size, val_size } => {
+            let put = conn::connect(&g.endpoints, 1, g.target_leader).await.unwrap_or_else(|e| fail(e));
+            let put = put.into_iter().next().unwrap_or_else(|| fail("no connection"));
+            let mut clients = g.channels().await;
+            // One watch per client, clients sharing the connections in turn.
+            clients = (0..g.clients).map(|i| clients[i % clients.len()].clone()).collect();
+            let r = watch::watch_latency(&clients, put, &None, total, put_rate, key_size, val_size).await;
+            g.print(None, &r.unwrap_or_else(|e| fail(e)));
+        }
         Cmd::Snapshot { keys, val_size } => backup::snapshot(keys, val_size).await,
         Cmd::Defrag { gib, clients } => backup::defrag(gib, clients).await,
         Cmd::Compare {
@@ -128,27 +443,49 @@ async fn main() {
             only,
             tls,
             auth,
+            leases,
+            watchers,
+            big_range_mib,
             restart_keys,
             rss_puts,
             pin: _,
             no_pin,
+            plot,
         } => {
             let pinning = if no_pin { None } else { pin::Pinning::for_this_machine() };
+            let json = g.json();
             match &pinning {
                 Some(p) => {
                     if let Err(e) = p.pin_client() {
-                        eprintln!("rustcd-bench: {e}");
-                        std::process::exit(1);
+                        fail(e);
                     }
-                    println!("({})", p.describe());
+                    if !json {
+                        println!("({})", p.describe());
+                    }
                 }
-                None => println!("(not pinned: servers and load generator share every core)"),
+                None if !json => println!("(not pinned: servers and load generator share every core)"),
+                None => {}
             }
-            compare(total, key_size, val_size, key_space_size, &only, tls, auth, pinning.as_ref()).await;
-            if rss_puts > 0 {
+            let o = compare::Options {
+                total,
+                key_size,
+                val_size,
+                key_space: key_space_size,
+                only,
+                tls,
+                auth,
+                pinning,
+                plot,
+                json,
+                leases,
+                watchers,
+                big_range_mib,
+            };
+            compare::compare(&o).await;
+            if rss_puts > 0 && !json {
                 rss_after_puts(rss_puts, key_size, val_size).await;
             }
-            if restart_keys > 0 {
+            if restart_keys > 0 && !json {
                 restart_time(restart_keys, val_size).await;
             }
         }
@@ -166,137 +503,9 @@ async fn main() {
     }
 }
 
-async fn load_once(f: LoadFlags, workload: load::Workload) {
-    let p = load::Params {
-        workload,
-        clients: f.clients,
-        conns: f.conns,
-        total: f.total,
-        key_size: f.key_size,
-        val_size: f.val_size,
-        key_space: f.key_space_size,
-        token: None,
-    };
-    let r = load::run_on(&f.endpoints, &[], &p).await;
-    println!("{:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors", r.requests_per_sec, r.p50_ms, r.p99_ms, r.errors);
-}
-
-/// One row of the comparison: cluster size and load shape.
-struct Row {
-    name: &'static str,
-    members: usize,
-    workload: load::Workload,
-    clients: usize,
-    conns: usize,
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn compare(
-    total: usize,
-    key_size: usize,
-    val_size: usize,
-    key_space: usize,
-    only: &str,
-    tls: bool,
-    auth: bool,
-    pinning: Option<&pin::Pinning>,
-) {
-    use load::Workload::{LeaseKeepalive, Put, Range, TxnMixed};
-    let rows = [
-        Row { name: "3 nodes, put, 1000 clients / 100 conns", members: 3, workload: Put, clients: 1000, conns: 100 },
-        Row { name: "3 nodes, put, 1 client", members: 3, workload: Put, clients: 1, conns: 1 },
-        Row { name: "3 nodes, linearizable range, 100 clients", members: 3, workload: Range, clients: 100, conns: 10 },
-        Row {
-            name: "3 nodes, txn-mixed 90/10, 100 clients",
-            members: 3,
-            workload: TxnMixed(90),
-            clients: 100,
-            conns: 10,
-        },
-        Row {
-            name: "3 nodes, lease-keepalive, 1000 leases",
-            members: 3,
-            workload: LeaseKeepalive,
-            clients: 1000,
-            conns: 100,
-        },
-        Row { name: "1 node, put, 1000 clients", members: 1, workload: Put, clients: 1000, conns: 100 },
-    ];
-    if tls {
-        println!("(client and peer TLS on both servers, client certificates required)");
-    }
-    if auth {
-        println!("(authentication on, the load as a non-root user allowed every key)");
-    }
-    println!(
-        "{:<42} {:>12} {:>12} {:>7} | {:>13} {:>13} | {:>9} {:>9} | {:>8} {:>8}",
-        "workload",
-        "rustcd req/s",
-        "etcd req/s",
-        "ratio",
-        "p50/p99 ms",
-        "etcd",
-        "cpu us/rq",
-        "etcd cpu",
-        "rss MiB",
-        "etcd rss"
-    );
-    for row in rows.into_iter().filter(|r| r.name.contains(only)) {
-        // One client cannot finish the full total quickly; keep its run short.
-        let total = if row.clients == 1 { total / 10 } else { total };
-        let p = load::Params {
-            workload: row.workload,
-            clients: row.clients,
-            conns: row.conns,
-            total,
-            key_size,
-            val_size,
-            key_space,
-            token: None,
-        };
-        let mut reports = Vec::new();
-        for server in [Server::Rustcd, Server::Etcd] {
-            let c = if tls {
-                Cluster::start_tls(server, row.members, &[])
-            } else {
-                Cluster::start_with(server, row.members, &[])
-            };
-            c.wait_writable(0);
-            if let Some(pinning) = pinning {
-                for pid in c.members.iter().filter_map(|m| m.pid()) {
-                    if let Err(e) = pinning.pin_server(pid) {
-                        eprintln!("rustcd-bench: {e}");
-                        std::process::exit(1);
-                    }
-                }
-            }
-            let mut p = p.clone();
-            if auth {
-                p.token = Some(enable_auth(&c.members[0].endpoint()).await);
-            }
-            reports.push(load::run(&c, &p).await);
-        }
-        let (a, b) = (&reports[0], &reports[1]);
-        println!(
-            "{:<42} {:>12.0} {:>12.0} {:>7.2} | {:>13} {:>13} | {:>9.0} {:>9.0} | {:>8.1} {:>8.1}{}",
-            row.name,
-            a.requests_per_sec,
-            b.requests_per_sec,
-            a.requests_per_sec / b.requests_per_sec,
-            format!("{:.2}/{:.2}", a.p50_ms, a.p99_ms),
-            format!("{:.2}/{:.2}", b.p50_ms, b.p99_ms),
-            a.cpu_us_per_req,
-            b.cpu_us_per_req,
-            a.rss_mib,
-            b.rss_mib,
-            if a.errors + b.errors > 0 { format!("  errors {}/{}", a.errors, b.errors) } else { String::new() }
-        );
-    }
-}
-
 /// Turns authentication on (root, and a user `bench` whose role may read and write every
 /// key) and returns `bench`'s token.
-async fn enable_auth(endpoint: &str) -> String {
+pub async fn enable_auth(endpoint: &str) -> String {
     use rustcd_api::etcdserverpb::auth_client::AuthClient;
     use rustcd_api::etcdserverpb::*;
     let mut a = AuthClient::new(rustcd_cluster::channel(endpoint).await);
@@ -317,16 +526,7 @@ async fn enable_auth(endpoint: &str) -> String {
 
 /// RSS of each member of a 3-member cluster after `puts` puts (1000 clients), both servers.
 async fn rss_after_puts(puts: usize, key_size: usize, val_size: usize) {
-    let p = load::Params {
-        workload: load::Workload::Put,
-        clients: 1000,
-        conns: 100,
-        total: puts,
-        key_size,
-        val_size,
-        key_space: puts,
-        token: None,
-    };
+    let p = Params { clients: 1000, conns: 100, total: puts, key_size, val_size, key_space: puts, ..Params::default() };
     let mut rss = Vec::new();
     for server in [Server::Rustcd, Server::Etcd] {
         let c = Cluster::start_with(server, 3, &[]);

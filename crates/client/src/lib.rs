@@ -8,18 +8,21 @@ pub mod srv;
 
 use std::time::Duration;
 
-use rustcd_api::etcdserverpb::AuthenticateRequest;
 use rustcd_api::etcdserverpb::auth_client::AuthClient;
 use rustcd_api::etcdserverpb::cluster_client::ClusterClient;
 use rustcd_api::etcdserverpb::kv_client::KvClient;
 use rustcd_api::etcdserverpb::lease_client::LeaseClient;
 use rustcd_api::etcdserverpb::maintenance_client::MaintenanceClient;
 use rustcd_api::etcdserverpb::watch_client::WatchClient;
+use rustcd_api::etcdserverpb::{AuthenticateRequest, RangeRequest, RangeResponse};
 use rustcd_api::v3electionpb::election_client::ElectionClient;
 use rustcd_api::v3lockpb::lock_client::LockClient;
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+
+/// The largest answer a client takes: clientv3's `MaxCallRecvMsgSize` default, math.MaxInt32.
+const MAX_RECV: usize = i32::MAX as usize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -128,14 +131,40 @@ impl Client {
         Ok(client)
     }
 
+    /// A range by `KV.RangeStream` (etcd 3.7), its chunks merged into one answer as a Range's;
+    /// when `fall_back` and the server has no RangeStream (etcd before 3.7), by Range.
+    pub async fn range_streamed(
+        &self,
+        req: RangeRequest,
+        fall_back: bool,
+    ) -> Result<tonic::Response<RangeResponse>, tonic::Status> {
+        let chunks = match self.kv().range_stream(req.clone()).await {
+            Err(s) if fall_back && s.code() == tonic::Code::Unimplemented => return self.kv().range(req).await,
+            other => other?,
+        };
+        let mut chunks = chunks.into_inner();
+        let mut merged = RangeResponse::default();
+        while let Some(chunk) = chunks.message().await? {
+            let Some(mut part) = chunk.range_response else { continue };
+            merged.kvs.append(&mut part.kvs);
+            if part.header.is_some() {
+                merged.header = part.header;
+                merged.more = part.more;
+                merged.count = part.count;
+            }
+        }
+        Ok(tonic::Response::new(merged))
+    }
+
     fn authed(&self) -> Authed {
         InterceptedService::new(self.channel.clone(), self.token.clone())
     }
+    /// clientv3's default `MaxCallRecvMsgSize` (math.MaxInt32): a large range is received.
     pub fn kv(&self) -> KvClient<Authed> {
-        KvClient::new(self.authed())
+        KvClient::new(self.authed()).max_decoding_message_size(MAX_RECV)
     }
     pub fn watch(&self) -> WatchClient<Authed> {
-        WatchClient::new(self.authed())
+        WatchClient::new(self.authed()).max_decoding_message_size(MAX_RECV)
     }
     pub fn lease(&self) -> LeaseClient<Authed> {
         LeaseClient::new(self.authed())

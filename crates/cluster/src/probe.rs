@@ -39,6 +39,12 @@ pub async fn channel(endpoint: &str) -> tonic::transport::Channel {
     dial(endpoint, Duration::from_secs(2), None).await.unwrap_or_else(|e| panic!("connect to {endpoint}: {e}"))
 }
 
+/// A gRPC channel to `endpoint` with no deadline on its requests, or why it could not connect
+/// within two seconds.
+pub async fn connect(endpoint: &str) -> Result<tonic::transport::Channel, String> {
+    dial(endpoint, Duration::from_secs(2), None).await.map_err(|e| format!("connect to {endpoint}: {e}"))
+}
+
 /// A channel for one probe: connecting and each request bounded by `timeout`.
 async fn try_channel(endpoint: &str, timeout: Duration) -> Option<tonic::transport::Channel> {
     dial(endpoint, timeout, Some(timeout)).await.ok()

@@ -42,7 +42,24 @@ pub struct GetArgs {
     /// Only write values when using the "simple" output format
     #[arg(long = "print-value-only")]
     pub print_value_only: bool,
+    /// Use the RangeStream RPC
+    // (etcd 3.7's flag; a `--prefix` get uses it too whenever the server has it)
+    #[arg(long)]
+    pub stream: bool,
     pub args: Vec<String>,
+}
+
+/// Whether a get goes by RangeStream, and whether it falls back to Range when the server has
+/// none: `--stream` always (no fall-back), a `--prefix` get in key order when the server has it.
+pub fn streamed(a: &GetArgs, req: &RangeRequest) -> Option<bool> {
+    let key_order = req.sort_order == SortOrder::None as i32;
+    if a.stream {
+        Some(false)
+    } else if a.prefix && key_order && !req.count_only {
+        Some(true)
+    } else {
+        None
+    }
 }
 
 #[derive(Args, Debug, Clone)]

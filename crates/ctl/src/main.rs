@@ -326,10 +326,16 @@ async fn run(cli: Cli) -> Result<(), CtlError> {
         }
         Command::Get(a) => {
             let req = kv::range_request(&a)?;
+            let streamed = kv::streamed(&a, &req);
             let resp = ctx
                 .read(|c| {
                     let req = req.clone();
-                    async move { c.kv().range(req).await }
+                    async move {
+                        match streamed {
+                            Some(fall_back) => c.range_streamed(req, fall_back).await,
+                            None => c.kv().range(req).await,
+                        }
+                    }
                 })
                 .await?;
             let style = KvStyle { value_only: a.print_value_only, ..ctx.style };

@@ -104,8 +104,28 @@ impl KvProxy {
     }
 }
 
+type RangeStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<RangeStreamResponse, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl Kv for KvProxy {
+    type RangeStreamStream = RangeStream;
+
+    /// Forwarded chunk by chunk (no cache: a streamed range is one too large to keep).
+    async fn range_stream(&self, mut req: Request<RangeRequest>) -> Result<Response<RangeStream>, Status> {
+        use tokio_stream::StreamExt;
+        self.ns.range(req.get_mut())?;
+        let chunks = self.upstream.clone().range_stream(forward::request(req)).await?.into_inner();
+        let ns = self.ns.clone();
+        Ok(Response::new(Box::pin(chunks.map(move |chunk| {
+            chunk.map(|mut c| {
+                if let Some(r) = c.range_response.as_mut() {
+                    ns.range_resp(r);
+                }
+                c
+            })
+        }))))
+    }
+
     async fn range(&self, mut req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
         self.ns.range(req.get_mut())?;
         let r = req.get_ref();

@@ -17,7 +17,7 @@ use crate::observed_body::{Observer, observe};
 /// Every method rustcd serves, with go-grpc-prometheus' type, so that each has its zero
 /// series from the start (go-grpc-prometheus' `InitializeMetrics`).
 const METHODS: &[(&str, &[&str])] = &[
-    ("etcdserverpb.KV", &["Range", "Put", "DeleteRange", "Txn", "Compact"]),
+    ("etcdserverpb.KV", &["Range", "RangeStream", "Put", "DeleteRange", "Txn", "Compact"]),
     ("etcdserverpb.Watch", &["Watch"]),
     ("etcdserverpb.Lease", &["LeaseGrant", "LeaseRevoke", "LeaseKeepAlive", "LeaseTimeToLive", "LeaseLeases"]),
     ("etcdserverpb.Cluster", &["MemberAdd", "MemberRemove", "MemberUpdate", "MemberList", "MemberPromote"]),
@@ -75,7 +75,9 @@ const CODES: [&str; 17] = [
 fn kind(service: &str, method: &str) -> &'static str {
     match (service, method) {
         ("etcdserverpb.Watch", "Watch") | ("etcdserverpb.Lease", "LeaseKeepAlive") => "bidi_stream",
-        ("etcdserverpb.Maintenance", "Snapshot") | ("v3electionpb.Election", "Observe") => "server_stream",
+        ("etcdserverpb.Maintenance", "Snapshot")
+        | ("v3electionpb.Election", "Observe")
+        | ("etcdserverpb.KV", "RangeStream") => "server_stream",
         _ => "unary",
     }
 }

@@ -15,6 +15,7 @@ use crate::server::EtcdServer;
 use crate::validate;
 
 pub mod cluster;
+mod range_stream;
 
 /// The revision a response's header names (0 when it has none).
 fn revision(h: &Option<ResponseHeader>) -> i64 {
