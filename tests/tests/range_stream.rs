@@ -62,7 +62,7 @@ async fn range_stream_chunks_are_the_range() {
         assert_eq!(keys, whole.kvs, "limit {limit}: the chunks' keys in order are the range's");
         assert_eq!((last.more, last.count), (whole.more, whole.count), "limit {limit}");
         assert_eq!(last.count, KEYS as i64);
-        let (h, wh) = (last.header.clone().expect("header"), whole.header.clone().expect("header"));
+        let (h, wh) = (last.header.expect("header"), whole.header.expect("header"));
         assert_eq!((h.revision, h.member_id, h.cluster_id), (wh.revision, wh.member_id, wh.cluster_id));
     }
     let count = chunks(&mut kv, RangeRequest { count_only: true, ..prefix(0) }).await.expect("count only");
