@@ -65,6 +65,10 @@ async fn range_stream_chunks_are_the_range() {
         let (h, wh) = (last.header.expect("header"), whole.header.expect("header"));
         assert_eq!((h.revision, h.member_id, h.cluster_id), (wh.revision, wh.member_id, wh.cluster_id));
     }
+    // A large unary Range goes out as it is read (grpc/kv_range.rs): the same keys, keys-only too.
+    let keys_only = kv.range(RangeRequest { keys_only: true, ..prefix(0) }).await.expect("keys only").into_inner();
+    assert_eq!(keys_only.kvs.len(), KEYS);
+    assert!(keys_only.kvs.iter().all(|kv| kv.value.is_empty() && kv.version == 1 && kv.key.starts_with(b"big/")));
     let count = chunks(&mut kv, RangeRequest { count_only: true, ..prefix(0) }).await.expect("count only");
     assert_eq!((count.len(), count[0].count, count[0].kvs.len()), (1, KEYS as i64, 0));
 
@@ -101,6 +105,16 @@ async fn etcdctl_get_prefix_streams_from_rustcd_and_falls_back_on_etcd() {
     // All 6 MB, past a 4 MiB message.
     let all = get(Ctl::Ours, &ours, &["get", "big/", "--prefix"]);
     assert!(all.status.success() && all.stdout.len() > 6_000_000, "{}", String::from_utf8_lossy(&all.stderr));
+    // A Range request past --max-request-bytes and gRPC's overhead: grpc-go's refusal, from both.
+    let huge = RangeRequest { key: vec![b'k'; 3 << 20].into(), ..Default::default() };
+    let mut refusals = Vec::new();
+    for c in [&ours, &theirs] {
+        let mut kv = KvClient::new(channel(&c.members[0].endpoint()).await).max_encoding_message_size(usize::MAX);
+        let e = kv.range(huge.clone()).await.expect_err("too large");
+        refusals.push((e.code(), e.message().to_string()));
+    }
+    assert_eq!(refusals[0], refusals[1]);
+    assert_eq!(refusals[0].0, Code::ResourceExhausted, "{refusals:?}");
     let explicit = get(Ctl::Ours, &theirs, &["get", "big/0001", "--stream"]);
     assert!(!explicit.status.success(), "--stream on a server without RangeStream fails");
     assert!(

@@ -68,7 +68,7 @@ use crate::membership::Membership;
 use crate::server::{EtcdServer, Parts};
 
 /// gRPC framing allowance above `--max-request-bytes`, as etcd's.
-const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+pub(crate) const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
 /// A running member: its server core and the raft node behind it.
 pub struct Running {
@@ -368,6 +368,7 @@ async fn serve_clients(
     }
     let mut grpc = routes
         .into_axum_router()
+        .route(grpc::kv_range::PATH, axum::routing::post(grpc::kv_range::handle).with_state(s.clone()))
         .layer(axum::middleware::map_response(grpc::size_limit::rewrite))
         .layer(axum::middleware::from_fn_with_state(s.clone(), auth::layer))
         .layer(axum::middleware::from_fn(grpc::metrics::layer));

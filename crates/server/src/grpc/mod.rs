@@ -5,6 +5,7 @@ pub mod auth;
 pub mod cluster;
 pub mod election;
 pub mod kv;
+pub mod kv_range;
 pub mod lease;
 pub mod lock;
 pub mod maintenance;

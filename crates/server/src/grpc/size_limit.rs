@@ -51,7 +51,7 @@ pub(crate) fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn percent_encode(s: &str) -> String {
+pub(crate) fn percent_encode(s: &str) -> String {
     s.bytes()
         .map(|c| if (0x20..0x7f).contains(&c) && c != b'%' { (c as char).to_string() } else { format!("%{c:02X}") })
         .collect()

@@ -26,7 +26,32 @@ impl EtcdServer {
     /// A Range: local for serializable reads, after a ReadIndex round otherwise. The backend
     /// read runs on a blocking thread.
     pub async fn range(&self, r: RangeRequest) -> Result<RangeResponse, ServerError> {
-        validate::range(&r)?;
+        self.before_range(&r).await?;
+        let store = self.store().clone();
+        let mut resp = blocking(move || store.range(&r)).await??;
+        resp.header = self.header(revision(&resp.header));
+        Ok(resp)
+    }
+
+    /// A Range as the gRPC path answers it ([`crate::grpc::kv_range`]): planned and measured
+    /// when it can be, so that its answer is written from the backend as it goes; built whole
+    /// when it sorts, filters or only counts.
+    pub async fn range_planned(&self, r: RangeRequest) -> Result<crate::grpc::kv_range::Answer, ServerError> {
+        use crate::grpc::kv_range::{Answer, Planned};
+        if !rustcd_mvcc::plannable(&r) {
+            return Ok(Answer::Whole(self.range(r).await?));
+        }
+        self.before_range(&r).await?;
+        let store = self.store().clone();
+        let mut planned = blocking(move || store.plan_range(&r).and_then(Planned::measure)).await??;
+        planned.header = self.header(planned.plan.current_rev);
+        Ok(Answer::Planned(Box::new(planned)))
+    }
+
+    /// What a Range waits for and is checked against before it reads: its request, a
+    /// linearizable read's ReadIndex, the caller's permission.
+    async fn before_range(&self, r: &RangeRequest) -> Result<(), ServerError> {
+        validate::range(r)?;
         if !r.serializable {
             self.linearizable_barrier().await?;
         }
@@ -34,10 +59,7 @@ impl EtcdServer {
             let who = crate::auth::caller()?;
             self.auth().is_range_permitted(who.as_ref(), &r.key, &r.range_end)?;
         }
-        let store = self.store().clone();
-        let mut resp = blocking(move || store.range(&r)).await??;
-        resp.header = self.header(revision(&resp.header));
-        Ok(resp)
+        Ok(())
     }
 
     pub async fn put(self: &std::sync::Arc<Self>, p: PutRequest) -> Result<PutResponse, ServerError> {

@@ -1,0 +1,252 @@
+//! `KV.Range` served by hand rather than by tonic, so that a large answer goes from the backend
+//! into the reply as it is read instead of being built whole (etcd builds a range's answer
+//! several times over: a known cause of running out of memory on Kubernetes lists).
+//!
+//! A gRPC message's length comes before its bytes. Each record the range returns is stored as
+//! its `KeyValue` message, so the length is known from the records' sizes (a first pass over
+//! the backend snapshot); the records then follow in 256 KiB chunks from a blocking thread, as
+//! HTTP/2 flow control takes them. An answer up to 1 MiB is found in the first pass and sent
+//! whole. The request side is tonic's: one uncompressed length-prefixed message of at most
+//! `--max-request-bytes` (and gRPC's overhead), decoded with prost; errors are trailers-only
+//! answers with etcd's codes and texts. Sorted, filtered and count-only ranges are built as
+//! before ([`crate::v3`]).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::Response;
+use bytes::{BufMut, Bytes, BytesMut};
+use http_body::Frame;
+use http_body_util::{BodyExt, StreamBody};
+use prost::Message;
+use prost::encoding::{self, WireType};
+use rustcd_api::etcdserverpb::{RangeRequest, ResponseHeader};
+use rustcd_mvcc::RangePlan;
+use tokio::sync::mpsc;
+use tonic::Status;
+
+use crate::server::EtcdServer;
+
+pub const PATH: &str = "/etcdserverpb.KV/Range";
+
+/// Answers up to this size are read in the first pass and sent in one piece.
+const WHOLE_UP_TO: usize = 1 << 20;
+/// The size of a streamed answer's pieces.
+const CHUNK: usize = 256 << 10;
+/// grpc-go's default largest message a server sends (math.MaxInt32).
+const MAX_SEND: usize = i32::MAX as usize;
+
+type Frames = mpsc::Receiver<Result<Frame<Bytes>, Infallible>>;
+
+pub async fn handle(State(s): State<Arc<EtcdServer>>, req: Request) -> Response {
+    let max = s.config().raw.max_request_bytes as usize + crate::GRPC_OVERHEAD_BYTES;
+    let answer = async {
+        let r = read_request(req, max).await?;
+        reply(s.range_planned(r).await?)
+    };
+    answer.await.unwrap_or_else(|status: Status| status.into_http())
+}
+
+/// One uncompressed gRPC message of at most `max` bytes.
+async fn read_request(req: Request, max: usize) -> Result<RangeRequest, Status> {
+    if let Some(enc) = req.headers().get("grpc-encoding").and_then(|v| v.to_str().ok())
+        && enc != "identity"
+    {
+        return Err(Status::unimplemented(format!("Content is compressed with `{enc}` which isn't supported")));
+    }
+    let mut body = req.into_body();
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Status::internal(format!("error reading a body from connection: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            buf.extend_from_slice(&data);
+        }
+        if buf.len() >= 5 {
+            let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+            if len > max {
+                return Err(Status::resource_exhausted(format!(
+                    "grpc: received message larger than max ({len} vs. {max})"
+                )));
+            }
+            if buf.len() >= 5 + len {
+                break;
+            }
+        }
+    }
+    if buf.len() < 5 {
+        return Err(Status::internal("Missing request message."));
+    }
+    if buf[0] != 0 {
+        return Err(Status::internal(
+            "protocol error: received message with compressed-flag but no grpc-encoding was specified",
+        ));
+    }
+    let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+    let msg = buf.get(5..5 + len).ok_or_else(|| Status::internal("Missing request message."))?;
+    RangeRequest::decode(msg).map_err(|e| Status::internal(format!("failed to decode Protobuf message: {e}")))
+}
+
+/// A Range's answer: built whole, or planned.
+pub enum Answer {
+    Whole(rustcd_api::etcdserverpb::RangeResponse),
+    Planned(Box<Planned>),
+}
+
+/// A planned range, after its first pass: each entry's size, and the entries themselves while
+/// they add up to [`WHOLE_UP_TO`].
+pub struct Planned {
+    pub plan: RangePlan,
+    pub header: Option<ResponseHeader>,
+    sizes: Vec<usize>,
+    first: Vec<Bytes>,
+}
+
+impl Planned {
+    /// The first pass over `plan` (on a blocking thread: it reads the backend).
+    pub fn measure(plan: RangePlan) -> Result<Planned, rustcd_mvcc::Error> {
+        let (mut sizes, mut first, mut kept) = (Vec::with_capacity(plan.len()), Vec::new(), 0);
+        for i in 0..plan.len() {
+            if first.len() == i && kept < WHOLE_UP_TO {
+                let e = plan.entry(i)?;
+                kept += e.len();
+                sizes.push(e.len());
+                first.push(e);
+            } else {
+                sizes.push(plan.entry_len(i)?);
+            }
+        }
+        Ok(Planned { plan, header: None, sizes, first })
+    }
+
+    /// The message's length: header, each entry as field 2, `more`, `count`.
+    fn message_len(&self) -> usize {
+        let header = self.header.as_ref().map_or(0, |h| encoding::message::encoded_len(1, h));
+        let kvs: usize = self.sizes.iter().map(|n| 1 + encoding::encoded_len_varint(*n as u64) + n).sum();
+        let more = if self.plan.more { encoding::bool::encoded_len(3, &true) } else { 0 };
+        let count = if self.plan.count != 0 { encoding::int64::encoded_len(4, &self.plan.count) } else { 0 };
+        header + kvs + more + count
+    }
+
+    /// The gRPC frame prefix and the header field.
+    fn start(&self, len: usize, buf: &mut BytesMut) {
+        buf.put_u8(0);
+        buf.put_u32(len as u32);
+        if let Some(h) = &self.header {
+            encoding::message::encode(1, h, buf);
+        }
+    }
+
+    /// One returned record as field 2.
+    fn entry(entry: &[u8], buf: &mut BytesMut) {
+        encoding::encode_key(2, WireType::LengthDelimited, buf);
+        encoding::encode_varint(entry.len() as u64, buf);
+        buf.put_slice(entry);
+    }
+
+    fn end(&self, buf: &mut BytesMut) {
+        if self.plan.more {
+            encoding::bool::encode(3, &true, buf);
+        }
+        if self.plan.count != 0 {
+            encoding::int64::encode(4, &self.plan.count, buf);
+        }
+    }
+}
+
+fn trailers(status: &Status) -> Frame<Bytes> {
+    let mut t = HeaderMap::new();
+    t.insert("grpc-status", HeaderValue::from(status.code() as i32));
+    if !status.message().is_empty()
+        && let Ok(v) = HeaderValue::from_str(&super::size_limit::percent_encode(status.message()))
+    {
+        t.insert("grpc-message", v);
+    }
+    Frame::trailers(t)
+}
+
+fn response(frames: Frames) -> Response {
+    let body = Body::new(StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(frames)));
+    let mut r = Response::new(body);
+    r.headers_mut().insert("content-type", HeaderValue::from_static("application/grpc"));
+    r
+}
+
+fn reply(answer: Answer) -> Result<Response, Status> {
+    let p = match answer {
+        Answer::Planned(p) => *p,
+        Answer::Whole(resp) => {
+            let len = resp.encoded_len();
+            let mut buf = BytesMut::with_capacity(5 + len);
+            buf.put_u8(0);
+            buf.put_u32(len as u32);
+            resp.encode_raw(&mut buf);
+            let (tx, rx) = mpsc::channel(2);
+            let _ = tx.try_send(Ok(Frame::data(buf.freeze())));
+            let _ = tx.try_send(Ok(trailers(&Status::ok(""))));
+            return Ok(response(rx));
+        }
+    };
+    let len = p.message_len();
+    if len > MAX_SEND {
+        return Err(Status::resource_exhausted(format!(
+            "grpc: trying to send message larger than max ({len} vs. {MAX_SEND})"
+        )));
+    }
+    let (tx, rx) = mpsc::channel(2);
+    if p.first.len() == p.plan.len() {
+        let mut buf = BytesMut::with_capacity(5 + len);
+        p.start(len, &mut buf);
+        for e in &p.first {
+            Planned::entry(e, &mut buf);
+        }
+        p.end(&mut buf);
+        let _ = tx.try_send(Ok(Frame::data(buf.freeze())));
+        let _ = tx.try_send(Ok(trailers(&Status::ok(""))));
+        return Ok(response(rx));
+    }
+    tokio::task::spawn_blocking(move || stream(p, len, tx));
+    Ok(response(rx))
+}
+
+/// The second pass: the answer in chunks, then its trailers; stops when the client goes away.
+fn stream(p: Planned, len: usize, tx: mpsc::Sender<Result<Frame<Bytes>, Infallible>>) {
+    let send = |b: Bytes| tx.blocking_send(Ok(Frame::data(b))).is_ok();
+    let mut buf = BytesMut::with_capacity(CHUNK + 64);
+    p.start(len, &mut buf);
+    for i in 0..p.plan.len() {
+        let e = match p.first.get(i) {
+            Some(e) => e.clone(),
+            None => match p.plan.entry(i) {
+                Ok(e) if e.len() == p.sizes[i] => e,
+                Ok(_) => {
+                    let _ = tx.blocking_send(Ok(trailers(&Status::internal("range entry changed size"))));
+                    return;
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Ok(trailers(&Status::internal(e.to_string()))));
+                    return;
+                }
+            },
+        };
+        if e.len() >= CHUNK {
+            // A large record goes out as it is, after what is buffered.
+            encoding::encode_key(2, WireType::LengthDelimited, &mut buf);
+            encoding::encode_varint(e.len() as u64, &mut buf);
+            if !send(buf.split().freeze()) || !send(e) {
+                return;
+            }
+            continue;
+        }
+        Planned::entry(&e, &mut buf);
+        if buf.len() >= CHUNK && !send(buf.split().freeze()) {
+            return;
+        }
+    }
+    p.end(&mut buf);
+    if send(buf.split().freeze()) {
+        let _ = tx.blocking_send(Ok(trailers(&Status::ok(""))));
+    }
+}
