@@ -187,7 +187,7 @@ pub async fn compare(o: &Options) {
             let c = start(server, row.members, o, &[]);
             let mut p = p.clone();
             if o.auth {
-                p.token = Some(crate::enable_auth(&c.members[0].endpoint()).await);
+                p.token = Some(crate::extras::enable_auth(&c.members[0].endpoint()).await);
             }
             reports.push(load::run(&c, &p).await);
         }

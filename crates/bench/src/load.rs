@@ -166,15 +166,20 @@ pub async fn run_on(endpoints: &[String], pids: &[u32], p: &Params) -> Result<Re
     let start: Arc<OnceLock<Instant>> = Arc::new(OnceLock::new());
     let ready = Arc::new(tokio::sync::Barrier::new(p.clients + 1));
     let bar = crate::report::bar(p.total);
+    // Clients set up (a lease each, for some workloads) at most 100 at a time, before the timed
+    // run: 10,000 grants at once starve the members of heartbeats and cost them their leader.
+    let opening = Arc::new(tokio::sync::Semaphore::new(100));
     let mut tasks = Vec::new();
     for i in 0..p.clients {
         let channel = channels[i % channels.len()].clone();
-        let (next, start, ready, bar, p, token) =
-            (next.clone(), start.clone(), ready.clone(), bar.clone(), p.clone(), token.clone());
+        let (next, start, ready, bar, p, token, opening) =
+            (next.clone(), start.clone(), ready.clone(), bar.clone(), p.clone(), token.clone(), opening.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors: BTreeMap<String, usize> = BTreeMap::new();
+            let permit = opening.acquire_owned().await;
             let ctx = ClientCtx::open(channel, &p, &token).await;
+            drop(permit);
             ready.wait().await;
             let mut ctx = match ctx {
                 Ok(c) => c,
