@@ -44,6 +44,8 @@ pub fn write(path: &Path, charts: &[Series]) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
+            .x_labels(6)
+            .light_line_style(WHITE)
             .x_desc("latency (ms, log scale)")
             .y_desc("fraction of requests")
             .draw()
