@@ -1,4 +1,4 @@
-//! `compare`: the table, each row run against rustcd and then the real etcd on clusters
+//! `compare`: the performance table, each row run against rustcd and then the real etcd on clusters
 //! started for it (pinned: servers on one set of cores, the load generator on the others), and
 //! the performance targets checked against the figures.
 

@@ -205,7 +205,7 @@ enum Cmd {
         #[arg(long, default_value_t = 256)]
         val_size: usize,
     },
-    /// The comparison table: each row run against rustcd, then etcd, with the ratio.
+    /// The performance table: each row run against rustcd, then etcd, with the ratio and the targets.
     Compare {
         /// Requests per row.
         #[arg(long, default_value_t = 20_000)]
