@@ -10,10 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::{Request, Response};
-use axum::middleware::Next;
+use axum::http::Request;
 use rustcd_api::etcdserverpb::request_op::Request as TxnOp;
 use rustcd_api::etcdserverpb::{PutRequest, RequestOp, TxnRequest};
 use rustcd_api::rustcdpb::internal_request::Request as Op;
@@ -62,16 +59,28 @@ pub fn resolve(s: &EtcdServer, token: Option<&str>, common_name: Option<&str>) -
     }
 }
 
-/// The middleware: resolves the caller and runs the handler with it.
-pub async fn layer(State(s): State<Arc<EtcdServer>>, req: Request<Body>, next: Next) -> Response<Body> {
+/// The raft index a gRPC request's token was made at, when this member may not have applied it
+/// yet (a token made through another member): wait for it before [`caller_of`].
+pub fn token_index<B>(req: &Request<B>) -> Option<u64> {
+    req.headers().get("token").and_then(|v| v.to_str().ok()).and_then(AuthStore::token_index)
+}
+
+/// Waits (a bounded time) until this member applied the entry that made a token.
+pub async fn wait_for_token(s: &EtcdServer, index: u64) {
+    s.wait_applied(index, TOKEN_WAIT).await;
+}
+
+/// Who a gRPC request's token (or TLS common name) names ([`crate::grpc::entry`] runs the
+/// handler as this caller).
+pub fn caller_of<B>(s: &EtcdServer, req: &Request<B>) -> Caller {
     let token = req.headers().get("token").and_then(|v| v.to_str().ok());
-    // A token made through another member is known here once this member applied it.
-    if let Some(index) = token.and_then(AuthStore::token_index) {
-        s.wait_applied(index, TOKEN_WAIT).await;
-    }
     let cn = req.extensions().get::<PeerCommonName>().map(|c| c.0.as_str());
-    let caller = resolve(&s, token, cn);
-    CALLER.scope(caller, next.run(req)).await
+    resolve(s, token, cn)
+}
+
+/// Runs `f` as `caller`: [`caller`] and [`current`] answer it inside.
+pub async fn scoped<F: std::future::Future>(caller: Caller, f: F) -> F::Output {
+    CALLER.scope(caller, f).await
 }
 
 /// The apply layer that answers auth requests and refuses what the request's sender may not do.

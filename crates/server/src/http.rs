@@ -120,29 +120,6 @@ pub fn routes(s: Arc<EtcdServer>) -> Router {
         .with_state(s)
 }
 
-/// The client port: gRPC requests (`content-type: application/grpc...`) go to `grpc`, every
-/// other request to `http`, as etcd chooses per request (so an unknown path is etcd's 404, not
-/// an empty gRPC answer).
-pub fn by_content_type(grpc: Router, http: Router) -> Router {
-    grpc.layer(axum::middleware::from_fn(move |req: axum::extract::Request, next: axum::middleware::Next| {
-        let mut http = http.clone();
-        async move {
-            let is_grpc = req
-                .headers()
-                .get(axum::http::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.starts_with("application/grpc"));
-            if is_grpc {
-                return next.run(req).await;
-            }
-            match tower_service::Service::call(&mut http, req).await {
-                Ok(r) => r,
-                Err(never) => match never {},
-            }
-        }
-    }))
-}
-
 async fn version() -> String {
     json!({"etcdserver": rustcd_api::ETCD_VERSION, "etcdcluster": rustcd_api::ETCD_CLUSTER_VERSION}).to_string()
 }

@@ -368,23 +368,22 @@ async fn serve_clients(
     }
     let mut grpc = routes
         .into_axum_router()
-        .route(grpc::kv_range::PATH, axum::routing::post(grpc::kv_range::handle).with_state(s.clone()))
-        .layer(axum::middleware::map_response(grpc::size_limit::rewrite))
-        .layer(axum::middleware::from_fn_with_state(s.clone(), auth::layer))
-        .layer(axum::middleware::from_fn(grpc::metrics::layer));
+        .route(grpc::kv_range::PATH, axum::routing::post(grpc::kv_range::handle).with_state(s.clone()));
     if let Some(t) = &cfg.raw.distributed_tracing {
         let tracer = otel::Tracer::start(t).map_err(StartError::Config)?;
         grpc = grpc.layer(axum::middleware::from_fn_with_state(tracer, otel::layer));
     }
     let access = http::Access { cors: cfg.raw.cors.clone(), hosts: cfg.raw.host_whitelist.clone() };
-    let router = if cfg.listen_client_http_urls.is_empty() {
-        http::by_content_type(grpc, http::client_routes(s, access))
+    let http = if cfg.listen_client_http_urls.is_empty() {
+        Some(http::client_routes(s.clone(), access))
     } else {
         // etcd's --listen-client-http-urls: HTTP moves off the client URLs to its own listeners
         let what = "serving client traffic insecurely; this is strongly discouraged!";
-        listen::serve_on(&cfg.listen_client_http_urls, http::client_routes(s, access), what, &opts).await?;
-        grpc
+        listen::serve_on(&cfg.listen_client_http_urls, http::client_routes(s.clone(), access), what, &opts).await?;
+        None
     };
+    let entry = grpc::entry::Entry { server: s, http };
+    let router = grpc.layer(axum::middleware::from_fn_with_state(entry, grpc::entry::layer));
     let bound = listen::serve_on(
         &cfg.listen_client_urls,
         router,

@@ -87,6 +87,8 @@ pub async fn serve_on(
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(o.max_concurrent_streams)
+        // grpc-go sends no `date` on its answers; formatting one is work per response.
+        .auto_date_header(false)
         .keep_alive_interval((!o.keepalive_interval.is_zero()).then_some(o.keepalive_interval))
         .keep_alive_timeout(o.keepalive_timeout);
     let mut bound = Vec::with_capacity(urls.len());

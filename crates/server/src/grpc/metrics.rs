@@ -9,7 +9,6 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, Response};
-use axum::middleware::Next;
 use rustcd_metrics::{Histogram, IntCounter, get};
 
 use crate::observed_body::{Observer, observe};
@@ -84,7 +83,7 @@ fn kind(service: &str, method: &str) -> &'static str {
 
 /// One method's series, resolved once: a call then adds to counters instead of looking its
 /// labels up (a hash and a lock per series per call, and the label strings' allocations).
-struct Series {
+pub struct Series {
     started: IntCounter,
     received: IntCounter,
     sent: IntCounter,
@@ -131,19 +130,23 @@ pub fn initialize() {
     // from the start like the others.
 }
 
-/// The axum middleware on the gRPC router.
-pub async fn layer(req: Request<Body>, next: Next) -> Response<Body> {
-    // Only served methods are counted, as gRPC's interceptors see only those: a path a client
-    // makes up must not add series (labels the client chooses would grow without bound).
+/// The series of a served gRPC method (`None` for a path a client made up: only served methods
+/// are counted, as gRPC's interceptors see only those, so that labels a client chooses cannot
+/// grow without bound). Counts the call as started and its body's messages as they arrive.
+pub fn on_request(req: Request<Body>) -> (Request<Body>, Option<Arc<Series>>) {
     let Some(series) = SERIES.get(req.uri().path()).cloned() else {
-        return next.run(req).await;
+        return (req, None);
     };
     series.started.inc();
     let version = req.headers().get("client-api-version").and_then(|v| v.to_str().ok()).unwrap_or("unknown");
     get().server.client_requests_total.with_label_values(&[series.request_type, version]).inc();
     let (parts, body) = req.into_parts();
     let body = observe(body, Counted::new(series.clone(), Direction::Received));
-    let resp = next.run(Request::from_parts(parts, body)).await;
+    (Request::from_parts(parts, body), Some(series))
+}
+
+/// Counts the answer's messages as they leave, and the call as handled when it ends.
+pub fn on_response(series: Arc<Series>, resp: Response<Body>) -> Response<Body> {
     let (parts, body) = resp.into_parts();
     let mut counted = Counted::new(series, Direction::Sent);
     // A call refused before any message carries its status in the headers.

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod cluster;
 pub mod election;
+pub mod entry;
 pub mod kv;
 pub mod kv_range;
 pub mod lease;

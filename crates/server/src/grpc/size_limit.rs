@@ -7,7 +7,7 @@ use axum::http::{HeaderValue, Response};
 const TONIC_PREFIX: &str = "Error, decoded message length too large: found ";
 
 /// Rewrites a trailers-only `OutOfRange` size refusal into grpc-go's `ResourceExhausted`.
-pub async fn rewrite<B>(mut resp: Response<B>) -> Response<B> {
+pub fn rewrite<B>(mut resp: Response<B>) -> Response<B> {
     let h = resp.headers();
     if h.get("grpc-status").and_then(|v| v.to_str().ok()) != Some("11") {
         return resp;
