@@ -368,7 +368,10 @@ async fn serve_clients(
     }
     let mut grpc = routes
         .into_axum_router()
-        .route(grpc::kv_range::PATH, axum::routing::post(grpc::kv_range::handle).with_state(s.clone()));
+        .route(grpc::kv_range::PATH, axum::routing::post(grpc::kv_range::handle).with_state(s.clone()))
+        .route(grpc::unary::PUT, axum::routing::post(grpc::unary::put).with_state(s.clone()))
+        .route(grpc::unary::DELETE_RANGE, axum::routing::post(grpc::unary::delete_range).with_state(s.clone()))
+        .route(grpc::unary::TXN, axum::routing::post(grpc::unary::txn).with_state(s.clone()));
     if let Some(t) = &cfg.raw.distributed_tracing {
         let tracer = otel::Tracer::start(t).map_err(StartError::Config)?;
         grpc = grpc.layer(axum::middleware::from_fn_with_state(tracer, otel::layer));

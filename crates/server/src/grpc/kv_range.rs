@@ -16,12 +16,11 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::HeaderValue;
 use axum::response::Response;
 use bytes::{BufMut, Bytes, BytesMut};
 use http_body::Frame;
-use http_body_util::{BodyExt, StreamBody};
-use prost::Message;
+use http_body_util::StreamBody;
 use prost::encoding::{self, WireType};
 use rustcd_api::etcdserverpb::{RangeRequest, ResponseHeader};
 use rustcd_mvcc::RangePlan;
@@ -42,51 +41,12 @@ const MAX_SEND: usize = i32::MAX as usize;
 type Frames = mpsc::Receiver<Result<Frame<Bytes>, Infallible>>;
 
 pub async fn handle(State(s): State<Arc<EtcdServer>>, req: Request) -> Response {
-    let max = s.config().raw.max_request_bytes as usize + crate::GRPC_OVERHEAD_BYTES;
+    let max = super::unary::max_request(&s);
     let answer = async {
-        let r = read_request(req, max).await?;
+        let r: RangeRequest = super::unary::read_request(req, max).await?;
         reply(s.range_planned(r).await?)
     };
     answer.await.unwrap_or_else(|status: Status| status.into_http())
-}
-
-/// One uncompressed gRPC message of at most `max` bytes.
-async fn read_request(req: Request, max: usize) -> Result<RangeRequest, Status> {
-    if let Some(enc) = req.headers().get("grpc-encoding").and_then(|v| v.to_str().ok())
-        && enc != "identity"
-    {
-        return Err(Status::unimplemented(format!("Content is compressed with `{enc}` which isn't supported")));
-    }
-    let mut body = req.into_body();
-    let mut buf = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| Status::internal(format!("error reading a body from connection: {e}")))?;
-        if let Ok(data) = frame.into_data() {
-            buf.extend_from_slice(&data);
-        }
-        if buf.len() >= 5 {
-            let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
-            if len > max {
-                return Err(Status::resource_exhausted(format!(
-                    "grpc: received message larger than max ({len} vs. {max})"
-                )));
-            }
-            if buf.len() >= 5 + len {
-                break;
-            }
-        }
-    }
-    if buf.len() < 5 {
-        return Err(Status::internal("Missing request message."));
-    }
-    if buf[0] != 0 {
-        return Err(Status::internal(
-            "protocol error: received message with compressed-flag but no grpc-encoding was specified",
-        ));
-    }
-    let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
-    let msg = buf.get(5..5 + len).ok_or_else(|| Status::internal("Missing request message."))?;
-    RangeRequest::decode(msg).map_err(|e| Status::internal(format!("failed to decode Protobuf message: {e}")))
 }
 
 /// A Range's answer: built whole, or planned.
@@ -157,14 +117,7 @@ impl Planned {
 }
 
 fn trailers(status: &Status) -> Frame<Bytes> {
-    let mut t = HeaderMap::new();
-    t.insert("grpc-status", HeaderValue::from(status.code() as i32));
-    if !status.message().is_empty()
-        && let Ok(v) = HeaderValue::from_str(&super::size_limit::percent_encode(status.message()))
-    {
-        t.insert("grpc-message", v);
-    }
-    Frame::trailers(t)
+    Frame::trailers(super::unary::trailers(status))
 }
 
 fn response(frames: Frames) -> Response {
@@ -177,17 +130,7 @@ fn response(frames: Frames) -> Response {
 fn reply(answer: Answer) -> Result<Response, Status> {
     let p = match answer {
         Answer::Planned(p) => *p,
-        Answer::Whole(resp) => {
-            let len = resp.encoded_len();
-            let mut buf = BytesMut::with_capacity(5 + len);
-            buf.put_u8(0);
-            buf.put_u32(len as u32);
-            resp.encode_raw(&mut buf);
-            let (tx, rx) = mpsc::channel(2);
-            let _ = tx.try_send(Ok(Frame::data(buf.freeze())));
-            let _ = tx.try_send(Ok(trailers(&Status::ok(""))));
-            return Ok(response(rx));
-        }
+        Answer::Whole(resp) => return Ok(super::unary::one_message(&resp)),
     };
     let len = p.message_len();
     if len > MAX_SEND {

@@ -12,4 +12,5 @@ pub mod lock;
 pub mod maintenance;
 pub mod metrics;
 pub mod size_limit;
+pub mod unary;
 pub mod watch;
