@@ -121,25 +121,7 @@ enum Cmd {
         shape: Shape,
     },
     /// Benchmark watch: watchers, then puts; creation time and put-to-event latency
-    Watch {
-        #[arg(long, default_value_t = 10)]
-        streams: usize,
-        #[arg(long, default_value_t = 100)]
-        watch_per_stream: usize,
-        #[arg(long, default_value_t = 1)]
-        watched_key_total: usize,
-        /// Number of keys to put per second (0 is no limit)
-        #[arg(long, default_value_t = 0)]
-        put_rate: u64,
-        #[arg(long, default_value_t = 1000)]
-        put_total: usize,
-        #[arg(long, default_value_t = 32)]
-        key_size: usize,
-        #[arg(long, default_value_t = 1)]
-        key_space_size: usize,
-        #[arg(long)]
-        sequential_keys: bool,
-    },
+    Watch(watch::WatchParams),
     /// Benchmark watch with get
     WatchGet {
         #[arg(long, default_value_t = 10_000)]
@@ -389,29 +371,10 @@ async fn main() {
             let cfg = k8s::Config { objects: objects.max(1), page };
             load(g.params(Workload::K8s(cfg), &Shape { total, rate, val_size, ..NO_SHAPE })).await
         }
-        Cmd::Watch {
-            streams,
-            watch_per_stream,
-            watched_key_total,
-            put_rate,
-            put_total,
-            key_size,
-            key_space_size,
-            sequential_keys,
-        } => {
-            if key_space_size == 0 {
+        Cmd::Watch(wp) => {
+            if wp.key_space == 0 {
                 fail("expected positive --key-space-size");
             }
-            let wp = watch::WatchParams {
-                streams,
-                watch_per_stream,
-                watched_key_total,
-                put_rate,
-                put_total,
-                key_size,
-                key_space: key_space_size,
-                sequential_keys,
-            };
             let r = watch::watch(&g.channels().await, &None, &wp).await.unwrap_or_else(|e| fail(e));
             g.print(Some("Watch creation summary"), &r.create);
             g.print(Some("Put to event summary"), &r.events);

@@ -42,15 +42,31 @@ async fn open_stream(
 }
 
 /// etcd's `benchmark watch` flags.
-#[derive(Clone, Debug)]
+#[derive(clap::Args, Clone, Debug)]
 pub struct WatchParams {
+    /// Total watch streams
+    #[arg(long, default_value_t = 10)]
     pub streams: usize,
+    /// Total watchers per stream
+    #[arg(long, default_value_t = 100)]
     pub watch_per_stream: usize,
+    /// Total number of keys to be watched
+    #[arg(long, default_value_t = 1)]
     pub watched_key_total: usize,
+    /// Number of keys to put per second (0 is no limit)
+    #[arg(long, default_value_t = 0)]
     pub put_rate: u64,
+    /// Number of put requests
+    #[arg(long, default_value_t = 1000)]
     pub put_total: usize,
+    /// Key size of watch request
+    #[arg(long, default_value_t = 32)]
     pub key_size: usize,
+    /// Maximum possible keys
+    #[arg(long = "key-space-size", default_value_t = 1, value_parser = clap::value_parser!(usize))]
     pub key_space: usize,
+    /// Use sequential keys
+    #[arg(long)]
     pub sequential_keys: bool,
 }
 
