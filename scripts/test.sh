@@ -7,14 +7,15 @@ cd "$(dirname "$0")/.."
 
 # Debian's packages the tests run beside rustcd: the real etcd tools (compatibility tests),
 # Prometheus (it scrapes a cluster and runs etcd's dashboard queries, tests/tests/metrics.rs),
-# and Chromium with chromedriver (the dashboard in a real browser, tests/tests/dashboard.rs).
+# Chromium with chromedriver (the dashboard in a real browser, tests/tests/dashboard.rs), and
+# systemd's systemd-analyze (the unit file is verified, tests/tests/deployment.rs).
 if [ ! -x /usr/bin/etcdctl ] || [ ! -x /usr/bin/etcd ] || ! command -v prometheus >/dev/null \
-  || ! command -v chromedriver >/dev/null; then
+  || ! command -v chromedriver >/dev/null || ! command -v systemd-analyze >/dev/null; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends etcd-client etcd-server prometheus \
-    chromium chromium-driver
+    chromium chromium-driver systemd
   # Debian's packages may start system services on their default ports; tests pick their own.
 fi
 # Python clients people use with etcd, for tests/tests/python_clients.rs (pinned).

@@ -35,6 +35,7 @@ pub mod observed_body;
 pub mod otel;
 pub mod probes;
 pub mod quota;
+pub mod sd_notify;
 pub mod server;
 pub mod url;
 pub mod v2proxy;
@@ -300,6 +301,8 @@ async fn publish(s: Arc<EtcdServer>) {
                     let version = v.rsplit_once('.').map_or(v, |(major_minor, _)| major_minor);
                     tracing::info!(cluster_id = %cluster, local_member_id = %id, cluster_version = version, "set initial cluster version");
                     tracing::info!(cluster_version = version, "enabled capabilities for version");
+                    // Joined and serving: what a `Type=notify` unit waits for.
+                    sd_notify::ready();
                     return;
                 }
                 Err(e) => tracing::debug!(error = %e, "publish failed; retrying"),
