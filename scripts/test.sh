@@ -8,14 +8,15 @@ cd "$(dirname "$0")/.."
 # Debian's packages the tests run beside rustcd: the real etcd tools (compatibility tests),
 # Prometheus (it scrapes a cluster and runs etcd's dashboard queries, tests/tests/metrics.rs),
 # Chromium with chromedriver (the dashboard in a real browser, tests/tests/dashboard.rs), and
-# systemd's systemd-analyze (the unit file is verified, tests/tests/deployment.rs).
+# systemd's systemd-analyze and podman (the unit file is verified and the container image built
+# and unpacked, tests/tests/deployment.rs).
 if [ ! -x /usr/bin/etcdctl ] || [ ! -x /usr/bin/etcd ] || ! command -v prometheus >/dev/null \
-  || ! command -v chromedriver >/dev/null || ! command -v systemd-analyze >/dev/null; then
+  || ! command -v chromedriver >/dev/null || ! command -v systemd-analyze >/dev/null || ! command -v podman >/dev/null; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends etcd-client etcd-server prometheus \
-    chromium chromium-driver systemd
+    chromium chromium-driver systemd podman
   # Debian's packages may start system services on their default ports; tests pick their own.
 fi
 # Python clients people use with etcd, for tests/tests/python_clients.rs (pinned).

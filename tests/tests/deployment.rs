@@ -72,3 +72,152 @@ fn etcd_notifies_systemd_once_it_serves() {
     assert_eq!(stdout(&put), "OK\n", "{text}");
     assert!(text.contains("successfully notified init daemon"), "etcd's log line: {text}");
 }
+
+/// Removes a podman image (and its test containers) when the test ends, passed or failed.
+struct Image(String);
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        let _ = Command::new("podman").args(["rmi", "-f", &self.0]).output();
+    }
+}
+
+fn podman(args: &[&str]) -> std::process::Output {
+    let out = Command::new("podman").args(args).output().expect("podman (the test command installs it)");
+    assert!(out.status.success(), "podman {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// The image (`deploy/container/build.sh`, here from the debug build) holds the three binaries,
+/// the C libraries they link, a passwd and nothing else; runs as a non-root user with its data
+/// in /var/lib/etcd; and its binaries, run from the unpacked image, serve and answer. (Containers
+/// cannot run on these machines: crun may not set rlimits here, so the image's file system is
+/// what is run.)
+#[test]
+fn the_container_image_holds_the_binaries_only_and_they_serve() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let tag = format!("localhost/rustcd-test:{}", std::process::id());
+    let image = Image(tag.clone());
+    let out = Command::new(root.join("deploy/container/build.sh"))
+        .arg(&image.0)
+        .env("PROFILE", "debug")
+        .output()
+        .expect("build.sh");
+    assert!(out.status.success(), "build.sh: {}", String::from_utf8_lossy(&out.stderr));
+    let config = stdout(&podman(&[
+        "image",
+        "inspect",
+        &tag,
+        "--format",
+        "{{.Config.User}}|{{json .Config.Env}}|{{json .Config.Cmd}}",
+    ]));
+    assert_eq!(
+        config.trim(),
+        r#"10001:10001|["PATH=/usr/local/bin","ETCD_DATA_DIR=/var/lib/etcd"]|["/usr/local/bin/etcd"]"#
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let fs = dir.path().join("fs");
+    std::fs::create_dir(&fs).expect("mkdir");
+    let cid = stdout(&podman(&["create", &tag])).trim().to_string();
+    let tar = dir.path().join("image.tar");
+    podman(&["export", "-o", tar.to_str().expect("path"), &cid]);
+    podman(&["rm", &cid]);
+    let untar = Command::new("tar").arg("-xf").arg(&tar).arg("-C").arg(&fs).status().expect("tar");
+    assert!(untar.success());
+    let mut files = Vec::new();
+    let mut stack = vec![fs.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.push(p.strip_prefix(&fs).expect("inside").display().to_string());
+            }
+        }
+    }
+    files.sort();
+    // podman adds hosts, hostname and resolv.conf to a created container; the image has none.
+    let added = ["etc/hostname", "etc/hosts", "etc/resolv.conf"];
+    let files: Vec<&str> =
+        files.iter().map(String::as_str).filter(|f| !added.contains(f) && !f.starts_with("run/")).collect();
+    let want = [
+        "etc/group",
+        "etc/nsswitch.conf",
+        "etc/passwd",
+        "lib/x86_64-linux-gnu/libc.so.6",
+        "lib/x86_64-linux-gnu/libgcc_s.so.1",
+        "lib/x86_64-linux-gnu/libm.so.6",
+        "lib64/ld-linux-x86-64.so.2",
+        "usr/local/bin/etcd",
+        "usr/local/bin/etcdctl",
+        "usr/local/bin/etcdutl",
+    ];
+    assert_eq!(files, want);
+    assert!(!fs.join("bin/sh").exists(), "no shell in the image");
+
+    // The unpacked image's own loader and libraries run its binaries.
+    let run = |bin: &str| {
+        let mut c = Command::new(fs.join("lib64/ld-linux-x86-64.so.2"));
+        c.arg("--library-path").arg(fs.join("lib/x86_64-linux-gnu")).arg(fs.join("usr/local/bin").join(bin));
+        c
+    };
+    let version = run("etcdutl").arg("version").output().expect("etcdutl version");
+    assert!(stdout(&version).starts_with("etcdutl version: 3.5."), "{}", stdout(&version));
+    let (client, peer) = (free_port(), free_port());
+    let mut member = run("etcd")
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg(format!("--listen-client-urls=http://127.0.0.1:{client}"))
+        .arg(format!("--advertise-client-urls=http://127.0.0.1:{client}"))
+        .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
+        .arg(format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"))
+        .arg(format!("--initial-cluster=default=http://127.0.0.1:{peer}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("etcd from the image");
+    let endpoint = format!("--endpoints=127.0.0.1:{client}");
+    let started = Instant::now();
+    let mut put = String::new();
+    while started.elapsed() < Duration::from_secs(20) && put != "OK\n" {
+        put = stdout(&run("etcdctl").args([endpoint.as_str(), "put", "image", "works"]).output().expect("etcdctl put"));
+        if put != "OK\n" {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let get = run("etcdctl").args([endpoint.as_str(), "get", "image"]).output().expect("etcdctl get");
+    let _ = member.kill();
+    let _ = member.wait();
+    assert_eq!(put, "OK\n");
+    assert_eq!(stdout(&get), "image\nworks\n");
+}
+
+/// deploy/container/compose.yaml: three members, every flag and `ETCD_*` variable one that
+/// `etcd --help` knows.
+#[test]
+fn the_compose_file_names_only_flags_etcd_knows() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let text = std::fs::read_to_string(root.join("deploy/container/compose.yaml")).expect("compose.yaml");
+    let doc: serde_json::Value = serde_norway::from_str(&text).expect("compose.yaml is YAML");
+    let help = stdout(&Command::new(workspace_bin("etcd")).arg("--help").output().expect("etcd --help"));
+    let known = |flag: &str| help.contains(&format!("--{flag} ")) || help.contains(&format!("--{flag}\n"));
+    let services = doc["services"].as_object().expect("services");
+    assert_eq!(services.keys().collect::<Vec<_>>(), ["node1", "node2", "node3"]);
+    for (name, s) in services {
+        // YAML's merge key, as compose reads it: the service's own keys over the merged ones.
+        let mut merged = s["<<"].as_object().cloned().unwrap_or_default();
+        merged.extend(s.as_object().expect("service").clone());
+        let s = serde_json::Value::Object(merged);
+        assert_eq!(s["image"], "localhost/rustcd:latest", "{name}");
+        let command: Vec<&str> = s["command"].as_array().expect("command").iter().filter_map(|v| v.as_str()).collect();
+        assert_eq!(command[0], "/usr/local/bin/etcd");
+        for flag in command.iter().filter_map(|a| a.strip_prefix("--")) {
+            assert!(known(flag), "{name}: --{flag} is not an etcd flag");
+        }
+        for var in s["environment"].as_object().expect("environment").keys() {
+            let flag = var.strip_prefix("ETCD_").expect("ETCD_ variable").to_lowercase().replace('_', "-");
+            assert!(known(&flag), "{name}: {var} names no etcd flag");
+        }
+    }
+}
