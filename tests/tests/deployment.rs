@@ -221,3 +221,57 @@ fn the_compose_file_names_only_flags_etcd_knows() {
         }
     }
 }
+
+/// deploy/kubernetes/etcd.yaml, checked offline: the objects parse, the StatefulSet's service,
+/// selector, volumes and probe ports fit together, and every flag and `ETCD_*` variable it
+/// passes is one `etcd --help` knows.
+#[test]
+fn the_kubernetes_manifest_fits_together_and_names_only_etcd_flags() {
+    use serde::Deserialize;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let text = std::fs::read_to_string(root.join("deploy/kubernetes/etcd.yaml")).expect("etcd.yaml");
+    let docs: Vec<serde_json::Value> = serde_norway::Deserializer::from_str(&text)
+        .map(|d| serde_json::Value::deserialize(d).expect("a Kubernetes object"))
+        .collect();
+    let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+    assert_eq!(kinds, ["Service", "Service", "PodDisruptionBudget", "StatefulSet"]);
+    for d in &docs {
+        assert!(d["apiVersion"].is_string() && d["metadata"]["name"].is_string(), "{d}");
+    }
+    let headless = &docs[0];
+    assert_eq!(headless["spec"]["clusterIP"], "None");
+    let sts = &docs[3]["spec"];
+    assert_eq!(sts["serviceName"], headless["metadata"]["name"]);
+    assert_eq!(sts["replicas"], 3);
+    let labels = &sts["template"]["metadata"]["labels"];
+    assert_eq!(&sts["selector"]["matchLabels"], labels);
+    assert_eq!(&headless["spec"]["selector"], labels);
+    assert_eq!(&docs[2]["spec"]["selector"]["matchLabels"], labels);
+    let c = &sts["template"]["spec"]["containers"][0];
+    let ports: Vec<&str> = c["ports"].as_array().expect("ports").iter().filter_map(|p| p["name"].as_str()).collect();
+    for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+        let port = c[probe]["httpGet"]["port"].as_str().expect("a named port");
+        assert!(ports.contains(&port), "{probe} on {port}");
+        assert!(["/livez", "/readyz"].contains(&c[probe]["httpGet"]["path"].as_str().unwrap_or("")));
+    }
+    let claim = &sts["volumeClaimTemplates"][0]["metadata"]["name"];
+    assert_eq!(&c["volumeMounts"][0]["name"], claim);
+    let help = stdout(&Command::new(workspace_bin("etcd")).arg("--help").output().expect("etcd --help"));
+    let known = |flag: &str| help.contains(&format!("--{flag} ")) || help.contains(&format!("--{flag}\n"));
+    let args: Vec<&str> = c["args"].as_array().expect("args").iter().filter_map(|a| a.as_str()).collect();
+    assert!(args.iter().any(|a| a.starts_with("--listen-metrics-urls=http://0.0.0.0:2381")));
+    for a in &args {
+        let flag = a.strip_prefix("--").and_then(|f| f.split('=').next()).expect("--flag=value");
+        assert!(known(flag), "--{flag} is not an etcd flag");
+    }
+    let vars: Vec<&str> = c["env"].as_array().expect("env").iter().filter_map(|e| e["name"].as_str()).collect();
+    for v in vars.iter().filter_map(|v| v.strip_prefix("ETCD_")) {
+        assert!(known(&v.to_lowercase().replace('_', "-")), "ETCD_{v} names no etcd flag");
+    }
+    // $(VAR) in args must name a variable of the container, or Kubernetes leaves it as is.
+    for a in &args {
+        for var in a.split("$(").skip(1).filter_map(|rest| rest.split(')').next()) {
+            assert!(vars.contains(&var), "$({var}) is not a container variable");
+        }
+    }
+}
