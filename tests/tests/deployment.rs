@@ -13,6 +13,18 @@ fn unit_text() -> String {
     std::fs::read_to_string(path).expect("deploy/systemd/etcd.service")
 }
 
+/// The flags of a one-member cluster named `default` on loopback.
+fn one_member(data: &std::path::Path, client: u16, peer: u16) -> Vec<String> {
+    vec![
+        format!("--data-dir={}", data.display()),
+        format!("--listen-client-urls=http://127.0.0.1:{client}"),
+        format!("--advertise-client-urls=http://127.0.0.1:{client}"),
+        format!("--listen-peer-urls=http://127.0.0.1:{peer}"),
+        format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"),
+        format!("--initial-cluster=default=http://127.0.0.1:{peer}"),
+    ]
+}
+
 #[test]
 fn the_systemd_unit_verifies_and_is_hardened() {
     let dir = tempfile::tempdir().expect("dir");
@@ -47,13 +59,7 @@ fn etcd_notifies_systemd_once_it_serves() {
     let log = dir.path().join("log");
     let mut child = Command::new(workspace_bin("etcd"))
         .env("NOTIFY_SOCKET", &socket)
-        .args(["--name", "n1", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .arg(format!("--listen-client-urls=http://127.0.0.1:{client}"))
-        .arg(format!("--advertise-client-urls=http://127.0.0.1:{client}"))
-        .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
-        .arg(format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"))
-        .arg(format!("--initial-cluster=n1=http://127.0.0.1:{peer}"))
+        .args(one_member(&dir.path().join("data"), client, peer))
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).expect("log"))
         .spawn()
@@ -166,13 +172,7 @@ fn the_container_image_holds_the_binaries_only_and_they_serve() {
     assert!(stdout(&version).starts_with("etcdutl version: 3.5."), "{}", stdout(&version));
     let (client, peer) = (free_port(), free_port());
     let mut member = run("etcd")
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .arg(format!("--listen-client-urls=http://127.0.0.1:{client}"))
-        .arg(format!("--advertise-client-urls=http://127.0.0.1:{client}"))
-        .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
-        .arg(format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"))
-        .arg(format!("--initial-cluster=default=http://127.0.0.1:{peer}"))
+        .args(one_member(&dir.path().join("data"), client, peer))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
