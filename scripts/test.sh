@@ -22,6 +22,8 @@ fi
 # Python clients people use with etcd, for tests/tests/python_clients.rs (pinned).
 python3 -c 'import etcd3gw' 2>/dev/null || python3 -m pip install --quiet 'etcd3gw==2.7.0'
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
+# The Debian package is built in tests/tests/deployment.rs.
+command -v cargo-deb >/dev/null || cargo install --locked cargo-deb --version 3.8.0
 
 cargo build --bins --features rustcd-server/failpoints
 cargo nextest run --workspace --features rustcd-server/failpoints --profile ci "$@"

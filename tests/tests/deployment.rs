@@ -275,3 +275,58 @@ fn the_kubernetes_manifest_fits_together_and_names_only_etcd_flags() {
         }
     }
 }
+
+/// The Debian package (`cargo deb -p rustcd-server`, here from the debug build): named
+/// `rustcd`, in place of Debian's etcd-server and etcd-client, with the three binaries, the
+/// systemd unit (enabled and started on install), `/etc/default/etcd` as a conffile and the
+/// `etcd` system user made on configure; its binaries run. (Installing it here would remove
+/// the etcd the compatibility tests run against, so its payload is unpacked instead.)
+#[test]
+fn the_debian_package_carries_the_binaries_unit_and_user() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = tempfile::tempdir().expect("dir");
+    let deb = dir.path().join("rustcd.deb");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(&root)
+        .args(["deb", "-p", "rustcd-server", "--no-build", "--profile", "dev", "-o"])
+        .arg(&deb)
+        .output()
+        .expect("cargo deb (the test command installs cargo-deb)");
+    assert!(out.status.success(), "cargo deb: {}", String::from_utf8_lossy(&out.stderr));
+    let info = stdout(&Command::new("dpkg-deb").arg("--info").arg(&deb).output().expect("dpkg-deb"));
+    for line in [" Package: rustcd\n", " Conflicts: etcd-server, etcd-client\n", " Section: database\n"] {
+        assert!(info.contains(line), "{line:?} in {info}");
+    }
+    assert!(info.contains(" Depends: adduser"), "{info}");
+    let contents = stdout(&Command::new("dpkg-deb").arg("--contents").arg(&deb).output().expect("contents"));
+    let mut files: Vec<&str> =
+        contents.lines().filter(|l| l.starts_with('-')).filter_map(|l| l.split_whitespace().last()).collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "./etc/default/etcd",
+            "./usr/bin/etcd",
+            "./usr/bin/etcdctl",
+            "./usr/bin/etcdutl",
+            "./usr/lib/systemd/system/etcd.service",
+            "./usr/share/doc/rustcd/copyright",
+        ]
+    );
+    let control = dir.path().join("control");
+    let x = Command::new("dpkg-deb").arg("-e").arg(&deb).arg(&control).status().expect("dpkg-deb -e");
+    assert!(x.success());
+    let read = |name: &str| std::fs::read_to_string(control.join(name)).unwrap_or_default();
+    assert_eq!(read("conffiles").trim(), "/etc/default/etcd");
+    let postinst = read("postinst");
+    assert!(postinst.contains("adduser --system --group --home /var/lib/etcd"), "{postinst}");
+    assert!(postinst.contains("deb-systemd-helper enable etcd.service"), "{postinst}");
+    let payload = dir.path().join("payload");
+    let x = Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&payload).status().expect("dpkg-deb -x");
+    assert!(x.success());
+    let unit = std::fs::read_to_string(payload.join("usr/lib/systemd/system/etcd.service")).expect("unit");
+    assert_eq!(unit, unit_text(), "the packaged unit is deploy/systemd/etcd.service");
+    let version = Command::new(payload.join("usr/bin/etcd")).arg("--version").output().expect("packaged etcd");
+    assert!(stdout(&version).starts_with("etcd Version: 3.5."), "{}", stdout(&version));
+}
