@@ -12,6 +12,7 @@ use rustcd_api::etcdserverpb::{CompactionRequest, PutRequest, RangeRequest};
 use rustcd_cluster::{Cluster, Server, workspace_bin};
 
 use crate::load;
+use crate::proc::{PeakRss, mib, proc_usage};
 
 const REAL_ETCDCTL: &str = "/usr/bin/etcdctl";
 
@@ -42,30 +43,6 @@ fn run(cmd: &mut Command, what: &str) -> Duration {
     started.elapsed()
 }
 
-/// Largest RSS of `pid` while `f` runs, sampled every 10 ms, in bytes.
-fn peak_rss_during<T>(pid: u32, f: impl FnOnce() -> T) -> (T, f64) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut peak: f64 = 0.0;
-            while !stop.load(Ordering::Relaxed) {
-                peak = peak.max(crate::proc::proc_usage(pid).1);
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            peak
-        })
-    };
-    let out = f();
-    stop.store(true, Ordering::Relaxed);
-    let peak = sampler.join().unwrap_or(0.0);
-    (out, peak)
-}
-
-fn mib(b: f64) -> f64 {
-    b / (1024.0 * 1024.0)
-}
-
 /// Snapshot save (the real etcdctl for both servers), restore (each server's own tool: our
 /// etcdutl, etcd's etcdctl 3.4) and the first read after starting on the restored data.
 pub async fn snapshot(keys: usize, val_size: usize) {
@@ -77,16 +54,16 @@ pub async fn snapshot(keys: usize, val_size: usize) {
         let ep = c.members[0].endpoint();
         let pid = c.members[0].pid().unwrap_or(0);
         let snap = c.dir().join("bench.db");
-        let rss_before = crate::proc::proc_usage(pid).1;
-        let (save, peak) = peak_rss_during(pid, || {
-            run(
-                Command::new(REAL_ETCDCTL)
-                    .env("ETCDCTL_API", "3")
-                    .args(["--endpoints", &ep, "snapshot", "save"])
-                    .arg(&snap),
-                "snapshot save",
-            )
-        });
+        let rss_before = proc_usage(pid).1;
+        let sampler = PeakRss::start(pid);
+        let save = run(
+            Command::new(REAL_ETCDCTL)
+                .env("ETCDCTL_API", "3")
+                .args(["--endpoints", &ep, "snapshot", "save"])
+                .arg(&snap),
+            "snapshot save",
+        );
+        let peak = sampler.stop();
         let size = std::fs::metadata(&snap).map(|m| m.len()).unwrap_or(0);
         let mut planned = Cluster::planned(server, 1, &[]);
         let m = &planned.members[0];

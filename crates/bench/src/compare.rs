@@ -42,14 +42,20 @@ pub struct Pair {
     pub etcd: Report,
 }
 
+/// The ratio rustcd/etcd a target asks for.
+#[derive(Clone, Copy)]
+enum Goal {
+    AtLeast(f64),
+    AtMost(f64),
+}
+
 /// A performance target: one figure of both servers and the ratio it must reach.
 struct Target {
     what: String,
     rustcd: f64,
     etcd: f64,
     unit: &'static str,
-    at_least: Option<f64>,
-    at_most: Option<f64>,
+    goal: Goal,
 }
 
 impl Target {
@@ -58,15 +64,16 @@ impl Target {
     }
 
     fn met(&self) -> bool {
-        let r = self.ratio();
-        self.at_least.is_none_or(|t| r >= t) && self.at_most.is_none_or(|t| r <= t)
+        match self.goal {
+            Goal::AtLeast(t) => self.ratio() >= t,
+            Goal::AtMost(t) => self.ratio() <= t,
+        }
     }
 
     fn goal(&self) -> String {
-        match (self.at_least, self.at_most) {
-            (Some(t), _) => format!(">= {t:.2}"),
-            (_, Some(t)) => format!("<= {t:.2}"),
-            _ => String::new(),
+        match self.goal {
+            Goal::AtLeast(t) => format!(">= {t:.2}"),
+            Goal::AtMost(t) => format!("<= {t:.2}"),
         }
     }
 }
@@ -453,88 +460,37 @@ async fn range_stream(
 }
 
 fn targets(pairs: &[Pair], other: &[Other]) -> Vec<Target> {
+    use Goal::{AtLeast, AtMost};
     let pair = |name: &str| pairs.iter().find(|p| p.name.starts_with(name));
-    let mut t = Vec::new();
-    let throughput = |name: &str, what: &str, t: &mut Vec<Target>| {
-        if let Some(p) = pair(name) {
-            t.push(Target {
-                what: format!("{what}, throughput"),
-                rustcd: p.rustcd.requests_per_sec(),
-                etcd: p.etcd.requests_per_sec(),
-                unit: "req/s",
-                at_least: Some(2.0),
-                at_most: None,
-            });
-        }
-    };
-    throughput(PUT_1000, "put, 1000 clients / 100 conns", &mut t);
-    if let Some(p) = pair(PUT_1000) {
-        t.push(Target {
-            what: "server CPU per put, summed over members".into(),
-            rustcd: p.rustcd.cpu_us_per_req,
-            etcd: p.etcd.cpu_us_per_req,
-            unit: "us",
-            at_least: None,
-            at_most: Some(0.5),
-        });
-    }
-    throughput(RANGE, "linearizable range, 100 clients", &mut t);
-    throughput(TXN_MIXED, "txn-mixed 90/10", &mut t);
-    throughput(K8S, "Kubernetes-like mix", &mut t);
-    for o in other.iter().filter(|o| o.name.starts_with(WATCH)) {
-        if let Some((a, b)) = o.figure("peak_rss_mib") {
-            t.push(Target {
-                what: "watch, 10k watchers on one member: RSS".into(),
-                rustcd: a,
-                etcd: b,
-                unit: "MiB",
-                at_least: None,
-                at_most: Some(0.3),
-            });
-        }
-        if let Some((a, b)) = o.figure("event_p99_ms") {
-            t.push(Target {
-                what: "watch, 10k watchers: put -> event p99".into(),
-                rustcd: a,
-                etcd: b,
-                unit: "ms",
-                at_least: None,
-                at_most: Some(0.5),
-            });
-        }
-    }
-    for o in other.iter().filter(|o| o.name.starts_with(BIG_RANGE)) {
-        if let Some((a, b)) = o.figure("peak_rss_above_idle_mib") {
-            t.push(Target {
-                what: "one large range: peak member RSS above idle".into(),
-                rustcd: a,
-                etcd: b,
-                unit: "MiB",
-                at_least: None,
-                at_most: Some(0.25),
-            });
-        }
-        if let Some((a, b)) = o.figure("stream_peak_rss_above_idle_mib") {
-            t.push(Target {
-                what: "  the same by RangeStream (etcd: its Range)".into(),
-                rustcd: a,
-                etcd: b,
-                unit: "MiB",
-                at_least: None,
-                at_most: Some(0.25),
-            });
-        }
-    }
-    throughput(LEASES, "lease-keepalive", &mut t);
-    if let Some(p) = pair(PUT_1) {
-        t.push(Target {
-            what: "put, 1 client, p50 latency".into(),
-            rustcd: p.rustcd.p50_ms(),
-            etcd: p.etcd.p50_ms(),
-            unit: "ms",
-            at_least: None,
-            at_most: Some(0.6),
-        });
-    }
-    t
+    let both = |name: &str, f: fn(&Report) -> f64| pair(name).map(|p| (f(&p.rustcd), f(&p.etcd)));
+    let rps = |name: &str| both(name, Report::requests_per_sec);
+    let figure = |row: &str, key: &str| other.iter().filter(|o| o.name.starts_with(row)).find_map(|o| o.figure(key));
+    let rows = [
+        ("put, 1000 clients / 100 conns, throughput", rps(PUT_1000), "req/s", AtLeast(2.0)),
+        ("server CPU per put, summed over members", both(PUT_1000, |r| r.cpu_us_per_req), "us", AtMost(0.5)),
+        ("linearizable range, 100 clients, throughput", rps(RANGE), "req/s", AtLeast(2.0)),
+        ("txn-mixed 90/10, throughput", rps(TXN_MIXED), "req/s", AtLeast(2.0)),
+        ("Kubernetes-like mix, throughput", rps(K8S), "req/s", AtLeast(2.0)),
+        ("watch, 10k watchers on one member: RSS", figure(WATCH, "peak_rss_mib"), "MiB", AtMost(0.3)),
+        ("watch, 10k watchers: put -> event p99", figure(WATCH, "event_p99_ms"), "ms", AtMost(0.5)),
+        (
+            "one large range: peak member RSS above idle",
+            figure(BIG_RANGE, "peak_rss_above_idle_mib"),
+            "MiB",
+            AtMost(0.25),
+        ),
+        (
+            "  the same by RangeStream (etcd: its Range)",
+            figure(BIG_RANGE, "stream_peak_rss_above_idle_mib"),
+            "MiB",
+            AtMost(0.25),
+        ),
+        ("lease-keepalive, throughput", rps(LEASES), "req/s", AtLeast(2.0)),
+        ("put, 1 client, p50 latency", both(PUT_1, Report::p50_ms), "ms", AtMost(0.6)),
+    ];
+    rows.into_iter()
+        .filter_map(|(what, figures, unit, goal)| {
+            figures.map(|(rustcd, etcd)| Target { what: what.to_string(), rustcd, etcd, unit, goal })
+        })
+        .collect()
 }
