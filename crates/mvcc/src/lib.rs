@@ -26,6 +26,7 @@ pub mod watch;
 pub use bulk::{Loader, RowView};
 pub use error::{Error, Result};
 pub use key_range::KeyRange;
+pub use range::has_revision_filters;
 pub use range_plan::{RangePlan, plannable};
 pub use read_txn::is_read_only;
 pub use revision::Revision;

@@ -43,6 +43,12 @@ pub(crate) fn read_rev(st: &ReadState, requested: i64) -> Result<i64> {
     Ok(rev)
 }
 
+/// Whether a Range keeps only some revisions (etcd's `HasRevisionFilters`: min/max mod or
+/// create revision).
+pub fn has_revision_filters(r: &RangeRequest) -> bool {
+    r.min_mod_revision != 0 || r.max_mod_revision != 0 || r.min_create_revision != 0 || r.max_create_revision != 0
+}
+
 /// Serves one Range request; the header's revision is the store's current revision.
 pub(crate) fn range(st: &ReadState, table: &impl RevTable, r: &RangeRequest) -> Result<RangeResponse> {
     crate::metrics::range();
@@ -57,11 +63,7 @@ pub(crate) fn range(st: &ReadState, table: &impl RevTable, r: &RangeRequest) -> 
         });
         return Ok(RangeResponse { header, kvs: vec![], more: false, count });
     }
-    let filtered = r.sort_order != SortOrder::None as i32
-        || r.min_mod_revision != 0
-        || r.max_mod_revision != 0
-        || r.min_create_revision != 0
-        || r.max_create_revision != 0;
+    let filtered = r.sort_order != SortOrder::None as i32 || has_revision_filters(r);
     // Fetch one extra to learn `more`; with filters or sorting fetch all and cut afterwards.
     let fetch = if filtered || r.limit <= 0 { usize::MAX } else { r.limit as usize + 1 };
     let mut revs = Vec::new();

@@ -38,12 +38,7 @@ pub fn plannable(r: &RangeRequest) -> bool {
     // Any other target sorts, even without an order (ascending, as etcd).
     let key_order = r.sort_target == SortTarget::Key as i32
         && (r.sort_order == SortOrder::None as i32 || r.sort_order == SortOrder::Ascend as i32);
-    key_order
-        && !r.count_only
-        && r.min_mod_revision == 0
-        && r.max_mod_revision == 0
-        && r.min_create_revision == 0
-        && r.max_create_revision == 0
+    key_order && !r.count_only && !crate::range::has_revision_filters(r)
 }
 
 impl KvStore {

@@ -78,11 +78,6 @@ pub fn caller_of<B>(s: &EtcdServer, req: &Request<B>) -> Caller {
     resolve(s, token, cn)
 }
 
-/// Runs `f` as `caller`: [`caller`] and [`current`] answer it inside.
-pub async fn scoped<F: std::future::Future>(caller: Caller, f: F) -> F::Output {
-    CALLER.scope(caller, f).await
-}
-
 /// The apply layer that answers auth requests and refuses what the request's sender may not do.
 pub struct AuthGate {
     pub auth: Arc<AuthStore>,

@@ -42,7 +42,7 @@ pub async fn layer(State(e): State<Entry>, req: Request<Body>, next: Next) -> Re
         crate::auth::wait_for_token(&e.server, index).await;
     }
     let caller = crate::auth::caller_of(&e.server, &req);
-    let resp = super::size_limit::rewrite(crate::auth::scoped(caller, next.run(req)).await);
+    let resp = super::size_limit::rewrite(crate::auth::CALLER.scope(caller, next.run(req)).await);
     match series {
         Some(series) => super::metrics::on_response(series, resp),
         None => resp,

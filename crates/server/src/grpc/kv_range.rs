@@ -16,7 +16,6 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::HeaderValue;
 use axum::response::Response;
 use bytes::{BufMut, Bytes, BytesMut};
 use http_body::Frame;
@@ -92,8 +91,7 @@ impl Planned {
 
     /// The gRPC frame prefix and the header field.
     fn start(&self, len: usize, buf: &mut BytesMut) {
-        buf.put_u8(0);
-        buf.put_u32(len as u32);
+        super::unary::frame_prefix(len, buf);
         if let Some(h) = &self.header {
             encoding::message::encode(1, h, buf);
         }
@@ -101,9 +99,14 @@ impl Planned {
 
     /// One returned record as field 2.
     fn entry(entry: &[u8], buf: &mut BytesMut) {
-        encoding::encode_key(2, WireType::LengthDelimited, buf);
-        encoding::encode_varint(entry.len() as u64, buf);
+        Self::entry_head(entry.len(), buf);
         buf.put_slice(entry);
+    }
+
+    /// Field 2's tag and the length of a record of `len` bytes.
+    fn entry_head(len: usize, buf: &mut BytesMut) {
+        encoding::encode_key(2, WireType::LengthDelimited, buf);
+        encoding::encode_varint(len as u64, buf);
     }
 
     fn end(&self, buf: &mut BytesMut) {
@@ -121,10 +124,7 @@ fn trailers(status: &Status) -> Frame<Bytes> {
 }
 
 fn response(frames: Frames) -> Response {
-    let body = Body::new(StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(frames)));
-    let mut r = Response::new(body);
-    r.headers_mut().insert("content-type", HeaderValue::from_static("application/grpc"));
-    r
+    super::unary::grpc_response(Body::new(StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(frames))))
 }
 
 fn reply(answer: Answer) -> Result<Response, Status> {
@@ -138,7 +138,6 @@ fn reply(answer: Answer) -> Result<Response, Status> {
             "grpc: trying to send message larger than max ({len} vs. {MAX_SEND})"
         )));
     }
-    let (tx, rx) = mpsc::channel(2);
     if p.first.len() == p.plan.len() {
         let mut buf = BytesMut::with_capacity(5 + len);
         p.start(len, &mut buf);
@@ -146,10 +145,9 @@ fn reply(answer: Answer) -> Result<Response, Status> {
             Planned::entry(e, &mut buf);
         }
         p.end(&mut buf);
-        let _ = tx.try_send(Ok(Frame::data(buf.freeze())));
-        let _ = tx.try_send(Ok(trailers(&Status::ok(""))));
-        return Ok(response(rx));
+        return Ok(super::unary::one_frame(buf.freeze()));
     }
+    let (tx, rx) = mpsc::channel(2);
     tokio::task::spawn_blocking(move || stream(p, len, tx));
     Ok(response(rx))
 }
@@ -176,8 +174,7 @@ fn stream(p: Planned, len: usize, tx: mpsc::Sender<Result<Frame<Bytes>, Infallib
         };
         if e.len() >= CHUNK {
             // A large record goes out as it is, after what is buffered.
-            encoding::encode_key(2, WireType::LengthDelimited, &mut buf);
-            encoding::encode_varint(e.len() as u64, &mut buf);
+            Planned::entry_head(e.len(), &mut buf);
             if !send(buf.split().freeze()) || !send(e) {
                 return;
             }

@@ -83,17 +83,31 @@ pub fn trailers(status: &Status) -> HeaderMap {
     t
 }
 
+/// A gRPC frame's five-byte prefix: not compressed, `len` bytes of message.
+pub fn frame_prefix(len: usize, buf: &mut BytesMut) {
+    buf.put_u8(0);
+    buf.put_u32(len as u32);
+}
+
+/// A gRPC answer with `body` (its messages, then its trailers).
+pub fn grpc_response(body: Body) -> Response {
+    let mut r = Response::new(body);
+    r.headers_mut().insert("content-type", HeaderValue::from_static("application/grpc"));
+    r
+}
+
+/// A gRPC answer of one frame (prefix and message), then `grpc-status: 0`.
+pub fn one_frame(frame: Bytes) -> Response {
+    grpc_response(Body::new(Once { data: Some(frame), trailers: Some(trailers(&Status::ok(""))) }))
+}
+
 /// A gRPC answer of one message, then `grpc-status: 0`.
 pub fn one_message(msg: &impl Message) -> Response {
     let len = msg.encoded_len();
     let mut buf = BytesMut::with_capacity(5 + len);
-    buf.put_u8(0);
-    buf.put_u32(len as u32);
+    frame_prefix(len, &mut buf);
     msg.encode_raw(&mut buf);
-    let body = Once { data: Some(buf.freeze()), trailers: Some(trailers(&Status::ok(""))) };
-    let mut r = Response::new(Body::new(body));
-    r.headers_mut().insert("content-type", HeaderValue::from_static("application/grpc"));
-    r
+    one_frame(buf.freeze())
 }
 
 /// A body of one data frame and the trailers.

@@ -48,10 +48,16 @@ impl EtcdServer {
         Ok(Answer::Planned(Box::new(planned)))
     }
 
-    /// What a Range waits for and is checked against before it reads: its request, a
-    /// linearizable read's ReadIndex, the caller's permission.
+    /// What a Range waits for and is checked against before it reads: its request, then
+    /// [`EtcdServer::may_read`].
     async fn before_range(&self, r: &RangeRequest) -> Result<(), ServerError> {
         validate::range(r)?;
+        self.may_read(r).await
+    }
+
+    /// A checked range request's wait and permission: a linearizable read's ReadIndex, and the
+    /// caller's permission on its keys.
+    async fn may_read(&self, r: &RangeRequest) -> Result<(), ServerError> {
         if !r.serializable {
             self.linearizable_barrier().await?;
         }

@@ -37,7 +37,7 @@ fn check(r: &RangeRequest) -> Result<(), Status> {
     if !default_order {
         return Err(Status::unimplemented("RangeStream does not support custom sort orders"));
     }
-    if r.min_mod_revision != 0 || r.max_mod_revision != 0 || r.min_create_revision != 0 || r.max_create_revision != 0 {
+    if rustcd_mvcc::has_revision_filters(r) {
         return Err(Status::unimplemented("RangeStream does not support revision filters"));
     }
     Ok(())
@@ -54,13 +54,7 @@ impl EtcdServer {
     ) -> Result<(), Status> {
         validate::range(&r)?;
         check(&r)?;
-        if !r.serializable {
-            self.linearizable_barrier().await?;
-        }
-        if self.auth().is_enabled() {
-            let who = crate::auth::caller()?;
-            self.auth().is_range_permitted(who.as_ref(), &r.key, &r.range_end).map_err(ServerError::from)?;
-        }
+        self.may_read(&r).await?;
         let s = self.clone();
         tokio::spawn(async move {
             if let Err(e) = s.send_chunks(r, &out).await {
