@@ -91,7 +91,17 @@ async fn etcdctl_get_prefix_streams_from_rustcd_and_falls_back_on_etcd() {
     for c in [&ours, &theirs] {
         fill(&c.members[0].endpoint()).await;
     }
+    // big/0000 at version 2: sorted by version it comes last, over every chunk.
+    for c in [&ours, &theirs] {
+        let mut kv = KvClient::new(channel(&c.members[0].endpoint()).await);
+        let again = PutRequest { key: b"big/0000".to_vec().into(), value: b"v2".to_vec().into(), ..Default::default() };
+        kv.put(again).await.expect("put");
+    }
     let get = |ctl: Ctl, c: &Cluster, args: &[&str]| ctl.run(&c.members[0].endpoint(), args, None);
+    let by_version = ["get", "big/", "--prefix", "--keys-only", "--sort-by=VERSION"];
+    let sorted = stdout(&get(Ctl::Ours, &ours, &by_version));
+    assert!(sorted.trim_end().ends_with("big/0000"), "sorted over the whole range, not chunk by chunk");
+    assert_eq!(sorted, stdout(&get(Ctl::Real, &ours, &by_version)));
     for args in
         [&["get", "big/", "--prefix", "--keys-only"][..], &["get", "big/", "--prefix", "-w", "json", "--limit", "7"]]
     {

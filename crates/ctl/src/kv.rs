@@ -51,8 +51,10 @@ pub struct GetArgs {
 
 /// Whether a get goes by RangeStream, and whether it falls back to Range when the server has
 /// none: `--stream` always (no fall-back), a `--prefix` get in key order when the server has it.
+/// Only key order: with another `--sort-by` and no `--order` a Range sorts ascending, where
+/// RangeStream would sort each chunk on its own.
 pub fn streamed(a: &GetArgs, req: &RangeRequest) -> Option<bool> {
-    let key_order = req.sort_order == SortOrder::None as i32;
+    let key_order = req.sort_order == SortOrder::None as i32 && req.sort_target == SortTarget::Key as i32;
     if a.stream {
         Some(false)
     } else if a.prefix && key_order && !req.count_only {
