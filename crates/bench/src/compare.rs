@@ -86,8 +86,7 @@ fn start(server: Server, members: usize, o: &Options, extra: &[&str]) -> Cluster
     if let Some(pinning) = &o.pinning {
         for pid in c.members.iter().filter_map(|m| m.pid()) {
             if let Err(e) = pinning.pin_server(pid) {
-                eprintln!("rustcd-bench: {e}");
-                std::process::exit(1);
+                crate::fail(e);
             }
         }
     }
@@ -326,24 +325,13 @@ async fn watch_row(o: &Options) -> Other {
     for server in [Server::Rustcd, Server::Etcd] {
         let c = start(server, 3, o, &[]);
         let pid = c.members[0].pid().unwrap_or(0);
-        let channels = match crate::conn::connect(&[c.members[0].endpoint()], 10, false).await {
-            Ok(ch) => ch,
-            Err(e) => {
-                eprintln!("rustcd-bench: {e}");
-                std::process::exit(1);
-            }
-        };
+        let channels =
+            crate::conn::connect(&[c.members[0].endpoint()], 10, false).await.unwrap_or_else(|e| crate::fail(e));
         let idle = proc_usage(pid).1;
         let peak = PeakRss::start(pid);
         let r = watch(&channels, &None, &wp).await;
         let peak = peak.stop();
-        match r {
-            Ok(r) => results.push((r, idle, peak)),
-            Err(e) => {
-                eprintln!("rustcd-bench: watch: {e}");
-                std::process::exit(1);
-            }
-        }
+        results.push((r.unwrap_or_else(|e| crate::fail(format!("watch: {e}"))), idle, peak));
     }
     let (b, b_idle, b_peak) = results.pop().unwrap_or_else(|| unreachable!());
     let (a, a_idle, a_peak) = results.pop().unwrap_or_else(|| unreachable!());
@@ -395,10 +383,7 @@ async fn big_range_row(o: &Options) -> Other {
             eprintln!("({} failed txns while loading: {:?})", loaded.error_count(), loaded.errors.keys().next());
         }
         let pid = c.members[0].pid().unwrap_or(0);
-        let Ok(channel) = rustcd_cluster::probe::connect(&c.members[0].endpoint()).await else {
-            eprintln!("rustcd-bench: cannot connect to the large range's member");
-            std::process::exit(1);
-        };
+        let channel = rustcd_cluster::probe::connect(&c.members[0].endpoint()).await.unwrap_or_else(|e| crate::fail(e));
         let mut kv = KvClient::new(channel.clone()).max_decoding_message_size(usize::MAX);
         let all = RangeRequest { key: vec![0].into(), range_end: vec![0].into(), ..Default::default() };
         let idle = proc_usage(pid).1;

@@ -13,7 +13,6 @@ use rustcd_api::etcdserverpb::kv_client::KvClient;
 use rustcd_api::etcdserverpb::lease_client::LeaseClient;
 use rustcd_api::etcdserverpb::request_op::Request as ReqOp;
 use rustcd_api::etcdserverpb::response_op::Response as RespOp;
-use rustcd_api::etcdserverpb::watch_client::WatchClient;
 use rustcd_api::etcdserverpb::watch_request::RequestUnion;
 use rustcd_api::etcdserverpb::{
     Compare, LeaseGrantRequest, PutRequest, RangeRequest, RequestOp, TxnRequest, WatchCreateRequest, WatchRequest,
@@ -86,14 +85,8 @@ pub async fn setup(channel: &Channel, cfg: Config, val_size: usize, token: &Toke
             range_end: prefix_end(prefix.as_bytes()).into(),
             ..Default::default()
         };
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
-        // Before the call: a Go server answers the call with its first message.
-        tx.send(WatchRequest { request_union: Some(RequestUnion::CreateRequest(create)) })
-            .await
-            .map_err(|_| "watch stream closed".to_string())?;
-        let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
-        let mut watch = WatchClient::new(channel.clone());
-        let mut answers = watch.watch(with_token(stream, token)).await.map_err(|s| error_text(&s))?.into_inner();
+        let first = WatchRequest { request_union: Some(RequestUnion::CreateRequest(create)) };
+        let (tx, mut answers) = crate::watch::open_stream(channel, token, first, 1).await?;
         watchers.push(tokio::spawn(async move {
             let _keep_open = tx;
             while let Ok(Some(_events)) = answers.message().await {}

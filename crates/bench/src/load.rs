@@ -114,13 +114,7 @@ fn write_key(n: usize, p: &Params) -> Vec<u8> {
 /// member's CPU and RSS); a failure to connect ends the process with its reason.
 pub async fn run(c: &Cluster, p: &Params) -> Report {
     let pids: Vec<u32> = c.members.iter().filter_map(|m| m.pid()).collect();
-    match run_on(&c.endpoints(), &pids, p).await {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("rustcd-bench: {e}");
-            std::process::exit(1);
-        }
-    }
+    run_on(&c.endpoints(), &pids, p).await.unwrap_or_else(|e| crate::fail(e))
 }
 
 /// What one client holds: its connection and what its workload keeps between requests.

@@ -28,7 +28,7 @@ fn create(key: &[u8], start_revision: i64) -> WatchRequest {
 
 /// A watch stream: its request sender and its answers. The first request goes in before the
 /// call (a Go server answers the call with its first message).
-async fn open_stream(
+pub async fn open_stream(
     channel: &Channel,
     token: &Token,
     first: WatchRequest,
