@@ -8,8 +8,13 @@ use std::time::{Duration, Instant};
 
 use rustcd_testkit::{Ctl, free_port, stdout, workspace_bin};
 
+/// The repository's root (the test kit lives in `tests/`).
+fn repo() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
 fn unit_text() -> String {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/systemd/etcd.service");
+    let path = repo().join("deploy/systemd/etcd.service");
     std::fs::read_to_string(path).expect("deploy/systemd/etcd.service")
 }
 
@@ -101,7 +106,7 @@ fn podman(args: &[&str]) -> std::process::Output {
 /// what is run.)
 #[test]
 fn the_container_image_holds_the_binaries_only_and_they_serve() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = repo();
     let tag = format!("localhost/rustcd-test:{}", std::process::id());
     let image = Image(tag.clone());
     let out = Command::new(root.join("deploy/container/build.sh"))
@@ -197,7 +202,7 @@ fn the_container_image_holds_the_binaries_only_and_they_serve() {
 /// `etcd --help` knows.
 #[test]
 fn the_compose_file_names_only_flags_etcd_knows() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = repo();
     let text = std::fs::read_to_string(root.join("deploy/container/compose.yaml")).expect("compose.yaml");
     let doc: serde_json::Value = serde_norway::from_str(&text).expect("compose.yaml is YAML");
     let help = stdout(&Command::new(workspace_bin("etcd")).arg("--help").output().expect("etcd --help"));
@@ -228,7 +233,7 @@ fn the_compose_file_names_only_flags_etcd_knows() {
 #[test]
 fn the_kubernetes_manifest_fits_together_and_names_only_etcd_flags() {
     use serde::Deserialize;
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = repo();
     let text = std::fs::read_to_string(root.join("deploy/kubernetes/etcd.yaml")).expect("etcd.yaml");
     let docs: Vec<serde_json::Value> = serde_norway::Deserializer::from_str(&text)
         .map(|d| serde_json::Value::deserialize(d).expect("a Kubernetes object"))
@@ -283,7 +288,7 @@ fn the_kubernetes_manifest_fits_together_and_names_only_etcd_flags() {
 /// the etcd the compatibility tests run against, so its payload is unpacked instead.)
 #[test]
 fn the_debian_package_carries_the_binaries_unit_and_user() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = repo();
     let dir = tempfile::tempdir().expect("dir");
     let deb = dir.path().join("rustcd.deb");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
