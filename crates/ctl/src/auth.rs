@@ -11,6 +11,10 @@ use crate::kv::prefix_end;
 use crate::print::{emit, with_header};
 use crate::{CtlError, Ctx};
 
+/// The server's answer to `AuthEnable` when root lacks the root role (etcd's
+/// `ErrRootRoleNotExist`).
+const ROOT_ROLE_NOT_EXIST: &str = "etcdserver: root user does not have root role";
+
 #[derive(Subcommand, Debug)]
 pub enum AuthCmd {
     /// Disables authentication
@@ -97,7 +101,17 @@ pub async fn auth(ctx: &Ctx, cmd: AuthCmd) -> Result<(), CtlError> {
     let mut a = c.auth();
     match cmd {
         AuthCmd::Enable => {
-            let r = ctx.call(a.auth_enable(AuthEnableRequest {})).await?;
+            // As etcdctl: without a root role, make it and grant it to root, then try again.
+            let r = loop {
+                match ctx.call(a.auth_enable(AuthEnableRequest {})).await {
+                    Err(e) if e.msg == ROOT_ROLE_NOT_EXIST => {
+                        ctx.call(a.role_add(AuthRoleAddRequest { name: "root".into() })).await?;
+                        let grant = AuthUserGrantRoleRequest { user: "root".into(), role: "root".into() };
+                        ctx.call(a.user_grant_role(grant)).await?;
+                    }
+                    r => break r?,
+                }
+            };
             emit(ctx.format, &r, || with_header(&r.header, |o| o), || "Authentication Enabled\n".into());
         }
         AuthCmd::Disable => {
