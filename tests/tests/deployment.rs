@@ -288,17 +288,8 @@ fn the_kubernetes_manifest_fits_together_and_names_only_etcd_flags() {
 /// the etcd the compatibility tests run against, so its payload is unpacked instead.)
 #[test]
 fn the_debian_package_carries_the_binaries_unit_and_user() {
-    let root = repo();
     let dir = tempfile::tempdir().expect("dir");
-    let deb = dir.path().join("rustcd.deb");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .current_dir(&root)
-        .args(["deb", "-p", "rustcd-server", "--no-build", "--profile", "dev", "-o"])
-        .arg(&deb)
-        .output()
-        .expect("cargo deb (the test command installs cargo-deb)");
-    assert!(out.status.success(), "cargo deb: {}", String::from_utf8_lossy(&out.stderr));
+    let deb = build_deb(dir.path());
     let info = stdout(&Command::new("dpkg-deb").arg("--info").arg(&deb).output().expect("dpkg-deb"));
     for line in [" Package: rustcd\n", " Conflicts: etcd-server, etcd-client\n", " Section: database\n"] {
         assert!(info.contains(line), "{line:?} in {info}");
@@ -334,4 +325,125 @@ fn the_debian_package_carries_the_binaries_unit_and_user() {
     assert_eq!(unit, unit_text(), "the packaged unit is deploy/systemd/etcd.service");
     let version = Command::new(payload.join("usr/bin/etcd")).arg("--version").output().expect("packaged etcd");
     assert!(stdout(&version).starts_with("etcd Version: 3.5."), "{}", stdout(&version));
+}
+
+/// `cargo deb -p rustcd-server` from the debug build, into `dir`.
+fn build_deb(dir: &std::path::Path) -> std::path::PathBuf {
+    let deb = dir.join("rustcd.deb");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(repo())
+        .args(["deb", "-p", "rustcd-server", "--no-build", "--profile", "dev", "-o"])
+        .arg(&deb)
+        .output()
+        .expect("cargo deb (the test command installs cargo-deb)");
+    assert!(out.status.success(), "cargo deb: {}", String::from_utf8_lossy(&out.stderr));
+    deb
+}
+
+/// A Debian system booted under its own systemd by systemd-nspawn (its own PID, mount and
+/// network namespaces: its loopback is not the host's); shut down and reaped when dropped.
+struct Booted {
+    nspawn: std::process::Child,
+    init: u32,
+}
+
+impl Booted {
+    fn boot(root: &std::path::Path) -> Booted {
+        let nspawn = Command::new("systemd-nspawn")
+            .args(["--register=no", "--keep-unit", "--private-network", "--console=passive", "--quiet", "-b", "-D"])
+            .arg(root)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("systemd-nspawn (the test command installs systemd-container)");
+        let children = format!("/proc/{0}/task/{0}/children", nspawn.id());
+        // nspawn's child becomes the container's systemd once it has set the namespaces up.
+        let init = rustcd_testkit::wait_for("the container's systemd", Duration::from_secs(30), || {
+            let pid: u32 = std::fs::read_to_string(&children).ok()?.split_whitespace().next()?.parse().ok()?;
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+            (comm.trim() == "systemd").then_some(pid)
+        });
+        let booted = Booted { nspawn, init };
+        // systemctl answers once systemd has its socket up; --wait then waits for the boot.
+        rustcd_testkit::wait_for("the container to boot", Duration::from_secs(60), || {
+            let state = booted.sh(&["systemctl", "is-system-running", "--wait"]);
+            ["running\n", "degraded\n"].contains(&stdout(&state).as_str()).then_some(())
+        });
+        booted
+    }
+
+    /// Runs a command inside, in all of the container's namespaces.
+    fn sh(&self, args: &[&str]) -> std::process::Output {
+        Command::new("nsenter").args(["-t", &self.init.to_string(), "-a", "--"]).args(args).output().expect("nsenter")
+    }
+}
+
+impl Drop for Booted {
+    fn drop(&mut self) {
+        // SIGTERM asks nspawn for an orderly shutdown of the container; then make sure.
+        let _ = Command::new("kill").args(["-TERM", &self.nspawn.id().to_string()]).status();
+        let end = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.nspawn.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = Command::new("kill").args(["-KILL", &self.init.to_string()]).status();
+        let _ = self.nspawn.kill();
+        let _ = self.nspawn.wait();
+    }
+}
+
+/// The package installed as a user installs it, on a Debian system running systemd: this
+/// machine's Debian release, debootstrapped into a directory and booted by systemd-nspawn.
+/// `dpkg -i` makes the `etcd` user and enables and starts `etcd.service`; systemd has the unit
+/// active only once the member said READY=1 (`Type=notify`); the member runs as `etcd` with its
+/// data in /var/lib/etcd/default and serves etcdctl's default endpoint, and what it stored
+/// survives a restart. (`localhost` resolves to ::1 first in that system, as it may on any.)
+#[test]
+fn the_debian_package_installs_and_systemd_starts_a_member() {
+    let dir = tempfile::tempdir().expect("dir");
+    let deb = build_deb(dir.path());
+    let os = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+    let suite = os.lines().find_map(|l| l.strip_prefix("VERSION_CODENAME=")).unwrap_or("bookworm").to_string();
+    let root = dir.path().join("root");
+    let out = Command::new("debootstrap")
+        .args(["--variant=minbase", "--include=systemd,systemd-sysv,dbus,adduser", &suite])
+        .arg(&root)
+        .arg("http://deb.debian.org/debian")
+        .output()
+        .expect("debootstrap (the test command installs it; it runs as root)");
+    assert!(out.status.success(), "debootstrap: {}", String::from_utf8_lossy(&out.stderr));
+    // What an installed system has and debootstrap leaves to the installer.
+    std::fs::write(root.join("etc/hosts"), "::1\tlocalhost ip6-localhost ip6-loopback\n127.0.0.1\tlocalhost\n")
+        .expect("hosts");
+    std::fs::copy(&deb, root.join("root/rustcd.deb")).expect("copy the package in");
+
+    let system = Booted::boot(&root);
+    let install = system.sh(&["dpkg", "-i", "/root/rustcd.deb"]);
+    assert!(install.status.success(), "dpkg -i: {}{}", stdout(&install), String::from_utf8_lossy(&install.stderr));
+    let show = |prop: &str| {
+        let out = system.sh(&["systemctl", "show", "etcd", "--value", "-p", prop]);
+        stdout(&out).trim().to_string()
+    };
+    assert_eq!(show("UnitFileState"), "enabled");
+    assert_eq!(show("Type"), "notify");
+    rustcd_testkit::wait_for("etcd.service active", Duration::from_secs(30), || {
+        (show("ActiveState") == "active").then_some(())
+    });
+    let pid = show("MainPID");
+    let owner = system.sh(&["stat", "-c", "%U", &format!("/proc/{pid}"), "/var/lib/etcd/default"]);
+    assert_eq!(stdout(&owner), "etcd\netcd\n");
+    let journal = system.sh(&["journalctl", "-u", "etcd", "-o", "cat", "--no-pager"]);
+    assert!(stdout(&journal).contains("successfully notified init daemon"), "{}", stdout(&journal));
+
+    assert_eq!(stdout(&system.sh(&["etcdctl", "put", "installed", "by-dpkg"])), "OK\n");
+    let restart = system.sh(&["systemctl", "restart", "etcd"]);
+    assert!(restart.status.success(), "{}", String::from_utf8_lossy(&restart.stderr));
+    assert_eq!(show("ActiveState"), "active", "restart returns once the member is ready again");
+    let get = system.sh(&["etcdctl", "get", "installed"]);
+    assert_eq!(stdout(&get), "installed\nby-dpkg\n", "{}", String::from_utf8_lossy(&get.stderr));
 }

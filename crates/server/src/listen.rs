@@ -54,7 +54,11 @@ async fn bind(url: &Url, o: &ServeOpts) -> Result<(Listener, Option<std::net::So
         return Ok((Listener::Unix(tokio::net::UnixListener::bind(&url.host)?), None));
     }
     let mut last = None;
-    for addr in tokio::net::lookup_host(url.host_port()).await? {
+    // A name is bound at its first IPv4 address, as Go's net.Listen does ("localhost" is
+    // 127.0.0.1, where etcdctl's default endpoint points, even where ::1 resolves first).
+    let mut addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host(url.host_port()).await?.collect();
+    addrs.sort_by_key(|a| !a.is_ipv4());
+    for addr in addrs {
         let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
         // SO_REUSEADDR is always on, as Go's listeners (and so etcd's) have it on Linux.
         socket.set_reuseaddr(true)?;
