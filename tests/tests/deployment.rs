@@ -99,17 +99,12 @@ fn podman(args: &[&str]) -> std::process::Output {
     out
 }
 
-/// The image (`deploy/container/build.sh`, here from the debug build) holds the three binaries,
-/// the C libraries they link, a passwd and nothing else; runs as a non-root user with its data
-/// in /var/lib/etcd; and its binaries, run from the unpacked image, serve and answer. (Containers
-/// cannot run on these machines: crun may not set rlimits here, so the image's file system is
-/// what is run.)
-#[test]
-fn the_container_image_holds_the_binaries_only_and_they_serve() {
-    let root = repo();
-    let tag = format!("localhost/rustcd-test:{}", std::process::id());
+/// The image (`deploy/container/build.sh`, here from the debug build), built, checked for its
+/// config, exported and unpacked into `dir/fs`; removed from podman when the guard drops.
+fn unpacked_image(dir: &std::path::Path) -> (Image, std::path::PathBuf) {
+    let tag = format!("localhost/rustcd-test:{}-{}", std::process::id(), free_port());
     let image = Image(tag.clone());
-    let out = Command::new(root.join("deploy/container/build.sh"))
+    let out = Command::new(repo().join("deploy/container/build.sh"))
         .arg(&image.0)
         .env("PROFILE", "debug")
         .output()
@@ -126,15 +121,32 @@ fn the_container_image_holds_the_binaries_only_and_they_serve() {
         config.trim(),
         r#"10001:10001|["PATH=/usr/local/bin","ETCD_DATA_DIR=/var/lib/etcd"]|["/usr/local/bin/etcd"]"#
     );
-    let dir = tempfile::tempdir().expect("dir");
-    let fs = dir.path().join("fs");
+    let fs = dir.join("fs");
     std::fs::create_dir(&fs).expect("mkdir");
     let cid = stdout(&podman(&["create", &tag])).trim().to_string();
-    let tar = dir.path().join("image.tar");
+    let tar = dir.join("image.tar");
     podman(&["export", "-o", tar.to_str().expect("path"), &cid]);
     podman(&["rm", &cid]);
     let untar = Command::new("tar").arg("-xf").arg(&tar).arg("-C").arg(&fs).status().expect("tar");
     assert!(untar.success());
+    (image, fs)
+}
+
+/// A binary of the unpacked image, run by the image's own loader with the image's libraries.
+fn from_image(fs: &std::path::Path, bin: &str) -> Command {
+    let mut c = Command::new(fs.join("lib64/ld-linux-x86-64.so.2"));
+    c.arg("--library-path").arg(fs.join("lib/x86_64-linux-gnu")).arg(fs.join("usr/local/bin").join(bin));
+    c
+}
+
+/// The image holds the three binaries, the C libraries they link, a passwd and nothing else,
+/// runs as a non-root user with its data in /var/lib/etcd, and its binaries, run from the
+/// unpacked image, serve and answer. (Containers cannot run on these machines: crun may not
+/// set rlimits here, so the image's file system is what is run.)
+#[test]
+fn the_container_image_holds_the_binaries_only_and_they_serve() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (_image, fs) = unpacked_image(dir.path());
     let mut files = Vec::new();
     let mut stack = vec![fs.clone()];
     while let Some(d) = stack.pop() {
@@ -167,16 +179,10 @@ fn the_container_image_holds_the_binaries_only_and_they_serve() {
     assert_eq!(files, want);
     assert!(!fs.join("bin/sh").exists(), "no shell in the image");
 
-    // The unpacked image's own loader and libraries run its binaries.
-    let run = |bin: &str| {
-        let mut c = Command::new(fs.join("lib64/ld-linux-x86-64.so.2"));
-        c.arg("--library-path").arg(fs.join("lib/x86_64-linux-gnu")).arg(fs.join("usr/local/bin").join(bin));
-        c
-    };
-    let version = run("etcdutl").arg("version").output().expect("etcdutl version");
+    let version = from_image(&fs, "etcdutl").arg("version").output().expect("etcdutl version");
     assert!(stdout(&version).starts_with("etcdutl version: 3.5."), "{}", stdout(&version));
     let (client, peer) = (free_port(), free_port());
-    let mut member = run("etcd")
+    let mut member = from_image(&fs, "etcd")
         .args(one_member(&dir.path().join("data"), client, peer))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -186,16 +192,101 @@ fn the_container_image_holds_the_binaries_only_and_they_serve() {
     let started = Instant::now();
     let mut put = String::new();
     while started.elapsed() < Duration::from_secs(20) && put != "OK\n" {
-        put = stdout(&run("etcdctl").args([endpoint.as_str(), "put", "image", "works"]).output().expect("etcdctl put"));
+        put = stdout(
+            &from_image(&fs, "etcdctl").args([endpoint.as_str(), "put", "image", "works"]).output().expect("put"),
+        );
         if put != "OK\n" {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-    let get = run("etcdctl").args([endpoint.as_str(), "get", "image"]).output().expect("etcdctl get");
+    let get = from_image(&fs, "etcdctl").args([endpoint.as_str(), "get", "image"]).output().expect("etcdctl get");
     let _ = member.kill();
     let _ = member.wait();
     assert_eq!(put, "OK\n");
     assert_eq!(stdout(&get), "image\nworks\n");
+}
+
+/// Processes killed when the test ends, passed or failed.
+struct Killed(Vec<Option<std::process::Child>>);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        for c in self.0.iter_mut().flatten() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The walkthrough's three-member cluster from the image's binaries (compose.yaml's settings,
+/// on loopback ports): put, get and delete through different members, `endpoint status -w
+/// table` shows one leader, and when the leader is killed another member takes over.
+#[test]
+fn cluster_from_the_image_runs_the_walkthrough() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (_image, fs) = unpacked_image(dir.path());
+    let clients: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let peers: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let initial: Vec<String> = (0..3).map(|i| format!("node{}=http://127.0.0.1:{}", i + 1, peers[i])).collect();
+    let mut members = Killed(Vec::new());
+    for i in 0..3 {
+        let child = from_image(&fs, "etcd")
+            .env("ETCD_DATA_DIR", dir.path().join(format!("node{}", i + 1)))
+            .env("ETCD_INITIAL_CLUSTER", initial.join(","))
+            .env("ETCD_INITIAL_CLUSTER_STATE", "new")
+            .env("ETCD_INITIAL_CLUSTER_TOKEN", "etcd-cluster-1")
+            .env("ETCD_LISTEN_CLIENT_URLS", format!("http://127.0.0.1:{}", clients[i]))
+            .env("ETCD_LISTEN_PEER_URLS", format!("http://127.0.0.1:{}", peers[i]))
+            .args(["--name", &format!("node{}", i + 1)])
+            .args(["--advertise-client-urls", &format!("http://127.0.0.1:{}", clients[i])])
+            .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{}", peers[i])])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("etcd from the image");
+        members.0.push(Some(child));
+    }
+    let ctl = |i: usize, args: &[&str]| {
+        let out = from_image(&fs, "etcdctl")
+            .arg(format!("--endpoints=127.0.0.1:{}", clients[i]))
+            .args(args)
+            .output()
+            .expect("etcdctl from the image");
+        stdout(&out)
+    };
+    rustcd_testkit::wait_for("the cluster to take a put", Duration::from_secs(30), || {
+        (ctl(0, &["put", "srn", "pes1ug21csxxx"]) == "OK\n").then_some(())
+    });
+    assert_eq!(ctl(1, &["get", "srn"]), "srn\npes1ug21csxxx\n");
+    assert_eq!(ctl(2, &["put", "srn", "pes1ug21csxxx_your_name"]), "OK\n");
+    assert_eq!(ctl(0, &["get", "srn", "--print-value-only"]), "pes1ug21csxxx_your_name\n");
+    assert_eq!(ctl(1, &["del", "srn"]), "1\n");
+    let all = clients.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+    let status = |alive: &[usize]| {
+        let eps: Vec<String> = alive.iter().map(|&i| format!("127.0.0.1:{}", clients[i])).collect();
+        let out = from_image(&fs, "etcdctl")
+            .arg(format!("--endpoints={}", eps.join(",")))
+            .args(["endpoint", "status", "-w", "table"])
+            .output()
+            .expect("endpoint status");
+        eprintln!("{}", stdout(&out));
+        rustcd_testkit::parse_status_table(&stdout(&out))
+    };
+    let rows = status(&[0, 1, 2]);
+    assert_eq!(rows.len(), 3, "{all}");
+    let leaders: Vec<usize> = (0..3).filter(|&i| rows[i].2).collect();
+    assert_eq!(leaders.len(), 1, "one leader: {rows:?}");
+    let (old, old_term) = (leaders[0], rows[leaders[0]].3);
+    if let Some(mut c) = members.0[old].take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let alive: Vec<usize> = (0..3).filter(|&i| i != old).collect();
+    rustcd_testkit::wait_for("a new leader", Duration::from_secs(30), || {
+        let rows = status(&alive);
+        (rows.len() == 2 && rows.iter().filter(|r| r.2).count() == 1 && rows[0].3 > old_term).then_some(())
+    });
+    assert_eq!(ctl(alive[0], &["put", "after", "failover"]), "OK\n");
 }
 
 /// deploy/container/compose.yaml: three members, every flag and `ETCD_*` variable one that
