@@ -1,13 +1,12 @@
 //! rustcd-testkit: what process-level tests add to the local clusters of `rustcd-cluster`
 //! (re-exported here, so a test needs only this crate): [`Ctl`] runs the real `etcdctl` or
 //! ours, [`ClusterExt`] runs it against a member and crashes members at failpoints, writers and
-//! [`verify_cluster`] check that acknowledged writes survive, and the checkers
-//! ([`linearizability`], [`watch_check`]) judge recorded histories.
+//! [`verify_cluster`] check that acknowledged writes survive, and the checkers of
+//! `rustcd-verify` ([`linearizability`], [`watch_check`], re-exported) judge recorded histories.
 //!
 //! Test-only: no product crate depends on it.
 
-pub mod linearizability;
-pub mod watch_check;
+pub use rustcd_verify::{linearizability, watch_check};
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -360,16 +359,7 @@ pub async fn local_kvs(endpoint: &str, prefix: &[u8]) -> Result<(i64, Vec<(Vec<u
 }
 
 /// etcd's prefix end: the key with its last byte below 0xff incremented.
-pub fn prefix_end(p: &[u8]) -> Vec<u8> {
-    let mut end = p.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
-}
+pub use rustcd_verify::record::prefix_end;
 
 /// HashKV of the member at `endpoint` at `revision`.
 pub async fn hash_kv(endpoint: &str, revision: i64) -> Result<u32, tonic::Status> {

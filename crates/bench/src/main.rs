@@ -3,7 +3,8 @@
 //! Kubernetes-like mix (`k8s`), against any cluster; and side-by-side runs against the real etcd
 //! (Debian's `etcd-server`) on clusters it starts, printing both figures and their ratio:
 //! `compare` (the performance table and its targets, servers and load generator pinned to
-//! separate cores), `failover`, `snapshot` and `defrag`.
+//! separate cores), `failover`, `snapshot` and `defrag`; and `verify`, a linearizability and
+//! watch check of any cluster, under faults when its members run here.
 //!
 //! Depends on the process launcher (`rustcd-cluster`) to start clusters, never on the test kit.
 
@@ -18,6 +19,7 @@ mod plot;
 mod proc;
 mod report;
 mod stm;
+mod verify;
 mod watch;
 
 use clap::{Parser, Subcommand};
@@ -82,6 +84,9 @@ struct Shape {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Check a cluster: linearizable per key, watch guarantees, members agree; under faults
+    /// when its members run on this machine
+    Verify(verify::VerifyArgs),
     /// Benchmark put
     Put(Shape),
     /// Benchmark range (of the given key or range; without one, of keys written first)
@@ -338,6 +343,11 @@ async fn main() {
         }
     };
     match cmd {
+        Cmd::Verify(a) => match verify::run(&g.endpoints, g.clients, g.json(), a).await {
+            Ok(true) => {}
+            Ok(false) => std::process::exit(1),
+            Err(e) => fail(e),
+        },
         Cmd::Put(s) => load(g.params(Workload::Put, &s)).await,
         Cmd::Range { key, end, consistency, shape } => {
             let mut p = g.params(Workload::Range, &shape);

@@ -27,9 +27,14 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// Starts the proxy; panics when `port` cannot be bound (tests pick free ports).
     pub fn start(port: u16, target: u16) -> Proxy {
-        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind proxy port");
-        listener.set_nonblocking(true).expect("nonblocking proxy listener");
+        Proxy::try_start(port, target).unwrap_or_else(|e| panic!("proxy on port {port}: {e}"))
+    }
+
+    pub fn try_start(port: u16, target: u16) -> std::io::Result<Proxy> {
+        let listener = TcpListener::bind(("127.0.0.1", port))?;
+        listener.set_nonblocking(true)?;
         let fault = Arc::new(Mutex::new(Fault::Healthy));
         let stop = Arc::new(AtomicBool::new(false));
         let (f, s) = (fault.clone(), stop.clone());
@@ -46,7 +51,7 @@ impl Proxy {
                 }
             }
         });
-        Proxy { port, fault, stop }
+        Ok(Proxy { port, fault, stop })
     }
 
     pub fn set(&self, f: Fault) {

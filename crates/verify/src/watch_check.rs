@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use crate::linearizability::{Action, Op};
 
 /// One event as a watcher received it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Seen {
     pub rev: i64,
     pub key: String,
@@ -91,19 +91,25 @@ fn written(o: &Op) -> Option<&str> {
     }
 }
 
-/// Every acknowledged put is an event, and every put event is a put some client made.
-pub fn check_writes(history: &[Op], canonical: &[Seen]) -> Result<(), String> {
+/// The acknowledged writes no event shows: writes the cluster said it made and lost.
+pub fn lost_writes<'a>(history: &'a [Op], canonical: &[Seen]) -> Vec<&'a Op> {
     let events: HashSet<(&str, &str)> =
         canonical.iter().filter(|e| e.put).map(|e| (e.key.as_str(), e.value.as_str())).collect();
-
-    let made: HashSet<(&str, &str)> = history.iter().filter_map(|o| Some((o.key.as_str(), written(o)?))).collect();
     let acknowledged = |o: &&Op| {
         o.ret.is_some()
             && matches!(o.action, Action::Put(_) | Action::PutLease(..) | Action::Cas { succeeded: Some(true), .. })
     };
-    if let Some(lost) =
-        history.iter().filter(acknowledged).find(|o| written(o).is_some_and(|v| !events.contains(&(o.key.as_str(), v))))
-    {
+    history
+        .iter()
+        .filter(acknowledged)
+        .filter(|o| written(o).is_some_and(|v| !events.contains(&(o.key.as_str(), v))))
+        .collect()
+}
+
+/// Every acknowledged put is an event, and every put event is a put some client made.
+pub fn check_writes(history: &[Op], canonical: &[Seen]) -> Result<(), String> {
+    let made: HashSet<(&str, &str)> = history.iter().filter_map(|o| Some((o.key.as_str(), written(o)?))).collect();
+    if let Some(lost) = lost_writes(history, canonical).first() {
         return Err(format!("acknowledged write lost: {lost:?}"));
     }
     if let Some(phantom) = canonical.iter().find(|e| e.put && !made.contains(&(e.key.as_str(), e.value.as_str()))) {

@@ -6,8 +6,11 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use serde::Serialize;
+
 /// What a client did to one key.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Action {
     /// Put a value.
     Put(String),
@@ -25,7 +28,8 @@ pub enum Action {
 }
 
 /// One operation: invoked at `call`, answered at `ret` (None: no answer, may have happened).
-#[derive(Clone, Debug)]
+/// Times are nanoseconds from the start of the run.
+#[derive(Clone, Debug, Serialize)]
 pub struct Op {
     pub client: usize,
     pub key: String,
@@ -168,6 +172,25 @@ pub fn check_key(ops: &[Op]) -> bool {
             cur = next[call];
         }
     }
+}
+
+/// `ops` with every unanswered write that never took effect left out: one whose value no event
+/// of the keyspace shows (`written`: the (key, value) of every put event, from a watch of the
+/// whole run). Values are unique per write, so a write with no event never happened, and
+/// "never" is a legal place for it; without this, each unanswered write is open to the end of
+/// time and the search grows with every one of them (as etcd's robustness suite, the history
+/// is patched with what the watch saw).
+pub fn patch(ops: &[Op], written: &HashSet<(&str, &str)>) -> Vec<Op> {
+    let never = |o: &Op| {
+        o.ret.is_none()
+            && match &o.action {
+                Action::Put(v) | Action::PutLease(v, _) | Action::Cas { new: v, .. } => {
+                    !written.contains(&(o.key.as_str(), v.as_str()))
+                }
+                _ => false,
+            }
+    };
+    ops.iter().filter(|o| !never(o)).cloned().collect()
 }
 
 /// The keys whose histories have no linearization.
@@ -436,5 +459,18 @@ mod tests {
             }
         }
         assert!(check_key(&ops));
+    }
+
+    #[test]
+    fn patching_drops_only_unanswered_writes_no_event_shows() {
+        let ops = vec![
+            op(0, put("shown"), 0, None),
+            op(0, put("never"), 1, None),
+            op(0, put("answered"), 2, Some(3)),
+            op(1, Action::Delete(None), 4, None),
+        ];
+        let written: HashSet<(&str, &str)> = [("k", "shown"), ("k", "answered")].into();
+        let kept: Vec<Action> = patch(&ops, &written).into_iter().map(|o| o.action).collect();
+        assert_eq!(kept, [put("shown"), put("answered"), Action::Delete(None)]);
     }
 }

@@ -1,0 +1,258 @@
+//! Judging a recorded run and writing what a person reads: the verdict (one line, counts,
+//! problems, or JSON), `history.json`, `verdict.json`, and an HTML timeline per failing key.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rustcd_api::etcdserverpb::HashKvRequest;
+use rustcd_api::etcdserverpb::kv_client::KvClient;
+use rustcd_api::etcdserverpb::maintenance_client::MaintenanceClient;
+use rustcd_verify::linearizability::{self, Action, Op};
+use rustcd_verify::record::{self, History, Watched, Workload};
+use rustcd_verify::{minimize, timeline, watch_check};
+use serde_json::json;
+use tonic::transport::Channel;
+
+pub struct Context<'a> {
+    pub endpoints: &'a [String],
+    pub channels: &'a [Channel],
+    pub w: &'a Workload,
+    pub start: Instant,
+    pub clients: usize,
+    /// The first revision of the run (after the prefix was cleared).
+    pub from: i64,
+}
+
+/// A key whose operations show a violation, with the operations a person needs to see it.
+pub struct Failing {
+    pub key: String,
+    /// `not linearizable` or `acknowledged write lost`.
+    pub kind: &'static str,
+    pub ops: Vec<Op>,
+    pub culprit: Option<usize>,
+}
+
+pub struct Verdict {
+    pub history: Vec<Op>,
+    pub events: usize,
+    pub faults: Vec<String>,
+    pub failing: Vec<Failing>,
+    /// Every violation and every check that could not be made, one line each.
+    pub problems: Vec<String>,
+    pub revision: i64,
+}
+
+/// Polls `f` every 200 ms until it gives a value or `limit` passes.
+async fn poll<T, F, Fut>(limit: Duration, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if Instant::now() > end {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The ops on `key` around `op` (call order), with `op` marked: a lost write's context.
+fn around(history: &[Op], key: &str, lost: &Op) -> (Vec<Op>, Option<usize>) {
+    let mut ops: Vec<Op> = history.iter().filter(|o| o.key == key).cloned().collect();
+    ops.sort_by_key(|o| (o.call, o.ret));
+    let i = ops.iter().position(|o| o.call == lost.call && o.client == lost.client && o.action == lost.action);
+    let i = i.unwrap_or(0);
+    let (lo, hi) = (i.saturating_sub(6), (i + 7).min(ops.len()));
+    (ops[lo..hi].to_vec(), Some(i - lo))
+}
+
+pub async fn judge(ctx: &Context<'_>, history: &History, watched: &[Watched], faults: Vec<String>) -> Verdict {
+    let mut problems = Vec::new();
+    // Every member answers again (a restarted one may still be catching up), then each
+    // reads every key: the reads that close the history.
+    let mut history = history.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    for (i, ch) in ctx.channels.iter().enumerate() {
+        let reads = poll(Duration::from_secs(30), || async {
+            record::final_reads(ch.clone(), ctx.w, ctx.clients + i, ctx.start).await.ok()
+        });
+        match reads.await {
+            Some(ops) => history.extend(ops),
+            None => problems.push(format!("member {} ({}) did not answer reads after the run", i, ctx.endpoints[i])),
+        }
+    }
+
+    // One revision every member is asked for: the last one, read through the first member.
+    let mut kv = KvClient::new(ctx.channels[0].clone());
+    let revision = kv
+        .range(rustcd_api::etcdserverpb::RangeRequest {
+            key: ctx.w.prefix.as_bytes().to_vec().into(),
+            ..Default::default()
+        })
+        .await
+        .map_or(0, |r| r.into_inner().header.map_or(0, |h| h.revision));
+    // Watch: the canonical list from a fresh watch, then what each watcher saw.
+    let canonical = Watched::default();
+    let fresh =
+        tokio::spawn(record::watcher(ctx.channels[0].clone(), ctx.w.prefix.clone(), ctx.from, canonical.clone()));
+    let reached = |w: &Watched| {
+        let w = w.clone();
+        async move {
+            let log = w.lock().unwrap_or_else(|p| p.into_inner());
+            let last = log.events.last().map_or(0, |e| e.rev);
+            let marked = log.bookmarks.last().map_or(0, |b| b.1);
+            (last.max(marked) >= revision).then_some(())
+        }
+    };
+    if poll(Duration::from_secs(20), || reached(&canonical)).await.is_none() {
+        problems.push(format!("a fresh watch did not reach revision {revision}"));
+    }
+    fresh.abort();
+    let canonical: Vec<watch_check::Seen> = canonical
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .events
+        .iter()
+        .filter(|e| e.rev <= revision)
+        .cloned()
+        .collect();
+    // Unanswered writes no event shows never happened (values are unique): out of the search.
+    let written = canonical.iter().filter(|e| e.put).map(|e| (e.key.as_str(), e.value.as_str())).collect();
+    let patched = linearizability::patch(&history, &written);
+    let mut failing = Vec::new();
+    let mut by_key: BTreeMap<&str, Vec<Op>> = BTreeMap::new();
+    for op in &patched {
+        by_key.entry(op.key.as_str()).or_default().push(op.clone());
+    }
+    for key in linearizability::check(&patched) {
+        let ops = minimize::smallest_failing(by_key.get(key.as_str()).map_or(&[][..], |v| v));
+        problems.push(format!("{key}: not linearizable ({} operations show it)", ops.len()));
+        let culprit = ops.len().checked_sub(1);
+        failing.push(Failing { key, kind: "not linearizable", ops, culprit });
+    }
+    if let Err(e) = watch_check::check_prev_kv(&canonical) {
+        problems.push(format!("watch prev_kv: {e}"));
+    }
+    let lost = watch_check::lost_writes(&history, &canonical);
+    for op in &lost {
+        problems.push(format!("{}: acknowledged write lost: {}", op.key, timeline::describe(&op.action)));
+        if !failing.iter().any(|f| f.key == op.key) {
+            let (ops, culprit) = around(&history, &op.key, op);
+            failing.push(Failing { key: op.key.clone(), kind: "acknowledged write lost", ops, culprit });
+        }
+    }
+    if lost.is_empty()
+        && let Err(e) = watch_check::check_writes(&history, &canonical)
+    {
+        problems.push(format!("watch: {e}"));
+    }
+    let mut hashes = Vec::new();
+    for (i, ch) in ctx.channels.iter().enumerate() {
+        let hash = poll(Duration::from_secs(15), || async {
+            let r = MaintenanceClient::new(ch.clone()).hash_kv(HashKvRequest { revision }).await.ok()?;
+            Some(r.into_inner().hash)
+        });
+        match hash.await {
+            Some(h) => hashes.push(h),
+            None => problems.push(format!("member {i} gave no HashKV at revision {revision}")),
+        }
+    }
+    if hashes.windows(2).any(|w| w[0] != w[1]) {
+        problems.push(format!("HashKV differs across members at revision {revision}: {hashes:x?}"));
+    }
+
+    for (i, w) in watched.iter().enumerate() {
+        if poll(Duration::from_secs(20), || reached(w)).await.is_none() {
+            problems.push(format!("watcher {i} did not reach revision {revision}"));
+        }
+        let log = w.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Err(e) = watch_check::check_bookmarks(&log) {
+            problems.push(format!("watcher {i}: {e}"));
+        }
+        let seen: Vec<_> = log.events.into_iter().filter(|e| e.rev <= revision).collect();
+        if let Err(e) = watch_check::check_watcher(&seen, &canonical) {
+            problems.push(format!("watcher {i}: {e}"));
+        } else if seen.len() != canonical.len() {
+            problems.push(format!("watcher {i} saw {} of {} events", seen.len(), canonical.len()));
+        }
+    }
+    Verdict { history, events: canonical.len(), faults, failing, problems, revision }
+}
+
+fn file_name(key: &str) -> String {
+    let safe: String = key.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+    format!("key{safe}.html")
+}
+
+impl Verdict {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    pub fn line(&self) -> String {
+        if self.ok() {
+            format!("verdict: linearizable; watch guarantees held; members agree at revision {}", self.revision)
+        } else if self.failing.iter().any(|f| f.kind == "not linearizable") {
+            format!("verdict: NOT linearizable ({} problems)", self.problems.len())
+        } else {
+            format!("verdict: FAILED ({} problems)", self.problems.len())
+        }
+    }
+
+    fn count(&self, f: fn(&Op) -> bool) -> usize {
+        self.history.iter().filter(|o| f(o)).count()
+    }
+
+    pub fn counts(&self) -> String {
+        format!(
+            "operations: {} ({} puts, {} reads, {} deletes, {} compare-and-swaps, {} lease puts, {} revokes), unanswered: {}, watch events: {}, faults: {}",
+            self.history.len(),
+            self.count(|o| matches!(o.action, Action::Put(_))),
+            self.count(|o| matches!(o.action, Action::Get(_))),
+            self.count(|o| matches!(o.action, Action::Delete(_))),
+            self.count(|o| matches!(o.action, Action::Cas { .. })),
+            self.count(|o| matches!(o.action, Action::PutLease(..))),
+            self.count(|o| matches!(o.action, Action::Revoke(_))),
+            self.count(|o| o.ret.is_none()),
+            self.events,
+            self.faults.len(),
+        )
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        json!({
+            "verdict": if self.ok() { "linearizable" } else if self.failing.iter().any(|f| f.kind == "not linearizable") { "not linearizable" } else { "failed" },
+            "operations": self.history.len(),
+            "unanswered": self.count(|o| o.ret.is_none()),
+            "watch_events": self.events,
+            "revision": self.revision,
+            "faults": self.faults,
+            "problems": self.problems,
+            "failing": self.failing.iter().map(|f| json!({
+                "key": f.key,
+                "kind": f.kind,
+                "culprit": f.culprit,
+                "operations": f.ops,
+                "timeline": file_name(&f.key),
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    /// `history.json`, `verdict.json` and a timeline per failing key under `dir`.
+    pub fn write(&self, dir: &Path) -> Result<(), String> {
+        let io = |e: std::io::Error| format!("writing the report to {}: {e}", dir.display());
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let history = serde_json::to_vec(&self.history).map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("history.json"), history).map_err(io)?;
+        std::fs::write(dir.join("verdict.json"), format!("{:#}\n", self.json())).map_err(io)?;
+        for f in &self.failing {
+            let page = timeline::html(&f.key, &format!("{}: {}", f.key, f.kind), &f.ops, f.culprit);
+            std::fs::write(dir.join(file_name(&f.key)), page).map_err(io)?;
+        }
+        Ok(())
+    }
+}
