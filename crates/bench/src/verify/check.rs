@@ -86,15 +86,23 @@ pub async fn judge(ctx: &Context<'_>, history: &History, watched: &[Watched], fa
         }
     }
 
-    // One revision every member is asked for: the last one, read through the first member.
-    let mut kv = KvClient::new(ctx.channels[0].clone());
-    let revision = kv
-        .range(rustcd_api::etcdserverpb::RangeRequest {
-            key: ctx.w.prefix.as_bytes().to_vec().into(),
+    // The end of the run: a put of a marker key. Its revision is the one every member is asked
+    // for, and every watch must deliver it (a progress notification will not do: etcd 3.4
+    // answers one with the store's revision before the watcher has caught up).
+    let marker = format!("{}~end", ctx.w.prefix);
+    let put = || async {
+        let req = rustcd_api::etcdserverpb::PutRequest {
+            key: marker.as_bytes().to_vec().into(),
+            value: b"end".to_vec().into(),
             ..Default::default()
-        })
-        .await
-        .map_or(0, |r| r.into_inner().header.map_or(0, |h| h.revision));
+        };
+        let r = KvClient::new(ctx.channels[0].clone()).put(req).await.ok()?;
+        r.into_inner().header.map(|h| h.revision)
+    };
+    let revision = poll(Duration::from_secs(30), put).await.unwrap_or_else(|| {
+        problems.push("the marker put at the end of the run failed".to_string());
+        0
+    });
     // Watch: the canonical list from a fresh watch, then what each watcher saw.
     let canonical = Watched::default();
     let fresh =
@@ -103,9 +111,7 @@ pub async fn judge(ctx: &Context<'_>, history: &History, watched: &[Watched], fa
         let w = w.clone();
         async move {
             let log = w.lock().unwrap_or_else(|p| p.into_inner());
-            let last = log.events.last().map_or(0, |e| e.rev);
-            let marked = log.bookmarks.last().map_or(0, |b| b.1);
-            (last.max(marked) >= revision).then_some(())
+            (log.events.last().map_or(0, |e| e.rev) >= revision).then_some(())
         }
     };
     if poll(Duration::from_secs(20), || reached(&canonical)).await.is_none() {
@@ -117,7 +123,7 @@ pub async fn judge(ctx: &Context<'_>, history: &History, watched: &[Watched], fa
         .unwrap_or_else(|p| p.into_inner())
         .events
         .iter()
-        .filter(|e| e.rev <= revision)
+        .filter(|e| e.rev <= revision && e.key != marker)
         .cloned()
         .collect();
     // Unanswered writes no event shows never happened (values are unique): out of the search.
@@ -173,7 +179,7 @@ pub async fn judge(ctx: &Context<'_>, history: &History, watched: &[Watched], fa
         if let Err(e) = watch_check::check_bookmarks(&log) {
             problems.push(format!("watcher {i}: {e}"));
         }
-        let seen: Vec<_> = log.events.into_iter().filter(|e| e.rev <= revision).collect();
+        let seen: Vec<_> = log.events.into_iter().filter(|e| e.rev <= revision && e.key != marker).collect();
         if let Err(e) = watch_check::check_watcher(&seen, &canonical) {
             problems.push(format!("watcher {i}: {e}"));
         } else if seen.len() != canonical.len() {

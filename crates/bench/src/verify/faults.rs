@@ -21,6 +21,8 @@ pub enum Fault {
     StopLeader,
     /// SIGSTOP a follower, then SIGCONT
     StopFollower,
+    /// SIGSTOP a minority of the members (followers), then SIGCONT
+    StopMinority,
     /// Drop everything the leader's peers send it (its peer proxy), then heal
     PartitionLeader,
     /// Delay what a follower receives from its peers by 150 ms, then heal
@@ -185,13 +187,24 @@ impl Members {
                 }
                 format!("SIGKILL member {victims:?} for {hold:?}, restarted")
             }
-            Fault::StopLeader | Fault::StopFollower => {
-                let v = if f == Fault::StopLeader { leader } else { one };
-                let pid = self.pid(v)?;
-                signal(pid, "-STOP")?;
+            Fault::StopLeader | Fault::StopFollower | Fault::StopMinority => {
+                let victims = match f {
+                    Fault::StopLeader => vec![leader],
+                    Fault::StopFollower => vec![one],
+                    _ => followers[..(n - 1) / 2].to_vec(),
+                };
+                let mut pids = Vec::new();
+                for &v in &victims {
+                    pids.push(self.pid(v)?);
+                }
+                for &pid in &pids {
+                    signal(pid, "-STOP")?;
+                }
                 pause().await;
-                signal(pid, "-CONT")?;
-                format!("SIGSTOP member {v} for {hold:?}")
+                for &pid in &pids {
+                    signal(pid, "-CONT")?;
+                }
+                format!("SIGSTOP member {victims:?} for {hold:?}")
             }
             Fault::PartitionLeader => {
                 self.proxy(leader)?.set(proxy::Fault::Blackhole);
