@@ -64,8 +64,7 @@ async fn grant(ctx: &Ctx, args: &[String], json: bool, pb: bool) -> Result<(), C
     let ttl: i64 = ttl
         .parse()
         .map_err(|_| CtlError::bad_args(&format!("bad TTL (strconv.ParseInt: parsing {ttl:?}: invalid syntax)")))?;
-    let c = ctx.client().await?;
-    let r = ctx.call(c.lease().lease_grant(LeaseGrantRequest { ttl, id: 0 })).await?;
+    let r = ctx.request(|c| async move { c.lease().lease_grant(LeaseGrantRequest { ttl, id: 0 }).await }).await?;
     if pb {
         write_raw(&protobuf(&r.header.unwrap_or_default()));
     } else if json {
@@ -85,9 +84,8 @@ async fn grant(ctx: &Ctx, args: &[String], json: bool, pb: bool) -> Result<(), C
 
 async fn revoke(ctx: &Ctx, args: &[String], json: bool, pb: bool) -> Result<(), CtlError> {
     let id = lease_id(args, "lease revoke")?;
-    let c = ctx.client().await?;
     let r = ctx
-        .call(c.lease().lease_revoke(LeaseRevokeRequest { id }))
+        .request(|c| async move { c.lease().lease_revoke(LeaseRevokeRequest { id }).await })
         .await
         .map_err(|e| CtlError::new(e.code, &format!("failed to revoke lease ({})", e.msg)))?;
     if pb {
@@ -107,8 +105,8 @@ async fn revoke(ctx: &Ctx, args: &[String], json: bool, pb: bool) -> Result<(), 
 
 async fn time_to_live(ctx: &Ctx, keys: bool, args: &[String], json: bool, pb: bool) -> Result<(), CtlError> {
     let id = lease_id(args, "lease timetolive")?;
-    let c = ctx.client().await?;
-    let r = ctx.call(c.lease().lease_time_to_live(LeaseTimeToLiveRequest { id, keys })).await?;
+    let r =
+        ctx.request(|c| async move { c.lease().lease_time_to_live(LeaseTimeToLiveRequest { id, keys }).await }).await?;
     if pb {
         write_raw(&protobuf(&r.header.unwrap_or_default()));
     } else if json {
@@ -134,8 +132,7 @@ async fn time_to_live(ctx: &Ctx, keys: bool, args: &[String], json: bool, pb: bo
 }
 
 async fn list(ctx: &Ctx, json: bool, pb: bool) -> Result<(), CtlError> {
-    let c = ctx.client().await?;
-    let r = ctx.call(c.lease().lease_leases(LeaseLeasesRequest {})).await?;
+    let r = ctx.request(|c| async move { c.lease().lease_leases(LeaseLeasesRequest {}).await }).await?;
     if pb {
         write_raw(&protobuf(&r.header.unwrap_or_default()));
     } else if json {

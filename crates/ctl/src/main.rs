@@ -366,8 +366,13 @@ async fn run(cli: Cli) -> Result<(), CtlError> {
         }
         Command::Txn(a) => {
             let (compare, success, failure) = kv::read_txn(&mut std::io::stdin().lock(), a.interactive)?;
-            let c = ctx.client().await?;
-            let resp = ctx.call(c.kv().txn(TxnRequest { compare, success, failure })).await?;
+            let req = TxnRequest { compare, success, failure };
+            let resp = ctx
+                .request(|c| {
+                    let req = req.clone();
+                    async move { c.kv().txn(req).await }
+                })
+                .await?;
             ctx.format.check_kv()?;
             print!("{}", print::txn(ctx.format, &resp, ctx.style));
         }
