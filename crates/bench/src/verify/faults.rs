@@ -166,7 +166,14 @@ impl Members {
     /// Injects `f` for `hold`, heals, and says what was done.
     pub async fn inject(&mut self, f: Fault, hold: Duration) -> Result<String, String> {
         let n = self.endpoints.len();
-        let leader = self.leader().await.ok_or("no leader to aim the fault at")?;
+        // After the previous fault the cluster may still be electing: wait up to 15 s.
+        let mut leader = self.leader().await;
+        let asked = std::time::Instant::now();
+        while leader.is_none() && asked.elapsed() < Duration::from_secs(15) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            leader = self.leader().await;
+        }
+        let leader = leader.ok_or("no leader to aim the fault at (for 15 s)")?;
         let followers: Vec<usize> = (1..n).map(|d| (leader + d) % n).collect();
         let one = *followers.first().ok_or("a fault on a follower needs two members or more")?;
         let pause = || tokio::time::sleep(hold);

@@ -126,14 +126,22 @@ pub async fn run(endpoints: &[String], clients: usize, json: bool, a: VerifyArgs
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     let mut fault_log = Vec::new();
+    let mut fault_errors = Vec::new();
     let mut next_fault = 0;
     let mut fault_at = start + a.fault_interval;
     while start.elapsed() < a.duration {
-        if !a.faults.is_empty() && Instant::now() >= fault_at {
+        if !a.faults.is_empty() && fault_errors.is_empty() && Instant::now() >= fault_at {
             let f = a.faults[next_fault % a.faults.len()];
             next_fault += 1;
             let at = start.elapsed();
-            let what = members.inject(f, a.fault_interval / 3).await.map_err(|e| format!("fault {f:?}: {e}"))?;
+            let what = match members.inject(f, a.fault_interval / 3).await {
+                Ok(what) => what,
+                Err(e) => {
+                    // The load goes on and is judged; no more faults are injected.
+                    fault_errors.push(format!("fault {f:?} at {:.1}s could not be injected: {e}", at.as_secs_f64()));
+                    continue;
+                }
+            };
             let line = format!("{:>7.1}s  {what}", at.as_secs_f64());
             if bar.is_hidden() && !json {
                 eprintln!("{line}");
@@ -154,7 +162,8 @@ pub async fn run(endpoints: &[String], clients: usize, json: bool, a: VerifyArgs
     }
 
     let ctx = check::Context { endpoints, channels: &channels, w: &w, start, clients, from: from + 1 };
-    let verdict = check::judge(&ctx, &history, &watched, fault_log).await;
+    let mut verdict = check::judge(&ctx, &history, &watched, fault_log).await;
+    verdict.problems.extend(fault_errors);
     for t in watchers {
         t.abort();
     }
