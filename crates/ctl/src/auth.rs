@@ -11,19 +11,6 @@ use crate::kv::prefix_end;
 use crate::print::{emit, with_header};
 use crate::{CtlError, Ctx};
 
-/// One Auth call; with a fresh token and again when the server says the token is stale
-/// (expired JWT, old auth revision), as clientv3 retries.
-macro_rules! auth_call {
-    ($ctx:expr, $method:ident, $req:expr) => {{
-        let req = $req;
-        $ctx.request(|c| {
-            let req = req.clone();
-            async move { c.auth().$method(req).await }
-        })
-        .await
-    }};
-}
-
 /// The server's answer to `AuthEnable` when root lacks the root role (etcd's
 /// `ErrRootRoleNotExist`).
 const ROOT_ROLE_NOT_EXIST: &str = "etcdserver: root user does not have root role";
@@ -114,11 +101,11 @@ pub async fn auth(ctx: &Ctx, cmd: AuthCmd) -> Result<(), CtlError> {
         AuthCmd::Enable => {
             // As etcdctl: without a root role, make it and grant it to root, then try again.
             let r = loop {
-                match auth_call!(ctx, auth_enable, AuthEnableRequest {}) {
+                match retried!(ctx, auth.auth_enable(AuthEnableRequest {})) {
                     Err(e) if e.msg == ROOT_ROLE_NOT_EXIST => {
-                        auth_call!(ctx, role_add, AuthRoleAddRequest { name: "root".into() })?;
+                        retried!(ctx, auth.role_add(AuthRoleAddRequest { name: "root".into() }))?;
                         let grant = AuthUserGrantRoleRequest { user: "root".into(), role: "root".into() };
-                        auth_call!(ctx, user_grant_role, grant)?;
+                        retried!(ctx, auth.user_grant_role(grant))?;
                     }
                     r => break r?,
                 }
@@ -126,11 +113,11 @@ pub async fn auth(ctx: &Ctx, cmd: AuthCmd) -> Result<(), CtlError> {
             emit(ctx.format, &r, || with_header(&r.header, |o| o), || "Authentication Enabled\n".into());
         }
         AuthCmd::Disable => {
-            let r = auth_call!(ctx, auth_disable, AuthDisableRequest {})?;
+            let r = retried!(ctx, auth.auth_disable(AuthDisableRequest {}))?;
             emit(ctx.format, &r, || with_header(&r.header, |o| o), || "Authentication Disabled\n".into());
         }
         AuthCmd::Status => {
-            let r = auth_call!(ctx, auth_status, AuthStatusRequest {})?;
+            let r = retried!(ctx, auth.auth_status(AuthStatusRequest {}))?;
             let json = || with_header(&r.header, |o| o.bool("enabled", r.enabled).int("authRevision", r.auth_revision));
             emit(ctx.format, &r, json, || {
                 format!("Authentication Status: {}\nAuthRevision: {}\n", r.enabled, r.auth_revision)
@@ -211,17 +198,17 @@ pub async fn user(ctx: &Ctx, cmd: UserCmd) -> Result<(), CtlError> {
             let (name, password) = add.unwrap_or_default();
             let options = Some(UserAddOptions { no_password });
             let req = AuthUserAddRequest { name: name.clone(), password, options, ..Default::default() };
-            let r = auth_call!(ctx, user_add, req)?;
+            let r = retried!(ctx, auth.user_add(req))?;
             emit(ctx.format, &r, || with_header(&r.header, |o| o), || format!("User {name} created\n"));
         }
         UserCmd::Delete { args } => {
             let name = one(&args, "user delete command requires user name as its argument")?;
-            let r = auth_call!(ctx, user_delete, AuthUserDeleteRequest { name: name.to_string() })?;
+            let r = retried!(ctx, auth.user_delete(AuthUserDeleteRequest { name: name.to_string() }))?;
             emit(ctx.format, &r, || with_header(&r.header, |o| o), || format!("User {name} deleted\n"));
         }
         UserCmd::Get { detail, args } => {
             let name = one(&args, "user get command requires user name as its argument")?;
-            let r = auth_call!(ctx, user_get, AuthUserGetRequest { name: name.to_string() })?;
+            let r = retried!(ctx, auth.user_get(AuthUserGetRequest { name: name.to_string() }))?;
             if !detail {
                 let json = || with_header(&r.header, |o| o.list("roles", r.roles.iter().map(|x| string(x)).collect()));
                 emit(ctx.format, &r, json, || {
@@ -231,13 +218,13 @@ pub async fn user(ctx: &Ctx, cmd: UserCmd) -> Result<(), CtlError> {
                 println!("User: {name}");
                 for role in &r.roles {
                     println!();
-                    let perms = auth_call!(ctx, role_get, AuthRoleGetRequest { role: role.clone() })?;
+                    let perms = retried!(ctx, auth.role_get(AuthRoleGetRequest { role: role.clone() }))?;
                     emit(ctx.format, &perms, || role_json(&perms), || role_text(role, &perms.perm));
                 }
             }
         }
         UserCmd::List => {
-            let r = auth_call!(ctx, user_list, AuthUserListRequest {})?;
+            let r = retried!(ctx, auth.user_list(AuthUserListRequest {}))?;
             let json = || with_header(&r.header, |o| o.list("users", r.users.iter().map(|x| string(x)).collect()));
             emit(ctx.format, &r, json, || r.users.iter().map(|u| format!("{u}\n")).collect());
         }
@@ -245,13 +232,13 @@ pub async fn user(ctx: &Ctx, cmd: UserCmd) -> Result<(), CtlError> {
             let name = one(&args, "user passwd command requires user name as its argument")?;
             let password = password_for(name, interactive)?;
             let req = AuthUserChangePasswordRequest { name: name.to_string(), password, ..Default::default() };
-            let r = auth_call!(ctx, user_change_password, req)?;
+            let r = retried!(ctx, auth.user_change_password(req))?;
             emit(ctx.format, &r, || with_header(&r.header, |o| o), || "Password updated\n".into());
         }
         UserCmd::GrantRole { args } => {
             let (user, role) = two(&args, "user grant command requires user name and role name as its argument")?;
             let req = AuthUserGrantRoleRequest { user: user.to_string(), role: role.to_string() };
-            let r = auth_call!(ctx, user_grant_role, req)?;
+            let r = retried!(ctx, auth.user_grant_role(req))?;
             emit(
                 ctx.format,
                 &r,
@@ -262,7 +249,7 @@ pub async fn user(ctx: &Ctx, cmd: UserCmd) -> Result<(), CtlError> {
         UserCmd::RevokeRole { args } => {
             let (name, role) = two(&args, "user revoke-role requires user name and role name as its argument")?;
             let req = AuthUserRevokeRoleRequest { name: name.to_string(), role: role.to_string() };
-            let r = auth_call!(ctx, user_revoke_role, req)?;
+            let r = retried!(ctx, auth.user_revoke_role(req))?;
             emit(
                 ctx.format,
                 &r,
@@ -337,21 +324,21 @@ pub async fn role(ctx: &Ctx, cmd: RoleCmd) -> Result<(), CtlError> {
     match cmd {
         RoleCmd::Add { args } => {
             let name = one(&args, "role add command requires role name as its argument")?;
-            let r = auth_call!(ctx, role_add, AuthRoleAddRequest { name: name.to_string() })?;
+            let r = retried!(ctx, auth.role_add(AuthRoleAddRequest { name: name.to_string() }))?;
             emit(ctx.format, &r, || with_header(&r.header, |o| o), || format!("Role {name} created\n"));
         }
         RoleCmd::Delete { args } => {
             let role = one(&args, "role delete command requires role name as its argument")?;
-            let r = auth_call!(ctx, role_delete, AuthRoleDeleteRequest { role: role.to_string() })?;
+            let r = retried!(ctx, auth.role_delete(AuthRoleDeleteRequest { role: role.to_string() }))?;
             emit(ctx.format, &r, || with_header(&r.header, |o| o), || format!("Role {role} deleted\n"));
         }
         RoleCmd::Get { args } => {
             let role = one(&args, "role get command requires role name as its argument")?;
-            let r = auth_call!(ctx, role_get, AuthRoleGetRequest { role: role.to_string() })?;
+            let r = retried!(ctx, auth.role_get(AuthRoleGetRequest { role: role.to_string() }))?;
             emit(ctx.format, &r, || role_json(&r), || role_text(role, &r.perm));
         }
         RoleCmd::List => {
-            let r = auth_call!(ctx, role_list, AuthRoleListRequest {})?;
+            let r = retried!(ctx, auth.role_list(AuthRoleListRequest {}))?;
             let json = || with_header(&r.header, |o| o.list("roles", r.roles.iter().map(|x| string(x)).collect()));
             emit(ctx.format, &r, json, || r.roles.iter().map(|x| format!("{x}\n")).collect());
         }
@@ -370,7 +357,7 @@ pub async fn role(ctx: &Ctx, cmd: RoleCmd) -> Result<(), CtlError> {
             let (key, range_end) = perm_range(&args[2], args.get(3), prefix, from_key)?;
             let perm = Some(Permission { perm_type, key: key.into(), range_end: range_end.into() });
             let req = AuthRoleGrantPermissionRequest { name: args[0].clone(), perm };
-            let r = auth_call!(ctx, role_grant_permission, req)?;
+            let r = retried!(ctx, auth.role_grant_permission(req))?;
             emit(ctx.format, &r, || with_header(&r.header, |o| o), || format!("Role {} updated\n", args[0]));
         }
         RoleCmd::RevokePermission { prefix, from_key, args } => {
@@ -387,7 +374,7 @@ pub async fn role(ctx: &Ctx, cmd: RoleCmd) -> Result<(), CtlError> {
                 key: key.clone().into(),
                 range_end: range_end.clone().into(),
             };
-            let r = auth_call!(ctx, role_revoke_permission, req)?;
+            let r = retried!(ctx, auth.role_revoke_permission(req))?;
             let text = if range_end.is_empty() {
                 format!("Permission of key {k} is revoked from role {}\n", args[0])
             } else if range_end != b"\0" {

@@ -102,11 +102,9 @@ fn members_json(h: &Option<rustcd_api::etcdserverpb::ResponseHeader>, members: &
 }
 
 pub async fn member(ctx: &Ctx, cmd: MemberCmd) -> Result<(), CtlError> {
-    let c = ctx.client().await?;
-    let mut cluster = c.cluster();
     match cmd {
         MemberCmd::List => {
-            let r = ctx.call(cluster.member_list(MemberListRequest { linearizable: false })).await?;
+            let r = retried!(ctx, cluster.member_list(MemberListRequest { linearizable: false }))?;
             match ctx.format {
                 Format::Json => {
                     let o = Obj::new()
@@ -131,7 +129,7 @@ pub async fn member(ctx: &Ctx, cmd: MemberCmd) -> Result<(), CtlError> {
                 return Err(CtlError::bad_args("member peer urls not provided"));
             }
             let req = MemberAddRequest { peer_ur_ls: peers.clone(), is_learner: learner };
-            let r = ctx.call(cluster.member_add(req)).await?;
+            let r = retried!(ctx, cluster.member_add(req))?;
             let m = r.member.clone().unwrap_or_default();
             let cid = r.header.as_ref().map_or(0, |h| h.cluster_id);
             if ctx.format == Format::Json {
@@ -160,21 +158,21 @@ pub async fn member(ctx: &Ctx, cmd: MemberCmd) -> Result<(), CtlError> {
         }
         MemberCmd::Remove { args } => {
             let id = member_id(&args)?;
-            let r = ctx.call(cluster.member_remove(MemberRemoveRequest { id })).await?;
+            let r = retried!(ctx, cluster.member_remove(MemberRemoveRequest { id }))?;
             let cid = r.header.as_ref().map_or(0, |h| h.cluster_id);
             let json = || members_json(&r.header, &r.members);
             emit(ctx.format, &r, json, || format!("Member {id:16x} removed from cluster {cid:16x}\n"));
         }
         MemberCmd::Update { peer_urls, args } => {
             let id = member_id(&args)?;
-            let r = ctx.call(cluster.member_update(MemberUpdateRequest { id, peer_ur_ls: urls(&peer_urls) })).await?;
+            let r = retried!(ctx, cluster.member_update(MemberUpdateRequest { id, peer_ur_ls: urls(&peer_urls) }))?;
             let cid = r.header.as_ref().map_or(0, |h| h.cluster_id);
             let json = || members_json(&r.header, &r.members);
             emit(ctx.format, &r, json, || format!("Member {id:16x} updated in cluster {cid:16x}\n"));
         }
         MemberCmd::Promote { args } => {
             let id = member_id(&args)?;
-            let r = ctx.call(cluster.member_promote(MemberPromoteRequest { id })).await?;
+            let r = retried!(ctx, cluster.member_promote(MemberPromoteRequest { id }))?;
             let cid = r.header.as_ref().map_or(0, |h| h.cluster_id);
             let json = || members_json(&r.header, &r.members);
             emit(ctx.format, &r, json, || format!("Member {id:16x} promoted in cluster {cid:16x}\n"));
@@ -188,8 +186,7 @@ pub async fn endpoints(ctx: &Ctx, cluster: bool) -> Result<Vec<String>, CtlError
     if !cluster {
         return Ok(ctx.config.endpoints.clone());
     }
-    let c = ctx.client().await?;
-    let r = ctx.call(c.cluster().member_list(MemberListRequest { linearizable: false })).await?;
+    let r = retried!(ctx, cluster.member_list(MemberListRequest { linearizable: false }))?;
     Ok(r.members.iter().flat_map(|m| m.client_ur_ls.clone()).collect())
 }
 

@@ -64,7 +64,7 @@ async fn grant(ctx: &Ctx, args: &[String], json: bool, pb: bool) -> Result<(), C
     let ttl: i64 = ttl
         .parse()
         .map_err(|_| CtlError::bad_args(&format!("bad TTL (strconv.ParseInt: parsing {ttl:?}: invalid syntax)")))?;
-    let r = ctx.request(|c| async move { c.lease().lease_grant(LeaseGrantRequest { ttl, id: 0 }).await }).await?;
+    let r = retried!(ctx, lease.lease_grant(LeaseGrantRequest { ttl, id: 0 }))?;
     if pb {
         write_raw(&protobuf(&r.header.unwrap_or_default()));
     } else if json {
@@ -105,8 +105,7 @@ async fn revoke(ctx: &Ctx, args: &[String], json: bool, pb: bool) -> Result<(), 
 
 async fn time_to_live(ctx: &Ctx, keys: bool, args: &[String], json: bool, pb: bool) -> Result<(), CtlError> {
     let id = lease_id(args, "lease timetolive")?;
-    let r =
-        ctx.request(|c| async move { c.lease().lease_time_to_live(LeaseTimeToLiveRequest { id, keys }).await }).await?;
+    let r = retried!(ctx, lease.lease_time_to_live(LeaseTimeToLiveRequest { id, keys }))?;
     if pb {
         write_raw(&protobuf(&r.header.unwrap_or_default()));
     } else if json {
@@ -132,7 +131,7 @@ async fn time_to_live(ctx: &Ctx, keys: bool, args: &[String], json: bool, pb: bo
 }
 
 async fn list(ctx: &Ctx, json: bool, pb: bool) -> Result<(), CtlError> {
-    let r = ctx.request(|c| async move { c.lease().lease_leases(LeaseLeasesRequest {}).await }).await?;
+    let r = retried!(ctx, lease.lease_leases(LeaseLeasesRequest {}))?;
     if pb {
         write_raw(&protobuf(&r.header.unwrap_or_default()));
     } else if json {

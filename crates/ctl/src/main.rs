@@ -4,6 +4,19 @@
 //! responses into text (`print`, `json`). It must not know how servers work: everything it
 //! learns comes through the etcd v3 API.
 
+/// One unary call, `retried!(ctx, service.method(request))`, through [`Ctx::request`]: with a
+/// fresh token, and again when the server says the token is stale, as clientv3 retries.
+macro_rules! retried {
+    ($ctx:expr, $svc:ident . $method:ident ( $req:expr )) => {{
+        let req = $req;
+        $ctx.request(|c| {
+            let req = req.clone();
+            async move { c.$svc().$method(req).await }
+        })
+        .await
+    }};
+}
+
 mod admin;
 mod auth;
 mod check;
@@ -344,35 +357,19 @@ async fn run(cli: Cli) -> Result<(), CtlError> {
         }
         Command::Put(a) => {
             let req = kv::put_request(&a, &mut std::io::stdin().lock())?;
-            let resp = ctx
-                .request(|c| {
-                    let req = req.clone();
-                    async move { c.kv().put(req).await }
-                })
-                .await?;
+            let resp = retried!(ctx, kv.put(req))?;
             ctx.format.check_kv()?;
             print!("{}", print::put(ctx.format, &resp, ctx.style));
         }
         Command::Del(a) => {
             let req = kv::delete_request(&a)?;
-            let resp = ctx
-                .request(|c| {
-                    let req = req.clone();
-                    async move { c.kv().delete_range(req).await }
-                })
-                .await?;
+            let resp = retried!(ctx, kv.delete_range(req))?;
             ctx.format.check_kv()?;
             print!("{}", print::del(ctx.format, &resp, ctx.style));
         }
         Command::Txn(a) => {
             let (compare, success, failure) = kv::read_txn(&mut std::io::stdin().lock(), a.interactive)?;
-            let req = TxnRequest { compare, success, failure };
-            let resp = ctx
-                .request(|c| {
-                    let req = req.clone();
-                    async move { c.kv().txn(req).await }
-                })
-                .await?;
+            let resp = retried!(ctx, kv.txn(TxnRequest { compare, success, failure }))?;
             ctx.format.check_kv()?;
             print!("{}", print::txn(ctx.format, &resp, ctx.style));
         }
