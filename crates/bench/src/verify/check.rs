@@ -71,24 +71,45 @@ fn around(history: &[Op], key: &str, lost: &Op) -> (Vec<Op>, Option<usize>) {
     (ops[lo..hi].to_vec(), Some(i - lo))
 }
 
+/// Judges the run: closes the history, reads the events back, and runs every check.
 pub async fn judge(ctx: &Context<'_>, history: &History, watched: &[Watched], faults: Vec<String>) -> Verdict {
     let mut problems = Vec::new();
-    // Every member answers again (a restarted one may still be catching up), then each
-    // reads every key: the reads that close the history.
     let mut history = history.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    history.extend(closing_reads(ctx, &mut problems).await);
+    let (marker, revision) = end_marker(ctx, &mut problems).await;
+    let canonical = canonical_events(ctx, &marker, revision, &mut problems).await;
+    let mut failing = not_linearizable(&history, &canonical, &mut problems);
+    if let Err(e) = watch_check::check_prev_kv(&canonical) {
+        problems.push(format!("watch prev_kv: {e}"));
+    }
+    lost_writes(&history, &canonical, &mut failing, &mut problems);
+    check_hashes(ctx, revision, &mut problems).await;
+    for (i, w) in watched.iter().enumerate() {
+        check_watcher(i, w, &canonical, &marker, revision, &mut problems).await;
+    }
+    Verdict { history, events: canonical.len(), faults, failing, problems, revision }
+}
+
+/// Every member answers again (a restarted one may still be catching up), then each reads
+/// every key: the reads that close the history.
+async fn closing_reads(ctx: &Context<'_>, problems: &mut Vec<String>) -> Vec<Op> {
+    let mut ops = Vec::new();
     for (i, ch) in ctx.channels.iter().enumerate() {
         let reads = poll(Duration::from_secs(30), || async {
             record::final_reads(ch.clone(), ctx.w, ctx.clients + i, ctx.start).await.ok()
         });
         match reads.await {
-            Some(ops) => history.extend(ops),
+            Some(r) => ops.extend(r),
             None => problems.push(format!("member {} ({}) did not answer reads after the run", i, ctx.endpoints[i])),
         }
     }
+    ops
+}
 
-    // The end of the run: a put of a marker key. Its revision is the one every member is asked
-    // for, and every watch must deliver it (a progress notification will not do: etcd 3.4
-    // answers one with the store's revision before the watcher has caught up).
+/// The end of the run: a put of a marker key. Its revision is the one every member is asked
+/// for, and every watch must deliver it (a progress notification will not do: etcd 3.4 answers
+/// one with the store's revision before the watcher has caught up).
+async fn end_marker(ctx: &Context<'_>, problems: &mut Vec<String>) -> (String, i64) {
     let marker = format!("{}~end", ctx.w.prefix);
     let put = || async {
         let req = rustcd_api::etcdserverpb::PutRequest {
@@ -103,59 +124,76 @@ pub async fn judge(ctx: &Context<'_>, history: &History, watched: &[Watched], fa
         problems.push("the marker put at the end of the run failed".to_string());
         0
     });
-    // Watch: the canonical list from a fresh watch, then what each watcher saw.
-    let canonical = Watched::default();
-    let fresh =
-        tokio::spawn(record::watcher(ctx.channels[0].clone(), ctx.w.prefix.clone(), ctx.from, canonical.clone()));
-    let reached = |w: &Watched| {
-        let w = w.clone();
-        async move {
-            let log = w.lock().unwrap_or_else(|p| p.into_inner());
-            (log.events.last().map_or(0, |e| e.rev) >= revision).then_some(())
-        }
-    };
-    if poll(Duration::from_secs(20), || reached(&canonical)).await.is_none() {
+    (marker, revision)
+}
+
+/// Whether watcher `w` has delivered an event at `revision` or later.
+async fn reached(w: &Watched, revision: i64) -> Option<()> {
+    let log = w.lock().unwrap_or_else(|p| p.into_inner());
+    (log.events.last().map_or(0, |e| e.rev) >= revision).then_some(())
+}
+
+/// The run's events from a fresh watch of the prefix (the marker left out): what happened.
+async fn canonical_events(
+    ctx: &Context<'_>,
+    marker: &str,
+    revision: i64,
+    problems: &mut Vec<String>,
+) -> Vec<watch_check::Seen> {
+    let fresh = Watched::default();
+    let task = tokio::spawn(record::watcher(ctx.channels[0].clone(), ctx.w.prefix.clone(), ctx.from, fresh.clone()));
+    if poll(Duration::from_secs(20), || reached(&fresh, revision)).await.is_none() {
         problems.push(format!("a fresh watch did not reach revision {revision}"));
     }
-    fresh.abort();
-    let canonical: Vec<watch_check::Seen> = canonical
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .events
-        .iter()
-        .filter(|e| e.rev <= revision && e.key != marker)
-        .cloned()
-        .collect();
-    // Unanswered writes no event shows never happened (values are unique): out of the search.
+    task.abort();
+    let log = fresh.lock().unwrap_or_else(|p| p.into_inner());
+    log.events.iter().filter(|e| e.rev <= revision && e.key != marker).cloned().collect()
+}
+
+/// The keys with no linearization, each with its smallest failing sub-history. Unanswered
+/// writes no event shows never happened (values are unique): they are left out of the search.
+fn not_linearizable(history: &[Op], canonical: &[watch_check::Seen], problems: &mut Vec<String>) -> Vec<Failing> {
     let written = canonical.iter().filter(|e| e.put).map(|e| (e.key.as_str(), e.value.as_str())).collect();
-    let patched = linearizability::patch(&history, &written);
-    let mut failing = Vec::new();
+    let patched = linearizability::patch(history, &written);
     let mut by_key: BTreeMap<&str, Vec<Op>> = BTreeMap::new();
     for op in &patched {
         by_key.entry(op.key.as_str()).or_default().push(op.clone());
     }
+    let mut failing = Vec::new();
     for key in linearizability::check(&patched) {
         let ops = minimize::smallest_failing(by_key.get(key.as_str()).map_or(&[][..], |v| v));
         problems.push(format!("{key}: not linearizable ({} operations show it)", ops.len()));
         let culprit = ops.len().checked_sub(1);
         failing.push(Failing { key, kind: "not linearizable", ops, culprit });
     }
-    if let Err(e) = watch_check::check_prev_kv(&canonical) {
-        problems.push(format!("watch prev_kv: {e}"));
-    }
-    let lost = watch_check::lost_writes(&history, &canonical);
+    failing
+}
+
+/// Acknowledged writes no event shows, each key's with a timeline unless it already has one;
+/// and events no client wrote.
+fn lost_writes(
+    history: &[Op],
+    canonical: &[watch_check::Seen],
+    failing: &mut Vec<Failing>,
+    problems: &mut Vec<String>,
+) {
+    let lost = watch_check::lost_writes(history, canonical);
     for op in &lost {
         problems.push(format!("{}: acknowledged write lost: {}", op.key, timeline::describe(&op.action)));
         if !failing.iter().any(|f| f.key == op.key) {
-            let (ops, culprit) = around(&history, &op.key, op);
+            let (ops, culprit) = around(history, &op.key, op);
             failing.push(Failing { key: op.key.clone(), kind: "acknowledged write lost", ops, culprit });
         }
     }
     if lost.is_empty()
-        && let Err(e) = watch_check::check_writes(&history, &canonical)
+        && let Err(e) = watch_check::check_writes(history, canonical)
     {
         problems.push(format!("watch: {e}"));
     }
+}
+
+/// Every member's HashKV at `revision` is the same.
+async fn check_hashes(ctx: &Context<'_>, revision: i64, problems: &mut Vec<String>) {
     let mut hashes = Vec::new();
     for (i, ch) in ctx.channels.iter().enumerate() {
         let hash = poll(Duration::from_secs(15), || async {
@@ -170,23 +208,30 @@ pub async fn judge(ctx: &Context<'_>, history: &History, watched: &[Watched], fa
     if hashes.windows(2).any(|w| w[0] != w[1]) {
         problems.push(format!("HashKV differs across members at revision {revision}: {hashes:x?}"));
     }
+}
 
-    for (i, w) in watched.iter().enumerate() {
-        if poll(Duration::from_secs(20), || reached(w)).await.is_none() {
-            problems.push(format!("watcher {i} did not reach revision {revision}"));
-        }
-        let log = w.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        if let Err(e) = watch_check::check_bookmarks(&log) {
-            problems.push(format!("watcher {i}: {e}"));
-        }
-        let seen: Vec<_> = log.events.into_iter().filter(|e| e.rev <= revision && e.key != marker).collect();
-        if let Err(e) = watch_check::check_watcher(&seen, &canonical) {
-            problems.push(format!("watcher {i}: {e}"));
-        } else if seen.len() != canonical.len() {
-            problems.push(format!("watcher {i} saw {} of {} events", seen.len(), canonical.len()));
-        }
+/// Watcher `i` delivered every event up to `revision`, in order, once, and no bookmark ahead.
+async fn check_watcher(
+    i: usize,
+    w: &Watched,
+    canonical: &[watch_check::Seen],
+    marker: &str,
+    revision: i64,
+    problems: &mut Vec<String>,
+) {
+    if poll(Duration::from_secs(20), || reached(w, revision)).await.is_none() {
+        problems.push(format!("watcher {i} did not reach revision {revision}"));
     }
-    Verdict { history, events: canonical.len(), faults, failing, problems, revision }
+    let log = w.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if let Err(e) = watch_check::check_bookmarks(&log) {
+        problems.push(format!("watcher {i}: {e}"));
+    }
+    let seen: Vec<_> = log.events.into_iter().filter(|e| e.rev <= revision && e.key != marker).collect();
+    if let Err(e) = watch_check::check_watcher(&seen, canonical) {
+        problems.push(format!("watcher {i}: {e}"));
+    } else if seen.len() != canonical.len() {
+        problems.push(format!("watcher {i} saw {} of {} events", seen.len(), canonical.len()));
+    }
 }
 
 fn file_name(key: &str) -> String {

@@ -88,18 +88,8 @@ pub async fn run(endpoints: &[String], clients: usize, json: bool, a: VerifyArgs
     });
     let channels: Vec<tonic::transport::Channel> =
         endpoints.iter().map(|e| record::lazy_channel(e)).collect::<Result<_, _>>()?;
-    // The run starts from an empty prefix (once the cluster takes writes, up to 30 s);
-    // watchers start after that delete.
-    let ready = Instant::now();
-    let from = loop {
-        match clean(&channels[0], &w, &[]).await {
-            Ok(rev) => break rev,
-            Err(e) if ready.elapsed() > Duration::from_secs(30) => {
-                return Err(format!("cannot clear {} before the run: {}", a.prefix, e.message()));
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    };
+    // The run starts from an empty prefix; watchers start after that delete.
+    let from = clear_prefix(&channels[0], &w).await?;
 
     let start = Instant::now();
     let history: History = Arc::default();
@@ -121,41 +111,7 @@ pub async fn run(endpoints: &[String], clients: usize, json: bool, a: VerifyArgs
         })
         .collect();
 
-    let bar = crate::report::bar(a.duration.as_secs() as usize);
-    if json {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    let mut fault_log = Vec::new();
-    let mut fault_errors = Vec::new();
-    let mut next_fault = 0;
-    let mut fault_at = start + a.fault_interval;
-    while start.elapsed() < a.duration {
-        if !a.faults.is_empty() && fault_errors.is_empty() && Instant::now() >= fault_at {
-            let f = a.faults[next_fault % a.faults.len()];
-            next_fault += 1;
-            let at = start.elapsed();
-            let what = match members.inject(f, a.fault_interval / 3).await {
-                Ok(what) => what,
-                Err(e) => {
-                    // The load goes on and is judged; no more faults are injected.
-                    fault_errors.push(format!("fault {f:?} at {:.1}s could not be injected: {e}", at.as_secs_f64()));
-                    continue;
-                }
-            };
-            let line = format!("{:>7.1}s  {what}", at.as_secs_f64());
-            if bar.is_hidden() && !json {
-                eprintln!("{line}");
-            } else {
-                bar.println(line);
-            }
-            fault_log.push(format!("{:.1}s {what}", at.as_secs_f64()));
-            fault_at = Instant::now() + a.fault_interval;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        bar.set_position(start.elapsed().as_secs().min(a.duration.as_secs()));
-        bar.set_message(format!("{} operations", history.lock().unwrap_or_else(|p| p.into_inner()).len()));
-    }
-    bar.finish_and_clear();
+    let (fault_log, fault_errors) = load_with_faults(&a, &mut members, start, &history, json).await;
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
         let _ = t.await;
@@ -171,16 +127,7 @@ pub async fn run(endpoints: &[String], clients: usize, json: bool, a: VerifyArgs
     let cleaned = clean(&channels[0], &w, &leases).await;
     let ok = verdict.ok();
     verdict.write(&a.out)?;
-    if json {
-        println!("{}", verdict.json());
-    } else {
-        println!("{}", verdict.line());
-        println!("{}", verdict.counts());
-        for p in &verdict.problems {
-            println!("  {p}");
-        }
-        println!("report: {}", a.out.display());
-    }
+    print(&verdict, json, &a.out);
     if let Err(e) = cleaned {
         eprintln!("rustcd-bench: cleaning {} up failed: {e}", a.prefix);
     }
@@ -204,6 +151,82 @@ async fn clean(ch: &tonic::transport::Channel, w: &Workload, leases: &[i64]) -> 
     };
     let r = KvClient::new(ch.clone()).delete_range(req).await?.into_inner();
     Ok(r.header.map_or(0, |h| h.revision))
+}
+
+/// Waits (up to 30 s) for the cluster to take a write, and clears the run's prefix; the
+/// revision after.
+async fn clear_prefix(ch: &tonic::transport::Channel, w: &Workload) -> Result<i64, String> {
+    let ready = Instant::now();
+    loop {
+        match clean(ch, w, &[]).await {
+            Ok(rev) => return Ok(rev),
+            Err(e) if ready.elapsed() > Duration::from_secs(30) => {
+                return Err(format!("cannot clear {} before the run: {}", w.prefix, e.message()));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// Lets the clients run for `--duration`, injecting the faults in turn, with a progress bar on
+/// a terminal; what was injected, and the faults that could not be (after the first, no more
+/// are tried: the load goes on and is judged).
+async fn load_with_faults(
+    a: &VerifyArgs,
+    members: &mut faults::Members,
+    start: Instant,
+    history: &History,
+    json: bool,
+) -> (Vec<String>, Vec<String>) {
+    let bar = indicatif::ProgressBar::new(a.duration.as_secs());
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} s {msg}") {
+        bar.set_style(style);
+    }
+    if json {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let (mut log, mut errors) = (Vec::new(), Vec::new());
+    let mut next = 0;
+    let mut fault_at = start + a.fault_interval;
+    while start.elapsed() < a.duration {
+        if !a.faults.is_empty() && errors.is_empty() && Instant::now() >= fault_at {
+            let f = a.faults[next % a.faults.len()];
+            next += 1;
+            let at = start.elapsed().as_secs_f64();
+            match members.inject(f, a.fault_interval / 3).await {
+                Ok(what) => {
+                    let line = format!("{at:>7.1}s  {what}");
+                    if bar.is_hidden() && !json {
+                        eprintln!("{line}")
+                    } else {
+                        bar.println(line)
+                    }
+                    log.push(format!("{at:.1}s {what}"));
+                }
+                Err(e) => errors.push(format!("fault {f:?} at {at:.1}s could not be injected: {e}")),
+            }
+            fault_at = Instant::now() + a.fault_interval;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        bar.set_position(start.elapsed().as_secs().min(a.duration.as_secs()));
+        bar.set_message(format!("{} operations", history.lock().unwrap_or_else(|p| p.into_inner()).len()));
+    }
+    bar.finish_and_clear();
+    (log, errors)
+}
+
+/// The verdict on standard output: JSON, or its line, counts and problems.
+fn print(verdict: &check::Verdict, json: bool, out: &std::path::Path) {
+    if json {
+        println!("{}", verdict.json());
+        return;
+    }
+    println!("{}", verdict.line());
+    println!("{}", verdict.counts());
+    for p in &verdict.problems {
+        println!("  {p}");
+    }
+    println!("report: {}", out.display());
 }
 
 #[cfg(test)]
