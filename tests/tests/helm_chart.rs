@@ -139,9 +139,44 @@ fn containers(spec: &Value) -> Vec<&Value> {
     [list("initContainers"), list("containers")].concat()
 }
 
+/// What the checks of one rendering share: the objects' names, the members and the help texts.
+struct Rendered<'a> {
+    values: &'a Value,
+    secrets: HashSet<String>,
+    claims: HashSet<String>,
+    sts: &'a Value,
+    headless: String,
+    etcd_help: String,
+    ctl_help: String,
+}
+
 /// The offline checks every rendered values set must pass. `given_secrets`: the Secrets the
 /// values name as existing (the cluster has them; the chart does not make them).
 fn check(objects: &[Value], values: &Value, given_secrets: &[&str]) {
+    check_metadata(objects);
+    let names = |kind: &str| -> HashSet<String> {
+        the(objects, kind).iter().filter_map(|o| o["metadata"]["name"].as_str().map(String::from)).collect()
+    };
+    let mut secrets = names("Secret");
+    secrets.extend(given_secrets.iter().map(|s| s.to_string()));
+    let (sts, headless) = check_members(objects, values);
+    let r = Rendered {
+        values,
+        secrets,
+        claims: names("PersistentVolumeClaim"),
+        sts,
+        headless,
+        etcd_help: help("etcd", &[]),
+        ctl_help: help("etcdctl", &[]),
+    };
+    for (what, pod) in pod_specs(objects) {
+        r.check_pod(&what, pod);
+    }
+}
+
+/// Each object has an allowed kind and apiVersion, a DNS-1123 name, the release's namespace
+/// and its instance label.
+fn check_metadata(objects: &[Value]) {
     let allowed: BTreeMap<&str, &str> = [
         ("Service", "v1"),
         ("Secret", "v1"),
@@ -160,18 +195,14 @@ fn check(objects: &[Value], values: &Value, given_secrets: &[&str]) {
         assert_eq!(o["metadata"]["namespace"], NAMESPACE, "{kind}/{name}");
         assert_eq!(o["metadata"]["labels"]["app.kubernetes.io/instance"], RELEASE, "{kind}/{name}");
     }
-    let names = |kind: &str| -> HashSet<String> {
-        the(objects, kind).iter().filter_map(|o| o["metadata"]["name"].as_str().map(String::from)).collect()
-    };
-    let mut secrets = names("Secret");
-    secrets.extend(given_secrets.iter().map(|s| s.to_string()));
-    let claims = names("PersistentVolumeClaim");
+}
 
-    // The members: one StatefulSet behind a headless Service, a client Service and the PDB.
+/// The members: one StatefulSet behind a headless Service, a client Service and the PDB, all
+/// selecting its pods. Returns the StatefulSet and the headless Service's name.
+fn check_members<'a>(objects: &'a [Value], values: &Value) -> (&'a Value, String) {
     let [sts] = the(objects, "StatefulSet")[..] else { panic!("one StatefulSet") };
     let spec = &sts["spec"];
-    let replicas = values["replicaCount"].as_u64().unwrap_or(3);
-    assert_eq!(spec["replicas"], replicas);
+    assert_eq!(spec["replicas"], values["replicaCount"].as_u64().unwrap_or(3));
     let labels = &spec["template"]["metadata"]["labels"];
     for (k, v) in spec["selector"]["matchLabels"].as_object().expect("matchLabels") {
         assert_eq!(&labels[k], v, "the selector matches the pods");
@@ -189,120 +220,121 @@ fn check(objects: &[Value], values: &Value, given_secrets: &[&str]) {
     if let [pdb] = the(objects, "PodDisruptionBudget")[..] {
         assert_eq!(&pdb["spec"]["selector"]["matchLabels"], &spec["selector"]["matchLabels"]);
     }
+    (sts, headless["metadata"]["name"].as_str().expect("name").to_string())
+}
 
-    let etcd_help = help("etcd", &[]);
-    let ctl_help = help("etcdctl", &[]);
-    for (what, pod) in pod_specs(objects) {
-        let mut volumes: HashSet<String> = pod["volumes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|v| v["name"].as_str().map(String::from))
-            .collect();
+impl Rendered<'_> {
+    /// A pod's volumes name Secrets and claims that exist, and each container fits it.
+    fn check_pod(&self, what: &str, pod: &Value) {
+        let names = |list: &Value, path: &[&str]| -> Vec<String> {
+            let name = |v: &Value| path.iter().fold(v.clone(), |v, k| v[*k].clone()).as_str().map(String::from);
+            list.as_array().into_iter().flatten().filter_map(name).collect()
+        };
+        let mut volumes: HashSet<String> = names(&pod["volumes"], &["name"]).into_iter().collect();
         if what.starts_with("StatefulSet") {
-            volumes.extend(
-                spec["volumeClaimTemplates"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|v| v["metadata"]["name"].as_str().map(String::from)),
-            );
+            volumes.extend(names(&self.sts["spec"]["volumeClaimTemplates"], &["metadata", "name"]));
+        } else {
+            assert_eq!(pod["restartPolicy"], "OnFailure", "{what}");
         }
         for v in pod["volumes"].as_array().into_iter().flatten() {
             if let Some(s) = v["secret"]["secretName"].as_str() {
-                assert!(secrets.contains(s), "{what}: volume {} names Secret {s}, which nothing makes", v["name"]);
+                assert!(self.secrets.contains(s), "{what}: volume {} names Secret {s}, which nothing makes", v["name"]);
             }
             if let Some(c) = v["persistentVolumeClaim"]["claimName"].as_str() {
-                let given = values["disasterRecovery"]["pvc"]["existingClaim"].as_str() == Some(c);
-                assert!(claims.contains(c) || given, "{what}: claim {c}");
+                let given = self.values["disasterRecovery"]["pvc"]["existingClaim"].as_str() == Some(c);
+                assert!(self.claims.contains(c) || given, "{what}: claim {c}");
             }
-        }
-        if !what.starts_with("StatefulSet") {
-            assert_eq!(pod["restartPolicy"], "OnFailure", "{what}");
         }
         for c in containers(pod) {
-            let cname = c["name"].as_str().unwrap_or("?");
-            let ports: Vec<&str> =
-                c["ports"].as_array().into_iter().flatten().filter_map(|p| p["name"].as_str()).collect();
-            for m in c["volumeMounts"].as_array().into_iter().flatten() {
-                let name = m["name"].as_str().expect("mount name");
-                assert!(volumes.contains(name), "{what}/{cname}: mount {name} has no volume");
-            }
-            let mut defined: Vec<String> = Vec::new();
-            for e in c["env"].as_array().into_iter().flatten() {
-                let name = e["name"].as_str().expect("env name");
-                if let Some(v) = e["value"].as_str() {
-                    for r in references(v) {
-                        assert!(defined.iter().any(|d| d == r), "{what}/{cname}: {name} uses $({r}) before it is set");
-                    }
-                } else if let Some(s) = e["valueFrom"]["secretKeyRef"]["name"].as_str() {
-                    assert!(secrets.contains(s), "{what}/{cname}: {name} from Secret {s}, which nothing makes");
-                } else {
-                    assert!(e["valueFrom"]["fieldRef"]["fieldPath"].is_string(), "{what}/{cname}: {name} has a value");
-                }
-                defined.push(name.to_string());
-            }
+            let what = format!("{what}/{}", c["name"].as_str().unwrap_or("?"));
+            let defined = self.check_references(&what, c, &volumes);
             let args: Vec<&str> = c["args"].as_array().into_iter().flatten().filter_map(|a| a.as_str()).collect();
-            for a in &args {
-                for r in references(a) {
-                    assert!(
-                        defined.iter().any(|d| d == r),
-                        "{what}/{cname}: $({r}) is not a variable of the container"
-                    );
-                }
-            }
-            for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
-                if let Some(port) = c[probe]["httpGet"]["port"].as_str() {
-                    assert!(ports.contains(&port), "{what}/{cname}: {probe} on {port}");
-                }
-            }
-            let command = c["command"][0].as_str();
-            if command == Some("/usr/local/bin/etcdctl") {
-                for v in defined.iter().filter_map(|v| v.strip_prefix("ETCDCTL_")).filter(|v| *v != "API") {
-                    let flag = v.to_lowercase().replace('_', "-");
-                    assert!(etcdctl_knows(&ctl_help, &flag), "{what}/{cname}: ETCDCTL_{v} names no etcdctl flag");
-                }
-                let words: Vec<&str> = args.iter().copied().take_while(|a| !a.starts_with("--")).take(2).collect();
-                let sub_help = help("etcdctl", &words);
-                for flag in args.iter().filter_map(|a| a.strip_prefix("--")).map(|f| f.split('=').next().unwrap_or(f)) {
-                    assert!(etcdctl_knows(&sub_help, flag), "{what}/{cname}: etcdctl {words:?} has no --{flag}");
-                }
+            if c["command"][0].as_str() == Some("/usr/local/bin/etcdctl") {
+                self.check_etcdctl(&what, &defined, &args);
             } else {
                 // The image's entry point: the member.
-                assert_eq!(command, None, "{what}/{cname} runs the image's etcd");
-                for flag in args.iter().map(|a| a.strip_prefix("--").expect("--flag=value")) {
-                    let flag = flag.split('=').next().unwrap_or(flag);
-                    assert!(etcd_knows(&etcd_help, flag), "{what}/{cname}: --{flag} is not an etcd flag");
-                }
-                for v in defined.iter().filter_map(|v| v.strip_prefix("ETCD_")) {
-                    let flag = v.to_lowercase().replace('_', "-");
-                    assert!(etcd_knows(&etcd_help, &flag), "{what}/{cname}: ETCD_{v} names no etcd flag");
-                }
-                let arg = |flag: &str| {
-                    args.iter()
-                        .find_map(|a| a.strip_prefix(&format!("--{flag}=")))
-                        .unwrap_or_else(|| panic!("--{flag}"))
-                };
-                let client_tls = values["auth"]["client"]["secureTransport"] == true;
-                let peer_tls = values["auth"]["peer"]["secureTransport"] == true;
-                let scheme = |tls: bool| if tls { "https://" } else { "http://" };
-                assert!(arg("listen-client-urls").starts_with(scheme(client_tls)));
-                assert!(arg("listen-peer-urls").starts_with(scheme(peer_tls)));
-                assert_eq!(defined.iter().any(|d| d == "ETCD_CERT_FILE"), client_tls);
-                assert_eq!(defined.iter().any(|d| d == "ETCD_PEER_CERT_FILE"), peer_tls);
-                let sts_name = sts["metadata"]["name"].as_str().expect("name");
-                let headless = headless["metadata"]["name"].as_str().expect("name");
-                let members: Vec<String> = (0..replicas)
-                    .map(|i| {
-                        format!(
-                            "{sts_name}-{i}={}{sts_name}-{i}.{headless}.{NAMESPACE}.svc.cluster.local:2380",
-                            scheme(peer_tls)
-                        )
-                    })
-                    .collect();
-                assert_eq!(arg("initial-cluster"), members.join(","));
+                assert_eq!(c["command"][0].as_str(), None, "{what} runs the image's etcd");
+                self.check_member(&what, &defined, &args);
             }
         }
+    }
+
+    /// Mounts have volumes, `$(VAR)`s name variables set before them, Secrets exist, probes
+    /// name ports. Returns the container's variables.
+    fn check_references(&self, what: &str, c: &Value, volumes: &HashSet<String>) -> Vec<String> {
+        for m in c["volumeMounts"].as_array().into_iter().flatten() {
+            let name = m["name"].as_str().expect("mount name");
+            assert!(volumes.contains(name), "{what}: mount {name} has no volume");
+        }
+        let mut defined: Vec<String> = Vec::new();
+        for e in c["env"].as_array().into_iter().flatten() {
+            let name = e["name"].as_str().expect("env name");
+            if let Some(v) = e["value"].as_str() {
+                for r in references(v) {
+                    assert!(defined.iter().any(|d| d == r), "{what}: {name} uses $({r}) before it is set");
+                }
+            } else if let Some(s) = e["valueFrom"]["secretKeyRef"]["name"].as_str() {
+                assert!(self.secrets.contains(s), "{what}: {name} from Secret {s}, which nothing makes");
+            } else {
+                assert!(e["valueFrom"]["fieldRef"]["fieldPath"].is_string(), "{what}: {name} has a value");
+            }
+            defined.push(name.to_string());
+        }
+        for a in c["args"].as_array().into_iter().flatten().filter_map(|a| a.as_str()) {
+            for r in references(a) {
+                assert!(defined.iter().any(|d| d == r), "{what}: $({r}) is not a variable of the container");
+            }
+        }
+        let ports: Vec<&str> = c["ports"].as_array().into_iter().flatten().filter_map(|p| p["name"].as_str()).collect();
+        for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+            if let Some(port) = c[probe]["httpGet"]["port"].as_str() {
+                assert!(ports.contains(&port), "{what}: {probe} on {port}");
+            }
+        }
+        defined
+    }
+
+    /// Every `ETCDCTL_*` variable and flag is one etcdctl (and the command it runs) knows.
+    fn check_etcdctl(&self, what: &str, defined: &[String], args: &[&str]) {
+        for v in defined.iter().filter_map(|v| v.strip_prefix("ETCDCTL_")).filter(|v| *v != "API") {
+            let flag = v.to_lowercase().replace('_', "-");
+            assert!(etcdctl_knows(&self.ctl_help, &flag), "{what}: ETCDCTL_{v} names no etcdctl flag");
+        }
+        let words: Vec<&str> = args.iter().copied().take_while(|a| !a.starts_with("--")).take(2).collect();
+        let sub_help = help("etcdctl", &words);
+        for flag in args.iter().filter_map(|a| a.strip_prefix("--")).map(|f| f.split('=').next().unwrap_or(f)) {
+            assert!(etcdctl_knows(&sub_help, flag), "{what}: etcdctl {words:?} has no --{flag}");
+        }
+    }
+
+    /// Every flag and `ETCD_*` variable is one etcd knows; the URL schemes and certificate
+    /// settings follow the TLS values; `--initial-cluster` names every replica.
+    fn check_member(&self, what: &str, defined: &[String], args: &[&str]) {
+        for flag in args.iter().map(|a| a.strip_prefix("--").expect("--flag=value")) {
+            let flag = flag.split('=').next().unwrap_or(flag);
+            assert!(etcd_knows(&self.etcd_help, flag), "{what}: --{flag} is not an etcd flag");
+        }
+        for v in defined.iter().filter_map(|v| v.strip_prefix("ETCD_")) {
+            let flag = v.to_lowercase().replace('_', "-");
+            assert!(etcd_knows(&self.etcd_help, &flag), "{what}: ETCD_{v} names no etcd flag");
+        }
+        let arg = |flag: &str| {
+            args.iter().find_map(|a| a.strip_prefix(&format!("--{flag}="))).unwrap_or_else(|| panic!("--{flag}"))
+        };
+        let client_tls = self.values["auth"]["client"]["secureTransport"] == true;
+        let peer_tls = self.values["auth"]["peer"]["secureTransport"] == true;
+        let scheme = |tls: bool| if tls { "https://" } else { "http://" };
+        assert!(arg("listen-client-urls").starts_with(scheme(client_tls)));
+        assert!(arg("listen-peer-urls").starts_with(scheme(peer_tls)));
+        assert_eq!(defined.iter().any(|d| d == "ETCD_CERT_FILE"), client_tls);
+        assert_eq!(defined.iter().any(|d| d == "ETCD_PEER_CERT_FILE"), peer_tls);
+        let sts = self.sts["metadata"]["name"].as_str().expect("name");
+        let headless = &self.headless;
+        let replicas = self.values["replicaCount"].as_u64().unwrap_or(3);
+        let members: Vec<String> = (0..replicas)
+            .map(|i| format!("{sts}-{i}={}{sts}-{i}.{headless}.{NAMESPACE}.svc.cluster.local:2380", scheme(peer_tls)))
+            .collect();
+        assert_eq!(arg("initial-cluster"), members.join(","));
     }
 }
 
