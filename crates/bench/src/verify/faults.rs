@@ -163,31 +163,53 @@ impl Members {
         self.proxies.get(i).ok_or_else(|| "partition and delay faults need --peer-proxies".to_string())
     }
 
+    /// The leader's index, waiting up to 15 s (after a fault the cluster may still be electing).
+    async fn wait_for_leader(&self) -> Result<usize, String> {
+        let asked = std::time::Instant::now();
+        loop {
+            if let Some(l) = self.leader().await {
+                return Ok(l);
+            }
+            if asked.elapsed() > Duration::from_secs(15) {
+                return Err("no leader to aim the fault at (for 15 s)".into());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Sends `sig` to each of `victims`' processes.
+    fn signal_all(&mut self, victims: &[usize], sig: &str) -> Result<(), String> {
+        for &v in victims {
+            let pid = self.pid(v)?;
+            signal(pid, sig)?;
+        }
+        Ok(())
+    }
+
+    /// Sets the peer proxy of each of `victims` to `fault`.
+    fn proxies(&self, victims: &[usize], fault: proxy::Fault) -> Result<(), String> {
+        for &v in victims {
+            self.proxy(v)?.set(fault);
+        }
+        Ok(())
+    }
+
     /// Injects `f` for `hold`, heals, and says what was done.
     pub async fn inject(&mut self, f: Fault, hold: Duration) -> Result<String, String> {
         let n = self.endpoints.len();
-        // After the previous fault the cluster may still be electing: wait up to 15 s.
-        let mut leader = self.leader().await;
-        let asked = std::time::Instant::now();
-        while leader.is_none() && asked.elapsed() < Duration::from_secs(15) {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            leader = self.leader().await;
-        }
-        let leader = leader.ok_or("no leader to aim the fault at (for 15 s)")?;
+        let leader = self.wait_for_leader().await?;
         let followers: Vec<usize> = (1..n).map(|d| (leader + d) % n).collect();
         let one = *followers.first().ok_or("a fault on a follower needs two members or more")?;
+        let minority = followers[..(n - 1) / 2].to_vec();
         let pause = || tokio::time::sleep(hold);
         let what = match f {
             Fault::KillLeader | Fault::KillFollower | Fault::KillMinority => {
                 let victims = match f {
                     Fault::KillLeader => vec![leader],
                     Fault::KillFollower => vec![one],
-                    _ => followers[..(n - 1) / 2].to_vec(),
+                    _ => minority,
                 };
-                for &v in &victims {
-                    let pid = self.pid(v)?;
-                    signal(pid, "-KILL")?;
-                }
+                self.signal_all(&victims, "-KILL")?;
                 pause().await;
                 for &v in &victims {
                     self.restart(v)?;
@@ -198,43 +220,30 @@ impl Members {
                 let victims = match f {
                     Fault::StopLeader => vec![leader],
                     Fault::StopFollower => vec![one],
-                    _ => followers[..(n - 1) / 2].to_vec(),
+                    _ => minority,
                 };
-                let mut pids = Vec::new();
-                for &v in &victims {
-                    pids.push(self.pid(v)?);
-                }
-                for &pid in &pids {
-                    signal(pid, "-STOP")?;
-                }
+                self.signal_all(&victims, "-STOP")?;
                 pause().await;
-                for &pid in &pids {
-                    signal(pid, "-CONT")?;
-                }
+                self.signal_all(&victims, "-CONT")?;
                 format!("SIGSTOP member {victims:?} for {hold:?}")
             }
             Fault::PartitionLeader => {
-                self.proxy(leader)?.set(proxy::Fault::Blackhole);
+                self.proxies(&[leader], proxy::Fault::Blackhole)?;
                 pause().await;
-                self.proxy(leader)?.set(proxy::Fault::Healthy);
+                self.proxies(&[leader], proxy::Fault::Healthy)?;
                 format!("member {leader} (leader) heard nothing from its peers for {hold:?}")
             }
             Fault::DelayFollower => {
-                self.proxy(one)?.set(proxy::Fault::Delay(Duration::from_millis(150)));
+                self.proxies(&[one], proxy::Fault::Delay(Duration::from_millis(150)))?;
                 pause().await;
-                self.proxy(one)?.set(proxy::Fault::Healthy);
+                self.proxies(&[one], proxy::Fault::Healthy)?;
                 format!("member {one}'s peer traffic delayed 150 ms for {hold:?}")
             }
             Fault::IsolateKillLeader => {
-                for &v in &followers {
-                    self.proxy(v)?.set(proxy::Fault::Blackhole);
-                }
+                self.proxies(&followers, proxy::Fault::Blackhole)?;
                 pause().await;
-                let pid = self.pid(leader)?;
-                signal(pid, "-KILL")?;
-                for &v in &followers {
-                    self.proxy(v)?.set(proxy::Fault::Healthy);
-                }
+                self.signal_all(&[leader], "-KILL")?;
+                self.proxies(&followers, proxy::Fault::Healthy)?;
                 pause().await;
                 self.restart(leader)?;
                 format!(
