@@ -254,3 +254,24 @@ impl Members {
         Ok(what)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listening_port_leads_to_its_process() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        assert_eq!(pid_listening_on(port), Some(std::process::id()));
+        drop(l);
+        assert_eq!(pid_listening_on(port), None, "nothing listens there any more");
+    }
+
+    #[test]
+    fn an_endpoints_port_is_its_last_part() {
+        assert_eq!(port_of("127.0.0.1:2379"), Some(2379));
+        assert_eq!(port_of("http://10.0.0.1:22379/"), Some(22379));
+        assert_eq!(port_of("localhost"), None);
+    }
+}
