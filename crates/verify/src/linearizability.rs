@@ -27,6 +27,17 @@ pub enum Action {
     Revoke(i64),
 }
 
+impl Action {
+    /// The value the action writes, if it writes one (a put, a put on a lease, a
+    /// compare-and-swap's new value).
+    pub fn written(&self) -> Option<&str> {
+        match self {
+            Action::Put(v) | Action::PutLease(v, _) | Action::Cas { new: v, .. } => Some(v.as_str()),
+            _ => None,
+        }
+    }
+}
+
 /// One operation: invoked at `call`, answered at `ret` (None: no answer, may have happened).
 /// Times are nanoseconds from the start of the run.
 #[derive(Clone, Debug, Serialize)]
@@ -181,15 +192,7 @@ pub fn check_key(ops: &[Op]) -> bool {
 /// time and the search grows with every one of them (as etcd's robustness suite, the history
 /// is patched with what the watch saw).
 pub fn patch(ops: &[Op], written: &HashSet<(&str, &str)>) -> Vec<Op> {
-    let never = |o: &Op| {
-        o.ret.is_none()
-            && match &o.action {
-                Action::Put(v) | Action::PutLease(v, _) | Action::Cas { new: v, .. } => {
-                    !written.contains(&(o.key.as_str(), v.as_str()))
-                }
-                _ => false,
-            }
-    };
+    let never = |o: &Op| o.ret.is_none() && o.action.written().is_some_and(|v| !written.contains(&(o.key.as_str(), v)));
     ops.iter().filter(|o| !never(o)).cloned().collect()
 }
 
@@ -209,25 +212,20 @@ pub fn check(ops: &[Op]) -> Vec<String> {
 pub fn check_key_fast(ops: &[Op]) -> bool {
     let read: HashSet<&str> =
         ops.iter().filter_map(|o| if let Action::Get(Some(v)) = &o.action { Some(v.as_str()) } else { None }).collect();
-    let unread_unknown = |o: &&Op| {
-        o.ret.is_none()
-            && match &o.action {
-                Action::Put(v) | Action::Cas { new: v, .. } | Action::PutLease(v, _) => !read.contains(v.as_str()),
-                _ => false,
-            }
-    };
+    let unread_unknown = |o: &&Op| o.ret.is_none() && o.action.written().is_some_and(|v| !read.contains(v));
     let reduced: Vec<Op> = ops.iter().filter(|o| !unread_unknown(o)).cloned().collect();
     (reduced.len() < ops.len() && check_key(&reduced)) || check_key(ops)
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn op(client: usize, action: Action, call: u64, ret: Option<u64>) -> Op {
+    /// An operation on key `k` (the other test modules' histories are made of these too).
+    pub(crate) fn op(client: usize, action: Action, call: u64, ret: Option<u64>) -> Op {
         Op { client, key: "k".into(), action, call, ret }
     }
-    fn put(v: &str) -> Action {
+    pub(crate) fn put(v: &str) -> Action {
         Action::Put(v.into())
     }
     fn get(v: Option<&str>) -> Action {

@@ -7,8 +7,6 @@
 //! and not with it, and no kept operation observed the value it wrote (dropping the write a
 //! read saw would leave a read of a value nobody wrote: a different, made-up violation).
 
-use std::collections::HashSet;
-
 use crate::linearizability::{Action, Op, check_key_fast};
 
 /// At most this many linearizability checks are spent on the shrinking pass; what is left
@@ -55,35 +53,18 @@ pub fn smallest_failing(ops: &[Op]) -> Vec<Op> {
 
 /// Whether another kept operation (or the culprit) saw the value `op` wrote.
 fn observed(op: &Op, kept: &[Op], culprit: &Op) -> bool {
-    let written = match &op.action {
-        Action::Put(v) | Action::PutLease(v, _) | Action::Cas { new: v, .. } => v,
-        _ => return false,
-    };
-    let seen: HashSet<&str> = kept
-        .iter()
-        .chain(std::iter::once(culprit))
-        .filter(|o| !std::ptr::eq(*o, op))
-        .filter_map(|o| match &o.action {
-            Action::Get(Some(v)) => Some(v.as_str()),
-            Action::Cas { expect: Some(v), .. } => Some(v.as_str()),
-            _ => None,
-        })
-        .collect();
-    seen.contains(written.as_str())
+    let Some(written) = op.action.written() else { return false };
+    kept.iter().chain(std::iter::once(culprit)).filter(|o| !std::ptr::eq(*o, op)).any(|o| match &o.action {
+        Action::Get(Some(v)) | Action::Cas { expect: Some(v), .. } => v == written,
+        _ => false,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::linearizability::check_key;
-
-    fn op(client: usize, action: Action, call: u64, ret: Option<u64>) -> Op {
-        Op { client, key: "k".into(), action, call, ret }
-    }
-
-    fn put(v: &str) -> Action {
-        Action::Put(v.into())
-    }
+    use crate::linearizability::tests::{op, put};
 
     /// The lost-write shape `ack-before-commit` makes: acknowledged puts, then a read of an
     /// older value. Everything but the write the read saw, the first acknowledged write after

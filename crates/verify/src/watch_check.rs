@@ -83,14 +83,6 @@ pub fn check_prev_kv(canonical: &[Seen]) -> Result<(), String> {
     Ok(())
 }
 
-/// The value an operation writes, if it writes one.
-fn written(o: &Op) -> Option<&str> {
-    match &o.action {
-        Action::Put(v) | Action::Cas { new: v, .. } | Action::PutLease(v, _) => Some(v.as_str()),
-        _ => None,
-    }
-}
-
 /// The acknowledged writes no event shows: writes the cluster said it made and lost.
 pub fn lost_writes<'a>(history: &'a [Op], canonical: &[Seen]) -> Vec<&'a Op> {
     let events: HashSet<(&str, &str)> =
@@ -102,13 +94,14 @@ pub fn lost_writes<'a>(history: &'a [Op], canonical: &[Seen]) -> Vec<&'a Op> {
     history
         .iter()
         .filter(acknowledged)
-        .filter(|o| written(o).is_some_and(|v| !events.contains(&(o.key.as_str(), v))))
+        .filter(|o| o.action.written().is_some_and(|v| !events.contains(&(o.key.as_str(), v))))
         .collect()
 }
 
 /// Every acknowledged put is an event, and every put event is a put some client made.
 pub fn check_writes(history: &[Op], canonical: &[Seen]) -> Result<(), String> {
-    let made: HashSet<(&str, &str)> = history.iter().filter_map(|o| Some((o.key.as_str(), written(o)?))).collect();
+    let made: HashSet<(&str, &str)> =
+        history.iter().filter_map(|o| Some((o.key.as_str(), o.action.written()?))).collect();
     if let Some(lost) = lost_writes(history, canonical).first() {
         return Err(format!("acknowledged write lost: {lost:?}"));
     }
