@@ -244,13 +244,24 @@ impl Verdict {
         self.problems.is_empty()
     }
 
-    pub fn line(&self) -> String {
+    /// `linearizable` (every check passed), `not linearizable`, or `failed` (another check).
+    pub fn status(&self) -> &'static str {
         if self.ok() {
-            format!("verdict: linearizable; watch guarantees held; members agree at revision {}", self.revision)
+            "linearizable"
         } else if self.failing.iter().any(|f| f.kind == "not linearizable") {
-            format!("verdict: NOT linearizable ({} problems)", self.problems.len())
+            "not linearizable"
         } else {
-            format!("verdict: FAILED ({} problems)", self.problems.len())
+            "failed"
+        }
+    }
+
+    pub fn line(&self) -> String {
+        match self.status() {
+            "linearizable" => {
+                format!("verdict: linearizable; watch guarantees held; members agree at revision {}", self.revision)
+            }
+            "not linearizable" => format!("verdict: NOT linearizable ({} problems)", self.problems.len()),
+            _ => format!("verdict: FAILED ({} problems)", self.problems.len()),
         }
     }
 
@@ -276,7 +287,7 @@ impl Verdict {
 
     pub fn json(&self) -> serde_json::Value {
         json!({
-            "verdict": if self.ok() { "linearizable" } else if self.failing.iter().any(|f| f.kind == "not linearizable") { "not linearizable" } else { "failed" },
+            "verdict": self.status(),
             "operations": self.history.len(),
             "unanswered": self.count(|o| o.ret.is_none()),
             "watch_events": self.events,

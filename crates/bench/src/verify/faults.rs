@@ -200,15 +200,16 @@ impl Members {
         let leader = self.wait_for_leader().await?;
         let followers: Vec<usize> = (1..n).map(|d| (leader + d) % n).collect();
         let one = *followers.first().ok_or("a fault on a follower needs two members or more")?;
-        let minority = followers[..(n - 1) / 2].to_vec();
+        // The members a signal hits (the proxy faults name theirs below).
+        let victims = match f {
+            Fault::KillLeader | Fault::StopLeader => vec![leader],
+            Fault::KillFollower | Fault::StopFollower => vec![one],
+            Fault::KillMinority | Fault::StopMinority => followers[..(n - 1) / 2].to_vec(),
+            _ => Vec::new(),
+        };
         let pause = || tokio::time::sleep(hold);
         let what = match f {
             Fault::KillLeader | Fault::KillFollower | Fault::KillMinority => {
-                let victims = match f {
-                    Fault::KillLeader => vec![leader],
-                    Fault::KillFollower => vec![one],
-                    _ => minority,
-                };
                 self.signal_all(&victims, "-KILL")?;
                 pause().await;
                 for &v in &victims {
@@ -217,11 +218,6 @@ impl Members {
                 format!("SIGKILL member {victims:?} for {hold:?}, restarted")
             }
             Fault::StopLeader | Fault::StopFollower | Fault::StopMinority => {
-                let victims = match f {
-                    Fault::StopLeader => vec![leader],
-                    Fault::StopFollower => vec![one],
-                    _ => minority,
-                };
                 self.signal_all(&victims, "-STOP")?;
                 pause().await;
                 self.signal_all(&victims, "-CONT")?;
