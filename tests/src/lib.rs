@@ -113,6 +113,16 @@ impl ClusterExt for Cluster {
     }
 }
 
+/// A process killed (and reaped) when this is dropped: when its test ends, passed or failed.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Runs the real etcdctl with `--endpoints`.
 pub fn etcdctl(endpoints: &[&str], args: &[&str]) -> Output {
     Ctl::Real.run(&endpoints.join(","), args, None)

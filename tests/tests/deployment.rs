@@ -6,7 +6,7 @@ use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rustcd_testkit::{Ctl, free_port, stdout, workspace_bin};
+use rustcd_testkit::{Ctl, KillOnDrop, free_port, stdout, workspace_bin};
 
 /// The repository's root (the test kit lives in `tests/`).
 fn repo() -> std::path::PathBuf {
@@ -62,21 +62,22 @@ fn etcd_notifies_systemd_once_it_serves() {
     listener.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
     let (client, peer) = (free_port(), free_port());
     let log = dir.path().join("log");
-    let mut child = Command::new(workspace_bin("etcd"))
-        .env("NOTIFY_SOCKET", &socket)
-        .args(one_member(&dir.path().join("data"), client, peer))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log"))
-        .spawn()
-        .expect("start etcd");
+    let member = KillOnDrop(
+        Command::new(workspace_bin("etcd"))
+            .env("NOTIFY_SOCKET", &socket)
+            .args(one_member(&dir.path().join("data"), client, peer))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("start etcd"),
+    );
     let started = Instant::now();
     let mut buf = [0u8; 64];
     let got = listener.recv(&mut buf);
     let ready = got.map(|n| buf[..n].to_vec());
     // Ready means serving: a put goes through at once.
     let put = Ctl::Ours.run(&format!("127.0.0.1:{client}"), &["put", "k", "v"], None);
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(member);
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert_eq!(ready.ok().as_deref(), Some(&b"READY=1"[..]), "no READY=1 within 20 s: {text}");
     assert!(started.elapsed() < Duration::from_secs(20));
@@ -182,40 +183,20 @@ fn the_container_image_holds_the_binaries_only_and_they_serve() {
     let version = from_image(&fs, "etcdutl").arg("version").output().expect("etcdutl version");
     assert!(stdout(&version).starts_with("etcdutl version: 3.5."), "{}", stdout(&version));
     let (client, peer) = (free_port(), free_port());
-    let mut member = from_image(&fs, "etcd")
-        .args(one_member(&dir.path().join("data"), client, peer))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("etcd from the image");
+    let _member = KillOnDrop(
+        from_image(&fs, "etcd")
+            .args(one_member(&dir.path().join("data"), client, peer))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("etcd from the image"),
+    );
     let endpoint = format!("--endpoints=127.0.0.1:{client}");
-    let started = Instant::now();
-    let mut put = String::new();
-    while started.elapsed() < Duration::from_secs(20) && put != "OK\n" {
-        put = stdout(
-            &from_image(&fs, "etcdctl").args([endpoint.as_str(), "put", "image", "works"]).output().expect("put"),
-        );
-        if put != "OK\n" {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-    let get = from_image(&fs, "etcdctl").args([endpoint.as_str(), "get", "image"]).output().expect("etcdctl get");
-    let _ = member.kill();
-    let _ = member.wait();
-    assert_eq!(put, "OK\n");
-    assert_eq!(stdout(&get), "image\nworks\n");
-}
-
-/// Processes killed when the test ends, passed or failed.
-struct Killed(Vec<Option<std::process::Child>>);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        for c in self.0.iter_mut().flatten() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+    let ctl = |args: &[&str]| stdout(&from_image(&fs, "etcdctl").arg(&endpoint).args(args).output().expect("etcdctl"));
+    rustcd_testkit::wait_for("the image's member to take a put", Duration::from_secs(20), || {
+        (ctl(&["put", "image", "works"]) == "OK\n").then_some(())
+    });
+    assert_eq!(ctl(&["get", "image"]), "image\nworks\n");
 }
 
 /// The walkthrough's three-member cluster from the image's binaries (compose.yaml's settings,
@@ -228,7 +209,7 @@ fn cluster_from_the_image_runs_the_walkthrough() {
     let clients: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let peers: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let initial: Vec<String> = (0..3).map(|i| format!("node{}=http://127.0.0.1:{}", i + 1, peers[i])).collect();
-    let mut members = Killed(Vec::new());
+    let mut members: Vec<Option<KillOnDrop>> = Vec::new();
     for i in 0..3 {
         let child = from_image(&fs, "etcd")
             .env("ETCD_DATA_DIR", dir.path().join(format!("node{}", i + 1)))
@@ -244,7 +225,7 @@ fn cluster_from_the_image_runs_the_walkthrough() {
             .stderr(Stdio::null())
             .spawn()
             .expect("etcd from the image");
-        members.0.push(Some(child));
+        members.push(Some(KillOnDrop(child)));
     }
     let ctl = |i: usize, args: &[&str]| {
         let out = from_image(&fs, "etcdctl")
@@ -277,10 +258,7 @@ fn cluster_from_the_image_runs_the_walkthrough() {
     let leaders: Vec<usize> = (0..3).filter(|&i| rows[i].2).collect();
     assert_eq!(leaders.len(), 1, "one leader: {rows:?}");
     let (old, old_term) = (leaders[0], rows[leaders[0]].3);
-    if let Some(mut c) = members.0[old].take() {
-        let _ = c.kill();
-        let _ = c.wait();
-    }
+    drop(members[old].take()); // SIGKILL
     let alive: Vec<usize> = (0..3).filter(|&i| i != old).collect();
     rustcd_testkit::wait_for("a new leader", Duration::from_secs(30), || {
         let rows = status(&alive);

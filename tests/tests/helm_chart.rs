@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use rustcd_testkit::certs::Pki;
-use rustcd_testkit::{free_port, stdout, wait_for, workspace_bin};
+use rustcd_testkit::{KillOnDrop, free_port, stdout, wait_for, workspace_bin};
 
 const RELEASE: &str = "demo";
 const NAMESPACE: &str = "db";
@@ -392,16 +392,6 @@ fn the_chart_renders_with_helm_and_its_objects_fit_together() {
     }
 }
 
-/// A process run from a rendered container, killed when dropped.
-struct Running(std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A rendered container's environment as Kubernetes gives it: values expanded in order,
 /// `fieldRef`s from the pod, `secretKeyRef`s from the rendered Secrets; then `local` rewrites
 /// (paths and host names to the test's).
@@ -499,7 +489,7 @@ fn the_rendered_member_auth_job_and_snapshot_job_run_as_written() {
     let c = &sts["spec"]["template"]["spec"]["containers"][0];
     let env = container_env(c, &member, &objects, &local);
     let log = d.join("member.log");
-    let _member = Running(
+    let _member = KillOnDrop(
         command_of(c, &env, &local)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log"))
