@@ -17,6 +17,7 @@ use rustcd_api::etcdserverpb::watch_request::RequestUnion;
 use rustcd_api::etcdserverpb::{
     Compare, LeaseGrantRequest, PutRequest, RangeRequest, RequestOp, TxnRequest, WatchCreateRequest, WatchRequest,
 };
+use rustcd_verify::record::prefix_end;
 use tonic::transport::Channel;
 
 use crate::conn::{Token, with_token};
@@ -38,14 +39,6 @@ pub struct Config {
 
 fn object_key(i: usize) -> Vec<u8> {
     format!("/registry/{}/default/object-{:07}", TYPES[i % TYPES.len()], i / TYPES.len()).into_bytes()
-}
-
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    if let Some(last) = end.last_mut() {
-        *last += 1;
-    }
-    end
 }
 
 /// The run's objects and watches; the watches end when this is dropped.
