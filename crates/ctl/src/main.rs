@@ -193,6 +193,9 @@ pub struct Ctx {
     pub command_timeout: Duration,
     pub format: Format,
     pub style: KvStyle,
+    /// The connection [`Ctx::request`] reuses for every call of the command, until the server
+    /// says its token is stale (one connection, one authentication per process, as clientv3).
+    pub connection: std::sync::Mutex<Option<Client>>,
 }
 
 impl Ctx {
@@ -215,16 +218,25 @@ impl Ctx {
         }
     }
 
-    /// Connects and runs one request under `--command-timeout`; when the server says the
-    /// client's auth state is stale (`revision of auth store is old`, `invalid auth token`), it
-    /// connects (authenticates) again and retries, as clientv3 does.
+    /// Runs one request under `--command-timeout` on the command's connection (made on first
+    /// use); when the server says the client's auth state is stale (`revision of auth store is
+    /// old`, `invalid auth token`), it connects (authenticates) again and retries, as clientv3
+    /// does.
     pub async fn request<T, Fut>(&self, f: impl Fn(Client) -> Fut) -> Result<T, CtlError>
     where
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let deadline = tokio::time::Instant::now() + self.command_timeout;
         loop {
-            let c = self.client().await?;
+            let cached = self.connection.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let c = match cached {
+                Some(c) => c,
+                None => {
+                    let c = self.client().await?;
+                    *self.connection.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
+                    c
+                }
+            };
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match tokio::time::timeout(left, f(c)).await {
                 Ok(Ok(r)) => return Ok(r.into_inner()),
@@ -237,6 +249,7 @@ impl Ctx {
                     if !stale || tokio::time::Instant::now() >= deadline {
                         return Err(s.into());
                     }
+                    *self.connection.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 }
                 Err(_) => return Err(CtlError::new(1, "context deadline exceeded")),
             }
@@ -331,6 +344,7 @@ async fn run(cli: Cli) -> Result<(), CtlError> {
         command_timeout: duration(&cli.command_timeout)?,
         format,
         style: KvStyle { hex: cli.hex, value_only: false },
+        connection: std::sync::Mutex::new(None),
     };
     match cli.command {
         Command::Version => {
