@@ -369,7 +369,7 @@ pub async fn local_kvs(endpoint: &str, prefix: &[u8]) -> Result<(i64, Vec<(Vec<u
 }
 
 /// etcd's prefix end: the key with its last byte below 0xff incremented.
-pub use rustcd_verify::record::prefix_end;
+pub use rustcd_gocompat::prefix_end;
 
 /// HashKV of the member at `endpoint` at `revision`.
 pub async fn hash_kv(endpoint: &str, revision: i64) -> Result<u32, tonic::Status> {

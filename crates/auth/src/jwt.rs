@@ -49,12 +49,9 @@ fn read(path: &str) -> Result<Vec<u8>, AuthError> {
 }
 
 impl JwtOptions {
-    /// From `--auth-token`'s options (`pub-key`, `priv-key`, `sign-method`, `ttl`); `duration`
-    /// reads Go's duration syntax (`5m`), as the caller's flags do.
-    pub fn from_map(
-        opts: &HashMap<String, String>,
-        duration: &dyn Fn(&str) -> Option<Duration>,
-    ) -> Result<JwtOptions, AuthError> {
+    /// From `--auth-token`'s options (`pub-key`, `priv-key`, `sign-method`, `ttl`, in Go's
+    /// duration syntax: `5m`).
+    pub fn from_map(opts: &HashMap<String, String>) -> Result<JwtOptions, AuthError> {
         use Algorithm::*;
         let method = opts.get("sign-method").ok_or_else(|| invalid("jwt needs sign-method"))?;
         let alg = match method.as_str() {
@@ -72,7 +69,7 @@ impl JwtOptions {
             other => return Err(invalid(format!("unsupported sign-method {other:?}"))),
         };
         let ttl = match opts.get("ttl") {
-            Some(t) => duration(t).ok_or_else(|| invalid(format!("invalid ttl {t:?}")))?,
+            Some(t) => rustcd_gocompat::parse_std_duration(t).map_err(|_| invalid(format!("invalid ttl {t:?}")))?,
             None => Duration::from_secs(300),
         };
         let (priv_key, pub_key) = (opts.get("priv-key"), opts.get("pub-key"));
@@ -146,20 +143,18 @@ mod tests {
             m.insert("ttl".to_string(), ttl.to_string());
             m
         };
-        let secs =
-            |t: &str| t.strip_suffix('s').or(t.strip_suffix('m')).and_then(|n| n.parse().ok()).map(Duration::from_secs);
-        let j = JwtOptions::from_map(&map("5m"), &secs).expect("options");
+        let j = JwtOptions::from_map(&map("5m")).expect("options");
         let t = j.sign("alice", 7).expect("sign");
         assert_eq!(j.verify(&t), Some(AuthInfo { username: "alice".into(), revision: 7 }));
         let mut forged = t.clone();
         forged.replace_range(forged.len() - 2.., "AA");
         assert_eq!(j.verify(&forged), None);
-        let short = JwtOptions::from_map(&map("0s"), &secs).expect("options");
+        let short = JwtOptions::from_map(&map("0s")).expect("options");
         let old = short.sign("alice", 7).expect("sign");
         std::thread::sleep(Duration::from_millis(1100));
         assert_eq!(short.verify(&old), None, "expired");
         let mut bad = map("5m");
         bad.insert("sign-method".into(), "none".into());
-        assert!(JwtOptions::from_map(&bad, &secs).is_err());
+        assert!(JwtOptions::from_map(&bad).is_err());
     }
 }

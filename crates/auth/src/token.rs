@@ -25,12 +25,8 @@ impl Default for TokenOptions {
 }
 
 /// Reads `--auth-token` (`simple`, or `jwt,pub-key=...,priv-key=...,sign-method=...,ttl=...`),
-/// with `--auth-token-ttl` for simple tokens; `duration` reads a JWT's Go-style `ttl`.
-pub fn parse_token_options(
-    spec: &str,
-    ttl_secs: u64,
-    duration: &dyn Fn(&str) -> Option<Duration>,
-) -> Result<TokenOptions, AuthError> {
+/// with `--auth-token-ttl` for simple tokens.
+pub fn parse_token_options(spec: &str, ttl_secs: u64) -> Result<TokenOptions, AuthError> {
     let mut parts = spec.split(',');
     match parts.next().unwrap_or("") {
         "simple" | "" => Ok(TokenOptions::Simple { ttl: Duration::from_secs(ttl_secs) }),
@@ -41,7 +37,7 @@ pub fn parse_token_options(
                     p.split_once('=').ok_or_else(|| AuthError::InvalidOptions(format!("malformed option {p:?}")))?;
                 opts.insert(k.to_string(), v.to_string());
             }
-            Ok(TokenOptions::Jwt(Box::new(JwtOptions::from_map(&opts, duration)?)))
+            Ok(TokenOptions::Jwt(Box::new(JwtOptions::from_map(&opts)?)))
         }
         other => Err(AuthError::InvalidOptions(format!("unknown token type {other:?}"))),
     }
@@ -148,10 +144,9 @@ mod tests {
         let b = t.assign("bob", 3, &random_prefix(), 13).expect("token");
         t.invalidate_user("bob");
         assert_eq!(t.info(&b, 5), None);
-        let none = |_: &str| None;
-        assert!(parse_token_options("bogus", 1, &none).is_err());
+        assert!(parse_token_options("bogus", 1).is_err());
         assert!(
-            matches!(parse_token_options("simple", 9, &none), Ok(TokenOptions::Simple { ttl }) if ttl == Duration::from_secs(9))
+            matches!(parse_token_options("simple", 9), Ok(TokenOptions::Simple { ttl }) if ttl == Duration::from_secs(9))
         );
     }
 }

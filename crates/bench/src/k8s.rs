@@ -17,7 +17,7 @@ use rustcd_api::etcdserverpb::watch_request::RequestUnion;
 use rustcd_api::etcdserverpb::{
     Compare, LeaseGrantRequest, PutRequest, RangeRequest, RequestOp, TxnRequest, WatchCreateRequest, WatchRequest,
 };
-use rustcd_verify::record::prefix_end;
+use rustcd_gocompat::prefix_end;
 use tonic::transport::Channel;
 
 use crate::conn::{Token, with_token};

@@ -7,9 +7,9 @@ use rustcd_api::authpb::{Permission, UserAddOptions};
 use rustcd_api::etcdserverpb::*;
 
 use crate::json::{Obj, base64, string};
-use crate::kv::prefix_end;
 use crate::print::{emit, with_header};
 use crate::{CtlError, Ctx};
+use rustcd_gocompat::prefix_end;
 
 /// The server's answer to `AuthEnable` when root lacks the root role (etcd's
 /// `ErrRootRoleNotExist`).

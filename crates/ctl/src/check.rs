@@ -9,8 +9,8 @@ use rustcd_api::etcdserverpb::{CompactionRequest, DefragmentRequest, DeleteRange
 use rustcd_client::Client;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::kv::prefix_end;
 use crate::{CtlError, Ctx};
+use rustcd_gocompat::prefix_end;
 
 #[derive(Subcommand, Debug)]
 pub enum CheckCmd {

@@ -67,7 +67,7 @@ fn flag_line(a: &Arg, cmd_name: &str) -> Option<String> {
             a.get_default_values().iter().map(|v| v.to_string_lossy()).collect::<Vec<_>>().join(",")
         ));
     } else if !STRING_FLAGS.contains(&long)
-        && (default.parse::<i64>().is_ok() || crate::parse_duration(&default).is_some() && !default.is_empty())
+        && (default.parse::<i64>().is_ok() || rustcd_gocompat::parse_duration(&default).is_ok())
     {
         line.push_str(&format!("={default}"));
     } else {

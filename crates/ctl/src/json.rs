@@ -137,7 +137,7 @@ pub fn quote(data: &[u8]) -> String {
     out
 }
 
-pub use rustcd_utl::print::{go_duration, human_bytes};
+pub use rustcd_gocompat::{format_duration as go_duration, human_bytes};
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,6 @@
 //! get, put, del, txn and compaction: flags to requests, as etcdctl's `ctlv3/command` builds them.
 
+use rustcd_gocompat::prefix_end;
 use std::io::BufRead;
 
 use clap::{Args, Parser};
@@ -108,18 +109,6 @@ pub struct CompactionArgs {
     #[arg(long)]
     pub physical: bool,
     pub args: Vec<String>,
-}
-
-/// The end of the range of keys starting with `key` (etcd's `GetPrefixRangeEnd`).
-pub fn prefix_end(key: &[u8]) -> Vec<u8> {
-    let mut end = key.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
 }
 
 /// Key and range end for a key argument with `--prefix`/`--from-key` (clientv3's options).

@@ -139,30 +139,6 @@ impl From<rustcd_client::Error> for CtlError {
     }
 }
 
-/// Go's `time.ParseDuration` for the forms etcdctl's flags take (`2s`, `500ms`, `1m30s`).
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let mut total = 0f64;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let n = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let value: f64 = rest[..n].parse().ok()?;
-        rest = &rest[n..];
-        let u = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let scale = match &rest[..u] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        total += value * scale;
-        rest = &rest[u..];
-    }
-    Some(Duration::from_secs_f64(total))
-}
-
 /// `--user name[:password]` and `--password`, as etcdctl reads them (a missing password is
 /// read from stdin after a `Password: ` prompt).
 fn credentials(user: &str, password: &str) -> Result<Option<(String, String)>, CtlError> {
@@ -330,7 +306,9 @@ async fn run(cli: Cli) -> Result<(), CtlError> {
     };
     let endpoints = connect::endpoints_of(&cli)?;
     let tls = connect::client_tls(&cli, &endpoints)?;
-    let duration = |s: &str| parse_duration(s).ok_or_else(|| CtlError::bad_args(&format!("invalid duration {s:?}")));
+    let duration = |s: &str| {
+        rustcd_gocompat::parse_std_duration(s).map_err(|_| CtlError::bad_args(&format!("invalid duration {s:?}")))
+    };
     let ctx = Ctx {
         config: Config {
             endpoints,
@@ -520,11 +498,7 @@ fn go_switches(argv: Vec<String>) -> Vec<String> {
             .then(|| a.strip_prefix("--")?.split_once('='))
             .flatten()
             .filter(|(name, _)| names.iter().any(|n| n == name))
-            .and_then(|(name, v)| match v {
-                "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(Some(format!("--{name}"))),
-                "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(None),
-                _ => None,
-            });
+            .and_then(|(name, v)| rustcd_gocompat::flag_bool(Some(v)).ok().map(|on| on.then(|| format!("--{name}"))));
         match parsed {
             Some(Some(flag)) => out.push(flag),
             Some(None) => {}

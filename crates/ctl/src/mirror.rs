@@ -14,8 +14,8 @@ use rustcd_api::etcdserverpb::{
 use rustcd_client::Client;
 use tokio_stream::StreamExt;
 
-use crate::kv::prefix_end;
 use crate::{CtlError, Ctx};
+use rustcd_gocompat::prefix_end;
 
 #[derive(Args, Debug)]
 pub struct MirrorArgs {

@@ -12,8 +12,9 @@ use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::kv::{argify, prefix_end};
+use crate::kv::argify;
 use crate::{CtlError, Ctx, print};
+use rustcd_gocompat::prefix_end;
 
 #[derive(Args, Debug, Clone)]
 pub struct WatchArgs {

@@ -133,45 +133,11 @@ const NO_EFFECT: [(&str, &str); 2] = [
 ];
 
 fn duration(name: &str, v: &str) -> Result<Duration, String> {
-    parse_duration(v)
-        .ok_or_else(|| format!("invalid argument {v:?} for \"--{name}\" flag: time: invalid duration {v:?}"))
-}
-
-/// A Go duration (`90s`, `1m30s`, `250ms`).
-fn parse_duration(s: &str) -> Option<Duration> {
-    let mut total = Duration::ZERO;
-    let mut rest = s.trim();
-    if rest == "0" {
-        return Some(total);
-    }
-    while !rest.is_empty() {
-        let n = rest.find(|c: char| !c.is_ascii_digit() && c != '.').filter(|n| *n > 0)?;
-        let value: f64 = rest[..n].parse().ok()?;
-        rest = &rest[n..];
-        let u = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        let unit = match &rest[..u] {
-            "h" => 3600.0,
-            "m" => 60.0,
-            "s" => 1.0,
-            "ms" => 1e-3,
-            "us" | "µs" => 1e-6,
-            "ns" => 1e-9,
-            _ => return None,
-        };
-        total += Duration::from_secs_f64(value * unit);
-        rest = &rest[u..];
-    }
-    Some(total)
+    rustcd_gocompat::parse_std_duration(v).map_err(|e| format!("invalid argument {v:?} for \"--{name}\" flag: {e}"))
 }
 
 fn boolean(name: &str, v: &str) -> Result<bool, String> {
-    match v {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
-        _ => Err(format!(
-            "invalid argument {v:?} for \"--{name}\" flag: strconv.ParseBool: parsing {v:?}: invalid syntax"
-        )),
-    }
+    rustcd_gocompat::parse_bool(v).map_err(|e| format!("invalid argument {v:?} for \"--{name}\" flag: {e}"))
 }
 
 const BOOLS: [&str; 7] = [

@@ -41,16 +41,7 @@ impl Namespace {
         }
         let end = match end {
             [] => Vec::new(),
-            [0] => {
-                let mut e = self.prefix.clone();
-                while let Some(last) = e.pop() {
-                    if last < 0xff {
-                        e.push(last + 1);
-                        break;
-                    }
-                }
-                if e.is_empty() { vec![0] } else { e }
-            }
+            [0] => rustcd_gocompat::prefix_end(&self.prefix),
             e => self.key(e),
         };
         (self.key(key), end)

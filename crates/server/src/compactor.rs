@@ -13,8 +13,8 @@ use rustcd_api::etcdserverpb::CompactionRequest;
 use tokio::time::Instant;
 
 use crate::error::ServerError;
-use crate::humanize::go_duration;
 use crate::server::EtcdServer;
+use rustcd_gocompat::format_duration as go_duration;
 
 /// What to keep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +31,7 @@ impl Retention {
             "revision" => Retention::Revisions(retention.trim().parse::<i64>().map_err(|_| bad())?),
             "periodic" => Retention::Period(match retention.trim().parse::<u64>() {
                 Ok(hours) => Duration::from_secs(hours.saturating_mul(3600)),
-                Err(_) => crate::config::parse_duration(retention).ok_or_else(bad)?,
+                Err(_) => rustcd_gocompat::parse_std_duration(retention).map_err(|_| bad())?,
             }),
             _ => return Err(format!("unknown auto-compaction-mode {mode:?}")),
         };

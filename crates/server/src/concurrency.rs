@@ -17,21 +17,11 @@ use rustcd_mvcc::KeyRange;
 use rustcd_mvcc::watch::{WatchSpec, WatcherKey};
 use tokio::sync::mpsc;
 
+use rustcd_gocompat::prefix_end;
+
 use crate::apply::expect_applied;
 use crate::error::ServerError;
 use crate::server::EtcdServer;
-
-/// The end of the range of keys starting with `prefix`.
-pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
-}
 
 pub async fn txn(s: &EtcdServer, t: TxnRequest) -> Result<TxnResponse, ServerError> {
     expect_applied!(s.propose(Op::Txn(t)).await?, Txn)

@@ -60,12 +60,12 @@ pub fn parse(args: &[String]) -> Result<GatewayFlags, String> {
                 f.endpoints = value.split(',').map(|e| e.trim().to_string()).filter(|e| !e.is_empty()).collect()
             }
             "retry-delay" => {
-                f.retry_delay = crate::config::parse_duration(&value)
-                    .ok_or_else(|| format!("invalid argument {value:?} for \"--retry-delay\" flag"))?
+                f.retry_delay = rustcd_gocompat::parse_std_duration(&value)
+                    .map_err(|_| format!("invalid argument {value:?} for \"--retry-delay\" flag"))?
             }
             "insecure-discovery" => {
-                f.insecure_discovery = crate::config::parse::parse_bool(&value)
-                    .ok_or_else(|| format!("invalid argument {value:?} for \"--insecure-discovery\" flag"))?
+                f.insecure_discovery = rustcd_gocompat::parse_bool(&value)
+                    .map_err(|_| format!("invalid argument {value:?} for \"--insecure-discovery\" flag"))?
             }
             "discovery-srv" => f.discovery_srv = value,
             "discovery-srv-name" => f.discovery_srv_name = value,

@@ -21,7 +21,6 @@ pub mod gateway;
 pub mod grpc;
 pub mod h2_authority;
 pub mod http;
-pub mod humanize;
 pub mod identity;
 pub mod ids;
 pub mod json_gateway;

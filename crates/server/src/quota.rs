@@ -26,7 +26,7 @@ const LEASE_OVERHEAD: u64 = 64;
 
 /// The quota in bytes from `--quota-backend-bytes` (`None`: no quota), logged as etcd logs it.
 pub fn from_flag(bytes: i64) -> Option<u64> {
-    let human = |b: i64| crate::humanize::human_bytes(b.max(0) as u64);
+    let human = |b: i64| rustcd_gocompat::human_bytes(b.max(0) as u64);
     match bytes {
         b if b < 0 => {
             tracing::warn!(quota_name = "v3-applier", "disabled backend quota");

@@ -2,8 +2,8 @@
 
 use std::fmt::Write;
 
+pub use rustcd_gocompat::{format_duration as go_duration, human_bytes};
 use rustcd_server::backup::status::SnapshotStatus;
-pub use rustcd_server::humanize::{go_duration, human_bytes};
 
 use crate::UtlError;
 

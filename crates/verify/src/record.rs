@@ -55,18 +55,6 @@ pub fn lazy_channel(endpoint: &str) -> Result<Channel, String> {
     Ok(e.connect_timeout(Duration::from_secs(1)).connect_lazy())
 }
 
-/// The first key after every key that starts with `p`.
-pub fn prefix_end(p: &[u8]) -> Vec<u8> {
-    let mut end = p.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
-}
-
 /// A client's state between operations.
 struct Client {
     id: usize,
@@ -265,7 +253,7 @@ pub async fn watcher(channel: Channel, prefix: String, from: i64, seen: Watched)
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let create = WatchCreateRequest {
             key: prefix.as_bytes().to_vec().into(),
-            range_end: prefix_end(prefix.as_bytes()).into(),
+            range_end: rustcd_gocompat::prefix_end(prefix.as_bytes()).into(),
             start_revision: next_rev,
             prev_kv: true,
             ..Default::default()

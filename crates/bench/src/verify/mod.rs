@@ -53,18 +53,12 @@ pub struct VerifyArgs {
     out: PathBuf,
 }
 
-/// `60s`, `2m`, `500ms`, `1h`, or plain seconds.
+/// A Go duration (`60s`, `2m`, `500ms`, `1h`), or plain seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s.find(|c: char| !c.is_ascii_digit() && c != '.').map_or((s, "s"), |i| s.split_at(i));
-    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("invalid duration {s:?} (units: ms, s, m, h)")),
-    };
-    Ok(Duration::from_secs_f64(secs))
+    match s.parse::<u64>() {
+        Ok(secs) => Ok(Duration::from_secs(secs)),
+        Err(_) => rustcd_gocompat::parse_std_duration(s).map_err(|e| e.to_string()),
+    }
 }
 
 /// Runs the check; Ok(true) when every check passed.
@@ -146,7 +140,7 @@ async fn clean(ch: &tonic::transport::Channel, w: &Workload, leases: &[i64]) -> 
     }
     let req = DeleteRangeRequest {
         key: w.prefix.as_bytes().to_vec().into(),
-        range_end: record::prefix_end(w.prefix.as_bytes()).into(),
+        range_end: rustcd_gocompat::prefix_end(w.prefix.as_bytes()).into(),
         ..Default::default()
     };
     let r = KvClient::new(ch.clone()).delete_range(req).await?.into_inner();

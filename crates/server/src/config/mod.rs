@@ -328,7 +328,7 @@ impl Config {
         if !(4..=31).contains(&raw.bcrypt_cost) {
             return Err(StartError::Config(format!("invalid bcrypt-cost {}", raw.bcrypt_cost)));
         }
-        let auth_tokens = rustcd_auth::parse_token_options(&raw.auth_token, raw.auth_token_ttl, &parse_duration)
+        let auth_tokens = rustcd_auth::parse_token_options(&raw.auth_token, raw.auth_token_ttl)
             .map_err(|e| StartError::Config(e.to_string()))?;
         if let Some(t) = &raw.distributed_tracing {
             t.validate().map_err(StartError::Config)?;
@@ -365,33 +365,6 @@ impl Config {
     }
 }
 
-/// Parses a Go-style duration: `10m`, `5s`, `250ms`, `1h`, `1m30s`.
-pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
-    let mut total = std::time::Duration::ZERO;
-    let mut rest = s.trim();
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(rest.len());
-        let n: f64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        let secs = match &rest[..unit_len] {
-            "h" => 3600.0,
-            "m" => 60.0,
-            "s" => 1.0,
-            "ms" => 0.001,
-            "us" | "µs" => 0.000_001,
-            "ns" => 0.000_000_001,
-            _ => return None,
-        };
-        total += std::time::Duration::from_secs_f64(n * secs);
-        rest = &rest[unit_len..];
-    }
-    Some(total)
-}
-
 /// Parses `name=url,name=url2,...`; a name may appear with several URLs.
 pub fn parse_initial_cluster(s: &str) -> Result<Vec<InitialMember>, StartError> {
     let mut out: Vec<InitialMember> = Vec::new();
@@ -422,14 +395,6 @@ mod tests {
             vec![InitialMember { name: "default".into(), peer_urls: vec!["http://localhost:2380".into()] }]
         );
         assert_eq!((c.raw.max_request_bytes, c.raw.max_txn_ops), (1_572_864, 128));
-    }
-
-    #[test]
-    fn go_durations() {
-        assert_eq!(parse_duration("10m"), Some(std::time::Duration::from_secs(600)));
-        assert_eq!(parse_duration("1m30s"), Some(std::time::Duration::from_secs(90)));
-        assert_eq!(parse_duration("250ms"), Some(std::time::Duration::from_millis(250)));
-        assert_eq!(parse_duration("ten"), None);
     }
 
     #[test]

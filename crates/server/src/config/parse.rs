@@ -6,6 +6,8 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 
+use rustcd_gocompat::{parse_bool, parse_duration};
+
 use super::table::{FLAGS, Flag, Kind, flag};
 
 /// Something to log once the logger is set up, as etcd logs it while reading its settings.
@@ -99,11 +101,11 @@ pub fn normalize(f: &Flag, value: &str) -> Result<String, String> {
     let v = value.trim();
     match f.kind {
         Kind::Str => Ok(value.to_string()),
-        Kind::Bool => parse_bool(v).map(|b| b.to_string()).ok_or_else(|| "parse error".to_string()),
+        Kind::Bool => parse_bool(v).map(|b| b.to_string()).map_err(|_| "parse error".to_string()),
         Kind::Uint => parse_uint(v).map(|n| n.to_string()).ok_or_else(|| "parse error".to_string()),
         Kind::U32 => v.parse::<u32>().map(|n| n.to_string()).map_err(|_| "parse error".to_string()),
         Kind::Int => v.parse::<i64>().map(|n| n.to_string()).map_err(|_| "parse error".to_string()),
-        Kind::Duration => parse_go_duration(v).map(|n| n.to_string()).ok_or_else(|| "parse error".to_string()),
+        Kind::Duration => parse_duration(v).map(|n| n.to_string()).map_err(|_| "parse error".to_string()),
         Kind::Urls => {
             let urls: Vec<&str> = v.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
             for u in &urls {
@@ -122,15 +124,6 @@ pub fn normalize(f: &Flag, value: &str) -> Result<String, String> {
     }
 }
 
-/// Go's `strconv.ParseBool`.
-pub fn parse_bool(s: &str) -> Option<bool> {
-    match s {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
-    }
-}
-
 /// Go's `strconv.ParseUint(s, 0, 64)` for the forms people write: decimal, `0x`, `0o`, `0b`.
 fn parse_uint(s: &str) -> Option<u64> {
     let s = s.replace('_', "");
@@ -143,20 +136,6 @@ fn parse_uint(s: &str) -> Option<u64> {
     } else {
         s.parse().ok()
     }
-}
-
-/// Go's `time.ParseDuration`, in nanoseconds: `0`, `300ms`, `-1.5h`, `2h45m`.
-pub fn parse_go_duration(s: &str) -> Option<i64> {
-    let (neg, body) = match s.strip_prefix('-') {
-        Some(b) => (true, b),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    if body == "0" {
-        return Some(0);
-    }
-    let d = super::parse_duration(body)?;
-    let n = i64::try_from(d.as_nanos()).ok()?;
-    Some(if neg { -n } else { n })
 }
 
 /// The environment variable etcd reads for a flag: `ETCD_` and the name in upper case.
@@ -193,7 +172,7 @@ pub fn parse(args: &[OsString], env: &[(String, String)]) -> Result<Command, Par
             "h" | "help" => return Ok(Command::Help),
             "version" => {
                 version = match inline {
-                    Some(v) => parse_bool(v).ok_or_else(|| {
+                    Some(v) => parse_bool(v).map_err(|_| {
                         ParseError::Usage(format!("invalid boolean value {v:?} for -version: parse error"))
                     })?,
                     None => true,

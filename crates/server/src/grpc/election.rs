@@ -95,7 +95,8 @@ impl Election for ElectionService {
                     }
                 }
                 // Wait for any change under the prefix, then look again.
-                let mut w = cc::WatchGuard::new(&s, KeyRange::new(&prefix, &cc::prefix_end(&prefix)), rev + 1);
+                let mut w =
+                    cc::WatchGuard::new(&s, KeyRange::new(&prefix, &rustcd_gocompat::prefix_end(&prefix)), rev + 1);
                 tokio::select! {
                     ev = w.rx.recv() => if ev.is_none() { return },
                     _ = tx.closed() => return,

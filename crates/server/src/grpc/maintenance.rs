@@ -170,7 +170,7 @@ fn send_snapshot(
     rustcd_metrics::get().disk.backend_snapshot_duration_seconds.observe(took);
     let mut file = out.into_inner().map_err(|e| e.into_error())?;
     let total = exported.size;
-    tracing::info!(total_bytes = total, size = %crate::humanize::human_bytes(total), "sending database snapshot to client");
+    tracing::info!(total_bytes = total, size = %rustcd_gocompat::human_bytes(total), "sending database snapshot to client");
     let started = std::time::Instant::now();
     file.rewind()?;
     let mut sha = ring::digest::Context::new(&ring::digest::SHA256);
@@ -190,6 +190,6 @@ fn send_snapshot(
     }
     let digest = sha.finish().as_ref().to_vec();
     let _ = tx.blocking_send(Ok(SnapshotResponse { remaining_bytes: 0, blob: digest.into(), ..Default::default() }));
-    tracing::info!(total_bytes = total, size = %crate::humanize::human_bytes(total), took = ?started.elapsed(), "sent database snapshot to client");
+    tracing::info!(total_bytes = total, size = %rustcd_gocompat::human_bytes(total), took = ?started.elapsed(), "sent database snapshot to client");
     Ok(())
 }
