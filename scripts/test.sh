@@ -30,6 +30,11 @@ command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 # The Debian package is built in tests/tests/deployment.rs.
 command -v cargo-deb >/dev/null || cargo install --locked cargo-deb --version 3.8.0
 
+# The structure checks: no cycle among the top-level modules of the server and raft crates,
+# and no document naming a repository path that does not exist.
+python3 scripts/module-cycles.py
+python3 scripts/doc-paths.py
+
 cargo build --bins --features rustcd-server/failpoints
 cargo nextest run --workspace --features rustcd-server/failpoints --profile ci "$@"
 

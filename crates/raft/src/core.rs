@@ -14,7 +14,7 @@ use raft::{RawNode, SnapshotStatus as Snap, StateRole};
 
 use crate::error::{Error, Result};
 use crate::io::{ApplySink, LogStorage, Transport};
-use crate::node::{Input, NodeConfig, NodeStatus};
+use crate::types::{Input, NodeConfig, NodeStatus};
 
 /// The raft state machine of one member and what it reads and writes through.
 pub struct RaftCore<L: LogStorage, T: Transport, A: ApplySink> {
@@ -242,21 +242,9 @@ impl<L: LogStorage, T: Transport, A: ApplySink> RaftCore<L, T, A> {
     }
 }
 
-/// Writes the initial log of a member restored from a snapshot (etcd's `snapshot restore`): the
-/// same committed AddNode entries a new cluster starts with, in the log at `dir`, which must be
-/// empty. Started on it, the member applies nothing from them (its backend already holds the
-/// membership, at the consistent index of the last entry).
-pub fn bootstrap_log(dir: &std::path::Path, members: &[(u64, Vec<u8>)]) -> Result<()> {
-    let mut store = crate::log_store::LogStore::open(dir)?;
-    if !store.is_empty() {
-        return Err(Error::Corrupt(format!("{}: the raft log is not empty", dir.display())));
-    }
-    bootstrap(&mut store, members)
-}
-
 /// Writes a new member's initial log: one committed AddNode entry per member at term 1, so the
 /// first election makes term 2 and the log indexes line up with etcd's.
-fn bootstrap<L: LogStorage>(store: &mut L, members: &[(u64, Vec<u8>)]) -> Result<()> {
+pub(crate) fn bootstrap<L: LogStorage>(store: &mut L, members: &[(u64, Vec<u8>)]) -> Result<()> {
     let mut entries = Vec::with_capacity(members.len());
     for (i, (id, ctx)) in members.iter().enumerate() {
         let cc = ConfChange {

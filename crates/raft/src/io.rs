@@ -11,7 +11,7 @@ use raft::storage::MemStorage;
 use raft::{ReadState, Storage};
 
 use crate::error::{Error, Result};
-use crate::node::Output;
+use crate::types::Output;
 
 /// A raft log that can be written: raft-rs reads it through [`raft::Storage`].
 pub trait LogStorage: Storage {

@@ -14,10 +14,13 @@ pub mod log_store;
 pub mod node;
 mod slog_bridge;
 mod tail;
+pub mod types;
 
-pub use core::{RaftCore, bootstrap_log, refuse};
+pub use core::{RaftCore, refuse};
 pub use error::{Error, Result};
 pub use io::{ApplySink, LogStorage, Transport};
-pub use node::{Input, NodeConfig, NodeStatus, Output, RaftNode, RaftSender};
+pub use log_store::bootstrap_log;
+pub use node::{RaftNode, RaftSender};
 pub use raft::ReadState;
 pub use raft::eraftpb;
+pub use types::{Input, NodeConfig, NodeStatus, Output};

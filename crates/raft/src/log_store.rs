@@ -467,6 +467,18 @@ pub fn entry_size(e: &Entry) -> usize {
     e.compute_size() as usize
 }
 
+/// Writes the initial log of a member restored from a snapshot (etcd's `snapshot restore`): the
+/// same committed AddNode entries a new cluster starts with, in the log at `dir`, which must be
+/// empty. Started on it, the member applies nothing from them (its backend already holds the
+/// membership, at the consistent index of the last entry).
+pub fn bootstrap_log(dir: &std::path::Path, members: &[(u64, Vec<u8>)]) -> Result<()> {
+    let mut store = LogStore::open(dir)?;
+    if !store.is_empty() {
+        return Err(Error::Corrupt(format!("{}: the raft log is not empty", dir.display())));
+    }
+    crate::core::bootstrap(&mut store, members)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -46,14 +46,16 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if let Err(e) = rustcd_server::logging::init(&cfg.raw.log_level, &cfg.raw.log_outputs, cfg.log_rotation.as_ref()) {
+    if let Err(e) =
+        rustcd_server::embed::logging::init(&cfg.raw.log_level, &cfg.raw.log_outputs, cfg.log_rotation.as_ref())
+    {
         eprintln!("etcd: {e}");
         std::process::exit(1);
     }
-    rustcd_server::logging::notes(&cfg.notes);
+    rustcd_server::embed::logging::notes(&cfg.notes);
     abort_on_panic();
     if cfg.raw.proxy != "off" {
-        run_mode(rustcd_server::v2proxy::run(cfg));
+        run_mode(rustcd_server::proxy::v2proxy::run(cfg));
     }
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -68,7 +70,7 @@ fn main() {
             Err(rustcd_server::error::StartError::FallBackToProxy) => {
                 // Nothing of a member stays behind: the next start asks the discovery URL again.
                 let _ = std::fs::remove_dir_all(cfg.data_dir.join("member"));
-                return match rustcd_server::v2proxy::run(cfg).await {
+                return match rustcd_server::proxy::v2proxy::run(cfg).await {
                     Ok(()) => 0,
                     Err(e) => {
                         eprintln!("etcd: {e}");
@@ -112,21 +114,21 @@ fn abort_on_panic() {
     }));
 }
 
-/// `etcd gateway start`: the L4 proxy (see `rustcd_server::gateway`).
+/// `etcd gateway start`: the L4 proxy (see `rustcd_server::proxy::gateway`).
 fn gateway(args: &[std::ffi::OsString]) -> ! {
     let args: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
-    let flags = match rustcd_server::gateway::parse(&args) {
+    let flags = match rustcd_server::proxy::gateway::parse(&args) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("Error: {e}");
             std::process::exit(1);
         }
     };
-    if let Err(e) = rustcd_server::logging::init("info", &[], None) {
+    if let Err(e) = rustcd_server::embed::logging::init("info", &[], None) {
         eprintln!("etcd: {e}");
         std::process::exit(1);
     }
-    run_mode(rustcd_server::gateway::run(flags))
+    run_mode(rustcd_server::proxy::gateway::run(flags))
 }
 
 /// `etcd grpc-proxy start`: the L7 proxy (see `rustcd_grpcproxy`).
@@ -139,7 +141,7 @@ fn grpc_proxy(args: &[std::ffi::OsString]) -> ! {
             std::process::exit(1);
         }
     };
-    if let Err(e) = rustcd_server::logging::init(if flags.debug { "debug" } else { "info" }, &[], None) {
+    if let Err(e) = rustcd_server::embed::logging::init(if flags.debug { "debug" } else { "info" }, &[], None) {
         eprintln!("etcd: {e}");
         std::process::exit(1);
     }
@@ -169,8 +171,8 @@ fn run_mode(mode: impl std::future::Future<Output = Result<(), String>>) -> ! {
 }
 
 async fn serve_grpc_proxy(f: rustcd_grpcproxy::Flags) -> Result<(), String> {
-    use rustcd_server::listen::{ServeOpts, serve_on};
-    use rustcd_server::url::Url;
+    use rustcd_server::config::url::Url;
+    use rustcd_server::embed::listen::{ServeOpts, serve_on};
     let tls = rustcd_grpcproxy::listen_tls(&f)?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let listen = |addr: &str| {

@@ -34,9 +34,9 @@ pub fn defrag(data_dir: &str) -> Result<(), UtlError> {
 pub fn backup(data_dir: &str, backup_dir: &str, backup_wal_dir: &str) -> Result<(), UtlError> {
     let src = Path::new(data_dir);
     let store = open(src).map_err(UtlError::error)?;
-    let members = rustcd_server::membership::Membership::load(&store)
+    let members = rustcd_server::etcdserver::membership::Membership::load(&store)
         .ok_or_else(|| UtlError::error(format!("{data_dir}: no membership in the backend")))?;
-    let me = rustcd_server::identity::read_member_id(&src.join("member"))
+    let me = rustcd_server::datadir::read_member_id(&src.join("member"))
         .and_then(|id| members.members.into_iter().find(|m| m.id == id))
         .ok_or_else(|| UtlError::error(format!("{data_dir}: cannot tell which member this data dir is")))?;
     // The snapshot goes next to the backup, and away again once restored.

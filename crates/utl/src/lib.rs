@@ -13,7 +13,7 @@ pub mod snapshot;
 
 /// Logs as etcd's tools do (zap's JSON lines on stderr), for the commands that log.
 pub fn log_to_stderr() {
-    let _ = rustcd_server::logging::init("info", &["stderr".to_string()], None);
+    let _ = rustcd_server::embed::logging::init("info", &["stderr".to_string()], None);
 }
 
 /// A failed command: the exit code (etcd's `cobrautl` codes) and the text after `Error: `.

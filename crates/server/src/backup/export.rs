@@ -60,11 +60,11 @@ pub fn export<W: Write + Seek>(store: &KvStore, out: W) -> Result<(W, Exported),
 /// Places one of rustcd's meta records in etcd's buckets (records etcd has no place for, such
 /// as rustcd's own bookkeeping, stay behind).
 fn meta_row(k: &str, v: &[u8], put: &mut impl FnMut(&'static [u8], Vec<u8>, Vec<u8>)) {
-    if let Some(hex) = k.strip_prefix(crate::lease::META_PREFIX) {
+    if let Some(hex) = k.strip_prefix(crate::etcdserver::lease::META_PREFIX) {
         if let Ok(id) = u64::from_str_radix(hex, 16) {
             put(bucket::LEASE, id.to_be_bytes().to_vec(), v.to_vec());
         }
-    } else if let Some((alarm, member_id)) = crate::alarm::parse_meta_key(k) {
+    } else if let Some((alarm, member_id)) = crate::etcdserver::alarm::parse_meta_key(k) {
         put(bucket::ALARM, AlarmMember { member_id, alarm }.encode_to_vec(), Vec::new());
     } else if k == auth_keys::ENABLED {
         put(bucket::AUTH, meta_key::AUTH_ENABLED.to_vec(), v.to_vec());
@@ -74,7 +74,7 @@ fn meta_row(k: &str, v: &[u8], put: &mut impl FnMut(&'static [u8], Vec<u8>, Vec<
         put(bucket::AUTH_USERS, name.as_bytes().to_vec(), v.to_vec());
     } else if let Some(name) = k.strip_prefix(auth_keys::ROLES) {
         put(bucket::AUTH_ROLES, name.as_bytes().to_vec(), v.to_vec());
-    } else if k == crate::membership::META_MEMBERS {
+    } else if k == crate::etcdserver::membership::META_MEMBERS {
         let Ok(m) = StoredMembers::decode(v) else {
             tracing::warn!("the stored membership is unreadable; the snapshot has no members");
             return;

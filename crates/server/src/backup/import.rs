@@ -53,7 +53,7 @@ pub fn import(db: &Reader, load: &mut Loader<'_>, progress: &dyn Fn(u64, u64)) -
     }
     db.for_each(bucket::LEASE, |_, v| -> Result<(), BackupError> {
         let lease = StoredLease::decode(v).map_err(|e| BackupError::Corrupt(format!("a lease: {e}")))?;
-        load.meta(&crate::lease::meta_key(lease.id), v)?;
+        load.meta(&crate::etcdserver::lease::meta_key(lease.id), v)?;
         out.leases += 1;
         Ok(())
     })?;
@@ -74,7 +74,7 @@ pub fn import(db: &Reader, load: &mut Loader<'_>, progress: &dyn Fn(u64, u64)) -
     }
     db.for_each(bucket::ALARM, |k, _| -> Result<(), BackupError> {
         let a = AlarmMember::decode(k).map_err(|e| BackupError::Corrupt(format!("an alarm: {e}")))?;
-        load.meta(&crate::alarm::meta_key(&a), &[])?;
+        load.meta(&crate::etcdserver::alarm::meta_key(&a), &[])?;
         Ok(())
     })?;
     progress(db.size(), db.size());

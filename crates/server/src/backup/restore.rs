@@ -11,7 +11,7 @@ use rustcd_bbolt::Reader;
 use rustcd_mvcc::KvStore;
 
 use super::{BackupError, has_checksum};
-use crate::ids;
+use crate::etcdserver::ids;
 
 /// etcd's `snapshot.RestoreConfig`.
 #[derive(Debug, Clone)]
@@ -75,11 +75,11 @@ pub fn restore(cfg: &RestoreConfig, progress: &dyn Fn(u64, u64)) -> Result<Resto
                 fail::fail_point!("restoreBeforeRename");
                 if let Some(t) = &tmp_wal {
                     std::fs::rename(t, &wal_dir)?;
-                    crate::identity::sync_parent(&wal_dir)?;
+                    crate::datadir::sync_parent(&wal_dir)?;
                 }
                 std::fs::create_dir_all(data_dir)?;
                 std::fs::rename(tmp.join("member"), data_dir.join("member"))?;
-                crate::identity::sync_parent(&data_dir.join("member"))?;
+                crate::datadir::sync_parent(&data_dir.join("member"))?;
                 std::fs::remove_dir_all(&tmp)?;
                 Ok(r)
             });
@@ -201,13 +201,13 @@ fn write_member(
         tracing::info!(cluster_id = %format!("{cluster_id:x}"), local_member_id = "0", added_peer_id = %format!("{:x}", m.id), added_peer_peer_urls = ?m.peer_urls, "added member");
     }
     let stored = StoredMembers { members: members.to_vec(), removed: vec![] };
-    load.meta(crate::membership::META_MEMBERS, &stored.encode_to_vec())?;
+    load.meta(crate::etcdserver::membership::META_MEMBERS, &stored.encode_to_vec())?;
     // The raft log below holds one entry per member, all applied: the backend is at its end.
     load.consistent_index(members.len() as u64)?;
     load.finish()?;
     drop(store);
     let member_dir = snap_dir.parent().unwrap_or(snap_dir);
-    crate::identity::write_identity(&member_dir.join(crate::identity::IDENTITY_FILE), member_id, cluster_id)
+    crate::datadir::write_identity(&member_dir.join(crate::datadir::IDENTITY_FILE), member_id, cluster_id)
         .map_err(|e| BackupError::Invalid(e.to_string()))?;
     std::fs::create_dir_all(wal_dir)?;
     let ctx: Vec<(u64, Vec<u8>)> = members.iter().map(|m| (m.id, m.encode_to_vec())).collect();

@@ -3,16 +3,19 @@
 //! flags and variables. Every flag etcd 3.5 knows is in [`table::FLAGS`] with what rustcd does
 //! with it: nothing given is silently ignored (see [`Config::check_support`]).
 
+pub mod discovery;
 pub mod file;
 pub mod parse;
+pub mod settings;
 pub mod table;
 pub mod tls;
+pub mod url;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::config::url::Url;
 use crate::error::StartError;
-use crate::url::Url;
 use parse::{Note, Values};
 use table::Support;
 
@@ -83,8 +86,8 @@ pub struct Settings {
     pub auth_token_ttl: u64,
     pub bcrypt_cost: u64,
     /// `--experimental-enable-distributed-tracing` and its settings.
-    pub distributed_tracing: Option<crate::otel::TracingSettings>,
-    /// `--proxy`: off, on or readonly (etcd's HTTP proxy, [`crate::v2proxy`]).
+    pub distributed_tracing: Option<crate::config::settings::TracingSettings>,
+    /// `--proxy`: off, on or readonly (etcd's HTTP proxy, [`crate::proxy::v2proxy`]).
     pub proxy: String,
     pub proxy_failure_wait: Duration,
     pub proxy_refresh_interval: Duration,
@@ -150,7 +153,7 @@ impl Settings {
             auth_token_ttl: v.uint("auth-token-ttl"),
             bcrypt_cost: v.uint("bcrypt-cost"),
             distributed_tracing: v.bool("experimental-enable-distributed-tracing").then(|| {
-                crate::otel::TracingSettings {
+                crate::config::settings::TracingSettings {
                     address: v.get("experimental-distributed-tracing-address"),
                     service_name: v.get("experimental-distributed-tracing-service-name"),
                     instance_id: v.get("experimental-distributed-tracing-instance-id"),
@@ -194,11 +197,11 @@ pub struct Config {
     /// on the client URLs.
     pub listen_client_http_urls: Vec<Url>,
     /// `--auto-compaction-*`: what the leader keeps (`None`: no auto-compaction).
-    pub auto_compaction: Option<crate::compactor::Retention>,
+    pub auto_compaction: Option<crate::config::settings::Retention>,
     /// `--auth-token` read, its keys loaded.
     pub auth_tokens: rustcd_auth::TokenOptions,
     /// `--enable-log-rotation` with its `--log-rotation-config-json`.
-    pub log_rotation: Option<crate::log_rotate::RotationConfig>,
+    pub log_rotation: Option<crate::config::settings::RotationConfig>,
     /// What reading the settings found worth logging (etcd logs it once its logger is up).
     pub notes: Vec<Note>,
 }
@@ -287,7 +290,7 @@ impl Config {
             ));
         } else {
             let (name, domain, suffix) = (&raw.name, &raw.discovery_srv, &raw.discovery_srv_name);
-            Some(crate::discovery::initial_cluster(name, domain, suffix, &advertise_peer_urls, &mut notes)?)
+            Some(crate::config::discovery::initial_cluster(name, domain, suffix, &advertise_peer_urls, &mut notes)?)
         };
         let initial_cluster = if let Some(c) = &srv_cluster {
             parse_initial_cluster(c)?
@@ -323,7 +326,7 @@ impl Config {
         let listen_metrics_urls = parse_urls(&raw.listen_metrics_urls, "listen-metrics-urls")?;
         let listen_client_http_urls = parse_urls(&raw.listen_client_http_urls, "listen-client-http-urls")?;
         let auto_compaction =
-            crate::compactor::Retention::parse(&raw.auto_compaction_mode, &raw.auto_compaction_retention)
+            crate::config::settings::Retention::parse(&raw.auto_compaction_mode, &raw.auto_compaction_retention)
                 .map_err(StartError::Config)?;
         if !(4..=31).contains(&raw.bcrypt_cost) {
             return Err(StartError::Config(format!("invalid bcrypt-cost {}", raw.bcrypt_cost)));
@@ -334,9 +337,9 @@ impl Config {
             t.validate().map_err(StartError::Config)?;
         }
         let log_rotation = if raw.enable_log_rotation {
-            crate::log_rotate::check_outputs(&raw.log_outputs).map_err(StartError::Config)?;
-            let cfg =
-                crate::log_rotate::RotationConfig::parse(&raw.log_rotation_config_json).map_err(StartError::Config)?;
+            crate::config::settings::check_outputs(&raw.log_outputs).map_err(StartError::Config)?;
+            let cfg = crate::config::settings::RotationConfig::parse(&raw.log_rotation_config_json)
+                .map_err(StartError::Config)?;
             if cfg.local_time {
                 notes.push(Note::warn(
                     "log rotation names backups in UTC: \"localtime\" has no effect in rustcd",

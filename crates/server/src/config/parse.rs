@@ -109,7 +109,7 @@ pub fn normalize(f: &Flag, value: &str) -> Result<String, String> {
         Kind::Urls => {
             let urls: Vec<&str> = v.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
             for u in &urls {
-                crate::url::Url::parse(u)?;
+                crate::config::url::Url::parse(u)?;
             }
             Ok(urls.join(","))
         }

@@ -1,0 +1,60 @@
+//! The Cluster service: each RPC calls the server's membership API ([`crate::etcdserver::v3::cluster`]);
+//! a promotion asked of a follower is forwarded to the leader, as etcd does.
+
+use std::sync::Arc;
+
+use rustcd_api::etcdserverpb::cluster_server::Cluster;
+use rustcd_api::etcdserverpb::*;
+use tonic::{Request, Response, Status};
+
+use crate::etcdserver::server::EtcdServer;
+use crate::etcdserver::v3::cluster::Promotion;
+
+pub struct ClusterService(pub Arc<EtcdServer>);
+
+impl ClusterService {
+    async fn forward_promote(&self, id: u64) -> Result<Response<MemberPromoteResponse>, Status> {
+        let ch = self.0.leader_channel().await?;
+        rustcd_api::etcdserverpb::cluster_client::ClusterClient::new(ch)
+            .member_promote(MemberPromoteRequest { id })
+            .await
+    }
+}
+
+#[tonic::async_trait]
+impl Cluster for ClusterService {
+    async fn member_add(&self, req: Request<MemberAddRequest>) -> Result<Response<MemberAddResponse>, Status> {
+        self.0.check_admin()?;
+        Ok(Response::new(self.0.member_add(req.into_inner()).await?))
+    }
+
+    async fn member_remove(&self, req: Request<MemberRemoveRequest>) -> Result<Response<MemberRemoveResponse>, Status> {
+        self.0.check_admin()?;
+        Ok(Response::new(self.0.member_remove(req.into_inner().id).await?))
+    }
+
+    async fn member_update(&self, req: Request<MemberUpdateRequest>) -> Result<Response<MemberUpdateResponse>, Status> {
+        self.0.check_admin()?;
+        Ok(Response::new(self.0.member_update(req.into_inner()).await?))
+    }
+
+    async fn member_list(&self, req: Request<MemberListRequest>) -> Result<Response<MemberListResponse>, Status> {
+        Ok(Response::new(self.0.member_list(req.into_inner().linearizable).await?))
+    }
+
+    async fn member_promote(
+        &self,
+        req: Request<MemberPromoteRequest>,
+    ) -> Result<Response<MemberPromoteResponse>, Status> {
+        self.0.check_admin()?;
+        let id = req.into_inner().id;
+        match self.0.member_promote(id).await? {
+            Promotion::Done(resp) => {
+                // Done here: this member is the leader that promoted it.
+                rustcd_metrics::get().server.learner_promote_successes.inc();
+                Ok(Response::new(resp))
+            }
+            Promotion::AskLeader => self.forward_promote(id).await,
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! The apply thread: applies committed raft entries to the MVCC store in order, one backend
+//! transaction per batch, then notifies watchers and fires the proposers' waiters. It also
+//! answers read-index rounds and decides when the backend is made durable and the raft log
+//! compacted (every `--snapshot-count` entries, keeping etcd's 5000 catch-up entries).
+
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use prost::Message;
+use protobuf::Message as _;
+use rustcd_api::etcdserverpb::Member;
+use rustcd_api::etcdserverpb::{
+    CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse, TxnResponse,
+};
+use rustcd_api::rustcdpb::{InternalRequest, internal_request::Request as Op};
+use rustcd_mvcc::watch::WatchHub;
+use rustcd_mvcc::{KvStore, WriteTxn};
+use rustcd_raft::eraftpb::{ConfChange, Entry, EntryType};
+use rustcd_raft::{Input, Output, RaftSender};
+use tokio::sync::watch;
+
+use crate::error::ServerError;
+use crate::etcdserver::lease::{self, SharedLessor};
+use crate::etcdserver::membership::{Change, Membership};
+use crate::etcdserver::server::{ReadWaiters, Waiters};
+
+/// The result of applying one proposal.
+#[derive(Debug)]
+pub enum Applied {
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+    Compaction(CompactionResponse),
+    /// A membership change or published attributes: the member list after it.
+    Members(Vec<Member>),
+    LeaseGrant(LeaseGrantResponse),
+    LeaseRevoke(LeaseRevokeResponse),
+    LeaseCheckpoint,
+    Alarm(rustcd_api::etcdserverpb::AlarmResponse),
+    Auth(rustcd_auth::AuthResponse),
+}
+
+/// Where a request in the raft log came from: its entry's index, and its sender (a client,
+/// named by its token or certificate, or the server itself).
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub index: u64,
+    /// The server's own proposal (lease expiry, compaction, alarms): no client to check.
+    pub internal: bool,
+    pub who: Option<rustcd_auth::AuthInfo>,
+}
+
+/// The response an apply result of the expected kind carries, or `UnexpectedApply`.
+macro_rules! expect_applied {
+    ($applied:expr, $kind:ident) => {
+        match $applied {
+            $crate::etcdserver::apply::Applied::$kind(resp) => Ok(resp),
+            _ => Err($crate::error::ServerError::UnexpectedApply),
+        }
+    };
+}
+pub(crate) use expect_applied;
+
+/// Most entries applied in one backend transaction.
+const MAX_APPLY_BATCH: usize = 8192;
+/// Longest time a backend commit stays non-durable.
+const SYNC_INTERVAL: Duration = Duration::from_millis(100);
+
+pub struct Applier {
+    pub member_id: u64,
+    /// etcd's `--experimental-warning-apply-duration`: a request applied slower is logged.
+    pub warn_apply_duration: Duration,
+    /// What applies client requests (see [`ApplyRequest`]).
+    pub stack: Box<dyn ApplyRequest>,
+    pub lessor: SharedLessor,
+    /// Reloaded with the store when a snapshot replaces it.
+    pub alarms: Arc<crate::etcdserver::alarm::Alarms>,
+    pub auth: Arc<rustcd_auth::AuthStore>,
+    pub membership: Arc<Membership>,
+    pub store: Arc<KvStore>,
+    pub hub: Arc<WatchHub>,
+    pub waiters: Arc<Waiters>,
+    pub read_waiters: Arc<ReadWaiters>,
+    pub applied: watch::Sender<u64>,
+    pub raft_tx: RaftSender,
+    pub snapshot_count: u64,
+    /// Entries kept in the raft log behind the applied index for slow followers.
+    pub catch_up_entries: u64,
+}
+
+impl Applier {
+    /// Runs until the raft side hangs up; makes the backend durable on the way out.
+    pub fn run(self, rx: mpsc::Receiver<Output>) {
+        let mut last_sync = Instant::now();
+        let mut dirty = false;
+        let mut compacted = 0u64;
+        let mut held: Option<Output> = None;
+        loop {
+            let next = match held.take() {
+                Some(o) => Ok(o),
+                None => rx.recv_timeout(SYNC_INTERVAL),
+            };
+            match next {
+                Ok(Output::Committed(mut entries)) => {
+                    // Entries already waiting join this batch: one backend commit for all.
+                    while entries.len() < MAX_APPLY_BATCH {
+                        match rx.try_recv() {
+                            Ok(Output::Committed(more)) => entries.extend(more),
+                            Ok(other) => {
+                                held = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.apply_entries(&entries);
+                    dirty = true;
+                }
+                Ok(Output::Snapshot { data, index, done }) => {
+                    self.apply_snapshot(&data, index);
+                    let _ = done.send(());
+                }
+                Ok(Output::ReadStates(states)) => {
+                    let mut w = self.read_waiters.lock().unwrap_or_else(|p| p.into_inner());
+                    for rs in states {
+                        let Ok(ctx) = <[u8; 8]>::try_from(rs.request_ctx.as_slice()) else {
+                            continue;
+                        };
+                        if let Some(tx) = w.remove(&u64::from_be_bytes(ctx)) {
+                            let _ = tx.send(rs.index);
+                        }
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            if dirty && last_sync.elapsed() >= SYNC_INTERVAL {
+                fail::fail_point!("beforeCommit");
+                let synced = self.store.sync();
+                fail::fail_point!("afterCommit");
+                match synced {
+                    Ok(()) => {
+                        dirty = false;
+                        last_sync = Instant::now();
+                        let durable = self.store.consistent_index();
+                        if durable > compacted + self.snapshot_count + self.catch_up_entries {
+                            let to = durable - self.catch_up_entries;
+                            // The durable backend is rustcd's snapshot: etcd's lines at the
+                            // moment it would save one and compact its raft log.
+                            tracing::info!(
+                                local_member_applied_index = durable,
+                                local_member_snapshot_index = compacted,
+                                local_member_snapshot_count = self.snapshot_count,
+                                "triggering snapshot"
+                            );
+                            // With raft's queue full, the next sync asks again.
+                            if self.raft_tx.try_send(Input::Compact(to)) {
+                                tracing::info!(snapshot_index = durable, "saved snapshot");
+                                tracing::info!(compact_index = to, "compacted Raft logs");
+                                compacted = to;
+                            }
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "backend sync failed"),
+                }
+            }
+        }
+        if let Err(e) = self.store.sync() {
+            tracing::error!(error = %e, "backend sync on shutdown failed");
+        }
+    }
+
+    fn apply_snapshot(&self, data: &[u8], index: u64) {
+        fail::fail_point!("backendBeforeRestore");
+        if let Err(e) = self.store.restore(data) {
+            tracing::error!(error = %e, "cannot apply the snapshot received from the leader");
+            std::process::exit(1);
+        }
+        self.membership.reload(&self.store);
+        if let Err(e) = self.alarms.reload(&self.store) {
+            tracing::error!(error = %e, "cannot restore alarms from the snapshot");
+            std::process::exit(1);
+        }
+        if let Err(e) = self.auth.reload(&self.store) {
+            tracing::error!(error = %e, "cannot restore the auth store from the snapshot");
+            std::process::exit(1);
+        }
+        if let Err(e) = lease::restore(&self.store, &self.lessor) {
+            tracing::error!(error = %e, "cannot restore leases from the snapshot");
+            std::process::exit(1);
+        }
+        self.hub.resync_all();
+        tracing::info!(index, revision = self.store.current_rev(), "applied snapshot from leader");
+        self.applied.send_replace(index);
+    }
+
+    fn apply_entries(&self, entries: &[Entry]) {
+        let Some(last) = entries.last().map(|e| e.index) else {
+            return;
+        };
+        let from = self.store.consistent_index();
+        let lease_exists = |id: i64| lease::lock(&self.lessor).contains(id);
+        let mut removed_self = false;
+        let mut compacted = false;
+        let committed = self.store.write(false, &lease_exists, |w| {
+            let mut results = Vec::new();
+            for e in entries.iter().filter(|e| e.index > from) {
+                match e.get_entry_type() {
+                    EntryType::EntryConfChange => {
+                        let Ok(cc) = ConfChange::parse_from_bytes(&e.data) else {
+                            tracing::error!(index = e.index, "undecodable conf change entry skipped");
+                            continue;
+                        };
+                        if let Change::Removed(id) = self.membership.apply_conf_change(&cc, w) {
+                            removed_self |= id == self.member_id;
+                        }
+                        results.push((cc.id, Ok(Applied::Members(self.membership.list()))));
+                    }
+                    EntryType::EntryNormal if !e.data.is_empty() => match InternalRequest::decode(e.data.as_ref()) {
+                        Ok(InternalRequest { id, request: Some(Op::MemberUpdate(u)), .. }) => {
+                            self.membership.apply_update(u.id, u.peer_ur_ls, w);
+                            results.push((id, Ok(Applied::Members(self.membership.list()))));
+                        }
+                        Ok(InternalRequest { id, request: Some(Op::MemberAttributes(a)), .. }) => {
+                            self.membership.apply_attributes(&a, w);
+                            results.push((id, Ok(Applied::Members(self.membership.list()))));
+                        }
+                        Ok(req) => {
+                            let started = std::time::Instant::now();
+                            let origin = Origin {
+                                index: e.index,
+                                internal: req.internal,
+                                who: (!req.username.is_empty() || req.auth_revision != 0).then(|| {
+                                    rustcd_auth::AuthInfo {
+                                        username: req.username.clone(),
+                                        revision: req.auth_revision,
+                                    }
+                                }),
+                            };
+                            let r = match req.request {
+                                Some(op) => self.stack.apply(w, op, &origin),
+                                None => Err(ServerError::Internal("a raft entry without a request".into())),
+                            };
+                            let took = started.elapsed();
+                            if took > self.warn_apply_duration {
+                                rustcd_metrics::get().server.slow_apply_total.inc();
+                                tracing::warn!(
+                                    took = ?took, expected_duration = ?self.warn_apply_duration, index = e.index,
+                                    "apply request took too long"
+                                );
+                            }
+                            compacted |= matches!(r, Ok(Applied::Compaction(_)));
+                            results.push((req.id, r));
+                        }
+                        Err(err) => tracing::error!(index = e.index, error = %err, "undecodable raft entry skipped"),
+                    },
+                    _ => {}
+                }
+            }
+            w.set_consistent_index(last);
+            results
+        });
+        if compacted {
+            fail::fail_point!("compactAfterCommit");
+        }
+        match committed {
+            Ok(c) => {
+                self.hub.notify(&c.events, c.revision);
+                let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+                for (id, r) in c.value {
+                    if let Some(tx) = waiters.remove(&id) {
+                        let _ = tx.send(r);
+                    }
+                }
+                drop(waiters);
+                self.applied.send_replace(last);
+            }
+            Err(e) => {
+                // The raft log still holds these entries; a restart replays them.
+                tracing::error!(error = %e, "applying committed entries failed; stopping");
+                std::process::exit(1);
+            }
+        }
+        if removed_self {
+            let _ = self.store.sync();
+            tracing::warn!(
+                "the member has been permanently removed from the cluster; the data-dir used by this member must be removed"
+            );
+            std::process::exit(0);
+        }
+    }
+}
+
+/// Applies one client request inside the apply batch: etcd's `applierV3`. A member's stack is
+/// [`StoreApply`] under [`crate::etcdserver::alarm::AlarmGate`]; authentication wraps them as another thin
+/// layer, as etcd's `authApplierV3` wraps its store applier: a layer checks the request,
+/// refuses it with a [`ServerError`] or passes it down, so what it refuses never reaches the
+/// store. Every member applies the same entries through the same stack.
+pub trait ApplyRequest: Send {
+    fn apply(&self, w: &mut WriteTxn, op: Op, origin: &Origin) -> Result<Applied, ServerError>;
+}
+
+/// The bottom of the stack: the request changes the store, and the keys it touches move
+/// between leases as its events say.
+pub struct StoreApply {
+    pub lessor: SharedLessor,
+}
+
+impl ApplyRequest for StoreApply {
+    fn apply(&self, w: &mut WriteTxn, op: Op, _origin: &Origin) -> Result<Applied, ServerError> {
+        let before = w.events().len();
+        let r = store_request(w, &self.lessor, op);
+        let events = &w.events()[before..];
+        if !events.is_empty() {
+            lease::lock(&self.lessor).apply_events(events);
+        }
+        r
+    }
+}
+
+fn store_request(w: &mut WriteTxn, lessor: &SharedLessor, op: Op) -> Result<Applied, ServerError> {
+    match op {
+        Op::Put(p) => w.put(&p).map(Applied::Put).map_err(ServerError::from),
+        Op::DeleteRange(d) => w.delete_range(&d).map(Applied::DeleteRange).map_err(ServerError::from),
+        Op::Txn(t) => w.txn(&t).map(Applied::Txn).map_err(ServerError::from),
+        Op::Compaction(c) => {
+            fail::fail_point!("compactBeforeCommit", |_| Err(ServerError::Internal("failpoint".into())));
+            w.compact(c.revision)
+                .map(|rev| Applied::Compaction(CompactionResponse { header: Some(header(rev)) }))
+                .map_err(ServerError::from)
+        }
+        Op::LeaseGrant(g) => lease::apply_grant(w, lessor, &g),
+        Op::LeaseRevoke(r) => lease::apply_revoke(w, lessor, &r),
+        Op::LeaseCheckpoint(c) => lease::apply_checkpoint(w, lessor, &c),
+        // Membership requests are applied by the apply loop itself, alarms by their layer.
+        Op::MemberAttributes(_) | Op::MemberUpdate(_) | Op::Alarm(_) | Op::Auth(_) => {
+            Err(ServerError::Internal("unexpected request in apply".into()))
+        }
+    }
+}
+
+fn header(revision: i64) -> rustcd_api::etcdserverpb::ResponseHeader {
+    rustcd_api::etcdserverpb::ResponseHeader { revision, ..Default::default() }
+}

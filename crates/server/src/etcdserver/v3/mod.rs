@@ -1,0 +1,168 @@
+//! The typed request API of the server (etcd's `v3_server.go`): each method validates, reads
+//! or proposes through raft, and returns etcd's response with its header filled in, or a
+//! [`ServerError`]. The gRPC handlers (and later the JSON gateway) only call these.
+
+use rustcd_api::etcdserverpb::{
+    AlarmRequest, AlarmResponse, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
+    LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
+};
+use rustcd_api::rustcdpb::internal_request::Request as Op;
+
+use crate::error::ServerError;
+use crate::etcdserver::apply::expect_applied;
+use crate::etcdserver::server::EtcdServer;
+use crate::etcdserver::validate;
+
+pub mod cluster;
+mod range_stream;
+
+/// The revision a response's header names (0 when it has none).
+fn revision(h: &Option<ResponseHeader>) -> i64 {
+    h.as_ref().map_or(0, |h| h.revision)
+}
+
+impl EtcdServer {
+    /// A Range: local for serializable reads, after a ReadIndex round otherwise. The backend
+    /// read runs on a blocking thread.
+    pub async fn range(&self, r: RangeRequest) -> Result<RangeResponse, ServerError> {
+        self.before_range(&r).await?;
+        let store = self.store().clone();
+        let mut resp = blocking(move || store.range(&r)).await??;
+        resp.header = self.header(revision(&resp.header));
+        Ok(resp)
+    }
+
+    /// A Range whose answer the caller builds from a plan as it goes ([`crate::api::grpc`]'s
+    /// hand-served path): `measure` runs on the blocking thread right after the plan is made,
+    /// `None` when the request sorts, filters or only counts, which only a whole answer can.
+    pub async fn range_plan<T: Send + 'static>(
+        &self,
+        r: &RangeRequest,
+        measure: impl FnOnce(rustcd_mvcc::RangePlan) -> Result<T, rustcd_mvcc::Error> + Send + 'static,
+    ) -> Result<Option<T>, ServerError> {
+        if !rustcd_mvcc::plannable(r) {
+            return Ok(None);
+        }
+        self.before_range(r).await?;
+        let (store, r) = (self.store().clone(), r.clone());
+        Ok(Some(blocking(move || store.plan_range(&r).and_then(measure)).await??))
+    }
+
+    /// What a Range waits for and is checked against before it reads: its request, then
+    /// [`EtcdServer::may_read`].
+    async fn before_range(&self, r: &RangeRequest) -> Result<(), ServerError> {
+        validate::range(r)?;
+        self.may_read(r).await
+    }
+
+    /// A checked range request's wait and permission: a linearizable read's ReadIndex, and the
+    /// caller's permission on its keys.
+    async fn may_read(&self, r: &RangeRequest) -> Result<(), ServerError> {
+        if !r.serializable {
+            self.linearizable_barrier().await?;
+        }
+        if self.auth().is_enabled() {
+            let who = crate::etcdserver::auth::caller()?;
+            self.auth().is_range_permitted(who.as_ref(), &r.key, &r.range_end)?;
+        }
+        Ok(())
+    }
+
+    pub async fn put(self: &std::sync::Arc<Self>, p: PutRequest) -> Result<PutResponse, ServerError> {
+        validate::put(&p)?;
+        #[cfg(feature = "failpoints")]
+        if crate::failpoints::returns("ack-before-commit") {
+            return Ok(self.put_acknowledged_before_commit(p));
+        }
+        let op = Op::Put(p);
+        self.check_quota(&op).await?;
+        let mut resp = expect_applied!(self.propose(op).await?, Put)?;
+        resp.header = self.header(revision(&resp.header));
+        Ok(resp)
+    }
+
+    /// The deliberate bug the robustness checker must catch: answers before raft commits.
+    #[cfg(feature = "failpoints")]
+    fn put_acknowledged_before_commit(self: &std::sync::Arc<Self>, p: PutRequest) -> PutResponse {
+        let rev = self.store().current_rev();
+        let s = self.clone();
+        tokio::spawn(async move { s.propose(Op::Put(p)).await });
+        PutResponse { header: self.header(rev + 1), ..Default::default() }
+    }
+
+    pub async fn delete_range(&self, d: DeleteRangeRequest) -> Result<DeleteRangeResponse, ServerError> {
+        validate::delete_range(&d)?;
+        let mut resp = expect_applied!(self.propose(Op::DeleteRange(d)).await?, DeleteRange)?;
+        resp.header = self.header(revision(&resp.header));
+        Ok(resp)
+    }
+
+    /// A Txn: one that only reads is served from the read path (a ReadIndex round, then one
+    /// read snapshot on a blocking thread, no write lock); any other goes through raft.
+    pub async fn txn(&self, t: TxnRequest) -> Result<TxnResponse, ServerError> {
+        validate::txn(&t, self.config().raw.max_txn_ops)?;
+        let mut resp = if rustcd_mvcc::is_read_only(&t) {
+            self.linearizable_barrier().await?;
+            if self.auth().is_enabled() {
+                let who = crate::etcdserver::auth::caller()?;
+                crate::etcdserver::auth::check_read_txn(self.auth(), who.as_ref(), &t)?;
+            }
+            let store = self.store().clone();
+            blocking(move || store.read_only_txn(&t)).await??
+        } else {
+            let op = Op::Txn(t);
+            self.check_quota(&op).await?;
+            expect_applied!(self.propose(op).await?, Txn)?
+        };
+        resp.header = self.header(revision(&resp.header));
+        Ok(resp)
+    }
+
+    pub async fn compact(&self, c: CompactionRequest) -> Result<CompactionResponse, ServerError> {
+        let mut resp = expect_applied!(self.propose(Op::Compaction(c)).await?, Compaction)?;
+        resp.header = self.header(revision(&resp.header));
+        Ok(resp)
+    }
+
+    pub async fn lease_grant(&self, mut r: LeaseGrantRequest) -> Result<LeaseGrantResponse, ServerError> {
+        if r.ttl > rustcd_lease::MAX_LEASE_TTL {
+            return Err(ServerError::LeaseTtlTooLarge);
+        }
+        if r.id == 0 {
+            r.id = self.fresh_lease_id();
+        }
+        let op = Op::LeaseGrant(r);
+        self.check_quota(&op).await?;
+        let mut resp = expect_applied!(self.propose(op).await?, LeaseGrant)?;
+        resp.header = self.current_header();
+        Ok(resp)
+    }
+
+    /// Maintenance.Alarm: every action goes through raft, as in etcd, so a listing reflects
+    /// every alarm raised before it.
+    pub async fn alarm(&self, r: AlarmRequest) -> Result<AlarmResponse, ServerError> {
+        expect_applied!(self.propose(Op::Alarm(r)).await?, Alarm)
+    }
+
+    /// Raises `alarm` for `member_id` through raft (the corruption checks, the quota).
+    pub async fn raise_alarm(
+        &self,
+        member_id: u64,
+        alarm: rustcd_api::etcdserverpb::AlarmType,
+    ) -> Result<(), ServerError> {
+        use rustcd_api::etcdserverpb::alarm_request::AlarmAction;
+        let r = AlarmRequest { action: AlarmAction::Activate as i32, member_id, alarm: alarm as i32 };
+        self.alarm(r).await.map(|_| ())
+    }
+
+    pub async fn lease_revoke(&self, r: LeaseRevokeRequest) -> Result<LeaseRevokeResponse, ServerError> {
+        expect_applied!(self.propose(Op::LeaseRevoke(r)).await?, LeaseRevoke)?;
+        Ok(LeaseRevokeResponse { header: self.current_header() })
+    }
+}
+
+/// Runs backend work on a blocking thread, off the async workers.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ServerError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ServerError::Internal(format!("backend task failed: {e}")))
+}
