@@ -182,3 +182,89 @@ fn a_watch_from_a_negative_revision_is_refused() {
         );
     });
 }
+
+/// With auth on, a reader who may read only `open/` cannot reach `secret/` through work its
+/// request's handler hands to another task: Election.Observe reads in a task of its own, and a
+/// put spawned with the reader's caller is refused at apply, as the same put is in the
+/// reader's own task. The caller travels as a value, so a spawned task cannot lose it; a
+/// request nobody resolved a caller for is refused, never treated as the server's own.
+#[test]
+fn work_spawned_from_a_handler_keeps_its_callers_permissions() {
+    use rustcd_api::etcdserverpb::auth_client::AuthClient;
+    use rustcd_api::etcdserverpb::{
+        AuthEnableRequest, AuthRoleAddRequest, AuthRoleGrantPermissionRequest, AuthUserAddRequest,
+        AuthUserGrantRoleRequest, AuthenticateRequest,
+    };
+    use rustcd_api::v3electionpb::LeaderRequest;
+    use rustcd_api::v3electionpb::election_client::ElectionClient;
+    use rustcd_server::error::ServerError;
+    use rustcd_server::etcdserver::auth::Caller;
+
+    fn as_user<T>(token: &str, msg: T) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(msg);
+        req.metadata_mut().insert("token", token.parse().expect("token metadata"));
+        req
+    }
+
+    let dir = tempfile::tempdir().expect("dir");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let running = rustcd_server::start(config(dir.path())).await.expect("start");
+        let ch = channel(&running).await;
+        let mut auth = AuthClient::new(ch.clone());
+        let user = |name: &str| AuthUserAddRequest { name: name.into(), password: "pw".into(), ..Default::default() };
+        auth.user_add(user("root")).await.expect("root");
+        auth.user_grant_role(AuthUserGrantRoleRequest { user: "root".into(), role: "root".into() })
+            .await
+            .expect("grant");
+        auth.user_add(user("reader")).await.expect("reader");
+        auth.role_add(AuthRoleAddRequest { name: "open-reader".into() }).await.expect("role");
+        let perm = rustcd_api::authpb::Permission {
+            perm_type: rustcd_api::authpb::permission::Type::Read as i32,
+            key: b"open/".to_vec().into(),
+            range_end: b"open0".to_vec().into(),
+        };
+        let grant = AuthRoleGrantPermissionRequest { name: "open-reader".into(), perm: Some(perm) };
+        auth.role_grant_permission(grant).await.expect("permission");
+        let to_reader = AuthUserGrantRoleRequest { user: "reader".into(), role: "open-reader".into() };
+        auth.user_grant_role(to_reader).await.expect("grant");
+        auth.auth_enable(AuthEnableRequest {}).await.expect("enable");
+        let login = |name: &str| AuthenticateRequest { name: name.into(), password: "pw".into() };
+        let reader = auth.authenticate(login("reader")).await.expect("reader logs in").into_inner().token;
+        let root = auth.authenticate(login("root")).await.expect("root logs in").into_inner().token;
+
+        // Observe serves its reads from a spawned task: the reader may not read `secret/`.
+        let mut election = ElectionClient::new(ch.clone());
+        let observed = election.observe(as_user(&reader, LeaderRequest { name: b"secret".to_vec().into() })).await;
+        let first = match observed {
+            Ok(stream) => tokio::time::timeout(Duration::from_secs(10), stream.into_inner().message())
+                .await
+                .expect("an answer in time")
+                .expect_err("the observed election is refused"),
+            Err(status) => status,
+        };
+        assert_eq!((first.code(), first.message()), (tonic::Code::PermissionDenied, "etcdserver: permission denied"));
+        let mine = election.observe(as_user(&reader, LeaderRequest { name: b"open".to_vec().into() })).await;
+        assert!(mine.is_ok(), "the reader may observe an election under open/: {mine:?}");
+
+        // The typed API, from tasks a handler might spawn: each carries its caller with it.
+        let s = running.server.clone();
+        let spawned = |caller: Caller, key: &'static str| {
+            let s = s.clone();
+            async move { tokio::spawn(async move { s.put(&caller, put(key, "v")).await }).await.expect("task") }
+        };
+        let reader_caller = Caller::resolve(&s, Some(&reader), None);
+        assert_eq!(spawned(reader_caller.clone(), "secret/x").await.err(), Some(ServerError::PermissionDenied));
+        let read_only = spawned(reader_caller, "open/x").await;
+        assert_eq!(read_only.err(), Some(ServerError::PermissionDenied), "read-only");
+        assert!(spawned(Caller::resolve(&s, Some(&root), None), "secret/x").await.is_ok(), "root may write");
+        let unresolved = spawned(Caller::unresolved(), "secret/y").await;
+        assert_eq!(unresolved.err(), Some(ServerError::InvalidAuthToken));
+        let root_caller = Caller::resolve(&s, Some(&root), None);
+        let got = s.range(&root_caller, RangeRequest { key: b"secret/y".to_vec().into(), ..Default::default() });
+        assert!(got.await.expect("root reads").kvs.is_empty(), "the unresolved caller's put did not happen");
+
+        tokio::task::spawn_blocking(move || running.stop()).await.expect("stop");
+    });
+    rt.shutdown_timeout(Duration::from_secs(5));
+}

@@ -7,6 +7,7 @@
 //! answer; semantics live below it. It must not be imported by `etcdserver`, and it does not
 //! start listeners (that is [`crate::embed`]'s).
 
+pub mod caller;
 pub mod dashboard;
 pub mod grpc;
 pub mod h2_authority;

@@ -178,7 +178,7 @@ async fn serve_after_handshake(
             // AuthInfoFromTLS), for every request of the connection.
             let cn = tls.peer_certificate().and_then(|c| rustcd_tls::common_name(&c));
             let router = match cn {
-                Some(cn) => router.layer(axum::Extension(crate::etcdserver::auth::PeerCommonName(cn))),
+                Some(cn) => router.layer(axum::Extension(crate::api::caller::PeerCommonName(cn))),
                 None => router,
             }
             .layer(axum::Extension(crate::api::http::Secure));

@@ -251,7 +251,10 @@ async fn publish(s: Arc<EtcdServer>) {
     };
     loop {
         if s.leader() != 0 {
-            match s.propose(rustcd_api::rustcdpb::internal_request::Request::MemberAttributes(attrs.clone())).await {
+            match s
+                .propose_internal(rustcd_api::rustcdpb::internal_request::Request::MemberAttributes(attrs.clone()))
+                .await
+            {
                 Ok(_) => {
                     let (id, cluster) = (format!("{:x}", s.member_id()), format!("{:x}", s.cluster_id()));
                     tracing::info!(

@@ -1,16 +1,14 @@
-//! Where authentication meets the server. A client request's caller (from its `token` metadata,
-//! or from its TLS certificate's common name with `--client-cert-auth`) is resolved once by the
-//! [`layer`] middleware and carried, for the length of the handler, in the task-local
-//! [`CALLER`] (etcd carries it in its request context). Proposals stamp it into the raft entry
+//! Where authentication meets the server. A client request's [`Caller`] (from its `token`
+//! metadata, or from its TLS certificate's common name with `--client-cert-auth`) is resolved
+//! once by the front end and passed explicitly to the typed API (etcd carries it in its
+//! request context). Proposals stamp it into the raft entry
 //! (user and auth revision), where every member's [`AuthGate`] checks the request's permissions
 //! at apply, as etcd's `authApplierV3` does; reads check before they read. A token that names
 //! no one is only an error where a caller is needed: `Status` or `MemberList` with a stale
 //! token still answer, as in etcd.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::http::Request;
 use rustcd_api::etcdserverpb::request_op::Request as TxnOp;
 use rustcd_api::etcdserverpb::{PutRequest, RequestOp, TxnRequest};
 use rustcd_api::rustcdpb::internal_request::Request as Op;
@@ -22,60 +20,42 @@ use crate::etcdserver::apply::{Applied, ApplyRequest, Origin};
 use crate::etcdserver::lease::{self, SharedLessor};
 use crate::etcdserver::server::EtcdServer;
 
-/// Who sent the request being handled: `Ok(None)` for no token (or auth off), the token's
-/// error when it named no one.
-pub type Caller = Result<Option<AuthInfo>, AuthError>;
-
-tokio::task_local! {
-    /// The caller of the client request this task is handling.
-    pub static CALLER: Caller;
-}
-
-/// The caller of the request being handled; `None` outside a client request (the server's own
-/// proposals: lease expiry, compaction, alarms).
-pub fn current() -> Option<Caller> {
-    CALLER.try_with(|c| c.clone()).ok()
-}
-
-/// The caller, or the error its token earned.
-pub fn caller() -> Result<Option<AuthInfo>, ServerError> {
-    current().unwrap_or(Ok(None)).map_err(ServerError::from)
-}
-
-/// The TLS client certificate's common name, put on each request of its connection.
+/// Who sent a client request: resolved once, from its token (or with `--client-cert-auth`
+/// its TLS certificate's common name), by the front end that received it, and passed by value
+/// to every call of the typed API that reads or proposes for it (etcd's request `ctx`). Work a
+/// handler spawns takes its caller along as a value: nothing is looked up from the task. The
+/// server's own proposals (lease expiry, compaction, alarms) have no caller: they go through
+/// [`EtcdServer::propose_internal`](crate::etcdserver::server::EtcdServer::propose_internal).
 #[derive(Clone, Debug)]
-pub struct PeerCommonName(pub String);
+pub struct Caller(Result<Option<AuthInfo>, AuthError>);
 
-/// How long a request waits for its member to apply the entry that made its simple token.
-const TOKEN_WAIT: Duration = Duration::from_secs(5);
-
-/// Who a request's token (or, with `--client-cert-auth`, its TLS client certificate's common
-/// name) names, now: etcd's `AuthInfoFromCtx`. The token wins over the certificate.
-pub fn resolve(s: &EtcdServer, token: Option<&str>, common_name: Option<&str>) -> Caller {
-    match (token, common_name) {
-        (Some(t), _) => s.auth().info_from_token(t),
-        (None, Some(cn)) if s.config().raw.tls.client.client_cert_auth => Ok(s.auth().info_from_common_name(cn)),
-        _ => Ok(None),
+impl Caller {
+    /// A request with no credentials (as every request is with auth off).
+    pub fn anonymous() -> Caller {
+        Caller(Ok(None))
     }
-}
 
-/// The raft index a gRPC request's token was made at, when this member may not have applied it
-/// yet (a token made through another member): wait for it before [`caller_of`].
-pub fn token_index<B>(req: &Request<B>) -> Option<u64> {
-    req.headers().get("token").and_then(|v| v.to_str().ok()).and_then(AuthStore::token_index)
-}
+    /// What a request's credentials name now: etcd's `AuthInfoFromCtx`. The token wins over
+    /// the certificate; a token that names no one is an error only where a caller is needed,
+    /// so `Status` or `MemberList` with a stale token still answer, as in etcd.
+    pub fn resolve(s: &EtcdServer, token: Option<&str>, common_name: Option<&str>) -> Caller {
+        Caller(match (token, common_name) {
+            (Some(t), _) => s.auth().info_from_token(t),
+            (None, Some(cn)) if s.config().raw.tls.client.client_cert_auth => Ok(s.auth().info_from_common_name(cn)),
+            _ => Ok(None),
+        })
+    }
 
-/// Waits (a bounded time) until this member applied the entry that made a token.
-pub async fn wait_for_token(s: &EtcdServer, index: u64) {
-    s.wait_applied(index, TOKEN_WAIT).await;
-}
+    /// The caller of a request no front end resolved: refused as an invalid token, so a
+    /// missing caller fails closed, never as the server's own request.
+    pub fn unresolved() -> Caller {
+        Caller(Err(AuthError::InvalidAuthToken))
+    }
 
-/// Who a gRPC request's token (or TLS common name) names ([`crate::api::grpc::entry`] runs the
-/// handler as this caller).
-pub fn caller_of<B>(s: &EtcdServer, req: &Request<B>) -> Caller {
-    let token = req.headers().get("token").and_then(|v| v.to_str().ok());
-    let cn = req.extensions().get::<PeerCommonName>().map(|c| c.0.as_str());
-    resolve(s, token, cn)
+    /// The user the credentials name (`None`: no credentials), or the error the token earned.
+    pub fn who(&self) -> Result<Option<&AuthInfo>, ServerError> {
+        self.0.as_ref().map(Option::as_ref).map_err(|e| ServerError::from(e.clone()))
+    }
 }
 
 /// The apply layer that answers auth requests and refuses what the request's sender may not do.

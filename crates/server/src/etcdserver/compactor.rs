@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use rustcd_api::etcdserverpb::CompactionRequest;
+use rustcd_api::rustcdpb::internal_request::Request as Op;
 use tokio::time::Instant;
 
 use crate::config::settings::Retention;
@@ -24,7 +25,10 @@ pub async fn run(s: std::sync::Weak<EtcdServer>, retention: Retention) {
         let s = s.clone();
         async move {
             match s.upgrade() {
-                Some(s) => s.compact(CompactionRequest { revision, physical: false }).await.map(|_| ()),
+                Some(s) => s
+                    .propose_internal(Op::Compaction(CompactionRequest { revision, physical: false }))
+                    .await
+                    .map(|_| ()),
                 None => Ok(()),
             }
         }

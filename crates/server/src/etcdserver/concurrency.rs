@@ -21,15 +21,16 @@ use rustcd_gocompat::prefix_end;
 
 use crate::error::ServerError;
 use crate::etcdserver::apply::expect_applied;
+use crate::etcdserver::auth::Caller;
 use crate::etcdserver::server::EtcdServer;
 
-pub async fn txn(s: &EtcdServer, t: TxnRequest) -> Result<TxnResponse, ServerError> {
-    expect_applied!(s.propose(Op::Txn(t)).await?, Txn)
+pub async fn txn(s: &EtcdServer, caller: &Caller, t: TxnRequest) -> Result<TxnResponse, ServerError> {
+    expect_applied!(s.propose(caller, Op::Txn(t)).await?, Txn)
 }
 
-/// A linearizable read, as a client's Range.
-pub async fn range(s: &EtcdServer, r: RangeRequest) -> Result<RangeResponse, ServerError> {
-    s.range(r).await
+/// A linearizable read, as the caller's Range.
+pub async fn range(s: &EtcdServer, caller: &Caller, r: RangeRequest) -> Result<RangeResponse, ServerError> {
+    s.range(caller, r).await
 }
 
 fn op(r: ReqOp) -> RequestOp {
@@ -50,6 +51,7 @@ pub fn create_rev_is(key: &[u8], rev: i64) -> Compare {
 /// value it holds, and the revision of the txn.
 pub async fn create_key(
     s: &EtcdServer,
+    caller: &Caller,
     key: &[u8],
     value: &[u8],
     lease: i64,
@@ -61,7 +63,7 @@ pub async fn create_key(
         success: vec![op(ReqOp::RequestPut(put)), op(ReqOp::RequestRange(get.clone()))],
         failure: vec![op(ReqOp::RequestRange(get))],
     };
-    let resp = txn(s, t).await?;
+    let resp = txn(s, caller, t).await?;
     let rev = resp.header.as_ref().map(|h| h.revision).unwrap_or(0);
     let kv = resp
         .responses
@@ -75,10 +77,16 @@ pub async fn create_key(
 }
 
 /// Deletes `key` if it still has create revision `rev`.
-pub async fn delete_if_created_at(s: &EtcdServer, key: &[u8], rev: i64) -> Result<TxnResponse, ServerError> {
+pub async fn delete_if_created_at(
+    s: &EtcdServer,
+    caller: &Caller,
+    key: &[u8],
+    rev: i64,
+) -> Result<TxnResponse, ServerError> {
     let del = DeleteRangeRequest { key: key.to_vec().into(), ..Default::default() };
     txn(
         s,
+        caller,
         TxnRequest {
             compare: vec![create_rev_is(key, rev)],
             success: vec![op(ReqOp::RequestDeleteRange(del))],
@@ -89,7 +97,7 @@ pub async fn delete_if_created_at(s: &EtcdServer, key: &[u8], rev: i64) -> Resul
 }
 
 /// The oldest key under `prefix` (the lock holder or election leader).
-pub async fn first_key(s: &EtcdServer, prefix: &[u8]) -> Result<(Option<KeyValue>, i64), ServerError> {
+pub async fn first_key(s: &EtcdServer, caller: &Caller, prefix: &[u8]) -> Result<(Option<KeyValue>, i64), ServerError> {
     let r = RangeRequest {
         key: prefix.to_vec().into(),
         range_end: prefix_end(prefix).into(),
@@ -98,7 +106,7 @@ pub async fn first_key(s: &EtcdServer, prefix: &[u8]) -> Result<(Option<KeyValue
         limit: 1,
         ..Default::default()
     };
-    let resp = range(s, r).await?;
+    let resp = range(s, caller, r).await?;
     let rev = resp.header.as_ref().map(|h| h.revision).unwrap_or(0);
     Ok((resp.kvs.into_iter().next(), rev))
 }
@@ -126,7 +134,12 @@ impl Drop for WatchGuard {
 }
 
 /// etcd's `waitDeletes`: returns once no key under `prefix` was created before `my_rev`.
-pub async fn wait_older_gone(s: &Arc<EtcdServer>, prefix: &[u8], my_rev: i64) -> Result<(), ServerError> {
+pub async fn wait_older_gone(
+    s: &Arc<EtcdServer>,
+    caller: &Caller,
+    prefix: &[u8],
+    my_rev: i64,
+) -> Result<(), ServerError> {
     loop {
         let r = RangeRequest {
             key: prefix.to_vec().into(),
@@ -137,7 +150,7 @@ pub async fn wait_older_gone(s: &Arc<EtcdServer>, prefix: &[u8], my_rev: i64) ->
             limit: 1,
             ..Default::default()
         };
-        let resp = range(s, r).await?;
+        let resp = range(s, caller, r).await?;
         let Some(older) = resp.kvs.first() else { return Ok(()) };
         let rev = resp.header.as_ref().map(|h| h.revision).unwrap_or(0);
         let mut w = WatchGuard::new(s, KeyRange::new(&older.key, &[]), rev + 1);
@@ -168,13 +181,19 @@ pub fn holder_key(name: &[u8], lease: i64) -> (Vec<u8>, Vec<u8>) {
 
 /// Waits for the holder's turn: every older key under `prefix` gone, and `key` (created at
 /// `my_rev`) still there, or the session expired meanwhile.
-pub async fn wait_turn(s: &Arc<EtcdServer>, prefix: &[u8], key: &[u8], my_rev: i64) -> Result<(), ServerError> {
-    wait_older_gone(s, prefix, my_rev).await?;
-    if still_held(s, key, my_rev).await? { Ok(()) } else { Err(ServerError::SessionExpired) }
+pub async fn wait_turn(
+    s: &Arc<EtcdServer>,
+    caller: &Caller,
+    prefix: &[u8],
+    key: &[u8],
+    my_rev: i64,
+) -> Result<(), ServerError> {
+    wait_older_gone(s, caller, prefix, my_rev).await?;
+    if still_held(s, caller, key, my_rev).await? { Ok(()) } else { Err(ServerError::SessionExpired) }
 }
 
 /// Whether `key` still exists with create revision `rev` (the holder's session is alive).
-pub async fn still_held(s: &EtcdServer, key: &[u8], rev: i64) -> Result<bool, ServerError> {
-    let resp = range(s, RangeRequest { key: key.to_vec().into(), ..Default::default() }).await?;
+pub async fn still_held(s: &EtcdServer, caller: &Caller, key: &[u8], rev: i64) -> Result<bool, ServerError> {
+    let resp = range(s, caller, RangeRequest { key: key.to_vec().into(), ..Default::default() }).await?;
     Ok(resp.kvs.first().is_some_and(|kv| kv.create_revision == rev))
 }

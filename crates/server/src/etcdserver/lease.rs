@@ -162,7 +162,7 @@ pub async fn expiry_loop(s: Arc<EtcdServer>) {
             }
             let s = s.clone();
             tokio::spawn(async move {
-                match s.propose(Op::LeaseRevoke(LeaseRevokeRequest { id })).await {
+                match s.propose_internal(Op::LeaseRevoke(LeaseRevokeRequest { id })).await {
                     Ok(_) => rustcd_metrics::get().server.lease_expired_total.inc(),
                     Err(e) => tracing::debug!(lease = id, error = %e, "revoking an expired lease failed; will retry"),
                 }
@@ -176,7 +176,7 @@ pub async fn expiry_loop(s: Arc<EtcdServer>) {
                     .into_iter()
                     .map(|(id, remaining_ttl)| rustcd_api::etcdserverpb::LeaseCheckpoint { id, remaining_ttl })
                     .collect();
-                let _ = s.propose(Op::LeaseCheckpoint(LeaseCheckpointRequest { checkpoints })).await;
+                let _ = s.propose_internal(Op::LeaseCheckpoint(LeaseCheckpointRequest { checkpoints })).await;
             }
         }
     }

@@ -18,6 +18,7 @@ use tokio::sync::{oneshot, watch};
 use crate::config::Config;
 use crate::error::ServerError;
 use crate::etcdserver::apply::Applied;
+use crate::etcdserver::auth::Caller;
 use crate::etcdserver::lease::SharedLessor;
 use crate::etcdserver::membership::Membership;
 
@@ -143,14 +144,13 @@ impl EtcdServer {
         let _ = tokio::time::timeout(timeout, rx.wait_for(|applied| *applied >= index)).await;
     }
 
-    /// etcd's `IsAdminPermitted` for the request being handled: only root may change the
-    /// membership, defragment, hash or snapshot when auth is on.
-    pub fn check_admin(&self) -> Result<(), ServerError> {
+    /// etcd's `IsAdminPermitted`: only root may change the membership, defragment, hash or
+    /// snapshot when auth is on.
+    pub fn check_admin(&self, caller: &Caller) -> Result<(), ServerError> {
         if !self.p.auth.is_enabled() {
             return Ok(());
         }
-        let who = crate::etcdserver::auth::caller()?;
-        self.p.auth.is_admin_permitted(who.as_ref()).map_err(ServerError::from)
+        self.p.auth.is_admin_permitted(caller.who()?).map_err(ServerError::from)
     }
     pub fn lessor(&self) -> &SharedLessor {
         &self.p.lessor
@@ -187,15 +187,26 @@ impl EtcdServer {
         self.p.raft_tx.send(input).await.map_err(|_| ServerError::Stopped)
     }
 
-    /// Proposes a write through raft and waits for the apply thread's result.
-    pub async fn propose(&self, op: InternalOp) -> Result<Applied, ServerError> {
+    /// Proposes a client's write through raft and waits for the apply thread's result. The
+    /// entry carries the caller's user and auth revision, which every member's auth gate checks.
+    pub async fn propose(&self, caller: &Caller, op: InternalOp) -> Result<Applied, ServerError> {
+        let who = caller.who()?.cloned().unwrap_or_default();
+        self.propose_as(op, who, false).await
+    }
+
+    /// Proposes the server's own write (lease expiry and checkpoints, compaction, alarms,
+    /// member publication): no client, so no permission to check.
+    pub async fn propose_internal(&self, op: InternalOp) -> Result<Applied, ServerError> {
+        self.propose_as(op, rustcd_auth::AuthInfo::default(), true).await
+    }
+
+    async fn propose_as(
+        &self,
+        op: InternalOp,
+        who: rustcd_auth::AuthInfo,
+        internal: bool,
+    ) -> Result<Applied, ServerError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        // A client's request carries who sent it; the server's own carry nothing to check.
-        let (internal, who) = match crate::etcdserver::auth::current() {
-            None => (true, None),
-            Some(caller) => (false, caller.map_err(ServerError::from)?),
-        };
-        let who = who.unwrap_or_default();
         let data =
             InternalRequest { id, request: Some(op), username: who.username, auth_revision: who.revision, internal }
                 .encode_to_vec();

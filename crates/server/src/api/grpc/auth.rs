@@ -13,15 +13,17 @@ use rustcd_api::rustcdpb::{AuthRequest, InternalAuthenticateRequest};
 use rustcd_auth::AuthResponse;
 use tonic::{Request, Response, Status};
 
+use crate::api;
 use crate::error::ServerError;
 use crate::etcdserver::apply::expect_applied;
+use crate::etcdserver::auth::Caller;
 use crate::etcdserver::server::EtcdServer;
 
 pub struct AuthService(pub Arc<EtcdServer>);
 
 impl AuthService {
     /// Proposes `op`, its password (UserAdd, UserChangePassword) replaced by its hash first.
-    async fn propose(&self, op: Op) -> Result<AuthResponse, ServerError> {
+    async fn propose(&self, caller: &Caller, op: Op) -> Result<AuthResponse, ServerError> {
         let op = match op {
             Op::UserAdd(mut r) => {
                 if !r.options.is_some_and(|o| o.no_password) && r.hashed_password.is_empty() {
@@ -39,7 +41,7 @@ impl AuthService {
             }
             other => other,
         };
-        expect_applied!(self.0.propose(Internal::Auth(AuthRequest { op: Some(op) })).await?, Auth)
+        expect_applied!(self.0.propose(caller, Internal::Auth(AuthRequest { op: Some(op) })).await?, Auth)
     }
 }
 
@@ -51,7 +53,7 @@ macro_rules! auth_impl {
         impl Auth for AuthService {
             $(
                 async fn $name(&self, req: Request<$req>) -> Result<Response<$resp>, Status> {
-                    match self.propose(Op::$op(req.into_inner())).await? {
+                    match self.propose(&api::caller::of(&req), Op::$op(req.into_inner())).await? {
                         AuthResponse::$op(mut r) => {
                             r.header = self.0.current_header();
                             Ok(Response::new(r))
@@ -62,6 +64,7 @@ macro_rules! auth_impl {
             )*
 
     async fn authenticate(&self, req: Request<AuthenticateRequest>) -> Result<Response<AuthenticateResponse>, Status> {
+        let caller = api::caller::of(&req);
         let r = req.into_inner();
         let auth = self.0.auth().clone();
         loop {
@@ -78,7 +81,7 @@ macro_rules! auth_impl {
                 }
             };
             let op = Op::Authenticate(InternalAuthenticateRequest { name: r.name.clone(), simple_token: auth.token_prefix() });
-            let resp = self.propose(op).await?;
+            let resp = self.propose(&caller, op).await?;
             if revision == auth.revision() {
                 return match resp {
                     AuthResponse::Authenticate(mut a) => {

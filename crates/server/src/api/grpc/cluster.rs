@@ -7,6 +7,7 @@ use rustcd_api::etcdserverpb::cluster_server::Cluster;
 use rustcd_api::etcdserverpb::*;
 use tonic::{Request, Response, Status};
 
+use crate::api;
 use crate::etcdserver::server::EtcdServer;
 use crate::etcdserver::v3::cluster::Promotion;
 
@@ -24,18 +25,15 @@ impl ClusterService {
 #[tonic::async_trait]
 impl Cluster for ClusterService {
     async fn member_add(&self, req: Request<MemberAddRequest>) -> Result<Response<MemberAddResponse>, Status> {
-        self.0.check_admin()?;
-        Ok(Response::new(self.0.member_add(req.into_inner()).await?))
+        Ok(Response::new(self.0.member_add(&api::caller::of(&req), req.into_inner()).await?))
     }
 
     async fn member_remove(&self, req: Request<MemberRemoveRequest>) -> Result<Response<MemberRemoveResponse>, Status> {
-        self.0.check_admin()?;
-        Ok(Response::new(self.0.member_remove(req.into_inner().id).await?))
+        Ok(Response::new(self.0.member_remove(&api::caller::of(&req), req.into_inner().id).await?))
     }
 
     async fn member_update(&self, req: Request<MemberUpdateRequest>) -> Result<Response<MemberUpdateResponse>, Status> {
-        self.0.check_admin()?;
-        Ok(Response::new(self.0.member_update(req.into_inner()).await?))
+        Ok(Response::new(self.0.member_update(&api::caller::of(&req), req.into_inner()).await?))
     }
 
     async fn member_list(&self, req: Request<MemberListRequest>) -> Result<Response<MemberListResponse>, Status> {
@@ -46,9 +44,9 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
-        self.0.check_admin()?;
+        let caller = api::caller::of(&req);
         let id = req.into_inner().id;
-        match self.0.member_promote(id).await? {
+        match self.0.member_promote(&caller, id).await? {
             Promotion::Done(resp) => {
                 // Done here: this member is the leader that promoted it.
                 rustcd_metrics::get().server.learner_promote_successes.inc();

@@ -1,7 +1,8 @@
 //! The one middleware in front of the gRPC services, doing in order what used to be four
 //! layers (each a boxed future per request): a request that is not gRPC goes to the HTTP
 //! routes (when they share the client URLs); a served method's call is counted (metrics);
-//! the caller is resolved from its token or certificate and the handler runs as it; tonic's
+//! the caller is resolved from its token or certificate and put on the request for the
+//! handler ([`crate::api::caller`]); tonic's
 //! size refusal is rewritten into grpc-go's.
 
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use axum::extract::State;
 use axum::http::{Request, Response, header};
 use axum::middleware::Next;
 
+use crate::api::caller;
 use crate::etcdserver::server::EtcdServer;
 
 #[derive(Clone)]
@@ -38,11 +40,13 @@ pub async fn layer(State(e): State<Entry>, req: Request<Body>, next: Next) -> Re
         };
     }
     let (req, series) = super::metrics::on_request(req);
-    if let Some(index) = crate::etcdserver::auth::token_index(&req) {
-        crate::etcdserver::auth::wait_for_token(&e.server, index).await;
+    if let Some(index) = caller::token_index(&req) {
+        caller::wait_for_token(&e.server, index).await;
     }
-    let caller = crate::etcdserver::auth::caller_of(&e.server, &req);
-    let resp = super::size_limit::rewrite(crate::etcdserver::auth::CALLER.scope(caller, next.run(req)).await);
+    let mut req = req;
+    let who = caller::caller_of(&e.server, &req);
+    req.extensions_mut().insert(who);
+    let resp = super::size_limit::rewrite(next.run(req).await);
     match series {
         Some(series) => super::metrics::on_response(series, resp),
         None => resp,

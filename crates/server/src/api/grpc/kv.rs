@@ -9,6 +9,7 @@ use rustcd_api::etcdserverpb::{
 };
 use tonic::{Request, Response, Status};
 
+use crate::api;
 use crate::etcdserver::server::EtcdServer;
 
 pub struct KvService(pub Arc<EtcdServer>);
@@ -18,7 +19,7 @@ type RangeStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<Rang
 #[tonic::async_trait]
 impl Kv for KvService {
     async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
-        Ok(Response::new(self.0.range(req.into_inner()).await?))
+        Ok(Response::new(self.0.range(&api::caller::of(&req), req.into_inner()).await?))
     }
 
     type RangeStreamStream = RangeStream;
@@ -26,23 +27,23 @@ impl Kv for KvService {
     async fn range_stream(&self, req: Request<RangeRequest>) -> Result<Response<RangeStream>, Status> {
         // Two chunks in flight at most: the stream holds no more of the range than that.
         let (tx, rx) = tokio::sync::mpsc::channel(2);
-        self.0.range_stream(req.into_inner(), tx).await?;
+        self.0.range_stream(&api::caller::of(&req), req.into_inner(), tx).await?;
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
-        Ok(Response::new(self.0.put(req.into_inner()).await?))
+        Ok(Response::new(self.0.put(&api::caller::of(&req), req.into_inner()).await?))
     }
 
     async fn delete_range(&self, req: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
-        Ok(Response::new(self.0.delete_range(req.into_inner()).await?))
+        Ok(Response::new(self.0.delete_range(&api::caller::of(&req), req.into_inner()).await?))
     }
 
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
-        Ok(Response::new(self.0.txn(req.into_inner()).await?))
+        Ok(Response::new(self.0.txn(&api::caller::of(&req), req.into_inner()).await?))
     }
 
     async fn compact(&self, req: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
-        Ok(Response::new(self.0.compact(req.into_inner()).await?))
+        Ok(Response::new(self.0.compact(&api::caller::of(&req), req.into_inner()).await?))
     }
 }

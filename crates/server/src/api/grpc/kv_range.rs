@@ -41,14 +41,15 @@ type Frames = mpsc::Receiver<Result<Frame<Bytes>, Infallible>>;
 
 pub async fn handle(State(s): State<Arc<EtcdServer>>, req: Request) -> Response {
     let max = super::unary::max_request(&s);
+    let caller = crate::api::caller::of_http(&req);
     let answer = async {
         let r: RangeRequest = super::unary::read_request(req, max).await?;
-        let answer = match s.range_plan(&r, Planned::measure).await? {
+        let answer = match s.range_plan(&caller, &r, Planned::measure).await? {
             Some(mut planned) => {
                 planned.header = s.header(planned.plan.current_rev);
                 Answer::Planned(Box::new(planned))
             }
-            None => Answer::Whole(s.range(r).await?),
+            None => Answer::Whole(s.range(&caller, r).await?),
         };
         reply(answer)
     };

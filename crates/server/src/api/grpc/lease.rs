@@ -13,7 +13,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::api;
 use crate::error::ServerError;
+use crate::etcdserver::auth::Caller;
 use crate::etcdserver::lease;
 use crate::etcdserver::server::EtcdServer;
 
@@ -100,11 +102,11 @@ impl Lease for LeaseService {
     type LeaseKeepAliveStream = KeepAliveStream;
 
     async fn lease_grant(&self, req: Request<LeaseGrantRequest>) -> Result<Response<LeaseGrantResponse>, Status> {
-        Ok(Response::new(self.0.lease_grant(req.into_inner()).await?))
+        Ok(Response::new(self.0.lease_grant(&api::caller::of(&req), req.into_inner()).await?))
     }
 
     async fn lease_revoke(&self, req: Request<LeaseRevokeRequest>) -> Result<Response<LeaseRevokeResponse>, Status> {
-        Ok(Response::new(self.0.lease_revoke(req.into_inner()).await?))
+        Ok(Response::new(self.0.lease_revoke(&api::caller::of(&req), req.into_inner()).await?))
     }
 
     async fn lease_keep_alive(
@@ -118,8 +120,9 @@ impl Lease for LeaseService {
         &self,
         req: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        let caller = api::caller::of(&req);
         let r = req.into_inner();
-        self.check_time_to_live(&r)?;
+        self.check_time_to_live(&caller, &r)?;
         let local = {
             let l = lease::lock_as_leader(&self.0);
             l.is_primary().then(|| {
@@ -152,19 +155,19 @@ impl Lease for LeaseService {
 impl LeaseService {
     /// etcd's `checkLeaseTimeToLive`: with auth on, only a named caller asks, and asking for a
     /// lease's keys needs read permission on each of them (root needs none).
-    fn check_time_to_live(&self, r: &LeaseTimeToLiveRequest) -> Result<(), ServerError> {
+    fn check_time_to_live(&self, caller: &Caller, r: &LeaseTimeToLiveRequest) -> Result<(), ServerError> {
         let auth = self.0.auth();
         if !auth.is_enabled() {
             return Ok(());
         }
-        let who = crate::etcdserver::auth::caller()?.ok_or(ServerError::UserEmpty)?;
-        if !r.keys || auth.is_admin_permitted(Some(&who)).is_ok() {
+        let who = caller.who()?.ok_or(ServerError::UserEmpty)?;
+        if !r.keys || auth.is_admin_permitted(Some(who)).is_ok() {
             return Ok(());
         }
         let keys: Vec<Vec<u8>> =
             lease::lock(self.0.lessor()).get(r.id).map(|l| l.keys.iter().cloned().collect()).unwrap_or_default();
         for k in keys {
-            auth.is_range_permitted(Some(&who), &k, &[]).map_err(|_| ServerError::PermissionDenied)?;
+            auth.is_range_permitted(Some(who), &k, &[]).map_err(|_| ServerError::PermissionDenied)?;
         }
         Ok(())
     }

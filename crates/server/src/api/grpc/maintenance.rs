@@ -9,6 +9,7 @@ use rustcd_api::etcdserverpb::*;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
+use crate::api;
 use crate::error::ServerError;
 use crate::etcdserver::server::EtcdServer;
 use crate::etcdserver::v3::blocking;
@@ -23,16 +24,7 @@ impl Maintenance for MaintenanceService {
 
     /// etcd answers alarm requests without a header; so does rustcd, so clients print the same.
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
-        let r = req.into_inner();
-        // etcd (3.5.2x): listing alarms needs a named caller, raising or disarming one root.
-        if r.action == rustcd_api::etcdserverpb::alarm_request::AlarmAction::Get as i32 {
-            if self.0.auth().is_enabled() && crate::etcdserver::auth::caller()?.is_none() {
-                return Err(ServerError::UserEmpty.into());
-            }
-        } else {
-            self.0.check_admin()?;
-        }
-        Ok(Response::new(self.0.alarm(r).await?))
+        Ok(Response::new(self.0.alarm(&api::caller::of(&req), req.into_inner()).await?))
     }
 
     async fn status(&self, _req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
@@ -68,8 +60,8 @@ impl Maintenance for MaintenanceService {
 
     /// Rewrites this member's backend file without its free pages. Writes go on meanwhile: they
     /// wait only for the rows written during the copy to be copied, and for the swap of files.
-    async fn defragment(&self, _req: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
-        self.0.check_admin()?;
+    async fn defragment(&self, req: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
+        self.0.check_admin(&api::caller::of(&req))?;
         let store = self.0.store().clone();
         blocking(move || {
             fail::fail_point!("defragBeforeCompact");
@@ -83,15 +75,15 @@ impl Maintenance for MaintenanceService {
         Ok(Response::new(DefragmentResponse { header: self.0.current_header() }))
     }
 
-    async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        self.0.check_admin()?;
+    async fn hash(&self, req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        self.0.check_admin(&api::caller::of(&req))?;
         let store = self.0.store().clone();
         let (hash, _, rev) = blocking(move || store.hash_kv(0)).await?.map_err(ServerError::from)?;
         Ok(Response::new(HashResponse { header: self.0.header(rev), hash }))
     }
 
     async fn hash_kv(&self, req: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
-        self.0.check_admin()?;
+        self.0.check_admin(&api::caller::of(&req))?;
         let (store, rev) = (self.0.store().clone(), req.into_inner().revision);
         // A scan of the whole store: on a blocking thread.
         let (hash, compact_revision, hash_revision) =
@@ -102,8 +94,8 @@ impl Maintenance for MaintenanceService {
     /// etcd's snapshot stream: the backend as etcd's database, in 32 KiB pieces each with the
     /// bytes still to come, then its sha256. The database is written from one consistent view
     /// (writes and raft go on meanwhile) to a file nobody else can see, and streamed from it.
-    async fn snapshot(&self, _req: Request<SnapshotRequest>) -> Result<Response<SnapshotStream>, Status> {
-        self.0.check_admin()?;
+    async fn snapshot(&self, req: Request<SnapshotRequest>) -> Result<Response<SnapshotStream>, Status> {
+        self.0.check_admin(&api::caller::of(&req))?;
         let store = self.0.store().clone();
         let dir = self.0.config().data_dir.join("member").join("snap");
         let (tx, rx) = tokio::sync::mpsc::channel(4);
@@ -117,7 +109,7 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn move_leader(&self, req: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
-        self.0.check_admin()?;
+        self.0.check_admin(&api::caller::of(&req))?;
         let target = req.into_inner().target_id;
         let s = &self.0;
         if s.leader() != s.member_id() {

@@ -21,6 +21,7 @@ use rustcd_api::etcdserverpb::{DeleteRangeRequest, PutRequest, TxnRequest};
 use tonic::Status;
 
 use crate::error::ServerError;
+use crate::etcdserver::auth::Caller;
 use crate::etcdserver::server::EtcdServer;
 
 pub const PUT: &str = "/etcdserverpb.KV/Put";
@@ -132,16 +133,17 @@ impl http_body::Body for Once {
     }
 }
 
-/// Reads the request, runs `f`, answers.
-async fn serve<M, R, F>(s: Arc<EtcdServer>, req: Request, f: impl FnOnce(Arc<EtcdServer>, M) -> F) -> Response
+/// Reads the request, runs `f` for its caller, answers.
+async fn serve<M, R, F>(s: Arc<EtcdServer>, req: Request, f: impl FnOnce(Arc<EtcdServer>, Caller, M) -> F) -> Response
 where
     M: Message + Default,
     R: Message,
     F: std::future::Future<Output = Result<R, ServerError>>,
 {
     let max = max_request(&s);
+    let caller = crate::api::caller::of_http(&req);
     match read_request::<M>(req, max).await {
-        Ok(m) => match f(s, m).await {
+        Ok(m) => match f(s, caller, m).await {
             Ok(resp) => one_message(&resp),
             Err(e) => Status::from(e).into_http(),
         },
@@ -150,13 +152,13 @@ where
 }
 
 pub async fn put(State(s): State<Arc<EtcdServer>>, req: Request) -> Response {
-    serve(s, req, |s, p: PutRequest| async move { s.put(p).await }).await
+    serve(s, req, |s, c, p: PutRequest| async move { s.put(&c, p).await }).await
 }
 
 pub async fn delete_range(State(s): State<Arc<EtcdServer>>, req: Request) -> Response {
-    serve(s, req, |s, d: DeleteRangeRequest| async move { s.delete_range(d).await }).await
+    serve(s, req, |s, c, d: DeleteRangeRequest| async move { s.delete_range(&c, d).await }).await
 }
 
 pub async fn txn(State(s): State<Arc<EtcdServer>>, req: Request) -> Response {
-    serve(s, req, |s, t: TxnRequest| async move { s.txn(t).await }).await
+    serve(s, req, |s, c, t: TxnRequest| async move { s.txn(&c, t).await }).await
 }

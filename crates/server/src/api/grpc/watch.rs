@@ -17,6 +17,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::etcdserver::auth::Caller;
 use crate::etcdserver::server::EtcdServer;
 
 pub struct WatchService(pub Arc<EtcdServer>);
@@ -35,7 +36,7 @@ impl Watch for WatchService {
     async fn watch(&self, req: Request<Streaming<WatchRequest>>) -> Result<Response<WatchStream>, Status> {
         // Who may watch what is asked at each create, with the stream's token (or certificate).
         let token = req.metadata().get("token").and_then(|v| v.to_str().ok()).map(str::to_string);
-        let cn = req.extensions().get::<crate::etcdserver::auth::PeerCommonName>().map(|c| c.0.clone());
+        let cn = req.extensions().get::<crate::api::caller::PeerCommonName>().map(|c| c.0.clone());
         Ok(Response::new(self.open(req.into_inner(), token, cn)))
     }
 }
@@ -221,8 +222,9 @@ impl Session {
         if !auth.is_enabled() {
             return true;
         }
-        match crate::etcdserver::auth::resolve(&self.s, self.token.as_deref(), self.cn.as_deref()) {
-            Ok(who) => auth.is_range_permitted(who.as_ref(), &c.key, &c.range_end).is_ok(),
+        let caller = Caller::resolve(&self.s, self.token.as_deref(), self.cn.as_deref());
+        match caller.who() {
+            Ok(who) => auth.is_range_permitted(who, &c.key, &c.range_end).is_ok(),
             Err(_) => false,
         }
     }

@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::etcdserver::auth::Caller;
 use crate::etcdserver::server::EtcdServer;
 
 /// Routes `$path` to the unary RPC `$method` of the gRPC service `$svc` (so the gateway runs
@@ -28,7 +29,7 @@ macro_rules! unary {
                 $path,
                 axum::routing::post(|st: State<Arc<EtcdServer>>, h: HeaderMap, b: Bytes| {
                     call(st, h, b, |s, req| async move {
-                        $svc(s).$method(tonic::Request::new(req)).await.map(tonic::Response::into_inner)
+                        $svc(s).$method(req).await.map(tonic::Response::into_inner)
                     })
                 }),
             );
@@ -110,20 +111,27 @@ fn token(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
 }
 
-/// One unary call: the body parsed as the request, `f` run as the token's caller.
+/// The gRPC request a gateway call makes of `msg`, for the caller its `Authorization` header's
+/// token names (as the gRPC entry layer puts it on a gRPC request).
+fn request<T>(s: &EtcdServer, headers: &HeaderMap, msg: T) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    req.extensions_mut().insert(Caller::resolve(s, token(headers), None));
+    req
+}
+
+/// One unary call: the body parsed as the request, `f` run for the token's caller.
 async fn call<Req, Resp, F, Fut>(State(s): State<Arc<EtcdServer>>, headers: HeaderMap, body: Bytes, f: F) -> Response
 where
     Req: DeserializeOwned,
     Resp: Serialize,
-    F: FnOnce(Arc<EtcdServer>, Req) -> Fut,
+    F: FnOnce(Arc<EtcdServer>, tonic::Request<Req>) -> Fut,
     Fut: std::future::Future<Output = Result<Resp, tonic::Status>>,
 {
     let req: Req = match decode(&body) {
         Ok(r) => r,
         Err(e) => return bad_request(e),
     };
-    let caller = crate::etcdserver::auth::resolve(&s, token(&headers), None);
-    match crate::etcdserver::auth::CALLER.scope(caller, f(s.clone(), req)).await {
+    match f(s.clone(), request(&s, &headers, req)).await {
         Ok(resp) => match serde_json::to_vec(&resp) {
             Ok(body) => json(StatusCode::OK, body),
             Err(e) => error(tonic::Code::Internal, &e.to_string()),

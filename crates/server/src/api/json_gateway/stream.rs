@@ -53,16 +53,16 @@ async fn keep_alive(State(s): State<Arc<EtcdServer>>, body: Body) -> Response {
 
 async fn snapshot(State(s): State<Arc<EtcdServer>>, headers: HeaderMap, body: Bytes) -> Response {
     use rustcd_api::etcdserverpb::maintenance_server::Maintenance;
-    server_stream(s, headers, body, |s, req: SnapshotRequest| async move {
-        crate::api::grpc::maintenance::MaintenanceService(s).snapshot(tonic::Request::new(req)).await
+    server_stream(s, headers, body, |s, req: tonic::Request<SnapshotRequest>| async move {
+        crate::api::grpc::maintenance::MaintenanceService(s).snapshot(req).await
     })
     .await
 }
 
 async fn observe(State(s): State<Arc<EtcdServer>>, headers: HeaderMap, body: Bytes) -> Response {
     use rustcd_api::v3electionpb::election_server::Election;
-    server_stream(s, headers, body, |s, req: LeaderRequest| async move {
-        crate::api::grpc::election::ElectionService(s).observe(tonic::Request::new(req)).await
+    server_stream(s, headers, body, |s, req: tonic::Request<LeaderRequest>| async move {
+        crate::api::grpc::election::ElectionService(s).observe(req).await
     })
     .await
 }
@@ -74,15 +74,14 @@ where
     Req: DeserializeOwned,
     Resp: Serialize + Send + 'static,
     St: Stream<Item = Result<Resp, Status>> + Send + Unpin + 'static,
-    F: FnOnce(Arc<EtcdServer>, Req) -> Fut,
+    F: FnOnce(Arc<EtcdServer>, tonic::Request<Req>) -> Fut,
     Fut: std::future::Future<Output = Result<tonic::Response<St>, Status>>,
 {
     let req: Req = match decode(&body) {
         Ok(r) => r,
         Err(e) => return bad_request(e),
     };
-    let caller = crate::etcdserver::auth::resolve(&s, token(&headers), None);
-    match crate::etcdserver::auth::CALLER.scope(caller, f(s.clone(), req)).await {
+    match f(s.clone(), super::request(&s, &headers, req)).await {
         Ok(stream) => respond(stream.into_inner()).await,
         Err(status) => error(status.code(), status.message()),
     }

@@ -16,6 +16,7 @@ use rustcd_raft::eraftpb::{ConfChange, ConfChangeType};
 use crate::config::url::Url;
 use crate::error::ServerError;
 use crate::etcdserver::apply::expect_applied;
+use crate::etcdserver::auth::Caller;
 use crate::etcdserver::membership::to_api;
 use crate::etcdserver::server::EtcdServer;
 
@@ -36,7 +37,8 @@ pub enum Promotion {
 
 impl EtcdServer {
     /// Adds a member (a voter, or a learner) after etcd's checks, through raft.
-    pub async fn member_add(&self, r: MemberAddRequest) -> Result<MemberAddResponse, ServerError> {
+    pub async fn member_add(&self, caller: &Caller, r: MemberAddRequest) -> Result<MemberAddResponse, ServerError> {
+        self.check_admin(caller)?;
         for u in &r.peer_ur_ls {
             Url::parse(u).map_err(|e| ServerError::InvalidPeerUrl(format!("{u:?}: {e}")))?;
         }
@@ -77,7 +79,8 @@ impl EtcdServer {
     }
 
     /// Removes a member, keeping a quorum of started voters (with `--strict-reconfig-check`).
-    pub async fn member_remove(&self, id: u64) -> Result<MemberRemoveResponse, ServerError> {
+    pub async fn member_remove(&self, caller: &Caller, id: u64) -> Result<MemberRemoveResponse, ServerError> {
+        self.check_admin(caller)?;
         let Some(m) = self.membership().get(id) else { return Err(ServerError::MemberNotFound) };
         if !m.is_learner {
             // What remains must still have a quorum of started voters.
@@ -90,7 +93,12 @@ impl EtcdServer {
     }
 
     /// Changes a member's peer URLs, through raft.
-    pub async fn member_update(&self, r: MemberUpdateRequest) -> Result<MemberUpdateResponse, ServerError> {
+    pub async fn member_update(
+        &self,
+        caller: &Caller,
+        r: MemberUpdateRequest,
+    ) -> Result<MemberUpdateResponse, ServerError> {
+        self.check_admin(caller)?;
         if self.membership().get(r.id).is_none() {
             return Err(ServerError::MemberNotFound);
         }
@@ -101,7 +109,7 @@ impl EtcdServer {
         if others.iter().filter(|m| m.id != r.id).any(|m| m.peer_urls.iter().any(|u| r.peer_ur_ls.contains(u))) {
             return Err(ServerError::PeerUrlExist);
         }
-        let members = expect_applied!(self.propose(Op::MemberUpdate(r)).await?, Members)?;
+        let members = expect_applied!(self.propose(caller, Op::MemberUpdate(r)).await?, Members)?;
         Ok(MemberUpdateResponse { header: self.current_header(), members })
     }
 
@@ -115,7 +123,8 @@ impl EtcdServer {
 
     /// Promotes a learner that has caught up (90% of the leader's log, etcd's rule). Only the
     /// leader knows how far a learner is: elsewhere the answer is to ask the leader.
-    pub async fn member_promote(&self, id: u64) -> Result<Promotion, ServerError> {
+    pub async fn member_promote(&self, caller: &Caller, id: u64) -> Result<Promotion, ServerError> {
+        self.check_admin(caller)?;
         let Some(m) = self.membership().get(id) else { return Err(ServerError::MemberNotFound) };
         if !m.is_learner {
             return Err(ServerError::MemberNotLearner);

@@ -11,6 +11,7 @@ use rustcd_api::rustcdpb::internal_request::Request as Op;
 
 use crate::error::ServerError;
 use crate::etcdserver::apply::expect_applied;
+use crate::etcdserver::auth::Caller;
 use crate::etcdserver::server::EtcdServer;
 use crate::etcdserver::validate;
 
@@ -25,8 +26,8 @@ fn revision(h: &Option<ResponseHeader>) -> i64 {
 impl EtcdServer {
     /// A Range: local for serializable reads, after a ReadIndex round otherwise. The backend
     /// read runs on a blocking thread.
-    pub async fn range(&self, r: RangeRequest) -> Result<RangeResponse, ServerError> {
-        self.before_range(&r).await?;
+    pub async fn range(&self, caller: &Caller, r: RangeRequest) -> Result<RangeResponse, ServerError> {
+        self.before_range(caller, &r).await?;
         let store = self.store().clone();
         let mut resp = blocking(move || store.range(&r)).await??;
         resp.header = self.header(revision(&resp.header));
@@ -38,94 +39,101 @@ impl EtcdServer {
     /// `None` when the request sorts, filters or only counts, which only a whole answer can.
     pub async fn range_plan<T: Send + 'static>(
         &self,
+        caller: &Caller,
         r: &RangeRequest,
         measure: impl FnOnce(rustcd_mvcc::RangePlan) -> Result<T, rustcd_mvcc::Error> + Send + 'static,
     ) -> Result<Option<T>, ServerError> {
         if !rustcd_mvcc::plannable(r) {
             return Ok(None);
         }
-        self.before_range(r).await?;
+        self.before_range(caller, r).await?;
         let (store, r) = (self.store().clone(), r.clone());
         Ok(Some(blocking(move || store.plan_range(&r).and_then(measure)).await??))
     }
 
     /// What a Range waits for and is checked against before it reads: its request, then
     /// [`EtcdServer::may_read`].
-    async fn before_range(&self, r: &RangeRequest) -> Result<(), ServerError> {
+    async fn before_range(&self, caller: &Caller, r: &RangeRequest) -> Result<(), ServerError> {
         validate::range(r)?;
-        self.may_read(r).await
+        self.may_read(caller, r).await
     }
 
     /// A checked range request's wait and permission: a linearizable read's ReadIndex, and the
     /// caller's permission on its keys.
-    async fn may_read(&self, r: &RangeRequest) -> Result<(), ServerError> {
+    async fn may_read(&self, caller: &Caller, r: &RangeRequest) -> Result<(), ServerError> {
         if !r.serializable {
             self.linearizable_barrier().await?;
         }
         if self.auth().is_enabled() {
-            let who = crate::etcdserver::auth::caller()?;
-            self.auth().is_range_permitted(who.as_ref(), &r.key, &r.range_end)?;
+            self.auth().is_range_permitted(caller.who()?, &r.key, &r.range_end)?;
         }
         Ok(())
     }
 
-    pub async fn put(self: &std::sync::Arc<Self>, p: PutRequest) -> Result<PutResponse, ServerError> {
+    pub async fn put(self: &std::sync::Arc<Self>, caller: &Caller, p: PutRequest) -> Result<PutResponse, ServerError> {
         validate::put(&p)?;
         #[cfg(feature = "failpoints")]
         if crate::failpoints::returns("ack-before-commit") {
-            return Ok(self.put_acknowledged_before_commit(p));
+            return Ok(self.put_acknowledged_before_commit(caller, p));
         }
         let op = Op::Put(p);
         self.check_quota(&op).await?;
-        let mut resp = expect_applied!(self.propose(op).await?, Put)?;
+        let mut resp = expect_applied!(self.propose(caller, op).await?, Put)?;
         resp.header = self.header(revision(&resp.header));
         Ok(resp)
     }
 
     /// The deliberate bug the robustness checker must catch: answers before raft commits.
     #[cfg(feature = "failpoints")]
-    fn put_acknowledged_before_commit(self: &std::sync::Arc<Self>, p: PutRequest) -> PutResponse {
+    fn put_acknowledged_before_commit(self: &std::sync::Arc<Self>, caller: &Caller, p: PutRequest) -> PutResponse {
         let rev = self.store().current_rev();
-        let s = self.clone();
-        tokio::spawn(async move { s.propose(Op::Put(p)).await });
+        let (s, caller) = (self.clone(), caller.clone());
+        tokio::spawn(async move { s.propose(&caller, Op::Put(p)).await });
         PutResponse { header: self.header(rev + 1), ..Default::default() }
     }
 
-    pub async fn delete_range(&self, d: DeleteRangeRequest) -> Result<DeleteRangeResponse, ServerError> {
+    pub async fn delete_range(
+        &self,
+        caller: &Caller,
+        d: DeleteRangeRequest,
+    ) -> Result<DeleteRangeResponse, ServerError> {
         validate::delete_range(&d)?;
-        let mut resp = expect_applied!(self.propose(Op::DeleteRange(d)).await?, DeleteRange)?;
+        let mut resp = expect_applied!(self.propose(caller, Op::DeleteRange(d)).await?, DeleteRange)?;
         resp.header = self.header(revision(&resp.header));
         Ok(resp)
     }
 
     /// A Txn: one that only reads is served from the read path (a ReadIndex round, then one
     /// read snapshot on a blocking thread, no write lock); any other goes through raft.
-    pub async fn txn(&self, t: TxnRequest) -> Result<TxnResponse, ServerError> {
+    pub async fn txn(&self, caller: &Caller, t: TxnRequest) -> Result<TxnResponse, ServerError> {
         validate::txn(&t, self.config().raw.max_txn_ops)?;
         let mut resp = if rustcd_mvcc::is_read_only(&t) {
             self.linearizable_barrier().await?;
             if self.auth().is_enabled() {
-                let who = crate::etcdserver::auth::caller()?;
-                crate::etcdserver::auth::check_read_txn(self.auth(), who.as_ref(), &t)?;
+                crate::etcdserver::auth::check_read_txn(self.auth(), caller.who()?, &t)?;
             }
             let store = self.store().clone();
             blocking(move || store.read_only_txn(&t)).await??
         } else {
             let op = Op::Txn(t);
             self.check_quota(&op).await?;
-            expect_applied!(self.propose(op).await?, Txn)?
+            expect_applied!(self.propose(caller, op).await?, Txn)?
         };
         resp.header = self.header(revision(&resp.header));
         Ok(resp)
     }
 
-    pub async fn compact(&self, c: CompactionRequest) -> Result<CompactionResponse, ServerError> {
-        let mut resp = expect_applied!(self.propose(Op::Compaction(c)).await?, Compaction)?;
+    pub async fn compact(&self, caller: &Caller, c: CompactionRequest) -> Result<CompactionResponse, ServerError> {
+        let mut resp = expect_applied!(self.propose(caller, Op::Compaction(c)).await?, Compaction)?;
         resp.header = self.header(revision(&resp.header));
         Ok(resp)
     }
 
-    pub async fn lease_grant(&self, mut r: LeaseGrantRequest) -> Result<LeaseGrantResponse, ServerError> {
+    pub async fn lease_grant(
+        &self,
+        caller: &Caller,
+        mut r: LeaseGrantRequest,
+    ) -> Result<LeaseGrantResponse, ServerError> {
         if r.ttl > rustcd_lease::MAX_LEASE_TTL {
             return Err(ServerError::LeaseTtlTooLarge);
         }
@@ -134,15 +142,23 @@ impl EtcdServer {
         }
         let op = Op::LeaseGrant(r);
         self.check_quota(&op).await?;
-        let mut resp = expect_applied!(self.propose(op).await?, LeaseGrant)?;
+        let mut resp = expect_applied!(self.propose(caller, op).await?, LeaseGrant)?;
         resp.header = self.current_header();
         Ok(resp)
     }
 
     /// Maintenance.Alarm: every action goes through raft, as in etcd, so a listing reflects
     /// every alarm raised before it.
-    pub async fn alarm(&self, r: AlarmRequest) -> Result<AlarmResponse, ServerError> {
-        expect_applied!(self.propose(Op::Alarm(r)).await?, Alarm)
+    /// etcd (3.5.2x): listing alarms needs a named caller, raising or disarming one root.
+    pub async fn alarm(&self, caller: &Caller, r: AlarmRequest) -> Result<AlarmResponse, ServerError> {
+        if r.action == rustcd_api::etcdserverpb::alarm_request::AlarmAction::Get as i32 {
+            if self.auth().is_enabled() && caller.who()?.is_none() {
+                return Err(ServerError::UserEmpty);
+            }
+        } else {
+            self.check_admin(caller)?;
+        }
+        expect_applied!(self.propose(caller, Op::Alarm(r)).await?, Alarm)
     }
 
     /// Raises `alarm` for `member_id` through raft (the corruption checks, the quota).
@@ -153,11 +169,15 @@ impl EtcdServer {
     ) -> Result<(), ServerError> {
         use rustcd_api::etcdserverpb::alarm_request::AlarmAction;
         let r = AlarmRequest { action: AlarmAction::Activate as i32, member_id, alarm: alarm as i32 };
-        self.alarm(r).await.map(|_| ())
+        self.propose_internal(Op::Alarm(r)).await.map(|_| ())
     }
 
-    pub async fn lease_revoke(&self, r: LeaseRevokeRequest) -> Result<LeaseRevokeResponse, ServerError> {
-        expect_applied!(self.propose(Op::LeaseRevoke(r)).await?, LeaseRevoke)?;
+    pub async fn lease_revoke(
+        &self,
+        caller: &Caller,
+        r: LeaseRevokeRequest,
+    ) -> Result<LeaseRevokeResponse, ServerError> {
+        expect_applied!(self.propose(caller, Op::LeaseRevoke(r)).await?, LeaseRevoke)?;
         Ok(LeaseRevokeResponse { header: self.current_header() })
     }
 }

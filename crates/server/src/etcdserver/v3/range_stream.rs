@@ -13,6 +13,7 @@ use tonic::Status;
 
 use super::blocking;
 use crate::error::ServerError;
+use crate::etcdserver::auth::Caller;
 use crate::etcdserver::server::EtcdServer;
 use crate::etcdserver::validate;
 
@@ -44,17 +45,18 @@ fn check(r: &RangeRequest) -> Result<(), Status> {
 }
 
 impl EtcdServer {
-    /// Checks the request, waits for a linearizable read's ReadIndex and checks permission
-    /// here (in the caller's task, where its auth is known), then sends the chunks to `out`
+    /// Checks the request, waits for a linearizable read's ReadIndex and checks the caller's
+    /// permission, then sends the chunks to `out`
     /// from a task of their own; the stream ends when `out` is dropped or closed.
     pub async fn range_stream(
         self: &Arc<Self>,
+        caller: &Caller,
         r: RangeRequest,
         out: mpsc::Sender<Result<RangeStreamResponse, Status>>,
     ) -> Result<(), Status> {
         validate::range(&r)?;
         check(&r)?;
-        self.may_read(&r).await?;
+        self.may_read(caller, &r).await?;
         let s = self.clone();
         tokio::spawn(async move {
             if let Err(e) = s.send_chunks(r, &out).await {
