@@ -13,5 +13,6 @@ pub mod error;
 pub mod etcdserver;
 pub mod failpoints;
 pub mod proxy;
+pub mod shutdown;
 
 pub use embed::start::{GRPC_OVERHEAD_BYTES, Running, start, wait_for_signal};

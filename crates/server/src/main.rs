@@ -2,6 +2,7 @@
 
 use rustcd_server::config::Config;
 use rustcd_server::config::parse::{self, Command, ParseError};
+use rustcd_server::etcdserver::apply::ApplyEnd;
 
 fn main() {
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
@@ -84,13 +85,27 @@ fn main() {
                 return 1;
             }
         };
-        rustcd_server::wait_for_signal().await;
+        // The member runs until a signal, or until it ends by itself.
+        let end = tokio::select! {
+            _ = rustcd_server::wait_for_signal() => None,
+            end = running.ended() => Some(end),
+        };
+        match end {
+            // Removed from the cluster: its last words are logged; it is done.
+            Some(ApplyEnd::Removed) => return 0,
+            Some(ApplyEnd::Fatal(e)) => {
+                tracing::error!(error = %e, "the member stops");
+                eprintln!("etcd: {e}");
+                return 1;
+            }
+            Some(ApplyEnd::Stopped) | None => {}
+        }
         tracing::info!("received signal; shutting down");
         let c = running.server.config();
         let (name, dir) = (c.raw.name.clone(), c.data_dir.display().to_string());
         let (peers, clients) = (c.advertise_peer_urls.join(","), c.advertise_client_urls.join(","));
         tracing::info!(name = %name, data_dir = %dir, advertise_peer_urls = %peers, advertise_client_urls = %clients, "closing etcd server");
-        tokio::task::spawn_blocking(move || running.stop()).await.ok();
+        running.stop().await;
         tracing::info!(name = %name, data_dir = %dir, advertise_peer_urls = %peers, advertise_client_urls = %clients, "closed etcd server");
         0
     });
@@ -186,6 +201,7 @@ async fn serve_grpc_proxy(f: rustcd_grpcproxy::Flags) -> Result<(), String> {
         reuse_port: false,
         tls,
         check_client_san: false,
+        shutdown: Default::default(),
     };
     let router = rustcd_grpcproxy::start(&f)?;
     if !f.metrics_addr.is_empty() {

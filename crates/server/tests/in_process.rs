@@ -77,7 +77,7 @@ where
     rt.block_on(async {
         let running = rustcd_server::start(config(dir)).await.expect("start");
         session(channel(&running).await).await;
-        tokio::task::spawn_blocking(move || running.stop()).await.expect("stop");
+        running.stop().await;
     });
     rt.shutdown_timeout(Duration::from_secs(5));
 }
@@ -264,7 +264,38 @@ fn work_spawned_from_a_handler_keeps_its_callers_permissions() {
         let got = s.range(&root_caller, RangeRequest { key: b"secret/y".to_vec().into(), ..Default::default() });
         assert!(got.await.expect("root reads").kvs.is_empty(), "the unresolved caller's put did not happen");
 
-        tokio::task::spawn_blocking(move || running.stop()).await.expect("stop");
+        running.stop().await;
+    });
+    rt.shutdown_timeout(Duration::from_secs(5));
+}
+
+/// The shutdown signal ends everything a member started: stopped, it leaves no listener,
+/// connection or loop behind holding its backend, so the same runtime starts it again on the
+/// same data dir at once (redb refuses a second open of a file still open), with its data.
+#[test]
+fn a_member_is_hosted_twice_in_one_runtime() {
+    let dir = tempfile::tempdir().expect("dir");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let first = rustcd_server::start(config(dir.path())).await.expect("first start");
+        let old_addr = first.client_addrs[0];
+        let ch = channel(&first).await;
+        KvClient::new(ch.clone()).put(put("k", "first")).await.expect("put");
+        // A watch stream open at stop: its connection is ended with the member.
+        let create = WatchCreateRequest { key: b"k".to_vec().into(), ..Default::default() };
+        let (_tx, mut stream, created) = open_watch(&ch, create).await;
+        assert!(created.created);
+        first.stop().await;
+        let ended = tokio::time::timeout(Duration::from_secs(10), stream.message()).await.expect("the stream ends");
+        assert!(!matches!(ended, Ok(Some(_))), "no event after the member stopped: {ended:?}");
+        assert!(tokio::net::TcpStream::connect(old_addr).await.is_err(), "the old listener is closed");
+
+        let second = rustcd_server::start(config(dir.path())).await.expect("second start in the same runtime");
+        let mut kv = KvClient::new(channel(&second).await);
+        let got = kv.range(RangeRequest { key: b"k".to_vec().into(), ..Default::default() }).await.expect("range");
+        assert_eq!(got.into_inner().kvs[0].value.as_ref(), b"first", "the data survived the first member");
+        kv.put(put("k", "second")).await.expect("the second member takes writes");
+        second.stop().await;
     });
     rt.shutdown_timeout(Duration::from_secs(5));
 }

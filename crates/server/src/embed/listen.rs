@@ -27,6 +27,8 @@ pub struct ServeOpts {
     pub tls: Option<std::sync::Arc<rustcd_tls::ServerConfig>>,
     /// A client's certificate must name the address it connects from (etcd's check of peers).
     pub check_client_san: bool,
+    /// Ends the accept loops and every connection they serve.
+    pub shutdown: crate::shutdown::Shutdown,
 }
 
 impl ServeOpts {
@@ -38,6 +40,7 @@ impl ServeOpts {
             reuse_port: s.socket_reuse_port,
             tls: None,
             check_client_san: false,
+            shutdown: crate::shutdown::Shutdown::new(),
         }
     }
 }
@@ -113,7 +116,8 @@ pub async fn serve_on(
             _ => what,
         };
         tracing::info!(address = %address, "{what}");
-        tokio::spawn(accept_loop(listener, router.clone(), builder.clone(), tls, o.check_client_san));
+        let shutdown = o.shutdown.clone();
+        o.shutdown.spawn(accept_loop(listener, router.clone(), builder.clone(), tls, o.check_client_san, shutdown));
     }
     Ok(bound)
 }
@@ -127,6 +131,7 @@ async fn accept_loop(
     builder: Builder<TokioExecutor>,
     tls: Option<rustcd_tls::connect::TlsAcceptor>,
     check_san: bool,
+    shutdown: crate::shutdown::Shutdown,
 ) {
     use rustcd_tls::connect::{accept_tcp, accept_unix};
     loop {
@@ -135,18 +140,18 @@ async fn accept_loop(
             Listener::Tcp(l) => l.accept().await.map(|(s, from)| {
                 let _ = s.set_nodelay(true);
                 match tls {
-                    None => drop(tokio::spawn(serve_conn(s, router, builder))),
-                    Some(acceptor) => drop(tokio::spawn(async move {
+                    None => shutdown.spawn(serve_conn(s, router, builder)),
+                    Some(acceptor) => shutdown.spawn(async move {
                         let san_of = check_san.then_some(from);
                         serve_after_handshake(accept_tcp(&acceptor, s), san_of, router, builder).await
-                    })),
+                    }),
                 }
             }),
             Listener::Unix(l) => l.accept().await.map(|(s, _)| match tls {
-                None => drop(tokio::spawn(serve_conn(s, router, builder))),
-                Some(acceptor) => drop(tokio::spawn(async move {
+                None => shutdown.spawn(serve_conn(s, router, builder)),
+                Some(acceptor) => shutdown.spawn(async move {
                     serve_after_handshake(accept_unix(&acceptor, s), None, router, builder).await
-                })),
+                }),
             }),
         };
         if let Err(e) = accepted {

@@ -20,16 +20,17 @@ use rustcd_mvcc::KvStore;
 use rustcd_mvcc::watch::WatchHub;
 use rustcd_peer::{MembersFn, PeerService, PeerTransport};
 use rustcd_raft::log_store::LogStore;
-use rustcd_raft::{NodeConfig, RaftNode};
+use rustcd_raft::{Input, NodeConfig, RaftNode};
 
 use crate::api::{grpc, http, metrics, otel};
 use crate::config::Config;
 use crate::embed::{identity, listen, sd_notify};
 use crate::error::StartError;
-use crate::etcdserver::apply::{self, Applier};
+use crate::etcdserver::apply::{self, Applier, ApplyEnd};
 use crate::etcdserver::membership::Membership;
 use crate::etcdserver::server::{EtcdServer, Parts};
 use crate::etcdserver::{alarm, auth, compactor, corrupt, lease, quota};
+use crate::shutdown::Shutdown;
 use crate::{config, error, failpoints};
 
 /// gRPC framing allowance above `--max-request-bytes`, as etcd's.
@@ -44,25 +45,46 @@ pub struct Running {
     pub peer_addrs: Vec<std::net::SocketAddr>,
     raft: RaftNode,
     apply_thread: std::thread::JoinHandle<()>,
+    /// Why the apply thread ended, once it has.
+    ended: tokio::sync::watch::Receiver<Option<ApplyEnd>>,
+    shutdown: Shutdown,
 }
 
 impl Running {
+    /// Resolves when the member ends by itself: removed from the cluster, or a fatal apply
+    /// error (the caller logs it and exits, as etcd does). A stop does not resolve it.
+    pub async fn ended(&self) -> ApplyEnd {
+        let mut rx = self.ended.clone();
+        match rx.wait_for(Option::is_some).await {
+            Ok(end) => end.clone().unwrap_or(ApplyEnd::Stopped),
+            Err(_) => ApplyEnd::Stopped,
+        }
+    }
+
     /// etcd's graceful stop: a leader first hands leadership to its most up-to-date follower
-    /// (so clients see a new leader at once), then raft stops and the apply thread finishes,
-    /// making the backend durable.
-    pub fn stop(self) {
+    /// (so clients see a new leader at once); then the shutdown signal ends the listeners, their
+    /// connections and every loop the member started, raft stops, and the apply thread
+    /// finishes, making the backend durable. Nothing of the member is left running after.
+    pub async fn stop(self) {
         let s = &self.server;
         let is_leader = s.raft_status().is_leader.load(std::sync::atomic::Ordering::Relaxed);
-        if is_leader && s.membership().list().len() > 1 {
-            let _ = self.raft.sender().send_blocking(rustcd_raft::Input::StepDown);
-            let deadline = std::time::Instant::now() + Duration::from_millis(s.config().raw.election_timeout * 2);
-            while std::time::Instant::now() < deadline && s.leader() == s.member_id() {
-                std::thread::sleep(Duration::from_millis(10));
+        if is_leader && s.membership().list().len() > 1 && self.raft.sender().send(Input::StepDown).await.is_ok() {
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(s.config().raw.election_timeout * 2);
+            while tokio::time::Instant::now() < deadline && s.leader() == s.member_id() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
             tracing::info!(new_leader = %format!("{:x}", s.leader()), "leadership transferred before stop");
         }
-        self.raft.stop();
-        let _ = self.apply_thread.join();
+        self.shutdown.fire();
+        self.shutdown.ended().await;
+        let (raft, apply_thread) = (self.raft, self.apply_thread);
+        let stopped = tokio::task::spawn_blocking(move || {
+            raft.stop();
+            let _ = apply_thread.join();
+        });
+        if let Err(e) = stopped.await {
+            tracing::error!(error = %e, "stopping raft and the apply thread failed");
+        }
     }
 }
 
@@ -156,7 +178,12 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
                 inner: Box::new(quota::QuotaGate {
                     store: store.clone(),
                     quota,
-                    inner: Box::new(apply::StoreApply { lessor: lessor.clone() }),
+                    inner: Box::new(apply::Backend {
+                        lessor: lessor.clone(),
+                        alarms: alarms.clone(),
+                        auth: auth.clone(),
+                        membership: membership.clone(),
+                    }),
                 }),
             }),
         }),
@@ -173,9 +200,12 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         snapshot_count: cfg.raw.snapshot_count,
         catch_up_entries: cfg.raw.experimental_snapshot_catchup_entries,
     };
+    let (ended_tx, ended) = tokio::sync::watch::channel(None);
     let apply_thread = std::thread::Builder::new()
         .name("apply".into())
-        .spawn(move || applier.run(out_rx))
+        .spawn(move || {
+            ended_tx.send_replace(Some(applier.run(out_rx)));
+        })
         .map_err(|e| StartError::DataDir(format!("cannot start apply thread: {e}")))?;
     start_watch_sync(hub.clone());
 
@@ -197,10 +227,14 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         let membership = membership.clone();
         Arc::new(move || membership.stored())
     };
+    // Whatever is spawned from here on ends if start-up fails after it.
+    let shutdown = Shutdown::new();
+    let started = EndUnlessStarted(Some(shutdown.clone()));
     let peer_addrs = serve_peers(
         &cfg,
         tls.peer_server.clone(),
         PeerService::server(cluster_id, raft.sender(), members_fn, hash_kv_fn),
+        &shutdown,
     )
     .await?;
     let server = EtcdServer::new(Parts {
@@ -221,25 +255,45 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         waiters,
         read_waiters,
         applied: applied_rx,
+        shutdown: shutdown.clone(),
     });
     if cfg.raw.experimental_initial_corrupt_check {
         corrupt::initial_check(&server).await?;
     }
     metrics::initialize(&server);
     let client_addrs = serve_clients(&cfg, tls.client_server.clone(), server.clone()).await?;
-    tokio::spawn(publish(server.clone()));
-    tokio::spawn(lease::expiry_loop(server.clone()));
+    shutdown.spawn(publish(server.clone()));
+    shutdown.spawn(lease::expiry_loop(server.clone()));
     if !cfg.raw.experimental_corrupt_check_time.is_zero() {
-        tokio::spawn(corrupt::monitor(Arc::downgrade(&server), cfg.raw.experimental_corrupt_check_time));
+        shutdown.spawn(corrupt::monitor(Arc::downgrade(&server), cfg.raw.experimental_corrupt_check_time));
     }
     if cfg.raw.experimental_compact_hash_check_enabled {
         let every = cfg.raw.experimental_compact_hash_check_time;
-        tokio::spawn(corrupt::monitor_compact_hashes(Arc::downgrade(&server), every));
+        shutdown.spawn(corrupt::monitor_compact_hashes(Arc::downgrade(&server), every));
     }
     if let Some(retention) = cfg.auto_compaction {
-        tokio::spawn(compactor::run(Arc::downgrade(&server), retention));
+        shutdown.spawn(compactor::run(Arc::downgrade(&server), retention));
     }
-    Ok(Running { server, client_addrs, peer_addrs, raft, apply_thread })
+    started.disarm();
+    Ok(Running { server, client_addrs, peer_addrs, raft, apply_thread, ended, shutdown })
+}
+
+/// Fires the shutdown signal when dropped, unless start-up got to the end: a start that fails
+/// half-way leaves no listener or loop behind.
+struct EndUnlessStarted(Option<Shutdown>);
+
+impl EndUnlessStarted {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for EndUnlessStarted {
+    fn drop(&mut self) {
+        if let Some(s) = &self.0 {
+            s.fire();
+        }
+    }
 }
 
 /// etcd's publish: once a leader exists, this member's name and client URLs go through raft.
@@ -283,6 +337,7 @@ async fn serve_peers<S>(
     cfg: &Config,
     tls: Option<Arc<rustcd_tls::ServerConfig>>,
     svc: S,
+    shutdown: &Shutdown,
 ) -> Result<Vec<std::net::SocketAddr>, StartError>
 where
     S: tonic::server::NamedService
@@ -300,7 +355,8 @@ where
     // etcd checks a peer's certificate against the address it connects from, unless told not to.
     let t = &cfg.raw.tls;
     let check_client_san = t.peer.client_cert_auth && !t.peer_skip_client_san;
-    let opts = listen::ServeOpts { tls, check_client_san, ..listen::ServeOpts::from_settings(&cfg.raw) };
+    let shutdown = shutdown.clone();
+    let opts = listen::ServeOpts { tls, check_client_san, shutdown, ..listen::ServeOpts::from_settings(&cfg.raw) };
     listen::serve_on(&cfg.listen_peer_urls, router, "serving peer traffic", &opts).await
 }
 
@@ -332,7 +388,8 @@ async fn serve_clients(
             .add_service(ElectionServer::new(grpc::election::ElectionService(s.clone())))
             .add_service(MaintenanceServer::new(grpc::maintenance::MaintenanceService(s.clone())))
             .add_service(ClusterServer::new(grpc::cluster::ClusterService(s.clone())));
-    let opts = listen::ServeOpts { tls, ..listen::ServeOpts::from_settings(&cfg.raw) };
+    let shutdown = s.shutdown().clone();
+    let opts = listen::ServeOpts { tls, shutdown, ..listen::ServeOpts::from_settings(&cfg.raw) };
     if !cfg.listen_metrics_urls.is_empty() {
         listen::serve_on(&cfg.listen_metrics_urls, http::routes(s.clone()), "serving metrics", &opts).await?;
     }

@@ -79,7 +79,7 @@ impl Alarms {
     }
 
     /// Applies one alarm request: etcd's `applierV3backend.Alarm`.
-    fn apply(&self, w: &mut WriteTxn, r: &AlarmRequest) -> AlarmResponse {
+    pub(crate) fn apply(&self, w: &mut WriteTxn, r: &AlarmRequest) -> AlarmResponse {
         let mut resp = AlarmResponse::default();
         let alarm = AlarmType::try_from(r.alarm).unwrap_or(AlarmType::None);
         let m = AlarmMember { member_id: r.member_id, alarm: alarm as i32 };
@@ -109,8 +109,8 @@ impl Alarms {
     }
 }
 
-/// The apply layer that answers alarm requests and, while an alarm is active, refuses what
-/// etcd's corrupt and capped appliers refuse before it reaches the layer below.
+/// The apply layer that, while an alarm is active, refuses what etcd's corrupt and capped
+/// appliers refuse before it reaches the layer below (alarm requests themselves pass).
 pub struct AlarmGate {
     pub alarms: std::sync::Arc<Alarms>,
     pub inner: Box<dyn ApplyRequest>,
@@ -118,9 +118,6 @@ pub struct AlarmGate {
 
 impl ApplyRequest for AlarmGate {
     fn apply(&self, w: &mut WriteTxn, op: Op, origin: &Origin) -> Result<Applied, ServerError> {
-        if let Op::Alarm(r) = &op {
-            return Ok(Applied::Alarm(self.alarms.apply(w, r)));
-        }
         let client_write = matches!(
             op,
             Op::Put(_) | Op::DeleteRange(_) | Op::Txn(_) | Op::Compaction(_) | Op::LeaseGrant(_) | Op::LeaseRevoke(_)
@@ -159,8 +156,23 @@ mod tests {
         let store = KvStore::open(dir.path().join("db")).expect("open");
         let alarms = std::sync::Arc::new(Alarms::default());
         let lessor = std::sync::Arc::new(std::sync::Mutex::new(rustcd_lease::Lessor::new(5)));
-        let gate =
-            AlarmGate { alarms: alarms.clone(), inner: Box::new(crate::etcdserver::apply::StoreApply { lessor }) };
+        let backend = crate::etcdserver::apply::Backend {
+            lessor,
+            alarms: alarms.clone(),
+            auth: std::sync::Arc::new(
+                rustcd_auth::AuthStore::open(
+                    &store,
+                    rustcd_auth::parse_token_options("simple", 300).expect("tokens"),
+                    4,
+                )
+                .expect("auth store"),
+            ),
+            membership: std::sync::Arc::new(crate::etcdserver::membership::Membership::new(
+                Default::default(),
+                Box::new(|_| {}),
+            )),
+        };
+        let gate = AlarmGate { alarms: alarms.clone(), inner: Box::new(backend) };
         let run =
             |op: Op| store.write(true, &|_| false, |w| gate.apply(w, op, &Default::default())).expect("write").value;
         let put = || Op::Put(rustcd_api::etcdserverpb::PutRequest { key: b"k".to_vec().into(), ..Default::default() });

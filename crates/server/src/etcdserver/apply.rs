@@ -61,6 +61,18 @@ macro_rules! expect_applied {
 }
 pub(crate) use expect_applied;
 
+/// Why the apply thread ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplyEnd {
+    /// Raft stopped (the member is stopping): everything applied is durable.
+    Stopped,
+    /// A conf change removed this member: it must not serve again from this data dir.
+    Removed,
+    /// The backend could not take what raft committed (etcd's fatal apply errors): the raft
+    /// log still holds it, and a restart replays it. The text is the log line's error.
+    Fatal(String),
+}
+
 /// Most entries applied in one backend transaction.
 const MAX_APPLY_BATCH: usize = 8192;
 /// Longest time a backend commit stays non-durable.
@@ -89,8 +101,9 @@ pub struct Applier {
 }
 
 impl Applier {
-    /// Runs until the raft side hangs up; makes the backend durable on the way out.
-    pub fn run(self, rx: mpsc::Receiver<Output>) {
+    /// Runs until the raft side hangs up, this member is removed, or the backend fails; makes
+    /// the backend durable on the way out of the first two.
+    pub fn run(self, rx: mpsc::Receiver<Output>) -> ApplyEnd {
         let mut last_sync = Instant::now();
         let mut dirty = false;
         let mut compacted = 0u64;
@@ -113,23 +126,24 @@ impl Applier {
                             Err(_) => break,
                         }
                     }
-                    self.apply_entries(&entries);
-                    dirty = true;
+                    match self.apply_entries(&entries) {
+                        Ok(false) => dirty = true,
+                        Ok(true) => return self.removed(),
+                        Err(e) => return ApplyEnd::Fatal(e),
+                    }
                 }
                 Ok(Output::Snapshot { data, index, done }) => {
-                    self.apply_snapshot(&data, index);
+                    if let Err(e) = self.apply_snapshot(&data, index) {
+                        return ApplyEnd::Fatal(e);
+                    }
                     let _ = done.send(());
                 }
                 Ok(Output::ReadStates(states)) => {
-                    let mut w = self.read_waiters.lock().unwrap_or_else(|p| p.into_inner());
-                    for rs in states {
-                        let Ok(ctx) = <[u8; 8]>::try_from(rs.request_ctx.as_slice()) else {
-                            continue;
-                        };
-                        if let Some(tx) = w.remove(&u64::from_be_bytes(ctx)) {
-                            let _ = tx.send(rs.index);
-                        }
-                    }
+                    let answers = states.into_iter().filter_map(|rs| {
+                        let round = <[u8; 8]>::try_from(rs.request_ctx.as_slice()).ok()?;
+                        Some((u64::from_be_bytes(round), rs.index))
+                    });
+                    self.read_waiters.trigger_all(answers);
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -168,35 +182,37 @@ impl Applier {
         if let Err(e) = self.store.sync() {
             tracing::error!(error = %e, "backend sync on shutdown failed");
         }
+        ApplyEnd::Stopped
     }
 
-    fn apply_snapshot(&self, data: &[u8], index: u64) {
+    /// This member was removed: what it applied is made durable, and it stops.
+    fn removed(&self) -> ApplyEnd {
+        let _ = self.store.sync();
+        tracing::warn!(
+            "the member has been permanently removed from the cluster; the data-dir used by this member must be removed"
+        );
+        ApplyEnd::Removed
+    }
+
+    /// Replaces the state machine with the leader's snapshot; an error is fatal.
+    fn apply_snapshot(&self, data: &[u8], index: u64) -> Result<(), String> {
         fail::fail_point!("backendBeforeRestore");
-        if let Err(e) = self.store.restore(data) {
-            tracing::error!(error = %e, "cannot apply the snapshot received from the leader");
-            std::process::exit(1);
-        }
+        let fatal = |what: &str, e: &dyn std::fmt::Display| format!("{what}: {e}");
+        self.store.restore(data).map_err(|e| fatal("cannot apply the snapshot received from the leader", &e))?;
         self.membership.reload(&self.store);
-        if let Err(e) = self.alarms.reload(&self.store) {
-            tracing::error!(error = %e, "cannot restore alarms from the snapshot");
-            std::process::exit(1);
-        }
-        if let Err(e) = self.auth.reload(&self.store) {
-            tracing::error!(error = %e, "cannot restore the auth store from the snapshot");
-            std::process::exit(1);
-        }
-        if let Err(e) = lease::restore(&self.store, &self.lessor) {
-            tracing::error!(error = %e, "cannot restore leases from the snapshot");
-            std::process::exit(1);
-        }
+        self.alarms.reload(&self.store).map_err(|e| fatal("cannot restore alarms from the snapshot", &e))?;
+        self.auth.reload(&self.store).map_err(|e| fatal("cannot restore the auth store from the snapshot", &e))?;
+        lease::restore(&self.store, &self.lessor).map_err(|e| fatal("cannot restore leases from the snapshot", &e))?;
         self.hub.resync_all();
         tracing::info!(index, revision = self.store.current_rev(), "applied snapshot from leader");
         self.applied.send_replace(index);
+        Ok(())
     }
 
-    fn apply_entries(&self, entries: &[Entry]) {
+    /// Applies a batch in one backend transaction; `Ok(true)` when it removed this member.
+    fn apply_entries(&self, entries: &[Entry]) -> Result<bool, String> {
         let Some(last) = entries.last().map(|e| e.index) else {
-            return;
+            return Ok(false);
         };
         let from = self.store.consistent_index();
         let lease_exists = |id: i64| lease::lock(&self.lessor).contains(id);
@@ -217,14 +233,6 @@ impl Applier {
                         results.push((cc.id, Ok(Applied::Members(self.membership.list()))));
                     }
                     EntryType::EntryNormal if !e.data.is_empty() => match InternalRequest::decode(e.data.as_ref()) {
-                        Ok(InternalRequest { id, request: Some(Op::MemberUpdate(u)), .. }) => {
-                            self.membership.apply_update(u.id, u.peer_ur_ls, w);
-                            results.push((id, Ok(Applied::Members(self.membership.list()))));
-                        }
-                        Ok(InternalRequest { id, request: Some(Op::MemberAttributes(a)), .. }) => {
-                            self.membership.apply_attributes(&a, w);
-                            results.push((id, Ok(Applied::Members(self.membership.list()))));
-                        }
                         Ok(req) => {
                             let started = std::time::Instant::now();
                             let origin = Origin {
@@ -266,50 +274,41 @@ impl Applier {
         match committed {
             Ok(c) => {
                 self.hub.notify(&c.events, c.revision);
-                let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
-                for (id, r) in c.value {
-                    if let Some(tx) = waiters.remove(&id) {
-                        let _ = tx.send(r);
-                    }
-                }
-                drop(waiters);
+                self.waiters.trigger_all(c.value);
                 self.applied.send_replace(last);
             }
-            Err(e) => {
-                // The raft log still holds these entries; a restart replays them.
-                tracing::error!(error = %e, "applying committed entries failed; stopping");
-                std::process::exit(1);
-            }
+            // The raft log still holds these entries; a restart replays them.
+            Err(e) => return Err(format!("applying committed entries failed: {e}")),
         }
-        if removed_self {
-            let _ = self.store.sync();
-            tracing::warn!(
-                "the member has been permanently removed from the cluster; the data-dir used by this member must be removed"
-            );
-            std::process::exit(0);
-        }
+        Ok(removed_self)
     }
 }
 
-/// Applies one client request inside the apply batch: etcd's `applierV3`. A member's stack is
-/// [`StoreApply`] under [`crate::etcdserver::alarm::AlarmGate`]; authentication wraps them as another thin
-/// layer, as etcd's `authApplierV3` wraps its store applier: a layer checks the request,
-/// refuses it with a [`ServerError`] or passes it down, so what it refuses never reaches the
-/// store. Every member applies the same entries through the same stack.
+/// Applies one request inside the apply batch: etcd's `applierV3`. A member's stack is
+/// [`Backend`] under thin checking layers, as etcd's `authApplierV3` and quota and alarm
+/// appliers wrap its backend applier: [`crate::etcdserver::auth::AuthGate`], then
+/// [`crate::etcdserver::alarm::AlarmGate`], then [`crate::etcdserver::quota::QuotaGate`]. A
+/// layer only checks: it refuses the request with a [`ServerError`] or passes it down, so what
+/// it refuses never reaches the backend; every request kind is carried out in one place,
+/// [`Backend`]. Every member applies the same entries through the same stack.
 pub trait ApplyRequest: Send {
     fn apply(&self, w: &mut WriteTxn, op: Op, origin: &Origin) -> Result<Applied, ServerError>;
 }
 
-/// The bottom of the stack: the request changes the store, and the keys it touches move
-/// between leases as its events say.
-pub struct StoreApply {
+/// The bottom of the stack, etcd's `applierV3backend`: every request kind is carried out here,
+/// on the store, the lessor, the alarms, the auth store or the membership; the keys a write
+/// touches move between leases as its events say.
+pub struct Backend {
     pub lessor: SharedLessor,
+    pub alarms: Arc<crate::etcdserver::alarm::Alarms>,
+    pub auth: Arc<rustcd_auth::AuthStore>,
+    pub membership: Arc<Membership>,
 }
 
-impl ApplyRequest for StoreApply {
-    fn apply(&self, w: &mut WriteTxn, op: Op, _origin: &Origin) -> Result<Applied, ServerError> {
+impl ApplyRequest for Backend {
+    fn apply(&self, w: &mut WriteTxn, op: Op, origin: &Origin) -> Result<Applied, ServerError> {
         let before = w.events().len();
-        let r = store_request(w, &self.lessor, op);
+        let r = self.dispatch(w, op, origin);
         let events = &w.events()[before..];
         if !events.is_empty() {
             lease::lock(&self.lessor).apply_events(events);
@@ -318,6 +317,29 @@ impl ApplyRequest for StoreApply {
     }
 }
 
+impl Backend {
+    fn dispatch(&self, w: &mut WriteTxn, op: Op, origin: &Origin) -> Result<Applied, ServerError> {
+        match op {
+            Op::Alarm(r) => Ok(Applied::Alarm(self.alarms.apply(w, &r))),
+            Op::Auth(a) => {
+                let op = a.op.ok_or(ServerError::EmptyRequestOp)?;
+                let who = origin.who.as_ref();
+                self.auth.apply(w, op, who, origin.index).map(Applied::Auth).map_err(ServerError::from)
+            }
+            Op::MemberUpdate(u) => {
+                self.membership.apply_update(u.id, u.peer_ur_ls, w);
+                Ok(Applied::Members(self.membership.list()))
+            }
+            Op::MemberAttributes(a) => {
+                self.membership.apply_attributes(&a, w);
+                Ok(Applied::Members(self.membership.list()))
+            }
+            op => store_request(w, &self.lessor, op),
+        }
+    }
+}
+
+/// The requests that change keys and leases.
 fn store_request(w: &mut WriteTxn, lessor: &SharedLessor, op: Op) -> Result<Applied, ServerError> {
     match op {
         Op::Put(p) => w.put(&p).map(Applied::Put).map_err(ServerError::from),
@@ -332,9 +354,8 @@ fn store_request(w: &mut WriteTxn, lessor: &SharedLessor, op: Op) -> Result<Appl
         Op::LeaseGrant(g) => lease::apply_grant(w, lessor, &g),
         Op::LeaseRevoke(r) => lease::apply_revoke(w, lessor, &r),
         Op::LeaseCheckpoint(c) => lease::apply_checkpoint(w, lessor, &c),
-        // Membership requests are applied by the apply loop itself, alarms by their layer.
         Op::MemberAttributes(_) | Op::MemberUpdate(_) | Op::Alarm(_) | Op::Auth(_) => {
-            Err(ServerError::Internal("unexpected request in apply".into()))
+            Err(ServerError::Internal("not a key or lease request".into()))
         }
     }
 }

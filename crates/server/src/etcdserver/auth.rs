@@ -58,7 +58,8 @@ impl Caller {
     }
 }
 
-/// The apply layer that answers auth requests and refuses what the request's sender may not do.
+/// The apply layer that refuses what the request's sender may not do (auth requests pass: the
+/// auth store checks who may change it).
 pub struct AuthGate {
     pub auth: Arc<AuthStore>,
     pub lessor: SharedLessor,
@@ -67,10 +68,6 @@ pub struct AuthGate {
 
 impl ApplyRequest for AuthGate {
     fn apply(&self, w: &mut WriteTxn, op: Op, o: &Origin) -> Result<Applied, ServerError> {
-        if let Op::Auth(a) = op {
-            let op = a.op.ok_or(ServerError::EmptyRequestOp)?;
-            return self.auth.apply(w, op, o.who.as_ref(), o.index).map(Applied::Auth).map_err(ServerError::from);
-        }
         if !o.internal && self.auth.is_enabled() {
             let who = o.who.as_ref();
             match &op {

@@ -20,3 +20,4 @@ pub mod quota;
 pub mod server;
 pub mod v3;
 pub mod validate;
+pub mod wait;

@@ -2,9 +2,8 @@
 //! services read. The raft thread owns raft; the apply thread (see [`crate::etcdserver::apply`]) owns the
 //! MVCC write path; this struct only sends them messages and waits for answers.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prost::Message;
@@ -21,11 +20,12 @@ use crate::etcdserver::apply::Applied;
 use crate::etcdserver::auth::Caller;
 use crate::etcdserver::lease::SharedLessor;
 use crate::etcdserver::membership::Membership;
+use crate::etcdserver::wait::Wait;
 
-/// Waiters for proposals, keyed by request id; the apply thread fires them.
-pub type Waiters = Mutex<HashMap<u64, oneshot::Sender<Result<Applied, ServerError>>>>;
-/// Waiters for read-index rounds, keyed by round id.
-pub type ReadWaiters = Mutex<HashMap<u64, oneshot::Sender<u64>>>;
+/// Waiters for proposals, keyed by request id; the apply thread triggers them.
+pub type Waiters = Wait<Result<Applied, ServerError>>;
+/// Waiters for read-index rounds, keyed by round id; the apply thread triggers them.
+pub type ReadWaiters = Wait<u64>;
 
 pub struct EtcdServer {
     /// What the server is built from (start-up hands it over whole).
@@ -64,6 +64,8 @@ pub struct Parts {
     pub read_waiters: Arc<ReadWaiters>,
     /// Last applied raft index.
     pub applied: watch::Receiver<u64>,
+    /// Ends the server's loops (and everything else the member started) when it stops.
+    pub shutdown: crate::shutdown::Shutdown,
 }
 
 impl EtcdServer {
@@ -74,8 +76,13 @@ impl EtcdServer {
         let ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
         let start = ((p.member_id & 0xffff) << 48) | ((ms & 0xff_ffff_ffff) << 8);
         let s = Arc::new(EtcdServer { p, next_id: AtomicU64::new(start), read_tx });
-        tokio::spawn(read_loop(s.clone(), read_rx));
+        s.p.shutdown.spawn(read_loop(s.clone(), read_rx));
         s
+    }
+
+    /// The member's shutdown signal: its long-lived tasks are spawned through it.
+    pub fn shutdown(&self) -> &crate::shutdown::Shutdown {
+        &self.p.shutdown
     }
 
     pub fn config(&self) -> &Config {
@@ -238,29 +245,24 @@ impl EtcdServer {
         id: u64,
         make: impl FnOnce(oneshot::Sender<rustcd_raft::Result<()>>) -> Input,
     ) -> Result<Applied, ServerError> {
-        let (tx, rx) = oneshot::channel();
-        self.lock_waiters().insert(id, tx);
+        let rx = self.p.waiters.register(id);
         let (ack_tx, ack_rx) = oneshot::channel();
         let accepted = match self.send_raft(make(ack_tx)).await {
             Ok(()) => ack_rx.await.map_err(|_| ServerError::Stopped).and_then(|r| r.map_err(|_| ServerError::NoLeader)),
             Err(e) => Err(e),
         };
         if let Err(e) = accepted {
-            self.lock_waiters().remove(&id);
+            self.p.waiters.cancel(id);
             return Err(e);
         }
         match tokio::time::timeout(request_timeout(&self.p.cfg), rx).await {
             Ok(Ok(r)) => r,
             Ok(Err(_)) => Err(ServerError::Stopped),
             Err(_) => {
-                self.lock_waiters().remove(&id);
+                self.p.waiters.cancel(id);
                 Err(ServerError::Timeout)
             }
         }
-    }
-
-    fn lock_waiters(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Result<Applied, ServerError>>>> {
-        self.p.waiters.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A new lease ID, as etcd makes them: from the request id generator, positive.
@@ -319,8 +321,7 @@ async fn read_loop(
 }
 
 async fn read_index_round(s: &EtcdServer, round: u64) -> Result<(), ServerError> {
-    let (tx, rx) = oneshot::channel();
-    s.p.read_waiters.lock().unwrap_or_else(|p| p.into_inner()).insert(round, tx);
+    let rx = s.p.read_waiters.register(round);
     let deadline = request_timeout(&s.p.cfg);
     let r = async {
         // Without a leader raft drops the request: retry until one answers or time runs out;
@@ -341,7 +342,7 @@ async fn read_index_round(s: &EtcdServer, round: u64) -> Result<(), ServerError>
     let index = match tokio::time::timeout(deadline, r).await {
         Ok(r) => r,
         Err(_) => {
-            s.p.read_waiters.lock().unwrap_or_else(|p| p.into_inner()).remove(&round);
+            s.p.read_waiters.cancel(round);
             Err(ServerError::Timeout)
         }
     };
