@@ -18,4 +18,4 @@ export RUSTCD_FUZZ_OPS="${RUSTCD_FUZZ_OPS:-20000}"
 export RUSTCD_FUZZ_SEED="${RUSTCD_FUZZ_SEED:-$(( (RANDOM << 30) ^ (RANDOM << 15) ^ RANDOM ))}"
 echo "robustness-long: $ROUNDS rounds, fuzz seed $RUSTCD_FUZZ_SEED, $RUSTCD_FUZZ_OPS operations"
 cargo nextest run --workspace --features rustcd-server/failpoints --profile ci --no-capture \
-    --test robustness --test crash_points --test fuzz_requests --test fuzz_peer
+    --test robustness -E 'test(/^(robustness|crash_points|fuzz_requests|fuzz_peer)::/)'

@@ -6,11 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian's packages the tests run beside rustcd: the real etcd tools (compatibility tests),
-# Prometheus (it scrapes a cluster and runs etcd's dashboard queries, tests/tests/metrics.rs),
-# Chromium with chromedriver (the dashboard in a real browser, tests/tests/dashboard.rs), and
+# Prometheus (it scrapes a cluster and runs etcd's dashboard queries, tests/tests/http/metrics.rs),
+# Chromium with chromedriver (the dashboard in a real browser, tests/tests/http/dashboard.rs), and
 # systemd's systemd-analyze, podman, debootstrap and systemd-nspawn (the unit file is verified,
 # the container image built and unpacked, the Debian package installed on a booted Debian system,
-# tests/tests/deployment.rs).
+# tests/tests/deployment/deployment.rs).
 if [ ! -x /usr/bin/etcdctl ] || [ ! -x /usr/bin/etcd ] || ! command -v prometheus >/dev/null \
   || ! command -v chromedriver >/dev/null || ! command -v systemd-analyze >/dev/null || ! command -v podman >/dev/null \
   || ! command -v debootstrap >/dev/null || ! command -v systemd-nspawn >/dev/null; then
@@ -21,13 +21,13 @@ if [ ! -x /usr/bin/etcdctl ] || [ ! -x /usr/bin/etcd ] || ! command -v prometheu
     chromium chromium-driver systemd podman debootstrap systemd-container
   # Debian's packages may start system services on their default ports; tests pick their own.
 fi
-# Python clients people use with etcd, for tests/tests/python_clients.rs (pinned).
+# Python clients people use with etcd, for tests/tests/http/python_clients.rs (pinned).
 python3 -c 'import etcd3gw' 2>/dev/null || python3 -m pip install --quiet 'etcd3gw==2.7.0'
 # Helm's own engine (Helm v4's Go SDK as a library) renders and lints the chart in
-# tests/tests/helm_chart.rs; no helm binary is packaged in the registries CI reaches.
+# tests/tests/deployment/helm_chart.rs; no helm binary is packaged in the registries CI reaches.
 python3 -c 'import helm_python' 2>/dev/null || python3 -m pip install --quiet 'helm-python-sdk==0.2.2'
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
-# The Debian package is built in tests/tests/deployment.rs.
+# The Debian package is built in tests/tests/deployment/deployment.rs.
 command -v cargo-deb >/dev/null || cargo install --locked cargo-deb --version 3.8.0
 
 # The structure checks: no cycle among the top-level modules of the server and raft crates,

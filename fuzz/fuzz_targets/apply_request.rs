@@ -11,13 +11,15 @@ use prost::Message as _;
 use rustcd_api::rustcdpb::InternalRequest;
 use rustcd_lease::Lessor;
 use rustcd_mvcc::KvStore;
-use rustcd_server::apply::{ApplyRequest, StoreApply};
-use rustcd_server::lease::SharedLessor;
+use rustcd_server::etcdserver::apply::{ApplyRequest, Backend, Origin};
+use rustcd_server::etcdserver::lease::SharedLessor;
+use rustcd_server::etcdserver::{alarm::Alarms, membership::Membership};
 
 struct State {
     _dir: tempfile::TempDir,
     store: KvStore,
     lessor: SharedLessor,
+    backend: Backend,
 }
 
 fn state() -> &'static State {
@@ -26,7 +28,14 @@ fn state() -> &'static State {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = KvStore::open(dir.path().join("db")).expect("open store");
         let lessor = Arc::new(Mutex::new(Lessor::new(1)));
-        State { _dir: dir, store, lessor }
+        let tokens = rustcd_auth::parse_token_options("simple", 300).expect("token options");
+        let backend = Backend {
+            lessor: lessor.clone(),
+            alarms: Arc::new(Alarms::default()),
+            auth: Arc::new(rustcd_auth::AuthStore::open(&store, tokens, 4).expect("auth store")),
+            membership: Arc::new(Membership::new(Default::default(), Box::new(|_| {}))),
+        };
+        State { _dir: dir, store, lessor, backend }
     })
 }
 
@@ -35,7 +44,7 @@ fuzz_target!(|data: &[u8]| {
     let st = state();
     let exists = |id: i64| st.lessor.lock().map(|l| l.contains(id)).unwrap_or(false);
     let Some(op) = req.request else { return };
-    let stack = StoreApply { lessor: st.lessor.clone() };
-    let r = st.store.write(false, &exists, |w| stack.apply(w, op));
+    let origin = Origin { index: 1, internal: req.internal, who: None };
+    let r = st.store.write(false, &exists, |w| st.backend.apply(w, op, &origin));
     assert!(r.is_ok(), "the backend transaction failed: {:?}", r.err());
 });

@@ -16,10 +16,6 @@ mod token;
 
 pub use jwt::JwtOptions;
 pub use store::{AuthResponse, AuthStore};
-/// The meta table keys the auth state is kept under.
-pub mod layout {
-    pub use crate::store::{ENABLED, REVISION, ROLES, USERS};
-}
 pub use token::{TokenOptions, parse_token_options};
 
 /// Who sent a request, as a token or a client certificate names them: the user and the auth

@@ -17,11 +17,11 @@ use rustcd_mvcc::{KvStore, WriteTxn};
 use crate::token::{TokenOptions, Tokens};
 use crate::{AuthError, AuthInfo, ROOT, perm};
 
-/// Where the backend keeps the auth state (meta table keys; read also by snapshots in etcd's format).
-pub const ENABLED: &str = "auth/enabled";
-pub const REVISION: &str = "auth/revision";
-pub const USERS: &str = "auth/users/";
-pub const ROLES: &str = "auth/roles/";
+/// Where the backend keeps the auth state (`rustcd_schema::meta`; read also by snapshots in
+/// etcd's format).
+use rustcd_schema::meta::{
+    AUTH_ENABLED as ENABLED, AUTH_REVISION as REVISION, AUTH_ROLES as ROLES, AUTH_USERS as USERS,
+};
 
 #[derive(Debug, Default, Clone)]
 struct State {

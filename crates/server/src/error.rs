@@ -36,6 +36,10 @@ macro_rules! errors {
             /// A failure of the backend or of the server itself, with its reason.
             #[error("etcdserver: {0}")]
             Internal(String),
+            /// The leader's error for a request this member forwarded to it, passed on as it
+            /// came: its gRPC code and text.
+            #[error("{1}")]
+            Forwarded(i32, String),
         }
 
         /// The gRPC code etcd answers `e` with.
@@ -44,6 +48,7 @@ macro_rules! errors {
                 $(ServerError::$name => Code::$code,)*
                 ServerError::InvalidPeerUrl(_) => Code::InvalidArgument,
                 ServerError::Internal(_) => Code::Internal,
+                ServerError::Forwarded(c, _) => Code::from_i32(*c),
             }
         }
     };
@@ -135,6 +140,13 @@ impl From<rustcd_auth::AuthError> for ServerError {
 impl From<ServerError> for Status {
     fn from(e: ServerError) -> Status {
         Status::new(code(&e), e.to_string())
+    }
+}
+
+/// The leader's answer to a forwarded request, unchanged.
+impl From<Status> for ServerError {
+    fn from(s: Status) -> ServerError {
+        ServerError::Forwarded(s.code() as i32, s.message().to_string())
     }
 }
 

@@ -5,13 +5,10 @@
 //! [`server::EtcdServer`] and [`apply::Applier`].
 
 pub mod api;
-pub mod backup;
 pub mod config;
-pub mod datadir;
 pub mod embed;
 pub mod error;
 pub mod etcdserver;
-pub mod failpoints;
 pub mod proxy;
 pub mod shutdown;
 

@@ -47,13 +47,11 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if let Err(e) =
-        rustcd_server::embed::logging::init(&cfg.raw.log_level, &cfg.raw.log_outputs, cfg.log_rotation.as_ref())
-    {
+    if let Err(e) = rustcd_process::logging::init(&cfg.raw.log_level, &cfg.raw.log_outputs, cfg.log_rotation.as_ref()) {
         eprintln!("etcd: {e}");
         std::process::exit(1);
     }
-    rustcd_server::embed::logging::notes(&cfg.notes);
+    parse::log_notes(&cfg.notes);
     abort_on_panic();
     if cfg.raw.proxy != "off" {
         run_mode(rustcd_server::proxy::v2proxy::run(cfg));
@@ -139,7 +137,7 @@ fn gateway(args: &[std::ffi::OsString]) -> ! {
             std::process::exit(1);
         }
     };
-    if let Err(e) = rustcd_server::embed::logging::init("info", &[], None) {
+    if let Err(e) = rustcd_process::logging::init("info", &[], None) {
         eprintln!("etcd: {e}");
         std::process::exit(1);
     }
@@ -156,7 +154,7 @@ fn grpc_proxy(args: &[std::ffi::OsString]) -> ! {
             std::process::exit(1);
         }
     };
-    if let Err(e) = rustcd_server::embed::logging::init(if flags.debug { "debug" } else { "info" }, &[], None) {
+    if let Err(e) = rustcd_process::logging::init(if flags.debug { "debug" } else { "info" }, &[], None) {
         eprintln!("etcd: {e}");
         std::process::exit(1);
     }

@@ -2,19 +2,17 @@
 
 use std::path::{Path, PathBuf};
 
+use prost::Message;
+use rustcd_api::rustcdpb::StoredMembers;
+use rustcd_backup::restore::{self, RestoreConfig};
 use rustcd_mvcc::KvStore;
-use rustcd_server::backup::restore::{self, RestoreConfig};
+use rustcd_schema::{datadir, meta};
 
 use crate::UtlError;
 
-/// The backend file of a data dir.
-fn backend(data_dir: &Path) -> PathBuf {
-    data_dir.join("member").join("snap").join("db")
-}
-
 /// Opens a data dir's backend; a member using it holds it locked.
 fn open(data_dir: &Path) -> Result<KvStore, String> {
-    let path = backend(data_dir);
+    let path = datadir::backend_path(data_dir);
     if !path.exists() {
         return Err(format!("open {}: no such file or directory", path.display()));
     }
@@ -34,15 +32,21 @@ pub fn defrag(data_dir: &str) -> Result<(), UtlError> {
 pub fn backup(data_dir: &str, backup_dir: &str, backup_wal_dir: &str) -> Result<(), UtlError> {
     let src = Path::new(data_dir);
     let store = open(src).map_err(UtlError::error)?;
-    let members = rustcd_server::etcdserver::membership::Membership::load(&store)
+    let members = store
+        .meta(meta::MEMBERS)
+        .ok()
+        .flatten()
+        .and_then(|b| StoredMembers::decode(b.as_slice()).ok())
         .ok_or_else(|| UtlError::error(format!("{data_dir}: no membership in the backend")))?;
-    let me = rustcd_server::datadir::read_member_id(&src.join("member"))
-        .and_then(|id| members.members.into_iter().find(|m| m.id == id))
+    let me = datadir::read_identity(&datadir::member_dir(src))
+        .ok()
+        .flatten()
+        .and_then(|(id, _)| members.members.into_iter().find(|m| m.id == id))
         .ok_or_else(|| UtlError::error(format!("{data_dir}: cannot tell which member this data dir is")))?;
     // The snapshot goes next to the backup, and away again once restored.
     let tmp = PathBuf::from(format!("{backup_dir}.snapshot.tmp"));
     let file = std::fs::File::create(&tmp).map_err(UtlError::error)?;
-    let written = rustcd_server::backup::export::export(&store, std::io::BufWriter::new(file));
+    let written = rustcd_backup::export::export(&store, std::io::BufWriter::new(file));
     drop(store);
     let cleanup = |e: String| {
         let _ = std::fs::remove_file(&tmp);

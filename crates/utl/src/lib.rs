@@ -1,7 +1,7 @@
 //! rustcd-utl: etcd's offline tools (`etcdutl`, etcd 3.5's commands and output): snapshot status
 //! and restore, defrag and backup of a data dir no member is using, and version.
 //!
-//! The work is the server crate's ([`rustcd_server::backup`], [`rustcd_mvcc::KvStore`]); this
+//! The work is rustcd-backup's ([`rustcd_backup`], on [`rustcd_mvcc::KvStore`]); this
 //! crate is the command line, the output formats and the progress bar, shared with etcdctl's
 //! `snapshot status` and `snapshot restore` (which etcd 3.5's etcdctl also hands to etcdutl's
 //! code). It must not reach a running member.
@@ -13,7 +13,7 @@ pub mod snapshot;
 
 /// Logs as etcd's tools do (zap's JSON lines on stderr), for the commands that log.
 pub fn log_to_stderr() {
-    let _ = rustcd_server::embed::logging::init("info", &["stderr".to_string()], None);
+    let _ = rustcd_process::logging::init("info", &["stderr".to_string()], None);
 }
 
 /// A failed command: the exit code (etcd's `cobrautl` codes) and the text after `Error: `.

@@ -87,7 +87,7 @@ fn run(cli: Cli) -> Result<(), UtlError> {
 fn main() -> ExitCode {
     // etcd's tools log as zap does: JSON lines on stderr.
     rustcd_utl::log_to_stderr();
-    if let Err(e) = rustcd_server::failpoints::setup() {
+    if let Err(e) = rustcd_process::failpoints::setup() {
         eprintln!("Error: {e}");
         return ExitCode::from(1);
     }

@@ -2,8 +2,8 @@
 
 use std::fmt::Write;
 
+use rustcd_backup::status::SnapshotStatus;
 pub use rustcd_gocompat::{format_duration as go_duration, human_bytes};
-use rustcd_server::backup::status::SnapshotStatus;
 
 use crate::UtlError;
 

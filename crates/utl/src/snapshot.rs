@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use rustcd_server::backup::restore::{self, RestoreConfig};
-use rustcd_server::backup::status;
+use rustcd_backup::restore::{self, RestoreConfig};
+use rustcd_backup::status;
 
 use crate::UtlError;
 

@@ -9,15 +9,19 @@ pub mod parse;
 pub mod settings;
 pub mod table;
 pub mod tls;
-pub mod url;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::url::Url;
+/// One member of the initial cluster.
+pub use rustcd_schema::cluster::InitialMember;
+/// etcd's URLs (`rustcd-schema`'s: the initial cluster a data dir is made from names them).
+pub use rustcd_schema::url;
+
 use crate::error::StartError;
 use parse::{Note, Values};
 use table::Support;
+use url::Url;
 
 /// The settings rustcd implements, typed, after defaults.
 #[derive(Debug, Clone)]
@@ -175,13 +179,6 @@ impl Default for Settings {
     }
 }
 
-/// One member of the initial cluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InitialMember {
-    pub name: String,
-    pub peer_urls: Vec<String>,
-}
-
 /// The configuration after defaults and validation.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -201,7 +198,7 @@ pub struct Config {
     /// `--auth-token` read, its keys loaded.
     pub auth_tokens: rustcd_auth::TokenOptions,
     /// `--enable-log-rotation` with its `--log-rotation-config-json`.
-    pub log_rotation: Option<crate::config::settings::RotationConfig>,
+    pub log_rotation: Option<rustcd_process::log_rotate::RotationConfig>,
     /// What reading the settings found worth logging (etcd logs it once its logger is up).
     pub notes: Vec<Note>,
 }
@@ -337,8 +334,8 @@ impl Config {
             t.validate().map_err(StartError::Config)?;
         }
         let log_rotation = if raw.enable_log_rotation {
-            crate::config::settings::check_outputs(&raw.log_outputs).map_err(StartError::Config)?;
-            let cfg = crate::config::settings::RotationConfig::parse(&raw.log_rotation_config_json)
+            rustcd_process::log_rotate::check_outputs(&raw.log_outputs).map_err(StartError::Config)?;
+            let cfg = rustcd_process::log_rotate::RotationConfig::parse(&raw.log_rotation_config_json)
                 .map_err(StartError::Config)?;
             if cfg.local_time {
                 notes.push(Note::warn(
@@ -370,18 +367,7 @@ impl Config {
 
 /// Parses `name=url,name=url2,...`; a name may appear with several URLs.
 pub fn parse_initial_cluster(s: &str) -> Result<Vec<InitialMember>, StartError> {
-    let mut out: Vec<InitialMember> = Vec::new();
-    for part in split_list(s) {
-        let Some((name, url)) = part.split_once('=') else {
-            return Err(StartError::Config(format!("invalid initial-cluster entry {part:?}")));
-        };
-        Url::parse(url).map_err(|e| StartError::Config(format!("invalid initial-cluster URL {url:?}: {e}")))?;
-        match out.iter_mut().find(|m| m.name == name) {
-            Some(m) => m.peer_urls.push(url.to_string()),
-            None => out.push(InitialMember { name: name.to_string(), peer_urls: vec![url.to_string()] }),
-        }
-    }
-    Ok(out)
+    rustcd_schema::cluster::parse_initial_cluster(s).map_err(StartError::Config)
 }
 
 #[cfg(test)]

@@ -18,6 +18,21 @@ pub struct Note {
     pub fields: Vec<(&'static str, String)>,
 }
 
+/// Logs what reading the settings found (unknown variables, settings with no effect, ...),
+/// once logging is up.
+pub fn log_notes(notes: &[Note]) {
+    for n in notes {
+        let fields: serde_json::Map<String, serde_json::Value> =
+            n.fields.iter().map(|(k, v)| (k.to_string(), serde_json::Value::String(v.clone()))).collect();
+        let fields = serde_json::Value::Object(fields).to_string();
+        if n.warn {
+            tracing::warn!(zap_fields = %fields, "{}", n.msg);
+        } else {
+            tracing::info!(zap_fields = %fields, "{}", n.msg);
+        }
+    }
+}
+
 impl Note {
     pub fn info(msg: impl Into<String>, fields: Vec<(&'static str, String)>) -> Note {
         Note { warn: false, msg: msg.into(), fields }

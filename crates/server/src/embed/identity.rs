@@ -9,10 +9,9 @@ use rustcd_api::rustcdpb::StoredMember;
 use rustcd_mvcc::KvStore;
 
 use crate::config::Config;
-use crate::datadir::{IDENTITY_FILE, write_identity};
 use crate::error::StartError;
-use crate::etcdserver::ids;
 use crate::etcdserver::membership::Membership;
+use rustcd_schema::{datadir, ids};
 
 /// Who this member is and what cluster it belongs to.
 pub struct Identity {
@@ -31,15 +30,13 @@ pub async fn identify(
     store: &KvStore,
     peer_tls: Option<&std::sync::Arc<rustcd_tls::ClientConfig>>,
 ) -> Result<Identity, StartError> {
-    let path = member_dir.join(IDENTITY_FILE);
     let token = &cfg.raw.initial_cluster_token;
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        let mut parts = text.split_whitespace().map(|x| u64::from_str_radix(x, 16));
-        let (Some(Ok(member_id)), Some(Ok(cluster_id))) = (parts.next(), parts.next()) else {
-            return Err(StartError::DataDir(format!("{}: malformed identity file", path.display())));
-        };
+    let data_dir_error = |e: std::io::Error| StartError::DataDir(e.to_string());
+    if let Some((member_id, cluster_id)) = datadir::read_identity(member_dir).map_err(data_dir_error)? {
         let members = Membership::load(store).map(|m| m.members).unwrap_or_else(|| initial_members(cfg, token));
-        return Ok(Identity { member_id, cluster_id, members, bootstrap: false });
+        // A member `snapshot restore` made starts its raft log from the restored membership.
+        let bootstrap = datadir::is_restored(member_dir);
+        return Ok(Identity { member_id, cluster_id, members, bootstrap });
     }
     let id = if cfg.raw.initial_cluster_state == "existing" {
         join_existing(cfg, peer_tls).await?
@@ -51,7 +48,7 @@ pub async fn identify(
         let cluster_id = ids::cluster_id(&members.iter().map(|m| m.id).collect::<Vec<_>>());
         Identity { member_id, cluster_id, members, bootstrap: true }
     };
-    write_identity(&path, id.member_id, id.cluster_id).map_err(|e| StartError::DataDir(e.to_string()))?;
+    datadir::write_identity(member_dir, id.member_id, id.cluster_id).map_err(data_dir_error)?;
     Ok(id)
 }
 

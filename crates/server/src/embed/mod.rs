@@ -9,7 +9,5 @@
 pub mod discovery_v2;
 pub mod identity;
 pub mod listen;
-pub mod log_rotate;
-pub mod logging;
 pub mod sd_notify;
 pub mod start;

@@ -31,7 +31,8 @@ use crate::etcdserver::membership::Membership;
 use crate::etcdserver::server::{EtcdServer, Parts};
 use crate::etcdserver::{alarm, auth, compactor, corrupt, lease, quota};
 use crate::shutdown::Shutdown;
-use crate::{config, error, failpoints};
+use crate::{config, error};
+use rustcd_schema::datadir;
 
 /// gRPC framing allowance above `--max-request-bytes`, as etcd's.
 pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
@@ -106,19 +107,20 @@ fn raft_config(cfg: &Config, id: &identity::Identity, applied: u64) -> NodeConfi
 
 /// Opens the data dir, starts raft, the apply thread, the peer and client listeners.
 pub async fn start(cfg: Config) -> Result<Running, StartError> {
-    let member_dir = cfg.data_dir.join("member");
-    let snap_dir = member_dir.join("snap");
+    let member_dir = datadir::member_dir(&cfg.data_dir);
+    let snap_dir = datadir::snap_dir(&cfg.data_dir);
     std::fs::create_dir_all(&snap_dir).map_err(|e| StartError::DataDir(format!("{}: {e}", snap_dir.display())))?;
-    failpoints::setup().map_err(StartError::Config)?;
+    rustcd_process::failpoints::setup().map_err(StartError::Config)?;
     // The raft log recovers on another thread while the backend rebuilds its key index: the
     // two biggest parts of a restart, independent of each other.
-    let raft_dir = if cfg.raw.wal_dir.is_empty() { member_dir.join("raft") } else { PathBuf::from(&cfg.raw.wal_dir) };
+    let wal_dir = (!cfg.raw.wal_dir.is_empty()).then(|| PathBuf::from(&cfg.raw.wal_dir));
+    let raft_dir = datadir::raft_dir(&cfg.data_dir, wal_dir.as_deref());
     let no_fsync = cfg.raw.unsafe_no_fsync;
     let log = std::thread::Builder::new()
         .name("raft-log-open".into())
         .spawn(move || LogStore::open(&raft_dir).map(|l| if no_fsync { l.without_fsync() } else { l }))
         .map_err(|e| StartError::DataDir(format!("cannot start a thread: {e}")))?;
-    let store = Arc::new(KvStore::open(snap_dir.join("db"))?);
+    let store = Arc::new(KvStore::open(datadir::backend_path(&cfg.data_dir))?);
     let listen = |urls: &[crate::config::url::Url]| urls.iter().map(|u| u.to_string()).collect::<Vec<_>>();
     let tls = config::tls::member_tls(
         &cfg.raw.tls,
@@ -163,6 +165,8 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     });
     let log = log.join().map_err(|_| StartError::DataDir("the raft log could not be opened".into()))??;
     let (raft, raft_tx) = RaftNode::start(node_cfg, log, out_tx, transport.clone(), snapshot_source)?;
+    // A restored member's raft log now holds the restored membership, durably.
+    datadir::clear_restored(&member_dir).map_err(|e| StartError::DataDir(e.to_string()))?;
     transport.set_raft(raft_tx);
     let (applied_tx, applied_rx) = tokio::sync::watch::channel(consistent_index);
     let waiters = Arc::new(Default::default());

@@ -15,20 +15,14 @@ use rustcd_api::etcdserverpb::{AlarmMember, AlarmRequest, AlarmResponse, AlarmTy
 use rustcd_api::rustcdpb::internal_request::Request as Op;
 use rustcd_mvcc::{KvStore, WriteTxn};
 
+use rustcd_schema::meta;
+
 use crate::error::ServerError;
 use crate::etcdserver::apply::{Applied, ApplyRequest, Origin};
 
-/// Where the backend keeps an alarm: `alarm/<type>/<member id>`, with an empty value.
-pub(crate) const PREFIX: &str = "alarm/";
-
-pub(crate) fn meta_key(a: &AlarmMember) -> String {
-    format!("{PREFIX}{}/{:016x}", a.alarm, a.member_id)
-}
-
-/// The (alarm type, member id) a meta key names.
-pub(crate) fn parse_meta_key(k: &str) -> Option<(i32, u64)> {
-    let (t, m) = k.strip_prefix(PREFIX)?.split_once('/')?;
-    Some((t.parse().ok()?, u64::from_str_radix(m, 16).ok()?))
+/// Where the backend keeps an alarm (`rustcd_schema::meta`).
+fn meta_key(a: &AlarmMember) -> String {
+    meta::alarm_key(a.alarm, a.member_id)
 }
 
 /// The active alarms, as (alarm type, member id).
@@ -48,8 +42,8 @@ impl Alarms {
     /// Reads the set again from the backend (after a snapshot replaced it).
     pub fn reload(&self, store: &KvStore) -> Result<(), rustcd_mvcc::Error> {
         let mut set = BTreeSet::new();
-        for (k, _) in store.meta_prefix(PREFIX)? {
-            match parse_meta_key(&k) {
+        for (k, _) in store.meta_prefix(meta::ALARM_PREFIX)? {
+            match meta::parse_alarm_key(&k) {
                 Some(entry) => {
                     set.insert(entry);
                 }

@@ -21,8 +21,6 @@ use crate::error::ServerError;
 use crate::etcdserver::apply::Applied;
 use crate::etcdserver::server::EtcdServer;
 
-pub(crate) const META_PREFIX: &str = "lease/";
-
 pub type SharedLessor = Arc<Mutex<Lessor>>;
 
 pub fn lock(l: &SharedLessor) -> MutexGuard<'_, Lessor> {
@@ -49,8 +47,9 @@ fn follow_leadership(l: &mut Lessor, s: &EtcdServer, leader: bool, now: Instant)
     }
 }
 
-pub(crate) fn meta_key(id: i64) -> String {
-    format!("{META_PREFIX}{:016x}", id as u64)
+/// Where the backend keeps a lease (`rustcd_schema::meta`).
+fn meta_key(id: i64) -> String {
+    rustcd_schema::meta::lease_key(id)
 }
 
 /// etcd's minimum lease TTL: 1.5 election timeouts, in whole seconds (rounded up).
@@ -62,7 +61,7 @@ pub fn min_ttl(election_timeout_ms: u64) -> i64 {
 pub fn restore(store: &KvStore, lessor: &SharedLessor) -> Result<(), rustcd_mvcc::Error> {
     let mut l = lock(lessor);
     l.clear();
-    for (_, v) in store.meta_prefix(META_PREFIX)? {
+    for (_, v) in store.meta_prefix(rustcd_schema::meta::LEASE_PREFIX)? {
         if let Ok(s) = StoredLease::decode(v.as_slice()) {
             l.restore(s.id, s.ttl, s.remaining_ttl);
         }

@@ -10,7 +10,8 @@ use rustcd_api::rustcdpb::{MemberAttributes, StoredMember, StoredMembers};
 use rustcd_mvcc::{KvStore, WriteTxn};
 use rustcd_raft::eraftpb::{ConfChange, ConfChangeType};
 
-pub(crate) const META_MEMBERS: &str = "members";
+/// Where the backend keeps the membership (`rustcd_schema::meta`).
+const META_MEMBERS: &str = rustcd_schema::meta::MEMBERS;
 
 pub struct Membership {
     inner: RwLock<StoredMembers>,

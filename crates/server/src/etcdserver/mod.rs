@@ -13,7 +13,6 @@ pub mod auth;
 pub mod compactor;
 pub mod concurrency;
 pub mod corrupt;
-pub mod ids;
 pub mod lease;
 pub mod membership;
 pub mod quota;

@@ -15,7 +15,6 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::api;
 use crate::error::ServerError;
-use crate::etcdserver::auth::Caller;
 use crate::etcdserver::lease;
 use crate::etcdserver::server::EtcdServer;
 
@@ -120,55 +119,10 @@ impl Lease for LeaseService {
         &self,
         req: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
-        let caller = api::caller::of(&req);
-        let r = req.into_inner();
-        self.check_time_to_live(&caller, &r)?;
-        let local = {
-            let l = lease::lock_as_leader(&self.0);
-            l.is_primary().then(|| {
-                l.get(r.id).map(|lease| LeaseTimeToLiveResponse {
-                    header: None,
-                    id: r.id,
-                    ttl: lease.remaining(Instant::now()),
-                    granted_ttl: lease.ttl,
-                    keys: if r.keys { lease.keys.iter().map(|k| k.clone().into()).collect() } else { vec![] },
-                })
-            })
-        };
-        let mut resp = match local {
-            Some(Some(resp)) => resp,
-            // etcd answers an unknown lease with TTL -1.
-            Some(None) => LeaseTimeToLiveResponse { id: r.id, ttl: -1, ..Default::default() },
-            None => return self.leader_client().await?.lease_time_to_live(r).await,
-        };
-        resp.header = self.0.current_header();
-        Ok(Response::new(resp))
+        Ok(Response::new(self.0.lease_time_to_live(&api::caller::of(&req), req.into_inner()).await?))
     }
 
     async fn lease_leases(&self, _req: Request<LeaseLeasesRequest>) -> Result<Response<LeaseLeasesResponse>, Status> {
-        self.0.linearizable_barrier().await?;
-        let leases = lease::lock(self.0.lessor()).ids().into_iter().map(|id| LeaseStatus { id }).collect();
-        Ok(Response::new(LeaseLeasesResponse { header: self.0.current_header(), leases }))
-    }
-}
-
-impl LeaseService {
-    /// etcd's `checkLeaseTimeToLive`: with auth on, only a named caller asks, and asking for a
-    /// lease's keys needs read permission on each of them (root needs none).
-    fn check_time_to_live(&self, caller: &Caller, r: &LeaseTimeToLiveRequest) -> Result<(), ServerError> {
-        let auth = self.0.auth();
-        if !auth.is_enabled() {
-            return Ok(());
-        }
-        let who = caller.who()?.ok_or(ServerError::UserEmpty)?;
-        if !r.keys || auth.is_admin_permitted(Some(who)).is_ok() {
-            return Ok(());
-        }
-        let keys: Vec<Vec<u8>> =
-            lease::lock(self.0.lessor()).get(r.id).map(|l| l.keys.iter().cloned().collect()).unwrap_or_default();
-        for k in keys {
-            auth.is_range_permitted(Some(who), &k, &[]).map_err(|_| ServerError::PermissionDenied)?;
-        }
-        Ok(())
+        Ok(Response::new(self.0.lease_leases().await?))
     }
 }

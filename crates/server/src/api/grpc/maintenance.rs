@@ -10,9 +10,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::api;
-use crate::error::ServerError;
 use crate::etcdserver::server::EtcdServer;
-use crate::etcdserver::v3::blocking;
 
 pub struct MaintenanceService(pub Arc<EtcdServer>);
 
@@ -28,67 +26,19 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn status(&self, _req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
-        let s = &self.0;
-        // The backend's page statistics need its (single) write transaction: wait off the
-        // async workers.
-        let store = s.store().clone();
-        let (db_size, db_size_in_use) = blocking(move || store.db_size()).await?;
-        let st = &s.raft_status();
-        let leader = st.leader.load(Ordering::Relaxed);
-        // etcd lists a missing leader and every active alarm (in its text form) as errors.
-        let mut errors: Vec<String> = Vec::new();
-        if leader == 0 {
-            errors.push(ServerError::NoLeader.to_string());
-        }
-        for a in s.alarms().get(AlarmType::None) {
-            let name = AlarmType::try_from(a.alarm).map_or("NONE", |t| t.as_str_name());
-            errors.push(format!("memberID:{} alarm:{name} ", a.member_id));
-        }
-        Ok(Response::new(StatusResponse {
-            header: s.current_header(),
-            version: rustcd_api::ETCD_VERSION.to_string(),
-            db_size,
-            leader,
-            raft_index: st.commit.load(Ordering::Relaxed),
-            raft_term: st.term.load(Ordering::Relaxed),
-            raft_applied_index: s.applied(),
-            errors,
-            db_size_in_use,
-            is_learner: st.is_learner.load(Ordering::Relaxed),
-        }))
+        Ok(Response::new(self.0.status().await?))
     }
 
-    /// Rewrites this member's backend file without its free pages. Writes go on meanwhile: they
-    /// wait only for the rows written during the copy to be copied, and for the swap of files.
     async fn defragment(&self, req: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
-        self.0.check_admin(&api::caller::of(&req))?;
-        let store = self.0.store().clone();
-        blocking(move || {
-            fail::fail_point!("defragBeforeCompact");
-            let r = store.defragment_with(&|| fail::fail_point!("defragBeforeSwap"));
-            fail::fail_point!("defragAfterCompact");
-            r
-        })
-        .await?
-        .map_err(ServerError::from)?;
-        tracing::info!("finished defragmenting the backend");
-        Ok(Response::new(DefragmentResponse { header: self.0.current_header() }))
+        Ok(Response::new(self.0.defragment(&api::caller::of(&req)).await?))
     }
 
     async fn hash(&self, req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        self.0.check_admin(&api::caller::of(&req))?;
-        let store = self.0.store().clone();
-        let (hash, _, rev) = blocking(move || store.hash_kv(0)).await?.map_err(ServerError::from)?;
-        Ok(Response::new(HashResponse { header: self.0.header(rev), hash }))
+        Ok(Response::new(self.0.hash(&api::caller::of(&req)).await?))
     }
 
     async fn hash_kv(&self, req: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
-        self.0.check_admin(&api::caller::of(&req))?;
-        let (store, rev) = (self.0.store().clone(), req.into_inner().revision);
-        // A scan of the whole store: on a blocking thread.
-        let (hash, compact_revision, hash_revision) =
-            blocking(move || store.hash_kv(rev)).await?.map_err(ServerError::from)?;
-        Ok(Response::new(HashKvResponse { header: self.0.current_header(), hash, compact_revision, hash_revision }))
+        Ok(Response::new(self.0.hash_kv(&api::caller::of(&req), req.into_inner().revision).await?))
     }
 
     /// etcd's snapshot stream: the backend as etcd's database, in 32 KiB pieces each with the
@@ -109,28 +59,7 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn move_leader(&self, req: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
-        self.0.check_admin(&api::caller::of(&req))?;
-        let target = req.into_inner().target_id;
-        let s = &self.0;
-        if s.leader() != s.member_id() {
-            return Err(ServerError::NotLeader.into());
-        }
-        match s.membership().get(target) {
-            Some(m) if !m.is_learner => {}
-            _ => return Err(ServerError::BadLeaderTransferee.into()),
-        }
-        if target != s.member_id() {
-            s.transfer_leader(target).await?;
-            let deadline =
-                tokio::time::Instant::now() + std::time::Duration::from_millis(s.config().raw.election_timeout * 2);
-            while s.leader() != target {
-                if tokio::time::Instant::now() > deadline {
-                    return Err(ServerError::LeaderTransferTimeout.into());
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
-        }
-        Ok(Response::new(MoveLeaderResponse { header: s.current_header() }))
+        Ok(Response::new(self.0.move_leader(&api::caller::of(&req), req.into_inner().target_id).await?))
     }
 
     async fn downgrade(&self, _req: Request<DowngradeRequest>) -> Result<Response<DowngradeResponse>, Status> {
@@ -149,7 +78,7 @@ fn send_snapshot(
     store: &rustcd_mvcc::KvStore,
     dir: &std::path::Path,
     tx: &SnapshotSender,
-) -> Result<(), crate::backup::BackupError> {
+) -> Result<(), rustcd_backup::BackupError> {
     use std::io::{Read, Seek};
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let path = dir.join(format!("snapshot-{}-{}.tmp", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
@@ -157,7 +86,7 @@ fn send_snapshot(
     std::fs::remove_file(&path)?;
     fail::fail_point!("beforeSnapshotExport");
     let started = std::time::Instant::now();
-    let (out, exported) = crate::backup::export::export(store, std::io::BufWriter::new(file))?;
+    let (out, exported) = rustcd_backup::export::export(store, std::io::BufWriter::new(file))?;
     let took = rustcd_metrics::secs(started.elapsed());
     rustcd_metrics::get().disk.backend_snapshot_duration_seconds.observe(took);
     let mut file = out.into_inner().map_err(|e| e.into_error())?;

@@ -57,7 +57,7 @@ impl EtcdServer {
             self.check_strict(started >= quorum(voters + 1) || (started == 1 && voters == 1))?;
         }
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-        let id = crate::etcdserver::ids::member_id(&r.peer_ur_ls, &now.to_string());
+        let id = rustcd_schema::ids::member_id(&r.peer_ur_ls, &now.to_string());
         if existing.iter().any(|m| m.id == id) || self.membership().is_removed(id) {
             return Err(ServerError::MemberExist);
         }

@@ -16,6 +16,8 @@ use crate::etcdserver::server::EtcdServer;
 use crate::etcdserver::validate;
 
 pub mod cluster;
+pub mod lease;
+pub mod maintenance;
 mod range_stream;
 
 /// The revision a response's header names (0 when it has none).
@@ -73,7 +75,7 @@ impl EtcdServer {
     pub async fn put(self: &std::sync::Arc<Self>, caller: &Caller, p: PutRequest) -> Result<PutResponse, ServerError> {
         validate::put(&p)?;
         #[cfg(feature = "failpoints")]
-        if crate::failpoints::returns("ack-before-commit") {
+        if rustcd_process::failpoints::returns("ack-before-commit") {
             return Ok(self.put_acknowledged_before_commit(caller, p));
         }
         let op = Op::Put(p);

@@ -6,11 +6,13 @@ use std::io::{Seek, Write};
 use prost::Message;
 use rustcd_api::etcdserverpb::AlarmMember;
 use rustcd_api::rustcdpb::StoredMembers;
-use rustcd_auth::layout as auth_keys;
 use rustcd_bbolt::Writer;
 use rustcd_mvcc::{KvStore, Revision};
 
-use super::{BackupError, bucket, etcd_rev_key, meta_key};
+use rustcd_schema::etcd::{bucket, meta_key};
+use rustcd_schema::meta;
+
+use crate::{BackupError, etcd_rev_key};
 
 /// What was written.
 #[derive(Debug, Clone, Copy)]
@@ -60,21 +62,19 @@ pub fn export<W: Write + Seek>(store: &KvStore, out: W) -> Result<(W, Exported),
 /// Places one of rustcd's meta records in etcd's buckets (records etcd has no place for, such
 /// as rustcd's own bookkeeping, stay behind).
 fn meta_row(k: &str, v: &[u8], put: &mut impl FnMut(&'static [u8], Vec<u8>, Vec<u8>)) {
-    if let Some(hex) = k.strip_prefix(crate::etcdserver::lease::META_PREFIX) {
-        if let Ok(id) = u64::from_str_radix(hex, 16) {
-            put(bucket::LEASE, id.to_be_bytes().to_vec(), v.to_vec());
-        }
-    } else if let Some((alarm, member_id)) = crate::etcdserver::alarm::parse_meta_key(k) {
+    if let Some(id) = meta::parse_lease_key(k) {
+        put(bucket::LEASE, id.to_be_bytes().to_vec(), v.to_vec());
+    } else if let Some((alarm, member_id)) = meta::parse_alarm_key(k) {
         put(bucket::ALARM, AlarmMember { member_id, alarm }.encode_to_vec(), Vec::new());
-    } else if k == auth_keys::ENABLED {
+    } else if k == meta::AUTH_ENABLED {
         put(bucket::AUTH, meta_key::AUTH_ENABLED.to_vec(), v.to_vec());
-    } else if k == auth_keys::REVISION {
+    } else if k == meta::AUTH_REVISION {
         put(bucket::AUTH, meta_key::AUTH_REVISION.to_vec(), v.to_vec());
-    } else if let Some(name) = k.strip_prefix(auth_keys::USERS) {
+    } else if let Some(name) = k.strip_prefix(meta::AUTH_USERS) {
         put(bucket::AUTH_USERS, name.as_bytes().to_vec(), v.to_vec());
-    } else if let Some(name) = k.strip_prefix(auth_keys::ROLES) {
+    } else if let Some(name) = k.strip_prefix(meta::AUTH_ROLES) {
         put(bucket::AUTH_ROLES, name.as_bytes().to_vec(), v.to_vec());
-    } else if k == crate::etcdserver::membership::META_MEMBERS {
+    } else if k == meta::MEMBERS {
         let Ok(m) = StoredMembers::decode(v) else {
             tracing::warn!("the stored membership is unreadable; the snapshot has no members");
             return;

@@ -9,7 +9,74 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::config::settings::RotationConfig;
+use serde::Deserialize;
+
+/// `--log-rotation-config-json`, lumberjack's fields (Go's JSON names match case-insensitively;
+/// unknown fields are ignored, as Go's decoder ignores them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RotationConfig {
+    /// Megabytes; 0 means lumberjack's default of 100.
+    pub max_size_mb: u64,
+    /// Days; 0 keeps backups whatever their age.
+    pub max_age_days: u64,
+    /// 0 keeps every backup.
+    pub max_backups: u64,
+    /// Backups are named in local time in etcd; rustcd names them in UTC (logged once).
+    pub local_time: bool,
+    pub compress: bool,
+}
+
+#[derive(Deserialize)]
+struct Json {
+    #[serde(default)]
+    maxsize: u64,
+    #[serde(default)]
+    maxage: u64,
+    #[serde(default)]
+    maxbackups: u64,
+    #[serde(default)]
+    localtime: bool,
+    #[serde(default)]
+    compress: bool,
+}
+
+impl RotationConfig {
+    /// Parses the JSON as etcd does, with etcd's error texts.
+    pub fn parse(json: &str) -> Result<RotationConfig, String> {
+        // Go matches field names case-insensitively.
+        let value: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| format!("improperly formatted log rotation config: {e}"))?;
+        let lowered = match value {
+            serde_json::Value::Object(m) => {
+                serde_json::Value::Object(m.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect())
+            }
+            other => other,
+        };
+        let j: Json = serde_json::from_value(lowered).map_err(|e| format!("invalid log rotation config: {e}"))?;
+        Ok(RotationConfig {
+            max_size_mb: j.maxsize,
+            max_age_days: j.maxage,
+            max_backups: j.maxbackups,
+            local_time: j.localtime,
+            compress: j.compress,
+        })
+    }
+
+    /// The size a file may reach before it is rotated.
+    pub fn max_bytes(&self) -> u64 {
+        let mb = if self.max_size_mb == 0 { 100 } else { self.max_size_mb };
+        mb.saturating_mul(1024 * 1024)
+    }
+}
+
+/// etcd's check: rotation needs exactly one file among the outputs./// etcd's check: rotation needs exactly one file among the outputs.
+pub fn check_outputs(outputs: &[String]) -> Result<(), String> {
+    let files = outputs.iter().filter(|o| !matches!(o.as_str(), "default" | "stderr" | "stdout")).count();
+    if (outputs.len() == 1 && files == 0) || files > 1 {
+        return Err("--log-outputs requires a single file path when --log-rotate-config-json is defined".into());
+    }
+    Ok(())
+}
 
 /// A log file that rotates itself.
 pub struct RotatingFile {
@@ -79,7 +146,7 @@ impl Write for RotatingFile {
 /// lumberjack's backup time, `2006-01-02T15-04-05.000` in UTC.
 fn stamp(t: SystemTime) -> String {
     // "2024-03-21T12:02:20.355409Z" -> "2024-03-21T12-02-20.355"
-    crate::embed::logging::timestamp(t).chars().take(23).map(|c| if c == ':' { '-' } else { c }).collect()
+    crate::logging::timestamp(t).chars().take(23).map(|c| if c == ':' { '-' } else { c }).collect()
 }
 
 /// The file name without and with its extension's dot: `etcd.log` -> (`etcd`, `.log`).
@@ -154,7 +221,6 @@ fn compress(file: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::settings::check_outputs;
 
     #[test]
     fn parses_etcd_default_and_rejects_bad_json_with_etcd_words() {

@@ -1,7 +1,7 @@
 //! `snapshot restore`: a new member's data dir from a snapshot, as etcd's restore makes it: the
-//! snapshot's data at its revisions, the membership of the new cluster given by the flags, and a
-//! raft log holding just that membership, so that every member restored with the same flags
-//! starts as one cluster.
+//! snapshot's data at its revisions and the membership of the new cluster given by the flags,
+//! marked restored so that its first start begins the raft log with just that membership
+//! (`rustcd_schema::datadir`): every member restored with the same flags starts as one cluster.
 
 use std::path::{Path, PathBuf};
 
@@ -10,8 +10,9 @@ use rustcd_api::rustcdpb::{StoredMember, StoredMembers};
 use rustcd_bbolt::Reader;
 use rustcd_mvcc::KvStore;
 
-use super::{BackupError, has_checksum};
-use crate::etcdserver::ids;
+use rustcd_schema::{datadir, ids, meta};
+
+use crate::{BackupError, has_checksum};
 
 /// etcd's `snapshot.RestoreConfig`.
 #[derive(Debug, Clone)]
@@ -38,7 +39,7 @@ pub struct Restored {
     pub member_id: u64,
     pub cluster_id: u64,
     pub revision: i64,
-    pub imported: super::import::Imported,
+    pub imported: crate::import::Imported,
 }
 
 /// Restores `cfg.snapshot_path` into `cfg.output_data_dir` (which must be empty or absent).
@@ -75,11 +76,11 @@ pub fn restore(cfg: &RestoreConfig, progress: &dyn Fn(u64, u64)) -> Result<Resto
                 fail::fail_point!("restoreBeforeRename");
                 if let Some(t) = &tmp_wal {
                     std::fs::rename(t, &wal_dir)?;
-                    crate::datadir::sync_parent(&wal_dir)?;
+                    datadir::sync_parent(&wal_dir)?;
                 }
                 std::fs::create_dir_all(data_dir)?;
                 std::fs::rename(tmp.join("member"), data_dir.join("member"))?;
-                crate::datadir::sync_parent(&data_dir.join("member"))?;
+                datadir::sync_parent(&data_dir.join("member"))?;
                 std::fs::remove_dir_all(&tmp)?;
                 Ok(r)
             });
@@ -104,8 +105,7 @@ fn beside(dir: &Path) -> PathBuf {
 /// The new cluster's members from `--initial-cluster`, this member's ID and the cluster's,
 /// checked as etcd checks a bootstrap configuration.
 fn new_cluster(cfg: &RestoreConfig) -> Result<(Vec<StoredMember>, u64, u64), BackupError> {
-    let initial =
-        crate::config::parse_initial_cluster(&cfg.initial_cluster).map_err(|e| BackupError::Invalid(e.to_string()))?;
+    let initial = rustcd_schema::cluster::parse_initial_cluster(&cfg.initial_cluster).map_err(BackupError::Invalid)?;
     let members: Vec<StoredMember> = initial
         .iter()
         .map(|m| StoredMember {
@@ -184,7 +184,7 @@ fn write_member(
     std::fs::create_dir_all(snap_dir)?;
     let store = KvStore::open(snap_dir.join("db"))?;
     let mut load = store.loader()?;
-    let imported = super::import::import(&db, &mut load, progress)?;
+    let imported = crate::import::import(&db, &mut load, progress)?;
     let mut revision = imported.revision.max(imported.compact_revision);
     if cfg.mark_compacted {
         revision += cfg.revision_bump as i64;
@@ -201,16 +201,17 @@ fn write_member(
         tracing::info!(cluster_id = %format!("{cluster_id:x}"), local_member_id = "0", added_peer_id = %format!("{:x}", m.id), added_peer_peer_urls = ?m.peer_urls, "added member");
     }
     let stored = StoredMembers { members: members.to_vec(), removed: vec![] };
-    load.meta(crate::etcdserver::membership::META_MEMBERS, &stored.encode_to_vec())?;
-    // The raft log below holds one entry per member, all applied: the backend is at its end.
+    load.meta(meta::MEMBERS, &stored.encode_to_vec())?;
+    // The member's raft log starts with one entry per member, all applied: the backend is at
+    // its end.
     load.consistent_index(members.len() as u64)?;
     load.finish()?;
     drop(store);
     let member_dir = snap_dir.parent().unwrap_or(snap_dir);
-    crate::datadir::write_identity(&member_dir.join(crate::datadir::IDENTITY_FILE), member_id, cluster_id)
-        .map_err(|e| BackupError::Invalid(e.to_string()))?;
+    datadir::write_identity(member_dir, member_id, cluster_id)?;
+    // The raft log is made at the member's first start, from the membership just written (the
+    // same committed entries a new cluster starts with): the mark says so.
     std::fs::create_dir_all(wal_dir)?;
-    let ctx: Vec<(u64, Vec<u8>)> = members.iter().map(|m| (m.id, m.encode_to_vec())).collect();
-    rustcd_raft::bootstrap_log(wal_dir, &ctx)?;
+    datadir::mark_restored(member_dir)?;
     Ok(Restored { member_id, cluster_id, revision, imported })
 }

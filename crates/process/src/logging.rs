@@ -6,8 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 
-use crate::config::settings::RotationConfig;
-use crate::embed::log_rotate::RotatingFile;
+use crate::log_rotate::{RotatingFile, RotationConfig};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
@@ -128,7 +127,7 @@ enum Target {
     Stderr,
     Stdout,
     File(std::sync::Mutex<std::fs::File>),
-    Rotating(std::sync::Mutex<crate::embed::log_rotate::RotatingFile>),
+    Rotating(std::sync::Mutex<crate::log_rotate::RotatingFile>),
 }
 
 impl std::io::Write for &Outputs {
@@ -201,20 +200,6 @@ pub fn init(level: &str, outputs_: &[String], rotation: Option<&RotationConfig>)
     let filter = tracing_subscriber::EnvFilter::new(directives);
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).event_format(ZapJson).try_init();
     Ok(())
-}
-
-/// Logs what reading the settings found (unknown variables, settings with no effect, ...).
-pub fn notes(notes: &[crate::config::parse::Note]) {
-    for n in notes {
-        let fields: Map<String, Value> =
-            n.fields.iter().map(|(k, v)| (k.to_string(), Value::String(v.clone()))).collect();
-        let fields = Value::Object(fields).to_string();
-        if n.warn {
-            tracing::warn!(zap_fields = %fields, "{}", n.msg);
-        } else {
-            tracing::info!(zap_fields = %fields, "{}", n.msg);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,9 @@
 use rustcd_bbolt::Reader;
 use rustcd_mvcc::crc32c::Crc32c;
 
-use super::{BackupError, bucket, parse_etcd_rev_key};
+use rustcd_schema::etcd::bucket;
+
+use crate::{BackupError, parse_etcd_rev_key};
 
 /// etcd's `snapshot.Status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

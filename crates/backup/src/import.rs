@@ -5,11 +5,13 @@
 use prost::Message;
 use rustcd_api::etcdserverpb::AlarmMember;
 use rustcd_api::rustcdpb::StoredLease;
-use rustcd_auth::layout as auth_keys;
 use rustcd_bbolt::Reader;
 use rustcd_mvcc::Loader;
 
-use super::{BackupError, bucket, meta_key, parse_etcd_rev_key};
+use rustcd_schema::etcd::{bucket, meta_key};
+use rustcd_schema::meta;
+
+use crate::{BackupError, parse_etcd_rev_key};
 
 /// What was read.
 #[derive(Debug, Default, Clone, Copy)]
@@ -53,19 +55,19 @@ pub fn import(db: &Reader, load: &mut Loader<'_>, progress: &dyn Fn(u64, u64)) -
     }
     db.for_each(bucket::LEASE, |_, v| -> Result<(), BackupError> {
         let lease = StoredLease::decode(v).map_err(|e| BackupError::Corrupt(format!("a lease: {e}")))?;
-        load.meta(&crate::etcdserver::lease::meta_key(lease.id), v)?;
+        load.meta(&meta::lease_key(lease.id), v)?;
         out.leases += 1;
         Ok(())
     })?;
     db.for_each(bucket::AUTH, |k, v| -> Result<(), BackupError> {
         if k == meta_key::AUTH_ENABLED {
-            load.meta(auth_keys::ENABLED, v)?;
+            load.meta(meta::AUTH_ENABLED, v)?;
         } else if k == meta_key::AUTH_REVISION {
-            load.meta(auth_keys::REVISION, v)?;
+            load.meta(meta::AUTH_REVISION, v)?;
         }
         Ok(())
     })?;
-    for (b, prefix) in [(bucket::AUTH_USERS, auth_keys::USERS), (bucket::AUTH_ROLES, auth_keys::ROLES)] {
+    for (b, prefix) in [(bucket::AUTH_USERS, meta::AUTH_USERS), (bucket::AUTH_ROLES, meta::AUTH_ROLES)] {
         db.for_each(b, |k, v| -> Result<(), BackupError> {
             let name = std::str::from_utf8(k).map_err(|_| BackupError::Corrupt("a user or role name".into()))?;
             load.meta(&format!("{prefix}{name}"), v)?;
@@ -74,7 +76,7 @@ pub fn import(db: &Reader, load: &mut Loader<'_>, progress: &dyn Fn(u64, u64)) -
     }
     db.for_each(bucket::ALARM, |k, _| -> Result<(), BackupError> {
         let a = AlarmMember::decode(k).map_err(|e| BackupError::Corrupt(format!("an alarm: {e}")))?;
-        load.meta(&crate::etcdserver::alarm::meta_key(&a), &[])?;
+        load.meta(&meta::alarm_key(a.alarm, a.member_id), &[])?;
         Ok(())
     })?;
     progress(db.size(), db.size());

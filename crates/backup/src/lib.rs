@@ -1,4 +1,9 @@
-//! Snapshots in etcd's format (etcd's `snapshot` package, `etcdutl snapshot`): the backend
+//! rustcd-backup: snapshots in etcd's format (etcd's `snapshot` package, `etcdutl snapshot`),
+//! for the server's `Maintenance.Snapshot`, etcdctl and etcdutl alike. It reads and writes the
+//! backend (`rustcd-mvcc`) and bbolt files (`rustcd-bbolt`) by the names of `rustcd-schema`;
+//! it must not reach a running member, raft or the network.
+//!
+//! The backend
 //! written as the bbolt database etcd keeps for the same data ([`export`]), read back from a
 //! file etcd or rustcd wrote ([`import`]), checked ([`status`]), and a new member's data dir
 //! made from one ([`restore`]). A snapshot file is that database followed by the sha256 of it.
@@ -29,8 +34,6 @@ pub enum BackupError {
     Store(#[from] rustcd_mvcc::Error),
     #[error("{0}")]
     Io(#[from] std::io::Error),
-    #[error("{0}")]
-    Raft(#[from] rustcd_raft::Error),
     /// A snapshot whose rows do not mean what etcd's would.
     #[error("snapshot: {0}")]
     Corrupt(String),
@@ -39,35 +42,8 @@ pub enum BackupError {
     Invalid(String),
 }
 
-/// etcd's bucket names.
-pub(crate) mod bucket {
-    pub const KEY: &[u8] = b"key";
-    pub const META: &[u8] = b"meta";
-    pub const LEASE: &[u8] = b"lease";
-    pub const ALARM: &[u8] = b"alarm";
-    pub const CLUSTER: &[u8] = b"cluster";
-    pub const MEMBERS: &[u8] = b"members";
-    pub const MEMBERS_REMOVED: &[u8] = b"members_removed";
-    pub const AUTH: &[u8] = b"auth";
-    pub const AUTH_USERS: &[u8] = b"authUsers";
-    pub const AUTH_ROLES: &[u8] = b"authRoles";
-    /// Every bucket an etcd 3.4/3.5 backend has, written even when empty.
-    pub const ALL: [&[u8]; 10] =
-        [KEY, META, LEASE, ALARM, CLUSTER, MEMBERS, MEMBERS_REMOVED, AUTH, AUTH_USERS, AUTH_ROLES];
-}
-
-/// etcd's keys in the `meta` and `auth` buckets.
-pub(crate) mod meta_key {
-    pub const CONSISTENT_INDEX: &[u8] = b"consistent_index";
-    pub const FINISHED_COMPACT: &[u8] = b"finishedCompactRev";
-    pub const SCHEDULED_COMPACT: &[u8] = b"scheduledCompactRev";
-    pub const CLUSTER_VERSION: &[u8] = b"clusterVersion";
-    pub const AUTH_ENABLED: &[u8] = b"authEnabled";
-    pub const AUTH_REVISION: &[u8] = b"authRevision";
-}
-
 /// etcd's revision key: `main`, `_`, `sub`, then `t` for a tombstone.
-pub(crate) fn etcd_rev_key(rev: Revision, tombstone: bool) -> Vec<u8> {
+pub fn etcd_rev_key(rev: Revision, tombstone: bool) -> Vec<u8> {
     let mut k = Vec::with_capacity(18);
     k.extend_from_slice(&rev.main.to_be_bytes());
     k.push(b'_');
@@ -79,7 +55,7 @@ pub(crate) fn etcd_rev_key(rev: Revision, tombstone: bool) -> Vec<u8> {
 }
 
 /// Reads etcd's revision key; `None` for anything else.
-pub(crate) fn parse_etcd_rev_key(k: &[u8]) -> Option<(Revision, bool)> {
+pub fn parse_etcd_rev_key(k: &[u8]) -> Option<(Revision, bool)> {
     let tombstone = match k.len() {
         17 => false,
         18 if k[17] == b't' => true,
