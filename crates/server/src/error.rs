@@ -106,6 +106,7 @@ errors! {
         RoleNotGranted => FailedPrecondition, "etcdserver: role is not granted to the user";
         PermissionNotGranted => FailedPrecondition, "etcdserver: permission is not granted to the role";
         InvalidAuthToken => Unauthenticated, "etcdserver: invalid auth token";
+        DowngradeNotImplemented => Unimplemented, "downgrade is not implemented yet";
         InvalidAuthMgmt => InvalidArgument, "etcdserver: invalid auth management";
         AuthOldRevision => InvalidArgument, "etcdserver: revision of auth store is old";
 }

@@ -1,5 +1,5 @@
-//! The Cluster service: each RPC calls the server's membership API ([`crate::etcdserver::v3::cluster`]);
-//! a promotion asked of a follower is forwarded to the leader, as etcd does.
+//! The Cluster service: each RPC calls the server's membership API
+//! ([`crate::etcdserver::v3::cluster`]).
 
 use std::sync::Arc;
 
@@ -9,18 +9,8 @@ use tonic::{Request, Response, Status};
 
 use crate::api;
 use crate::etcdserver::server::EtcdServer;
-use crate::etcdserver::v3::cluster::Promotion;
 
 pub struct ClusterService(pub Arc<EtcdServer>);
-
-impl ClusterService {
-    async fn forward_promote(&self, id: u64) -> Result<Response<MemberPromoteResponse>, Status> {
-        let ch = self.0.leader_channel().await?;
-        rustcd_api::etcdserverpb::cluster_client::ClusterClient::new(ch)
-            .member_promote(MemberPromoteRequest { id })
-            .await
-    }
-}
 
 #[tonic::async_trait]
 impl Cluster for ClusterService {
@@ -44,15 +34,6 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
-        let caller = api::caller::of(&req);
-        let id = req.into_inner().id;
-        match self.0.member_promote(&caller, id).await? {
-            Promotion::Done(resp) => {
-                // Done here: this member is the leader that promoted it.
-                rustcd_metrics::get().server.learner_promote_successes.inc();
-                Ok(Response::new(resp))
-            }
-            Promotion::AskLeader => self.forward_promote(id).await,
-        }
+        Ok(Response::new(self.0.member_promote(&api::caller::of(&req), req.into_inner().id).await?))
     }
 }

@@ -1,12 +1,10 @@
-//! The Election service (etcd's `v3election`): candidates are keys `name/<lease>`; the leader
-//! is the oldest; Observe streams each new leader.
+//! The Election service (etcd's `v3election`): Campaign, Proclaim, Leader and Resign are calls
+//! of the server's typed API ([`crate::etcdserver::v3::lock`]); Observe streams each new leader
+//! from a task that takes the request's caller along.
 
 use std::pin::Pin;
 use std::sync::Arc;
 
-use rustcd_api::etcdserverpb::PutRequest;
-use rustcd_api::etcdserverpb::request_op::Request as ReqOp;
-use rustcd_api::etcdserverpb::{RequestOp, TxnRequest};
 use rustcd_api::v3electionpb::election_server::Election;
 use rustcd_api::v3electionpb::*;
 use rustcd_mvcc::KeyRange;
@@ -16,8 +14,6 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::api;
-use crate::error::ServerError;
-use crate::etcdserver::auth::Caller;
 use crate::etcdserver::concurrency as cc;
 use crate::etcdserver::server::EtcdServer;
 
@@ -25,52 +21,20 @@ pub struct ElectionService(pub Arc<EtcdServer>);
 
 type ObserveStream = Pin<Box<dyn Stream<Item = Result<LeaderResponse, Status>> + Send>>;
 
-/// Puts `value` on the leader's key if it still leads (same create revision).
-async fn proclaim(s: &EtcdServer, caller: &Caller, l: &LeaderKey, value: &[u8]) -> Result<i64, ServerError> {
-    let put = PutRequest { key: l.key.clone(), value: value.to_vec().into(), ignore_lease: true, ..Default::default() };
-    let t = TxnRequest {
-        compare: vec![cc::create_rev_is(&l.key, l.rev)],
-        success: vec![RequestOp { request: Some(ReqOp::RequestPut(put)) }],
-        failure: vec![],
-    };
-    let resp = cc::txn(s, caller, t).await?;
-    if !resp.succeeded {
-        return Err(ServerError::ElectionNotLeader);
-    }
-    Ok(resp.header.map(|h| h.revision).unwrap_or(0))
-}
-
 #[tonic::async_trait]
 impl Election for ElectionService {
     type ObserveStream = ObserveStream;
 
     async fn campaign(&self, req: Request<CampaignRequest>) -> Result<Response<CampaignResponse>, Status> {
-        let caller = &api::caller::of(&req);
-        let r = req.into_inner();
-        let s = &self.0;
-        let (prefix, key) = cc::holder_key(&r.name, r.lease);
-        let (my_rev, kv, _) = cc::create_key(s, caller, &key, &r.value, r.lease).await?;
-        let leader = LeaderKey { name: r.name.clone(), key: key.clone().into(), rev: my_rev, lease: r.lease };
-        if kv.value != r.value {
-            proclaim(s, caller, &leader, &r.value).await?;
-        }
-        cc::wait_turn(s, caller, &prefix, &key, my_rev).await?;
-        Ok(Response::new(CampaignResponse { header: s.current_header(), leader: Some(leader) }))
+        Ok(Response::new(self.0.campaign(&api::caller::of(&req), req.into_inner()).await?))
     }
 
     async fn proclaim(&self, req: Request<ProclaimRequest>) -> Result<Response<ProclaimResponse>, Status> {
-        let caller = api::caller::of(&req);
-        let r = req.into_inner();
-        let leader = r.leader.ok_or(ServerError::ElectionMissingLeaderKey)?;
-        let rev = proclaim(&self.0, &caller, &leader, &r.value).await?;
-        Ok(Response::new(ProclaimResponse { header: self.0.header(rev) }))
+        Ok(Response::new(self.0.proclaim(&api::caller::of(&req), req.into_inner()).await?))
     }
 
     async fn leader(&self, req: Request<LeaderRequest>) -> Result<Response<LeaderResponse>, Status> {
-        let caller = api::caller::of(&req);
-        let (kv, rev) = cc::first_key(&self.0, &caller, &cc::prefix_of(&req.into_inner().name)).await?;
-        let kv = kv.ok_or(ServerError::ElectionNoLeader)?;
-        Ok(Response::new(LeaderResponse { header: self.0.header(rev), kv: Some(kv) }))
+        Ok(Response::new(self.0.election_leader(&api::caller::of(&req), req.into_inner()).await?))
     }
 
     async fn observe(&self, req: Request<LeaderRequest>) -> Result<Response<ObserveStream>, Status> {
@@ -112,10 +76,6 @@ impl Election for ElectionService {
     }
 
     async fn resign(&self, req: Request<ResignRequest>) -> Result<Response<ResignResponse>, Status> {
-        let caller = api::caller::of(&req);
-        let leader = req.into_inner().leader.ok_or(ServerError::ElectionMissingLeaderKey)?;
-        let resp = cc::delete_if_created_at(&self.0, &caller, &leader.key, leader.rev).await?;
-        let rev = resp.header.map(|h| h.revision).unwrap_or(0);
-        Ok(Response::new(ResignResponse { header: self.0.header(rev) }))
+        Ok(Response::new(self.0.resign(&api::caller::of(&req), req.into_inner()).await?))
     }
 }

@@ -1,5 +1,5 @@
-//! The Lock service (etcd's `v3lock`): a lock is a key `name/<lease>` on the caller's lease;
-//! the holder is the oldest such key; Lock returns once every older key is gone.
+//! The Lock service (etcd's `v3lock`): each RPC is one call of the server's typed API
+//! ([`crate::etcdserver::v3::lock`]), for the request's caller.
 
 use std::sync::Arc;
 
@@ -8,7 +8,6 @@ use rustcd_api::v3lockpb::{LockRequest, LockResponse, UnlockRequest, UnlockRespo
 use tonic::{Request, Response, Status};
 
 use crate::api;
-use crate::etcdserver::concurrency as cc;
 use crate::etcdserver::server::EtcdServer;
 
 pub struct LockService(pub Arc<EtcdServer>);
@@ -16,22 +15,10 @@ pub struct LockService(pub Arc<EtcdServer>);
 #[tonic::async_trait]
 impl Lock for LockService {
     async fn lock(&self, req: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
-        let caller = &api::caller::of(&req);
-        let r = req.into_inner();
-        let s = &self.0;
-        let (prefix, key) = cc::holder_key(&r.name, r.lease);
-        let (my_rev, _, _) = cc::create_key(s, caller, &key, b"", r.lease).await?;
-        cc::wait_turn(s, caller, &prefix, &key, my_rev).await?;
-        Ok(Response::new(LockResponse { header: s.current_header(), key: key.into() }))
+        Ok(Response::new(self.0.lock(&api::caller::of(&req), req.into_inner()).await?))
     }
 
     async fn unlock(&self, req: Request<UnlockRequest>) -> Result<Response<UnlockResponse>, Status> {
-        let caller = api::caller::of(&req);
-        let key = req.into_inner().key;
-        let d = rustcd_api::etcdserverpb::DeleteRangeRequest { key, ..Default::default() };
-        let op = rustcd_api::rustcdpb::internal_request::Request::DeleteRange(d);
-        let resp = crate::etcdserver::apply::expect_applied!(self.0.propose(&caller, op).await?, DeleteRange)?;
-        let rev = resp.header.map(|h| h.revision).unwrap_or(0);
-        Ok(Response::new(UnlockResponse { header: self.0.header(rev) }))
+        Ok(Response::new(self.0.unlock(&api::caller::of(&req), req.into_inner()).await?))
     }
 }

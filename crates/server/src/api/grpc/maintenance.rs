@@ -62,8 +62,8 @@ impl Maintenance for MaintenanceService {
         Ok(Response::new(self.0.move_leader(&api::caller::of(&req), req.into_inner().target_id).await?))
     }
 
-    async fn downgrade(&self, _req: Request<DowngradeRequest>) -> Result<Response<DowngradeResponse>, Status> {
-        Err(Status::unimplemented("downgrade is not implemented yet"))
+    async fn downgrade(&self, req: Request<DowngradeRequest>) -> Result<Response<DowngradeResponse>, Status> {
+        Ok(Response::new(self.0.downgrade(&api::caller::of(&req), req.into_inner()).await?))
     }
 }
 

@@ -17,21 +17,19 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::error::ServerError;
 use crate::etcdserver::auth::Caller;
 use crate::etcdserver::server::EtcdServer;
 
-/// Routes `$path` to the unary RPC `$method` of the gRPC service `$svc` (so the gateway runs
-/// exactly what a gRPC client's call runs: checks, forwarding to the leader, headers).
-macro_rules! unary {
-    ($r:ident, $($path:literal => $svc:ident :: $method:ident),* $(,)?) => {
+/// Routes `$path` to the typed-API call `$call` (`|server, caller, request| future`): the
+/// gateway runs exactly what a gRPC client's call runs (checks, forwarding to the leader,
+/// headers), below the gRPC layer.
+macro_rules! typed {
+    ($r:ident, $($path:literal => $call:expr),* $(,)?) => {
         $(
             $r = $r.route(
                 $path,
-                axum::routing::post(|st: State<Arc<EtcdServer>>, h: HeaderMap, b: Bytes| {
-                    call(st, h, b, |s, req| async move {
-                        $svc(s).$method(req).await.map(tonic::Response::into_inner)
-                    })
-                }),
+                axum::routing::post(|st: State<Arc<EtcdServer>>, h: HeaderMap, b: Bytes| call(st, h, b, $call)),
             );
         )*
     };
@@ -39,69 +37,73 @@ macro_rules! unary {
 
 /// The gateway's routes: etcd 3.5's paths for every unary RPC.
 pub fn routes(mut r: Router<Arc<EtcdServer>>) -> Router<Arc<EtcdServer>> {
-    use rustcd_api::etcdserverpb::auth_server::Auth;
-    use rustcd_api::etcdserverpb::cluster_server::Cluster;
-    use rustcd_api::etcdserverpb::kv_server::Kv;
-    use rustcd_api::etcdserverpb::lease_server::Lease;
-    use rustcd_api::etcdserverpb::maintenance_server::Maintenance;
-    use rustcd_api::v3electionpb::election_server::Election;
-    use rustcd_api::v3lockpb::lock_server::Lock;
-
-    use crate::api::grpc::auth::AuthService;
-    use crate::api::grpc::cluster::ClusterService;
-    use crate::api::grpc::election::ElectionService;
-    use crate::api::grpc::kv::KvService;
-    use crate::api::grpc::lease::LeaseService;
-    use crate::api::grpc::lock::LockService;
-    use crate::api::grpc::maintenance::MaintenanceService;
-    unary!(r,
-        "/v3/kv/range" => KvService::range,
-        "/v3/kv/put" => KvService::put,
-        "/v3/kv/deleterange" => KvService::delete_range,
-        "/v3/kv/txn" => KvService::txn,
-        "/v3/kv/compaction" => KvService::compact,
-        "/v3/lease/grant" => LeaseService::lease_grant,
-        "/v3/lease/revoke" => LeaseService::lease_revoke,
-        "/v3/kv/lease/revoke" => LeaseService::lease_revoke,
-        "/v3/lease/timetolive" => LeaseService::lease_time_to_live,
-        "/v3/kv/lease/timetolive" => LeaseService::lease_time_to_live,
-        "/v3/lease/leases" => LeaseService::lease_leases,
-        "/v3/kv/lease/leases" => LeaseService::lease_leases,
-        "/v3/cluster/member/add" => ClusterService::member_add,
-        "/v3/cluster/member/remove" => ClusterService::member_remove,
-        "/v3/cluster/member/update" => ClusterService::member_update,
-        "/v3/cluster/member/list" => ClusterService::member_list,
-        "/v3/cluster/member/promote" => ClusterService::member_promote,
-        "/v3/maintenance/alarm" => MaintenanceService::alarm,
-        "/v3/maintenance/status" => MaintenanceService::status,
-        "/v3/maintenance/defragment" => MaintenanceService::defragment,
-        "/v3/maintenance/hash" => MaintenanceService::hash,
-        "/v3/maintenance/hashkv" => MaintenanceService::hash_kv,
-        "/v3/maintenance/transfer-leadership" => MaintenanceService::move_leader,
-        "/v3/maintenance/downgrade" => MaintenanceService::downgrade,
-        "/v3/auth/enable" => AuthService::auth_enable,
-        "/v3/auth/disable" => AuthService::auth_disable,
-        "/v3/auth/status" => AuthService::auth_status,
-        "/v3/auth/authenticate" => AuthService::authenticate,
-        "/v3/auth/user/add" => AuthService::user_add,
-        "/v3/auth/user/get" => AuthService::user_get,
-        "/v3/auth/user/list" => AuthService::user_list,
-        "/v3/auth/user/delete" => AuthService::user_delete,
-        "/v3/auth/user/changepw" => AuthService::user_change_password,
-        "/v3/auth/user/grant" => AuthService::user_grant_role,
-        "/v3/auth/user/revoke" => AuthService::user_revoke_role,
-        "/v3/auth/role/add" => AuthService::role_add,
-        "/v3/auth/role/get" => AuthService::role_get,
-        "/v3/auth/role/list" => AuthService::role_list,
-        "/v3/auth/role/delete" => AuthService::role_delete,
-        "/v3/auth/role/grant" => AuthService::role_grant_permission,
-        "/v3/auth/role/revoke" => AuthService::role_revoke_permission,
-        "/v3/lock/lock" => LockService::lock,
-        "/v3/lock/unlock" => LockService::unlock,
-        "/v3/election/campaign" => ElectionService::campaign,
-        "/v3/election/proclaim" => ElectionService::proclaim,
-        "/v3/election/leader" => ElectionService::leader,
-        "/v3/election/resign" => ElectionService::resign,
+    use rustcd_api::etcdserverpb::*;
+    use rustcd_api::v3electionpb::*;
+    use rustcd_api::v3lockpb::*;
+    type S = Arc<EtcdServer>;
+    typed!(r,
+        "/v3/kv/range" => |s: S, c: Caller, r: RangeRequest| async move { s.range(&c, r).await },
+        "/v3/kv/put" => |s: S, c: Caller, r: PutRequest| async move { s.put(&c, r).await },
+        "/v3/kv/deleterange" => |s: S, c: Caller, r: DeleteRangeRequest| async move { s.delete_range(&c, r).await },
+        "/v3/kv/txn" => |s: S, c: Caller, r: TxnRequest| async move { s.txn(&c, r).await },
+        "/v3/kv/compaction" => |s: S, c: Caller, r: CompactionRequest| async move { s.compact(&c, r).await },
+        "/v3/lease/grant" => |s: S, c: Caller, r: LeaseGrantRequest| async move { s.lease_grant(&c, r).await },
+        "/v3/lease/revoke" => |s: S, c: Caller, r: LeaseRevokeRequest| async move { s.lease_revoke(&c, r).await },
+        "/v3/kv/lease/revoke" => |s: S, c: Caller, r: LeaseRevokeRequest| async move { s.lease_revoke(&c, r).await },
+        "/v3/lease/timetolive" =>
+            |s: S, c: Caller, r: LeaseTimeToLiveRequest| async move { s.lease_time_to_live(&c, r).await },
+        "/v3/kv/lease/timetolive" =>
+            |s: S, c: Caller, r: LeaseTimeToLiveRequest| async move { s.lease_time_to_live(&c, r).await },
+        "/v3/lease/leases" => |s: S, _: Caller, _: LeaseLeasesRequest| async move { s.lease_leases().await },
+        "/v3/kv/lease/leases" => |s: S, _: Caller, _: LeaseLeasesRequest| async move { s.lease_leases().await },
+        "/v3/cluster/member/add" => |s: S, c: Caller, r: MemberAddRequest| async move { s.member_add(&c, r).await },
+        "/v3/cluster/member/remove" =>
+            |s: S, c: Caller, r: MemberRemoveRequest| async move { s.member_remove(&c, r.id).await },
+        "/v3/cluster/member/update" =>
+            |s: S, c: Caller, r: MemberUpdateRequest| async move { s.member_update(&c, r).await },
+        "/v3/cluster/member/list" =>
+            |s: S, _: Caller, r: MemberListRequest| async move { s.member_list(r.linearizable).await },
+        "/v3/cluster/member/promote" =>
+            |s: S, c: Caller, r: MemberPromoteRequest| async move { s.member_promote(&c, r.id).await },
+        "/v3/maintenance/alarm" => |s: S, c: Caller, r: AlarmRequest| async move { s.alarm(&c, r).await },
+        "/v3/maintenance/status" => |s: S, _: Caller, _: StatusRequest| async move { s.status().await },
+        "/v3/maintenance/defragment" => |s: S, c: Caller, _: DefragmentRequest| async move { s.defragment(&c).await },
+        "/v3/maintenance/hash" => |s: S, c: Caller, _: HashRequest| async move { s.hash(&c).await },
+        "/v3/maintenance/hashkv" => |s: S, c: Caller, r: HashKvRequest| async move { s.hash_kv(&c, r.revision).await },
+        "/v3/maintenance/transfer-leadership" =>
+            |s: S, c: Caller, r: MoveLeaderRequest| async move { s.move_leader(&c, r.target_id).await },
+        "/v3/maintenance/downgrade" => |s: S, c: Caller, r: DowngradeRequest| async move { s.downgrade(&c, r).await },
+        "/v3/auth/enable" => |s: S, c: Caller, r: AuthEnableRequest| async move { s.auth_enable(&c, r).await },
+        "/v3/auth/disable" => |s: S, c: Caller, r: AuthDisableRequest| async move { s.auth_disable(&c, r).await },
+        "/v3/auth/status" => |s: S, c: Caller, r: AuthStatusRequest| async move { s.auth_status(&c, r).await },
+        "/v3/auth/authenticate" =>
+            |s: S, c: Caller, r: AuthenticateRequest| async move { s.authenticate(&c, r).await },
+        "/v3/auth/user/add" => |s: S, c: Caller, r: AuthUserAddRequest| async move { s.user_add(&c, r).await },
+        "/v3/auth/user/get" => |s: S, c: Caller, r: AuthUserGetRequest| async move { s.user_get(&c, r).await },
+        "/v3/auth/user/list" => |s: S, c: Caller, r: AuthUserListRequest| async move { s.user_list(&c, r).await },
+        "/v3/auth/user/delete" =>
+            |s: S, c: Caller, r: AuthUserDeleteRequest| async move { s.user_delete(&c, r).await },
+        "/v3/auth/user/changepw" =>
+            |s: S, c: Caller, r: AuthUserChangePasswordRequest| async move { s.user_change_password(&c, r).await },
+        "/v3/auth/user/grant" =>
+            |s: S, c: Caller, r: AuthUserGrantRoleRequest| async move { s.user_grant_role(&c, r).await },
+        "/v3/auth/user/revoke" =>
+            |s: S, c: Caller, r: AuthUserRevokeRoleRequest| async move { s.user_revoke_role(&c, r).await },
+        "/v3/auth/role/add" => |s: S, c: Caller, r: AuthRoleAddRequest| async move { s.role_add(&c, r).await },
+        "/v3/auth/role/get" => |s: S, c: Caller, r: AuthRoleGetRequest| async move { s.role_get(&c, r).await },
+        "/v3/auth/role/list" => |s: S, c: Caller, r: AuthRoleListRequest| async move { s.role_list(&c, r).await },
+        "/v3/auth/role/delete" =>
+            |s: S, c: Caller, r: AuthRoleDeleteRequest| async move { s.role_delete(&c, r).await },
+        "/v3/auth/role/grant" =>
+            |s: S, c: Caller, r: AuthRoleGrantPermissionRequest| async move { s.role_grant_permission(&c, r).await },
+        "/v3/auth/role/revoke" =>
+            |s: S, c: Caller, r: AuthRoleRevokePermissionRequest| async move { s.role_revoke_permission(&c, r).await },
+        "/v3/lock/lock" => |s: S, c: Caller, r: LockRequest| async move { s.lock(&c, r).await },
+        "/v3/lock/unlock" => |s: S, c: Caller, r: UnlockRequest| async move { s.unlock(&c, r).await },
+        "/v3/election/campaign" => |s: S, c: Caller, r: CampaignRequest| async move { s.campaign(&c, r).await },
+        "/v3/election/proclaim" => |s: S, c: Caller, r: ProclaimRequest| async move { s.proclaim(&c, r).await },
+        "/v3/election/leader" => |s: S, c: Caller, r: LeaderRequest| async move { s.election_leader(&c, r).await },
+        "/v3/election/resign" => |s: S, c: Caller, r: ResignRequest| async move { s.resign(&c, r).await },
     );
     stream::routes(r)
 }
@@ -119,24 +121,27 @@ fn request<T>(s: &EtcdServer, headers: &HeaderMap, msg: T) -> tonic::Request<T> 
     req
 }
 
-/// One unary call: the body parsed as the request, `f` run for the token's caller.
+/// One unary call: the body parsed as the request, `f` run for the `Authorization` token's
+/// caller; its `ServerError` becomes grpc-gateway's error body with etcd's code and text (the
+/// same [`crate::error::code`] the gRPC answers use).
 async fn call<Req, Resp, F, Fut>(State(s): State<Arc<EtcdServer>>, headers: HeaderMap, body: Bytes, f: F) -> Response
 where
     Req: DeserializeOwned,
     Resp: Serialize,
-    F: FnOnce(Arc<EtcdServer>, tonic::Request<Req>) -> Fut,
-    Fut: std::future::Future<Output = Result<Resp, tonic::Status>>,
+    F: FnOnce(Arc<EtcdServer>, Caller, Req) -> Fut,
+    Fut: std::future::Future<Output = Result<Resp, ServerError>>,
 {
     let req: Req = match decode(&body) {
         Ok(r) => r,
         Err(e) => return bad_request(e),
     };
-    match f(s.clone(), request(&s, &headers, req)).await {
+    let caller = Caller::resolve(&s, token(&headers), None);
+    match f(s.clone(), caller, req).await {
         Ok(resp) => match serde_json::to_vec(&resp) {
             Ok(body) => json(StatusCode::OK, body),
             Err(e) => error(tonic::Code::Internal, &e.to_string()),
         },
-        Err(status) => error(status.code(), status.message()),
+        Err(e) => error(crate::error::code(&e), &e.to_string()),
     }
 }
 

@@ -5,9 +5,10 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use prost::Message;
+use rustcd_api::etcdserverpb::cluster_client::ClusterClient;
 use rustcd_api::etcdserverpb::{
-    MemberAddRequest, MemberAddResponse, MemberListResponse, MemberPromoteResponse, MemberRemoveResponse,
-    MemberUpdateRequest, MemberUpdateResponse,
+    MemberAddRequest, MemberAddResponse, MemberListResponse, MemberPromoteRequest, MemberPromoteResponse,
+    MemberRemoveResponse, MemberUpdateRequest, MemberUpdateResponse,
 };
 use rustcd_api::rustcdpb::StoredMember;
 use rustcd_api::rustcdpb::internal_request::Request as Op;
@@ -29,7 +30,7 @@ fn quorum(voters: usize) -> usize {
 const MAX_LEARNERS: usize = 1;
 
 /// The outcome of a promotion asked of this member.
-pub enum Promotion {
+enum Promotion {
     Done(MemberPromoteResponse),
     /// This member does not lead: the leader must be asked (etcd forwards it there).
     AskLeader,
@@ -123,7 +124,22 @@ impl EtcdServer {
 
     /// Promotes a learner that has caught up (90% of the leader's log, etcd's rule). Only the
     /// leader knows how far a learner is: elsewhere the answer is to ask the leader.
-    pub async fn member_promote(&self, caller: &Caller, id: u64) -> Result<Promotion, ServerError> {
+    pub async fn member_promote(&self, caller: &Caller, id: u64) -> Result<MemberPromoteResponse, ServerError> {
+        match self.promote_here(caller, id).await? {
+            Promotion::Done(resp) => {
+                // Done here: this member is the leader that promoted it.
+                rustcd_metrics::get().server.learner_promote_successes.inc();
+                Ok(resp)
+            }
+            Promotion::AskLeader => {
+                let mut leader = ClusterClient::new(self.leader_channel().await?);
+                let forwarded = leader.member_promote(MemberPromoteRequest { id }).await;
+                forwarded.map(tonic::Response::into_inner).map_err(ServerError::from)
+            }
+        }
+    }
+
+    async fn promote_here(&self, caller: &Caller, id: u64) -> Result<Promotion, ServerError> {
         self.check_admin(caller)?;
         let Some(m) = self.membership().get(id) else { return Err(ServerError::MemberNotFound) };
         if !m.is_learner {

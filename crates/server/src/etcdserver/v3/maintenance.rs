@@ -5,7 +5,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rustcd_api::etcdserverpb::{
-    AlarmType, DefragmentResponse, HashKvResponse, HashResponse, MoveLeaderResponse, StatusResponse,
+    AlarmType, DefragmentResponse, DowngradeRequest, DowngradeResponse, HashKvResponse, HashResponse,
+    MoveLeaderResponse, StatusResponse,
 };
 
 use crate::error::ServerError;
@@ -77,6 +78,11 @@ impl EtcdServer {
         let store = self.store().clone();
         let (hash, compact_revision, hash_revision) = blocking(move || store.hash_kv(revision)).await??;
         Ok(HashKvResponse { header: self.current_header(), hash, compact_revision, hash_revision })
+    }
+
+    /// etcd 3.5's `Downgrade`: not built yet (etcd 3.6's behaviour is the next round's).
+    pub async fn downgrade(&self, _caller: &Caller, _r: DowngradeRequest) -> Result<DowngradeResponse, ServerError> {
+        Err(ServerError::DowngradeNotImplemented)
     }
 
     /// etcd's `MoveLeader` (root only): on the leader, hands leadership to the voter `target`

@@ -15,8 +15,10 @@ use crate::etcdserver::auth::Caller;
 use crate::etcdserver::server::EtcdServer;
 use crate::etcdserver::validate;
 
+pub mod auth;
 pub mod cluster;
 pub mod lease;
+pub mod lock;
 pub mod maintenance;
 mod range_stream;
 
