@@ -63,54 +63,57 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let code = rt.block_on(async move {
-        let running = match rustcd_server::start(cfg.clone()).await {
-            Ok(r) => r,
-            Err(rustcd_server::error::StartError::FallBackToProxy) => {
-                // Nothing of a member stays behind: the next start asks the discovery URL again.
-                let _ = std::fs::remove_dir_all(cfg.data_dir.join("member"));
-                return match rustcd_server::proxy::v2proxy::run(cfg).await {
-                    Ok(()) => 0,
-                    Err(e) => {
-                        eprintln!("etcd: {e}");
-                        1
-                    }
-                };
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "failed to start");
-                eprintln!("etcd: {e}");
-                return 1;
-            }
-        };
-        // The member runs until a signal, or until it ends by itself.
-        let end = tokio::select! {
-            _ = rustcd_server::wait_for_signal() => None,
-            end = running.ended() => Some(end),
-        };
-        match end {
-            // Removed from the cluster: its last words are logged; it is done.
-            Some(ApplyEnd::Removed) => return 0,
-            Some(ApplyEnd::Fatal(e)) => {
-                tracing::error!(error = %e, "the member stops");
-                eprintln!("etcd: {e}");
-                return 1;
-            }
-            Some(ApplyEnd::Stopped) | None => {}
-        }
-        tracing::info!("received signal; shutting down");
-        let c = running.server.config();
-        let (name, dir) = (c.raw.name.clone(), c.data_dir.display().to_string());
-        let (peers, clients) = (c.advertise_peer_urls.join(","), c.advertise_client_urls.join(","));
-        tracing::info!(name = %name, data_dir = %dir, advertise_peer_urls = %peers, advertise_client_urls = %clients, "closing etcd server");
-        running.stop().await;
-        tracing::info!(name = %name, data_dir = %dir, advertise_peer_urls = %peers, advertise_client_urls = %clients, "closed etcd server");
-        0
-    });
+    let code = rt.block_on(run_member(cfg));
     // Dropping the tasks drops the last handles on the backend, which closes it cleanly: redb
     // repairs (walks) the whole file on the next open after an unclean close.
     rt.shutdown_timeout(std::time::Duration::from_secs(5));
     std::process::exit(code);
+}
+
+/// Runs a member until a signal (a graceful stop) or until it ends by itself; the exit code.
+async fn run_member(cfg: Config) -> i32 {
+    let running = match rustcd_server::start(cfg.clone()).await {
+        Ok(r) => r,
+        Err(rustcd_server::error::StartError::FallBackToProxy) => {
+            // Nothing of a member stays behind: the next start asks the discovery URL again.
+            let _ = std::fs::remove_dir_all(cfg.data_dir.join("member"));
+            return match rustcd_server::proxy::v2proxy::run(cfg).await {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("etcd: {e}");
+                    1
+                }
+            };
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "failed to start");
+            eprintln!("etcd: {e}");
+            return 1;
+        }
+    };
+    // The member runs until a signal, or until it ends by itself.
+    let end = tokio::select! {
+        _ = rustcd_server::wait_for_signal() => None,
+        end = running.ended() => Some(end),
+    };
+    match end {
+        // Removed from the cluster: its last words are logged; it is done.
+        Some(ApplyEnd::Removed) => return 0,
+        Some(ApplyEnd::Fatal(e)) => {
+            tracing::error!(error = %e, "the member stops");
+            eprintln!("etcd: {e}");
+            return 1;
+        }
+        Some(ApplyEnd::Stopped) | None => {}
+    }
+    tracing::info!("received signal; shutting down");
+    let c = running.server.config();
+    let (name, dir) = (c.raw.name.clone(), c.data_dir.display().to_string());
+    let (peers, clients) = (c.advertise_peer_urls.join(","), c.advertise_client_urls.join(","));
+    tracing::info!(name = %name, data_dir = %dir, advertise_peer_urls = %peers, advertise_client_urls = %clients, "closing etcd server");
+    running.stop().await;
+    tracing::info!(name = %name, data_dir = %dir, advertise_peer_urls = %peers, advertise_client_urls = %clients, "closed etcd server");
+    0
 }
 
 /// A panic on any thread ends the member at once, as it does etcd: a raft or apply thread

@@ -10,4 +10,5 @@ pub mod discovery_v2;
 pub mod identity;
 pub mod listen;
 pub mod sd_notify;
+pub mod serve;
 pub mod start;

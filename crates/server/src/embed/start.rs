@@ -7,24 +7,17 @@ use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use prost::Message;
-use rustcd_api::etcdserverpb::auth_server::AuthServer;
-use rustcd_api::etcdserverpb::cluster_server::ClusterServer;
-use rustcd_api::etcdserverpb::kv_server::KvServer;
-use rustcd_api::etcdserverpb::lease_server::LeaseServer;
-use rustcd_api::etcdserverpb::maintenance_server::MaintenanceServer;
-use rustcd_api::etcdserverpb::watch_server::WatchServer;
 use rustcd_api::rustcdpb::{MemberAttributes, StoredMembers};
-use rustcd_api::v3electionpb::election_server::ElectionServer;
-use rustcd_api::v3lockpb::lock_server::LockServer;
 use rustcd_mvcc::KvStore;
 use rustcd_mvcc::watch::WatchHub;
 use rustcd_peer::{MembersFn, PeerService, PeerTransport};
 use rustcd_raft::log_store::LogStore;
 use rustcd_raft::{Input, NodeConfig, RaftNode};
 
-use crate::api::{grpc, http, metrics, otel};
+use crate::api::metrics;
 use crate::config::Config;
-use crate::embed::{identity, listen, sd_notify};
+use crate::embed::serve::{serve_clients, serve_peers};
+use crate::embed::{identity, sd_notify};
 use crate::error::StartError;
 use crate::etcdserver::apply::{self, Applier, ApplyEnd};
 use crate::etcdserver::membership::Membership;
@@ -107,20 +100,7 @@ fn raft_config(cfg: &Config, id: &identity::Identity, applied: u64) -> NodeConfi
 
 /// Opens the data dir, starts raft, the apply thread, the peer and client listeners.
 pub async fn start(cfg: Config) -> Result<Running, StartError> {
-    let member_dir = datadir::member_dir(&cfg.data_dir);
-    let snap_dir = datadir::snap_dir(&cfg.data_dir);
-    std::fs::create_dir_all(&snap_dir).map_err(|e| StartError::DataDir(format!("{}: {e}", snap_dir.display())))?;
-    rustcd_process::failpoints::setup().map_err(StartError::Config)?;
-    // The raft log recovers on another thread while the backend rebuilds its key index: the
-    // two biggest parts of a restart, independent of each other.
-    let wal_dir = (!cfg.raw.wal_dir.is_empty()).then(|| PathBuf::from(&cfg.raw.wal_dir));
-    let raft_dir = datadir::raft_dir(&cfg.data_dir, wal_dir.as_deref());
-    let no_fsync = cfg.raw.unsafe_no_fsync;
-    let log = std::thread::Builder::new()
-        .name("raft-log-open".into())
-        .spawn(move || LogStore::open(&raft_dir).map(|l| if no_fsync { l.without_fsync() } else { l }))
-        .map_err(|e| StartError::DataDir(format!("cannot start a thread: {e}")))?;
-    let store = Arc::new(KvStore::open(datadir::backend_path(&cfg.data_dir))?);
+    let (member_dir, log, store) = open_data_dir(&cfg)?;
     let listen = |urls: &[crate::config::url::Url]| urls.iter().map(|u| u.to_string()).collect::<Vec<_>>();
     let tls = config::tls::member_tls(
         &cfg.raw.tls,
@@ -144,59 +124,32 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     if membership.is_removed(member_id) {
         return Err(StartError::Config("the member has been permanently removed from the cluster".into()));
     }
-
-    let lessor: lease::SharedLessor =
-        Arc::new(std::sync::Mutex::new(rustcd_lease::Lessor::new(lease::min_ttl(cfg.raw.election_timeout))));
-    lease::restore(&store, &lessor)?;
-    let alarms = Arc::new(alarm::Alarms::load(&store)?);
-    let quota = quota::from_flag(cfg.raw.quota_backend_bytes);
-    let auth = Arc::new(
-        rustcd_auth::AuthStore::open(&store, cfg.auth_tokens.clone(), cfg.raw.bcrypt_cost as u32)
-            .map_err(|e| StartError::Config(e.to_string()))?,
-    );
-    let hub = Arc::new(WatchHub::new(store.clone()));
+    let state = Shared::load(&cfg, &store)?;
     let consistent_index = store.consistent_index();
     let (out_tx, out_rx) = mpsc::sync_channel(1024);
-    let node_cfg = raft_config(&cfg, &id, consistent_index);
     let snap_store = store.clone();
     let snapshot_source = Arc::new(move || {
         fail::fail_point!("snapshotBeforeSave");
         snap_store.snapshot().map_err(|e| e.to_string())
     });
     let log = log.join().map_err(|_| StartError::DataDir("the raft log could not be opened".into()))??;
+    let node_cfg = raft_config(&cfg, &id, consistent_index);
     let (raft, raft_tx) = RaftNode::start(node_cfg, log, out_tx, transport.clone(), snapshot_source)?;
     // A restored member's raft log now holds the restored membership, durably.
     datadir::clear_restored(&member_dir).map_err(|e| StartError::DataDir(e.to_string()))?;
     transport.set_raft(raft_tx);
     let (applied_tx, applied_rx) = tokio::sync::watch::channel(consistent_index);
-    let waiters = Arc::new(Default::default());
-    let read_waiters = Arc::new(Default::default());
+    let (waiters, read_waiters) = (Arc::new(Default::default()), Arc::new(Default::default()));
     let applier = Applier {
         member_id,
         warn_apply_duration: cfg.raw.experimental_warning_apply_duration,
-        stack: Box::new(auth::AuthGate {
-            auth: auth.clone(),
-            lessor: lessor.clone(),
-            inner: Box::new(alarm::AlarmGate {
-                alarms: alarms.clone(),
-                inner: Box::new(quota::QuotaGate {
-                    store: store.clone(),
-                    quota,
-                    inner: Box::new(apply::Backend {
-                        lessor: lessor.clone(),
-                        alarms: alarms.clone(),
-                        auth: auth.clone(),
-                        membership: membership.clone(),
-                    }),
-                }),
-            }),
-        }),
-        auth: auth.clone(),
-        lessor: lessor.clone(),
-        alarms: alarms.clone(),
+        stack: state.apply_stack(&store, &membership),
+        auth: state.auth.clone(),
+        lessor: state.lessor.clone(),
+        alarms: state.alarms.clone(),
         membership: membership.clone(),
         store: store.clone(),
-        hub: hub.clone(),
+        hub: state.hub.clone(),
         waiters: Arc::clone(&waiters),
         read_waiters: Arc::clone(&read_waiters),
         applied: applied_tx,
@@ -204,15 +157,127 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         snapshot_count: cfg.raw.snapshot_count,
         catch_up_entries: cfg.raw.experimental_snapshot_catchup_entries,
     };
+    let (apply_thread, ended) = spawn_apply(applier, out_rx)?;
+    start_watch_sync(state.hub.clone());
+
+    // Whatever is spawned from here on ends if start-up fails after it.
+    let shutdown = Shutdown::new();
+    let started = EndUnlessStarted(Some(shutdown.clone()));
+    let peers = peer_service(&store, &raft, &membership, (member_id, cluster_id));
+    let peer_addrs = serve_peers(&cfg, tls.peer_server.clone(), peers, &shutdown).await?;
+    let server = EtcdServer::new(Parts {
+        cfg: cfg.clone(),
+        member_id,
+        cluster_id,
+        membership,
+        client_dial: tls.client_dial.clone(),
+        peer_dial: tls.peer_dial.clone(),
+        alarms: state.alarms,
+        quota: state.quota,
+        auth: state.auth,
+        lessor: state.lessor,
+        store,
+        hub: state.hub,
+        raft_status: raft.status.clone(),
+        raft_tx: raft.sender(),
+        waiters,
+        read_waiters,
+        applied: applied_rx,
+        shutdown: shutdown.clone(),
+    });
+    if cfg.raw.experimental_initial_corrupt_check {
+        corrupt::initial_check(&server).await?;
+    }
+    metrics::initialize(&server);
+    let client_addrs = serve_clients(&cfg, tls.client_server.clone(), server.clone()).await?;
+    spawn_loops(&server, &cfg, &shutdown);
+    started.disarm();
+    Ok(Running { server, client_addrs, peer_addrs, raft, apply_thread, ended, shutdown })
+}
+
+/// The failpoints set, the data dir's directories made, the raft log opening on a thread of
+/// its own while the backend rebuilds its key index here: the two biggest parts of a restart,
+/// independent of each other.
+fn open_data_dir(cfg: &Config) -> Result<(PathBuf, std::thread::JoinHandle<LogOpened>, Arc<KvStore>), StartError> {
+    let member_dir = datadir::member_dir(&cfg.data_dir);
+    let snap_dir = datadir::snap_dir(&cfg.data_dir);
+    std::fs::create_dir_all(&snap_dir).map_err(|e| StartError::DataDir(format!("{}: {e}", snap_dir.display())))?;
+    rustcd_process::failpoints::setup().map_err(StartError::Config)?;
+    let wal_dir = (!cfg.raw.wal_dir.is_empty()).then(|| PathBuf::from(&cfg.raw.wal_dir));
+    let raft_dir = datadir::raft_dir(&cfg.data_dir, wal_dir.as_deref());
+    let no_fsync = cfg.raw.unsafe_no_fsync;
+    let log = std::thread::Builder::new()
+        .name("raft-log-open".into())
+        .spawn(move || LogStore::open(&raft_dir).map(|l| if no_fsync { l.without_fsync() } else { l }))
+        .map_err(|e| StartError::DataDir(format!("cannot start a thread: {e}")))?;
+    let store = Arc::new(KvStore::open(datadir::backend_path(&cfg.data_dir))?);
+    Ok((member_dir, log, store))
+}
+
+/// What opening the raft log gives.
+type LogOpened = Result<LogStore, rustcd_raft::Error>;
+
+/// The state the apply stack and the server core share, loaded from the backend.
+struct Shared {
+    lessor: lease::SharedLessor,
+    alarms: Arc<alarm::Alarms>,
+    quota: Option<u64>,
+    auth: Arc<rustcd_auth::AuthStore>,
+    hub: Arc<WatchHub>,
+}
+
+impl Shared {
+    fn load(cfg: &Config, store: &Arc<KvStore>) -> Result<Shared, StartError> {
+        let lessor: lease::SharedLessor =
+            Arc::new(std::sync::Mutex::new(rustcd_lease::Lessor::new(lease::min_ttl(cfg.raw.election_timeout))));
+        lease::restore(store, &lessor)?;
+        let auth = rustcd_auth::AuthStore::open(store, cfg.auth_tokens.clone(), cfg.raw.bcrypt_cost as u32)
+            .map_err(|e| StartError::Config(e.to_string()))?;
+        Ok(Shared {
+            lessor,
+            alarms: Arc::new(alarm::Alarms::load(store)?),
+            quota: quota::from_flag(cfg.raw.quota_backend_bytes),
+            auth: Arc::new(auth),
+            hub: Arc::new(WatchHub::new(store.clone())),
+        })
+    }
+
+    /// etcd's applier stack: the auth, alarm and quota checks over the backend applier.
+    fn apply_stack(&self, store: &Arc<KvStore>, membership: &Arc<Membership>) -> Box<dyn apply::ApplyRequest> {
+        let backend = apply::Backend {
+            lessor: self.lessor.clone(),
+            alarms: self.alarms.clone(),
+            auth: self.auth.clone(),
+            membership: membership.clone(),
+        };
+        let quota = quota::QuotaGate { store: store.clone(), quota: self.quota, inner: Box::new(backend) };
+        let alarms = alarm::AlarmGate { alarms: self.alarms.clone(), inner: Box::new(quota) };
+        Box::new(auth::AuthGate { auth: self.auth.clone(), lessor: self.lessor.clone(), inner: Box::new(alarms) })
+    }
+}
+
+/// The apply thread, and where it says why it ended.
+fn spawn_apply(
+    applier: Applier,
+    out_rx: mpsc::Receiver<rustcd_raft::Output>,
+) -> Result<(std::thread::JoinHandle<()>, tokio::sync::watch::Receiver<Option<ApplyEnd>>), StartError> {
     let (ended_tx, ended) = tokio::sync::watch::channel(None);
-    let apply_thread = std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("apply".into())
         .spawn(move || {
             ended_tx.send_replace(Some(applier.run(out_rx)));
         })
         .map_err(|e| StartError::DataDir(format!("cannot start apply thread: {e}")))?;
-    start_watch_sync(hub.clone());
+    Ok((thread, ended))
+}
 
+/// What the peer listeners serve besides raft: the member list and HashKV for fellow members.
+fn peer_service(
+    store: &Arc<KvStore>,
+    raft: &RaftNode,
+    membership: &Arc<Membership>,
+    (member_id, cluster_id): (u64, u64),
+) -> rustcd_api::rustcdpb::peer_server::PeerServer<PeerService> {
     let hash_kv_fn: rustcd_peer::HashKvFn = {
         let (store, status) = (store.clone(), raft.status.clone());
         Arc::new(move |rev| {
@@ -231,55 +296,23 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         let membership = membership.clone();
         Arc::new(move || membership.stored())
     };
-    // Whatever is spawned from here on ends if start-up fails after it.
-    let shutdown = Shutdown::new();
-    let started = EndUnlessStarted(Some(shutdown.clone()));
-    let peer_addrs = serve_peers(
-        &cfg,
-        tls.peer_server.clone(),
-        PeerService::server(cluster_id, raft.sender(), members_fn, hash_kv_fn),
-        &shutdown,
-    )
-    .await?;
-    let server = EtcdServer::new(Parts {
-        cfg: cfg.clone(),
-        member_id,
-        cluster_id,
-        membership,
-        client_dial: tls.client_dial.clone(),
-        peer_dial: tls.peer_dial.clone(),
-        alarms,
-        quota,
-        auth,
-        lessor,
-        store,
-        hub,
-        raft_status: raft.status.clone(),
-        raft_tx: raft.sender(),
-        waiters,
-        read_waiters,
-        applied: applied_rx,
-        shutdown: shutdown.clone(),
-    });
-    if cfg.raw.experimental_initial_corrupt_check {
-        corrupt::initial_check(&server).await?;
-    }
-    metrics::initialize(&server);
-    let client_addrs = serve_clients(&cfg, tls.client_server.clone(), server.clone()).await?;
+    PeerService::server(cluster_id, raft.sender(), members_fn, hash_kv_fn)
+}
+
+/// The member's background loops, each ended by the shutdown signal.
+fn spawn_loops(server: &Arc<EtcdServer>, cfg: &Config, shutdown: &Shutdown) {
     shutdown.spawn(publish(server.clone()));
     shutdown.spawn(lease::expiry_loop(server.clone()));
     if !cfg.raw.experimental_corrupt_check_time.is_zero() {
-        shutdown.spawn(corrupt::monitor(Arc::downgrade(&server), cfg.raw.experimental_corrupt_check_time));
+        shutdown.spawn(corrupt::monitor(Arc::downgrade(server), cfg.raw.experimental_corrupt_check_time));
     }
     if cfg.raw.experimental_compact_hash_check_enabled {
         let every = cfg.raw.experimental_compact_hash_check_time;
-        shutdown.spawn(corrupt::monitor_compact_hashes(Arc::downgrade(&server), every));
+        shutdown.spawn(corrupt::monitor_compact_hashes(Arc::downgrade(server), every));
     }
     if let Some(retention) = cfg.auto_compaction {
-        shutdown.spawn(compactor::run(Arc::downgrade(&server), retention));
+        shutdown.spawn(compactor::run(Arc::downgrade(server), retention));
     }
-    started.disarm();
-    Ok(Running { server, client_addrs, peer_addrs, raft, apply_thread, ended, shutdown })
 }
 
 /// Fires the shutdown signal when dropped, unless start-up got to the end: a start that fails
@@ -337,33 +370,6 @@ async fn publish(s: Arc<EtcdServer>) {
     }
 }
 
-async fn serve_peers<S>(
-    cfg: &Config,
-    tls: Option<Arc<rustcd_tls::ServerConfig>>,
-    svc: S,
-    shutdown: &Shutdown,
-) -> Result<Vec<std::net::SocketAddr>, StartError>
-where
-    S: tonic::server::NamedService
-        + tower_service::Service<
-            axum::http::Request<tonic::body::Body>,
-            Response = axum::http::Response<tonic::body::Body>,
-            Error = std::convert::Infallible,
-        > + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-{
-    let router = tonic::service::Routes::new(svc).into_axum_router();
-    // etcd checks a peer's certificate against the address it connects from, unless told not to.
-    let t = &cfg.raw.tls;
-    let check_client_san = t.peer.client_cert_auth && !t.peer_skip_client_san;
-    let shutdown = shutdown.clone();
-    let opts = listen::ServeOpts { tls, check_client_san, shutdown, ..listen::ServeOpts::from_settings(&cfg.raw) };
-    listen::serve_on(&cfg.listen_peer_urls, router, "serving peer traffic", &opts).await
-}
-
 /// Catches unsynced watchers up from the backend, off the write path.
 fn start_watch_sync(hub: Arc<WatchHub>) {
     let weak = Arc::downgrade(&hub);
@@ -375,58 +381,6 @@ fn start_watch_sync(hub: Arc<WatchHub>) {
             std::thread::sleep(Duration::from_millis(if behind > 0 { 5 } else { 50 }));
         }
     });
-}
-
-async fn serve_clients(
-    cfg: &Config,
-    tls: Option<Arc<rustcd_tls::ServerConfig>>,
-    s: Arc<EtcdServer>,
-) -> Result<Vec<std::net::SocketAddr>, StartError> {
-    let max = cfg.raw.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
-    let routes =
-        tonic::service::Routes::new(KvServer::new(grpc::kv::KvService(s.clone())).max_decoding_message_size(max))
-            .add_service(WatchServer::new(grpc::watch::WatchService(s.clone())).max_decoding_message_size(max))
-            .add_service(LeaseServer::new(grpc::lease::LeaseService(s.clone())))
-            .add_service(AuthServer::new(grpc::auth::AuthService(s.clone())))
-            .add_service(LockServer::new(grpc::lock::LockService(s.clone())))
-            .add_service(ElectionServer::new(grpc::election::ElectionService(s.clone())))
-            .add_service(MaintenanceServer::new(grpc::maintenance::MaintenanceService(s.clone())))
-            .add_service(ClusterServer::new(grpc::cluster::ClusterService(s.clone())));
-    let shutdown = s.shutdown().clone();
-    let opts = listen::ServeOpts { tls, shutdown, ..listen::ServeOpts::from_settings(&cfg.raw) };
-    if !cfg.listen_metrics_urls.is_empty() {
-        listen::serve_on(&cfg.listen_metrics_urls, http::routes(s.clone()), "serving metrics", &opts).await?;
-    }
-    let mut grpc = routes
-        .into_axum_router()
-        .route(grpc::kv_range::PATH, axum::routing::post(grpc::kv_range::handle).with_state(s.clone()))
-        .route(grpc::unary::PUT, axum::routing::post(grpc::unary::put).with_state(s.clone()))
-        .route(grpc::unary::DELETE_RANGE, axum::routing::post(grpc::unary::delete_range).with_state(s.clone()))
-        .route(grpc::unary::TXN, axum::routing::post(grpc::unary::txn).with_state(s.clone()));
-    if let Some(t) = &cfg.raw.distributed_tracing {
-        let tracer = otel::Tracer::start(t).map_err(StartError::Config)?;
-        grpc = grpc.layer(axum::middleware::from_fn_with_state(tracer, otel::layer));
-    }
-    let access = http::Access { cors: cfg.raw.cors.clone(), hosts: cfg.raw.host_whitelist.clone() };
-    let http = if cfg.listen_client_http_urls.is_empty() {
-        Some(http::client_routes(s.clone(), access))
-    } else {
-        // etcd's --listen-client-http-urls: HTTP moves off the client URLs to its own listeners
-        let what = "serving client traffic insecurely; this is strongly discouraged!";
-        listen::serve_on(&cfg.listen_client_http_urls, http::client_routes(s.clone(), access), what, &opts).await?;
-        None
-    };
-    let entry = grpc::entry::Entry { server: s, http };
-    let router = grpc.layer(axum::middleware::from_fn_with_state(entry, grpc::entry::layer));
-    let bound = listen::serve_on(
-        &cfg.listen_client_urls,
-        router,
-        "serving client traffic insecurely; this is strongly discouraged!",
-        &opts,
-    )
-    .await?;
-    tracing::info!("ready to serve client requests");
-    Ok(bound)
 }
 
 /// Waits for SIGTERM or SIGINT (forever where signals cannot be watched).
