@@ -11,6 +11,31 @@ use rustcd_testkit::{
     Cluster, REAL_ETCDCTL, etcdctl, etcdctl_watch, leader_index, lease_id, spawn_etcdctl, stdout, wait_for,
 };
 
+/// With auth on, a follower asked for a lease's time-to-live asks the leader (the primary
+/// lessor) for the same caller: the answer is the lease's, not `user name is empty`.
+#[test]
+fn cluster_lease_time_to_live_through_a_follower_with_auth_on() {
+    let c = Cluster::start(3);
+    c.wait_writable(0);
+    let leader = wait_for("a leader", Duration::from_secs(10), || leader_index(&c));
+    let (l, f) = (c.members[leader].endpoint(), c.members[(leader + 1) % 3].endpoint());
+    for args in [&["user", "add", "root:pw"][..], &["user", "add", "reader:pw"], &["auth", "enable"]] {
+        let out = etcdctl(&[&l], args);
+        assert!(out.status.success(), "etcdctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let id = lease_id(&etcdctl(&[&l], &["--user=root:pw", "lease", "grant", "100"]));
+    let put = etcdctl(&[&l], &["--user=root:pw", "put", "k", "v", &format!("--lease={id}")]);
+    assert!(put.status.success(), "{}", String::from_utf8_lossy(&put.stderr));
+    let ttl = etcdctl(&[&f], &["--user=root:pw", "--command-timeout=5s", "lease", "timetolive", &id, "--keys"]);
+    let text = stdout(&ttl);
+    assert!(ttl.status.success(), "timetolive through a follower: {}", String::from_utf8_lossy(&ttl.stderr));
+    assert!(text.contains("granted with TTL(100s)") && text.contains("attached keys([k])"), "{text}");
+    // A user without read permission on the lease's keys may not list them.
+    let denied = etcdctl(&[&f], &["--user=reader:pw", "--command-timeout=5s", "lease", "timetolive", &id, "--keys"]);
+    assert!(!denied.status.success(), "{}", stdout(&denied));
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("permission denied"));
+}
+
 #[test]
 fn cluster_leases_survive_leader_kill() {
     let mut c = Cluster::start(3);

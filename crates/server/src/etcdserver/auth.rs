@@ -27,34 +27,49 @@ use crate::etcdserver::server::EtcdServer;
 /// server's own proposals (lease expiry, compaction, alarms) have no caller: they go through
 /// [`EtcdServer::propose_internal`](crate::etcdserver::server::EtcdServer::propose_internal).
 #[derive(Clone, Debug)]
-pub struct Caller(Result<Option<AuthInfo>, AuthError>);
+pub struct Caller {
+    who: Result<Option<AuthInfo>, AuthError>,
+    /// The token the request carried: a request this member forwards to the leader carries it
+    /// on, so the leader answers for the same caller.
+    token: Option<String>,
+}
 
 impl Caller {
     /// A request with no credentials (as every request is with auth off).
     pub fn anonymous() -> Caller {
-        Caller(Ok(None))
+        Caller { who: Ok(None), token: None }
     }
 
     /// What a request's credentials name now: etcd's `AuthInfoFromCtx`. The token wins over
     /// the certificate; a token that names no one is an error only where a caller is needed,
     /// so `Status` or `MemberList` with a stale token still answer, as in etcd.
     pub fn resolve(s: &EtcdServer, token: Option<&str>, common_name: Option<&str>) -> Caller {
-        Caller(match (token, common_name) {
+        let who = match (token, common_name) {
             (Some(t), _) => s.auth().info_from_token(t),
             (None, Some(cn)) if s.config().raw.tls.client.client_cert_auth => Ok(s.auth().info_from_common_name(cn)),
             _ => Ok(None),
-        })
+        };
+        Caller { who, token: token.map(str::to_string) }
     }
 
     /// The caller of a request no front end resolved: refused as an invalid token, so a
     /// missing caller fails closed, never as the server's own request.
     pub fn unresolved() -> Caller {
-        Caller(Err(AuthError::InvalidAuthToken))
+        Caller { who: Err(AuthError::InvalidAuthToken), token: None }
     }
 
     /// The user the credentials name (`None`: no credentials), or the error the token earned.
     pub fn who(&self) -> Result<Option<&AuthInfo>, ServerError> {
-        self.0.as_ref().map(Option::as_ref).map_err(|e| ServerError::from(e.clone()))
+        self.who.as_ref().map(Option::as_ref).map_err(|e| ServerError::from(e.clone()))
+    }
+
+    /// `msg` as a request to another member on this caller's behalf: with its token.
+    pub fn forward<T>(&self, msg: T) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(msg);
+        if let Some(t) = self.token.as_deref().and_then(|t| t.parse().ok()) {
+            req.metadata_mut().insert("token", t);
+        }
+        req
     }
 }
 

@@ -133,7 +133,7 @@ impl EtcdServer {
             }
             Promotion::AskLeader => {
                 let mut leader = ClusterClient::new(self.leader_channel().await?);
-                let forwarded = leader.member_promote(MemberPromoteRequest { id }).await;
+                let forwarded = leader.member_promote(caller.forward(MemberPromoteRequest { id })).await;
                 forwarded.map(tonic::Response::into_inner).map_err(ServerError::from)
             }
         }

@@ -100,7 +100,8 @@ impl EtcdServer {
             Some(None) => LeaseTimeToLiveResponse { id: r.id, ttl: -1, ..Default::default() },
             None => {
                 let mut leader = LeaseClient::new(self.leader_channel().await?);
-                return leader.lease_time_to_live(r).await.map(tonic::Response::into_inner).map_err(ServerError::from);
+                let forwarded = leader.lease_time_to_live(caller.forward(r)).await;
+                return forwarded.map(tonic::Response::into_inner).map_err(ServerError::from);
             }
         };
         resp.header = self.current_header();
