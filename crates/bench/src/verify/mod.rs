@@ -21,7 +21,7 @@ pub use faults::Fault;
 #[derive(clap::Args)]
 pub struct VerifyArgs {
     /// How long the load runs (e.g. 60s, 2m)
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = duration_arg)]
     duration: Duration,
     /// Keys the clients share (fewer keys: more contention on each)
     #[arg(long, default_value_t = 4)]
@@ -36,7 +36,7 @@ pub struct VerifyArgs {
     #[arg(long, value_delimiter = ',', value_enum)]
     faults: Vec<Fault>,
     /// Time between faults; each lasts a third of it
-    #[arg(long, default_value = "6s", value_parser = parse_duration)]
+    #[arg(long, default_value = "6s", value_parser = duration_arg)]
     fault_interval: Duration,
     /// The members' process ids in --endpoints order (default: found from their client ports)
     #[arg(long, value_delimiter = ',')]
@@ -54,7 +54,7 @@ pub struct VerifyArgs {
 }
 
 /// A Go duration (`60s`, `2m`, `500ms`, `1h`), or plain seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn duration_arg(s: &str) -> Result<Duration, String> {
     match s.parse::<u64>() {
         Ok(secs) => Ok(Duration::from_secs(secs)),
         Err(_) => rustcd_gocompat::parse_std_duration(s).map_err(|e| e.to_string()),
@@ -229,10 +229,10 @@ mod tests {
 
     #[test]
     fn durations_read_as_etcd_users_write_them() {
-        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
-        assert!(parse_duration("5 parsecs").is_err());
+        assert_eq!(duration_arg("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(duration_arg("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(duration_arg("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(duration_arg("5"), Ok(Duration::from_secs(5)));
+        assert!(duration_arg("5 parsecs").is_err());
     }
 }
