@@ -2,8 +2,16 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files =
-        ["rpc.proto", "kv.proto", "auth.proto", "v3lock.proto", "v3election.proto", "internal.proto", "otlp.proto"];
+    let files = [
+        "rpc.proto",
+        "kv.proto",
+        "auth.proto",
+        "v3lock.proto",
+        "v3election.proto",
+        "internal.proto",
+        "otlp.proto",
+        "raftpb.proto",
+    ];
     let protos: Vec<_> = files.iter().map(|f| proto_dir.join(f)).collect();
     for p in &protos {
         println!("cargo:rerun-if-changed={}", p.display());

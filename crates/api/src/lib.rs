@@ -34,6 +34,12 @@ pub mod v3electionpb {
 }
 
 /// rustcd's own records: raft proposals and stored leases and members.
+/// etcd's raft messages as etcd's peers send them (etcd's `raftpb`, proto2); rustcd-peer
+/// translates them to and from raft-rs's.
+pub mod raftpb {
+    tonic::include_proto!("raftpb");
+}
+
 pub mod rustcdpb {
     tonic::include_proto!("rustcdpb");
 }

@@ -6,8 +6,12 @@
 //! raft tolerates (it retries), and is reported unreachable. Received messages go into the
 //! raft thread's bounded queue, and are dropped when it is full.
 //!
-//! Owns the peer gRPC service and client streams. Must not touch raft state: it only carries
-//! messages between the raft cores of members (it implements `rustcd_raft::Transport`).
+//! Owns the peer gRPC service and client streams, and the translation of raft messages to and
+//! from etcd's wire form ([`etcd_wire`], the first piece of etcd's peer protocol). Must not
+//! touch raft state: it only carries messages between the raft cores of members (it
+//! implements `rustcd_raft::Transport`).
+
+pub mod etcd_wire;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
