@@ -54,11 +54,11 @@ pub fn restore(cfg: &RestoreConfig, progress: &dyn Fn(u64, u64)) -> Result<Resto
     if std::fs::read_dir(data_dir).map(|mut d| d.next().is_some()).unwrap_or(data_dir.exists()) {
         return Err(BackupError::Invalid(format!("data-dir {:?} not empty or could not be read", data_dir.display())));
     }
-    let wal_dir = cfg.output_wal_dir.clone().unwrap_or_else(|| data_dir.join("member").join("raft"));
+    let wal_dir = datadir::raft_dir(data_dir, cfg.output_wal_dir.as_deref());
     if cfg.output_wal_dir.is_some() && wal_dir.exists() {
         return Err(BackupError::Invalid(format!("wal-dir {:?} exists", wal_dir.display())));
     }
-    let snap_dir = data_dir.join("member").join("snap");
+    let snap_dir = datadir::snap_dir(data_dir);
     tracing::info!(path = %cfg.snapshot_path.display(), wal_dir = %wal_dir.display(), data_dir = %data_dir.display(), snap_dir = %snap_dir.display(), "restoring snapshot");
     // Everything is written beside the data dir first and moved in place at the end: a restore
     // cut short (a crash, a full disk) leaves no member dir a server could start on half made.
@@ -69,21 +69,20 @@ pub fn restore(cfg: &RestoreConfig, progress: &dyn Fn(u64, u64)) -> Result<Resto
             std::fs::remove_dir_all(t)?; // what an interrupted restore left
         }
     }
-    let written_wal = tmp_wal.clone().unwrap_or_else(|| tmp.join("member").join("raft"));
-    let result =
-        write_member(cfg, &tmp.join("member").join("snap"), &written_wal, (&members, member_id, cluster_id), progress)
-            .and_then(|r| {
-                fail::fail_point!("restoreBeforeRename");
-                if let Some(t) = &tmp_wal {
-                    std::fs::rename(t, &wal_dir)?;
-                    datadir::sync_parent(&wal_dir)?;
-                }
-                std::fs::create_dir_all(data_dir)?;
-                std::fs::rename(tmp.join("member"), data_dir.join("member"))?;
-                datadir::sync_parent(&data_dir.join("member"))?;
-                std::fs::remove_dir_all(&tmp)?;
-                Ok(r)
-            });
+    let written_wal = datadir::raft_dir(&tmp, tmp_wal.as_deref());
+    let result = write_member(cfg, &datadir::snap_dir(&tmp), &written_wal, (&members, member_id, cluster_id), progress)
+        .and_then(|r| {
+            fail::fail_point!("restoreBeforeRename");
+            if let Some(t) = &tmp_wal {
+                std::fs::rename(t, &wal_dir)?;
+                datadir::sync_parent(&wal_dir)?;
+            }
+            std::fs::create_dir_all(data_dir)?;
+            std::fs::rename(datadir::member_dir(&tmp), datadir::member_dir(data_dir))?;
+            datadir::sync_parent(&datadir::member_dir(data_dir))?;
+            std::fs::remove_dir_all(&tmp)?;
+            Ok(r)
+        });
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
         if let Some(t) = &tmp_wal {

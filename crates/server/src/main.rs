@@ -76,7 +76,7 @@ async fn run_member(cfg: Config) -> i32 {
         Ok(r) => r,
         Err(rustcd_server::error::StartError::FallBackToProxy) => {
             // Nothing of a member stays behind: the next start asks the discovery URL again.
-            let _ = std::fs::remove_dir_all(cfg.data_dir.join("member"));
+            let _ = std::fs::remove_dir_all(rustcd_schema::datadir::member_dir(&cfg.data_dir));
             return match rustcd_server::proxy::v2proxy::run(cfg).await {
                 Ok(()) => 0,
                 Err(e) => {

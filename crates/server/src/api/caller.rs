@@ -13,12 +13,16 @@ use crate::etcdserver::server::EtcdServer;
 
 /// The caller the entry layer put on a gRPC request ([`Caller::unresolved`] if none did).
 pub fn of<T>(req: &tonic::Request<T>) -> Caller {
-    req.extensions().get::<Caller>().cloned().unwrap_or_else(Caller::unresolved)
+    on(req.extensions())
 }
 
 /// [`of`] for a request served by hand (the raw HTTP request).
 pub fn of_http<B>(req: &Request<B>) -> Caller {
-    req.extensions().get::<Caller>().cloned().unwrap_or_else(Caller::unresolved)
+    on(req.extensions())
+}
+
+fn on(x: &axum::http::Extensions) -> Caller {
+    x.get::<Caller>().cloned().unwrap_or_else(Caller::unresolved)
 }
 
 /// The TLS client certificate's common name, put on each request of its connection.

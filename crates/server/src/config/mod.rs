@@ -271,7 +271,7 @@ impl Config {
         let advertise_peer_urls = split_list(&raw.initial_advertise_peer_urls);
         let mut notes = Vec::new();
         let data_dir = PathBuf::from(data_dir);
-        let fresh = !data_dir.join("member").exists();
+        let fresh = !rustcd_schema::datadir::member_dir(&data_dir).exists();
         let bootstraps = [!raw.initial_cluster.is_empty(), !raw.discovery.is_empty(), !raw.discovery_srv.is_empty()];
         if fresh && bootstraps.iter().filter(|b| **b).count() > 1 {
             return Err(StartError::Config(

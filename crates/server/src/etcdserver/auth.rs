@@ -35,11 +35,6 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// A request with no credentials (as every request is with auth off).
-    pub fn anonymous() -> Caller {
-        Caller { who: Ok(None), token: None }
-    }
-
     /// What a request's credentials name now: etcd's `AuthInfoFromCtx`. The token wins over
     /// the certificate; a token that names no one is an error only where a caller is needed,
     /// so `Status` or `MemberList` with a stale token still answer, as in etcd.

@@ -9,12 +9,14 @@ use tonic::{Request, Response, Status};
 
 use crate::api;
 use crate::etcdserver::server::EtcdServer;
+use crate::etcdserver::v3::auth::with_auth_requests;
 
 pub struct AuthService(pub Arc<EtcdServer>);
 
-/// The whole impl is made by one macro so that `async_trait` sees every method.
+/// The whole impl is made by one macro so that `async_trait` sees every method: the auth
+/// requests the typed API lists ([`with_auth_requests`]), and Authenticate.
 macro_rules! auth_impl {
-    ($($name:ident($req:ty) -> $resp:ty;)*) => {
+    ($($name:ident($req:ty) -> $resp:ty = $op:ident;)*) => {
         #[tonic::async_trait]
         impl Auth for AuthService {
             $(
@@ -22,26 +24,15 @@ macro_rules! auth_impl {
                     Ok(Response::new(self.0.$name(&api::caller::of(&req), req.into_inner()).await?))
                 }
             )*
+
+            async fn authenticate(
+                &self,
+                req: Request<AuthenticateRequest>,
+            ) -> Result<Response<AuthenticateResponse>, Status> {
+                Ok(Response::new(self.0.authenticate(&api::caller::of(&req), req.into_inner()).await?))
+            }
         }
     };
 }
 
-auth_impl! {
-    auth_enable(AuthEnableRequest) -> AuthEnableResponse;
-    auth_disable(AuthDisableRequest) -> AuthDisableResponse;
-    auth_status(AuthStatusRequest) -> AuthStatusResponse;
-    authenticate(AuthenticateRequest) -> AuthenticateResponse;
-    user_add(AuthUserAddRequest) -> AuthUserAddResponse;
-    user_change_password(AuthUserChangePasswordRequest) -> AuthUserChangePasswordResponse;
-    user_get(AuthUserGetRequest) -> AuthUserGetResponse;
-    user_list(AuthUserListRequest) -> AuthUserListResponse;
-    user_delete(AuthUserDeleteRequest) -> AuthUserDeleteResponse;
-    user_grant_role(AuthUserGrantRoleRequest) -> AuthUserGrantRoleResponse;
-    user_revoke_role(AuthUserRevokeRoleRequest) -> AuthUserRevokeRoleResponse;
-    role_add(AuthRoleAddRequest) -> AuthRoleAddResponse;
-    role_get(AuthRoleGetRequest) -> AuthRoleGetResponse;
-    role_list(AuthRoleListRequest) -> AuthRoleListResponse;
-    role_delete(AuthRoleDeleteRequest) -> AuthRoleDeleteResponse;
-    role_grant_permission(AuthRoleGrantPermissionRequest) -> AuthRoleGrantPermissionResponse;
-    role_revoke_permission(AuthRoleRevokePermissionRequest) -> AuthRoleRevokePermissionResponse;
-}
+with_auth_requests!(auth_impl);

@@ -44,12 +44,12 @@ pub async fn handle(State(s): State<Arc<EtcdServer>>, req: Request) -> Response 
     let caller = crate::api::caller::of_http(&req);
     let answer = async {
         let r: RangeRequest = super::unary::read_request(req, max).await?;
-        let answer = match s.range_plan(&caller, &r, Planned::measure).await? {
-            Some(mut planned) => {
-                planned.header = s.header(planned.plan.current_rev);
-                Answer::Planned(Box::new(planned))
-            }
-            None => Answer::Whole(s.range(&caller, r).await?),
+        let answer = if rustcd_mvcc::plannable(&r) {
+            let mut planned = s.range_plan(&caller, r, Planned::measure).await?;
+            planned.header = s.header(planned.plan.current_rev);
+            Answer::Planned(Box::new(planned))
+        } else {
+            Answer::Whole(s.range(&caller, r).await?)
         };
         reply(answer)
     };

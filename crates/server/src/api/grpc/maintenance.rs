@@ -47,7 +47,7 @@ impl Maintenance for MaintenanceService {
     async fn snapshot(&self, req: Request<SnapshotRequest>) -> Result<Response<SnapshotStream>, Status> {
         self.0.check_admin(&api::caller::of(&req))?;
         let store = self.0.store().clone();
-        let dir = self.0.config().data_dir.join("member").join("snap");
+        let dir = rustcd_schema::datadir::snap_dir(&self.0.config().data_dir);
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::task::spawn_blocking(move || {
             if let Err(e) = send_snapshot(&store, &dir, &tx) {

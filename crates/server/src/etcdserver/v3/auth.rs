@@ -16,6 +16,33 @@ use crate::etcdserver::auth::Caller;
 use crate::etcdserver::server::EtcdServer;
 use crate::etcdserver::v3::blocking;
 
+/// Calls `$then!` with every auth request that is proposed as it comes (all but Authenticate),
+/// as `method(Request) -> Response = AuthOp;`: the one list the typed API here and the gRPC
+/// service ([`crate::api::grpc::auth`]) are both made from.
+macro_rules! with_auth_requests {
+    ($then:ident) => {
+        $then! {
+            auth_enable(AuthEnableRequest) -> AuthEnableResponse = Enable;
+            auth_disable(AuthDisableRequest) -> AuthDisableResponse = Disable;
+            auth_status(AuthStatusRequest) -> AuthStatusResponse = Status;
+            user_add(AuthUserAddRequest) -> AuthUserAddResponse = UserAdd;
+            user_change_password(AuthUserChangePasswordRequest) -> AuthUserChangePasswordResponse = UserChangePassword;
+            user_get(AuthUserGetRequest) -> AuthUserGetResponse = UserGet;
+            user_list(AuthUserListRequest) -> AuthUserListResponse = UserList;
+            user_delete(AuthUserDeleteRequest) -> AuthUserDeleteResponse = UserDelete;
+            user_grant_role(AuthUserGrantRoleRequest) -> AuthUserGrantRoleResponse = UserGrantRole;
+            user_revoke_role(AuthUserRevokeRoleRequest) -> AuthUserRevokeRoleResponse = UserRevokeRole;
+            role_add(AuthRoleAddRequest) -> AuthRoleAddResponse = RoleAdd;
+            role_get(AuthRoleGetRequest) -> AuthRoleGetResponse = RoleGet;
+            role_list(AuthRoleListRequest) -> AuthRoleListResponse = RoleList;
+            role_delete(AuthRoleDeleteRequest) -> AuthRoleDeleteResponse = RoleDelete;
+            role_grant_permission(AuthRoleGrantPermissionRequest) -> AuthRoleGrantPermissionResponse = RoleGrantPermission;
+            role_revoke_permission(AuthRoleRevokePermissionRequest) -> AuthRoleRevokePermissionResponse = RoleRevokePermission;
+        }
+    };
+}
+pub(crate) use with_auth_requests;
+
 /// One typed method per auth request: it proposes the request as an auth op and answers with
 /// the member's header.
 macro_rules! auth_requests {
@@ -36,24 +63,7 @@ macro_rules! auth_requests {
     };
 }
 
-auth_requests! {
-    auth_enable(AuthEnableRequest) -> AuthEnableResponse = Enable;
-    auth_disable(AuthDisableRequest) -> AuthDisableResponse = Disable;
-    auth_status(AuthStatusRequest) -> AuthStatusResponse = Status;
-    user_add(AuthUserAddRequest) -> AuthUserAddResponse = UserAdd;
-    user_change_password(AuthUserChangePasswordRequest) -> AuthUserChangePasswordResponse = UserChangePassword;
-    user_get(AuthUserGetRequest) -> AuthUserGetResponse = UserGet;
-    user_list(AuthUserListRequest) -> AuthUserListResponse = UserList;
-    user_delete(AuthUserDeleteRequest) -> AuthUserDeleteResponse = UserDelete;
-    user_grant_role(AuthUserGrantRoleRequest) -> AuthUserGrantRoleResponse = UserGrantRole;
-    user_revoke_role(AuthUserRevokeRoleRequest) -> AuthUserRevokeRoleResponse = UserRevokeRole;
-    role_add(AuthRoleAddRequest) -> AuthRoleAddResponse = RoleAdd;
-    role_get(AuthRoleGetRequest) -> AuthRoleGetResponse = RoleGet;
-    role_list(AuthRoleListRequest) -> AuthRoleListResponse = RoleList;
-    role_delete(AuthRoleDeleteRequest) -> AuthRoleDeleteResponse = RoleDelete;
-    role_grant_permission(AuthRoleGrantPermissionRequest) -> AuthRoleGrantPermissionResponse = RoleGrantPermission;
-    role_revoke_permission(AuthRoleRevokePermissionRequest) -> AuthRoleRevokePermissionResponse = RoleRevokePermission;
-}
+with_auth_requests!(auth_requests);
 
 impl EtcdServer {
     /// etcd's `Authenticate`: the password checked here (bcrypt, off the async workers), then a

@@ -39,20 +39,18 @@ impl EtcdServer {
     }
 
     /// A Range whose answer the caller builds from a plan as it goes ([`crate::api::grpc`]'s
-    /// hand-served path): `measure` runs on the blocking thread right after the plan is made,
-    /// `None` when the request sorts, filters or only counts, which only a whole answer can.
+    /// hand-served path), for a request [`rustcd_mvcc::plannable`] says may be planned (one that
+    /// sorts, filters or only counts needs [`EtcdServer::range`]): `measure` runs on the
+    /// blocking thread right after the plan is made.
     pub async fn range_plan<T: Send + 'static>(
         &self,
         caller: &Caller,
-        r: &RangeRequest,
+        r: RangeRequest,
         measure: impl FnOnce(rustcd_mvcc::RangePlan) -> Result<T, rustcd_mvcc::Error> + Send + 'static,
-    ) -> Result<Option<T>, ServerError> {
-        if !rustcd_mvcc::plannable(r) {
-            return Ok(None);
-        }
-        self.before_range(caller, r).await?;
-        let (store, r) = (self.store().clone(), r.clone());
-        Ok(Some(blocking(move || store.plan_range(&r).and_then(measure)).await??))
+    ) -> Result<T, ServerError> {
+        self.before_range(caller, &r).await?;
+        let store = self.store().clone();
+        blocking(move || store.plan_range(&r).and_then(measure)).await?.map_err(ServerError::from)
     }
 
     /// What a Range waits for and is checked against before it reads: its request, then
