@@ -11,6 +11,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "internal.proto",
         "otlp.proto",
         "raftpb.proto",
+        "etcdserver.proto",
+        "membership.proto",
+        "raft_internal.proto",
     ];
     let protos: Vec<_> = files.iter().map(|f| proto_dir.join(f)).collect();
     for p in &protos {
@@ -32,6 +35,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     pbjson_build::Builder::new()
         .register_descriptors(&std::fs::read(&descriptors)?)?
         .preserve_proto_field_names()
-        .build(&[".etcdserverpb", ".mvccpb", ".authpb", ".v3lockpb", ".v3electionpb"])?;
+        .build(&[".etcdserverpb", ".membershippb", ".mvccpb", ".authpb", ".v3lockpb", ".v3electionpb"])?;
     Ok(())
 }

@@ -33,13 +33,19 @@ pub mod v3electionpb {
     include!(concat!(env!("OUT_DIR"), "/v3electionpb.serde.rs"));
 }
 
-/// rustcd's own records: raft proposals and stored leases and members.
 /// etcd's raft messages as etcd's peers send them (etcd's `raftpb`, proto2); rustcd-peer
 /// translates them to and from raft-rs's.
 pub mod raftpb {
     tonic::include_proto!("raftpb");
 }
 
+/// etcd 3.5's membership requests through raft (`membershippb`).
+pub mod membershippb {
+    tonic::include_proto!("membershippb");
+    include!(concat!(env!("OUT_DIR"), "/membershippb.serde.rs"));
+}
+
+/// rustcd's own records: stored leases and members, auth requests grouped, the peer service.
 pub mod rustcdpb {
     tonic::include_proto!("rustcdpb");
 }

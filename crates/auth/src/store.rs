@@ -499,7 +499,7 @@ fn stored_password(hashed_b64: &str) -> Result<Vec<u8>, AuthError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rustcd_api::rustcdpb::InternalAuthenticateRequest;
+    use rustcd_api::etcdserverpb::InternalAuthenticateRequest;
 
     fn apply(a: &AuthStore, store: &KvStore, op: Op, who: Option<&AuthInfo>) -> Result<AuthResponse, AuthError> {
         let mut out = None;
@@ -544,8 +544,11 @@ mod tests {
         let del_root = Op::UserDelete(AuthUserDeleteRequest { name: ROOT.into() });
         assert_eq!(apply(&a, &store, del_root, Some(&root)), Err(AuthError::InvalidAuthMgmt));
         // A token made at apply names its user; a change of auth makes older checks stale.
-        let auth =
-            Op::Authenticate(InternalAuthenticateRequest { name: "u".into(), simple_token: "abcdefghijklmnop".into() });
+        let auth = Op::Authenticate(InternalAuthenticateRequest {
+            name: "u".into(),
+            password: String::new(),
+            simple_token: "abcdefghijklmnop".into(),
+        });
         let Ok(AuthResponse::Authenticate(t)) = apply(&a, &store, auth, None) else { panic!("authenticate") };
         assert_eq!(t.token, "abcdefghijklmnop.7");
         let u = a.info_from_token(&t.token).expect("valid").expect("enabled");

@@ -90,18 +90,12 @@ fn meta_row(k: &str, v: &[u8], put: &mut impl FnMut(&'static [u8], Vec<u8>, Vec<
 
 /// A member as etcd stores it: Go's JSON of its `membership.Member`.
 fn member_json(m: &rustcd_api::rustcdpb::StoredMember) -> String {
-    let s = |v: &str| serde_json::Value::from(v).to_string();
-    let list = |v: &[String]| format!("[{}]", v.iter().map(|u| s(u)).collect::<Vec<_>>().join(","));
-    let mut out = format!("{{\"id\":{},\"peerURLs\":{}", m.id, list(&m.peer_urls));
-    if m.is_learner {
-        out.push_str(",\"isLearner\":true");
+    rustcd_schema::member::MemberJson {
+        id: m.id,
+        peer_urls: m.peer_urls.clone(),
+        is_learner: m.is_learner,
+        name: m.name.clone(),
+        client_urls: m.client_urls.clone(),
     }
-    if !m.name.is_empty() {
-        out.push_str(&format!(",\"name\":{}", s(&m.name)));
-    }
-    if !m.client_urls.is_empty() {
-        out.push_str(&format!(",\"clientURLs\":{}", list(&m.client_urls)));
-    }
-    out.push('}');
-    out
+    .to_json()
 }

@@ -1,17 +1,19 @@
 //! rustcd-gocompat: the text forms etcd inherits from Go and its flag library, written once for
 //! every rustcd binary (etcd, etcdctl, etcdutl, grpc-proxy, the bench): `time.ParseDuration`
 //! and `Duration.String` ([`duration`]), `strconv.ParseBool` and pflag's bool flag forms
-//! ([`boolean`]), go-humanize's byte sizes ([`human_bytes`]) and clientv3's
-//! `GetPrefixRangeEnd` ([`prefix_end`]).
+//! ([`boolean`]), `encoding/json`'s string form ([`json`]), go-humanize's byte sizes
+//! ([`human_bytes`]) and clientv3's `GetPrefixRangeEnd` ([`prefix_end`]).
 //!
 //! It owns parsing and printing only: it must not know any flag's name, a server or a client,
 //! and depends on nothing of rustcd's. Error texts are Go's, since users see them.
 
 pub mod boolean;
 pub mod duration;
+pub mod json;
 
 pub use boolean::{BoolError, flag_bool, parse_bool};
 pub use duration::{DurationError, format_duration, parse_duration, parse_std_duration};
+pub use json::{json_string, json_strings};
 
 /// go-humanize's `Bytes`, as etcd's logs and tools print sizes: SI units, one decimal below 10
 /// (`2147483648` is `2.1 GB`).

@@ -6,10 +6,12 @@
 //!   AddLearnerNode 3; raft-rs AddNode 0, RemoveNode 1, AddLearnerNode 2 and no UpdateNode. A
 //!   conf change entry's data is a `ConfChange` encoded in its sender's numbering, so entries of
 //!   that type are re-encoded on the way through. etcd's UpdateNode (its `member update`) has no
-//!   raft-rs counterpart: it is refused here until the apply side can take it.
+//!   raft-rs counterpart: inside rustcd it is a normal entry marked by its context
+//!   ([`rustcd_raft::UPDATE_NODE_CONTEXT`]) whose data is etcd's conf change, and it becomes
+//!   etcd's conf change entry here (and back).
 //! - **fields only raft-rs has** (`Message.commit_term`, `request_snapshot`, `priority`,
 //!   `Entry.context`): etcd's peers neither send nor read them. Sent as etcd's, a message loses
-//!   them (raft-rs reads absent ones as zero, its value for a peer that predates them); an
+//!   them (raft-rs reads absent ones as zero, its value for a peer that predates them); any other
 //!   entry context, which a proposal would lose silently, is refused.
 //! - **proto2 presence**: etcd writes every field it declares non-nullable even when zero, so
 //!   what goes out sets every such field, and the bytes are etcd's own (the tests compare them
@@ -20,6 +22,7 @@ use prost::Message as _;
 use protobuf::{Message as _, ProtobufEnum, RepeatedField, SingularPtrField};
 use raft::eraftpb;
 use rustcd_api::raftpb;
+use rustcd_raft::UPDATE_NODE_CONTEXT;
 
 /// A message or entry one side cannot carry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -28,7 +31,7 @@ pub enum WireError {
     Decode(String),
     #[error("etcd raft message: unknown {what} {value}")]
     UnknownEnum { what: &'static str, value: i32 },
-    #[error("etcd raft message: conf change UpdateNode (etcd's member update) is not supported yet")]
+    #[error("etcd raft message: a conf change UpdateNode outside an entry")]
     UpdateNode,
     #[error("raft entry {0}: an entry context has no place in etcd's raft entries")]
     EntryContext(u64),
@@ -82,6 +85,15 @@ pub fn message_from_etcd(m: raftpb::Message) -> Result<eraftpb::Message, WireErr
 
 /// raft-rs's entry as etcd's: a conf change entry's data re-encoded in etcd's numbering.
 pub fn entry_to_etcd(e: &eraftpb::Entry) -> Result<raftpb::Entry, WireError> {
+    let update_node = e.entry_type == eraftpb::EntryType::EntryNormal && e.context == UPDATE_NODE_CONTEXT;
+    if update_node {
+        return Ok(raftpb::Entry {
+            r#type: Some(raftpb::EntryType::EntryConfChange as i32),
+            term: Some(e.term),
+            index: Some(e.index),
+            data: Some(e.data.clone()),
+        });
+    }
     if !e.context.is_empty() {
         return Err(WireError::EntryContext(e.index));
     }
@@ -109,7 +121,17 @@ pub fn entry_from_etcd(e: raftpb::Entry) -> Result<eraftpb::Entry, WireError> {
     let data = e.data.unwrap_or_default();
     let data = match entry_type {
         eraftpb::EntryType::EntryConfChange => {
-            let cc = raftpb::ConfChange::decode(data).map_err(|x| WireError::Decode(x.to_string()))?;
+            let cc = raftpb::ConfChange::decode(data.clone()).map_err(|x| WireError::Decode(x.to_string()))?;
+            if cc.r#type == Some(raftpb::ConfChangeType::ConfChangeUpdateNode as i32) {
+                return Ok(eraftpb::Entry {
+                    entry_type: eraftpb::EntryType::EntryNormal,
+                    term: e.term.unwrap_or(0),
+                    index: e.index.unwrap_or(0),
+                    data,
+                    context: Bytes::from_static(UPDATE_NODE_CONTEXT),
+                    ..Default::default()
+                });
+            }
             let cc = conf_change_from_etcd(cc)?;
             Bytes::from(cc.write_to_bytes().map_err(|x| WireError::Decode(x.to_string()))?)
         }
@@ -318,9 +340,25 @@ mod tests {
     }
 
     #[test]
+    fn an_update_node_entry_is_a_marked_normal_entry_inside_rustcd() {
+        let data = unhex(etcd::CONF_CHANGE_UPDATE);
+        let wire = raftpb::Entry {
+            r#type: Some(raftpb::EntryType::EntryConfChange as i32),
+            term: Some(3),
+            index: Some(12),
+            data: Some(Bytes::from(data.clone())),
+        };
+        let inside = entry_from_etcd(wire.clone()).expect("from etcd");
+        assert_eq!(inside.entry_type, eraftpb::EntryType::EntryNormal);
+        assert_eq!(inside.context.as_ref(), UPDATE_NODE_CONTEXT);
+        assert_eq!(inside.data.as_ref(), data.as_slice(), "etcd's conf change, unchanged");
+        assert_eq!(entry_to_etcd(&inside), Ok(wire), "back to etcd's conf change entry");
+    }
+
+    #[test]
     fn what_one_side_cannot_carry_is_refused() {
         let update = raftpb::ConfChange::decode(unhex(etcd::CONF_CHANGE_UPDATE).as_slice()).expect("decode");
-        assert_eq!(conf_change_from_etcd(update), Err(WireError::UpdateNode));
+        assert_eq!(conf_change_from_etcd(update.clone()), Err(WireError::UpdateNode));
         let mut with_context = entry(4, 9, b"x");
         with_context.context = Bytes::from_static(b"ctx");
         assert_eq!(entry_to_etcd(&with_context), Err(WireError::EntryContext(9)));

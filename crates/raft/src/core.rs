@@ -94,6 +94,10 @@ impl<L: LogStorage, T: Transport, A: ApplySink> RaftCore<L, T, A> {
                 let r = self.node.propose(vec![], data).map_err(Error::from);
                 let _ = done.send(r);
             }
+            Input::ProposeUpdateNode(data, done) => {
+                let r = self.node.propose(crate::UPDATE_NODE_CONTEXT.to_vec(), data).map_err(Error::from);
+                let _ = done.send(r);
+            }
             Input::ReadIndex(ctx) => self.node.read_index(ctx),
             Input::Step(mut m) => {
                 if let Some(why) = refuse(&self.node.raft, &mut m) {

@@ -23,4 +23,4 @@ pub use log_store::bootstrap_log;
 pub use node::{RaftNode, RaftSender};
 pub use raft::ReadState;
 pub use raft::eraftpb;
-pub use types::{Input, NodeConfig, NodeStatus, Output};
+pub use types::{Input, NodeConfig, NodeStatus, Output, UPDATE_NODE_CONTEXT};

@@ -36,9 +36,18 @@ pub struct NodeConfig {
     pub applied: u64,
 }
 
+/// The context of a normal entry that is really etcd's UpdateNode conf change (its `member
+/// update`), its data the conf change in etcd's encoding. raft-rs has no UpdateNode, and needs
+/// none (etcd's raft does nothing with one either): the entry goes through raft-rs as a normal
+/// one, the apply side changes the member's peer URLs, and rustcd-peer's etcd wire turns it
+/// into etcd's conf change entry and back.
+pub const UPDATE_NODE_CONTEXT: &[u8] = b"etcd.ConfChangeUpdateNode";
+
 /// What the raft task is asked to do.
 pub enum Input {
     Propose(Vec<u8>, tokio::sync::oneshot::Sender<Result<()>>),
+    /// Proposes etcd's UpdateNode conf change (its encoding): see [`UPDATE_NODE_CONTEXT`].
+    ProposeUpdateNode(Vec<u8>, tokio::sync::oneshot::Sender<Result<()>>),
     ReadIndex(Vec<u8>),
     Step(Message),
     /// The state machine applied (durably) up to this index: the log before it may go.

@@ -10,6 +10,12 @@ pub const LEASE_PREFIX: &str = "lease/";
 /// The membership: a `StoredMembers`.
 pub const MEMBERS: &str = "members";
 
+/// The cluster version the cluster last agreed on (`3.5.0`), as etcd's `cluster` bucket holds it.
+pub const CLUSTER_VERSION: &str = "cluster/version";
+
+/// The cluster's downgrade state: an `etcdserverpb`-less `membershippb.DowngradeInfoSetRequest`.
+pub const DOWNGRADE: &str = "cluster/downgrade";
+
 /// Whether auth is on (`"1"`/`"0"`).
 pub const AUTH_ENABLED: &str = "auth/enabled";
 /// The auth revision (8 bytes, big-endian).

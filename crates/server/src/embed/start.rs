@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
-use prost::Message;
-use rustcd_api::rustcdpb::{MemberAttributes, StoredMembers};
+use rustcd_api::membershippb::{Attributes, ClusterMemberAttrSetRequest};
+use rustcd_api::rustcdpb::StoredMembers;
 use rustcd_mvcc::KvStore;
 use rustcd_mvcc::watch::WatchHub;
 use rustcd_peer::{MembersFn, PeerService, PeerTransport};
@@ -20,7 +20,8 @@ use crate::embed::serve::{serve_clients, serve_peers};
 use crate::embed::{identity, sd_notify};
 use crate::error::StartError;
 use crate::etcdserver::apply::{self, Applier, ApplyEnd};
-use crate::etcdserver::membership::Membership;
+use crate::etcdserver::membership::{Membership, member_json};
+use crate::etcdserver::request::Op;
 use crate::etcdserver::server::{EtcdServer, Parts};
 use crate::etcdserver::{alarm, auth, compactor, corrupt, lease, quota};
 use crate::shutdown::Shutdown;
@@ -86,7 +87,12 @@ impl Running {
 fn raft_config(cfg: &Config, id: &identity::Identity, applied: u64) -> NodeConfig {
     NodeConfig {
         id: id.member_id,
-        bootstrap: if id.bootstrap { id.members.iter().map(|m| (m.id, m.encode_to_vec())).collect() } else { vec![] },
+        // A new cluster's first entries add its members, each with etcd's member JSON.
+        bootstrap: if id.bootstrap {
+            id.members.iter().map(|m| (m.id, member_json(m).to_json().into_bytes())).collect()
+        } else {
+            vec![]
+        },
         tick: Duration::from_millis(cfg.raw.heartbeat_interval),
         election_tick: (cfg.raw.election_timeout / cfg.raw.heartbeat_interval) as usize,
         max_election_tick: 0,
@@ -121,6 +127,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         StoredMembers { members: id.members.clone(), removed: vec![] },
         Box::new(move |members| routes.route_to(members)),
     ));
+    membership.load_version(&store);
     if membership.is_removed(member_id) {
         return Err(StartError::Config("the member has been permanently removed from the cluster".into()));
     }
@@ -335,17 +342,11 @@ impl Drop for EndUnlessStarted {
 
 /// etcd's publish: once a leader exists, this member's name and client URLs go through raft.
 async fn publish(s: Arc<EtcdServer>) {
-    let attrs = MemberAttributes {
-        id: s.member_id(),
-        name: s.config().raw.name.clone(),
-        client_urls: s.config().advertise_client_urls.clone(),
-    };
+    let attrs = Attributes { name: s.config().raw.name.clone(), client_urls: s.config().advertise_client_urls.clone() };
+    let request = ClusterMemberAttrSetRequest { member_id: s.member_id(), member_attributes: Some(attrs.clone()) };
     loop {
         if s.leader() != 0 {
-            match s
-                .propose_internal(rustcd_api::rustcdpb::internal_request::Request::MemberAttributes(attrs.clone()))
-                .await
-            {
+            match s.propose_internal(Op::MemberAttributes(request.clone())).await {
                 Ok(_) => {
                     let (id, cluster) = (format!("{:x}", s.member_id()), format!("{:x}", s.cluster_id()));
                     tracing::info!(

@@ -9,10 +9,10 @@
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 
+use crate::etcdserver::request::Op;
 use rustcd_api::etcdserverpb::alarm_request::AlarmAction;
 use rustcd_api::etcdserverpb::request_op::Request as TxnOp;
 use rustcd_api::etcdserverpb::{AlarmMember, AlarmRequest, AlarmResponse, AlarmType, TxnRequest};
-use rustcd_api::rustcdpb::internal_request::Request as Op;
 use rustcd_mvcc::{KvStore, WriteTxn};
 
 use rustcd_schema::meta;

@@ -12,7 +12,6 @@ use rustcd_api::etcdserverpb::Member;
 use rustcd_api::etcdserverpb::{
     CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse, TxnResponse,
 };
-use rustcd_api::rustcdpb::{InternalRequest, internal_request::Request as Op};
 use rustcd_mvcc::watch::WatchHub;
 use rustcd_mvcc::{KvStore, WriteTxn};
 use rustcd_raft::eraftpb::{ConfChange, Entry, EntryType};
@@ -22,6 +21,7 @@ use tokio::sync::watch;
 use crate::error::ServerError;
 use crate::etcdserver::lease::{self, SharedLessor};
 use crate::etcdserver::membership::{Change, Membership};
+use crate::etcdserver::request::{self, Op};
 use crate::etcdserver::server::{ReadWaiters, Waiters};
 
 /// The result of applying one proposal.
@@ -38,15 +38,16 @@ pub enum Applied {
     LeaseCheckpoint,
     Alarm(rustcd_api::etcdserverpb::AlarmResponse),
     Auth(rustcd_auth::AuthResponse),
+    /// A request with no answer to give (cluster version, downgrade state, a v2 request).
+    Done,
 }
 
-/// Where a request in the raft log came from: its entry's index, and its sender (a client,
-/// named by its token or certificate, or the server itself).
+/// Where a request in the raft log came from: its entry's index, and the user it runs as
+/// (from the request's header: a client's, root's for an expired lease's revocation, none for
+/// the server's own requests).
 #[derive(Debug, Clone, Default)]
 pub struct Origin {
     pub index: u64,
-    /// The server's own proposal (lease expiry, compaction, alarms): no client to check.
-    pub internal: bool,
     pub who: Option<rustcd_auth::AuthInfo>,
 }
 
@@ -209,6 +210,16 @@ impl Applier {
         Ok(())
     }
 
+    /// Applies etcd's UpdateNode conf change (see [`rustcd_raft::UPDATE_NODE_CONTEXT`]): the
+    /// member's new peer URLs from its context. Returns the change's ID (its waiter).
+    fn update_node(&self, data: &[u8], w: &mut WriteTxn) -> Result<u64, String> {
+        let cc = rustcd_api::raftpb::ConfChange::decode(data).map_err(|e| e.to_string())?;
+        let member = rustcd_schema::member::MemberJson::parse(cc.context.as_deref().unwrap_or_default())
+            .map_err(|e| e.to_string())?;
+        self.membership.apply_update(cc.node_id.unwrap_or_default(), member.peer_urls, w);
+        Ok(cc.id.unwrap_or_default())
+    }
+
     /// Applies a batch in one backend transaction; `Ok(true)` when it removed this member.
     fn apply_entries(&self, entries: &[Entry]) -> Result<bool, String> {
         let Some(last) = entries.last().map(|e| e.index) else {
@@ -232,23 +243,19 @@ impl Applier {
                         }
                         results.push((cc.id, Ok(Applied::Members(self.membership.list()))));
                     }
-                    EntryType::EntryNormal if !e.data.is_empty() => match InternalRequest::decode(e.data.as_ref()) {
+                    EntryType::EntryNormal if e.context.as_ref() == rustcd_raft::UPDATE_NODE_CONTEXT => {
+                        match self.update_node(&e.data, w) {
+                            Ok(id) => results.push((id, Ok(Applied::Members(self.membership.list())))),
+                            Err(err) => {
+                                tracing::error!(index = e.index, error = %err, "undecodable UpdateNode entry skipped")
+                            }
+                        }
+                    }
+                    EntryType::EntryNormal if !e.data.is_empty() => match request::decode(e.data.as_ref()) {
                         Ok(req) => {
                             let started = std::time::Instant::now();
-                            let origin = Origin {
-                                index: e.index,
-                                internal: req.internal,
-                                who: (!req.username.is_empty() || req.auth_revision != 0).then(|| {
-                                    rustcd_auth::AuthInfo {
-                                        username: req.username.clone(),
-                                        revision: req.auth_revision,
-                                    }
-                                }),
-                            };
-                            let r = match req.request {
-                                Some(op) => self.stack.apply(w, op, &origin),
-                                None => Err(ServerError::Internal("a raft entry without a request".into())),
-                            };
+                            let origin = Origin { index: e.index, who: req.who };
+                            let r = self.stack.apply(w, req.op, &origin);
                             let took = started.elapsed();
                             if took > self.warn_apply_duration {
                                 rustcd_metrics::get().server.slow_apply_total.inc();
@@ -321,15 +328,20 @@ impl Backend {
     fn dispatch(&self, w: &mut WriteTxn, op: Op, origin: &Origin) -> Result<Applied, ServerError> {
         match op {
             Op::Alarm(r) => Ok(Applied::Alarm(self.alarms.apply(w, &r))),
-            Op::Auth(a) => {
-                let op = a.op.ok_or(ServerError::EmptyRequestOp)?;
+            Op::Auth(op) => {
                 let who = origin.who.as_ref();
                 self.auth.apply(w, op, who, origin.index).map(Applied::Auth).map_err(ServerError::from)
             }
-            Op::MemberUpdate(u) => {
-                self.membership.apply_update(u.id, u.peer_ur_ls, w);
-                Ok(Applied::Members(self.membership.list()))
+            Op::ClusterVersion(v) => {
+                self.membership.apply_cluster_version(&v, w);
+                Ok(Applied::Done)
             }
+            Op::Downgrade(d) => {
+                self.membership.apply_downgrade(&d, w);
+                Ok(Applied::Done)
+            }
+            // etcd applies these to its v2 store only, or (a range) not at all.
+            Op::Range(_) | Op::V2(_) => Ok(Applied::Done),
             Op::MemberAttributes(a) => {
                 self.membership.apply_attributes(&a, w);
                 Ok(Applied::Members(self.membership.list()))
@@ -354,9 +366,7 @@ fn store_request(w: &mut WriteTxn, lessor: &SharedLessor, op: Op) -> Result<Appl
         Op::LeaseGrant(g) => lease::apply_grant(w, lessor, &g),
         Op::LeaseRevoke(r) => lease::apply_revoke(w, lessor, &r),
         Op::LeaseCheckpoint(c) => lease::apply_checkpoint(w, lessor, &c),
-        Op::MemberAttributes(_) | Op::MemberUpdate(_) | Op::Alarm(_) | Op::Auth(_) => {
-            Err(ServerError::Internal("not a key or lease request".into()))
-        }
+        _ => Err(ServerError::Internal("not a key or lease request".into())),
     }
 }
 

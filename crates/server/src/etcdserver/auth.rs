@@ -9,9 +9,9 @@
 
 use std::sync::Arc;
 
+use crate::etcdserver::request::Op;
 use rustcd_api::etcdserverpb::request_op::Request as TxnOp;
 use rustcd_api::etcdserverpb::{PutRequest, RequestOp, TxnRequest};
-use rustcd_api::rustcdpb::internal_request::Request as Op;
 use rustcd_auth::{AuthError, AuthInfo, AuthStore};
 use rustcd_mvcc::WriteTxn;
 
@@ -24,8 +24,9 @@ use crate::etcdserver::server::EtcdServer;
 /// its TLS certificate's common name), by the front end that received it, and passed by value
 /// to every call of the typed API that reads or proposes for it (etcd's request `ctx`). Work a
 /// handler spawns takes its caller along as a value: nothing is looked up from the task. The
-/// server's own proposals (lease expiry, compaction, alarms) have no caller: they go through
-/// [`EtcdServer::propose_internal`](crate::etcdserver::server::EtcdServer::propose_internal).
+/// server's own proposals (lease checkpoints, compaction, alarms) have no caller: they go
+/// through [`EtcdServer::propose_internal`](crate::etcdserver::server::EtcdServer::propose_internal),
+/// and an expired lease's revocation through `propose_as_root`.
 #[derive(Clone, Debug)]
 pub struct Caller {
     who: Result<Option<AuthInfo>, AuthError>,
@@ -78,7 +79,7 @@ pub struct AuthGate {
 
 impl ApplyRequest for AuthGate {
     fn apply(&self, w: &mut WriteTxn, op: Op, o: &Origin) -> Result<Applied, ServerError> {
-        if !o.internal && self.auth.is_enabled() {
+        if self.auth.is_enabled() {
             let who = o.who.as_ref();
             match &op {
                 Op::Put(p) => self.check_put(who, p)?,

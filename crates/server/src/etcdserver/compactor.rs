@@ -9,8 +9,8 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use crate::etcdserver::request::Op;
 use rustcd_api::etcdserverpb::CompactionRequest;
-use rustcd_api::rustcdpb::internal_request::Request as Op;
 use tokio::time::Instant;
 
 use crate::config::settings::Retention;

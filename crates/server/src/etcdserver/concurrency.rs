@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::etcdserver::request::Op;
 use rustcd_api::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use rustcd_api::etcdserverpb::range_request::{SortOrder, SortTarget};
 use rustcd_api::etcdserverpb::request_op::Request as ReqOp;
@@ -12,7 +13,6 @@ use rustcd_api::etcdserverpb::{
     Compare, DeleteRangeRequest, PutRequest, RangeRequest, RangeResponse, RequestOp, TxnRequest, TxnResponse,
 };
 use rustcd_api::mvccpb::KeyValue;
-use rustcd_api::rustcdpb::internal_request::Request as Op;
 use rustcd_mvcc::KeyRange;
 use rustcd_mvcc::watch::{WatchSpec, WatcherKey};
 use tokio::sync::mpsc;

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::etcdserver::request::Op;
 use prost::Message;
 use rustcd_api::etcdserverpb::request_op::Request as ReqOp;
 use rustcd_api::etcdserverpb::{
@@ -13,7 +14,6 @@ use rustcd_api::etcdserverpb::{
     LeaseRevokeResponse, RangeRequest, RequestOp, TxnRequest,
 };
 use rustcd_api::rustcdpb::StoredLease;
-use rustcd_api::rustcdpb::internal_request::Request as Op;
 use rustcd_lease::Lessor;
 use rustcd_mvcc::{KvStore, WriteTxn};
 
@@ -161,7 +161,7 @@ pub async fn expiry_loop(s: Arc<EtcdServer>) {
             }
             let s = s.clone();
             tokio::spawn(async move {
-                match s.propose_internal(Op::LeaseRevoke(LeaseRevokeRequest { id })).await {
+                match s.propose_as_root(Op::LeaseRevoke(LeaseRevokeRequest { id })).await {
                     Ok(_) => rustcd_metrics::get().server.lease_expired_total.inc(),
                     Err(e) => tracing::debug!(lease = id, error = %e, "revoking an expired lease failed; will retry"),
                 }

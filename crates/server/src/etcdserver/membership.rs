@@ -6,15 +6,19 @@ use std::sync::RwLock;
 
 use prost::Message;
 use rustcd_api::etcdserverpb::Member;
-use rustcd_api::rustcdpb::{MemberAttributes, StoredMember, StoredMembers};
+use rustcd_api::membershippb::{ClusterMemberAttrSetRequest, DowngradeInfoSetRequest};
+use rustcd_api::rustcdpb::{StoredMember, StoredMembers};
 use rustcd_mvcc::{KvStore, WriteTxn};
 use rustcd_raft::eraftpb::{ConfChange, ConfChangeType};
+use rustcd_schema::member::{ConfChangeContext, MemberJson};
 
 /// Where the backend keeps the membership (`rustcd_schema::meta`).
 const META_MEMBERS: &str = rustcd_schema::meta::MEMBERS;
 
 pub struct Membership {
     inner: RwLock<StoredMembers>,
+    /// The cluster version the cluster agreed on, once one was applied.
+    version: RwLock<Option<String>>,
     /// Told every member list after a change: the peer transport's routes follow it, so the
     /// membership is the one owner of where each member is reached.
     follow: Follow,
@@ -40,11 +44,39 @@ impl Membership {
 
     pub fn new(initial: StoredMembers, follow: Follow) -> Self {
         follow(&initial.members);
-        Membership { inner: RwLock::new(initial), follow }
+        Membership { inner: RwLock::new(initial), version: RwLock::new(None), follow }
+    }
+
+    /// The cluster version stored in the backend, if any.
+    pub fn load_version(&self, store: &KvStore) {
+        let v = store.meta(rustcd_schema::meta::CLUSTER_VERSION).ok().flatten();
+        *self.version.write().unwrap_or_else(|p| p.into_inner()) = v.and_then(|b| String::from_utf8(b).ok());
+    }
+
+    /// The cluster version applied last (etcd's `RaftCluster.Version`).
+    pub fn cluster_version(&self) -> Option<String> {
+        self.version.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Applies the cluster version the leader set (etcd's `SetVersion`).
+    pub fn apply_cluster_version(&self, v: &str, w: &mut WriteTxn) {
+        let mut cur = self.version.write().unwrap_or_else(|p| p.into_inner());
+        if cur.as_deref() != Some(v) {
+            tracing::info!(from = cur.as_deref().unwrap_or(""), to = v, "updated cluster version");
+        }
+        *cur = Some(v.to_string());
+        w.put_meta(rustcd_schema::meta::CLUSTER_VERSION, v.as_bytes());
+    }
+
+    /// Applies the cluster's downgrade state (etcd 3.5's `DowngradeInfoSet`).
+    pub fn apply_downgrade(&self, d: &DowngradeInfoSetRequest, w: &mut WriteTxn) {
+        tracing::info!(enabled = d.enabled, target_version = %d.ver, "updated the cluster's downgrade state");
+        w.put_meta(rustcd_schema::meta::DOWNGRADE, &d.encode_to_vec());
     }
 
     /// Re-reads the membership after the backend was replaced by a snapshot.
     pub fn reload(&self, store: &KvStore) {
+        self.load_version(store);
         if let Some(m) = Self::load(store) {
             (self.follow)(&m.members);
             *self.write() = m;
@@ -84,7 +116,7 @@ impl Membership {
 
     /// Applies a committed configuration change inside the apply batch.
     pub fn apply_conf_change(&self, cc: &ConfChange, w: &mut WriteTxn) -> Change {
-        let ctx = StoredMember::decode(cc.context.as_ref()).unwrap_or_default();
+        let ctx = context_member(&cc.context);
         let mut m = self.write();
         let change = match cc.get_change_type() {
             ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
@@ -131,7 +163,7 @@ impl Membership {
         change
     }
 
-    /// Applies new peer URLs of a member (MemberUpdate).
+    /// Applies new peer URLs of a member (etcd's UpdateNode conf change).
     pub fn apply_update(&self, id: u64, peer_urls: Vec<String>, w: &mut WriteTxn) -> Option<StoredMember> {
         let mut m = self.write();
         let member = m.members.iter_mut().find(|x| x.id == id)?;
@@ -149,17 +181,55 @@ impl Membership {
     }
 
     /// Applies a member's published name and client URLs.
-    pub fn apply_attributes(&self, a: &MemberAttributes, w: &mut WriteTxn) {
+    pub fn apply_attributes(&self, a: &ClusterMemberAttrSetRequest, w: &mut WriteTxn) {
         let mut m = self.write();
-        let Some(member) = m.members.iter_mut().find(|x| x.id == a.id) else {
+        let Some(member) = m.members.iter_mut().find(|x| x.id == a.member_id) else {
             return;
         };
-        member.name = a.name.clone();
-        member.client_urls = a.client_urls.clone();
+        let attrs = a.member_attributes.clone().unwrap_or_default();
+        member.name = attrs.name;
+        member.client_urls = attrs.client_urls;
         let snapshot = m.clone();
         drop(m);
         self.save(w, &snapshot);
     }
+}
+
+/// The member a conf change's context names: etcd's member JSON (earlier rustcd logs hold a
+/// `StoredMember`, read too: JSON starts with `{`, which no StoredMember encoding does).
+pub fn context_member(context: &[u8]) -> StoredMember {
+    match ConfChangeContext::parse(context) {
+        Ok(c) => from_json(c.member),
+        Err(_) => StoredMember::decode(context).unwrap_or_default(),
+    }
+}
+
+/// `m` in etcd's member JSON, as a conf change adding it carries it (and a new cluster's first
+/// entries, and the members bucket).
+pub fn member_json(m: &StoredMember) -> MemberJson {
+    MemberJson {
+        id: m.id,
+        peer_urls: m.peer_urls.clone(),
+        is_learner: m.is_learner,
+        name: m.name.clone(),
+        client_urls: m.client_urls.clone(),
+    }
+}
+
+fn from_json(m: MemberJson) -> StoredMember {
+    StoredMember {
+        id: m.id,
+        name: m.name,
+        peer_urls: m.peer_urls,
+        client_urls: m.client_urls,
+        is_learner: m.is_learner,
+    }
+}
+
+/// The context of a conf change that promotes learner `id` (etcd's `ConfigChangeContext` with
+/// `isPromote`): the member with its peer URLs, a voter now.
+pub fn promote_context(id: u64, peer_urls: Vec<String>) -> String {
+    ConfChangeContext { member: MemberJson { id, peer_urls, ..Default::default() }, is_promote: true }.to_json()
 }
 
 pub fn to_api(m: &StoredMember) -> Member {

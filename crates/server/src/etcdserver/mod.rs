@@ -16,6 +16,7 @@ pub mod corrupt;
 pub mod lease;
 pub mod membership;
 pub mod quota;
+pub mod request;
 pub mod server;
 pub mod v3;
 pub mod validate;

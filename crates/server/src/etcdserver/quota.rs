@@ -8,9 +8,9 @@
 
 use std::sync::Arc;
 
+use crate::etcdserver::request::Op;
 use rustcd_api::etcdserverpb::request_op::Request as TxnOp;
 use rustcd_api::etcdserverpb::{PutRequest, RequestOp, TxnRequest};
-use rustcd_api::rustcdpb::internal_request::Request as Op;
 use rustcd_mvcc::{KvStore, WriteTxn};
 
 use crate::error::ServerError;

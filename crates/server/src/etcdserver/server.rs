@@ -6,9 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use prost::Message;
 use rustcd_api::etcdserverpb::ResponseHeader;
-use rustcd_api::rustcdpb::{InternalRequest, internal_request::Request as InternalOp};
 use rustcd_mvcc::KvStore;
 use rustcd_mvcc::watch::WatchHub;
 use rustcd_raft::{Input, NodeStatus, RaftSender};
@@ -20,6 +18,7 @@ use crate::etcdserver::apply::Applied;
 use crate::etcdserver::auth::Caller;
 use crate::etcdserver::lease::SharedLessor;
 use crate::etcdserver::membership::Membership;
+use crate::etcdserver::request::{self, Op as InternalOp};
 use crate::etcdserver::wait::Wait;
 
 /// Waiters for proposals, keyed by request id; the apply thread triggers them.
@@ -198,25 +197,31 @@ impl EtcdServer {
     /// entry carries the caller's user and auth revision, which every member's auth gate checks.
     pub async fn propose(&self, caller: &Caller, op: InternalOp) -> Result<Applied, ServerError> {
         let who = caller.who()?.cloned().unwrap_or_default();
-        self.propose_as(op, who, false).await
+        self.propose_as(op, who).await
     }
 
-    /// Proposes the server's own write (lease expiry and checkpoints, compaction, alarms,
-    /// member publication): no client, so no permission to check.
+    /// Proposes the server's own write (lease checkpoints, compaction, alarms, member
+    /// publication): no user, as etcd proposes these; the apply side checks none of them.
     pub async fn propose_internal(&self, op: InternalOp) -> Result<Applied, ServerError> {
-        self.propose_as(op, rustcd_auth::AuthInfo::default(), true).await
+        self.propose_as(op, rustcd_auth::AuthInfo::default()).await
     }
 
-    async fn propose_as(
-        &self,
-        op: InternalOp,
-        who: rustcd_auth::AuthInfo,
-        internal: bool,
-    ) -> Result<Applied, ServerError> {
+    /// Proposes the server's own write as root (etcd's `WithRoot`, for revoking an expired
+    /// lease): with auth on, every member checks the request as root's at the auth revision
+    /// it was proposed at, as for a client's, so all of them decide alike.
+    pub async fn propose_as_root(&self, op: InternalOp) -> Result<Applied, ServerError> {
+        let auth = &self.p.auth;
+        let who = if auth.is_enabled() {
+            rustcd_auth::AuthInfo { username: "root".into(), revision: auth.revision() }
+        } else {
+            rustcd_auth::AuthInfo::default()
+        };
+        self.propose_as(op, who).await
+    }
+
+    async fn propose_as(&self, op: InternalOp, who: rustcd_auth::AuthInfo) -> Result<Applied, ServerError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let data =
-            InternalRequest { id, request: Some(op), username: who.username, auth_revision: who.revision, internal }
-                .encode_to_vec();
+        let data = request::encode(id, &who, op);
         if data.len() as u64 > self.p.cfg.raw.max_request_bytes {
             return Err(ServerError::RequestTooLarge);
         }
@@ -275,6 +280,14 @@ impl EtcdServer {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         cc.id = id;
         self.propose_and_wait(id, |ack| Input::ProposeConfChange(cc, ack)).await
+    }
+
+    /// Proposes etcd's UpdateNode conf change (its `member update`): member `node_id` is
+    /// reached at `peer_urls` from now on; the context is etcd's member JSON.
+    pub async fn propose_update_node(&self, node_id: u64, peer_urls: Vec<String>) -> Result<Applied, ServerError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let data = request::update_node(id, node_id, peer_urls);
+        self.propose_and_wait(id, |ack| Input::ProposeUpdateNode(data, ack)).await
     }
 
     /// On the leader: its commit index and every member's matched index.

@@ -4,10 +4,9 @@
 //! checks the password here and proposes only the token's prefix, then asks again if auth
 //! changed meanwhile.
 
+use crate::etcdserver::request::Op as Internal;
 use rustcd_api::etcdserverpb::*;
 use rustcd_api::rustcdpb::auth_request::Op;
-use rustcd_api::rustcdpb::internal_request::Request as Internal;
-use rustcd_api::rustcdpb::{AuthRequest, InternalAuthenticateRequest};
 use rustcd_auth::AuthResponse;
 
 use crate::error::ServerError;
@@ -87,6 +86,7 @@ impl EtcdServer {
             };
             let op = Op::Authenticate(InternalAuthenticateRequest {
                 name: r.name.clone(),
+                password: String::new(),
                 simple_token: auth.token_prefix(),
             });
             let resp = self.propose_auth(caller, op).await?;
@@ -122,7 +122,7 @@ impl EtcdServer {
             }
             other => other,
         };
-        expect_applied!(self.propose(caller, Internal::Auth(AuthRequest { op: Some(op) })).await?, Auth)
+        expect_applied!(self.propose(caller, Internal::Auth(op)).await?, Auth)
     }
 
     async fn hash_password(&self, password: &str) -> Result<String, ServerError> {

@@ -4,21 +4,19 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use prost::Message;
 use rustcd_api::etcdserverpb::cluster_client::ClusterClient;
 use rustcd_api::etcdserverpb::{
     MemberAddRequest, MemberAddResponse, MemberListResponse, MemberPromoteRequest, MemberPromoteResponse,
     MemberRemoveResponse, MemberUpdateRequest, MemberUpdateResponse,
 };
 use rustcd_api::rustcdpb::StoredMember;
-use rustcd_api::rustcdpb::internal_request::Request as Op;
 use rustcd_raft::eraftpb::{ConfChange, ConfChangeType};
 
 use crate::config::url::Url;
 use crate::error::ServerError;
 use crate::etcdserver::apply::expect_applied;
 use crate::etcdserver::auth::Caller;
-use crate::etcdserver::membership::to_api;
+use crate::etcdserver::membership::{member_json, promote_context, to_api};
 use crate::etcdserver::server::EtcdServer;
 
 /// Votes needed among `voters`.
@@ -72,7 +70,7 @@ impl EtcdServer {
         let cc = ConfChange {
             change_type: if r.is_learner { ConfChangeType::AddLearnerNode } else { ConfChangeType::AddNode },
             node_id: id,
-            context: member.encode_to_vec().into(),
+            context: member_json(&member).to_json().into_bytes().into(),
             ..Default::default()
         };
         let members = expect_applied!(self.propose_conf_change(cc).await?, Members)?;
@@ -110,7 +108,7 @@ impl EtcdServer {
         if others.iter().filter(|m| m.id != r.id).any(|m| m.peer_urls.iter().any(|u| r.peer_ur_ls.contains(u))) {
             return Err(ServerError::PeerUrlExist);
         }
-        let members = expect_applied!(self.propose(caller, Op::MemberUpdate(r)).await?, Members)?;
+        let members = expect_applied!(self.propose_update_node(r.id, r.peer_ur_ls).await?, Members)?;
         Ok(MemberUpdateResponse { header: self.current_header(), members })
     }
 
@@ -152,7 +150,12 @@ impl EtcdServer {
         if (learner_match as f64) < commit as f64 * 0.9 {
             return Err(ServerError::LearnerNotReady);
         }
-        let cc = ConfChange { change_type: ConfChangeType::AddNode, node_id: id, ..Default::default() };
+        let cc = ConfChange {
+            change_type: ConfChangeType::AddNode,
+            node_id: id,
+            context: promote_context(id, m.peer_urls.clone()).into_bytes().into(),
+            ..Default::default()
+        };
         let members = expect_applied!(self.propose_conf_change(cc).await?, Members)?;
         Ok(Promotion::Done(MemberPromoteResponse { header: self.current_header(), members }))
     }

@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
+use crate::etcdserver::request::Op;
 use rustcd_api::etcdserverpb::request_op::Request as ReqOp;
 use rustcd_api::etcdserverpb::{DeleteRangeRequest, PutRequest, RequestOp, TxnRequest};
-use rustcd_api::rustcdpb::internal_request::Request as Op;
 use rustcd_api::v3electionpb::{
     CampaignRequest, CampaignResponse, LeaderKey, LeaderRequest, LeaderResponse, ProclaimRequest, ProclaimResponse,
     ResignRequest, ResignResponse,

@@ -2,12 +2,12 @@
 //! or proposes through raft, and returns etcd's response with its header filled in, or a
 //! [`ServerError`]. The gRPC handlers (and later the JSON gateway) only call these.
 
+use crate::etcdserver::request::Op;
 use rustcd_api::etcdserverpb::{
     AlarmRequest, AlarmResponse, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
     LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse,
     RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
 };
-use rustcd_api::rustcdpb::internal_request::Request as Op;
 
 use crate::error::ServerError;
 use crate::etcdserver::apply::expect_applied;
