@@ -12,6 +12,7 @@
 //! implements `rustcd_raft::Transport`).
 
 pub mod etcd_wire;
+pub mod rafthttp;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
