@@ -76,6 +76,8 @@ pub fn wait_for<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option
 /// One member process.
 pub struct Member {
     pub name: String,
+    /// Which server this member runs: a mixed cluster has both kinds.
+    pub server: Server,
     /// Loopback address the member listens on.
     pub host: String,
     /// When set, the member starts with only `--config-file` (the seed walkthrough's way).
@@ -198,6 +200,7 @@ impl Cluster {
         for i in 0..n {
             let name = format!("m{i}");
             members.push(Member {
+                server,
                 host: "127.0.0.1".into(),
                 config_file: None,
                 joining_cluster: None,
@@ -222,6 +225,17 @@ impl Cluster {
         c
     }
 
+    /// A cluster whose member `i` runs `kinds[i]` (rustcd beside the real etcd, one raft
+    /// group), started and serving.
+    pub fn start_mixed(kinds: &[Server], extra: &[&str]) -> Cluster {
+        let mut c = Self::planned(kinds[0], kinds.len(), extra);
+        for (m, kind) in c.members.iter_mut().zip(kinds) {
+            m.server = *kind;
+        }
+        c.start_all();
+        c
+    }
+
     /// `n` members of `server` planned (names, ports, data dirs) but not started: to fill
     /// their data dirs first (a restore), then [`Cluster::start_all`].
     pub fn planned(server: Server, n: usize, extra: &[&str]) -> Cluster {
@@ -230,6 +244,7 @@ impl Cluster {
         for i in 0..n {
             let name = format!("m{i}");
             c.members.push(Member {
+                server,
                 host: "127.0.0.1".into(),
                 config_file: None,
                 joining_cluster: None,
@@ -272,6 +287,7 @@ impl Cluster {
         let members: Vec<Member> = members
             .into_iter()
             .map(|(name, host, client_port, peer_port, cfg)| Member {
+                server: Server::Rustcd,
                 data_dir: dir.path().join(format!("{name}.etcd")),
                 log: dir.path().join(format!("{name}.log")),
                 name,
@@ -309,15 +325,11 @@ impl Cluster {
         self.dir.path()
     }
 
-    fn binary(&self) -> PathBuf {
-        match self.server {
+    fn spawn(&mut self, i: usize) {
+        let bin = match self.members[i].server {
             Server::Rustcd => workspace_bin("etcd"),
             Server::Etcd => PathBuf::from(REAL_ETCD),
-        }
-    }
-
-    fn spawn(&mut self, i: usize) {
-        let bin = self.binary();
+        };
         let m = &mut self.members[i];
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&m.log).expect("open member log");
         let log2 = log.try_clone().expect("clone log handle");
@@ -347,7 +359,7 @@ impl Cluster {
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2);
-        if self.server == Server::Etcd {
+        if m.server == Server::Etcd {
             cmd.args(["--logger", "zap"]);
         }
         m.child = Some(cmd.spawn().expect("spawn member"));
@@ -379,6 +391,7 @@ impl Cluster {
             .map(|m| format!("{}={}", m.name, m.advertised_peer_url()))
             .collect();
         let m = Member {
+            server: self.members.first().map_or(self.server, |m| m.server),
             name: name.to_string(),
             host: "127.0.0.1".into(),
             config_file: None,

@@ -15,6 +15,31 @@ pub use boolean::{BoolError, flag_bool, parse_bool};
 pub use duration::{DurationError, format_duration, parse_duration, parse_std_duration};
 pub use json::{json_string, json_strings};
 
+/// `t` in RFC 3339 with microseconds, UTC (`2024-03-21T12:02:20.355409Z`): etcd's log
+/// timestamps, and a Go `time.Time` as JSON reads it.
+pub fn rfc3339_micros(t: std::time::SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + if month <= 2 { 1 } else { 0 };
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_micros()
+    )
+}
+
 /// go-humanize's `Bytes`, as etcd's logs and tools print sizes: SI units, one decimal below 10
 /// (`2147483648` is `2.1 GB`).
 pub fn human_bytes(n: u64) -> String {

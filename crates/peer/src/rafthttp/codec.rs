@@ -283,7 +283,10 @@ mod tests {
         assert_eq!(read[0], sent[0]);
         // The compact form: the same raft message, without the fields it leaves out.
         let second = &read[1];
-        assert_eq!((second.from, second.to, second.term, second.log_term, second.index), (Some(1), Some(2), Some(3), Some(3), Some(6)));
+        assert_eq!(
+            (second.from, second.to, second.term, second.log_term, second.index),
+            (Some(1), Some(2), Some(3), Some(3), Some(6))
+        );
         assert_eq!(second.entries, sent[1].entries);
         assert_eq!(second.commit, Some(7));
         assert!(is_link_heartbeat(&read[2]));

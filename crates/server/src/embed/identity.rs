@@ -6,11 +6,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use rustcd_api::rustcdpb::StoredMember;
+
 use rustcd_mvcc::KvStore;
 
 use crate::config::Config;
 use crate::error::StartError;
-use crate::etcdserver::membership::Membership;
+use crate::etcdserver::membership::{Membership, from_json};
 use rustcd_schema::{datadir, ids};
 
 /// Who this member is and what cluster it belongs to.
@@ -127,32 +128,23 @@ async fn join_existing(
     let mut mine = cfg.advertise_peer_urls.clone();
     mine.sort();
     for m in cfg.initial_cluster.iter().filter(|m| m.name != cfg.raw.name) {
-        for url in &m.peer_urls {
-            let Ok(ch) = rustcd_tls::connect::dial(url, peer_tls, Duration::from_secs(2)).await else {
-                continue;
-            };
-            let mut client = rustcd_api::rustcdpb::peer_client::PeerClient::new(ch);
-            let Ok(resp) = client.members(rustcd_api::rustcdpb::PeerMembersRequest {}).await else {
-                continue;
-            };
-            let resp = resp.into_inner();
-            let found = resp.members.iter().find(|x| {
-                let mut urls = x.peer_urls.clone();
-                urls.sort();
-                urls == mine
-            });
-            return match found {
-                Some(me) => Ok(Identity {
-                    member_id: me.id,
-                    cluster_id: resp.cluster_id,
-                    members: resp.members.clone(),
-                    bootstrap: false,
-                }),
-                None => Err(StartError::Config(format!(
-                    "error validating peerURLs: member count is unequal or this member's peer URLs {mine:?} were not added to the cluster (use 'etcdctl member add' first)"
-                ))),
-            };
-        }
+        let Ok((cluster_id, listed)) =
+            rustcd_peer::rafthttp::client::members(&m.peer_urls, peer_tls, Duration::from_secs(2)).await
+        else {
+            continue;
+        };
+        let members: Vec<StoredMember> = listed.into_iter().map(from_json).collect();
+        let found = members.iter().find(|x| {
+            let mut urls = x.peer_urls.clone();
+            urls.sort();
+            urls == mine
+        });
+        return match found {
+            Some(me) => Ok(Identity { member_id: me.id, cluster_id, members: members.clone(), bootstrap: false }),
+            None => Err(StartError::Config(format!(
+                "error validating peerURLs: member count is unequal or this member's peer URLs {mine:?} were not added to the cluster (use 'etcdctl member add' first)"
+            ))),
+        };
     }
     Err(StartError::Config(
         "cannot fetch cluster info from peer urls: could not retrieve cluster information from the given URLs".into(),

@@ -22,25 +22,12 @@ use crate::error::StartError;
 use crate::etcdserver::server::EtcdServer;
 use crate::shutdown::Shutdown;
 
-pub(crate) async fn serve_peers<S>(
+pub(crate) async fn serve_peers(
     cfg: &Config,
     tls: Option<Arc<rustcd_tls::ServerConfig>>,
-    svc: S,
+    router: axum::Router,
     shutdown: &Shutdown,
-) -> Result<Vec<std::net::SocketAddr>, StartError>
-where
-    S: tonic::server::NamedService
-        + tower_service::Service<
-            axum::http::Request<tonic::body::Body>,
-            Response = axum::http::Response<tonic::body::Body>,
-            Error = std::convert::Infallible,
-        > + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-{
-    let router = tonic::service::Routes::new(svc).into_axum_router();
+) -> Result<Vec<std::net::SocketAddr>, StartError> {
     // etcd checks a peer's certificate against the address it connects from, unless told not to.
     let t = &cfg.raw.tls;
     let check_client_san = t.peer.client_cert_auth && !t.peer_skip_client_san;

@@ -10,11 +10,12 @@ use rustcd_api::membershippb::{Attributes, ClusterMemberAttrSetRequest};
 use rustcd_api::rustcdpb::StoredMembers;
 use rustcd_mvcc::KvStore;
 use rustcd_mvcc::watch::WatchHub;
-use rustcd_peer::{MembersFn, PeerService, PeerTransport};
+use rustcd_peer::{PeerServices, PeerTransport};
 use rustcd_raft::log_store::LogStore;
 use rustcd_raft::{Input, NodeConfig, RaftNode};
 
 use crate::api::metrics;
+use crate::config;
 use crate::config::Config;
 use crate::embed::serve::{serve_clients, serve_peers};
 use crate::embed::{identity, sd_notify};
@@ -25,7 +26,6 @@ use crate::etcdserver::request::Op;
 use crate::etcdserver::server::{EtcdServer, Parts};
 use crate::etcdserver::{alarm, auth, compactor, corrupt, lease, quota};
 use crate::shutdown::Shutdown;
-use crate::{config, error};
 use rustcd_schema::datadir;
 
 /// gRPC framing allowance above `--max-request-bytes`, as etcd's.
@@ -121,11 +121,19 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         member_id = %format!("{member_id:x}"), cluster_id = %format!("{cluster_id:x}"),
         "starting an etcd server"
     );
-    let transport = PeerTransport::new(cluster_id, member_id, tokio::runtime::Handle::current(), tls.peer_dial.clone());
+    let local = rustcd_peer::Local {
+        id: member_id,
+        cluster_id,
+        peer_urls: cfg.advertise_peer_urls.clone(),
+        server_version: rustcd_api::ETCD_VERSION,
+    };
+    let transport = PeerTransport::new(local, tokio::runtime::Handle::current(), tls.peer_dial.clone());
     let routes = transport.clone();
     let membership = Arc::new(Membership::new(
         StoredMembers { members: id.members.clone(), removed: vec![] },
-        Box::new(move |members| routes.route_to(members)),
+        Box::new(move |members| {
+            routes.route_to(&members.iter().map(|m| (m.id, m.peer_urls.clone())).collect::<Vec<_>>())
+        }),
     ));
     membership.load_version(&store);
     if membership.is_removed(member_id) {
@@ -170,7 +178,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     // Whatever is spawned from here on ends if start-up fails after it.
     let shutdown = Shutdown::new();
     let started = EndUnlessStarted(Some(shutdown.clone()));
-    let peers = peer_service(&store, &raft, &membership, (member_id, cluster_id));
+    let peers = rustcd_peer::rafthttp::server::router(transport.clone(), peer_services(&store, &raft, &membership));
     let peer_addrs = serve_peers(&cfg, tls.peer_server.clone(), peers, &shutdown).await?;
     let server = EtcdServer::new(Parts {
         cfg: cfg.clone(),
@@ -278,32 +286,30 @@ fn spawn_apply(
     Ok((thread, ended))
 }
 
-/// What the peer listeners serve besides raft: the member list and HashKV for fellow members.
-fn peer_service(
-    store: &Arc<KvStore>,
-    raft: &RaftNode,
-    membership: &Arc<Membership>,
-    (member_id, cluster_id): (u64, u64),
-) -> rustcd_api::rustcdpb::peer_server::PeerServer<PeerService> {
-    let hash_kv_fn: rustcd_peer::HashKvFn = {
+/// What the peer endpoints answer from the member: the member list, removed members, HashKV
+/// for fellow members' corruption checks, the cluster version.
+fn peer_services(store: &Arc<KvStore>, raft: &RaftNode, membership: &Arc<Membership>) -> PeerServices {
+    let hash_kv: rustcd_peer::HashKvFn = {
         let (store, status) = (store.clone(), raft.status.clone());
         Arc::new(move |rev| {
-            let (hash, compact_revision, hash_revision) =
-                store.hash_kv(rev).map_err(|e| tonic::Status::from(error::ServerError::from(e)))?;
+            let (hash, compact_revision, hash_revision) = store.hash_kv(rev).map_err(|e| e.to_string())?;
             let header = Some(rustcd_api::etcdserverpb::ResponseHeader {
-                cluster_id,
-                member_id,
                 revision: store.current_rev(),
                 raft_term: status.term.load(std::sync::atomic::Ordering::Relaxed),
+                ..Default::default()
             });
             Ok(rustcd_api::etcdserverpb::HashKvResponse { header, hash, compact_revision, hash_revision })
         })
     };
-    let members_fn: MembersFn = {
-        let membership = membership.clone();
-        Arc::new(move || membership.stored())
-    };
-    PeerService::server(cluster_id, raft.sender(), members_fn, hash_kv_fn)
+    let (listed, removed, versioned) = (membership.clone(), membership.clone(), membership.clone());
+    PeerServices {
+        members: Arc::new(move || listed.stored().iter().map(member_json).collect()),
+        is_removed: Arc::new(move |id| removed.is_removed(id)),
+        hash_kv,
+        cluster_version: Arc::new(move || {
+            versioned.cluster_version().unwrap_or_else(|| rustcd_api::ETCD_CLUSTER_VERSION.to_string())
+        }),
+    }
 }
 
 /// The member's background loops, each ended by the shutdown signal.

@@ -13,7 +13,7 @@
 use std::sync::Weak;
 use std::time::Duration;
 
-use rustcd_api::etcdserverpb::{AlarmType, HashKvRequest, HashKvResponse};
+use rustcd_api::etcdserverpb::{AlarmType, HashKvResponse};
 
 use crate::error::StartError;
 use crate::etcdserver::server::EtcdServer;
@@ -214,10 +214,12 @@ async fn peer_hashes(s: &EtcdServer, rev: i64, timeout: Duration) -> Vec<(u64, O
 }
 
 async fn peer_hash(s: &EtcdServer, url: &str, rev: i64, timeout: Duration) -> Result<HashKvResponse, String> {
-    let ch = s.dial_peer(url, timeout).await?;
-    let mut client = rustcd_api::rustcdpb::peer_client::PeerClient::new(ch);
-    match tokio::time::timeout(timeout, client.hash_kv(HashKvRequest { revision: rev })).await {
-        Ok(r) => r.map(|r| r.into_inner()).map_err(|e| e.message().to_string()),
-        Err(_) => Err("timed out".into()),
-    }
+    let local = rustcd_peer::Local {
+        id: s.member_id(),
+        cluster_id: s.cluster_id(),
+        peer_urls: s.config().advertise_peer_urls.clone(),
+        server_version: rustcd_api::ETCD_VERSION,
+    };
+    let asked = rustcd_peer::rafthttp::client::hash_kv(url, &local, s.peer_tls(), rev, timeout);
+    asked.await.map_err(|e| e.0)
 }

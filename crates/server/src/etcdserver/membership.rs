@@ -216,7 +216,8 @@ pub fn member_json(m: &StoredMember) -> MemberJson {
     }
 }
 
-fn from_json(m: MemberJson) -> StoredMember {
+/// A member from etcd's JSON.
+pub fn from_json(m: MemberJson) -> StoredMember {
     StoredMember {
         id: m.id,
         name: m.name,

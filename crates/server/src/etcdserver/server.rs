@@ -101,9 +101,9 @@ impl EtcdServer {
         rustcd_tls::connect::dial(url, self.p.client_dial.as_ref(), timeout).await
     }
 
-    /// A channel to a fellow member's peer URL, with the peer certificate.
-    pub async fn dial_peer(&self, url: &str, timeout: Duration) -> Result<tonic::transport::Channel, String> {
-        rustcd_tls::connect::dial(url, self.p.peer_dial.as_ref(), timeout).await
+    /// How fellow members' peer URLs are dialled (the peer certificate).
+    pub fn peer_tls(&self) -> Option<&Arc<rustcd_tls::ClientConfig>> {
+        self.p.peer_dial.as_ref()
     }
 
     /// A channel to the leader's client URLs (`etcdserver: no leader` when none answers).

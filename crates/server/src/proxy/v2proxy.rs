@@ -120,10 +120,9 @@ impl Proxy {
     async fn refresh(&self) {
         let peers = self.peers.lock().map(|p| p.clone()).unwrap_or_default();
         for url in &peers {
-            let Ok(ch) = rustcd_tls::connect::dial(url, self.tls.as_ref(), self.dial_timeout).await else { continue };
-            let mut client = rustcd_api::rustcdpb::peer_client::PeerClient::new(ch);
-            let Ok(resp) = client.members(rustcd_api::rustcdpb::PeerMembersRequest {}).await else { continue };
-            let members = resp.into_inner().members;
+            let asked =
+                rustcd_peer::rafthttp::client::members(std::slice::from_ref(url), self.tls.as_ref(), self.dial_timeout);
+            let Ok((_, members)) = asked.await else { continue };
             let clients: Vec<String> = members.iter().flat_map(|m| m.client_urls.clone()).collect();
             let new_peers: Vec<String> = members.iter().flat_map(|m| m.peer_urls.clone()).collect();
             if clients.is_empty() {

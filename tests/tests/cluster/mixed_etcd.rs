@@ -1,0 +1,139 @@
+//! Mixed clusters: rustcd members and the real etcd 3.4.23 (Debian's `etcd-server`) in one
+//! raft group, speaking etcd's peer protocol and reading each other's raft entries. Both
+//! kinds lead in turn (`move-leader`, then a SIGKILL of the leader); writes through every
+//! member are read through every other, a killed member catches up after its restart, and
+//! the members agree on the revision and the member list. Driven by the real etcdctl 3.4.
+
+use std::time::Duration;
+
+use rustcd_testkit::ClusterExt as _;
+use rustcd_testkit::{Cluster, Server, leader_index, stdout, wait_for};
+
+fn status(c: &Cluster, i: usize) -> serde_json::Value {
+    let out = stdout(&c.etcdctl(i, &["endpoint", "status", "-w", "json"]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+    v[0]["Status"].clone()
+}
+
+fn member_id(c: &Cluster, i: usize) -> u64 {
+    status(c, i)["header"]["member_id"].as_u64().expect("member id")
+}
+
+fn running(c: &Cluster) -> Vec<usize> {
+    (0..c.members.len()).filter(|i| c.members[*i].is_running()).collect()
+}
+
+/// A write through each running member, then every one of them read back through each.
+fn write_and_read_everywhere(c: &Cluster, round: &str) {
+    let members = running(c);
+    for &i in &members {
+        let key = format!("{round}/{i}");
+        wait_for(&format!("a write through member {i}"), Duration::from_secs(20), || {
+            c.etcdctl(i, &["put", &key, "v", "--command-timeout=3s"]).status.success().then_some(())
+        });
+    }
+    for &i in &members {
+        let got = stdout(&c.etcdctl(i, &["get", &format!("{round}/"), "--prefix", "--keys-only"]));
+        let keys: Vec<&str> = got.lines().filter(|l| !l.is_empty()).collect();
+        assert_eq!(
+            keys.len(),
+            members.len(),
+            "member {i} ({:?}) reads every write of {round}: {got}",
+            c.members[i].server
+        );
+    }
+}
+
+/// Every running member at the same revision, with the same member list.
+fn members_agree(c: &Cluster) {
+    let members = running(c);
+    wait_for("every member at the same revision", Duration::from_secs(20), || {
+        let revs: Vec<i64> =
+            members.iter().map(|&i| status(c, i)["header"]["revision"].as_i64().unwrap_or(-1)).collect();
+        revs.windows(2).all(|w| w[0] == w[1] && w[0] > 0).then_some(())
+    });
+    let lists: Vec<String> = members.iter().map(|&i| stdout(&c.etcdctl(i, &["member", "list"]))).collect();
+    assert!(lists.windows(2).all(|w| w[0] == w[1]), "one member list on every member: {lists:#?}");
+    assert_eq!(lists[0].lines().count(), members.len(), "{}", lists[0]);
+    assert!(!lists[0].contains("unstarted"), "every member published its name and URLs: {}", lists[0]);
+}
+
+fn mixed(kinds: &[Server]) {
+    let mut c = Cluster::start_mixed(kinds, &[]);
+    c.wait_writable(0);
+    for (i, kind) in kinds.iter().enumerate() {
+        let version = status(&c, i)["version"].as_str().unwrap_or_default().to_string();
+        let want = if *kind == Server::Etcd { "3.4.23" } else { rustcd_api::ETCD_VERSION };
+        assert_eq!(version, want, "member {i} runs {kind:?}");
+    }
+    write_and_read_everywhere(&c, "start");
+    members_agree(&c);
+    for kind in [Server::Etcd, Server::Rustcd] {
+        let target = (0..kinds.len()).find(|i| kinds[*i] == kind).expect("a member of each kind");
+        let leader = leader_index(&c).expect("a leader");
+        if leader != target {
+            let to = format!("{:x}", member_id(&c, target));
+            let moved = c.etcdctl(leader, &["move-leader", &to]);
+            assert!(moved.status.success(), "move-leader to {kind:?}: {}", String::from_utf8_lossy(&moved.stderr));
+        }
+        wait_for(&format!("{kind:?} member {target} leads"), Duration::from_secs(20), || {
+            (leader_index(&c) == Some(target)).then_some(())
+        });
+        write_and_read_everywhere(&c, &format!("led-by-{kind:?}"));
+        // The leader dies; the others elect one and go on; it comes back and catches up.
+        c.kill(target, libc::SIGKILL);
+        wait_for("a new leader", Duration::from_secs(20), || leader_index(&c).filter(|l| *l != target));
+        write_and_read_everywhere(&c, &format!("after-{kind:?}-leader-died"));
+        c.restart(target);
+        wait_for("the restarted member caught up", Duration::from_secs(20), || {
+            let key = format!("after-{kind:?}-leader-died/");
+            let got = stdout(&c.etcdctl(target, &["get", &key, "--prefix", "--keys-only"]));
+            (got.lines().filter(|l| !l.is_empty()).count() == kinds.len() - 1).then_some(())
+        });
+        members_agree(&c);
+    }
+}
+
+#[test]
+fn cluster_two_rustcd_members_and_one_etcd_3_4_are_one_cluster() {
+    mixed(&[Server::Rustcd, Server::Rustcd, Server::Etcd]);
+}
+
+#[test]
+fn cluster_one_rustcd_member_and_two_etcd_3_4_are_one_cluster() {
+    mixed(&[Server::Etcd, Server::Rustcd, Server::Etcd]);
+}
+
+/// etcd's member replacement, onto rustcd: a 3-member etcd 3.4 cluster under writes gets a
+/// rustcd learner (`member add --learner`, then rustcd started with `--initial-cluster-state
+/// existing`, which asks the etcd members for the member list), promotes it once it caught up,
+/// and removes an etcd member: the cluster keeps its ID and every write.
+#[test]
+fn cluster_a_rustcd_learner_joins_an_etcd_cluster_and_replaces_a_member() {
+    let mut c = Cluster::start_with(Server::Etcd, 3, &[]);
+    c.wait_writable(0);
+    write_and_read_everywhere(&c, "before");
+    let cluster_id = status(&c, 0)["header"]["cluster_id"].as_u64().expect("cluster id");
+    let (new, peer_url) = c.plan_member("r0");
+    c.members[new].server = Server::Rustcd;
+    // etcd adds a member only once it has been connected to every peer for a while.
+    wait_for("etcd to take the member add", Duration::from_secs(30), || {
+        let add = ["member", "add", "r0", &format!("--peer-urls={peer_url}"), "--learner"];
+        c.etcdctl(0, &add).status.success().then_some(())
+    });
+    c.start_joining(new);
+    let id = format!("{:x}", member_id(&c, new));
+    assert_eq!(status(&c, new)["header"]["cluster_id"].as_u64(), Some(cluster_id), "the etcd cluster's ID");
+    wait_for("the rustcd learner to be promoted", Duration::from_secs(30), || {
+        c.etcdctl(0, &["member", "promote", &id]).status.success().then_some(())
+    });
+    let before = stdout(&c.etcdctl(new, &["get", "before/", "--prefix", "--keys-only"]));
+    assert_eq!(before.lines().filter(|l| !l.is_empty()).count(), 3, "the learner has the writes from before it joined");
+    // An etcd member goes: the one the new member replaces.
+    let gone = format!("{:x}", member_id(&c, 2));
+    let removed = c.etcdctl(0, &["member", "remove", &gone]);
+    assert!(removed.status.success(), "member remove: {}", String::from_utf8_lossy(&removed.stderr));
+    c.kill(2, libc::SIGKILL);
+    write_and_read_everywhere(&c, "after");
+    members_agree(&c);
+}
