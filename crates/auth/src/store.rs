@@ -330,7 +330,11 @@ impl AuthStore {
                     return Err(AuthError::UserAlreadyExist);
                 }
                 let options = r.options.unwrap_or(UserAddOptions { no_password: false });
-                let password = if options.no_password { Vec::new() } else { stored_password(&r.hashed_password)? };
+                let password = if options.no_password {
+                    Vec::new()
+                } else {
+                    self.request_password(&r.password, &r.hashed_password)?
+                };
                 let u = User {
                     name: r.name.clone().into_bytes().into(),
                     password: password.into(),
@@ -357,7 +361,7 @@ impl AuthStore {
             Op::UserChangePassword(r) => {
                 let mut u = st.users.get(&r.name).cloned().ok_or(AuthError::UserNotFound)?;
                 if !u.options.as_ref().is_some_and(|o| o.no_password) {
-                    u.password = stored_password(&r.hashed_password)?.into();
+                    u.password = self.request_password(&r.password, &r.hashed_password)?.into();
                 }
                 Self::put_user(w, st, &r.name, u.clone());
                 Self::commit_revision(st, w);
@@ -491,6 +495,20 @@ impl AuthStore {
 }
 
 /// The stored form of a password: etcd keeps the bcrypt hash, proposed base64-encoded.
+impl AuthStore {
+    /// The hash a user add or password change stores: the one the proposer made (etcd 3.5), or,
+    /// for a request that carries the password itself (etcd 3.4 proposes it so, and rustcd does
+    /// while the cluster runs at 3.4), one made here, as etcd 3.4 makes it at apply.
+    fn request_password(&self, password: &str, hashed_b64: &str) -> Result<Vec<u8>, AuthError> {
+        if hashed_b64.is_empty() && !password.is_empty() {
+            return bcrypt::hash(password, self.bcrypt_cost)
+                .map(String::into_bytes)
+                .map_err(|e| AuthError::Backend(e.to_string()));
+        }
+        stored_password(hashed_b64)
+    }
+}
+
 fn stored_password(hashed_b64: &str) -> Result<Vec<u8>, AuthError> {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.decode(hashed_b64).map_err(|_| AuthError::AuthFailed)

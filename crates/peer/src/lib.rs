@@ -4,7 +4,7 @@
 //! Layout: [`transport`] (read first) sends raft messages to every other member and steps
 //! theirs into raft; [`rafthttp`] holds the protocol: the stream encodings, the endpoints a
 //! member answers on its peer URLs (streams, pipeline, snapshots, the member list, HashKV,
-//! probing, the version) and the requests it makes; [`etcd_wire`] translates raft-rs's
+//! probing, the version, the downgrade state) and the requests it makes; [`etcd_wire`] translates raft-rs's
 //! messages to etcd's `raftpb` and back.
 //!
 //! Owns the peer protocol only. Must not touch raft state: it carries messages between the
@@ -17,5 +17,5 @@ pub mod rafthttp;
 pub mod transport;
 
 pub use rafthttp::Local;
-pub use rafthttp::server::{HashKvFn, MembersFn, PeerServices, RemovedFn, VersionFn};
+pub use rafthttp::server::{DowngradeFn, HashKvFn, MembersFn, PeerServices, RemovedFn, VersionFn};
 pub use transport::PeerTransport;

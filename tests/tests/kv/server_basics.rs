@@ -24,8 +24,12 @@ fn health_version_status_and_member_list() {
     let health = http_get(port, "/health");
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     assert!(health.ends_with(r#"{"health":"true","reason":""}"#), "{health}");
-    let version = http_get(port, "/version");
-    assert!(version.contains(r#""etcdserver":"3.5."#) && version.contains(r#""etcdcluster":"3.5."#), "{version}");
+    // The leader sets the cluster version once it leads (etcd's monitorVersions).
+    let version = wait_for("the cluster version", Duration::from_secs(10), || {
+        let v = http_get(port, "/version");
+        v.contains(r#""etcdcluster":"3.5."#).then_some(v)
+    });
+    assert!(version.contains(r#""etcdserver":"3.5."#), "{version}");
 
     let status = stdout(&c.etcdctl(0, &["endpoint", "status", "-w", "json"]));
     let v: serde_json::Value = serde_json::from_str(&status).expect("status json");

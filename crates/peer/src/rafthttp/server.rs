@@ -34,6 +34,8 @@ pub type RemovedFn = Arc<dyn Fn(u64) -> bool + Send + Sync>;
 pub type HashKvFn = Arc<dyn Fn(i64) -> Result<HashKvResponse, String> + Send + Sync>;
 /// The cluster version the cluster runs at.
 pub type VersionFn = Arc<dyn Fn() -> String + Send + Sync>;
+/// Whether a downgrade is enabled.
+pub type DowngradeFn = Arc<dyn Fn() -> bool + Send + Sync>;
 
 /// What the peer endpoints need from the member besides the transport.
 #[derive(Clone)]
@@ -42,6 +44,7 @@ pub struct PeerServices {
     pub is_removed: RemovedFn,
     pub hash_kv: HashKvFn,
     pub cluster_version: VersionFn,
+    pub downgrade_enabled: DowngradeFn,
 }
 
 #[derive(Clone)]
@@ -61,6 +64,7 @@ pub fn router(transport: Arc<PeerTransport>, services: PeerServices) -> Router {
         .route("/members", get(members))
         .route("/members/hashkv", get(hash_kv))
         .route("/version", get(version))
+        .route("/downgrade/enabled", get(downgrade_enabled))
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(Peer { transport, services })
 }
@@ -88,12 +92,21 @@ impl Peer {
         let got = |n| header(h, n);
         check_peer(local, got("X-Server-Version"), got("X-Min-Cluster-Version"), got("X-Etcd-Cluster-ID"))
             .map_err(|r| {
-                tracing::warn!(
-                    local_member_id = %format!("{:x}", local.id), remote_peer_id = got("X-Server-From").unwrap_or(""),
-                    remote_peer_server_version = got("X-Server-Version").unwrap_or(""),
-                    remote_peer_cluster_id = got("X-Etcd-Cluster-ID").unwrap_or(""), error = %r,
-                    "refused a peer's request"
-                );
+                let (local_id, from) = (format!("{:x}", local.id), got("X-Server-From").unwrap_or(""));
+                match r {
+                    super::Refusal::ClusterIdMismatch => tracing::warn!(
+                        local_member_id = %local_id, remote_peer_id = from,
+                        local_member_cluster_id = %format!("{:x}", local.cluster_id),
+                        remote_peer_cluster_id = got("X-Etcd-Cluster-ID").unwrap_or(""),
+                        "request cluster ID mismatch"
+                    ),
+                    super::Refusal::IncompatibleVersion => tracing::warn!(
+                        local_member_id = %local_id, remote_peer_id = from,
+                        remote_peer_server_version = got("X-Server-Version").unwrap_or(""),
+                        remote_peer_min_cluster_version = got("X-Min-Cluster-Version").unwrap_or(""),
+                        "failed to check version compatibility"
+                    ),
+                }
                 error(StatusCode::PRECONDITION_FAILED, &r.to_string())
             })
             .err()
@@ -273,6 +286,14 @@ pub fn hash_kv_json(r: &HashKvResponse) -> String {
         fields.push(format!("\"hash_revision\":{}", r.hash_revision));
     }
     format!("{{{}}}", fields.join(","))
+}
+
+/// `GET /downgrade/enabled` (etcd 3.5): `true` or `false`, which a joining etcd 3.5 member asks
+/// every member.
+async fn downgrade_enabled(State(p): State<Peer>) -> Response {
+    let mut r = (p.services.downgrade_enabled)().to_string().into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    p.with_cluster_id(r)
 }
 
 /// `GET /version`.

@@ -120,8 +120,10 @@ pub fn routes(s: Arc<EtcdServer>) -> Router {
         .with_state(s)
 }
 
-async fn version() -> String {
-    json!({"etcdserver": rustcd_api::ETCD_VERSION, "etcdcluster": rustcd_api::ETCD_CLUSTER_VERSION}).to_string()
+/// etcd's `/version`: this member's version and the cluster's (`not_decided` until set).
+async fn version(State(s): State<Arc<EtcdServer>>) -> String {
+    let cluster = s.membership().cluster_version().unwrap_or_else(|| "not_decided".into());
+    json!({"etcdserver": rustcd_api::ETCD_VERSION, "etcdcluster": cluster}).to_string()
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use crate::etcdserver::apply::{self, Applier, ApplyEnd};
 use crate::etcdserver::membership::{Membership, member_json};
 use crate::etcdserver::request::Op;
 use crate::etcdserver::server::{EtcdServer, Parts};
-use crate::etcdserver::{alarm, auth, compactor, corrupt, lease, quota};
+use crate::etcdserver::{alarm, auth, compactor, corrupt, lease, quota, version};
 use crate::shutdown::Shutdown;
 use rustcd_schema::datadir;
 
@@ -301,14 +301,14 @@ fn peer_services(store: &Arc<KvStore>, raft: &RaftNode, membership: &Arc<Members
             Ok(rustcd_api::etcdserverpb::HashKvResponse { header, hash, compact_revision, hash_revision })
         })
     };
-    let (listed, removed, versioned) = (membership.clone(), membership.clone(), membership.clone());
+    let (listed, removed, versioned, downgrade) =
+        (membership.clone(), membership.clone(), membership.clone(), membership.clone());
     PeerServices {
         members: Arc::new(move || listed.stored().iter().map(member_json).collect()),
         is_removed: Arc::new(move |id| removed.is_removed(id)),
         hash_kv,
-        cluster_version: Arc::new(move || {
-            versioned.cluster_version().unwrap_or_else(|| rustcd_api::ETCD_CLUSTER_VERSION.to_string())
-        }),
+        cluster_version: Arc::new(move || versioned.cluster_version().unwrap_or_else(|| "not_decided".into())),
+        downgrade_enabled: Arc::new(move || downgrade.downgrade_enabled()),
     }
 }
 
@@ -316,6 +316,7 @@ fn peer_services(store: &Arc<KvStore>, raft: &RaftNode, membership: &Arc<Members
 fn spawn_loops(server: &Arc<EtcdServer>, cfg: &Config, shutdown: &Shutdown) {
     shutdown.spawn(publish(server.clone()));
     shutdown.spawn(lease::expiry_loop(server.clone()));
+    shutdown.spawn(version::monitor(Arc::downgrade(server)));
     if !cfg.raw.experimental_corrupt_check_time.is_zero() {
         shutdown.spawn(corrupt::monitor(Arc::downgrade(server), cfg.raw.experimental_corrupt_check_time));
     }
@@ -361,11 +362,6 @@ async fn publish(s: Arc<EtcdServer>) {
                         cluster_id = %cluster,
                         "published local member to cluster through raft"
                     );
-                    // The cluster version is fixed (every member speaks the same one).
-                    let v = rustcd_api::ETCD_CLUSTER_VERSION;
-                    let version = v.rsplit_once('.').map_or(v, |(major_minor, _)| major_minor);
-                    tracing::info!(cluster_id = %cluster, local_member_id = %id, cluster_version = version, "set initial cluster version");
-                    tracing::info!(cluster_version = version, "enabled capabilities for version");
                     // Joined and serving: what a `Type=notify` unit waits for.
                     sd_notify::ready();
                     return;

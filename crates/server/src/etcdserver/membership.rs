@@ -19,6 +19,8 @@ pub struct Membership {
     inner: RwLock<StoredMembers>,
     /// The cluster version the cluster agreed on, once one was applied.
     version: RwLock<Option<String>>,
+    /// Whether a downgrade is enabled (etcd 3.5's downgrade state).
+    downgrade_enabled: std::sync::atomic::AtomicBool,
     /// Told every member list after a change: the peer transport's routes follow it, so the
     /// membership is the one owner of where each member is reached.
     follow: Follow,
@@ -44,13 +46,33 @@ impl Membership {
 
     pub fn new(initial: StoredMembers, follow: Follow) -> Self {
         follow(&initial.members);
-        Membership { inner: RwLock::new(initial), version: RwLock::new(None), follow }
+        Membership {
+            inner: RwLock::new(initial),
+            version: RwLock::new(None),
+            downgrade_enabled: Default::default(),
+            follow,
+        }
     }
 
-    /// The cluster version stored in the backend, if any.
+    /// The cluster version and downgrade state stored in the backend, if any.
     pub fn load_version(&self, store: &KvStore) {
         let v = store.meta(rustcd_schema::meta::CLUSTER_VERSION).ok().flatten();
-        *self.version.write().unwrap_or_else(|p| p.into_inner()) = v.and_then(|b| String::from_utf8(b).ok());
+        let v = v.and_then(|b| String::from_utf8(b).ok());
+        if let Some(v) = &v {
+            // etcd logs these again as it recovers the version on a restart.
+            let short = v.rsplit_once('.').map_or(v.as_str(), |(major_minor, _)| major_minor);
+            tracing::info!(cluster_version = %short, "set initial cluster version");
+            tracing::info!(cluster_version = %short, "enabled capabilities for version");
+        }
+        *self.version.write().unwrap_or_else(|p| p.into_inner()) = v;
+        let d = store.meta(rustcd_schema::meta::DOWNGRADE).ok().flatten();
+        let enabled = d.and_then(|b| DowngradeInfoSetRequest::decode(b.as_slice()).ok()).is_some_and(|d| d.enabled);
+        self.downgrade_enabled.store(enabled, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether a downgrade is enabled (what `/downgrade/enabled` answers).
+    pub fn downgrade_enabled(&self) -> bool {
+        self.downgrade_enabled.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The cluster version applied last (etcd's `RaftCluster.Version`).
@@ -58,11 +80,19 @@ impl Membership {
         self.version.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Applies the cluster version the leader set (etcd's `SetVersion`).
+    /// Applies the cluster version the leader set (etcd's `SetVersion`, with its log lines).
     pub fn apply_cluster_version(&self, v: &str, w: &mut WriteTxn) {
         let mut cur = self.version.write().unwrap_or_else(|p| p.into_inner());
+        let short = |v: &str| v.rsplit_once('.').map_or(v, |(major_minor, _)| major_minor).to_string();
+        match cur.as_deref() {
+            None => tracing::info!(cluster_version = %short(v), "set initial cluster version"),
+            Some(old) if old != v => {
+                tracing::info!(from = %short(old), to = %short(v), "updated cluster version")
+            }
+            Some(_) => {}
+        }
         if cur.as_deref() != Some(v) {
-            tracing::info!(from = cur.as_deref().unwrap_or(""), to = v, "updated cluster version");
+            tracing::info!(cluster_version = %short(v), "enabled capabilities for version");
         }
         *cur = Some(v.to_string());
         w.put_meta(rustcd_schema::meta::CLUSTER_VERSION, v.as_bytes());
@@ -71,6 +101,7 @@ impl Membership {
     /// Applies the cluster's downgrade state (etcd 3.5's `DowngradeInfoSet`).
     pub fn apply_downgrade(&self, d: &DowngradeInfoSetRequest, w: &mut WriteTxn) {
         tracing::info!(enabled = d.enabled, target_version = %d.ver, "updated the cluster's downgrade state");
+        self.downgrade_enabled.store(d.enabled, std::sync::atomic::Ordering::Relaxed);
         w.put_meta(rustcd_schema::meta::DOWNGRADE, &d.encode_to_vec());
     }
 

@@ -20,4 +20,5 @@ pub mod request;
 pub mod server;
 pub mod v3;
 pub mod validate;
+pub mod version;
 pub mod wait;

@@ -101,6 +101,13 @@ impl EtcdServer {
         rustcd_tls::connect::dial(url, self.p.client_dial.as_ref(), timeout).await
     }
 
+    /// Whether the cluster runs at `major.minor` or later (an undecided version counts as this
+    /// member's own, as etcd 3.5 behaves): what it may propose depends on it.
+    pub fn cluster_version_at_least(&self, major: u64, minor: u64) -> bool {
+        let current = self.membership().cluster_version();
+        current.as_deref().and_then(crate::etcdserver::version::major_minor).is_none_or(|v| v >= (major, minor))
+    }
+
     /// How fellow members' peer URLs are dialled (the peer certificate).
     pub fn peer_tls(&self) -> Option<&Arc<rustcd_tls::ClientConfig>> {
         self.p.peer_dial.as_ref()

@@ -103,9 +103,23 @@ impl EtcdServer {
         }
     }
 
-    /// Proposes an auth op, its password (UserAdd, UserChangePassword) replaced by its hash first.
+    /// Proposes an auth op, its password (UserAdd, UserChangePassword) replaced by its hash first
+    /// (etcd 3.5's way; a cluster at 3.4 gets the password, which every member hashes as etcd
+    /// 3.4 does). A cluster at 3.4 has no AuthStatus through raft (its etcd members could not
+    /// apply it): the answer is this member's.
     async fn propose_auth(&self, caller: &Caller, op: Op) -> Result<AuthResponse, ServerError> {
+        let at_3_5 = self.cluster_version_at_least(3, 5);
+        if !at_3_5 && let Op::Status(_) = op {
+            self.check_admin(caller)?;
+            let auth = self.auth();
+            return Ok(AuthResponse::Status(AuthStatusResponse {
+                header: None,
+                enabled: auth.is_enabled(),
+                auth_revision: auth.revision(),
+            }));
+        }
         let op = match op {
+            op @ (Op::UserAdd(_) | Op::UserChangePassword(_)) if !at_3_5 => op,
             Op::UserAdd(mut r) => {
                 if !r.options.is_some_and(|o| o.no_password) && r.hashed_password.is_empty() {
                     r.hashed_password = self.hash_password(&r.password).await?;
