@@ -237,7 +237,7 @@ fn snapshot_from_etcd(s: raftpb::Snapshot) -> eraftpb::Snapshot {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// What etcd 3.4.23's raftpb encoder (`Marshal`, Debian's golang-etcd-server-dev) writes
@@ -256,11 +256,11 @@ mod tests {
         pub const HARD_STATE: &str = "080310011809";
     }
 
-    fn hex(b: &[u8]) -> String {
+    pub(crate) fn hex(b: &[u8]) -> String {
         b.iter().map(|x| format!("{x:02x}")).collect()
     }
 
-    fn unhex(s: &str) -> Vec<u8> {
+    pub(crate) fn unhex(s: &str) -> Vec<u8> {
         (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
     }
 

@@ -189,6 +189,7 @@ impl MsgAppV2Decoder {
 mod tests {
     use super::*;
     use crate::etcd_wire::message_to_etcd;
+    use crate::etcd_wire::tests::{hex, unhex};
     use raft::eraftpb;
 
     /// What etcd 3.4.23's rafthttp encoders (`messageEncoder`, `msgAppV2Encoder`) write for
@@ -196,14 +197,6 @@ mod tests {
     mod etcd {
         pub const MESSAGE_STREAM: &str = "000000000000001e08081002180120032800300040044a0a12080a0228001000180050005800000000000000001e08081000180020002800300040004a0a12080a0228001000180050005800";
         pub const MSGAPPV2_STREAM: &str = "0200000000000000290803100218012003280330053a0908001003180622010640054a0a12080a02280010001800500058000100000000000000020000000000000009080010031807220107000000000000000908001003180822010800000000000000070002000000000000001e08031002180120042803300840084a0a12080a0228001000180050005800";
-    }
-
-    fn hex(b: &[u8]) -> String {
-        b.iter().map(|x| format!("{x:02x}")).collect()
-    }
-
-    fn unhex(s: &str) -> Vec<u8> {
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
     }
 
     fn etcd_message(

@@ -60,9 +60,8 @@ impl Membership {
         let v = v.and_then(|b| String::from_utf8(b).ok());
         if let Some(v) = &v {
             // etcd logs these again as it recovers the version on a restart.
-            let short = v.rsplit_once('.').map_or(v.as_str(), |(major_minor, _)| major_minor);
-            tracing::info!(cluster_version = %short, "set initial cluster version");
-            tracing::info!(cluster_version = %short, "enabled capabilities for version");
+            tracing::info!(cluster_version = %short_version(v), "set initial cluster version");
+            tracing::info!(cluster_version = %short_version(v), "enabled capabilities for version");
         }
         *self.version.write().unwrap_or_else(|p| p.into_inner()) = v;
         let d = store.meta(rustcd_schema::meta::DOWNGRADE).ok().flatten();
@@ -83,16 +82,15 @@ impl Membership {
     /// Applies the cluster version the leader set (etcd's `SetVersion`, with its log lines).
     pub fn apply_cluster_version(&self, v: &str, w: &mut WriteTxn) {
         let mut cur = self.version.write().unwrap_or_else(|p| p.into_inner());
-        let short = |v: &str| v.rsplit_once('.').map_or(v, |(major_minor, _)| major_minor).to_string();
         match cur.as_deref() {
-            None => tracing::info!(cluster_version = %short(v), "set initial cluster version"),
+            None => tracing::info!(cluster_version = %short_version(v), "set initial cluster version"),
             Some(old) if old != v => {
-                tracing::info!(from = %short(old), to = %short(v), "updated cluster version")
+                tracing::info!(from = %short_version(old), to = %short_version(v), "updated cluster version")
             }
             Some(_) => {}
         }
         if cur.as_deref() != Some(v) {
-            tracing::info!(cluster_version = %short(v), "enabled capabilities for version");
+            tracing::info!(cluster_version = %short_version(v), "enabled capabilities for version");
         }
         *cur = Some(v.to_string());
         w.put_meta(rustcd_schema::meta::CLUSTER_VERSION, v.as_bytes());
@@ -224,6 +222,11 @@ impl Membership {
         drop(m);
         self.save(w, &snapshot);
     }
+}
+
+/// `3.5` of `3.5.0`: a cluster version as etcd's log lines print it.
+fn short_version(v: &str) -> &str {
+    v.rsplit_once('.').map_or(v, |(major_minor, _)| major_minor)
 }
 
 /// The member a conf change's context names: etcd's member JSON (earlier rustcd logs hold a
